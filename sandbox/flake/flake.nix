@@ -1,0 +1,107 @@
+# A toy NixOS-shaped flake for the sandbox fleet: no inputs, no nixpkgs.
+# `sandbox start` copies it to <SANDBOX_DIR>/flake/ (outside git: a flake in a git tree only sees
+# tracked files) and writes one knob file per host to hosts/<name>.json (pure evaluation cannot
+# read environment variables). Evaluation never builds: every value below is a plain derivation.
+{
+  description = "nixos-fleet sandbox hosts (toy NixOS configurations)";
+
+  outputs = { self }:
+    let
+      # Derivations use the machine's /bin/sh and coreutils (Nix runs with sandbox = false).
+      hostPath = "/usr/bin:/bin:/usr/sbin:/sbin";
+      mkDrv = system: name: script: extra:
+        derivation ({
+          inherit name system;
+          builder = "/bin/sh";
+          args = [ "-c" script ];
+          PATH = hostPath;
+        } // extra);
+
+      # A key nobody holds: breakSsh=true installs it instead of the deployer's.
+      brokenKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHNVFdSkC3NQt1W2bJfJZfpAqETWuU8CICiusLPl37PV broken-key@sandbox";
+
+      defaults = { system = "x86_64-linux"; version = 1; fail = false; breakSsh = false; size = 0; authorizedKeys = [ ]; };
+
+      # Shared by every host of a system type; unchanged when one host's knobs change.
+      sharedFor = system: {
+        activationScript = ./switch-to-configuration.sh;
+        base = mkDrv system "sandbox-base-1" ''
+          mkdir -p $out/share/sandbox $out/lib
+          echo "sandbox base files (shared by all hosts)" > $out/share/sandbox/README
+          printf 'NAME=NixOS\nID=nixos\nVARIANT=sandbox\n' > $out/lib/os-release
+        '' { };
+        tools = mkDrv system "sandbox-tools-1" ''
+          mkdir -p $out/bin
+          printf '#!/bin/sh\necho "hello from $(hostname)"\n' > $out/bin/sandbox-hello
+          chmod +x $out/bin/sandbox-hello
+        '' { };
+      };
+
+      mkHost = name: knobs:
+        let
+          cfg = defaults // knobs;
+          shared = sharedFor cfg.system;
+          version = toString cfg.version;
+          nixosVersion = "24.05.${version}-sandbox";
+          rootKeys = if cfg.breakSsh then [ brokenKey ] else cfg.authorizedKeys;
+          keysText = builtins.concatStringsSep "\n" rootKeys + "\n";
+
+          # Per host: identity, keys and knobs of this configuration.
+          etc = mkDrv cfg.system "sandbox-etc-${name}-${version}" ''
+            mkdir -p $out/ssh/authorized_keys.d $out/sandbox
+            echo "$hostName" > $out/hostname
+            printf '%s' "$keysText" > $out/ssh/authorized_keys.d/root
+            printf '%s' "$keysText" > $out/ssh/authorized_keys.d/deployer
+            echo "$nixosVersion" > $out/sandbox/version
+            if [ "$fail" = 1 ]; then touch $out/sandbox/fail; fi
+          '' {
+            hostName = name;
+            inherit keysText nixosVersion;
+            fail = if cfg.fail then "1" else "0";
+          };
+
+          # Optional payload of `size` MiB, for copy benchmarks.
+          blob = mkDrv cfg.system "sandbox-blob-${name}-${version}-${toString cfg.size}M" ''
+            mkdir -p $out
+            echo "$hostName" > $out/owner
+            head -c $((size * 1048576)) /dev/urandom > $out/blob
+          '' { hostName = name; size = toString cfg.size; };
+
+          toplevel = mkDrv cfg.system "nixos-system-${name}-${nixosVersion}" ''
+            mkdir -p $out/bin $out/sw/bin
+            ln -s $base $out/base
+            ln -s $tools $out/tools
+            ln -s $etc $out/etc
+            if [ -n "$blob" ]; then ln -s $blob $out/blob; fi
+            echo "$nixosVersion" > $out/nixos-version
+            printf '#!/bin/sh\ncat %s/nixos-version\n' "$out" > $out/bin/nixos-version
+            printf '#!/bin/sh\nexec /bin/sh %s %s "$@"\n' "$activationScript" "$out" > $out/bin/switch-to-configuration
+            printf '#!/bin/sh\nexec /bin/sh %s %s boot-activation\n' "$activationScript" "$out" > $out/activate
+            chmod +x $out/bin/* $out/activate
+            ln -s $out/bin/nixos-version $out/sw/bin/nixos-version
+            ln -s $tools/bin/sandbox-hello $out/sw/bin/sandbox-hello
+          '' {
+            inherit (shared) base tools activationScript;
+            inherit etc nixosVersion;
+            blob = if cfg.size > 0 then blob else "";
+          };
+        in {
+          config = {
+            networking.hostName = name;
+            system.nixos.version = nixosVersion;
+            system.build.toplevel = toplevel;
+            sandbox = cfg;
+          };
+        };
+
+      hostFiles = builtins.readDir ./hosts;
+      jsonNames = builtins.filter (f: builtins.match ".*\\.json" f != null && hostFiles.${f} == "regular")
+        (builtins.attrNames hostFiles);
+      hostName = file: builtins.head (builtins.match "(.*)\\.json" file);
+    in {
+      nixosConfigurations = builtins.listToAttrs (map (file: {
+        name = hostName file;
+        value = mkHost (hostName file) (builtins.fromJSON (builtins.readFile (./hosts + "/${file}")));
+      }) jsonNames);
+    };
+}

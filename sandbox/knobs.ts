@@ -1,0 +1,72 @@
+// Per-host knobs of the toy flake, kept in <flake>/hosts/<name>.json because pure Nix
+// evaluation cannot read environment variables.
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { z } from "zod";
+
+export const knobsSchema = z.object({
+    /** Configuration version: a new one is a new system (new per-host store paths). */
+    version: z.number().int().min(1),
+    /** Activation (switch/test) fails after re-pointing /run/current-system. */
+    fail: z.boolean(),
+    /** Activation installs a wrong authorized key: the deployer loses SSH access. */
+    breakSsh: z.boolean(),
+    /** MiB of per-host payload in the closure (copy benchmarks). */
+    size: z.number().int().min(0),
+});
+export type Knobs = z.infer<typeof knobsSchema>;
+export type KnobName = keyof Knobs;
+
+/** What the flake reads: the knobs plus facts the sandbox provides. */
+export interface KnobFile extends Knobs {
+    system: string;
+    authorizedKeys: string[];
+}
+
+export const DEFAULT_KNOBS: Knobs = { version: 1, fail: false, breakSsh: false, size: 0 };
+
+const BOOLEAN_KNOBS: ReadonlySet<string> = new Set(["fail", "breakSsh"]);
+const KNOB_NAMES: readonly string[] = Object.keys(DEFAULT_KNOBS);
+
+function parseValue(key: string, raw: string): number | boolean {
+    if (BOOLEAN_KNOBS.has(key)) {
+        if (raw === "true" || raw === "1") return true;
+        if (raw === "false" || raw === "0") return false;
+        throw new Error(`knob ${key} takes true or false, not '${raw}'`);
+    }
+    if (!/^\d+$/.test(raw)) throw new Error(`knob ${key} takes a whole number, not '${raw}'`);
+    return Number(raw);
+}
+
+/** Parses CLI assignments like ["version=2", "fail=true"]. */
+export function parseKnobAssignments(assignments: readonly string[]): Partial<Knobs> {
+    if (assignments.length === 0) throw new Error(`no knobs given: use key=value with keys ${KNOB_NAMES.join(", ")}`);
+    const result: Record<string, number | boolean> = {};
+    for (const assignment of assignments) {
+        const match = /^([A-Za-z]+)=(.*)$/.exec(assignment);
+        if (!match || !KNOB_NAMES.includes(match[1]!)) {
+            throw new Error(`bad knob '${assignment}': use key=value with keys ${KNOB_NAMES.join(", ")}`);
+        }
+        result[match[1]!] = parseValue(match[1]!, match[2]!);
+    }
+    return knobsSchema.partial().strict().parse(result);
+}
+
+export function readKnobFile(file: string): KnobFile | undefined {
+    if (!fs.existsSync(file)) return undefined;
+    return JSON.parse(fs.readFileSync(file, "utf8")) as KnobFile;
+}
+
+/** Writes atomically: a reader (nix eval) never sees half a file. */
+export function writeKnobFile(file: string, content: KnobFile): void {
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    const tmp = `${file}.tmp-${process.pid}`;
+    fs.writeFileSync(tmp, JSON.stringify(content, null, 2) + "\n");
+    fs.renameSync(tmp, file);
+}
+
+/** Nix's name for this machine's platform. */
+export function nixSystem(): string {
+    const arch = process.arch === "arm64" ? "aarch64" : process.arch === "x64" ? "x86_64" : process.arch;
+    return `${arch}-linux`;
+}
