@@ -10,6 +10,7 @@ const USAGE = `usage: npm run sandbox -- <command>
   status                   hosts, ports, processes, knobs, current/boot systems
   ssh <host> [command…]    ssh into a host as root (SANDBOX_USER=deployer for the non-root user)
   set <host> key=value…    knobs: version=N fail=true|false breakSsh=true|false size=MiB
+  console <host> command…  run a command as root in the host without SSH (repair after breakSsh)
   reboot <host>            restart a host into its boot default generation
   env <host>               print NIX_SSHOPTS and the store URI for nix copy
 environment: SANDBOX_DIR (default <project>/.sandbox), SANDBOX_PORT_BASE (default 22200)`;
@@ -61,6 +62,14 @@ async function main(argv: string[]): Promise<number> {
             const [name, ...rest] = args;
             if (!name) throw new Error("ssh needs a host name");
             return interactiveSsh(fleet, name, rest);
+        }
+        case "console": {
+            const [name, ...rest] = args;
+            if (!name || rest.length === 0) throw new Error("console needs a host name and a command");
+            const result = await fleet.console(name, rest);
+            process.stdout.write(result.stdout);
+            process.stderr.write(result.stderr);
+            return result.code ?? 1;
         }
         case "set": {
             const [name, ...assignments] = args;

@@ -6,7 +6,7 @@ import * as path from "node:path";
 import { ProcessRunner, RunResult, runChecked, runProcess } from "../src/process/runner";
 import { ClientHostEntry, knownHosts, sshConfig, writeAtomically } from "./client-config";
 import { installFlake, installTools } from "./flake-template";
-import { DEPLOYER_USER, writeHostFiles } from "./host-files";
+import { HOST_PATH, writeHostFiles } from "./host-files";
 import { ensureKeyPair, keyWithoutComment } from "./keys";
 import { DEFAULT_KNOBS, KnobFile, Knobs, knobsSchema, nixSystem, readKnobFile, writeKnobFile } from "./knobs";
 import { DEFAULT_HOSTS, SandboxLayout, checkHostName, defaultSandboxDir, sourceDir } from "./layout";
@@ -323,6 +323,27 @@ export class SandboxFleet {
             ["ssh", "-F", h.sshConfigFile, "-l", user, name, "--", argv.map(shellQuote).join(" ")],
             { input: options.input, timeoutMs: options.timeoutMs },
         );
+    }
+
+    /**
+     * Runs argv as root inside the host's namespaces without SSH, like a cloud provider's console:
+     * for inspecting or repairing a host the deployer locked itself out of (breakSsh=true).
+     */
+    async console(name: string, argv: readonly string[], options: Omit<ExecOptions, "user"> = {}): Promise<RunResult> {
+        if (argv.length === 0) throw new Error("console: empty command");
+        const pid = await this.namespacePid(name);
+        return this.runner(
+            ["nsenter", "--target", String(pid), "--mount", "--uts", "--pid", "--", "env", `PATH=${HOST_PATH}`, "HOME=/root", ...argv],
+            { input: options.input, timeoutMs: options.timeoutMs },
+        );
+    }
+
+    /** Pid (outside) of the host namespace's pid 1: the child of its unshare process. */
+    private async namespacePid(name: string): Promise<number> {
+        const own = hostProcesses(await listProcesses(this.runner), this.layout.hostDir(name));
+        const init = own.find((p) => own.some((parent) => parent.pid === p.ppid));
+        if (!init) throw new Error(`sandbox host '${name}' is not running`);
+        return init.pid;
     }
 
     /** Changes knobs of a host's configuration (takes effect on the next build/deploy). */

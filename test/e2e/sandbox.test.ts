@@ -1,0 +1,193 @@
+// The sandbox fleet end to end with the real tools: hosts with their own stores, nix copy over
+// ssh-ng, activation through the nixos-rebuild stand-in, knobs, reboot, clean stop.
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { RunResult, runChecked, runProcess } from "../../src/process/runner";
+import { SandboxFleet } from "../../sandbox/fleet";
+import { listProcesses, hostProcesses } from "../../sandbox/processes";
+
+const HOSTS = ["alpha", "beta", "gamma"] as const;
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sandbox-e2e-"));
+const fleet = new SandboxFleet({ dir, portBase: 24200 });
+// Nix on the deployer side: offline, no writes to ~/.cache.
+const nixEnv = { XDG_CACHE_HOME: path.join(dir, "cache"), NIX_CONFIG: "experimental-features = nix-command flakes\nsubstituters =" };
+
+const toplevelAttr = (host: string): string => `${fleet.flakeRef}#nixosConfigurations.${host}.config.system.build.toplevel`;
+
+async function nix(args: string[], extraEnv: Record<string, string> = {}): Promise<RunResult> {
+    return runChecked(runProcess, ["nix", ...args], { env: { ...nixEnv, ...extraEnv } });
+}
+
+async function buildToplevel(host: string): Promise<string> {
+    const result = await nix(["build", "--no-link", "--json", toplevelAttr(host)]);
+    return (JSON.parse(result.stdout) as Array<{ outputs: { out: string } }>)[0]!.outputs.out;
+}
+
+async function closure(storePath: string): Promise<string[]> {
+    const result = await runChecked(runProcess, ["nix-store", "-q", "--requisites", storePath], { env: nixEnv });
+    return result.stdout.trim().split("\n").sort();
+}
+
+/** nix copy to a host as root (or deployer), options explicit as a deployer would pass them. */
+function copyTo(host: string, paths: string[], user = "root"): Promise<RunResult> {
+    return runProcess(["nix", "copy", "-v", "--no-check-sigs", "--to", fleet.storeUri(user), ...paths], {
+        env: { ...nixEnv, NIX_SSHOPTS: fleet.nixSshOpts(host) },
+    });
+}
+
+async function onHost(host: string, argv: string[], user?: string): Promise<string> {
+    const result = await fleet.exec(host, argv, { user });
+    if (result.code !== 0) throw new Error(`${host}: ${argv.join(" ")} exited ${result.code}: ${result.stderr}`);
+    return result.stdout.trim();
+}
+
+async function hostStore(host: string): Promise<string[]> {
+    return (await onHost(host, ["nix", "path-info", "--all"])).split("\n").filter(Boolean).sort();
+}
+
+/** The flake source as the product sends it: copied into the host's store, used as path:<store path>. */
+async function sendFlake(host: string): Promise<string> {
+    const meta = JSON.parse((await nix(["flake", "metadata", "--json", fleet.flakeRef])).stdout) as { path: string };
+    const copied = await copyTo(host, [meta.path]);
+    expect(copied.code, copied.stderr).toBe(0);
+    return `path:${meta.path}`;
+}
+
+const toplevels: Record<string, string> = {};
+
+beforeAll(async () => {
+    await fleet.start(HOSTS);
+}, 120_000);
+
+afterAll(async () => {
+    await fleet.destroy();
+    fs.rmSync(dir, { recursive: true, force: true });
+});
+
+describe("sandbox fleet", () => {
+    it("starts hosts reachable with the generated ssh_config, each with its own hostname and empty store", async () => {
+        for (const host of HOSTS) {
+            const ssh = await runProcess(["ssh", "-F", fleet.host(host).sshConfigFile, host, "hostname"]);
+            expect(ssh.code, ssh.stderr).toBe(0);
+            expect(ssh.stdout.trim()).toBe(host);
+            expect(await hostStore(host)).toEqual([]);
+        }
+        const ports = HOSTS.map((h) => fleet.host(h).port);
+        expect(new Set(ports).size).toBe(3);
+        const knownHosts = fs.readFileSync(fleet.host("alpha").knownHostsFile, "utf8");
+        expect(knownHosts).toContain(`[127.0.0.1]:${fleet.host("alpha").port} ssh-ed25519 `);
+    });
+
+    it("evaluates all hosts' toplevels without building", async () => {
+        const result = await nix(["eval", "--json", `${fleet.flakeRef}#nixosConfigurations`, "--apply",
+            "cs: builtins.mapAttrs (n: c: c.config.system.build.toplevel.outPath) cs"]);
+        const outPaths = JSON.parse(result.stdout) as Record<string, string>;
+        expect(Object.keys(outPaths).sort()).toEqual([...HOSTS]);
+        for (const out of Object.values(outPaths)) expect(fs.existsSync(out)).toBe(false);
+    });
+
+    it("copies a locally built closure to each host; each store holds only its own paths", async () => {
+        const closures: Record<string, string[]> = {};
+        for (const host of HOSTS) {
+            toplevels[host] = await buildToplevel(host);
+            closures[host] = await closure(toplevels[host]!);
+            expect(closures[host]!.length).toBeGreaterThanOrEqual(4);
+        }
+        // Shared paths (base, tools, activation script) and per-host ones (etc, toplevel).
+        const shared = closures.alpha!.filter((p) => closures.beta!.includes(p));
+        expect(shared.length).toBeGreaterThanOrEqual(3);
+        expect(closures.alpha!.length - shared.length).toBeGreaterThanOrEqual(2);
+
+        for (const host of HOSTS) {
+            const copied = await copyTo(host, [toplevels[host]!]);
+            expect(copied.code, copied.stderr).toBe(0);
+            expect(await hostStore(host)).toEqual(closures[host]);
+        }
+        // Nothing travels a second time.
+        const again = await copyTo("alpha", [toplevels.alpha!]);
+        expect(again.code, again.stderr).toBe(0);
+        expect(again.stderr).not.toMatch(/copying path/);
+        expect(await hostStore("alpha")).toEqual(closures.alpha);
+    });
+
+    it("activates with the nixos-rebuild stand-in: generation 1, /run/current-system, activation log", async () => {
+        const flake = await sendFlake("alpha");
+        const rebuild = await fleet.exec("alpha", ["nixos-rebuild", "switch", "--flake", `${flake}#alpha`]);
+        expect(rebuild.code, rebuild.stderr).toBe(0);
+        expect(await onHost("alpha", ["nix-env", "-p", "/nix/var/nix/profiles/system", "--list-generations"])).toMatch(/^\s*1\s.*\(current\)$/);
+        expect(await onHost("alpha", ["readlink", "/run/current-system"])).toBe(toplevels.alpha);
+        expect(await onHost("alpha", ["readlink", "/nix/var/nix/sandbox/boot-default"])).toBe(toplevels.alpha);
+        expect(await onHost("alpha", ["nixos-version"])).toBe("24.05.1-sandbox");
+        const log = (await onHost("alpha", ["cat", "/nix/var/nix/sandbox/activations.log"])).split("\n");
+        expect(log).toHaveLength(1);
+        expect(JSON.parse(log[0]!)).toMatchObject({ action: "switch", toplevel: toplevels.alpha });
+        // Root still gets in: the configuration's authorized key is the deployer's.
+        expect(await onHost("alpha", ["true"])).toBe("");
+    });
+
+    it("lets the non-root deployer user copy (trusted by the host's nix-daemon) and deploy with sudo", async () => {
+        expect(await onHost("beta", ["id", "-un"], "deployer")).toBe("deployer");
+        const copied = await copyTo("beta", [toplevels.beta!], "deployer");
+        expect(copied.code, copied.stderr).toBe(0);
+        const flake = await sendFlake("beta");
+        const rebuild = await fleet.exec("beta", ["sudo", "-n", "nixos-rebuild", "switch", "--flake", `${flake}#beta`], { user: "deployer" });
+        expect(rebuild.code, rebuild.stderr).toBe(0);
+        expect(await onHost("beta", ["readlink", "/run/current-system"])).toBe(toplevels.beta);
+    });
+
+    it("fail=true: activation exits non-zero after re-pointing /run/current-system", async () => {
+        await fleet.set("alpha", { version: 2, fail: true });
+        const broken = await buildToplevel("alpha");
+        expect(broken).not.toBe(toplevels.alpha);
+        const copied = await copyTo("alpha", [broken]);
+        expect(copied.code, copied.stderr).toBe(0);
+        expect((copied.stderr.match(/copying path/g) ?? []).length).toBe(2); // etc + toplevel only
+
+        const flake = await sendFlake("alpha");
+        const rebuild = await fleet.exec("alpha", ["nixos-rebuild", "switch", "--flake", `${flake}#alpha`]);
+        expect(rebuild.code).not.toBe(0);
+        expect(rebuild.stderr).toContain("fail=true");
+        expect(await onHost("alpha", ["readlink", "/run/current-system"])).toBe(broken);
+        expect(await onHost("alpha", ["readlink", "/nix/var/nix/profiles/system"])).toBe("system-2-link");
+    });
+
+    it("test + reboot: the host comes back on its boot default generation", async () => {
+        const flake = await sendFlake("gamma");
+        expect((await fleet.exec("gamma", ["nixos-rebuild", "switch", "--flake", `${flake}#gamma`])).code).toBe(0);
+        await fleet.set("gamma", { version: 2 });
+        const next = await sendFlake("gamma");
+        const tested = await fleet.exec("gamma", ["nixos-rebuild", "test", "--flake", `${next}#gamma`]);
+        expect(tested.code, tested.stderr).toBe(0);
+        expect(await onHost("gamma", ["nixos-version"])).toBe("24.05.2-sandbox");
+        await fleet.reboot("gamma");
+        expect(await onHost("gamma", ["readlink", "/run/booted-system"])).toBe(toplevels.gamma);
+        expect(await onHost("gamma", ["readlink", "/run/current-system"])).toBe(toplevels.gamma);
+        const status = (await fleet.status()).find((s) => s.name === "gamma")!;
+        expect(status).toMatchObject({ running: true, currentSystem: toplevels.gamma, bootDefault: toplevels.gamma, profileGeneration: "system-1-link" });
+    });
+
+    it("breakSsh=true locks the deployer out; the console still reaches the host", async () => {
+        await fleet.set("gamma", { version: 3, breakSsh: true });
+        const flake = await sendFlake("gamma");
+        expect((await fleet.exec("gamma", ["nixos-rebuild", "switch", "--flake", `${flake}#gamma`])).code).toBe(0);
+        const locked = await fleet.exec("gamma", ["true"]);
+        expect(locked.code).toBe(255);
+        expect(locked.stderr).toContain("Permission denied (publickey)");
+        const viaConsole = await fleet.console("gamma", ["hostname"]);
+        expect(viaConsole.stdout.trim()).toBe("gamma");
+    });
+
+    it("stop leaves no processes, listeners or mounts behind", async () => {
+        const ports = HOSTS.map((h) => fleet.host(h).port);
+        await fleet.stop();
+        const processes = await listProcesses(runProcess);
+        for (const host of HOSTS) expect(hostProcesses(processes, path.join(dir, "hosts", host))).toEqual([]);
+        expect(processes.filter((p) => !p.stat.startsWith("Z") && p.args.includes(dir))).toEqual([]);
+        const listeners = (await runChecked(runProcess, ["ss", "-ltnH"])).stdout;
+        for (const port of ports) expect(listeners).not.toContain(`127.0.0.1:${port} `);
+        expect(fs.readFileSync("/proc/mounts", "utf8")).not.toContain(dir);
+        expect((await fleet.status()).every((s) => !s.running)).toBe(true);
+    });
+});
