@@ -1,0 +1,140 @@
+// Evaluate phase: every selected host's system store path from ONE `nix eval` per flake, without
+// building anything (only .drv files are written), so `pulumi preview` is quick and exact.
+import { FleetError, tail } from "../errors";
+import type { ProcessRunner } from "../process/runner";
+import { NIX_FLAGS, isStorePath } from "./flags";
+
+export interface EvaluationTarget {
+    name: string;
+    flake: string;
+    /** Dotted attribute path of the NixOS configuration, e.g. nixosConfigurations.psi. */
+    attribute: string;
+}
+
+export interface EvaluatedSystem {
+    storePath: string;
+    drvPath: string;
+}
+
+export interface EvaluateOptions {
+    runner: ProcessRunner;
+    cwd?: string;
+}
+
+const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_'-]*$/;
+
+function attributeSegments(target: EvaluationTarget): string[] {
+    const segments = target.attribute.split(".");
+    if (segments.length < 2 || !segments.every((segment) => IDENTIFIER.test(segment))) {
+        throw new FleetError({
+            phase: "evaluate",
+            host: target.name,
+            message: `attribute "${target.attribute}" is not a dotted path like nixosConfigurations.${target.name}`,
+            hint: "fix the attribute field in the host's file",
+        });
+    }
+    return segments;
+}
+
+const nixString = (value: string): string => JSON.stringify(value).replace(/\$\{/g, "\\${");
+
+/** The --apply function: from the flake output `prefix`, each host's toplevel out and drv paths. */
+export function applyExpression(hosts: { name: string; rest: string[] }[]): string {
+    const fields = hosts.map(({ name, rest }) => {
+        const select = ["o", ...rest.map(nixString)].join(".");
+        return `${nixString(name)} = let t = ${select}.config.system.build.toplevel; in { out = t.outPath; drv = t.drvPath; };`;
+    });
+    return `o: { ${fields.join(" ")} }`;
+}
+
+interface Group {
+    flake: string;
+    prefix: string;
+    hosts: { name: string; rest: string[] }[];
+}
+
+function groupByFlake(targets: EvaluationTarget[]): Group[] {
+    const groups = new Map<string, Group>();
+    for (const target of targets) {
+        const [prefix, ...rest] = attributeSegments(target);
+        const key = `${target.flake}#${prefix}`;
+        let group = groups.get(key);
+        if (!group) {
+            group = { flake: target.flake, prefix: prefix!, hosts: [] };
+            groups.set(key, group);
+        }
+        group.hosts.push({ name: target.name, rest });
+    }
+    return [...groups.values()];
+}
+
+async function evalGroup(group: Group, options: EvaluateOptions) {
+    return options.runner(
+        ["nix", ...NIX_FLAGS, "eval", "--json", `${group.flake}#${group.prefix}`, "--apply", applyExpression(group.hosts)],
+        { cwd: options.cwd },
+    );
+}
+
+/** Which hosts of a failed group are at fault: only run on the error path, one eval per host. */
+async function blameHosts(group: Group, options: EvaluateOptions): Promise<FleetError[]> {
+    const errors: FleetError[] = [];
+    for (const host of group.hosts) {
+        const result = await evalGroup({ ...group, hosts: [host] }, options);
+        if (result.code !== 0) errors.push(evaluationError(host.name, group, result.stderr));
+    }
+    return errors;
+}
+
+function evaluationError(host: string | undefined, group: Group, stderr: string): FleetError {
+    const missing = /attribute '([^']+)' missing|does not provide attribute/.test(stderr);
+    return new FleetError({
+        phase: "evaluate",
+        host,
+        message: missing
+            ? `the flake ${group.flake} has no NixOS configuration for this host`
+            : `evaluating the system of ${host ?? "the fleet"} failed`,
+        hint: missing
+            ? `check the host's flake and attribute fields (nix flake show ${group.flake})`
+            : `fix the Nix error above; nix eval ${group.flake}#${group.prefix} reproduces it`,
+        detail: tail(stderr),
+    });
+}
+
+/** Evaluates all targets; throws a FleetError naming each failing host. */
+export async function evaluateSystems(
+    targets: EvaluationTarget[],
+    options: EvaluateOptions,
+): Promise<Map<string, EvaluatedSystem>> {
+    const systems = new Map<string, EvaluatedSystem>();
+    for (const group of groupByFlake(targets)) {
+        const result = await evalGroup(group, options);
+        if (result.code !== 0) {
+            const errors = group.hosts.length > 1 ? await blameHosts(group, options) : [];
+            if (errors.length === 1) throw errors[0]!;
+            if (errors.length > 1) {
+                throw new FleetError({
+                    phase: "evaluate",
+                    message: `evaluation failed for ${errors.length} hosts: ${errors.map((e) => e.host).join(", ")}`,
+                    hint: errors[0]!.hint,
+                    detail: errors.map((e) => `${e.host}:\n${e.detail ?? ""}`).join("\n"),
+                });
+            }
+            throw evaluationError(group.hosts.length === 1 ? group.hosts[0]!.name : undefined, group, result.stderr);
+        }
+        const parsed = JSON.parse(result.stdout) as Record<string, { out?: unknown; drv?: unknown }>;
+        for (const host of group.hosts) {
+            const entry = parsed[host.name];
+            if (!entry || !isStorePath(entry.out) || typeof entry.drv !== "string") {
+                throw new FleetError({
+                    phase: "evaluate",
+                    host: host.name,
+                    message: "the evaluation did not produce a system store path",
+                    hint: "the attribute must be a NixOS configuration (with config.system.build.toplevel)",
+                    detail: result.stdout.slice(0, 2000),
+                });
+            }
+            systems.set(host.name, { storePath: entry.out, drvPath: entry.drv });
+        }
+    }
+    return systems;
+}

@@ -1,0 +1,150 @@
+// One SSH master connection per host (OpenSSH ControlMaster): every command and every `nix copy`
+// to the host reuses it, so a deploy costs one SSH handshake per host instead of one per step.
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { FleetError } from "../errors";
+import type { ProcessRunner, RunResult } from "../process/runner";
+import { sshError } from "./diagnose";
+import { remoteCommand } from "./quote";
+import { destination, hostKeyAlias, type SshTarget } from "./target";
+
+export interface SshConnectionOptions {
+    runner: ProcessRunner;
+    /** A private directory for the control socket and the pinned known_hosts file. Keep it short: socket paths are limited to ~100 bytes. */
+    runtimeDir: string;
+    /** Seconds the master outlives its last use, so a crashed deployer leaves nothing behind for long. */
+    persistSeconds?: number;
+}
+
+export interface RemoteRunOptions {
+    /** Run through `sudo -n` when the login user is not root. */
+    asRoot?: boolean;
+    input?: string;
+    timeoutMs?: number;
+    onStdout?: (chunk: string) => void;
+    onStderr?: (chunk: string) => void;
+}
+
+const WHITESPACE = /\s/;
+
+/** Options that NIX_SSHOPTS will carry must not contain whitespace: Nix splits it without quoting. */
+function assertNoWhitespace(target: SshTarget, options: string[]): void {
+    const bad = options.find((option) => WHITESPACE.test(option));
+    if (bad !== undefined) {
+        throw new FleetError({
+            phase: "connect",
+            host: target.name,
+            message: `the ssh option "${bad}" contains whitespace, which Nix's NIX_SSHOPTS cannot carry`,
+            hint: "move the file to a path without spaces",
+        });
+    }
+}
+
+/** The ssh client options for a target, apart from the control socket. */
+export function targetSshOptions(target: SshTarget, pinnedKnownHosts?: string): string[] {
+    const options: string[] = [];
+    if (target.sshConfigFile) options.push("-F", target.sshConfigFile);
+    if (target.port !== undefined) options.push("-p", String(target.port));
+    if (target.identityFile) options.push("-i", target.identityFile, "-o", "IdentitiesOnly=yes");
+    if (target.proxyJump) options.push("-J", target.proxyJump);
+    options.push(
+        "-o", "BatchMode=yes",
+        "-o", `ConnectTimeout=${target.connectTimeout ?? 10}`,
+        "-o", "ServerAliveInterval=5",
+        "-o", "ServerAliveCountMax=3",
+    );
+    if (target.insecureSkipHostKeyCheck) {
+        options.push("-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null");
+    } else {
+        options.push("-o", "StrictHostKeyChecking=yes");
+        if (pinnedKnownHosts) {
+            options.push("-o", `UserKnownHostsFile=${pinnedKnownHosts}`, "-o", `HostKeyAlias=${hostKeyAlias(target)}`);
+        } else if (target.knownHostsFile) {
+            options.push("-o", `UserKnownHostsFile=${target.knownHostsFile}`);
+        }
+    }
+    for (const option of target.sshOptions ?? []) options.push("-o", option);
+    return options;
+}
+
+export class SshConnection {
+    readonly target: SshTarget;
+    readonly controlPath: string;
+    /** How many SSH handshakes this connection made (benchmarks report it). */
+    handshakes = 0;
+    private readonly runner: ProcessRunner;
+    private readonly options: string[];
+    private readonly persistSeconds: number;
+    private opened = false;
+
+    constructor(target: SshTarget, options: SshConnectionOptions) {
+        this.target = target;
+        this.runner = options.runner;
+        this.persistSeconds = options.persistSeconds ?? 60;
+        mkdirSync(options.runtimeDir, { recursive: true, mode: 0o700 });
+        this.controlPath = join(options.runtimeDir, `${target.name}.sock`);
+        let pinned: string | undefined;
+        if (target.hostKey && !target.insecureSkipHostKeyCheck) {
+            pinned = join(options.runtimeDir, `${target.name}.known_hosts`);
+            writeFileSync(pinned, `${hostKeyAlias(target)} ${target.hostKey.trim()}\n`, { mode: 0o600 });
+        }
+        this.options = [...targetSshOptions(target, pinned), "-o", `ControlPath=${this.controlPath}`];
+        assertNoWhitespace(target, this.options);
+    }
+
+    /** Options for ssh clients that should ride on the master (ours and Nix's). */
+    clientOptions(): string[] {
+        return [...this.options, "-o", "ControlMaster=no"];
+    }
+
+    /** NIX_SSHOPTS for `nix copy`: Nix's ssh then multiplexes over our master. */
+    nixSshOpts(): string {
+        return this.clientOptions().join(" ");
+    }
+
+    /** The Nix store URI of the host (ssh-ng: the daemon protocol, as colmena and deploy-rs use). */
+    storeUri(): string {
+        return `ssh-ng://${destination(this.target)}`;
+    }
+
+    /** Starts the master connection (one SSH handshake). Throws a FleetError saying why not. */
+    async open(): Promise<void> {
+        if (this.opened) return;
+        const timeoutMs = ((this.target.connectTimeout ?? 10) + 5) * 1000;
+        const argv = [
+            "ssh", ...this.options,
+            "-o", "ControlMaster=yes",
+            "-o", `ControlPersist=${this.persistSeconds}`,
+            "-N", "-f", destination(this.target),
+        ];
+        this.handshakes += 1;
+        const result = await this.runner(argv, { timeoutMs });
+        if (result.code !== 0) throw sshError(this.target, result.stderr, result.timedOut);
+        this.opened = true;
+    }
+
+    /** Runs argv on the host over the master. Never throws for a non-zero exit: callers decide. */
+    async run(argv: readonly string[], options: RemoteRunOptions = {}): Promise<RunResult> {
+        await this.open();
+        const command = options.asRoot && this.target.user !== "root" ? ["sudo", "-n", "--", ...argv] : argv;
+        const sshArgv = ["ssh", ...this.clientOptions(), destination(this.target), remoteCommand(command)];
+        const result = await this.runner(sshArgv, {
+            input: options.input,
+            timeoutMs: options.timeoutMs,
+            onStdout: options.onStdout,
+            onStderr: options.onStderr,
+        });
+        // 255 is ssh's own failure (connection lost), not the remote command's exit status.
+        if (result.code === 255 && /^(ssh|mux_client|Control socket)|Connection (closed|reset)|Broken pipe/m.test(result.stderr)) {
+            throw sshError(this.target, result.stderr, result.timedOut);
+        }
+        return result;
+    }
+
+    /** Stops the master. Safe to call twice or when it never opened. */
+    async close(): Promise<void> {
+        if (!this.opened) return;
+        this.opened = false;
+        await this.runner(["ssh", ...this.options, "-O", "exit", destination(this.target)], { timeoutMs: 5000 });
+    }
+}
