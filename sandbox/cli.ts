@@ -38,6 +38,7 @@ function printStatus(fleet: SandboxFleet, hosts: HostStatus[]): void {
 function interactiveSsh(fleet: SandboxFleet, name: string, command: string[]): Promise<number> {
     const h = fleet.host(name);
     const user = process.env.SANDBOX_USER ?? "root";
+    if (command[0] === "--") command = command.slice(1);
     const child = spawn("ssh", ["-F", h.sshConfigFile, "-l", user, name, ...(command.length ? ["--", ...command] : [])], { stdio: "inherit" });
     return new Promise((resolve) => child.on("close", (code) => resolve(code ?? 255)));
 }

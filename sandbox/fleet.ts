@@ -12,7 +12,7 @@ import { DEFAULT_KNOBS, KnobFile, Knobs, knobsSchema, nixSystem, readKnobFile, w
 import { DEFAULT_HOSTS, SandboxLayout, checkHostName, defaultSandboxDir, sourceDir } from "./layout";
 import { DEFAULT_PORT_BASE, allocatePorts, isPortFree, readPorts, releasePort, writePorts } from "./ports";
 import { ProcessInfo, hostProcesses, killAll, listProcesses, sleep } from "./processes";
-import { forEachLimited, isListening, waitForHost } from "./wait";
+import { forEachLimited, isListening, sshBanner, waitForHost } from "./wait";
 
 export { DEFAULT_HOSTS } from "./layout";
 export { DEPLOYER_USER } from "./host-files";
@@ -138,8 +138,14 @@ export class SandboxFleet {
         const deployerKey = await ensureKeyPair(this.runner, this.layout.identityFile, "deployer@nixos-fleet-sandbox");
 
         const processes = await listProcesses(this.runner);
-        const running = new Set(names.filter((n) => hostProcesses(processes, this.layout.hostDir(n)).length > 0));
         const ports = await allocatePorts(this.layout.portsFile, this.dir, names, this.portBase);
+        const running = new Set<string>();
+        for (const name of names) {
+            if (hostProcesses(processes, this.layout.hostDir(name)).length === 0) continue;
+            // Alive but not answering (hung, or half-started before a crash): restart it.
+            if (await sshBanner(ports[name]!)) running.add(name);
+            else await this.stopHosts([name], false);
+        }
         const toStart = names.filter((n) => !running.has(n));
 
         await forEachLimited(toStart, START_CONCURRENCY, async (name) => {
@@ -180,6 +186,14 @@ export class SandboxFleet {
 
     /** Stops the hosts (default: all). Idempotent; also cleans up after crashed hosts. */
     async stop(names?: readonly string[]): Promise<void> {
+        await this.stopHosts(names, true);
+    }
+
+    /**
+     * `awaitReap`: also wait (up to 3 s) until the machine's init has reaped the killed
+     * processes, so that `ps` right after shows no zombies; init reaps lazily on some machines.
+     */
+    private async stopHosts(names: readonly string[] | undefined, awaitReap: boolean): Promise<void> {
         const targets = names ?? this.names();
         targets.forEach(checkHostName);
         const started = Date.now();
@@ -187,13 +201,20 @@ export class SandboxFleet {
         const owned = (all: readonly ProcessInfo[]): number[] =>
             targets.flatMap((n) => hostProcesses(all, this.layout.hostDir(n)).map((p) => p.pid));
         let pids = owned(processes);
+        const killed = new Set<number>();
         for (let attempt = 0; pids.length > 0; attempt++) {
             if (attempt === 50) throw new Error(`could not stop processes ${pids.join(", ")}`);
-            killAll(pids);
+            // The namespace's pid 1 first: its unshare parent then reaps it and exits by itself,
+            // leaving one process, not two, to the machine's reaper.
+            const inits = pids.filter((pid) => processes.some((p) => p.pid === pid && pids.includes(p.ppid)));
+            killAll(attempt === 0 && inits.length > 0 ? inits : pids);
+            pids.forEach((pid) => killed.add(pid));
             await sleep(attempt === 0 ? 10 : 50);
             processes = await listProcesses(this.runner);
             pids = owned(processes);
         }
+        // Dead now; give their reaper a moment so `ps` right after shows no zombies either.
+        for (let i = 0; awaitReap && i < 60 && [...killed].some((pid) => fs.existsSync(`/proc/${pid}`)); i++) await sleep(50);
         await this.unmountStale(targets);
         const ports = readPorts(this.layout.portsFile);
         for (const name of targets) {
@@ -244,7 +265,7 @@ export class SandboxFleet {
 
     /** Simulated reboot: the host restarts into its boot default generation (/run is emptied). */
     async reboot(name: string): Promise<void> {
-        await this.stop([name]);
+        await this.stopHosts([name], false);
         await this.start([name]);
     }
 
