@@ -1,0 +1,127 @@
+// Rules for the fields that become ssh arguments. Everything here ends up in NIX_SSHOPTS or on an
+// ssh command line, so the rules reject whitespace and leading dashes outright and keep
+// host-key checking on unless the host file says otherwise in so many words.
+import { z } from "zod";
+import { describeValue, expecting, failure, matching } from "./rules";
+
+const ADDRESS_RULE = "a host name, IP address or ssh_config alias";
+
+export function address() {
+    return z.string(expecting(ADDRESS_RULE)).superRefine((value, context) => {
+        const problem = addressProblem(value);
+        if (problem) context.addIssue({ code: "custom", ...problem });
+    });
+}
+
+function addressProblem(value: string): ReturnType<typeof failure> | undefined {
+    if (value.includes("@")) {
+        const [user, host] = value.split("@", 2);
+        return failure(`address ${describeValue(value)} contains a user`, `write "address: ${host}" and "user: ${user}"`);
+    }
+    const hostAndPort = /^([^:]+):(\d+)$/.exec(value);
+    if (hostAndPort) {
+        return failure(`address ${describeValue(value)} contains a port`, `write "address: ${hostAndPort[1]}" and "port: ${hostAndPort[2]}"`);
+    }
+    if (value.startsWith("-") || !/^[A-Za-z0-9_.%:[\]-]+$/.test(value)) {
+        return failure(`expected ${ADDRESS_RULE}, got ${describeValue(value)}`);
+    }
+    return undefined;
+}
+
+export const USER_PATTERN = /^[A-Za-z_][A-Za-z0-9_.-]{0,31}$/;
+export const userName = () => matching(USER_PATTERN, "a user name (letters, digits, '_', '.', '-'; not starting with a digit or '-')");
+
+const JUMP_HOP = /^(?:[A-Za-z0-9_.-]+@)?(?:[A-Za-z0-9_.-]+|\[[0-9A-Za-z:.%]+\])(?::(\d{1,5}))?$/;
+const PROXY_JUMP_RULE = "an ssh -J jump list: [user@]host[:port][,[user@]host[:port]...]";
+
+export function proxyJump() {
+    return z
+        .string(expecting(PROXY_JUMP_RULE))
+        .refine((value) => value.split(",").every(isJumpHop), expecting(PROXY_JUMP_RULE));
+}
+
+function isJumpHop(hop: string): boolean {
+    const match = JUMP_HOP.exec(hop);
+    if (!match || hop.startsWith("-")) return false;
+    const port = match[1] === undefined ? 22 : Number(match[1]);
+    return port >= 1 && port <= 65535;
+}
+
+/** Key types OpenSSH pins in known_hosts. */
+export const HOST_KEY_TYPES = [
+    "ssh-ed25519",
+    "ssh-rsa",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+] as const;
+const HOST_KEY_RULE = 'a public host key "<type> <base64>", e.g. the output of `ssh-keyscan -t ed25519 <host>` without the host';
+
+export function hostKey() {
+    return z
+        .string(expecting(HOST_KEY_RULE))
+        .superRefine((value, context) => {
+            const problem = hostKeyProblem(value.trim());
+            if (problem) context.addIssue({ code: "custom", ...problem });
+        });
+}
+
+function hostKeyProblem(value: string): ReturnType<typeof failure> | undefined {
+    const match = /^(\S+) ([A-Za-z0-9+/]+={0,2})(?: [^\n]*)?$/.exec(value);
+    if (!match) return failure(`expected ${HOST_KEY_RULE}, got ${describeValue(value)}`);
+    const [, type = "", blob = ""] = match;
+    if (!(HOST_KEY_TYPES as readonly string[]).includes(type)) {
+        return failure(`unsupported host key type ${describeValue(type)}`, `supported types: ${HOST_KEY_TYPES.join(", ")}`);
+    }
+    // The base64 blob starts with its own type name; a mismatch means a truncated or mixed-up key.
+    const decoded = Buffer.from(blob, "base64");
+    const nameLength = decoded.length >= 4 ? decoded.readUInt32BE(0) : -1;
+    if (nameLength < 0 || decoded.subarray(4, 4 + nameLength).toString("latin1") !== type) {
+        return failure(`host key ${describeValue(value)} is not a valid ${type} key`, "copy the whole key from `ssh-keyscan` or /etc/ssh/ssh_host_*_key.pub on the host");
+    }
+    return undefined;
+}
+
+/** ssh options that have their own field: setting them twice would make ssh pick the first one silently. */
+const OPTIONS_WITH_FIELDS: Record<string, string> = {
+    hostname: "address",
+    port: "port",
+    user: "user",
+    identityfile: "identityFile",
+    proxyjump: "proxyJump",
+    userknownhostsfile: "knownHostsFile",
+    connecttimeout: "connectTimeout",
+};
+
+const SSH_OPTION_RULE = 'an ssh option "Key=Value" without spaces, e.g. "ServerAliveInterval=15"';
+const HOST_KEY_HINT =
+    "host-key checking cannot be disabled silently; pin the key with hostKey, point knownHostsFile at a file that has it, or set insecureSkipHostKeyCheck: true if you accept the risk";
+
+export function sshOption() {
+    return z.string(expecting(SSH_OPTION_RULE)).superRefine((value, context) => {
+        const problem = sshOptionProblem(value);
+        if (problem) context.addIssue({ code: "custom", ...problem });
+    });
+}
+
+function sshOptionProblem(value: string): ReturnType<typeof failure> | undefined {
+    if (value.startsWith("-")) return failure(`ssh option ${describeValue(value)} starts with "-"`, 'write only "Key=Value"; nixos-fleet adds the -o');
+    const match = /^([A-Za-z][A-Za-z0-9]*)=(\S+)$/.exec(value);
+    if (!match) {
+        const hint = /\s/.test(value) ? "options travel through NIX_SSHOPTS, which nix splits on whitespace" : undefined;
+        return failure(`expected ${SSH_OPTION_RULE}, got ${describeValue(value)}`, hint);
+    }
+    const key = (match[1] ?? "").toLowerCase();
+    const setting = (match[2] ?? "").toLowerCase();
+    if (key === "stricthostkeychecking" && (setting === "no" || setting === "off")) {
+        return failure(`ssh option ${describeValue(value)} would turn off host-key checking`, HOST_KEY_HINT);
+    }
+    if (key.endsWith("knownhostsfile") && setting === "/dev/null") {
+        return failure(`ssh option ${describeValue(value)} would throw away known host keys and so disable host-key checking`, HOST_KEY_HINT);
+    }
+    const field = OPTIONS_WITH_FIELDS[key];
+    if (field) return failure(`ssh option ${describeValue(value)} duplicates a host field`, `set "${field}" instead`);
+    return undefined;
+}

@@ -1,0 +1,149 @@
+// Per-stack settings from the Pulumi config namespace "nixos-fleet": which hosts the stack
+// deploys and how it adjusts them. Kept free of @pulumi/pulumi so it is a plain function of a
+// plain object; readStackConfig adapts anything with a `get(key)` (such as pulumi.Config).
+import * as path from "node:path";
+import { z } from "zod";
+import { FleetConfigError, configProblem } from "./configError";
+import { hostPatchSchema, type HostPatch } from "./hostSchema";
+import { fieldProblems, formatFieldPath, type FieldPath } from "./issues";
+import { HOST_NAME_PATTERN, HOST_NAME_RULE, TAG_PATTERN, hostName } from "./names";
+import { storePath } from "./nixRules";
+import { expecting, failure, integerIn, listOf } from "./rules";
+
+export const CONFIG_NAMESPACE = "nixos-fleet";
+
+/** A host name, or `@tag` for every host with that tag. */
+export const hostSelector = () =>
+    z.string(expecting('a host name or "@tag"')).refine(isSelector, {
+        ...expecting('a host name or "@tag"'),
+        params: { hint: HOST_NAME_RULE.replace(/^a host name: /, "names and tags use ") },
+    });
+
+export function isSelector(value: string): boolean {
+    return value.startsWith("@") ? TAG_PATTERN.test(value.slice(1)) : HOST_NAME_PATTERN.test(value);
+}
+
+/** A generation to roll back to (or stay on): used by rollback. */
+export const pinSchema = z.strictObject(
+    {
+        storePath: storePath(),
+        /** Why the host is pinned, shown in previews. */
+        reason: z.string(expecting("a short text")).optional(),
+        /** The system generation number the store path belongs to, when known. */
+        generation: integerIn(1, Number.MAX_SAFE_INTEGER, "a generation number of at least 1").optional(),
+    },
+    expecting("a mapping with storePath, reason, generation"),
+);
+
+// Stack defaults apply to every host, so a per-host field there is almost certainly a mistake.
+const stackDefaultsSchema = hostPatchSchema.superRefine((fields, context) => {
+    if (fields.address !== undefined) {
+        context.addIssue({
+            code: "custom",
+            path: ["address"],
+            ...failure("address cannot be a stack-wide default", 'set it per host in "overrides.<host>.address" or in the host file'),
+        });
+    }
+});
+
+export const stackConfigSchema = z.strictObject(
+    {
+        /** Host names and @tags this stack deploys. Required: a stack must say which hosts it owns. */
+        hosts: listOf(hostSelector(), 'a list of host names and "@tag" selectors').min(1, expecting("at least one host name or @tag")),
+        /** Directory of host files, relative to the project root. */
+        hostsDir: z.string(expecting("a directory path")).min(1, expecting("a directory path")).default("hosts"),
+        /** Host fields applied to every host of the stack, where its host file leaves them unset. */
+        defaults: stackDefaultsSchema.default({}),
+        /** Per-host field values that win over the host file. */
+        overrides: z.record(hostName(), hostPatchSchema, expecting("a mapping from host name to host fields")).default({}),
+        /** Per-host pinned system closures, for rollback. */
+        pins: z.record(hostName(), pinSchema, expecting("a mapping from host name to a pin")).default({}),
+        /** How many hosts to deploy at once; unset means no limit beyond Pulumi's own. */
+        parallel: integerIn(1, 1000, "a number of hosts from 1 to 1000").optional(),
+    },
+    expecting("a mapping of nixos-fleet settings"),
+);
+
+export type StackConfigInput = z.input<typeof stackConfigSchema>;
+export type Pin = z.output<typeof pinSchema>;
+
+/** Validated stack settings. */
+export interface StackConfig {
+    readonly hosts: readonly string[];
+    /** Absolute path of the hosts directory. */
+    readonly hostsDir: string;
+    /** Project root; relative paths in defaults and overrides are resolved against it when applied. */
+    readonly baseDir: string;
+    readonly defaults: HostPatch;
+    readonly overrides: Readonly<Record<string, HostPatch>>;
+    readonly pins: Readonly<Record<string, Pin>>;
+    readonly parallel?: number;
+}
+
+export interface StackConfigOptions {
+    /** Project root (where Pulumi.yaml lives): relative paths are resolved against it. */
+    baseDir: string;
+    /** Shown as the location of problems, e.g. "Pulumi.dev.yaml". */
+    file?: string;
+}
+
+/** Keys read from the namespace by readStackConfig. */
+export const STACK_CONFIG_KEYS = Object.keys(stackConfigSchema.shape) as Array<keyof StackConfigInput>;
+
+/** Validates the settings object; throws a FleetConfigError naming each `nixos-fleet:<key path>`. */
+export function parseStackConfig(raw: unknown, options: StackConfigOptions): StackConfig {
+    const parsed = stackConfigSchema.safeParse(raw);
+    if (!parsed.success) {
+        const problems = fieldProblems(parsed.error.issues, stackConfigSchema, raw).map((problem) =>
+            configProblem({
+                message: problem.message,
+                hint: problem.hint ?? settingHint(problem.path),
+                field: configKey(problem.path),
+                file: options.file,
+            }),
+        );
+        throw new FleetConfigError(problems, `invalid "${CONFIG_NAMESPACE}" stack configuration`);
+    }
+    const settings = parsed.data;
+    const baseDir = path.resolve(options.baseDir);
+    return { ...settings, baseDir, hostsDir: path.resolve(baseDir, settings.hostsDir) };
+}
+
+/** Something that reads raw config strings by key, such as `new pulumi.Config("nixos-fleet")`. */
+export interface ConfigSource {
+    get(key: string): string | undefined;
+}
+
+/**
+ * Reads every known key from a config source and validates the result. Pulumi hands structured
+ * values back as JSON text and plain values as text, so each value is JSON-decoded when it can be.
+ */
+export function readStackConfig(source: ConfigSource, options: StackConfigOptions): StackConfig {
+    const raw: Record<string, unknown> = {};
+    for (const key of STACK_CONFIG_KEYS) {
+        const text = source.get(key);
+        if (text !== undefined) raw[key] = decodeConfigValue(text);
+    }
+    return parseStackConfig(raw, options);
+}
+
+function decodeConfigValue(text: string): unknown {
+    try {
+        return JSON.parse(text);
+    } catch {
+        return text;
+    }
+}
+
+/** `nixos-fleet:overrides.alpha.port` */
+export function configKey(path: FieldPath): string {
+    const key = formatFieldPath(path);
+    return key ? `${CONFIG_NAMESPACE}:${key}` : CONFIG_NAMESPACE;
+}
+
+function settingHint(path: FieldPath): string {
+    const [top] = path;
+    if (top === "hosts") return `list the stack's hosts in Pulumi.<stack>.yaml, e.g. ${CONFIG_NAMESPACE}:hosts: [alpha, "@web"]`;
+    if (top === "overrides" || top === "defaults") return "overrides and defaults take the same fields as a host file; see docs/host-config.md";
+    return 'see "Stack settings" in docs/host-config.md';
+}
