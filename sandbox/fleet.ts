@@ -148,10 +148,18 @@ export class SandboxFleet {
         }
         const toStart = names.filter((n) => !running.has(n));
 
-        await forEachLimited(toStart, START_CONCURRENCY, async (name) => {
-            await this.bootHost(name, ports[name]!, deployerKey);
-        });
-        this.writeClientConfig();
+        try {
+            await forEachLimited(toStart, START_CONCURRENCY, async (name) => {
+                try {
+                    await this.bootHost(name, ports[name]!, deployerKey);
+                } catch (error) {
+                    await this.stopHosts([name], false); // no half-started host stays behind
+                    throw error;
+                }
+            });
+        } finally {
+            this.writeClientConfig(); // the hosts that did start stay usable
+        }
         this.log(`started ${toStart.length} host(s)${running.size ? `, ${running.size} already running` : ""} in ${Date.now() - started} ms`);
         return names.map((n) => this.host(n));
     }
@@ -216,10 +224,12 @@ export class SandboxFleet {
         // Dead now; give their reaper a moment so `ps` right after shows no zombies either.
         for (let i = 0; awaitReap && i < 60 && [...killed].some((pid) => fs.existsSync(`/proc/${pid}`)); i++) await sleep(50);
         await this.unmountStale(targets);
+        // The kernel closes a killed sshd's listener at once; allow a moment before reporting done.
         const ports = readPorts(this.layout.portsFile);
-        for (const name of targets) {
+        const hadProcesses = killed.size > 0;
+        for (const name of hadProcesses ? targets : []) {
             const port = ports[name];
-            for (let i = 0; port !== undefined && (await isListening(port)) && i < 40; i++) await sleep(50);
+            for (let i = 0; port !== undefined && i < 20 && (await isListening(port)); i++) await sleep(50);
         }
         this.log(`stopped ${targets.length} host(s) in ${Date.now() - started} ms`);
     }

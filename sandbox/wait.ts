@@ -21,7 +21,7 @@ export function sshBanner(port: number, timeoutMs = 1000): Promise<boolean> {
 export function isListening(port: number): Promise<boolean> {
     return new Promise((resolve) => {
         const socket = net.connect({ host: "127.0.0.1", port });
-        socket.setTimeout(1000, () => { socket.destroy(); resolve(true); });
+        socket.setTimeout(200, () => { socket.destroy(); resolve(true); });
         socket.once("connect", () => { socket.destroy(); resolve(true); });
         socket.once("error", () => { socket.destroy(); resolve(false); });
     });
