@@ -1,1 +1,36 @@
-export const placeholder = "nixos-fleet";
+// nixos-fleet: every host of this stack as a nixos:index:Host resource. The stack's config
+// (Pulumi.<stack>.yaml, namespace nixos-fleet) says which hosts belong to it; hosts/*.yaml
+// describe them; one Nix evaluation per flake gives each host's system store path.
+import * as pulumi from "@pulumi/pulumi";
+import { formatError } from "./src/errors";
+import { planFleet } from "./src/program/fleet";
+import { runProcess } from "./src/process/runner";
+import { Host } from "./src/resources/host";
+
+export = async () => {
+    let plan;
+    try {
+        plan = await planFleet({
+            config: new pulumi.Config("nixos-fleet"),
+            projectRoot: process.cwd(),
+            stackName: pulumi.getStack(),
+            runner: runProcess,
+        });
+    } catch (error) {
+        // A readable error (file, line, host, phase, hint) instead of a stack trace.
+        throw new pulumi.RunError(formatError(error));
+    }
+
+    const hosts: Record<string, Host> = {};
+    for (const { config, inputs } of plan.hosts) {
+        hosts[config.name] = new Host(config.name, inputs);
+    }
+    return {
+        hosts: Object.fromEntries(
+            Object.entries(hosts).map(([name, host]) => [
+                name,
+                { storePath: host.storePath, generation: host.generation, nixosVersion: host.nixosVersion },
+            ]),
+        ),
+    };
+};

@@ -1,0 +1,138 @@
+// One host's deploy, phase by phase as colmena keeps them apart:
+//   build (here, or on the host) → connect → copy → activate (with restore on failure) → verify.
+// Each phase is timed; any failure is a FleetError naming the host and the phase.
+import type { ProcessRunner } from "../process/runner";
+import { SshConnection } from "../ssh/connection";
+import type { SshTarget } from "../ssh/target";
+import { buildLocally, buildOnHost, sendFlake } from "../nix/build";
+import { copyClosure, type CopyResult } from "../nix/copy";
+import { FleetError } from "../errors";
+import { activate, changesRunningSystem, setsProfile, type Action } from "./activate";
+import { readHostState, type HostState } from "./hostState";
+
+export interface DeployRequest {
+    target: SshTarget;
+    storePath: string;
+    drvPath: string;
+    flake: string;
+    attribute: string;
+    buildOn: "local" | "target";
+    action: Action;
+    substituteOnDestination: boolean;
+}
+
+export interface DeployContext {
+    runner: ProcessRunner;
+    /** Private directory for control sockets. */
+    runtimeDir: string;
+    log?: (message: string) => void;
+}
+
+export type PhaseName = "build" | "connect" | "copy" | "activate";
+
+export interface DeployOutcome {
+    before: HostState;
+    after: HostState;
+    copy: CopyResult;
+    /** False when the host already ran the wanted system, so nothing was activated. */
+    activated: boolean;
+    activatedAt: string;
+    timings: Partial<Record<PhaseName, number>>;
+    sshHandshakes: number;
+}
+
+const NOTHING_COPIED: CopyResult = { pathsCopied: 0, bytesCopied: 0, closurePaths: 0, closureBytes: 0 };
+
+/** True when the host already is where the action would put it. */
+export function alreadyDeployed(state: HostState, storePath: string, action: Action): boolean {
+    if (action === "dry-activate") return false;
+    if (setsProfile(action) && state.profileStorePath !== storePath) return false;
+    if (changesRunningSystem(action) && state.currentStorePath !== storePath) return false;
+    return true;
+}
+
+async function timed<T>(timings: DeployOutcome["timings"], phase: PhaseName, work: () => Promise<T>): Promise<T> {
+    const started = Date.now();
+    try {
+        return await work();
+    } finally {
+        timings[phase] = (timings[phase] ?? 0) + (Date.now() - started);
+    }
+}
+
+export async function deployHost(request: DeployRequest, context: DeployContext): Promise<DeployOutcome> {
+    const { runner } = context;
+    const name = request.target.name;
+    const log = context.log ?? (() => undefined);
+    const timings: DeployOutcome["timings"] = {};
+    const connection = new SshConnection(request.target, { runner, runtimeDir: context.runtimeDir });
+    try {
+        if (request.buildOn === "local") {
+            log(`build ${request.storePath}`);
+            await timed(timings, "build", () => buildLocally(runner, request.drvPath, name));
+        }
+        log("connect");
+        const before = await timed(timings, "connect", async () => {
+            await connection.open();
+            return readHostState(connection);
+        });
+
+        let copy = NOTHING_COPIED;
+        if (request.buildOn === "local") {
+            copy = await timed(timings, "copy", () =>
+                copyClosure(connection, request.storePath, {
+                    runner,
+                    substituteOnDestination: request.substituteOnDestination,
+                    onProgress: log,
+                }),
+            );
+            log(`copy: ${copy.pathsCopied} of ${copy.closurePaths} paths, ${copy.bytesCopied} bytes`);
+        } else {
+            const built = await timed(timings, "build", async () => {
+                log(`send flake ${request.flake}`);
+                const flakePath = await sendFlake(runner, connection, request.flake);
+                log("build on the host");
+                return buildOnHost(connection, flakePath, request.attribute);
+            });
+            if (built !== request.storePath) {
+                throw new FleetError({
+                    phase: "build",
+                    host: name,
+                    message: `the host built ${built}, but the evaluation here gave ${request.storePath}`,
+                    hint: "the flake evaluates differently on the host (impure inputs?); deploy with buildOn: local",
+                });
+            }
+        }
+
+        if (alreadyDeployed(before, request.storePath, request.action)) {
+            log("already running this system: nothing to activate");
+            return { before, after: before, copy, activated: false, activatedAt: new Date().toISOString(), timings, sshHandshakes: connection.handshakes };
+        }
+        log(`activate (${request.action})`);
+        const activation = await timed(timings, "activate", () =>
+            activate(connection, request.storePath, request.action, before, { onOutput: undefined }),
+        );
+        return {
+            before,
+            after: activation.after,
+            copy,
+            activated: true,
+            activatedAt: new Date().toISOString(),
+            timings,
+            sshHandshakes: connection.handshakes,
+        };
+    } finally {
+        await connection.close().catch(() => undefined);
+    }
+}
+
+/** Reads a host's state over a short-lived connection (for `pulumi refresh`). */
+export async function inspectHost(target: SshTarget, context: DeployContext): Promise<HostState> {
+    const connection = new SshConnection(target, { runner: context.runner, runtimeDir: context.runtimeDir });
+    try {
+        await connection.open();
+        return await readHostState(connection);
+    } finally {
+        await connection.close().catch(() => undefined);
+    }
+}

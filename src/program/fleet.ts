@@ -1,0 +1,40 @@
+// The program's plan for one stack: read the stack's settings, load and select its hosts, and
+// evaluate every host's system in one Nix evaluation per flake. Nothing here touches a host.
+import { loadStackHosts, readStackConfig, type ConfigSource, type HostConfig, type StackConfig } from "../config";
+import { evaluateSystems } from "../nix/evaluate";
+import type { ProcessRunner } from "../process/runner";
+import type { HostInputs } from "../provider/hostInputs";
+import { hostInputsOf } from "./hostInputs";
+
+export interface FleetPlanOptions {
+    /** The `nixos-fleet` config namespace of the stack (e.g. new pulumi.Config("nixos-fleet")). */
+    config: ConfigSource;
+    /** Project root: where Pulumi.yaml is; relative paths resolve against it. */
+    projectRoot: string;
+    stackName: string;
+    runner: ProcessRunner;
+}
+
+export interface PlannedHost {
+    config: HostConfig;
+    inputs: HostInputs;
+}
+
+export interface FleetPlan {
+    stack: StackConfig;
+    hosts: PlannedHost[];
+}
+
+export async function planFleet(options: FleetPlanOptions): Promise<FleetPlan> {
+    const file = `Pulumi.${options.stackName}.yaml`;
+    const stack = readStackConfig(options.config, { baseDir: options.projectRoot, file });
+    const hosts = await loadStackHosts(stack, { file });
+    const systems = await evaluateSystems(
+        hosts.map((host) => ({ name: host.name, flake: host.flake, attribute: host.attribute })),
+        { runner: options.runner, cwd: options.projectRoot },
+    );
+    return {
+        stack,
+        hosts: hosts.map((host) => ({ config: host, inputs: hostInputsOf(host, systems.get(host.name)!) })),
+    };
+}

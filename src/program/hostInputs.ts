@@ -1,0 +1,32 @@
+// From a host's validated config and its evaluated system to the resource's inputs.
+import type { HostConfig } from "../config/hostSchema";
+import type { EvaluatedSystem } from "../nix/evaluate";
+import type { HostInputs } from "../provider/hostInputs";
+
+export function hostInputsOf(host: HostConfig, system: EvaluatedSystem): HostInputs {
+    const inputs: HostInputs = {
+        name: host.name,
+        address: host.address,
+        // Only an explicit port is passed to ssh, so an ssh_config alias keeps its own Port.
+        port: host.declared.port,
+        user: host.user,
+        identityFile: host.identityFile,
+        proxyJump: host.proxyJump,
+        hostKey: host.hostKey,
+        knownHostsFile: host.knownHostsFile,
+        sshConfigFile: host.sshConfigFile,
+        sshOptions: host.sshOptions.length ? [...host.sshOptions] : undefined,
+        insecureSkipHostKeyCheck: host.insecureSkipHostKeyCheck || undefined,
+        connectTimeout: host.connectTimeout,
+        flake: host.flake,
+        attribute: host.attribute,
+        buildOn: host.buildOn,
+        action: host.action,
+        substituteOnDestination: host.substituteOnDestination,
+        tags: [...host.tags],
+        storePath: system.storePath,
+        drvPath: system.drvPath,
+    };
+    // Pulumi drops undefined properties anyway; dropping them here keeps diffs exact.
+    return Object.fromEntries(Object.entries(inputs).filter(([, value]) => value !== undefined)) as HostInputs;
+}

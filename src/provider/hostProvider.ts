@@ -1,0 +1,185 @@
+// The nixos:index:Host provider: check, diff, create/update (deploy), read (refresh), delete.
+// The stack records only what really happened: a failed deploy throws, and the engine keeps the
+// previous state for that host.
+import type * as provider from "@pulumi/pulumi/provider";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { deployHost, inspectHost, type DeployOutcome } from "../deploy/deployHost";
+import { changesRunningSystem, setsProfile } from "../deploy/activate";
+import type { HostState } from "../deploy/hostState";
+import { formatError } from "../errors";
+import type { ProcessRunner } from "../process/runner";
+import type { EngineLogger } from "./engineLog";
+import {
+    DIFF_KEYS,
+    HISTORY_LIMIT,
+    deployRequestOf,
+    hostInputsSchema,
+    pickInputs,
+    sshTargetOf,
+    type DeploymentRecord,
+    type HostInputs,
+    type HostOutputs,
+} from "./hostInputs";
+
+export const HOST_TYPE = "nixos:index:Host";
+
+export interface HostProviderOptions {
+    runner: ProcessRunner;
+    logger: EngineLogger;
+    version: string;
+    /** Where control sockets go; a fresh private directory by default. */
+    runtimeDir?: string;
+}
+
+const sameValue = (a: unknown, b: unknown): boolean => JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
+
+/** Which input properties differ between the recorded state and the program's new inputs. */
+export function changedKeys(olds: Record<string, unknown>, news: Record<string, unknown>): string[] {
+    return DIFF_KEYS.filter((key) => !sameValue(olds[key], news[key]));
+}
+
+/** The store path a host effectively has deployed, by the action that deploys it. */
+export function deployedStorePath(state: HostState, action: HostInputs["action"]): string | undefined {
+    if (changesRunningSystem(action)) return state.currentStorePath;
+    if (setsProfile(action)) return state.profileStorePath;
+    return undefined;
+}
+
+export function outputsAfterDeploy(inputs: HostInputs, outcome: DeployOutcome, old?: Partial<HostOutputs>): HostOutputs {
+    const { after, before } = outcome;
+    const generation = after.generation ?? null;
+    const record: DeploymentRecord = {
+        generation,
+        storePath: inputs.storePath,
+        action: inputs.action,
+        activatedAt: outcome.activatedAt,
+    };
+    const previous = old?.history ?? [];
+    const unchanged = previous[0] && previous[0].storePath === record.storePath && previous[0].generation === record.generation;
+    const history = unchanged ? previous : [record, ...previous].slice(0, HISTORY_LIMIT);
+    return {
+        ...inputs,
+        generation,
+        previousGeneration: outcome.activated ? (before.generation ?? null) : (old?.previousGeneration ?? before.generation ?? null),
+        activatedAt: outcome.activated ? outcome.activatedAt : (old?.activatedAt ?? outcome.activatedAt),
+        nixosVersion: after.nixosVersion ?? null,
+        runningStorePath: after.currentStorePath ?? null,
+        bootedStorePath: after.bootedStorePath ?? null,
+        profileStorePath: after.profileStorePath ?? null,
+        history,
+        lastCopy: { paths: outcome.copy.pathsCopied, bytes: outcome.copy.bytesCopied },
+    };
+}
+
+/** Outputs after `pulumi refresh`: what the host really runs replaces what the stack believed. */
+export function outputsAfterRead(old: HostOutputs, state: HostState): HostOutputs {
+    const actual = deployedStorePath(state, old.action);
+    return {
+        ...old,
+        storePath: actual ?? old.storePath,
+        generation: state.generation ?? null,
+        nixosVersion: state.nixosVersion ?? null,
+        runningStorePath: state.currentStorePath ?? null,
+        bootedStorePath: state.bootedStorePath ?? null,
+        profileStorePath: state.profileStorePath ?? null,
+    };
+}
+
+export class HostProvider implements provider.Provider {
+    readonly version: string;
+    private readonly options: HostProviderOptions;
+    private runtimeDirCache?: string;
+
+    constructor(options: HostProviderOptions) {
+        this.options = options;
+        this.version = options.version;
+    }
+
+    private get runtimeDir(): string {
+        // Short path: it holds unix sockets (~100-byte limit).
+        this.runtimeDirCache ??= this.options.runtimeDir ?? mkdtempSync(join(tmpdir(), "nf-"));
+        return this.runtimeDirCache;
+    }
+
+    async check(_urn: string, _olds: unknown, news: Record<string, unknown>): Promise<provider.CheckResult> {
+        const parsed = hostInputsSchema.safeParse(news);
+        if (parsed.success) return { inputs: news };
+        return {
+            failures: parsed.error.issues.map((issue) => ({
+                property: issue.path.join(".") || "(inputs)",
+                reason: issue.message,
+            })),
+        };
+    }
+
+    async diff(_id: string, _urn: string, olds: Record<string, unknown>, news: Record<string, unknown>): Promise<provider.DiffResult> {
+        // Never a replacement: a server is updated in place, not deleted and recreated.
+        return { changes: changedKeys(olds, news).length > 0, replaces: [], deleteBeforeReplace: false };
+    }
+
+    private async deploy(urn: string, inputs: HostInputs, old?: HostOutputs): Promise<HostOutputs> {
+        const log = (message: string) => void this.options.logger.log("info", urn, `${inputs.name}: ${message}`, true);
+        try {
+            const outcome = await deployHost(deployRequestOf(inputs), {
+                runner: this.options.runner,
+                runtimeDir: this.runtimeDir,
+                log,
+            });
+            const outputs = outputsAfterDeploy(inputs, outcome, old);
+            const from = old?.generation ?? outcome.before.generation;
+            await this.options.logger.log(
+                "info",
+                urn,
+                outcome.activated
+                    ? `${inputs.name}: ${inputs.action} done, generation ${from ?? "-"} → ${outputs.generation ?? "-"}, copied ${outcome.copy.pathsCopied} paths (${outcome.copy.bytesCopied} bytes)`
+                    : `${inputs.name}: already running ${inputs.storePath}`,
+            );
+            return outputs;
+        } catch (error) {
+            // The engine shows this text as the host's error; the state keeps its previous value.
+            throw new Error(formatError(error));
+        }
+    }
+
+    async create(urn: string, news: Record<string, unknown>): Promise<provider.CreateResult> {
+        const inputs = hostInputsSchema.parse(news);
+        const outs = await this.deploy(urn, inputs);
+        return { id: inputs.name, outs };
+    }
+
+    async update(_id: string, urn: string, olds: Record<string, unknown>, news: Record<string, unknown>): Promise<provider.UpdateResult> {
+        const inputs = hostInputsSchema.parse(news);
+        const outs = await this.deploy(urn, inputs, olds as unknown as HostOutputs);
+        return { outs };
+    }
+
+    async read(id: string, urn: string, props?: Record<string, unknown>): Promise<provider.ReadResult> {
+        if (!props || props.name === undefined) return { id, props };
+        const old = props as unknown as HostOutputs;
+        try {
+            const state = await inspectHost(sshTargetOf(old), { runner: this.options.runner, runtimeDir: this.runtimeDir });
+            const outputs = outputsAfterRead(old, state);
+            if (outputs.storePath !== old.storePath || outputs.generation !== old.generation) {
+                await this.options.logger.log(
+                    "warning",
+                    urn,
+                    `${old.name}: drift: the stack recorded generation ${old.generation ?? "-"} (${old.storePath}), the host runs generation ${outputs.generation ?? "-"} (${outputs.storePath}); the next \`pulumi up\` deploys the configured system again`,
+                );
+            }
+            return { id, props: outputs, inputs: pickInputs(outputs as unknown as Record<string, unknown>) };
+        } catch (error) {
+            throw new Error(formatError(error));
+        }
+    }
+
+    async delete(_id: string, urn: string, props: Record<string, unknown>): Promise<void> {
+        // A fleet tool never wipes a machine because it left a stack.
+        await this.options.logger.log(
+            "warning",
+            urn,
+            `${String(props.name)}: removed from the stack only; the server keeps running generation ${String(props.generation ?? "-")} untouched`,
+        );
+    }
+}

@@ -1,0 +1,18 @@
+// Entry point of the pulumi-resource-nixos plugin (bin/pulumi-resource-nixos): serves the
+// nixos:index:Host resource to the Pulumi engine over gRPC.
+import * as provider from "@pulumi/pulumi/provider";
+import { runProcess } from "../process/runner";
+import { connectEngineLogger, engineAddressFrom } from "./engineLog";
+import { HostProvider } from "./hostProvider";
+
+const PROVIDER_VERSION = "0.1.0";
+
+function main(args: string[]): Promise<void> {
+    const logger = connectEngineLogger(engineAddressFrom(args));
+    return provider.main(new HostProvider({ runner: runProcess, logger, version: PROVIDER_VERSION }), args);
+}
+
+main(process.argv.slice(2)).catch((error: unknown) => {
+    process.stderr.write(`pulumi-resource-nixos: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.exit(1);
+});
