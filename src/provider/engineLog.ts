@@ -36,10 +36,12 @@ export function connectEngineLogger(address: string | undefined): EngineLogger {
         return { log: async (_severity, _urn, message) => void process.stderr.write(`${message}\n`) };
     }
     const client = new engineGrpc.EngineClient(address, grpc.credentials.createInsecure());
+    // Messages are sent one after another, so progress lines arrive in the order they happened.
+    let queue: Promise<void> = Promise.resolve();
     const severities = { debug: enginePb.LogSeverity.DEBUG, info: enginePb.LogSeverity.INFO, warning: enginePb.LogSeverity.WARNING, error: enginePb.LogSeverity.ERROR };
     return {
         log: (severity, urn, message, ephemeral = false) =>
-            new Promise((resolve) => {
+            (queue = queue.then(() => new Promise<void>((resolve) => {
                 const request = new enginePb.LogRequest();
                 request.setSeverity(severities[severity]);
                 request.setMessage(message);
@@ -47,6 +49,6 @@ export function connectEngineLogger(address: string | undefined): EngineLogger {
                 request.setEphemeral(ephemeral);
                 // Logging must never fail a deploy.
                 client.log(request, () => resolve());
-            }),
+            }))),
     };
 }
