@@ -17,8 +17,11 @@ export = async () => {
             runner: runProcess,
         });
     } catch (error) {
-        // A readable error (file, line, host, phase, hint) instead of a stack trace.
-        throw new pulumi.RunError(formatError(error));
+        // A readable error (file, line, host, phase, hint) instead of a stack trace. Exiting with
+        // the SDK's "error already reported" code ends the run at once; a thrown error would leave
+        // the SDK's gRPC channels holding the process open for ~20 s.
+        await pulumi.log.error(formatError(error));
+        process.exit(32);
     }
 
     const hosts: Record<string, Host> = {};

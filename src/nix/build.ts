@@ -18,23 +18,48 @@ export async function buildLocally(runner: ProcessRunner, drvPath: string, host:
     }
 }
 
-/** Copies the flake and its inputs to the host's store; returns the flake's store path there. */
+interface ArchivedFlake {
+    path?: string;
+    inputs?: Record<string, ArchivedFlake>;
+}
+
+/** The store paths of a flake's source and all its inputs, from `nix flake archive --json`. */
+export function archivedPaths(flake: ArchivedFlake): string[] {
+    const own = isStorePath(flake.path) ? [flake.path] : [];
+    return [...own, ...Object.values(flake.inputs ?? {}).flatMap(archivedPaths)];
+}
+
+/**
+ * Copies the flake and its inputs to the host's store; returns the flake's store path there.
+ * Archived locally first (so its paths are known), then sent like any closure: `nix flake
+ * archive --to` cannot skip signature checks on Nix 2.8.
+ */
 export async function sendFlake(runner: ProcessRunner, connection: SshConnection, flake: string): Promise<string> {
     const host = connection.target.name;
-    const result = await runner(["nix", ...NIX_FLAGS, "flake", "archive", "--json", "--no-check-sigs", "--to", connection.storeUri(), flake], {
+    const archive = await runner(["nix", ...NIX_FLAGS, "flake", "archive", "--json", flake]);
+    const archived = archive.code === 0 ? (JSON.parse(archive.stdout) as ArchivedFlake) : undefined;
+    if (!archived || !isStorePath(archived.path)) {
+        throw new FleetError({
+            phase: "build",
+            host,
+            message: `could not archive the flake ${flake}`,
+            hint: "check the flake reference (nix flake metadata reproduces the error)",
+            detail: tail(archive.stderr),
+        });
+    }
+    const copy = await runner(["nix", ...NIX_FLAGS, "copy", "--no-check-sigs", "--to", connection.storeUri(), ...archivedPaths(archived)], {
         env: { NIX_SSHOPTS: connection.nixSshOpts() },
     });
-    const path = result.code === 0 ? (JSON.parse(result.stdout) as { path?: string }).path : undefined;
-    if (!isStorePath(path)) {
+    if (copy.code !== 0) {
         throw new FleetError({
             phase: "copy",
             host,
             message: `sending the flake ${flake} to the host failed`,
-            hint: "check that Nix with flakes runs on the host",
-            detail: tail(result.stderr),
+            hint: "check that Nix runs on the host and the deploy user may add paths to its store",
+            detail: tail(copy.stderr),
         });
     }
-    return path;
+    return archived.path;
 }
 
 /** Builds attribute of the flake (already in the host's store) on the host; returns the store path. */

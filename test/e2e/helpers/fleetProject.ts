@@ -55,6 +55,18 @@ export class FleetProject {
         return project;
     }
 
+    /** Creates another stack in the same project (own state file, own config). */
+    async initStack(stack: string, settings: Record<string, unknown>): Promise<void> {
+        this.writeStackConfig(settings, stack);
+        const init = await this.pulumi(["stack", "init", stack]);
+        if (init.code !== 0) throw new Error(`pulumi stack init ${stack} failed: ${init.stderr}`);
+    }
+
+    writeHostIn(dir: string, name: string, fields: Record<string, unknown> | string): void {
+        mkdirSync(join(this.projectDir, dir), { recursive: true });
+        writeFileSync(join(this.projectDir, dir, `${name}.yaml`), typeof fields === "string" ? fields : stringify(fields));
+    }
+
     defaultHostFile(name: string): Record<string, unknown> {
         return { address: name, flake: `path:${this.sandbox.flakeDir}`, tags: ["sandbox"] };
     }
@@ -98,12 +110,12 @@ export class FleetProject {
         });
     }
 
-    async up(extra: string[] = []): Promise<RunResult> {
-        return this.pulumi(["up", "--yes", "--skip-preview", "--non-interactive", "-s", this.stack, ...extra]);
+    async up(extra: string[] = [], stack = this.stack): Promise<RunResult> {
+        return this.pulumi(["up", "--yes", "--skip-preview", "--non-interactive", "-s", stack, ...extra]);
     }
 
-    async preview(extra: string[] = []): Promise<RunResult> {
-        return this.pulumi(["preview", "--non-interactive", "--diff", "-s", this.stack, ...extra]);
+    async preview(extra: string[] = [], stack = this.stack): Promise<RunResult> {
+        return this.pulumi(["preview", "--non-interactive", "--diff", "-s", stack, ...extra]);
     }
 
     async previewJson(): Promise<PreviewJson> {
@@ -117,8 +129,8 @@ export class FleetProject {
     }
 
     /** The recorded outputs of each Host resource in the stack's state. */
-    async hostStates(): Promise<Record<string, Record<string, unknown>>> {
-        const result = await this.pulumi(["stack", "export", "-s", this.stack]);
+    async hostStates(stack = this.stack): Promise<Record<string, Record<string, unknown>>> {
+        const result = await this.pulumi(["stack", "export", "-s", stack]);
         if (result.code !== 0) throw new Error(`pulumi stack export failed: ${result.stderr}`);
         const deployment = JSON.parse(result.stdout) as { deployment: { resources?: { type: string; outputs?: Record<string, unknown> }[] } };
         const hosts: Record<string, Record<string, unknown>> = {};
