@@ -1,0 +1,50 @@
+// Small builders shared by the unit tests: store paths, SSH targets, private runtime directories.
+import { createHash } from "node:crypto";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { expect } from "vitest";
+import { FleetError } from "../../../src/errors";
+import type { SshTarget } from "../../../src/ssh/target";
+
+const NIX_BASE32 = "0123456789abcdfghijklmnpqrsvwxyz";
+
+/** A syntactically valid store path whose hash is derived from `name` (same name → same path). */
+export function storePath(name: string): string {
+    const digest = createHash("sha256").update(name).digest();
+    let hash = "";
+    for (let i = 0; i < 32; i++) hash += NIX_BASE32[digest[i]! % 32];
+    return `/nix/store/${hash}-${name}`;
+}
+
+export const drvPath = (name: string): string => `${storePath(name)}.drv`;
+
+export function runtimeDir(): string {
+    return mkdtempSync(join(tmpdir(), "nf-unit-"));
+}
+
+export function target(overrides: Partial<SshTarget> = {}): SshTarget {
+    return { name: "alpha", address: "alpha.example.org", user: "root", ...overrides };
+}
+
+/** Awaits `promise`, expects it to reject with a FleetError and returns that error. */
+export async function fleetErrorOf(promise: Promise<unknown>): Promise<FleetError> {
+    try {
+        await promise;
+    } catch (error) {
+        expect(error).toBeInstanceOf(FleetError);
+        return error as FleetError;
+    }
+    throw new Error("expected a FleetError, but nothing was thrown");
+}
+
+/** Same for synchronous code. */
+export function fleetErrorOfSync(action: () => unknown): FleetError {
+    try {
+        action();
+    } catch (error) {
+        expect(error).toBeInstanceOf(FleetError);
+        return error as FleetError;
+    }
+    throw new Error("expected a FleetError, but nothing was thrown");
+}

@@ -1,0 +1,84 @@
+import { describe, expect, it } from "vitest";
+import { copyClosure } from "../../../src/nix/copy";
+import { SshConnection } from "../../../src/ssh/connection";
+import { FakeRunner, local, remote } from "../helpers/fakeRunner";
+import { fleetErrorOf, runtimeDir, storePath, target } from "../helpers/fixtures";
+
+const system = storePath("nixos-system-alpha");
+const etc = storePath("etc");
+const glibc = storePath("glibc-2.39");
+const closure = [
+    { path: system, narSize: 1_000 },
+    { path: etc, narSize: 20_000 },
+    { path: glibc, narSize: 300_000 },
+];
+
+function setup(missing: string[]) {
+    const runner = new FakeRunner()
+        .on(local("path-info"), { stdout: JSON.stringify(closure) })
+        .on(remote("nix-store", "--check-validity"), { stdout: missing.map((path) => `${path}\n`).join("") })
+        .on(local("copy"), {});
+    const connection = new SshConnection(target({ port: 2201 }), { runner: runner.run, runtimeDir: runtimeDir() });
+    return { runner, connection };
+}
+
+describe("copyClosure", () => {
+    it("counts the paths and bytes the host lacks, and the whole closure", async () => {
+        const { runner, connection } = setup([etc, glibc]);
+        const progress: string[] = [];
+        const result = await copyClosure(connection, system, { runner: runner.run, onProgress: (line) => progress.push(line) });
+        expect(result).toEqual({ pathsCopied: 2, bytesCopied: 320_000, closurePaths: 3, closureBytes: 321_000 });
+        expect(progress).toEqual(["copying 2 paths (320000 bytes) to alpha"]);
+    });
+
+    it("copies through nix copy to the ssh-ng store over the master (NIX_SSHOPTS)", async () => {
+        const { runner, connection } = setup([glibc]);
+        await copyClosure(connection, system, { runner: runner.run });
+        const copies = runner.matching(local("copy"));
+        expect(copies).toHaveLength(1);
+        expect(copies[0]!.argv).toEqual([
+            "nix", "--extra-experimental-features", "nix-command flakes",
+            "copy", "--no-check-sigs", "--to", "ssh-ng://root@alpha.example.org", system,
+        ]);
+        const sshOpts = copies[0]!.options.env?.NIX_SSHOPTS ?? "";
+        expect(sshOpts).toContain(`ControlPath=${connection.controlPath}`);
+        expect(sshOpts).toContain("ControlMaster=no");
+        expect(sshOpts).toContain("-p 2201");
+    });
+
+    it("passes --substitute-on-destination when asked", async () => {
+        const { runner, connection } = setup([glibc]);
+        await copyClosure(connection, system, { runner: runner.run, substituteOnDestination: true });
+        const argv = runner.matching(local("copy"))[0]!.argv;
+        expect(argv).toContain("--substitute-on-destination");
+        expect(argv[argv.length - 1]).toBe(system);
+    });
+
+    it("copies nothing (and says nothing) when the host has every path", async () => {
+        const { runner, connection } = setup([]);
+        const progress: string[] = [];
+        const result = await copyClosure(connection, system, { runner: runner.run, onProgress: (line) => progress.push(line) });
+        expect(result).toEqual({ pathsCopied: 0, bytesCopied: 0, closurePaths: 3, closureBytes: 321_000 });
+        expect(runner.matching(local("copy"))).toHaveLength(0);
+        expect(progress).toEqual([]);
+    });
+
+    it("a non-root user rejected by the daemon gets the trusted-users hint", async () => {
+        const { runner, connection } = setup([glibc]);
+        runner.on(local("copy"), { code: 1, stderr: "error: cannot add path because it lacks a signature by a trusted key\n" });
+        const error = await fleetErrorOf(copyClosure(connection, system, { runner: runner.run }));
+        expect(error.phase).toBe("copy");
+        expect(error.host).toBe("alpha");
+        expect(error.message).toBe(`nix copy of ${system} failed`);
+        expect(error.hint).toContain("trusted-users");
+        expect(error.detail).toContain("trusted key");
+    });
+
+    it("another copy failure gets the disk-space hint", async () => {
+        const { runner, connection } = setup([glibc]);
+        runner.on(local("copy"), { code: 1, stderr: "error: writing to file: No space left on device\n" });
+        const error = await fleetErrorOf(copyClosure(connection, system, { runner: runner.run }));
+        expect(error.hint).toContain("free disk space");
+        expect(error.hint).not.toContain("trusted-users");
+    });
+});

@@ -1,0 +1,334 @@
+import { describe, expect, it } from "vitest";
+import type { DeployOutcome } from "../../../src/deploy/deployHost";
+import type { HostState } from "../../../src/deploy/hostState";
+import type { ClosurePath } from "../../../src/nix/closure";
+import type { EngineLogger, Severity } from "../../../src/provider/engineLog";
+import { HISTORY_LIMIT, type DeploymentRecord, type HostInputs, type HostOutputs } from "../../../src/provider/hostInputs";
+import {
+    HostProvider,
+    changedKeys,
+    deployedStorePath,
+    outputsAfterDeploy,
+    outputsAfterRead,
+} from "../../../src/provider/hostProvider";
+import { FakeHost, attachLocalNix } from "../helpers/fakeHost";
+import { FakeRunner } from "../helpers/fakeRunner";
+import { drvPath, runtimeDir, storePath } from "../helpers/fixtures";
+
+const v1 = storePath("nixos-system-alpha-1");
+const v2 = storePath("nixos-system-alpha-2");
+const next = storePath("nixos-system-alpha-3");
+const lib = storePath("libfoo-1.0");
+const URN = "urn:pulumi:dev::nixos-fleet::nixos:index:Host::alpha";
+
+function inputs(overrides: Partial<HostInputs> = {}): HostInputs {
+    return {
+        name: "alpha",
+        address: "alpha.example.org",
+        user: "deploy",
+        flake: "/srv/infra",
+        attribute: "nixosConfigurations.alpha",
+        buildOn: "local",
+        action: "switch",
+        substituteOnDestination: false,
+        tags: ["web"],
+        storePath: next,
+        drvPath: drvPath("nixos-system-alpha-3"),
+        ...overrides,
+    };
+}
+
+function outcome(before: HostState, after: HostState, activated = true): DeployOutcome {
+    return {
+        before,
+        after,
+        copy: { pathsCopied: 2, bytesCopied: 64_000, closurePaths: 3, closureBytes: 69_000 },
+        activated,
+        activatedAt: "2025-01-02T03:04:05.000Z",
+        timings: {},
+        sshHandshakes: 1,
+    };
+}
+
+const record = (generation: number, path: string, activatedAt = "2024-12-01T00:00:00.000Z"): DeploymentRecord => ({
+    generation,
+    storePath: path,
+    action: "switch",
+    activatedAt,
+});
+
+const asProps = (value: object) => value as unknown as Record<string, unknown>;
+
+describe("changedKeys", () => {
+    it("lists the input keys that differ", () => {
+        const olds = asProps(inputs());
+        expect(changedKeys(olds, asProps(inputs({ storePath: v2, port: 2201 })))).toEqual(["port", "storePath"]);
+    });
+
+    it("ignores drvPath (it follows storePath)", () => {
+        expect(changedKeys(asProps(inputs()), asProps(inputs({ drvPath: drvPath("other") })))).toEqual([]);
+    });
+
+    it("ignores output-only properties and treats missing like undefined", () => {
+        const olds = { ...asProps(inputs()), generation: 3, history: [record(3, next)], port: undefined };
+        expect(changedKeys(olds, asProps(inputs()))).toEqual([]);
+    });
+
+    it("compares lists by value", () => {
+        expect(changedKeys(asProps(inputs({ tags: ["web"] })), asProps(inputs({ tags: ["web"] })))).toEqual([]);
+        expect(changedKeys(asProps(inputs({ tags: ["web"] })), asProps(inputs({ tags: ["web", "db"] })))).toEqual(["tags"]);
+    });
+});
+
+describe("deployedStorePath", () => {
+    const state: HostState = { generation: 3, profileStorePath: next, currentStorePath: v2 };
+    it("is what runs for switch and test, what the profile holds for boot, nothing for dry-activate", () => {
+        expect(deployedStorePath(state, "switch")).toBe(v2);
+        expect(deployedStorePath(state, "test")).toBe(v2);
+        expect(deployedStorePath(state, "boot")).toBe(next);
+        expect(deployedStorePath(state, "dry-activate")).toBeUndefined();
+    });
+});
+
+describe("outputsAfterDeploy", () => {
+    const before: HostState = { generation: 2, profileStorePath: v2, currentStorePath: v2, bootedStorePath: v1 };
+    const after: HostState = { generation: 3, profileStorePath: next, currentStorePath: next, bootedStorePath: v1, nixosVersion: "24.11" };
+
+    it("records the inputs, the new state and the copy", () => {
+        const outputs = outputsAfterDeploy(inputs(), outcome(before, after));
+        expect(outputs).toMatchObject({
+            ...inputs(),
+            generation: 3,
+            previousGeneration: 2,
+            activatedAt: "2025-01-02T03:04:05.000Z",
+            nixosVersion: "24.11",
+            runningStorePath: next,
+            bootedStorePath: v1,
+            profileStorePath: next,
+            lastCopy: { paths: 2, bytes: 64_000 },
+        });
+        expect(outputs.history).toEqual([{ generation: 3, storePath: next, action: "switch", activatedAt: "2025-01-02T03:04:05.000Z" }]);
+    });
+
+    it("puts the new deployment first in the history", () => {
+        const outputs = outputsAfterDeploy(inputs(), outcome(before, after), { history: [record(2, v2), record(1, v1)] });
+        expect(outputs.history.map((entry) => entry.generation)).toEqual([3, 2, 1]);
+    });
+
+    it(`keeps at most ${HISTORY_LIMIT} entries, dropping the oldest`, () => {
+        const old = Array.from({ length: HISTORY_LIMIT }, (_, i) => record(HISTORY_LIMIT - i, storePath(`s-${HISTORY_LIMIT - i}`)));
+        const outputs = outputsAfterDeploy(inputs(), outcome(before, { ...after, generation: HISTORY_LIMIT + 1 }), { history: old });
+        expect(outputs.history).toHaveLength(HISTORY_LIMIT);
+        expect(outputs.history[0]!.generation).toBe(HISTORY_LIMIT + 1);
+        expect(outputs.history[HISTORY_LIMIT - 1]!.generation).toBe(2);
+    });
+
+    it("a no-op deploy adds no history entry and keeps the previous activation time and previous generation", () => {
+        const old: Partial<HostOutputs> = { history: [record(3, next, "2024-12-24T00:00:00.000Z"), record(2, v2)], activatedAt: "2024-12-24T00:00:00.000Z", previousGeneration: 2 };
+        const outputs = outputsAfterDeploy(inputs(), outcome(after, after, false), old);
+        expect(outputs.history).toEqual(old.history);
+        expect(outputs.activatedAt).toBe("2024-12-24T00:00:00.000Z");
+        expect(outputs.previousGeneration).toBe(2);
+    });
+
+    it("null for what the host does not have", () => {
+        const outputs = outputsAfterDeploy(inputs({ action: "test" }), outcome({ currentStorePath: v2 }, { currentStorePath: next }));
+        expect(outputs).toMatchObject({ generation: null, previousGeneration: null, profileStorePath: null, nixosVersion: null, bootedStorePath: null });
+        expect(outputs.history[0]).toMatchObject({ generation: null, action: "test" });
+    });
+});
+
+describe("outputsAfterRead", () => {
+    const deployed = (action: HostInputs["action"]): HostOutputs =>
+        outputsAfterDeploy(inputs({ action }), outcome({ generation: 2, profileStorePath: v2, currentStorePath: v2 }, { generation: 3, profileStorePath: next, currentStorePath: next }));
+
+    it("switch: storePath follows what runs (drift when changed by hand)", () => {
+        const read = outputsAfterRead(deployed("switch"), { generation: 2, profileStorePath: v2, currentStorePath: v2 });
+        expect(read).toMatchObject({ storePath: v2, generation: 2, runningStorePath: v2, profileStorePath: v2 });
+    });
+
+    it("test: storePath follows what runs, not the profile", () => {
+        const read = outputsAfterRead(deployed("test"), { generation: 3, profileStorePath: next, currentStorePath: v2 });
+        expect(read.storePath).toBe(v2);
+    });
+
+    it("boot: storePath follows the profile, not what runs", () => {
+        const read = outputsAfterRead(deployed("boot"), { generation: 3, profileStorePath: next, currentStorePath: v2 });
+        expect(read.storePath).toBe(next);
+        expect(read.runningStorePath).toBe(v2);
+    });
+
+    it("keeps the recorded storePath when the host shows none, and keeps the history", () => {
+        const old = deployed("switch");
+        const read = outputsAfterRead(old, {});
+        expect(read.storePath).toBe(next);
+        expect(read.generation).toBeNull();
+        expect(read.history).toEqual(old.history);
+    });
+});
+
+interface LogLine {
+    severity: Severity;
+    urn: string;
+    message: string;
+    ephemeral?: boolean;
+}
+
+class FakeLogger implements EngineLogger {
+    readonly lines: LogLine[] = [];
+    async log(severity: Severity, urn: string, message: string, ephemeral?: boolean): Promise<void> {
+        this.lines.push({ severity, urn, message, ephemeral });
+    }
+    messages(severity?: Severity): string[] {
+        return this.lines.filter((line) => !severity || line.severity === severity).map((line) => line.message);
+    }
+}
+
+function providerSetup(host = FakeHost.withGenerations(v1, v2)) {
+    const runner = new FakeRunner();
+    host.attach(runner);
+    attachLocalNix(runner, host, new Map<string, ClosurePath[]>([[next, [{ path: next, narSize: 4_000 }, { path: lib, narSize: 60_000 }]]]));
+    const logger = new FakeLogger();
+    const provider = new HostProvider({ runner: runner.run, logger, version: "0.0.0-test", runtimeDir: runtimeDir() });
+    return { host, runner, logger, provider };
+}
+
+describe("HostProvider", () => {
+    it("check accepts valid inputs unchanged", async () => {
+        const { provider } = providerSetup();
+        const news = asProps(inputs());
+        expect(await provider.check(URN, {}, news)).toEqual({ inputs: news });
+    });
+
+    it("check failures name each bad property", async () => {
+        const { provider } = providerSetup();
+        const result = await provider.check(URN, {}, asProps(inputs({ port: 70_000, storePath: "/tmp/not-a-store-path", address: "-oProxyCommand=x" })));
+        expect(result.inputs).toBeUndefined();
+        const properties = result.failures!.map((failure) => failure.property).sort();
+        expect(properties).toEqual(["address", "port", "storePath"]);
+        expect(result.failures!.find((failure) => failure.property === "storePath")!.reason).toContain("Nix store path");
+        expect(result.failures!.find((failure) => failure.property === "address")!.reason).toContain("must not start with '-'");
+    });
+
+    it("check names a missing property", async () => {
+        const { provider } = providerSetup();
+        const { flake: _flake, ...rest } = inputs();
+        const result = await provider.check(URN, {}, asProps(rest));
+        expect(result.failures!.map((failure) => failure.property)).toEqual(["flake"]);
+    });
+
+    it("diff reports changes but never a replacement", async () => {
+        const { provider } = providerSetup();
+        const olds = asProps(inputs());
+        expect(await provider.diff("alpha", URN, olds, asProps(inputs()))).toEqual({ changes: false, replaces: [], deleteBeforeReplace: false });
+        const renamed = await provider.diff("alpha", URN, olds, asProps(inputs({ name: "beta", address: "beta", storePath: v2 })));
+        expect(renamed).toEqual({ changes: true, replaces: [], deleteBeforeReplace: false });
+    });
+
+    it("create deploys the host and returns id = host name with the recorded generation", async () => {
+        const { provider, host, logger } = providerSetup();
+        const result = await provider.create(URN, asProps(inputs()));
+        expect(result.id).toBe("alpha");
+        const outs = result.outs as HostOutputs;
+        expect(outs).toMatchObject({ name: "alpha", storePath: next, generation: 3, previousGeneration: 2, runningStorePath: next, lastCopy: { paths: 2, bytes: 64_000 } });
+        expect(outs.history).toHaveLength(1);
+        expect(host.state.current).toBe(next);
+        // Progress lines are ephemeral and name the host; the summary is not.
+        expect(logger.lines.filter((line) => line.ephemeral).map((line) => line.message)).toContain("alpha: connect");
+        expect(logger.lines.every((line) => line.urn === URN)).toBe(true);
+        const summary = logger.lines[logger.lines.length - 1]!;
+        expect(summary).toMatchObject({ severity: "info", message: "alpha: switch done, generation 2 → 3, copied 2 paths (64000 bytes)" });
+        expect(summary.ephemeral).toBeFalsy();
+    });
+
+    it("create rejects inputs that fail the schema without touching the host", async () => {
+        const { provider, runner } = providerSetup();
+        await expect(provider.create(URN, asProps(inputs({ storePath: "nope" })))).rejects.toThrow();
+        expect(runner.calls).toHaveLength(0);
+    });
+
+    it("update after a failed activation throws the formatted error naming host and phase", async () => {
+        const { provider, host } = providerSetup();
+        host.failingSystems.add(next);
+        const olds = asProps(outputsAfterDeploy(inputs({ storePath: v2 }), outcome({ generation: 1 }, { generation: 2, currentStorePath: v2, profileStorePath: v2 })));
+        const failure = await provider.update("alpha", URN, olds, asProps(inputs())).then(
+            () => undefined,
+            (error: unknown) => error,
+        );
+        expect(failure).toBeInstanceOf(Error);
+        const text = (failure as Error).message;
+        expect(text.split("\n")[0]).toBe(
+            "host alpha: activate failed: switch-to-configuration switch exited with 1; the host was restored to generation 2 " +
+                "(profile back to generation 2, boot default back to the previous generation, re-activated the previously running system)",
+        );
+        expect(text).toContain("  | error: the unit foo.service failed to start");
+        expect(text).toContain("  hint: fix the configuration");
+        expect(host.state).toMatchObject({ profileGeneration: 2, current: v2 });
+    });
+
+    it("update of a host already running the system adds no history entry", async () => {
+        const { provider, logger } = providerSetup();
+        const first = (await provider.create(URN, asProps(inputs()))).outs as HostOutputs;
+        const second = (await provider.update("alpha", URN, asProps(first), asProps(inputs()))).outs as HostOutputs;
+        expect(second.history).toEqual(first.history);
+        expect(second.generation).toBe(3);
+        expect(second.activatedAt).toBe(first.activatedAt);
+        expect(logger.messages("info")).toContain(`alpha: already running ${next}`);
+    });
+
+    it("update reports the generation change from the recorded state", async () => {
+        const { provider, logger } = providerSetup();
+        const olds = asProps(outputsAfterDeploy(inputs({ storePath: v2 }), outcome({ generation: 1 }, { generation: 2, currentStorePath: v2, profileStorePath: v2 })));
+        const outs = (await provider.update("alpha", URN, olds, asProps(inputs()))).outs as HostOutputs;
+        expect(outs.history.map((entry) => entry.generation)).toEqual([3, 2]);
+        expect(logger.messages("info")).toContain("alpha: switch done, generation 2 → 3, copied 2 paths (64000 bytes)");
+    });
+
+    it("read reports drift when the host was changed by hand, and returns what it runs", async () => {
+        const { provider, host, logger } = providerSetup();
+        const created = (await provider.create(URN, asProps(inputs()))).outs as HostOutputs;
+        // Someone rolled back by hand.
+        host.state.profileGeneration = 2;
+        host.state.current = v2;
+        const result = await provider.read("alpha", URN, asProps(created));
+        expect(result.id).toBe("alpha");
+        expect(result.props).toMatchObject({ storePath: v2, generation: 2, runningStorePath: v2 });
+        expect(result.inputs).toMatchObject({ storePath: v2, name: "alpha" });
+        expect(result.inputs).not.toHaveProperty("history");
+        expect(result.inputs).not.toHaveProperty("generation");
+        const warnings = logger.messages("warning");
+        expect(warnings).toHaveLength(1);
+        expect(warnings[0]).toContain(`alpha: drift: the stack recorded generation 3 (${next}), the host runs generation 2 (${v2})`);
+    });
+
+    it("read without drift logs no warning and keeps the state", async () => {
+        const { provider, logger } = providerSetup();
+        const created = (await provider.create(URN, asProps(inputs()))).outs as HostOutputs;
+        const result = await provider.read("alpha", URN, asProps(created));
+        expect(result.props).toMatchObject({ storePath: next, generation: 3 });
+        expect(logger.messages("warning")).toEqual([]);
+    });
+
+    it("read of an unreachable host throws the formatted connect error", async () => {
+        const { provider, runner } = providerSetup();
+        const created = (await provider.create(URN, asProps(inputs()))).outs as HostOutputs;
+        runner.on((call) => call.isMasterStart, { code: 255, stderr: "ssh: Could not resolve hostname alpha.example.org: Name or service not known\r\n" });
+        await expect(provider.read("alpha", URN, asProps(created))).rejects.toThrow(/^host alpha: connect failed: cannot resolve alpha.example.org/);
+    });
+
+    it("read without recorded properties (import) returns them as they are, without connecting", async () => {
+        const { provider, runner } = providerSetup();
+        expect(await provider.read("alpha", URN, undefined)).toEqual({ id: "alpha", props: undefined });
+        expect(runner.calls).toHaveLength(0);
+    });
+
+    it("delete touches nothing and logs that the server keeps running", async () => {
+        const { provider, runner, logger, host } = providerSetup();
+        await provider.delete("alpha", URN, { name: "alpha", generation: 2 });
+        expect(runner.calls).toHaveLength(0);
+        expect(host.activations).toEqual([]);
+        expect(logger.lines).toEqual([
+            { severity: "warning", urn: URN, message: "alpha: removed from the stack only; the server keeps running generation 2 untouched", ephemeral: undefined },
+        ]);
+    });
+});

@@ -1,0 +1,250 @@
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { SshConnection, targetSshOptions } from "../../../src/ssh/connection";
+import { FakeRunner, masterExit, masterStart, remote, sshOption } from "../helpers/fakeRunner";
+import { fleetErrorOf, fleetErrorOfSync, runtimeDir, target } from "../helpers/fixtures";
+
+/** The values of every `-o Key=…` for `key`, in order. */
+function allOptionValues(options: readonly string[], key: string): string[] {
+    return options.flatMap((option, i) => (options[i - 1] === "-o" && option.startsWith(`${key}=`) ? [option.slice(key.length + 1)] : []));
+}
+
+describe("targetSshOptions", () => {
+    it("passes -p only when a port is set (so an ssh_config Port still applies)", () => {
+        expect(targetSshOptions(target())).not.toContain("-p");
+        const options = targetSshOptions(target({ port: 2201 }));
+        expect(options[options.indexOf("-p") + 1]).toBe("2201");
+    });
+
+    it("passes -F for an ssh config file and -J for a jump host", () => {
+        const options = targetSshOptions(target({ sshConfigFile: "/etc/fleet/ssh_config", proxyJump: "bastion.example.org" }));
+        expect(options.slice(options.indexOf("-F"), options.indexOf("-F") + 2)).toEqual(["-F", "/etc/fleet/ssh_config"]);
+        expect(options.slice(options.indexOf("-J"), options.indexOf("-J") + 2)).toEqual(["-J", "bastion.example.org"]);
+    });
+
+    it("leaves -F, -J and -i out when not set", () => {
+        const options = targetSshOptions(target());
+        expect(options).not.toContain("-F");
+        expect(options).not.toContain("-J");
+        expect(options).not.toContain("-i");
+        expect(sshOption(options, "IdentitiesOnly")).toBeUndefined();
+    });
+
+    it("uses an identity file with IdentitiesOnly=yes (the agent's other keys are not offered)", () => {
+        const options = targetSshOptions(target({ identityFile: "/home/ops/.ssh/fleet" }));
+        expect(options.slice(options.indexOf("-i"), options.indexOf("-i") + 2)).toEqual(["-i", "/home/ops/.ssh/fleet"]);
+        expect(sshOption(options, "IdentitiesOnly")).toBe("yes");
+    });
+
+    it("runs in batch mode with strict host-key checking by default", () => {
+        const options = targetSshOptions(target());
+        expect(sshOption(options, "BatchMode")).toBe("yes");
+        expect(sshOption(options, "StrictHostKeyChecking")).toBe("yes");
+        expect(sshOption(options, "UserKnownHostsFile")).toBeUndefined();
+        expect(sshOption(options, "HostKeyAlias")).toBeUndefined();
+    });
+
+    it("uses connectTimeout, 10 seconds by default", () => {
+        expect(sshOption(targetSshOptions(target()), "ConnectTimeout")).toBe("10");
+        expect(sshOption(targetSshOptions(target({ connectTimeout: 3 })), "ConnectTimeout")).toBe("3");
+    });
+
+    it("checks a pinned key against its own known_hosts file under the host's alias", () => {
+        const options = targetSshOptions(target({ hostKey: "ssh-ed25519 AAAA", knownHostsFile: "/other" }), "/run/nf/alpha.known_hosts");
+        expect(sshOption(options, "StrictHostKeyChecking")).toBe("yes");
+        expect(allOptionValues(options, "UserKnownHostsFile")).toEqual(["/run/nf/alpha.known_hosts"]);
+        expect(sshOption(options, "HostKeyAlias")).toBe("nixos-fleet-alpha");
+    });
+
+    it("uses the host's knownHostsFile when no key is pinned", () => {
+        const options = targetSshOptions(target({ knownHostsFile: "/etc/fleet/known_hosts" }));
+        expect(sshOption(options, "UserKnownHostsFile")).toBe("/etc/fleet/known_hosts");
+        expect(sshOption(options, "HostKeyAlias")).toBeUndefined();
+    });
+
+    it("turns host-key checking off only for insecureSkipHostKeyCheck", () => {
+        const options = targetSshOptions(target({ insecureSkipHostKeyCheck: true }), "/ignored");
+        expect(allOptionValues(options, "StrictHostKeyChecking")).toEqual(["no"]);
+        expect(allOptionValues(options, "UserKnownHostsFile")).toEqual(["/dev/null"]);
+        expect(sshOption(options, "HostKeyAlias")).toBeUndefined();
+    });
+
+    it("appends extra sshOptions as -o Key=Value", () => {
+        const options = targetSshOptions(target({ sshOptions: ["Compression=yes", "IPQoS=throughput"] }));
+        expect(sshOption(options, "Compression")).toBe("yes");
+        expect(sshOption(options, "IPQoS")).toBe("throughput");
+    });
+
+    // BUG: OpenSSH keeps the FIRST value it obtains for an option, also for repeated -o on the
+    // command line (`ssh -G -o ServerAliveInterval=5 -o ServerAliveInterval=15 h` reports 5).
+    // targetSshOptions puts its own ServerAliveInterval=5 / ServerAliveCountMax=3 BEFORE the host's
+    // sshOptions, so the documented example `sshOptions: [ServerAliveInterval=15]`
+    // (docs/host-config.md) is silently ignored. Fix: emit the host's sshOptions before the
+    // built-in defaults (or drop a default whose key the host sets).
+    it.fails("a host's sshOptions win over the built-in defaults of the same key (ssh takes the first value)", () => {
+        const options = targetSshOptions(target({ sshOptions: ["ServerAliveInterval=15", "ServerAliveCountMax=10"] }));
+        expect(sshOption(options, "ServerAliveInterval")).toBe("15");
+        expect(sshOption(options, "ServerAliveCountMax")).toBe("10");
+    });
+});
+
+describe("SshConnection", () => {
+    const connect = (runner: FakeRunner, overrides: Parameters<typeof target>[0] = {}, dir = runtimeDir()) =>
+        new SshConnection(target(overrides), { runner: runner.run, runtimeDir: dir, persistSeconds: 30 });
+
+    it("open starts one master with ControlMaster=yes, ControlPersist and the control socket", async () => {
+        const runner = new FakeRunner();
+        const dir = runtimeDir();
+        const connection = connect(runner, {}, dir);
+        await connection.open();
+        await connection.open();
+        expect(runner.calls).toHaveLength(1);
+        const argv = runner.calls[0]!.argv;
+        expect(argv[0]).toBe("ssh");
+        expect(sshOption(argv, "ControlMaster")).toBe("yes");
+        expect(sshOption(argv, "ControlPersist")).toBe("30");
+        expect(sshOption(argv, "ControlPath")).toBe(join(dir, "alpha.sock"));
+        expect(argv.slice(-3)).toEqual(["-N", "-f", "root@alpha.example.org"]);
+        expect(connection.handshakes).toBe(1);
+    });
+
+    it("bounds the master start by connectTimeout plus 5 seconds", async () => {
+        const runner = new FakeRunner();
+        await connect(runner, { connectTimeout: 7 }).open();
+        expect(runner.calls[0]!.options.timeoutMs).toBe(12_000);
+    });
+
+    it("run rides the master (ControlMaster=no, same ControlPath) and does not handshake again", async () => {
+        const runner = new FakeRunner().on(remote("uname"), { stdout: "Linux\n" });
+        const connection = connect(runner);
+        const first = await connection.run(["uname", "-a"]);
+        await connection.run(["uname", "-r"]);
+        expect(first.stdout).toBe("Linux\n");
+        expect(connection.handshakes).toBe(1);
+        expect(runner.matching(masterStart)).toHaveLength(1);
+        const runs = runner.matching(remote("uname"));
+        expect(runs).toHaveLength(2);
+        for (const call of runs) {
+            expect(sshOption(call.argv, "ControlMaster")).toBe("no");
+            expect(sshOption(call.argv, "ControlPath")).toBe(connection.controlPath);
+            expect(call.argv[call.argv.length - 2]).toBe("root@alpha.example.org");
+        }
+    });
+
+    it("sends the remote command as one single-quoted string", async () => {
+        const runner = new FakeRunner().on(remote("echo"), {});
+        await connect(runner).run(["echo", "a b", "; rm -rf /", "$HOME"]);
+        const call = runner.matching(remote("echo"))[0]!;
+        expect(call.remote).toBe("echo 'a b' '; rm -rf /' '$HOME'");
+        expect(call.remoteArgv).toEqual(["echo", "a b", "; rm -rf /", "$HOME"]);
+    });
+
+    it("prefixes sudo -n -- for asRoot when the login user is not root", async () => {
+        const runner = new FakeRunner().on(remote("nix-env"), {});
+        await connect(runner, { user: "deploy" }).run(["nix-env", "--version"], { asRoot: true });
+        expect(runner.matching(remote("nix-env"))[0]!.remoteArgv).toEqual(["sudo", "-n", "--", "nix-env", "--version"]);
+    });
+
+    it("does not use sudo for root, nor for commands that need no root", async () => {
+        const runner = new FakeRunner().on(remote("nix-env"), {});
+        await connect(runner, { user: "root" }).run(["nix-env", "--version"], { asRoot: true });
+        await connect(runner, { user: "deploy" }).run(["nix-env", "--version"]);
+        const calls = runner.matching(remote("nix-env"));
+        expect(calls.map((call) => call.remoteArgv)).toEqual([["nix-env", "--version"], ["nix-env", "--version"]]);
+    });
+
+    it("passes input, timeout and output callbacks through to the runner", async () => {
+        const runner = new FakeRunner().on(remote("cat"), {});
+        const onStdout = () => undefined;
+        await connect(runner).run(["cat"], { input: "hello", timeoutMs: 1234, onStdout });
+        const options = runner.matching(remote("cat"))[0]!.options;
+        expect(options).toMatchObject({ input: "hello", timeoutMs: 1234, onStdout });
+    });
+
+    it("returns a non-zero exit of the remote command to the caller", async () => {
+        const runner = new FakeRunner().on(remote("false"), { code: 1, stderr: "nope" });
+        const result = await connect(runner).run(["false"]);
+        expect(result.code).toBe(1);
+        expect(result.stderr).toBe("nope");
+    });
+
+    it("turns ssh's own failure (exit 255 with a connection message) into a connect FleetError", async () => {
+        const runner = new FakeRunner().on(remote("true"), { code: 255, stderr: "Connection closed by 10.0.0.1 port 22\r\n" });
+        const error = await fleetErrorOf(connect(runner).run(["true"]));
+        expect(error.phase).toBe("connect");
+        expect(error.host).toBe("alpha");
+        expect(error.detail).toContain("Connection closed");
+    });
+
+    it("keeps exit 255 of the remote command itself (no ssh message) as a result", async () => {
+        const runner = new FakeRunner().on(remote("exit-255"), { code: 255, stderr: "my tool failed\n" });
+        const result = await connect(runner).run(["exit-255"]);
+        expect(result.code).toBe(255);
+    });
+
+    it("a failed master start throws a diagnosed connect FleetError and counts the handshake", async () => {
+        const runner = new FakeRunner().on(masterStart, { code: 255, stderr: "ssh: connect to host alpha.example.org port 22: Connection refused\r\n" });
+        const connection = connect(runner);
+        const error = await fleetErrorOf(connection.open());
+        expect(error.phase).toBe("connect");
+        expect(error.message).toContain("refused the connection");
+        expect(connection.handshakes).toBe(1);
+        // Never opened: close has nothing to stop.
+        await connection.close();
+        expect(runner.matching(masterExit)).toHaveLength(0);
+    });
+
+    it("refuses an option with whitespace with a FleetError (NIX_SSHOPTS cannot carry it)", () => {
+        const error = fleetErrorOfSync(() => connect(new FakeRunner(), { identityFile: "/home/o ps/key" }));
+        expect(error.phase).toBe("connect");
+        expect(error.host).toBe("alpha");
+        expect(error.message).toContain('"/home/o ps/key"');
+    });
+
+    it("refuses a runtime directory with whitespace (it is in ControlPath)", () => {
+        const dir = join(runtimeDir(), "with space");
+        const error = fleetErrorOfSync(() => connect(new FakeRunner(), {}, dir));
+        expect(error.message).toContain("whitespace");
+    });
+
+    it("writes a pinned host key under the host's alias into its own known_hosts file", () => {
+        const dir = runtimeDir();
+        const connection = connect(new FakeRunner(), { hostKey: "  ssh-ed25519 AAAAC3Nzakey \n" }, dir);
+        const file = join(dir, "alpha.known_hosts");
+        expect(readFileSync(file, "utf8")).toBe("nixos-fleet-alpha ssh-ed25519 AAAAC3Nzakey\n");
+        expect(sshOption(connection.clientOptions(), "UserKnownHostsFile")).toBe(file);
+        expect(sshOption(connection.clientOptions(), "HostKeyAlias")).toBe("nixos-fleet-alpha");
+    });
+
+    it("writes no known_hosts file when host-key checking is skipped", () => {
+        const dir = runtimeDir();
+        connect(new FakeRunner(), { hostKey: "ssh-ed25519 AAAA", insecureSkipHostKeyCheck: true }, dir);
+        expect(existsSync(join(dir, "alpha.known_hosts"))).toBe(false);
+    });
+
+    it("NIX_SSHOPTS carries the client options, ControlPath and ControlMaster=no", () => {
+        const connection = connect(new FakeRunner(), { port: 2201 });
+        const opts = connection.nixSshOpts().split(" ");
+        expect(opts).toEqual(connection.clientOptions());
+        expect(sshOption(opts, "ControlPath")).toBe(connection.controlPath);
+        expect(sshOption(opts, "ControlMaster")).toBe("no");
+        expect(opts[opts.indexOf("-p") + 1]).toBe("2201");
+    });
+
+    it("storeUri is ssh-ng://user@address", () => {
+        expect(connect(new FakeRunner(), { user: "deploy" }).storeUri()).toBe("ssh-ng://deploy@alpha.example.org");
+    });
+
+    it("close sends -O exit over the control socket, once", async () => {
+        const runner = new FakeRunner();
+        const connection = connect(runner);
+        await connection.open();
+        await connection.close();
+        await connection.close();
+        const exits = runner.matching(masterExit);
+        expect(exits).toHaveLength(1);
+        expect(sshOption(exits[0]!.argv, "ControlPath")).toBe(connection.controlPath);
+        expect(exits[0]!.argv.slice(-3)).toEqual(["-O", "exit", "root@alpha.example.org"]);
+    });
+});
