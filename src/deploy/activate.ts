@@ -69,8 +69,12 @@ export async function restorePrevious(connection: SshConnection, before: HostSta
                 await run([`${before.profileStorePath}/bin/switch-to-configuration`, "boot"], "boot default back to the previous generation");
             }
         } else {
-            // The host had no system profile: take away the one this deploy created.
+            // The host had no system profile: take away the one this deploy created, and make the
+            // system it ran before the boot default again (switch/boot installed the new one).
             await run(["sh", "-c", `rm -f ${SYSTEM_PROFILE} ${SYSTEM_PROFILE}-*-link`], "removed the new system profile");
+            if (before.currentStorePath) {
+                await run([`${before.currentStorePath}/bin/switch-to-configuration`, "boot"], "boot default back to the previously running system");
+            }
         }
     }
     if (changesRunningSystem(action) && before.currentStorePath) {
@@ -98,19 +102,51 @@ export async function activate(
 ): Promise<ActivationResult> {
     const host = connection.target.name;
     if (setsProfile(action)) await setProfile(connection, storePath);
-    const result = await switchTo(connection, storePath, action, options);
-    const output = `${result.stdout}${result.stderr}`;
     let failure: string | undefined;
-    if (result.code !== 0) {
-        failure = result.timedOut
-            ? `switch-to-configuration ${action} did not finish in time`
-            : `switch-to-configuration ${action} exited with ${result.code ?? result.signal}`;
+    let output = "";
+    try {
+        const result = await switchTo(connection, storePath, action, options);
+        output = `${result.stdout}${result.stderr}`;
+        if (result.code !== 0) {
+            failure = result.timedOut
+                ? `switch-to-configuration ${action} did not finish in time`
+                : `switch-to-configuration ${action} exited with ${result.code ?? result.signal}`;
+        }
+    } catch (error) {
+        if (!(error instanceof FleetError) || error.phase !== "connect") throw error;
+        // The connection dropped during activation (e.g. the new system restarted sshd or changed
+        // the firewall). Try to put the host back over a new connection.
+        failure = `the connection was lost during switch-to-configuration ${action} (${error.message})`;
+        output = error.detail ?? "";
+        connection.reset();
     }
     const after = failure ? before : await readHostState(connection);
     failure ??= action === "dry-activate" ? undefined : verifyActivated(storePath, action, after);
     if (!failure) return { before, after, output };
 
-    const restored = action === "dry-activate" ? [] : await restorePrevious(connection, before, action);
+    if (action === "dry-activate") {
+        throw new FleetError({
+            phase: "activate",
+            host,
+            message: `${failure}; dry-activate changes nothing, so the host is as it was`,
+            hint: "the output of the dry activation is above",
+            detail: tail(output),
+        });
+    }
+    let restored: string[];
+    try {
+        restored = await restorePrevious(connection, before, action);
+    } catch (restoreError) {
+        // Keep the activation's own output: it says why the deploy failed in the first place.
+        if (restoreError instanceof FleetError) {
+            throw new FleetError({
+                ...restoreError.toJSON(),
+                message: `${failure}; then ${restoreError.message}`,
+                detail: [tail(output), restoreError.detail ?? ""].filter(Boolean).join("\n--- restore ---\n"),
+            });
+        }
+        throw restoreError;
+    }
     const back = before.generation !== undefined ? `generation ${before.generation}` : "the state before the deploy";
     throw new FleetError({
         phase: "activate",

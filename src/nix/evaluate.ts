@@ -85,8 +85,17 @@ async function blameHosts(group: Group, options: EvaluateOptions): Promise<Fleet
     return errors;
 }
 
+/** True when Nix says the configuration itself is missing, not some attribute inside its modules. */
+function configurationMissing(group: Group, host: string | undefined, stderr: string): boolean {
+    if (/does not provide attribute/.test(stderr)) return true;
+    const missing = /attribute '([^']+)' missing/.exec(stderr)?.[1];
+    if (missing === undefined) return false;
+    const hosts = group.hosts.filter((h) => host === undefined || h.name === host);
+    return missing === group.prefix || hosts.some((h) => h.rest.includes(missing));
+}
+
 function evaluationError(host: string | undefined, group: Group, stderr: string): FleetError {
-    const missing = /attribute '([^']+)' missing|does not provide attribute/.test(stderr);
+    const missing = configurationMissing(group, host, stderr);
     return new FleetError({
         phase: "evaluate",
         host,

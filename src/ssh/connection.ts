@@ -42,7 +42,10 @@ function assertNoWhitespace(target: SshTarget, options: string[]): void {
 
 /** The ssh client options for a target, apart from the control socket. */
 export function targetSshOptions(target: SshTarget, pinnedKnownHosts?: string): string[] {
+    // ssh keeps the first value it sees for an option: the host's own options go first, so they
+    // win over our defaults below.
     const options: string[] = [];
+    for (const option of target.sshOptions ?? []) options.push("-o", option);
     if (target.sshConfigFile) options.push("-F", target.sshConfigFile);
     if (target.port !== undefined) options.push("-p", String(target.port));
     if (target.identityFile) options.push("-i", target.identityFile, "-o", "IdentitiesOnly=yes");
@@ -63,7 +66,6 @@ export function targetSshOptions(target: SshTarget, pinnedKnownHosts?: string): 
             options.push("-o", `UserKnownHostsFile=${target.knownHostsFile}`);
         }
     }
-    for (const option of target.sshOptions ?? []) options.push("-o", option);
     return options;
 }
 
@@ -139,6 +141,11 @@ export class SshConnection {
             throw sshError(this.target, result.stderr, result.timedOut);
         }
         return result;
+    }
+
+    /** Forgets the master (e.g. after it died), so the next command opens a new one. */
+    reset(): void {
+        this.opened = false;
     }
 
     /** Stops the master. Safe to call twice or when it never opened. */

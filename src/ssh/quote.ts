@@ -4,12 +4,16 @@
 
 const SAFE = /^[A-Za-z0-9_@%+=:,./-]+$/;
 
+const quote = (arg: string): string => `'${arg.replace(/'/g, `'\\''`)}'`;
+
 export function shellQuote(arg: string): string {
-    if (arg.length > 0 && SAFE.test(arg)) return arg;
-    return `'${arg.replace(/'/g, `'\\''`)}'`;
+    return arg.length > 0 && SAFE.test(arg) ? arg : quote(arg);
 }
 
 export function remoteCommand(argv: readonly string[]): string {
     if (argv.length === 0) throw new Error("remoteCommand: empty argument list");
-    return argv.map(shellQuote).join(" ");
+    // An unquoted first word like FOO=bar would be a variable assignment, not the command.
+    const [command, ...args] = argv;
+    const first = command!.includes("=") ? quote(command!) : shellQuote(command!);
+    return [first, ...args.map(shellQuote)].join(" ");
 }

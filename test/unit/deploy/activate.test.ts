@@ -124,7 +124,7 @@ describe("activate", () => {
     // default again (README: "the previous system is made the boot default and re-activated").
     // Fix: when before.generation is undefined but before.currentStorePath is set, also run
     // `<before.currentStorePath>/bin/switch-to-configuration boot` for switch/boot.
-    it.fails("first-ever deploy failing: the previously running system is the boot default again", async () => {
+    it("first-ever deploy failing: the previously running system is the boot default again", async () => {
         const installer = storePath("nixos-system-installer");
         const host = new FakeHost({ current: installer, booted: installer, bootDefault: installer, store: new Set([installer, next]) });
         host.failingSystems.add(next);
@@ -192,7 +192,7 @@ describe("activate", () => {
     // was restored to generation 2" (activate() builds the "restored to …" sentence for every
     // action). The operator is told a rollback happened that did not. Fix: for dry-activate (or
     // whenever `restored` is empty) say that nothing was changed.
-    it.fails("a failed dry-activate does not claim the host was restored", async () => {
+    it("a failed dry-activate does not claim the host was restored", async () => {
         const host = hostOnGeneration2();
         host.failingSystems.add(next);
         const { connection, before } = setup(host);
@@ -251,9 +251,13 @@ describe("activate", () => {
         const error = await fleetErrorOf(activate(connection, next, "switch", before));
         expect(error.phase).toBe("rollback");
         expect(error.host).toBe("alpha");
-        expect(error.message).toBe("restoring the previous system failed at: profile back to generation 2");
+        // Both what failed first and where the restore stopped.
+        expect(error.message).toBe(
+            "switch-to-configuration switch exited with 1; then restoring the previous system failed at: profile back to generation 2",
+        );
         expect(error.hint).toContain(`nix-env -p ${SYSTEM_PROFILE} --rollback`);
         expect(error.detail).toContain("lock held");
+        expect(error.detail).toContain("--- restore ---");
         // It stopped at the failing step.
         expect(runner.matching((call) => call.remoteCommand?.[0] === `${v2}${STC}`)).toHaveLength(0);
     });

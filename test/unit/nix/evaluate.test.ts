@@ -128,7 +128,7 @@ describe("evaluateSystems", () => {
     // Nix message, so the operator is told the flake "has no NixOS configuration for this host" and
     // is sent to `nix flake show`, while the configuration exists and has an error. Fix: only call
     // it missing when the missing attribute is the host's own attribute segment (e.g. 'psi').
-    it.fails("an attribute missing inside the host's modules is reported as an evaluation error, not a missing configuration", async () => {
+    it("an attribute missing inside the host's modules is reported as an evaluation error, not a missing configuration", async () => {
         const runner = new FakeRunner();
         fakeNixEval(runner, { psi: "error: attribute 'nginxx' missing\n\n       at /nix/store/…-source/hosts/psi.nix:12:7:\n" });
         const error = await fleetErrorOf(evaluateSystems([host("psi")], { runner: runner.run }));

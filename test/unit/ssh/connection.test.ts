@@ -82,7 +82,7 @@ describe("targetSshOptions", () => {
     // sshOptions, so the documented example `sshOptions: [ServerAliveInterval=15]`
     // (docs/host-config.md) is silently ignored. Fix: emit the host's sshOptions before the
     // built-in defaults (or drop a default whose key the host sets).
-    it.fails("a host's sshOptions win over the built-in defaults of the same key (ssh takes the first value)", () => {
+    it("a host's sshOptions win over the built-in defaults of the same key (ssh takes the first value)", () => {
         const options = targetSshOptions(target({ sshOptions: ["ServerAliveInterval=15", "ServerAliveCountMax=10"] }));
         expect(sshOption(options, "ServerAliveInterval")).toBe("15");
         expect(sshOption(options, "ServerAliveCountMax")).toBe("10");
