@@ -1,0 +1,29 @@
+// nixos-fleet's operator commands: `npm run deploy|rollback|generations -- …`. Each command is
+// one file in this folder; errors are printed by formatError, never as a stack trace.
+import { formatError } from "../errors";
+
+type Command = (args: string[]) => Promise<number>;
+
+const COMMANDS: Record<string, () => Promise<Command>> = {
+    deploy: async () => (await import("./deploy")).deployCommand,
+    rollback: async () => (await import("./rollback")).rollbackCommand,
+    generations: async () => (await import("./generations")).generationsCommand,
+};
+
+async function main(argv: string[]): Promise<number> {
+    const [name, ...args] = argv;
+    const load = name === undefined ? undefined : COMMANDS[name];
+    if (!load) {
+        process.stderr.write(`usage: nixos-fleet <${Object.keys(COMMANDS).join("|")}> [options]  (--help for a command's options)\n`);
+        return 2;
+    }
+    return (await load())(args);
+}
+
+main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (error: unknown) => {
+        process.stderr.write(`error: ${formatError(error)}\n`);
+        process.exit(1);
+    },
+);

@@ -1,0 +1,83 @@
+// The operator commands work on the same stacks and state as `pulumi up`, through Pulumi's
+// Automation API: this file opens a stack and reads what the commands need from it.
+import { LocalWorkspace, type Stack } from "@pulumi/pulumi/automation";
+import { loadStackHosts, readStackConfig, type HostConfig, type StackConfig } from "../config";
+import { FleetError } from "../errors";
+import type { HostOutputs } from "../provider/hostInputs";
+import { HOST_TYPE } from "../resources/host";
+
+export const PROJECT = "nixos-fleet";
+export const CONFIG_NAMESPACE = "nixos-fleet";
+
+export interface FleetStack {
+    stack: Stack;
+    name: string;
+    projectRoot: string;
+    settings: StackConfig;
+    /** All hosts of the stack (its selection), with the stack's defaults and overrides applied. */
+    hosts: HostConfig[];
+}
+
+export function hostUrn(stack: string, host: string): string {
+    return `urn:pulumi:${stack}::${PROJECT}::${HOST_TYPE}::${host}`;
+}
+
+export function hostNameOfUrn(urn: string): string | undefined {
+    return urn.includes(`::${HOST_TYPE}::`) ? urn.slice(urn.lastIndexOf("::") + 2) : undefined;
+}
+
+/** Opens an existing stack of the project in projectRoot and loads its hosts (no evaluation). */
+export async function openFleetStack(name: string, projectRoot: string): Promise<FleetStack> {
+    let stack: Stack;
+    try {
+        stack = await LocalWorkspace.selectStack({ stackName: name, workDir: projectRoot });
+    } catch (error) {
+        const known = await listStacks(projectRoot).catch(() => []);
+        throw new FleetError({
+            phase: "select",
+            message: `stack "${name}" does not exist in this project's backend`,
+            hint: known.length ? `known stacks: ${known.join(", ")}` : "create it with: npm run pulumi -- stack init <name>",
+            detail: error instanceof Error ? error.message : String(error),
+        });
+    }
+    const all = await stack.getAllConfig();
+    const source = {
+        get: (key: string) => all[`${CONFIG_NAMESPACE}:${key}`]?.value,
+    };
+    const file = `Pulumi.${name}.yaml`;
+    const settings = readStackConfig(source, { baseDir: projectRoot, file });
+    const hosts = await loadStackHosts(settings, { file });
+    return { stack, name, projectRoot, settings, hosts };
+}
+
+/** --stack, or else the stack selected with `pulumi stack select` (as plain pulumi does). */
+export async function resolveStackName(option: string | undefined, projectRoot: string): Promise<string> {
+    if (option) return option;
+    const workspace = await LocalWorkspace.create({ workDir: projectRoot });
+    const current = await workspace.stack();
+    if (current) return current.name;
+    const known = await listStacks(projectRoot).catch(() => []);
+    throw new FleetError({
+        phase: "select",
+        message: "no stack given and none selected",
+        hint: `pass --stack <name>${known.length ? ` (known: ${known.join(", ")})` : ""}, or run: npm run pulumi -- stack select <name>`,
+    });
+}
+
+export async function listStacks(projectRoot: string): Promise<string[]> {
+    const workspace = await LocalWorkspace.create({ workDir: projectRoot });
+    return (await workspace.listStacks()).map((summary) => summary.name);
+}
+
+/** The recorded outputs of every Host resource in the stack's current state, by host name. */
+export async function recordedHosts(stack: Stack): Promise<Map<string, HostOutputs>> {
+    const deployment = await stack.exportStack();
+    const resources = ((deployment.deployment as { resources?: { type: string; outputs?: Record<string, unknown> }[] }).resources ?? []);
+    const hosts = new Map<string, HostOutputs>();
+    for (const resource of resources) {
+        if (resource.type === HOST_TYPE && resource.outputs && typeof resource.outputs.name === "string") {
+            hosts.set(resource.outputs.name, resource.outputs as unknown as HostOutputs);
+        }
+    }
+    return hosts;
+}
