@@ -25,8 +25,18 @@ export = async () => {
     }
 
     const hosts: Record<string, Host> = {};
-    for (const { config, inputs } of plan.hosts) {
-        hosts[config.name] = new Host(config.name, inputs);
+    for (const { config, inputs, pin } of plan.hosts) {
+        const host = new Host(config.name, inputs);
+        hosts[config.name] = host;
+        if (pin) {
+            // Flagged in every preview and deploy until `rollback --clear` removes the pin.
+            void pulumi.log.warn(
+                `${config.name} is pinned to ${pin.storePath}${pin.generation ? ` (generation ${pin.generation})` : ""}` +
+                    `${pin.reason ? `: ${pin.reason}` : ""}; its configuration (${inputs.pin?.configuredStorePath}) is not deployed ` +
+                    `until \`npm run rollback -- --clear --hosts ${config.name}\``,
+                host,
+            );
+        }
     }
     return {
         hosts: Object.fromEntries(

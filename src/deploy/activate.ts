@@ -19,13 +19,19 @@ export interface ActivationResult {
 }
 
 export interface ActivateOptions {
+    /** Make the profile point at this existing generation (rollback) instead of adding one. */
+    switchToGeneration?: number;
     onOutput?: (chunk: string) => void;
     /** Bound on switch-to-configuration; a hung activation is treated as a failure. */
     timeoutMs?: number;
 }
 
-async function setProfile(connection: SshConnection, storePath: string): Promise<void> {
-    const result = await connection.run(["nix-env", "-p", SYSTEM_PROFILE, "--set", storePath], { asRoot: true });
+async function setProfile(connection: SshConnection, storePath: string, generation?: number): Promise<void> {
+    const argv =
+        generation === undefined
+            ? ["nix-env", "-p", SYSTEM_PROFILE, "--set", storePath]
+            : ["nix-env", "-p", SYSTEM_PROFILE, "--switch-generation", String(generation)];
+    const result = await connection.run(argv, { asRoot: true });
     if (result.code !== 0) {
         throw new FleetError({
             phase: "activate",
@@ -101,7 +107,7 @@ export async function activate(
     options: ActivateOptions = {},
 ): Promise<ActivationResult> {
     const host = connection.target.name;
-    if (setsProfile(action)) await setProfile(connection, storePath);
+    if (setsProfile(action)) await setProfile(connection, storePath, options.switchToGeneration);
     let failure: string | undefined;
     let output = "";
     try {

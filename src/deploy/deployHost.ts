@@ -9,11 +9,15 @@ import { copyClosure, type CopyResult } from "../nix/copy";
 import { FleetError } from "../errors";
 import { activate, changesRunningSystem, setsProfile, type Action } from "./activate";
 import { readHostState, type HostState } from "./hostState";
+import { findGeneration } from "./pinned";
 
 export interface DeployRequest {
     target: SshTarget;
     storePath: string;
-    drvPath: string;
+    /** Absent for a pinned host (rollback): the store path is not built from the configuration. */
+    drvPath?: string;
+    /** Set for a rollback: the generation that held storePath when it was deployed. */
+    pinnedGeneration?: number;
     flake: string;
     attribute: string;
     buildOn: "local" | "target";
@@ -67,9 +71,11 @@ export async function deployHost(request: DeployRequest, context: DeployContext)
     const timings: DeployOutcome["timings"] = {};
     const connection = new SshConnection(request.target, { runner, runtimeDir: context.runtimeDir });
     try {
-        if (request.buildOn === "local") {
+        const pinned = request.drvPath === undefined;
+        if (request.buildOn === "local" && request.drvPath !== undefined) {
+            const drvPath = request.drvPath;
             log(`build ${request.storePath}`);
-            await timed(timings, "build", () => buildLocally(runner, request.drvPath, name));
+            await timed(timings, "build", () => buildLocally(runner, drvPath, name));
         }
         log("connect");
         const before = await timed(timings, "connect", async () => {
@@ -78,7 +84,17 @@ export async function deployHost(request: DeployRequest, context: DeployContext)
         });
 
         let copy = NOTHING_COPIED;
-        if (request.buildOn === "local") {
+        let switchToGeneration: number | undefined;
+        if (pinned) {
+            // Rollback: switch to the generation if the host still has it, else copy the path again.
+            switchToGeneration = await findGeneration(connection, request.storePath, request.pinnedGeneration);
+            if (switchToGeneration !== undefined) {
+                log(`generation ${switchToGeneration} still holds ${request.storePath}: switching to it, nothing to copy`);
+            } else {
+                log(`no generation on the host holds ${request.storePath} any more: copying it again`);
+                copy = await timed(timings, "copy", () => copyPinned(connection, request, runner, log));
+            }
+        } else if (request.buildOn === "local") {
             copy = await timed(timings, "copy", () =>
                 copyClosure(connection, request.storePath, {
                     runner,
@@ -110,7 +126,7 @@ export async function deployHost(request: DeployRequest, context: DeployContext)
         }
         log(`activate (${request.action})`);
         const activation = await timed(timings, "activate", () =>
-            activate(connection, request.storePath, request.action, before, { onOutput: undefined }),
+            activate(connection, request.storePath, request.action, before, { switchToGeneration }),
         );
         return {
             before,
@@ -123,6 +139,22 @@ export async function deployHost(request: DeployRequest, context: DeployContext)
         };
     } finally {
         await connection.close().catch(() => undefined);
+    }
+}
+
+async function copyPinned(connection: SshConnection, request: DeployRequest, runner: ProcessRunner, log: (m: string) => void): Promise<CopyResult> {
+    try {
+        return await copyClosure(connection, request.storePath, { runner, substituteOnDestination: request.substituteOnDestination, onProgress: log });
+    } catch (error) {
+        if (error instanceof FleetError && /not in the local store/.test(error.message)) {
+            throw new FleetError({
+                phase: "copy",
+                host: request.target.name,
+                message: `cannot roll back to ${request.storePath}: the host no longer has it (garbage-collected) and it is not in the local store either`,
+                hint: "roll back to a later deployment, or remove the pin (rollback --clear) and deploy the configuration",
+            });
+        }
+        throw error;
     }
 }
 

@@ -1,6 +1,6 @@
 // The program's plan for one stack: read the stack's settings, load and select its hosts, and
 // evaluate every host's system in one Nix evaluation per flake. Nothing here touches a host.
-import { loadStackHosts, readStackConfig, type ConfigSource, type HostConfig, type StackConfig } from "../config";
+import { loadStackHosts, readStackConfig, type ConfigSource, type HostConfig, type Pin, type StackConfig } from "../config";
 import { evaluateSystems } from "../nix/evaluate";
 import type { ProcessRunner } from "../process/runner";
 import type { HostInputs } from "../provider/hostInputs";
@@ -18,6 +18,22 @@ export interface FleetPlanOptions {
 export interface PlannedHost {
     config: HostConfig;
     inputs: HostInputs;
+    /** Set when `rollback` pinned the host to a recorded store path. */
+    pin?: Pin;
+}
+
+/** A pinned host deploys the pinned store path; the configuration's is kept for the preview. */
+export function pinnedInputs(inputs: HostInputs, pin: Pin): HostInputs {
+    const { drvPath: _configuredDrv, ...rest } = inputs;
+    return {
+        ...rest,
+        storePath: pin.storePath,
+        pin: {
+            ...(pin.generation !== undefined ? { generation: pin.generation } : {}),
+            ...(pin.reason !== undefined ? { reason: pin.reason } : {}),
+            configuredStorePath: inputs.storePath,
+        },
+    };
 }
 
 export interface FleetPlan {
@@ -35,6 +51,10 @@ export async function planFleet(options: FleetPlanOptions): Promise<FleetPlan> {
     );
     return {
         stack,
-        hosts: hosts.map((host) => ({ config: host, inputs: hostInputsOf(host, systems.get(host.name)!) })),
+        hosts: hosts.map((host) => {
+            const inputs = hostInputsOf(host, systems.get(host.name)!);
+            const pin = stack.pins[host.name];
+            return { config: host, inputs: pin ? pinnedInputs(inputs, pin) : inputs, pin };
+        }),
     };
 }

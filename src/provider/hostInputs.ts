@@ -28,7 +28,17 @@ export const hostInputsSchema = z.object({
     substituteOnDestination: z.boolean(),
     tags: z.array(z.string()),
     storePath,
-    drvPath: z.string().regex(/^\/nix\/store\/.+\.drv$/, "must be a .drv store path"),
+    /** Absent for a pinned (rolled back) host: its store path is not this evaluation's. */
+    drvPath: z.string().regex(/^\/nix\/store\/.+\.drv$/, "must be a .drv store path").optional(),
+    /** Set by `rollback`: deploy this recorded store path instead of the configuration. */
+    pin: z
+        .object({
+            generation: z.number().int().positive().optional(),
+            reason: z.string().optional(),
+            /** What the configuration evaluates to now, shown beside the pin. */
+            configuredStorePath: storePath.optional(),
+        })
+        .optional(),
 });
 
 export type HostInputs = z.infer<typeof hostInputsSchema>;
@@ -51,7 +61,18 @@ export interface HostOutputs extends HostInputs {
     profileStorePath: string | null;
     /** The last deployments, newest first, so rollback needs nothing but the current state. */
     history: DeploymentRecord[];
-    lastCopy: { paths: number; bytes: number };
+    /** What the last deploy of this host did, for the operator's summary. */
+    lastDeploy: LastDeploy;
+}
+
+export interface LastDeploy {
+    activated: boolean;
+    generationBefore: number | null;
+    generationAfter: number | null;
+    pathsCopied: number;
+    bytesCopied: number;
+    /** Milliseconds per phase (build, connect, copy, activate). */
+    timings: Record<string, number>;
 }
 
 export const HISTORY_LIMIT = 20;
@@ -86,6 +107,7 @@ export function deployRequestOf(inputs: HostInputs): DeployRequest {
         buildOn: inputs.buildOn,
         action: inputs.action,
         substituteOnDestination: inputs.substituteOnDestination,
+        pinnedGeneration: inputs.pin?.generation,
     };
 }
 

@@ -69,7 +69,14 @@ export function outputsAfterDeploy(inputs: HostInputs, outcome: DeployOutcome, o
         bootedStorePath: after.bootedStorePath ?? null,
         profileStorePath: after.profileStorePath ?? null,
         history,
-        lastCopy: { paths: outcome.copy.pathsCopied, bytes: outcome.copy.bytesCopied },
+        lastDeploy: {
+            activated: outcome.activated,
+            generationBefore: before.generation ?? null,
+            generationAfter: generation,
+            pathsCopied: outcome.copy.pathsCopied,
+            bytesCopied: outcome.copy.bytesCopied,
+            timings: { ...outcome.timings },
+        },
     };
 }
 

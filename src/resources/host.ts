@@ -2,7 +2,7 @@
 // provider (src/provider). Its inputs are the host's connection settings and the system store
 // path the evaluation produced; a change to either updates the host in place.
 import * as pulumi from "@pulumi/pulumi";
-import type { HostInputs } from "../provider/hostInputs";
+import type { HostInputs, LastDeploy } from "../provider/hostInputs";
 
 export const HOST_TYPE = "nixos:index:Host";
 
@@ -20,7 +20,7 @@ export class Host extends pulumi.CustomResource {
     declare readonly runningStorePath: pulumi.Output<string | null>;
     declare readonly bootedStorePath: pulumi.Output<string | null>;
     declare readonly history: pulumi.Output<{ generation: number | null; storePath: string; action: string; activatedAt: string }[]>;
-    declare readonly lastCopy: pulumi.Output<{ paths: number; bytes: number }>;
+    declare readonly lastDeploy: pulumi.Output<LastDeploy>;
 
     constructor(name: string, args: HostArgs, opts?: pulumi.CustomResourceOptions) {
         super(
@@ -36,7 +36,7 @@ export class Host extends pulumi.CustomResource {
                 bootedStorePath: undefined,
                 profileStorePath: undefined,
                 history: undefined,
-                lastCopy: undefined,
+                lastDeploy: undefined,
             },
             opts,
         );

@@ -81,7 +81,7 @@ describe("pulumi up / preview / refresh of the host resource", () => {
         expect((await project.hostSystem("beta")).current).toBe(states.beta!.storePath);
         // Only the paths beta lacked travelled, and the summary counts them.
         const gained = [...(await storePaths("beta"))].filter((path) => !storeBefore.has(path));
-        expect((states.beta!.lastCopy as { paths: number }).paths).toBe(gained.length);
+        expect((states.beta!.lastDeploy as { pathsCopied: number }).pathsCopied).toBe(gained.length);
         expect(gained.length).toBeGreaterThan(0);
         expect(gained.length).toBeLessThan((await storePaths("beta")).size);
         // The others were not touched: same state, no SSH login.

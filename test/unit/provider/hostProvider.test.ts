@@ -105,7 +105,7 @@ describe("outputsAfterDeploy", () => {
             runningStorePath: next,
             bootedStorePath: v1,
             profileStorePath: next,
-            lastCopy: { paths: 2, bytes: 64_000 },
+            lastDeploy: { activated: true, generationBefore: 2, generationAfter: 3, pathsCopied: 2, bytesCopied: 64_000, timings: {} },
         });
         expect(outputs.history).toEqual([{ generation: 3, storePath: next, action: "switch", activatedAt: "2025-01-02T03:04:05.000Z" }]);
     });
@@ -230,7 +230,7 @@ describe("HostProvider", () => {
         const result = await provider.create(URN, asProps(inputs()));
         expect(result.id).toBe("alpha");
         const outs = result.outs as HostOutputs;
-        expect(outs).toMatchObject({ name: "alpha", storePath: next, generation: 3, previousGeneration: 2, runningStorePath: next, lastCopy: { paths: 2, bytes: 64_000 } });
+        expect(outs).toMatchObject({ name: "alpha", storePath: next, generation: 3, previousGeneration: 2, runningStorePath: next, lastDeploy: { pathsCopied: 2, bytesCopied: 64_000, generationBefore: 2, generationAfter: 3 } });
         expect(outs.history).toHaveLength(1);
         expect(host.state.current).toBe(next);
         // Progress lines are ephemeral and name the host; the summary is not.
