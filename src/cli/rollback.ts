@@ -11,7 +11,7 @@ import { nonNegativeInteger, parseCommandArgs, positiveInteger } from "./args";
 import { hostsFromOption } from "./hostsOption";
 import { readPins, stackConfigFile, writePins } from "./pins";
 import { runDeployment } from "./runDeployment";
-import { openFleetStack, recordedHosts, resolveStackName } from "./stack";
+import { openFleetStack, recordedHosts, resolveStackName, stackUpdates } from "./stack";
 
 export const ROLLBACK_USAGE =
     "npm run rollback -- --hosts psi,rho|@tag [--steps K | --to-generation N | --to-stack-version V | --clear] [--stack NAME] [--preview] [--yes] [--parallel N] [--json]";
@@ -70,7 +70,9 @@ export function chooseDeployment(host: string, recorded: HostOutputs | undefined
         }
         return entry;
     }
-    const entry = history.find((candidate) => new Date(candidate.activatedAt).getTime() <= target.endTime.getTime());
+    // Backends record update times to the second: an activation in the update's last second counts.
+    const end = target.endTime.getTime() + 999;
+    const entry = history.find((candidate) => new Date(candidate.activatedAt).getTime() <= end);
     if (!entry) {
         throw new FleetError({
             phase: "select",
@@ -83,14 +85,14 @@ export function chooseDeployment(host: string, recorded: HostOutputs | undefined
 }
 
 async function stackVersionTarget(stack: Stack, version: number): Promise<RollbackTarget> {
-    const updates = await stack.history();
+    const updates = await stackUpdates(stack);
     const update = updates.find((summary) => summary.version === version);
     if (!update || update.kind !== "update" || update.result !== "succeeded") {
         const known = updates.filter((u) => u.kind === "update" && u.result === "succeeded").map((u) => u.version);
         throw new FleetError({
             phase: "select",
             message: `stack version ${version} is not a successful update of this stack`,
-            hint: `successful updates: ${known.join(", ") || "none"} (npm run pulumi -- stack history)`,
+            hint: `successful updates: ${known.join(", ") || "none"} (npm run generations shows which update deployed each generation)`,
         });
     }
     return { kind: "stackVersion", version, endTime: new Date(update.endTime ?? update.startTime) };

@@ -1,10 +1,11 @@
 // The operator commands work on the same stacks and state as `pulumi up`, through Pulumi's
 // Automation API: this file opens a stack and reads what the commands need from it.
-import { LocalWorkspace, type Stack } from "@pulumi/pulumi/automation";
+import { LocalWorkspace, type Stack, type UpdateSummary } from "@pulumi/pulumi/automation";
 import { loadStackHosts, readStackConfig, type HostConfig, type StackConfig } from "../config";
 import { FleetError } from "../errors";
 import type { HostOutputs } from "../provider/hostInputs";
 import { HOST_TYPE } from "../resources/host";
+import { numberedUpdates } from "../deploy/generations";
 
 export const PROJECT = "nixos-fleet";
 export const CONFIG_NAMESPACE = "nixos-fleet";
@@ -80,4 +81,9 @@ export async function recordedHosts(stack: Stack): Promise<Map<string, HostOutpu
         }
     }
     return hosts;
+}
+
+/** The stack's updates with version numbers (derived on the file:// backend, see numberedUpdates). */
+export async function stackUpdates(stack: Stack): Promise<UpdateSummary[]> {
+    return numberedUpdates(await stack.history());
 }
