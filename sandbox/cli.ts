@@ -9,7 +9,7 @@ const USAGE = `usage: npm run sandbox -- <command>
   destroy [hosts…]         stop and delete hosts' state (default: all)
   status                   hosts, ports, processes, knobs, current/boot systems
   ssh <host> [command…]    ssh into a host as root (SANDBOX_USER=deployer for the non-root user)
-  set <host> key=value…    knobs: version=N fail=true|false breakSsh=true|false size=MiB
+  set <host> key=value…    knobs: version=N fail=true|false breakSsh=true|false size=MiB slow=seconds
   console <host> command…  run a command as root in the host without SSH (repair after breakSsh)
   reboot <host>            restart a host into its boot default generation
   env <host>               print NIX_SSHOPTS and the store URI for nix copy
@@ -76,7 +76,7 @@ async function main(argv: string[]): Promise<number> {
             const [name, ...assignments] = args;
             if (!name) throw new Error("set needs a host name and key=value knobs");
             const file = await fleet.set(name, parseKnobAssignments(assignments));
-            console.log(`${name}: version=${file.version} fail=${file.fail} breakSsh=${file.breakSsh} size=${file.size}`);
+            console.log(`${name}: version=${file.version} fail=${file.fail} breakSsh=${file.breakSsh} size=${file.size} slow=${file.slow}`);
             return 0;
         }
         case "reboot": {

@@ -13,6 +13,8 @@ export const knobsSchema = z.object({
     breakSsh: z.boolean(),
     /** MiB of per-host payload in the closure (copy benchmarks). */
     size: z.number().int().min(0),
+    /** Seconds switch-to-configuration takes (switch/test), for tests that interrupt a deploy. */
+    slow: z.number().int().min(0),
 });
 export type Knobs = z.infer<typeof knobsSchema>;
 export type KnobName = keyof Knobs;
@@ -23,7 +25,7 @@ export interface KnobFile extends Knobs {
     authorizedKeys: string[];
 }
 
-export const DEFAULT_KNOBS: Knobs = { version: 1, fail: false, breakSsh: false, size: 0 };
+export const DEFAULT_KNOBS: Knobs = { version: 1, fail: false, breakSsh: false, size: 0, slow: 0 };
 
 const BOOLEAN_KNOBS: ReadonlySet<string> = new Set(["fail", "breakSsh"]);
 const KNOB_NAMES: readonly string[] = Object.keys(DEFAULT_KNOBS);

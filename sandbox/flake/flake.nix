@@ -20,7 +20,7 @@
       # A key nobody holds: breakSsh=true installs it instead of the deployer's.
       brokenKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHNVFdSkC3NQt1W2bJfJZfpAqETWuU8CICiusLPl37PV broken-key@sandbox";
 
-      defaults = { system = "x86_64-linux"; version = 1; fail = false; breakSsh = false; size = 0; authorizedKeys = [ ]; };
+      defaults = { system = "x86_64-linux"; version = 1; fail = false; breakSsh = false; size = 0; slow = 0; authorizedKeys = [ ]; };
 
       # Shared by every host of a system type; unchanged when one host's knobs change.
       sharedFor = system: {
@@ -54,10 +54,12 @@
             printf '%s' "$keysText" > $out/ssh/authorized_keys.d/deployer
             echo "$nixosVersion" > $out/sandbox/version
             if [ "$fail" = 1 ]; then touch $out/sandbox/fail; fi
+            if [ "$slow" != 0 ]; then echo "$slow" > $out/sandbox/slow; fi
           '' {
             hostName = name;
             inherit keysText nixosVersion;
             fail = if cfg.fail then "1" else "0";
+            slow = toString cfg.slow;
           };
 
           # Optional payload of `size` MiB, for copy benchmarks.

@@ -82,6 +82,8 @@ if [ "$action" = switch ] || [ "$action" = boot ]; then
 fi
 
 if [ "$action" = switch ] || [ "$action" = test ]; then
+    # sandbox knob slow=N: a long activation, for tests that interrupt a deploy
+    if [ -e "$toplevel/etc/sandbox/slow" ]; then sleep "$(cat "$toplevel/etc/sandbox/slow")"; fi
     install_keys
     point /run/current-system "$toplevel"
     if [ -e "$toplevel/etc/sandbox/fail" ]; then

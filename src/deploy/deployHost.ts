@@ -10,6 +10,8 @@ import { FleetError } from "../errors";
 import { activate, changesRunningSystem, setsProfile, type Action } from "./activate";
 import { readHostState, type HostState } from "./hostState";
 import { findGeneration } from "./pinned";
+import { armWatchdog, confirmOrAwaitRevert, disarm, needsConfirmation } from "./confirm";
+import { join } from "node:path";
 
 export interface DeployRequest {
     target: SshTarget;
@@ -23,6 +25,8 @@ export interface DeployRequest {
     buildOn: "local" | "target";
     action: Action;
     substituteOnDestination: boolean;
+    /** Seconds the host waits for a confirmation over a new connection before reverting itself; 0 or absent disables. */
+    confirmTimeout?: number;
 }
 
 export interface DeployContext {
@@ -32,7 +36,7 @@ export interface DeployContext {
     log?: (message: string) => void;
 }
 
-export type PhaseName = "build" | "connect" | "copy" | "activate";
+export type PhaseName = "build" | "connect" | "copy" | "activate" | "confirm";
 
 export interface DeployOutcome {
     before: HostState;
@@ -124,10 +128,26 @@ export async function deployHost(request: DeployRequest, context: DeployContext)
             log("already running this system: nothing to activate");
             return { before, after: before, copy, activated: false, activatedAt: new Date().toISOString(), timings, sshHandshakes: connection.handshakes };
         }
-        log(`activate (${request.action})`);
-        const activation = await timed(timings, "activate", () =>
-            activate(connection, request.storePath, request.action, before, { switchToGeneration }),
-        );
+        const confirmTimeout = request.confirmTimeout ?? 0;
+        const watchdog = needsConfirmation(request.action, confirmTimeout)
+            ? await armWatchdog(connection, before, request.action, confirmTimeout)
+            : undefined;
+        log(`activate (${request.action})${watchdog ? `, automatic rollback unless confirmed within ${confirmTimeout}s` : ""}`);
+        const activation = await timed(timings, "activate", async () => {
+            try {
+                return await activate(connection, request.storePath, request.action, before, { switchToGeneration });
+            } catch (error) {
+                // Restored (or restoring) already: the watchdog must not act on top of that.
+                if (watchdog) await disarm(connection, watchdog).catch(() => undefined);
+                throw error;
+            }
+        });
+        if (watchdog) {
+            await timed(timings, "confirm", () =>
+                confirmOrAwaitRevert(request.target, before, watchdog, { runner, runtimeDir: join(context.runtimeDir, "confirm"), log }),
+            );
+            log("confirmed over a new connection");
+        }
         return {
             before,
             after: activation.after,

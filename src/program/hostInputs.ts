@@ -18,6 +18,7 @@ export function hostInputsOf(host: HostConfig, system: EvaluatedSystem): HostInp
         sshOptions: host.sshOptions.length ? [...host.sshOptions] : undefined,
         insecureSkipHostKeyCheck: host.insecureSkipHostKeyCheck || undefined,
         connectTimeout: host.connectTimeout,
+        confirmTimeout: host.confirmTimeout,
         flake: host.flake,
         attribute: host.attribute,
         buildOn: host.buildOn,

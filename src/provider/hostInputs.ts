@@ -21,6 +21,7 @@ export const hostInputsSchema = z.object({
     sshOptions: z.array(z.string()).optional(),
     insecureSkipHostKeyCheck: z.boolean().optional(),
     connectTimeout: z.number().positive().optional(),
+    confirmTimeout: z.number().min(0).optional(),
     flake: z.string().min(1),
     attribute: z.string().min(1),
     buildOn: z.enum(["local", "target"]),
@@ -108,6 +109,7 @@ export function deployRequestOf(inputs: HostInputs): DeployRequest {
         action: inputs.action,
         substituteOnDestination: inputs.substituteOnDestination,
         pinnedGeneration: inputs.pin?.generation,
+        confirmTimeout: inputs.confirmTimeout,
     };
 }
 

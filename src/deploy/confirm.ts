@@ -1,0 +1,149 @@
+// Automatic rollback when a deploy cuts access ("magic rollback", as deploy-rs does it). Before
+// activating, a watchdog is started on the host, detached from our connection. After activating,
+// the deployer must prove it can still log in over a NEW SSH connection and disarm it within the
+// timeout; otherwise the watchdog puts the previous generation back by itself (profile, boot
+// default, running system), which also restores the previous system's SSH keys and firewall.
+import { randomBytes } from "node:crypto";
+import { FleetError, tail } from "../errors";
+import type { ProcessRunner } from "../process/runner";
+import { SshConnection } from "../ssh/connection";
+import type { SshTarget } from "../ssh/target";
+import { changesRunningSystem, setsProfile, type Action } from "./activate";
+import { readHostState, SYSTEM_PROFILE, type HostState } from "./hostState";
+
+export const WATCHDOG_DIR = "/run/nixos-fleet";
+
+// Fixed scripts; every value comes in as a positional argument. `mkdir` of the decision directory
+// is atomic: whoever creates it first (the confirmation or the watchdog) decides.
+const WATCHDOG_SCRIPT = `
+exec </dev/null >/dev/null 2>&1
+dir=$1; token=$2; timeout=$3; action=$4; gen=$5; profile_path=$6; current=$7
+mkdir -p "$dir"
+echo $$ > "$dir/watchdog-$token.pid"
+sleep "$timeout"
+mkdir "$dir/decided-$token" 2>/dev/null || exit 0
+echo "$(date -u +%FT%TZ) $token: no confirmation within \${timeout}s, reverting" >> "$dir/watchdog.log"
+case "$action" in switch|boot)
+  if [ -n "$gen" ]; then nix-env -p ${SYSTEM_PROFILE} --switch-generation "$gen"; fi
+  if [ -n "$profile_path" ]; then "$profile_path/bin/switch-to-configuration" boot; fi ;;
+esac
+case "$action" in switch|test)
+  if [ -n "$current" ]; then "$current/bin/switch-to-configuration" test; fi ;;
+esac
+echo "$(date -u +%FT%TZ) $token: reverted" >> "$dir/watchdog.log"
+touch "$dir/reverted-$token"
+`;
+
+const DISARM_SCRIPT = `
+dir=$1; token=$2
+if mkdir "$dir/decided-$token" 2>/dev/null; then
+  kill "$(cat "$dir/watchdog-$token.pid" 2>/dev/null)" 2>/dev/null
+  rm -f "$dir/watchdog-$token.pid"
+  exit 0
+fi
+exit 3
+`;
+
+export interface Watchdog {
+    token: string;
+    timeoutSeconds: number;
+    armedAt: number;
+}
+
+/** Whether an action can cut access now (boot only takes effect at the next boot). */
+export const needsConfirmation = (action: Action, confirmTimeout: number): boolean =>
+    confirmTimeout > 0 && changesRunningSystem(action);
+
+export async function armWatchdog(connection: SshConnection, before: HostState, action: Action, timeoutSeconds: number): Promise<Watchdog> {
+    const token = randomBytes(8).toString("hex");
+    const result = await connection.run(
+        [
+            "setsid", "-f", "sh", "-c", WATCHDOG_SCRIPT, "nixos-fleet-watchdog",
+            WATCHDOG_DIR, token, String(timeoutSeconds), action,
+            setsProfile(action) && before.generation !== undefined ? String(before.generation) : "",
+            setsProfile(action) ? (before.profileStorePath ?? "") : "",
+            before.currentStorePath ?? "",
+        ],
+        { asRoot: true, timeoutMs: 30_000 },
+    );
+    if (result.code !== 0) {
+        throw new FleetError({
+            phase: "activate",
+            host: connection.target.name,
+            message: "could not start the rollback watchdog on the host; nothing was activated",
+            hint: "the host needs setsid (util-linux) and sleep; set confirmTimeout: 0 to deploy without automatic rollback",
+            detail: tail(result.stderr),
+        });
+    }
+    return { token, timeoutSeconds, armedAt: Date.now() };
+}
+
+/** Disarms over the given connection. False when the watchdog had already decided to revert. */
+export async function disarm(connection: SshConnection, watchdog: Watchdog): Promise<boolean> {
+    const result = await connection.run(["sh", "-c", DISARM_SCRIPT, "nixos-fleet-disarm", WATCHDOG_DIR, watchdog.token], { asRoot: true, timeoutMs: 30_000 });
+    return result.code === 0;
+}
+
+export interface ConfirmContext {
+    runner: ProcessRunner;
+    /** A directory for the confirming connection's socket, different from the deploy's. */
+    runtimeDir: string;
+    log?: (message: string) => void;
+    sleep?: (ms: number) => Promise<void>;
+}
+
+const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Confirms the deploy over a NEW connection (a fresh SSH handshake, so lost keys or a closed port
+ * show). If that fails, waits for the watchdog to revert the host, checks that it came back on the
+ * previous system, and throws a FleetError saying so.
+ */
+export async function confirmOrAwaitRevert(target: SshTarget, before: HostState, watchdog: Watchdog, context: ConfirmContext): Promise<void> {
+    const sleep = context.sleep ?? defaultSleep;
+    const fresh = new SshConnection(target, { runner: context.runner, runtimeDir: context.runtimeDir, persistSeconds: 5 });
+    let reason: string;
+    try {
+        await fresh.open();
+        if (await disarm(fresh, watchdog)) return;
+        reason = `the confirmation came after ${watchdog.timeoutSeconds}s (confirmTimeout), when the watchdog had already started to revert`;
+    } catch (error) {
+        reason = `a new SSH connection after activation failed (${error instanceof FleetError ? error.message : String(error)})`;
+    } finally {
+        await fresh.close().catch(() => undefined);
+    }
+    context.log?.(`${reason}; waiting for the host to revert itself`);
+
+    // The watchdog reverts at armedAt + timeout; then give the previous system time to come back.
+    const revertAt = watchdog.armedAt + watchdog.timeoutSeconds * 1000;
+    await sleep(Math.max(0, revertAt - Date.now()) + 1000);
+    const back = before.generation !== undefined ? `generation ${before.generation}` : "the previous system";
+    let after: HostState | undefined;
+    for (let attempt = 0; attempt < 10 && !after; attempt++) {
+        const probe = new SshConnection(target, { runner: context.runner, runtimeDir: context.runtimeDir, persistSeconds: 5 });
+        try {
+            await probe.open();
+            const state = await readHostState(probe);
+            if (state.currentStorePath === before.currentStorePath && state.profileStorePath === before.profileStorePath) after = state;
+        } catch {
+            // not back yet
+        } finally {
+            await probe.close().catch(() => undefined);
+        }
+        if (!after) await sleep(2000);
+    }
+    if (after) {
+        throw new FleetError({
+            phase: "activate",
+            host: target.name,
+            message: `the host lost access after activation (${reason}) and reverted itself to ${back}; it is reachable again`,
+            hint: "the new configuration cuts SSH access (keys, sshd, firewall): fix it before deploying again",
+        });
+    }
+    throw new FleetError({
+        phase: "activate",
+        host: target.name,
+        message: `the host lost access after activation (${reason}); its watchdog should have reverted it to ${back}, but it is still not reachable as before`,
+        hint: "check the host on its console; `nix-env -p /nix/var/nix/profiles/system --rollback` and switch-to-configuration switch restore the previous system",
+    });
+}

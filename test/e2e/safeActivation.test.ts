@@ -1,0 +1,132 @@
+// Safe activation end to end: a deploy that cuts SSH access reverts the host by itself; a killed
+// deployer leaves a host that the next run finds out about and converges; concurrent deploys of
+// one stack are refused. Each test asserts the host's profile, running system and stack state.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { FleetProject } from "./helpers/fleetProject";
+
+const HOSTS = ["kappa", "lambda"];
+let project: FleetProject;
+
+function activationLog(name: string): string {
+    const file = join(project.sandbox.dir, "hosts", name, "nix", "var", "nix", "sandbox", "activations.log");
+    return existsSync(file) ? readFileSync(file, "utf8") : "";
+}
+
+/** `pulumi up` in its own process group, so the whole deployer (CLI, program, provider) can be killed. */
+function startUp(): { child: ChildProcess; output: () => string } {
+    let output = "";
+    const child = spawn("pulumi", ["up", "--yes", "--skip-preview", "--non-interactive", "-s", project.stack], {
+        cwd: project.projectDir,
+        env: { ...process.env, ...project.env() },
+        detached: true,
+        stdio: ["ignore", "pipe", "pipe"],
+    });
+    child.stdout!.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    return { child, output: () => output };
+}
+
+async function waitFor(condition: () => boolean, timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!condition()) {
+        if (Date.now() > deadline) throw new Error("timed out waiting");
+        await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+}
+
+function killDeployer(child: ChildProcess): void {
+    process.kill(-child.pid!, "SIGKILL");
+}
+
+beforeAll(async () => {
+    project = await FleetProject.create({ hosts: HOSTS, portBase: 34200 });
+    project.writeStackConfig({ hosts: HOSTS, defaults: { sshConfigFile: project.sandbox.layout.sshConfigFile, confirmTimeout: 6 } });
+    const first = await project.up();
+    if (first.code !== 0) throw new Error(first.stdout + first.stderr);
+});
+
+afterAll(async () => {
+    await project?.dispose();
+});
+
+describe("safe activation", () => {
+    it("a deploy that confirms over a new connection leaves no watchdog behind", async () => {
+        await project.sandbox.set("kappa", { version: 2 });
+        const result = await project.up();
+        expect(result.code, result.stdout + result.stderr).toBe(0);
+        expect(result.stdout).toMatch(/automatic rollback unless confirmed within 6s/);
+        expect(result.stdout).toMatch(/confirmed over a new connection/);
+        expect((await project.hostSystem("kappa")).generation).toBe(2);
+        const watchdogs = await project.onHost("kappa", ["sh", "-c", "ps -eo args | grep -c '[n]ixos-fleet-watchdog' || true"]);
+        expect(watchdogs).toBe("0");
+        // Well after the timeout, the host still runs the new system.
+        await new Promise((resolve) => setTimeout(resolve, 7000));
+        expect((await project.hostSystem("kappa")).generation).toBe(2);
+    });
+
+    it("lost access: the host reverts itself, is reachable again, and the state keeps the previous deployment", async () => {
+        const before = await project.hostSystem("lambda");
+        const stateBefore = (await project.hostStates()).lambda;
+        await project.sandbox.set("lambda", { version: 2, breakSsh: true });
+
+        const result = await project.up();
+        const output = result.stdout + result.stderr;
+        expect(result.code).not.toBe(0);
+        expect(output).toMatch(/host lambda: activate failed: the host lost access after activation/);
+        expect(output).toMatch(/reverted itself to generation 1; it is reachable again/);
+
+        const after = await project.hostSystem("lambda"); // over SSH: access is back
+        expect(after.current).toBe(before.current);
+        expect(after.profile).toBe(before.profile);
+        expect((await project.hostStates()).lambda).toEqual(stateBefore);
+        await project.sandbox.set("lambda", { version: 1, breakSsh: false });
+    });
+
+    it("a deployer killed during activation: the host reverts itself; the next run reports and converges", async () => {
+        await project.sandbox.set("kappa", { version: 3, slow: 3 });
+        const logBefore = activationLog("kappa").length;
+        const run = startUp();
+        await waitFor(() => activationLog("kappa").length > logBefore, 60_000);
+        killDeployer(run.child);
+        // The activation finishes on the host, nobody confirms, the watchdog reverts (6 s).
+        await new Promise((resolve) => setTimeout(resolve, 12_000));
+        const reverted = await project.hostSystem("kappa");
+        expect(reverted.generation).toBe(2);
+        expect(reverted.current).toMatch(/nixos-system-kappa-24\.05\.2-sandbox$/);
+
+        // The killed run left Pulumi's lock: the operator clears it, and the next up converges.
+        const blocked = await project.up();
+        expect(blocked.code).not.toBe(0);
+        expect(blocked.stdout + blocked.stderr).toMatch(/locked/);
+        expect((await project.pulumi(["cancel", "--yes", "-s", project.stack])).code).toBe(0);
+        const refresh = await project.refresh();
+        expect(refresh.code, refresh.stdout + refresh.stderr).toBe(0);
+        await project.sandbox.set("kappa", { slow: 0 });
+        await project.sandbox.set("kappa", { version: 3 });
+        const up = await project.up();
+        expect(up.code, up.stdout + up.stderr).toBe(0);
+        const state = (await project.hostStates()).kappa!;
+        const onHost = await project.hostSystem("kappa");
+        expect(onHost.current).toMatch(/nixos-system-kappa-24\.05\.3-sandbox$/);
+        expect(state.storePath).toBe(onHost.current);
+        expect(state.generation).toBe(onHost.generation);
+    });
+
+    it("two deploys of the same stack at once: the second fails fast with a clear message", async () => {
+        await project.sandbox.set("lambda", { version: 3, slow: 4 });
+        const first = startUp();
+        await waitFor(() => /updating|Updating/.test(first.output()), 60_000);
+        const second = await project.up();
+        expect(second.code).not.toBe(0);
+        expect(second.stdout + second.stderr).toMatch(/currently locked/);
+        // It did not wait for the first: that one is still running.
+        expect(first.child.exitCode).toBeNull();
+        const code = await new Promise<number | null>((resolve) => first.child.on("close", resolve));
+        expect(code, first.output()).toBe(0);
+        expect((await project.hostSystem("lambda")).current).toMatch(/nixos-system-lambda-24\.05\.3-sandbox$/);
+        await project.sandbox.set("lambda", { slow: 0 });
+    });
+});

@@ -1,0 +1,93 @@
+import { describe, expect, it } from "vitest";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { chooseDeployment } from "../../../src/cli/rollback";
+import { readPins, writePins } from "../../../src/cli/pins";
+import { pinnedInputs } from "../../../src/program/fleet";
+import { isFleetError } from "../../../src/errors";
+import type { HostInputs, HostOutputs } from "../../../src/provider/hostInputs";
+
+const path = (n: number) => `/nix/store/${String(n).repeat(32).slice(0, 32)}-nixos-system-psi`;
+const recorded = {
+    history: [
+        { generation: 4, storePath: path(4), action: "switch", activatedAt: "2026-11-21T10:04:00.500Z" },
+        { generation: 3, storePath: path(3), action: "switch", activatedAt: "2026-11-21T10:03:00.000Z" },
+        { generation: 1, storePath: path(1), action: "switch", activatedAt: "2026-11-21T10:01:00.000Z" },
+    ],
+} as unknown as HostOutputs;
+
+function thrown(work: () => unknown) {
+    try {
+        work();
+    } catch (error) {
+        if (isFleetError(error)) return error;
+        throw error;
+    }
+    throw new Error("expected a FleetError");
+}
+
+describe("chooseDeployment", () => {
+    it("--steps K is the K-th recorded deployment before the current one", () => {
+        expect(chooseDeployment("psi", recorded, { kind: "steps", steps: 1 }).generation).toBe(3);
+        expect(chooseDeployment("psi", recorded, { kind: "steps", steps: 2 }).generation).toBe(1);
+        expect(chooseDeployment("psi", recorded, { kind: "steps", steps: 0 }).generation).toBe(4);
+    });
+
+    it("too many steps says how many deployments were recorded", () => {
+        const error = thrown(() => chooseDeployment("psi", recorded, { kind: "steps", steps: 3 }));
+        expect(error.host).toBe("psi");
+        expect(error.message).toBe("cannot go back 3 deployment(s): the stack recorded only 3 for this host");
+        expect(error.hint).toContain("4, 3, 1");
+    });
+
+    it("--to-generation finds the recorded generation, or lists the recorded ones", () => {
+        expect(chooseDeployment("psi", recorded, { kind: "generation", generation: 1 }).storePath).toBe(path(1));
+        expect(thrown(() => chooseDeployment("psi", recorded, { kind: "generation", generation: 2 })).message).toBe(
+            "generation 2 was not deployed by this stack (recorded: 4, 3, 1)",
+        );
+    });
+
+    it("--to-stack-version takes the newest deployment at the end of that update, to the second", () => {
+        const end = new Date("2026-11-21T10:04:00.000Z"); // recorded to the second
+        expect(chooseDeployment("psi", recorded, { kind: "stackVersion", version: 5, endTime: end }).generation).toBe(4);
+        const earlier = new Date("2026-11-21T10:02:00.000Z");
+        expect(chooseDeployment("psi", recorded, { kind: "stackVersion", version: 3, endTime: earlier }).generation).toBe(1);
+        const before = new Date("2026-11-21T09:00:00.000Z");
+        expect(thrown(() => chooseDeployment("psi", recorded, { kind: "stackVersion", version: 1, endTime: before })).message).toBe(
+            "the host had not been deployed by stack version 1 yet",
+        );
+    });
+
+    it("a host the stack never deployed cannot be rolled back", () => {
+        expect(thrown(() => chooseDeployment("psi", undefined, { kind: "steps", steps: 1 })).message).toBe(
+            "the stack has no recorded deployment of this host",
+        );
+    });
+});
+
+describe("pins in the stack's config file", () => {
+    it("adds and removes pins, keeping comments and other settings", () => {
+        const file = join(mkdtempSync(join(tmpdir(), "pins-")), "Pulumi.prod.yaml");
+        writeFileSync(file, "# prod fleet\nconfig:\n  nixos-fleet:hosts: [psi, rho] # the lab\n");
+        writePins(file, { psi: { storePath: path(3), generation: 3, reason: "rollback" } });
+        expect(readPins(file)).toEqual({ psi: { storePath: path(3), generation: 3, reason: "rollback" } });
+        const text = readFileSync(file, "utf8");
+        expect(text).toContain("# prod fleet");
+        expect(text).toContain("# the lab");
+        writePins(file, { psi: undefined });
+        expect(readPins(file)).toEqual({});
+        expect(readFileSync(file, "utf8")).not.toContain("pins");
+        expect(readFileSync(file, "utf8")).toContain("nixos-fleet:hosts");
+    });
+});
+
+describe("pinnedInputs", () => {
+    it("deploys the pinned path without the configuration's drv, keeping the configured path for the preview", () => {
+        const inputs = { name: "psi", storePath: path(5), drvPath: "/nix/store/x-a.drv" } as HostInputs;
+        const pinned = pinnedInputs(inputs, { storePath: path(3), generation: 3, reason: "rollback" });
+        expect(pinned.storePath).toBe(path(3));
+        expect(pinned.drvPath).toBeUndefined();
+        expect(pinned.pin).toEqual({ generation: 3, reason: "rollback", configuredStorePath: path(5) });
+    });
+});
