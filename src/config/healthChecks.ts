@@ -44,7 +44,7 @@ export const healthChecksSchema = z.strictObject(
         units: distinctListOf(unitName(), "a list of systemd unit names").default([]),
         tcp: listOf(tcpCheckSchema, "a list of TCP checks").default([]),
         http: listOf(httpCheckSchema, "a list of HTTP checks").default([]),
-        /** Run every check even after one failed, to report all failures at once. */
+        /** Do not revert the host when checks fail; the deploy is reported with warnings. */
         keepGoing: boolean().default(false),
     },
     expecting("a mapping with commands, units, tcp, http, keepGoing"),
