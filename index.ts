@@ -4,6 +4,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { formatError } from "./src/errors";
 import { planFleet } from "./src/program/fleet";
+import { findOverlaps, otherStackHosts } from "./src/program/overlaps";
 import { runProcess } from "./src/process/runner";
 import { Host } from "./src/resources/host";
 
@@ -24,10 +25,21 @@ export = async () => {
         process.exit(32);
     }
 
+    const overlaps = findOverlaps(
+        plan.hosts.map((host) => host.config),
+        otherStackHosts(process.cwd(), pulumi.getStack()),
+    );
     const hosts: Record<string, Host> = {};
     for (const { config, inputs, pin } of plan.hosts) {
         const host = new Host(config.name, inputs);
         hosts[config.name] = host;
+        for (const overlap of overlaps.filter((o) => o.host === config.name)) {
+            void pulumi.log.warn(
+                `${config.name} is also deployed by stack ${overlap.otherStack} (as ${overlap.otherHost}): ` +
+                    "two stacks deploying one server overwrite each other's systems; keep each server in one stack",
+                host,
+            );
+        }
         if (pin) {
             // Flagged in every preview and deploy until `rollback --clear` removes the pin.
             void pulumi.log.warn(

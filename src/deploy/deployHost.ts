@@ -7,11 +7,14 @@ import type { SshTarget } from "../ssh/target";
 import { buildLocally, buildOnHost, sendFlake } from "../nix/build";
 import { copyClosure, type CopyResult } from "../nix/copy";
 import { FleetError } from "../errors";
-import { activate, changesRunningSystem, setsProfile, type Action } from "./activate";
+import { activate, changesRunningSystem, restorePrevious, setsProfile, type Action } from "./activate";
 import { readHostState, type HostState } from "./hostState";
 import { findGeneration } from "./pinned";
 import { armWatchdog, confirmOrAwaitRevert, disarm, needsConfirmation } from "./confirm";
 import { join } from "node:path";
+import { cleanupGenerations, type CleanupPolicy } from "./cleanup";
+import { formatHealthFailures, runHealthChecks, summarizeHealthFailures } from "./healthChecks";
+import type { HealthChecks } from "../config/healthChecks";
 
 export interface DeployRequest {
     target: SshTarget;
@@ -27,6 +30,12 @@ export interface DeployRequest {
     substituteOnDestination: boolean;
     /** Seconds the host waits for a confirmation over a new connection before reverting itself; 0 or absent disables. */
     confirmTimeout?: number;
+    /** Checks that must pass after activation, or the host is restored. */
+    healthChecks?: HealthChecks;
+    /** Old generations to delete after a successful deploy. */
+    cleanup?: CleanupPolicy;
+    /** Store paths the stack's recorded history points to: their generations are never deleted. */
+    protectedStorePaths?: string[];
 }
 
 export interface DeployContext {
@@ -36,7 +45,7 @@ export interface DeployContext {
     log?: (message: string) => void;
 }
 
-export type PhaseName = "build" | "connect" | "copy" | "activate" | "confirm";
+export type PhaseName = "build" | "connect" | "copy" | "activate" | "confirm" | "verify";
 
 export interface DeployOutcome {
     before: HostState;
@@ -148,6 +157,11 @@ export async function deployHost(request: DeployRequest, context: DeployContext)
             );
             log("confirmed over a new connection");
         }
+        if (request.healthChecks) {
+            const checks = request.healthChecks;
+            await timed(timings, "verify", () => verifyHealth(connection, request, checks, before, runner, log));
+        }
+        if (request.cleanup) await cleanupAfterDeploy(connection, request, log);
         return {
             before,
             after: activation.after,
@@ -159,6 +173,54 @@ export async function deployHost(request: DeployRequest, context: DeployContext)
         };
     } finally {
         await connection.close().catch(() => undefined);
+    }
+}
+
+/** Runs the host's health checks; failing ones restore the previous system unless keepGoing. */
+async function verifyHealth(
+    connection: SshConnection,
+    request: DeployRequest,
+    checks: HealthChecks,
+    before: HostState,
+    runner: ProcessRunner,
+    log: (m: string) => void,
+): Promise<void> {
+    log("health checks");
+    const report = await runHealthChecks(connection, checks, { runner, address: request.target.address, log });
+    if (report.healthy) {
+        log(`health checks passed (${report.results.length})`);
+        return;
+    }
+    const summary = summarizeHealthFailures(report);
+    if (checks.keepGoing) {
+        log(`warning: ${summary}; keepGoing is set, so the host stays on the new system`);
+        return;
+    }
+    const restored = await restorePrevious(connection, before, request.action);
+    const back = before.generation !== undefined ? `generation ${before.generation}` : "the state before the deploy";
+    throw new FleetError({
+        phase: "verify",
+        host: request.target.name,
+        message: `${summary}; the host was restored to ${back}${restored.length ? ` (${restored.join(", ")})` : ""}`,
+        hint: "fix what the failing checks show, or set healthChecks.keepGoing to accept the new system anyway",
+        detail: formatHealthFailures(report),
+    });
+}
+
+/** Deletes old generations; a failure here is reported but never fails the deploy that worked. */
+async function cleanupAfterDeploy(connection: SshConnection, request: DeployRequest, log: (m: string) => void): Promise<void> {
+    try {
+        const result = await cleanupGenerations(
+            connection,
+            request.cleanup!,
+            { storePaths: [...(request.protectedStorePaths ?? []), request.storePath] },
+            { log },
+        );
+        if (result.deleted.length || result.gc) {
+            log(`cleanup: deleted generations ${result.deleted.join(", ") || "none"}${result.gc ? `, garbage collected (${result.gc.freed ?? "freed: unknown"})` : ""}`);
+        }
+    } catch (error) {
+        log(`warning: ${error instanceof Error ? error.message : String(error)} (the deploy itself succeeded)`);
     }
 }
 

@@ -72,6 +72,14 @@ export const runProcess: ProcessRunner = (argv, options = {}) =>
             if (timer) clearTimeout(timer);
             reject(new Error(`could not start ${command}: ${error.message}`));
         });
+        child.on("exit", () => {
+            // A killed ssh client can leave its output pipes held by a master connection:
+            // after a timeout, stop waiting for them.
+            if (timedOut) {
+                child.stdout.destroy();
+                child.stderr.destroy();
+            }
+        });
         child.on("close", (code, signal) => {
             if (timer) clearTimeout(timer);
             resolve({ argv, code, signal, stdout, stderr, timedOut, durationMs: Date.now() - started });

@@ -3,6 +3,10 @@ import type { HostConfig } from "../config/hostSchema";
 import type { EvaluatedSystem } from "../nix/evaluate";
 import type { HostInputs } from "../provider/hostInputs";
 
+function hasHealthChecks(checks: HostConfig["healthChecks"]): boolean {
+    return checks.commands.length + checks.units.length + checks.tcp.length + checks.http.length > 0;
+}
+
 export function hostInputsOf(host: HostConfig, system: EvaluatedSystem): HostInputs {
     const inputs: HostInputs = {
         name: host.name,
@@ -19,6 +23,10 @@ export function hostInputsOf(host: HostConfig, system: EvaluatedSystem): HostInp
         insecureSkipHostKeyCheck: host.insecureSkipHostKeyCheck || undefined,
         connectTimeout: host.connectTimeout,
         confirmTimeout: host.confirmTimeout,
+        keepGenerations: host.keepGenerations,
+        deleteOlderThan: host.deleteOlderThan,
+        gc: host.gc || undefined,
+        healthChecks: hasHealthChecks(host.healthChecks) ? host.healthChecks : undefined,
         flake: host.flake,
         attribute: host.attribute,
         buildOn: host.buildOn,

@@ -3,6 +3,7 @@
 // them from an old state or another program.
 import { z } from "zod";
 import { STORE_PATH } from "../nix/flags";
+import { healthChecksSchema } from "../config/healthChecks";
 import type { SshTarget } from "../ssh/target";
 import type { DeployRequest } from "../deploy/deployHost";
 
@@ -22,6 +23,10 @@ export const hostInputsSchema = z.object({
     insecureSkipHostKeyCheck: z.boolean().optional(),
     connectTimeout: z.number().positive().optional(),
     confirmTimeout: z.number().min(0).optional(),
+    keepGenerations: z.number().int().positive().optional(),
+    deleteOlderThan: z.string().regex(/^\d+d$/, "must be a number of days like 30d").optional(),
+    gc: z.boolean().optional(),
+    healthChecks: healthChecksSchema.optional(),
     flake: z.string().min(1),
     attribute: z.string().min(1),
     buildOn: z.enum(["local", "target"]),
@@ -110,6 +115,11 @@ export function deployRequestOf(inputs: HostInputs): DeployRequest {
         substituteOnDestination: inputs.substituteOnDestination,
         pinnedGeneration: inputs.pin?.generation,
         confirmTimeout: inputs.confirmTimeout,
+        healthChecks: inputs.healthChecks,
+        cleanup:
+            inputs.keepGenerations !== undefined || inputs.deleteOlderThan !== undefined || inputs.gc
+                ? { keepGenerations: inputs.keepGenerations, deleteOlderThan: inputs.deleteOlderThan, gc: inputs.gc ?? false }
+                : undefined,
     };
 }
 

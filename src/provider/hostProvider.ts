@@ -47,6 +47,11 @@ export function deployedStorePath(state: HostState, action: HostInputs["action"]
     return undefined;
 }
 
+/** How many deployments the state records: keepGenerations when set (cleanup deletes the rest). */
+export function historyLimit(inputs: Pick<HostInputs, "keepGenerations">): number {
+    return inputs.keepGenerations ?? HISTORY_LIMIT;
+}
+
 export function outputsAfterDeploy(inputs: HostInputs, outcome: DeployOutcome, old?: Partial<HostOutputs>): HostOutputs {
     const { after, before } = outcome;
     const generation = after.generation ?? null;
@@ -58,7 +63,7 @@ export function outputsAfterDeploy(inputs: HostInputs, outcome: DeployOutcome, o
     };
     const previous = old?.history ?? [];
     const unchanged = previous[0] && previous[0].storePath === record.storePath && previous[0].generation === record.generation;
-    const history = unchanged ? previous : [record, ...previous].slice(0, HISTORY_LIMIT);
+    const history = (unchanged ? previous : [record, ...previous]).slice(0, historyLimit(inputs));
     return {
         ...inputs,
         generation,
@@ -129,7 +134,10 @@ export class HostProvider implements provider.Provider {
     private async deploy(urn: string, inputs: HostInputs, old?: HostOutputs): Promise<HostOutputs> {
         const log = (message: string) => void this.options.logger.log("info", urn, `${inputs.name}: ${message}`, true);
         try {
-            const outcome = await deployHost(deployRequestOf(inputs), {
+            // The recorded history is what rollback can reach; cleanup keeps exactly those generations.
+            const kept = (old?.history ?? []).slice(0, historyLimit(inputs) - 1);
+            const request = { ...deployRequestOf(inputs), protectedStorePaths: kept.map((entry) => entry.storePath) };
+            const outcome = await deployHost(request, {
                 runner: this.options.runner,
                 runtimeDir: this.runtimeDir,
                 log,

@@ -144,6 +144,16 @@ describe("reaching and building hosts", () => {
         expect(await project.hostStates()).toEqual(before);
         expect(Object.keys(before).sort()).toEqual(["delta", "epsilon", "zeta"]);
     });
+
+    it("warns at preview when another stack lists the same host", async () => {
+        await project.initStack("twin", { hosts: ["eta"], hostsDir: "hosts-other" });
+        const result = await project.preview([], "twin");
+        expect(result.code, result.stdout + result.stderr).toBe(0);
+        expect(result.stdout + result.stderr).toMatch(/eta is also deployed by stack other \(as eta\)/);
+        // and the stacks that share nothing are not warned about
+        const own = await project.preview();
+        expect(own.stdout + own.stderr).not.toMatch(/also deployed by stack/);
+    });
 });
 
 describe("errors the operator can act on", () => {

@@ -130,3 +130,59 @@ describe("safe activation", () => {
         await project.sandbox.set("lambda", { slow: 0 });
     });
 });
+
+describe("health checks and cleanup through pulumi up", () => {
+    it("a failing health check restores the host; keepGoing keeps the new system with a warning", async () => {
+        const before = await project.hostSystem("kappa");
+        const stateBefore = (await project.hostStates()).kappa;
+        const failing = { commands: [{ command: ["sh", "-c", "echo service says no; exit 1"], retries: 1, timeout: 5 }] };
+        project.writeStackConfig({
+            hosts: HOSTS,
+            defaults: { sshConfigFile: project.sandbox.layout.sshConfigFile, confirmTimeout: 6 },
+            overrides: { kappa: { healthChecks: failing } },
+        });
+        await project.sandbox.set("kappa", { version: 4 });
+        const result = await project.up();
+        const output = result.stdout + result.stderr;
+        expect(result.code).not.toBe(0);
+        expect(output).toMatch(/host kappa: verify failed: 1 of 1 health checks failed/);
+        expect(output).toMatch(/service says no/);
+        expect(output).toMatch(/restored to generation \d+/);
+        expect(await project.hostSystem("kappa")).toEqual(before);
+        expect((await project.hostStates()).kappa).toEqual(stateBefore);
+
+        project.writeStackConfig({
+            hosts: HOSTS,
+            defaults: { sshConfigFile: project.sandbox.layout.sshConfigFile, confirmTimeout: 6 },
+            overrides: { kappa: { healthChecks: { ...failing, keepGoing: true } } },
+        });
+        const kept = await project.up();
+        expect(kept.code, kept.stdout + kept.stderr).toBe(0);
+        expect(kept.stdout).toMatch(/keepGoing is set, so the host stays on the new system/);
+        expect((await project.hostSystem("kappa")).current).toMatch(/nixos-system-kappa-24\.05\.4-sandbox$/);
+    });
+
+    it("keepGenerations deletes old generations but keeps what the stack's history points to", async () => {
+        project.writeStackConfig({
+            hosts: HOSTS,
+            defaults: { sshConfigFile: project.sandbox.layout.sshConfigFile, confirmTimeout: 6 },
+            overrides: { lambda: { keepGenerations: 2, gc: true } },
+        });
+        const generationsBefore = (await project.onHost("lambda", ["sh", "-c", "ls /nix/var/nix/profiles | grep -c '^system-.*-link$'"])).trim();
+        expect(Number(generationsBefore)).toBeGreaterThan(2);
+        await project.sandbox.set("lambda", { version: 4 });
+        const result = await project.up();
+        expect(result.code, result.stdout + result.stderr).toBe(0);
+        expect(result.stdout).toMatch(/cleanup: deleted generations/);
+        const state = (await project.hostStates()).lambda!;
+        const history = state.history as { generation: number; storePath: string }[];
+        expect(history).toHaveLength(2);
+        const links = (await project.onHost("lambda", ["sh", "-c", "ls /nix/var/nix/profiles | sed -n 's/^system-\\([0-9]*\\)-link$/\\1/p' | sort -n"]))
+            .split("\n")
+            .map(Number);
+        expect(links).toEqual(history.map((entry) => entry.generation).sort((a, b) => a - b));
+        // Garbage collection removed a deleted generation's system, kept the recorded ones.
+        for (const entry of history) expect((await project.sandbox.exec("lambda", ["test", "-e", entry.storePath])).code).toBe(0);
+        expect((await project.sandbox.exec("lambda", ["sh", "-c", "ls -d /nix/store/*nixos-system-lambda-24.05.1-sandbox"])).code).not.toBe(0);
+    });
+});
