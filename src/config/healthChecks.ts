@@ -13,7 +13,7 @@ const retries = () => integerIn(0, 100, "a number of retries from 0 to 100").def
 /** A command run on the host (argv, no shell); exit status 0 means healthy. */
 export const commandCheckSchema = z.strictObject({ command: argv(), timeout: timeout(), retries: retries() }, expecting("a mapping with command, timeout, retries"));
 
-/** A TCP port that must accept connections, checked from the host itself unless `host` is given. */
+/** A TCP port that must accept connections, checked from the deployer: `host`, or else the host's address. */
 export const tcpCheckSchema = z.strictObject(
     {
         port: integerIn(1, 65535),
