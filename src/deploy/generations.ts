@@ -193,15 +193,21 @@ const millis = (value: Date | string | undefined): number | undefined => {
 export function updateAt(updates: readonly StackUpdate[], at: string): number | undefined {
     const time = Date.parse(at);
     if (Number.isNaN(time)) return undefined;
-    let best: { version: number; distance: number } | undefined;
+    // Times are recorded to the second, so two adjacent updates can both "contain" an activation:
+    // it belongs to the one that ended first (an activation happens before its update ends).
+    let best: { version: number; distance: number; end: number } | undefined;
     for (const update of updates) {
         if (update.kind !== undefined && update.kind !== "update") continue;
         const start = millis(update.startTime);
-        const end = millis(update.endTime) ?? start;
-        if (start === undefined || end === undefined) continue;
+        const recordedEnd = millis(update.endTime) ?? start;
+        if (start === undefined || recordedEnd === undefined) continue;
+        // A time recorded as hh:mm:ss covers that whole second.
+        const end = recordedEnd + 999;
         const distance = time < start ? start - time : time > end ? time - end : 0;
         if (distance > CLOCK_SLACK_MS) continue;
-        if (!best || distance < best.distance) best = { version: update.version, distance };
+        if (!best || distance < best.distance || (distance === best.distance && end < best.end)) {
+            best = { version: update.version, distance, end };
+        }
     }
     return best?.version;
 }

@@ -240,3 +240,15 @@ describe("numberedUpdates", () => {
         expect(numberedUpdates([])).toEqual([]);
     });
 });
+
+describe("updateAt with second-granular times", () => {
+    it("an activation in the second where one update ended and the next began belongs to the first", async () => {
+        const { updateAt } = await import("../../../src/deploy/generations");
+        const updates = [
+            { version: 2, kind: "update", startTime: "2026-11-21T18:27:06Z", endTime: "2026-11-21T18:27:12Z" },
+            { version: 1, kind: "update", startTime: "2026-11-21T18:27:00Z", endTime: "2026-11-21T18:27:06Z" },
+        ];
+        expect(updateAt(updates, "2026-11-21T18:27:06.400Z")).toBe(1);
+        expect(updateAt(updates, "2026-11-21T18:27:09.000Z")).toBe(2);
+    });
+});
