@@ -136,8 +136,30 @@ describe("safe activation", () => {
         expect(state.generation).toBe(onHost.generation);
     });
 
+    it("a deployer killed during the copy: nothing was activated, and the next run deploys", async () => {
+        const before = await project.hostSystem("lambda");
+        const stateBefore = (await project.hostStates()).lambda;
+        await project.sandbox.set("lambda", { version: 5, size: 300 });
+        const run = startUp();
+        await waitFor(() => /lambda: copying \d+ paths/.test(run.output()), 120_000);
+        killDeployer(run.child);
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+        expect(await project.hostSystem("lambda")).toEqual(before);
+
+        expect((await project.pulumi(["cancel", "--yes", "-s", project.stack])).code).toBe(0);
+        const refresh = await project.refresh();
+        expect(refresh.code, refresh.stdout + refresh.stderr).toBe(0);
+        expect((await project.hostStates()).lambda!.storePath).toBe(stateBefore!.storePath);
+        await project.sandbox.set("lambda", { size: 0 });
+        const up = await project.up();
+        expect(up.code, up.stdout + up.stderr).toBe(0);
+        const onHost = await project.hostSystem("lambda");
+        expect(onHost.current).toMatch(/nixos-system-lambda-24\.05\.5-sandbox$/);
+        expect((await project.hostStates()).lambda!.storePath).toBe(onHost.current);
+    });
+
     it("two deploys of the same stack at once: the second fails fast with a clear message", async () => {
-        await project.sandbox.set("lambda", { version: 3, slow: 4 });
+        await project.sandbox.set("lambda", { version: 6, slow: 4 });
         const first = startUp();
         await waitFor(() => /updating|Updating/.test(first.output()), 60_000);
         const second = await project.up();
@@ -147,7 +169,7 @@ describe("safe activation", () => {
         expect(first.child.exitCode).toBeNull();
         const code = await new Promise<number | null>((resolve) => first.child.on("close", resolve));
         expect(code, first.output()).toBe(0);
-        expect((await project.hostSystem("lambda")).current).toMatch(/nixos-system-lambda-24\.05\.3-sandbox$/);
+        expect((await project.hostSystem("lambda")).current).toMatch(/nixos-system-lambda-24\.05\.6-sandbox$/);
         await project.sandbox.set("lambda", { slow: 0 });
     });
 });
@@ -191,7 +213,7 @@ describe("health checks and cleanup through pulumi up", () => {
         });
         const generationsBefore = (await project.onHost("lambda", ["sh", "-c", "ls /nix/var/nix/profiles | grep -c '^system-.*-link$'"])).trim();
         expect(Number(generationsBefore)).toBeGreaterThan(2);
-        await project.sandbox.set("lambda", { version: 4 });
+        await project.sandbox.set("lambda", { version: 7 });
         const result = await project.up();
         expect(result.code, result.stdout + result.stderr).toBe(0);
         expect(result.stdout).toMatch(/cleanup: deleted generations/);
