@@ -99,6 +99,16 @@ export function outputsAfterRead(old: HostOutputs, state: HostState): HostOutput
     };
 }
 
+/**
+ * A profile that points at another system than the running one (for a switch host) is what an
+ * interrupted deploy or a hand-made `nix-env --set` leaves: the next boot would change the system.
+ */
+export function profileMismatch(state: HostState, action: HostInputs["action"]): string | undefined {
+    if (action !== "switch" || !state.profileStorePath || !state.currentStorePath) return undefined;
+    if (state.profileStorePath === state.currentStorePath) return undefined;
+    return `the system profile (generation ${state.generation ?? "-"}, ${state.profileStorePath}) is not the running system (${state.currentStorePath}): the next boot would switch systems; the next \`pulumi up\` activates the configured one`;
+}
+
 export class HostProvider implements provider.Provider {
     readonly version: string;
     private readonly options: HostProviderOptions;
@@ -183,6 +193,8 @@ export class HostProvider implements provider.Provider {
                     `${old.name}: drift: the stack recorded generation ${old.generation ?? "-"} (${old.storePath}), the host runs generation ${outputs.generation ?? "-"} (${outputs.storePath}); the next \`pulumi up\` deploys the configured system again`,
                 );
             }
+            const mismatch = profileMismatch(state, old.action);
+            if (mismatch) await this.options.logger.log("warning", urn, `${old.name}: ${mismatch}`);
             return { id, props: outputs, inputs: pickInputs(outputs as unknown as Record<string, unknown>) };
         } catch (error) {
             throw new Error(formatError(error));

@@ -332,3 +332,14 @@ describe("HostProvider", () => {
         ]);
     });
 });
+
+describe("profileMismatch", () => {
+    it("reports a switch host whose profile is not the running system, and nothing otherwise", async () => {
+        const { profileMismatch } = await import("../../../src/provider/hostProvider");
+        const a = "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-system-a";
+        const b = "/nix/store/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-system-b";
+        expect(profileMismatch({ generation: 4, profileStorePath: b, currentStorePath: a }, "switch")).toMatch(/generation 4, .*system-b\) is not the running system \(.*system-a\)/);
+        expect(profileMismatch({ generation: 4, profileStorePath: a, currentStorePath: a }, "switch")).toBeUndefined();
+        expect(profileMismatch({ generation: 4, profileStorePath: b, currentStorePath: a }, "boot")).toBeUndefined();
+    });
+});
