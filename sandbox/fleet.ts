@@ -2,6 +2,7 @@
 // namespaces (uts, mount, pid) with its own /nix store, /run, /root, /home and hostname, running
 // sshd on 127.0.0.1:<port>. This is the API the CLI (sandbox/cli.ts), the tests and the product use.
 import * as fs from "node:fs";
+import { remoteCommand } from "../src/ssh/quote";
 import * as path from "node:path";
 import { ProcessRunner, RunResult, runChecked, runProcess } from "../src/process/runner";
 import { ClientHostEntry, knownHosts, sshConfig, writeAtomically } from "./client-config";
@@ -70,11 +71,6 @@ function envPortBase(): number {
     const base = Number(raw);
     if (!Number.isInteger(base) || base < 1024 || base > 65000) throw new Error(`SANDBOX_PORT_BASE must be a port number in 1024..65000, not '${raw}'`);
     return base;
-}
-
-/** Quotes one argument for the remote POSIX shell that sshd runs the command with. */
-export function shellQuote(arg: string): string {
-    return /^[A-Za-z0-9_\/.,:=@%+-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
 }
 
 function readLinkOrUndefined(file: string): string | undefined {
@@ -351,7 +347,7 @@ export class SandboxFleet {
         const h = this.host(name);
         const user = options.user ?? "root";
         return this.runner(
-            ["ssh", "-F", h.sshConfigFile, "-l", user, name, "--", argv.map(shellQuote).join(" ")],
+            ["ssh", "-F", h.sshConfigFile, "-l", user, name, "--", remoteCommand(argv)],
             { input: options.input, timeoutMs: options.timeoutMs },
         );
     }

@@ -33,3 +33,14 @@ export function nonNegativeInteger(value: string | undefined, option: string): n
     }
     return n;
 }
+
+/** Options deploy and rollback share. */
+export const DEPLOYMENT_OPTIONS = {
+    hosts: { type: "string" },
+    stack: { type: "string" },
+    preview: { type: "boolean" },
+    yes: { type: "boolean", short: "y" },
+    parallel: { type: "string" },
+    json: { type: "boolean" },
+    help: { type: "boolean", short: "h" },
+} as const;

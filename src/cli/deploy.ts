@@ -1,20 +1,12 @@
 // `npm run deploy -- --hosts psi,rho [--stack prod] [--preview] [--yes] [--parallel N] [--json]`
-import { parseCommandArgs, positiveInteger } from "./args";
+import { DEPLOYMENT_OPTIONS, parseCommandArgs, positiveInteger } from "./args";
 import { hostsFromOption } from "./hostsOption";
 import { runDeployment } from "./runDeployment";
 import { openFleetStack, resolveStackName } from "./stack";
 
 export const DEPLOY_USAGE = "npm run deploy -- [--hosts psi,rho|@tag] [--stack NAME] [--preview] [--yes] [--parallel N] [--json]";
 
-const OPTIONS = {
-    hosts: { type: "string" },
-    stack: { type: "string" },
-    preview: { type: "boolean" },
-    yes: { type: "boolean", short: "y" },
-    parallel: { type: "string" },
-    json: { type: "boolean" },
-    help: { type: "boolean", short: "h" },
-} as const;
+const OPTIONS = DEPLOYMENT_OPTIONS;
 
 export async function deployCommand(args: string[]): Promise<number> {
     const values = parseCommandArgs(args, OPTIONS, DEPLOY_USAGE);

@@ -7,7 +7,7 @@ import type { Stack } from "@pulumi/pulumi/automation";
 import type { Pin } from "../config";
 import { FleetError } from "../errors";
 import type { DeploymentRecord, HostOutputs } from "../provider/hostInputs";
-import { nonNegativeInteger, parseCommandArgs, positiveInteger } from "./args";
+import { DEPLOYMENT_OPTIONS, nonNegativeInteger, parseCommandArgs, positiveInteger } from "./args";
 import { hostsFromOption } from "./hostsOption";
 import { readPins, stackConfigFile, writePins } from "./pins";
 import { runDeployment } from "./runDeployment";
@@ -17,17 +17,11 @@ export const ROLLBACK_USAGE =
     "npm run rollback -- --hosts psi,rho|@tag [--steps K | --to-generation N | --to-stack-version V | --clear] [--stack NAME] [--preview] [--yes] [--parallel N] [--json]";
 
 const OPTIONS = {
-    hosts: { type: "string" },
+    ...DEPLOYMENT_OPTIONS,
     steps: { type: "string" },
     "to-generation": { type: "string" },
     "to-stack-version": { type: "string" },
     clear: { type: "boolean" },
-    stack: { type: "string" },
-    preview: { type: "boolean" },
-    yes: { type: "boolean", short: "y" },
-    parallel: { type: "string" },
-    json: { type: "boolean" },
-    help: { type: "boolean", short: "h" },
 } as const;
 
 export type RollbackTarget =

@@ -2,23 +2,11 @@
 // so a rollback can switch to it (nix-env --switch-generation semantics) without copying.
 import { FleetError, tail } from "../errors";
 import type { SshConnection } from "../ssh/connection";
-import { SYSTEM_PROFILE } from "./hostState";
-
-// A fixed script: each generation link and the store path it resolves to (missing ones skipped).
-const LIST_LINKS = `for l in ${SYSTEM_PROFILE}-*-link; do [ -e "$l" ] && echo "$l $(readlink -f "$l")"; done; true`;
-
-export function parseProfileLinks(output: string): Map<number, string> {
-    const links = new Map<number, string>();
-    for (const line of output.split("\n")) {
-        const match = /system-(\d+)-link (\/nix\/store\/\S+)$/.exec(line.trim());
-        if (match) links.set(Number(match[1]), match[2]!);
-    }
-    return links;
-}
+import { parseProfileGenerations, READ_GENERATIONS_SCRIPT } from "./cleanup";
 
 /** The generation holding storePath (the wanted one if given and still there, else the newest). */
 export async function findGeneration(connection: SshConnection, storePath: string, wanted?: number): Promise<number | undefined> {
-    const result = await connection.run(["sh", "-c", LIST_LINKS]);
+    const result = await connection.run(["sh", "-c", READ_GENERATIONS_SCRIPT]);
     if (result.code !== 0) {
         throw new FleetError({
             phase: "read",
@@ -27,8 +15,9 @@ export async function findGeneration(connection: SshConnection, storePath: strin
             detail: tail(result.stderr),
         });
     }
-    const links = parseProfileLinks(result.stdout);
-    if (wanted !== undefined && links.get(wanted) === storePath) return wanted;
-    const matching = [...links].filter(([, path]) => path === storePath).map(([generation]) => generation);
+    const matching = parseProfileGenerations(result.stdout)
+        .generations.filter((entry) => entry.storePath === storePath)
+        .map((entry) => entry.generation);
+    if (wanted !== undefined && matching.includes(wanted)) return wanted;
     return matching.length ? Math.max(...matching) : undefined;
 }

@@ -2,21 +2,11 @@
 // against sandbox hosts. One fleet and one stack are shared by the file; the tests run in order
 // and each leaves the fleet deployed.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runProcess } from "../../src/process/runner";
 import { FleetProject } from "./helpers/fleetProject";
 
 const HOSTS = ["alpha", "beta", "gamma"];
 let project: FleetProject;
 
-/** The host's system as Nix itself evaluates it (independent of the program). */
-async function evaluatedStorePath(name: string): Promise<string> {
-    const result = await runProcess([
-        "nix", "--extra-experimental-features", "nix-command flakes", "eval", "--raw",
-        `${project.sandbox.flakeRef}#nixosConfigurations.${name}.config.system.build.toplevel.outPath`,
-    ]);
-    if (result.code !== 0) throw new Error(result.stderr);
-    return result.stdout.trim();
-}
 
 async function storePaths(name: string): Promise<Set<string>> {
     const out = await project.onHost(name, ["sh", "-c", "ls -d /nix/store/*-* | grep -v '\\.drv$' || true"]);
@@ -42,7 +32,7 @@ describe("pulumi up / preview / refresh of the host resource", () => {
             expect(onHost.current).toBe(states[name]!.storePath);
             expect(onHost.profile).toBe(states[name]!.storePath);
             expect(states[name]!.generation).toBe(1);
-            expect(states[name]!.storePath).toBe(await evaluatedStorePath(name));
+            expect(states[name]!.storePath).toBe(await project.evaluatedStorePath(name));
             expect(states[name]!.history).toHaveLength(1);
         }
     });

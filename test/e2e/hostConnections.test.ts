@@ -4,21 +4,12 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createServer, type Server } from "node:net";
 import { readFileSync } from "node:fs";
-import { runProcess } from "../../src/process/runner";
 import { FleetProject } from "./helpers/fleetProject";
 
 let project: FleetProject;
 let silent: Server;
 let silentPort = 0;
 
-async function evaluatedStorePath(name: string): Promise<string> {
-    const result = await runProcess([
-        "nix", "--extra-experimental-features", "nix-command flakes", "eval", "--raw",
-        `${project.sandbox.flakeRef}#nixosConfigurations.${name}.config.system.build.toplevel.outPath`,
-    ]);
-    if (result.code !== 0) throw new Error(result.stderr);
-    return result.stdout.trim();
-}
 
 /** A port nothing listens on (bound, then released). */
 async function freePort(): Promise<number> {
@@ -117,7 +108,7 @@ describe("reaching and building hosts", () => {
         expect(result.code, result.stdout + result.stderr).toBe(0);
         const states = await project.hostStates();
         for (const name of ["delta", "epsilon", "zeta"]) {
-            const expected = await evaluatedStorePath(name);
+            const expected = await project.evaluatedStorePath(name);
             expect(states[name]!.storePath).toBe(expected);
             expect(states[name]!.generation).toBe(1);
             const onHost = await project.hostSystem(name);

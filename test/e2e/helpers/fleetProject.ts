@@ -140,6 +140,16 @@ export class FleetProject {
         return hosts;
     }
 
+    /** The host's system as Nix itself evaluates it from the sandbox flake (independent of the program). */
+    async evaluatedStorePath(name: string): Promise<string> {
+        const result = await runProcess([
+            "nix", "--extra-experimental-features", "nix-command flakes", "eval", "--raw",
+            `${this.sandbox.flakeRef}#nixosConfigurations.${name}.config.system.build.toplevel.outPath`,
+        ]);
+        if (result.code !== 0) throw new Error(result.stderr);
+        return result.stdout.trim();
+    }
+
     /** SSH logins the host's sshd accepted so far (each is one handshake). */
     acceptedLogins(name: string): number {
         const log = readFileSync(this.sandbox.layout.logFile(name), "utf8");
