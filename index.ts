@@ -10,6 +10,7 @@ import { Host } from "./src/resources/host";
 
 export = async () => {
     let plan;
+    const started = Date.now();
     try {
         plan = await planFleet({
             config: new pulumi.Config("nixos-fleet"),
@@ -25,6 +26,10 @@ export = async () => {
         process.exit(32);
     }
 
+    const flakes = new Set(plan.hosts.map((host) => host.config.flake)).size;
+    void pulumi.log.info(
+        `evaluate: ${plan.hosts.length} host(s) in ${((Date.now() - started) / 1000).toFixed(1)}s (${flakes} nix eval${flakes === 1 ? "" : "s"}, one per flake)`,
+    );
     const overlaps = findOverlaps(
         plan.hosts.map((host) => host.config),
         otherStackHosts(process.cwd(), pulumi.getStack()),
