@@ -2,27 +2,17 @@
 // made by hand, one host down; the real command (scripts/cli) must list exactly what each host's
 // own `nix-env --list-generations` says, the store paths its links point at, and the stack update
 // that deployed each generation.
-import { symlinkSync } from "node:fs";
-import { join } from "node:path";
+import type { GenerationRow } from "../../src/cli/generations";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runProcess, type RunResult } from "../../src/process/runner";
-import { FleetProject, ROOT } from "./helpers/fleetProject";
+import { FleetProject } from "./helpers/fleetProject";
 
 const HOSTS = ["psi", "rho", "tau"];
 let project: FleetProject;
 /** Stack versions of the two `pulumi up`s, in order. */
 const upVersions: number[] = [];
 
-interface JsonGeneration {
-    generation: number;
-    date: string;
-    storePath: string | null;
-    nixosVersion: string | null;
-    current: boolean;
-    running: boolean;
-    booted: boolean;
-    stackVersion: number | null;
-}
+type JsonGeneration = GenerationRow;
 interface JsonHost {
     host: string;
     generations: JsonGeneration[];
@@ -66,8 +56,6 @@ async function onHostGenerations(name: string) {
 
 beforeAll(async () => {
     project = await FleetProject.create({ hosts: HOSTS, portBase: 29200 });
-    // scripts/cli runs from the directory its own path names: link it into the project copy.
-    symlinkSync(join(ROOT, "scripts"), join(project.projectDir, "scripts"));
 
     const first = await project.up();
     expect(first.code, first.stdout + first.stderr).toBe(0);

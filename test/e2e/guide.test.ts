@@ -3,7 +3,7 @@
 // the same commands, (b) every option must be one the command accepts (its --help), and (c) the
 // guide's deploy → verify → rollback sequence is run, command by command in the guide's order, on
 // sandbox hosts psi, rho and tau, with only `--stack <test stack>` and `--yes` added.
-import { readFileSync, symlinkSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runProcess, type RunResult } from "../../src/process/runner";
@@ -143,8 +143,6 @@ beforeAll(async () => {
     // rho and tau are compute servers (the guide's `--hosts @compute`).
     project.writeHost("rho", { ...project.defaultHostFile("rho"), tags: ["sandbox", "compute"] });
     project.writeHost("tau", { ...project.defaultHostFile("tau"), tags: ["sandbox", "compute"] });
-    // npm run deploy|… is `bash scripts/cli …`, which runs from the directory its path names.
-    symlinkSync(join(ROOT, "scripts"), join(project.projectDir, "scripts"));
 });
 
 afterAll(async () => {

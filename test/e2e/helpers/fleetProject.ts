@@ -38,7 +38,8 @@ export class FleetProject {
         for (const file of ["Pulumi.yaml", "package.json", "tsconfig.json"]) {
             copyFileSync(join(ROOT, file), join(this.projectDir, file));
         }
-        for (const link of ["index.ts", "src", "node_modules", "bin"]) {
+        // scripts/ too: `npm run deploy|rollback|generations` run scripts/cli from the project directory.
+        for (const link of ["index.ts", "src", "node_modules", "bin", "scripts"]) {
             symlinkSync(join(ROOT, link), join(this.projectDir, link));
         }
     }
