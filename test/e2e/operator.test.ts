@@ -198,6 +198,23 @@ describe("rollback", () => {
         expect(cleared.code, cleared.stdout + cleared.stderr).toBe(0);
     });
 
+    it("says clearly when a garbage-collected deployment is not in the local store either", async () => {
+        const history = (await project.hostStates()).rho!.history as { generation: number; storePath: string }[];
+        const gone = history.find((entry) => entry.generation === 1)!.storePath;
+        const before = await project.hostSystem("rho");
+        await project.onHost("rho", ["sh", "-c", "nix-env -p /nix/var/nix/profiles/system --delete-generations 1 && rm -f /nix/var/nix/gcroots/sandbox-boot-default && nix-store --gc >/dev/null 2>&1; true"]);
+        expect((await project.sandbox.exec("rho", ["test", "-e", gone])).code).not.toBe(0);
+        const deleted = await runProcess(["nix-store", "--delete", gone]);
+        expect(deleted.code, deleted.stderr).toBe(0);
+
+        const result = await cli("rollback", ["--hosts", "rho", "--to-generation", "1", "--stack", project.stack, "--yes"]);
+        expect(result.code).not.toBe(0);
+        expect(result.stdout + result.stderr).toMatch(/host rho: copy failed: cannot roll back to .*: the host no longer has it \(garbage-collected\) and it is not in the local store either/);
+        expect(result.stderr).toMatch(/not rolled back: rho/);
+        expect(await project.hostSystem("rho")).toEqual(before);
+        expect(readFileSync(join(project.projectDir, `Pulumi.${project.stack}.yaml`), "utf8")).not.toMatch(/pins/);
+    });
+
     it("says clearly when a deployment cannot be rolled back to", async () => {
         const result = await cli("rollback", ["--hosts", "rho", "--steps", "9", "--stack", project.stack, "--yes"]);
         expect(result.code).not.toBe(0);
