@@ -7,6 +7,8 @@ import { planFleet } from "./src/program/fleet";
 import { findOverlaps, otherStackHosts } from "./src/program/overlaps";
 import { runProcess } from "./src/process/runner";
 import { Host } from "./src/resources/host";
+import { Hook } from "./src/resources/hook";
+import { connectionOf } from "./src/program/hostInputs";
 
 export = async () => {
     let plan;
@@ -38,6 +40,20 @@ export = async () => {
     for (const { config, inputs, pin } of plan.hosts) {
         const host = new Host(config.name, inputs);
         hosts[config.name] = host;
+        for (const hook of config.hooks) {
+            // Runs after the host is deployed, and again whenever its generation or system changes.
+            new Hook(
+                `${config.name}-${hook.name}`,
+                {
+                    ...connectionOf(inputs),
+                    hook: hook.name,
+                    command: [...hook.command],
+                    runAs: hook.runAs,
+                    trigger: pulumi.interpolate`${host.generation}:${host.storePath}`,
+                },
+                { parent: host, dependsOn: [host] },
+            );
+        }
         for (const overlap of overlaps.filter((o) => o.host === config.name)) {
             void pulumi.log.warn(
                 `${config.name} is also deployed by stack ${overlap.otherStack} (as ${overlap.otherHost}): ` +

@@ -71,7 +71,7 @@ export async function runDeployment(options: DeploymentOptions): Promise<Deploym
         const tracker = new ProgressTracker(line);
         let failure: unknown;
         try {
-            await options.stack.preview({ target, parallel: options.parallel, onEvent: tracker.onEvent, message: options.description });
+            await options.stack.preview({ target, targetDependents: true, parallel: options.parallel, onEvent: tracker.onEvent, message: options.description });
         } catch (error) {
             failure = error;
         }
@@ -99,7 +99,8 @@ export async function runDeployment(options: DeploymentOptions): Promise<Deploym
     const tracker = new ProgressTracker(line);
     let failure: unknown;
     try {
-        await options.stack.up({ target, parallel: options.parallel, onEvent: tracker.onEvent, message: options.description });
+        // Dependents too: a host's hooks run after it.
+        await options.stack.up({ target, targetDependents: true, parallel: options.parallel, onEvent: tracker.onEvent, message: options.description });
     } catch (error) {
         failure = error;
     }

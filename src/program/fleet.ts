@@ -2,7 +2,6 @@
 // evaluate every host's system in one Nix evaluation per flake. Nothing here touches a host.
 import { loadStackHosts, readStackConfig, type ConfigSource, type HostConfig, type Pin, type StackConfig } from "../config";
 import { evaluateSystems } from "../nix/evaluate";
-import { FleetError } from "../errors";
 import type { ProcessRunner } from "../process/runner";
 import type { HostInputs } from "../provider/hostInputs";
 import { hostInputsOf } from "./hostInputs";
@@ -42,26 +41,10 @@ export interface FleetPlan {
     hosts: PlannedHost[];
 }
 
-/** Accepted by the schema but not implemented yet: fail loudly rather than ignore them. */
-function rejectUnsupported(hosts: readonly HostConfig[]): void {
-    const withHooks = hosts.find((host) => host.hooks.length > 0);
-    if (withHooks) {
-        throw new FleetError({
-            phase: "config",
-            host: withHooks.name,
-            file: withHooks.file,
-            field: "hooks",
-            message: "hooks are not supported yet: they run through @pulumi/command, whose provider plugin cannot be built on this machine",
-            hint: "remove the hooks field for now (docs/design-notes.md says why)",
-        });
-    }
-}
-
 export async function planFleet(options: FleetPlanOptions): Promise<FleetPlan> {
     const file = `Pulumi.${options.stackName}.yaml`;
     const stack = readStackConfig(options.config, { baseDir: options.projectRoot, file });
     const hosts = await loadStackHosts(stack, { file });
-    rejectUnsupported(hosts);
     const systems = await evaluateSystems(
         hosts.map((host) => ({ name: host.name, flake: host.flake, attribute: host.attribute })),
         { runner: options.runner, cwd: options.projectRoot },

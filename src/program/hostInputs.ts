@@ -39,3 +39,13 @@ export function hostInputsOf(host: HostConfig, system: EvaluatedSystem): HostInp
     // Pulumi drops undefined properties anyway; dropping them here keeps diffs exact.
     return Object.fromEntries(Object.entries(inputs).filter(([, value]) => value !== undefined)) as HostInputs;
 }
+
+/** The connection part of a host's inputs (what a Hook on that host needs). */
+export function connectionOf(inputs: HostInputs): Pick<
+    HostInputs,
+    "name" | "address" | "port" | "user" | "identityFile" | "proxyJump" | "hostKey" | "knownHostsFile" | "sshConfigFile" | "sshOptions" | "insecureSkipHostKeyCheck" | "connectTimeout"
+> {
+    const { name, address, port, user, identityFile, proxyJump, hostKey, knownHostsFile, sshConfigFile, sshOptions, insecureSkipHostKeyCheck, connectTimeout } = inputs;
+    const picked = { name, address, port, user, identityFile, proxyJump, hostKey, knownHostsFile, sshConfigFile, sshOptions, insecureSkipHostKeyCheck, connectTimeout };
+    return Object.fromEntries(Object.entries(picked).filter(([, value]) => value !== undefined)) as ReturnType<typeof connectionOf>;
+}

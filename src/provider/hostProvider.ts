@@ -11,6 +11,7 @@ import type { HostState } from "../deploy/hostState";
 import { formatError } from "../errors";
 import type { ProcessRunner } from "../process/runner";
 import type { EngineLogger } from "./engineLog";
+import { HOOK_TYPE, HookProvider } from "./hookProvider";
 import {
     DIFF_KEYS,
     HISTORY_LIMIT,
@@ -24,6 +25,15 @@ import {
 } from "./hostInputs";
 
 export const HOST_TYPE = "nixos:index:Host";
+
+/** The resource type in a URN (urn:pulumi:stack::project::[parent$]…type::name). */
+export function resourceTypeOf(urn: string): string {
+    const parts = urn.split("::");
+    return (parts[parts.length - 2] ?? "").split("$").pop() ?? "";
+}
+
+/** The plugin serves two types; hooks go to their own provider. */
+const isHook = (urn: string): boolean => resourceTypeOf(urn) === HOOK_TYPE;
 
 export interface HostProviderOptions {
     runner: ProcessRunner;
@@ -114,9 +124,12 @@ export class HostProvider implements provider.Provider {
     private readonly options: HostProviderOptions;
     private runtimeDirCache?: string;
 
+    private readonly hooks: HookProvider;
+
     constructor(options: HostProviderOptions) {
         this.options = options;
         this.version = options.version;
+        this.hooks = new HookProvider({ runner: options.runner, logger: options.logger, runtimeDir: () => this.runtimeDir });
     }
 
     private get runtimeDir(): string {
@@ -125,7 +138,8 @@ export class HostProvider implements provider.Provider {
         return this.runtimeDirCache;
     }
 
-    async check(_urn: string, _olds: unknown, news: Record<string, unknown>): Promise<provider.CheckResult> {
+    async check(urn: string, _olds: unknown, news: Record<string, unknown>): Promise<provider.CheckResult> {
+        if (isHook(urn)) return this.hooks.check(news);
         const parsed = hostInputsSchema.safeParse(news);
         if (parsed.success) return { inputs: news };
         return {
@@ -136,7 +150,8 @@ export class HostProvider implements provider.Provider {
         };
     }
 
-    async diff(_id: string, _urn: string, olds: Record<string, unknown>, news: Record<string, unknown>): Promise<provider.DiffResult> {
+    async diff(_id: string, urn: string, olds: Record<string, unknown>, news: Record<string, unknown>): Promise<provider.DiffResult> {
+        if (isHook(urn)) return this.hooks.diff(olds, news);
         // Never a replacement: a server is updated in place, not deleted and recreated.
         return { changes: changedKeys(olds, news).length > 0, replaces: [], deleteBeforeReplace: false };
     }
@@ -169,19 +184,22 @@ export class HostProvider implements provider.Provider {
     }
 
     async create(urn: string, news: Record<string, unknown>): Promise<provider.CreateResult> {
+        if (isHook(urn)) return this.hooks.create(urn, news);
         const inputs = hostInputsSchema.parse(news);
         const outs = await this.deploy(urn, inputs);
         return { id: inputs.name, outs };
     }
 
     async update(_id: string, urn: string, olds: Record<string, unknown>, news: Record<string, unknown>): Promise<provider.UpdateResult> {
+        if (isHook(urn)) return this.hooks.update(urn, news);
         const inputs = hostInputsSchema.parse(news);
         const outs = await this.deploy(urn, inputs, olds as unknown as HostOutputs);
         return { outs };
     }
 
     async read(id: string, urn: string, props?: Record<string, unknown>): Promise<provider.ReadResult> {
-        if (!props || props.name === undefined) return { id, props };
+        // A hook has nothing on the host to read back.
+        if (isHook(urn) || !props || props.name === undefined) return { id, props };
         const old = props as unknown as HostOutputs;
         try {
             const state = await inspectHost(sshTargetOf(old), { runner: this.options.runner, runtimeDir: this.runtimeDir });
@@ -202,6 +220,7 @@ export class HostProvider implements provider.Provider {
     }
 
     async delete(_id: string, urn: string, props: Record<string, unknown>): Promise<void> {
+        if (isHook(urn)) return;
         // A fleet tool never wipes a machine because it left a stack.
         await this.options.logger.log(
             "warning",

@@ -229,3 +229,42 @@ describe("health checks and cleanup through pulumi up", () => {
         expect((await project.sandbox.exec("lambda", ["sh", "-c", "ls -d /nix/store/*nixos-system-lambda-24.05.1-sandbox"])).code).not.toBe(0);
     });
 });
+
+describe("hooks", () => {
+    const runs = async () => Number(await project.onHost("kappa", ["sh", "-c", "wc -l < /root/hook-runs 2>/dev/null || echo 0"]));
+    const settings = (hooks: unknown[]) => ({
+        hosts: HOSTS,
+        defaults: { sshConfigFile: project.sandbox.layout.sshConfigFile, confirmTimeout: 6 },
+        overrides: { kappa: { hooks } },
+    });
+    const recordRun = { name: "migrate", command: ["sh", "-c", "echo ran >> /root/hook-runs"] };
+
+    it("a hook runs once per generation change and not on a no-op up", async () => {
+        project.writeStackConfig(settings([recordRun]));
+        const first = await project.up();
+        expect(first.code, first.stdout + first.stderr).toBe(0);
+        expect(await runs()).toBe(1);
+
+        const noop = await project.up();
+        expect(noop.code, noop.stdout + noop.stderr).toBe(0);
+        expect(await runs()).toBe(1);
+
+        await project.sandbox.set("kappa", { version: 5 });
+        const changed = await project.up();
+        expect(changed.code, changed.stdout + changed.stderr).toBe(0);
+        expect(await runs()).toBe(2);
+    });
+
+    it("a failing hook fails the update but does not roll the system back", async () => {
+        project.writeStackConfig(settings([{ name: "migrate", command: ["sh", "-c", "echo schema is locked >&2; exit 3"] }]));
+        await project.sandbox.set("kappa", { version: 6 });
+        const result = await project.up();
+        const output = result.stdout + result.stderr;
+        expect(result.code).not.toBe(0);
+        expect(output).toMatch(/host kappa: hook failed: hook migrate exited with 3; the system stays deployed/);
+        expect(output).toMatch(/schema is locked/);
+        const onHost = await project.hostSystem("kappa");
+        expect(onHost.current).toMatch(/nixos-system-kappa-24\.05\.6-sandbox$/);
+        expect((await project.hostStates()).kappa!.storePath).toBe(onHost.current);
+    });
+});

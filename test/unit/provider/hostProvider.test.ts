@@ -343,3 +343,11 @@ describe("profileMismatch", () => {
         expect(profileMismatch({ generation: 4, profileStorePath: b, currentStorePath: a }, "boot")).toBeUndefined();
     });
 });
+
+describe("resourceTypeOf", () => {
+    it("takes the resource's own type, also for a child of another resource", async () => {
+        const { resourceTypeOf } = await import("../../../src/provider/hostProvider");
+        expect(resourceTypeOf("urn:pulumi:dev::nixos-fleet::nixos:index:Host::alpha")).toBe("nixos:index:Host");
+        expect(resourceTypeOf("urn:pulumi:dev::nixos-fleet::nixos:index:Host$nixos:index:Hook::alpha-migrate")).toBe("nixos:index:Hook");
+    });
+});

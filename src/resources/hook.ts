@@ -1,0 +1,18 @@
+// Program side of nixos:index:Hook: a command run on a host after each deploy that changed its
+// generation (see src/provider/hookProvider.ts).
+import * as pulumi from "@pulumi/pulumi";
+import type { HookInputs } from "../provider/hookProvider";
+
+export const HOOK_TYPE = "nixos:index:Hook";
+
+/** The arguments of a Hook: the host's connection settings, the command and its trigger. */
+export type HookArgs = { [K in keyof HookInputs]: pulumi.Input<HookInputs[K]> };
+
+export class Hook extends pulumi.CustomResource {
+    declare readonly ranAt: pulumi.Output<string>;
+    declare readonly output: pulumi.Output<string>;
+
+    constructor(name: string, args: HookArgs, opts?: pulumi.CustomResourceOptions) {
+        super(HOOK_TYPE, name, { ...args, ranAt: undefined, output: undefined }, opts);
+    }
+}
