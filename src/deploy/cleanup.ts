@@ -5,7 +5,7 @@
 // in one round trip and changed with two commands at most (nix-env --delete-generations, nix-store --gc).
 import { FleetError, tail } from "../errors";
 import type { SshConnection } from "../ssh/connection";
-import { SYSTEM_PROFILE } from "./hostState";
+import { SYSTEM_PROFILE, PROFILE_STATE_SECTION } from "./hostState";
 
 export interface CleanupPolicy {
     /** Keep (at least) the newest this many generations, by number. At least 1. */
@@ -76,10 +76,7 @@ export const READ_GENERATIONS_SCRIPT = [
     `m=$(stat -c %Y "$l" 2>/dev/null);`,
     `printf 'link\\t%s\\t%s\\t%s\\n' "$n" "$m" "$t";`,
     `done`,
-    `echo @state`,
-    `echo "profile=$(readlink "$p" 2>/dev/null)"`,
-    `echo "current=$(readlink -f /run/current-system 2>/dev/null)"`,
-    `echo "booted=$(readlink -f /run/booted-system 2>/dev/null)"`,
+    ...PROFILE_STATE_SECTION,
 ].join("\n");
 
 const storePathOrUndefined = (value: string | undefined): string | undefined =>

@@ -4,7 +4,7 @@
 // mapping to the stack updates that deployed each generation is in stackVersionOf below.
 import { FleetError, tail } from "../errors";
 import type { SshConnection } from "../ssh/connection";
-import { SYSTEM_PROFILE } from "./hostState";
+import { SYSTEM_PROFILE, PROFILE_STATE_SECTION } from "./hostState";
 
 /** One line of `nix-env --list-generations`. */
 export interface ListedGeneration {
@@ -50,10 +50,7 @@ export const LIST_GENERATIONS_SCRIPT = [
     `v=$(head -n 1 "$t/nixos-version" 2>/dev/null);`,
     `printf 'link\\t%s\\t%s\\t%s\\n' "$n" "$t" "$v";`,
     `done`,
-    `echo @state`,
-    `echo "profile=$(readlink "$p" 2>/dev/null)"`,
-    `echo "current=$(readlink -f /run/current-system 2>/dev/null)"`,
-    `echo "booted=$(readlink -f /run/booted-system 2>/dev/null)"`,
+    ...PROFILE_STATE_SECTION,
 ].join("\n");
 
 const LISTING_LINE = /^\s*(\d+)\s+(.*?)\s*(\(current\))?\s*$/;

@@ -18,6 +18,18 @@ export interface HostState {
     nixosVersion?: string;
 }
 
+/**
+ * Script lines (with $p set to the system profile) that print the profile's link and what
+ * /run/current-system and /run/booted-system point at, as an "@state" section. Shared by the
+ * generation listings of `npm run generations` and of cleanup.
+ */
+export const PROFILE_STATE_SECTION = [
+    `echo @state`,
+    `echo "profile=$(readlink "$p" 2>/dev/null)"`,
+    `echo "current=$(readlink -f /run/current-system 2>/dev/null)"`,
+    `echo "booted=$(readlink -f /run/booted-system 2>/dev/null)"`,
+] as const;
+
 // A fixed script (no config values in it): one round trip reads everything.
 const READ_STATE_SCRIPT = [
     `p=${SYSTEM_PROFILE}`,
