@@ -1,6 +1,6 @@
 // `npm run sandbox -- <command>`: the sandbox fleet from the command line (see docs/sandbox.md).
 import { spawn } from "node:child_process";
-import { parseKnobAssignments } from "./knobs";
+import { Knobs, parseKnobAssignments } from "./knobs";
 import { DEFAULT_HOSTS, HostStatus, SandboxFleet } from "./fleet";
 
 const USAGE = `usage: npm run sandbox -- <command>
@@ -10,13 +10,18 @@ const USAGE = `usage: npm run sandbox -- <command>
   status                   hosts, ports, processes, knobs, current/boot systems
   ssh <host> [command…]    ssh into a host as root (SANDBOX_USER=deployer for the non-root user)
   set <host> key=value…    knobs: version=N fail=true|false breakSsh=true|false size=MiB slow=seconds
+                           failedUnits=web[,unit…] (see docs/sandbox.md)
   console <host> command…  run a command as root in the host without SSH (repair after breakSsh)
-  reboot <host>            restart a host into its boot default generation
+  reboot <host>            reboot a host (systemctl reboot) into its boot default generation
   env <host>               print NIX_SSHOPTS and the store URI for nix copy
 environment: SANDBOX_DIR (default <project>/.sandbox), SANDBOX_PORT_BASE (default 22200)`;
 
 function short(storePath: string | undefined): string {
     return storePath === undefined ? "-" : storePath.replace(/^\/nix\/store\/[a-z0-9]{32}-/, "");
+}
+
+function knobText(knobs: Knobs): string {
+    return Object.entries(knobs).map(([k, v]) => `${k}=${Array.isArray(v) ? v.join(",") : v}`).join(" ");
 }
 
 function printStatus(fleet: SandboxFleet, hosts: HostStatus[]): void {
@@ -26,10 +31,10 @@ function printStatus(fleet: SandboxFleet, hosts: HostStatus[]): void {
         return;
     }
     for (const h of hosts) {
-        const knobs = Object.entries(h.knobs).map(([k, v]) => `${k}=${v}`).join(" ");
         console.log(
-            `${h.name.padEnd(10)} ${(h.running ? "running" : "stopped").padEnd(8)} 127.0.0.1:${h.port ?? "-"}  ${knobs}\n` +
-                `           current: ${short(h.currentSystem)}  booted: ${short(h.bootedSystem)}  boot default: ${short(h.bootDefault)}  profile: ${h.profileGeneration ?? "-"}`,
+            `${h.name.padEnd(10)} ${(h.running ? "running" : "stopped").padEnd(8)} ssh 127.0.0.1:${h.port ?? "-"}  web 127.0.0.1:${h.webPort ?? "-"}  ${knobText(h.knobs)}\n` +
+                `           current: ${short(h.currentSystem)}  booted: ${short(h.bootedSystem)}  boot default: ${short(h.bootDefault)}  profile: ${h.profileGeneration ?? "-"}\n` +
+                `           failed units: ${h.running ? (h.failedUnits.length ? h.failedUnits.join(" ") : "none") : "-"}`,
         );
     }
 }
@@ -76,7 +81,8 @@ async function main(argv: string[]): Promise<number> {
             const [name, ...assignments] = args;
             if (!name) throw new Error("set needs a host name and key=value knobs");
             const file = await fleet.set(name, parseKnobAssignments(assignments));
-            console.log(`${name}: version=${file.version} fail=${file.fail} breakSsh=${file.breakSsh} size=${file.size} slow=${file.slow}`);
+            const { system: _system, authorizedKeys: _keys, webPort: _web, ...knobs } = file;
+            console.log(`${name}: ${knobText(knobs)}`);
             return 0;
         }
         case "reboot": {

@@ -1,19 +1,21 @@
-// The sandbox fleet: local test hosts that behave like NixOS targets. Each host is a set of
-// namespaces (uts, mount, pid) with its own /nix store, /run, /root, /home and hostname, running
-// sshd on 127.0.0.1:<port>. This is the API the CLI (sandbox/cli.ts), the tests and the product use.
+// The sandbox fleet: local test hosts that behave like NixOS targets. Each host is a
+// systemd-nspawn container booting real systemd on an overlay of a shared base root, with its own
+// writable layer, /nix store, tmpfs /run, hostname, machine id and sshd on 127.0.0.1:<port>.
+// This is the API the CLI (sandbox/cli.ts), the tests and the product use.
 import * as fs from "node:fs";
 import { remoteCommand } from "../src/ssh/quote";
 import * as path from "node:path";
 import { ProcessRunner, RunResult, runChecked, runProcess } from "../src/process/runner";
+import { ensureBaseRoot, installLayer } from "./base";
+import { cgroupPids, containerInit, hostCgroups, killCgroups, pidsIn, removeCgroups } from "./cgroups";
 import { ClientHostEntry, knownHosts, sshConfig, writeAtomically } from "./client-config";
 import { installFlake, installTools } from "./flake-template";
 import { HOST_PATH, writeHostFiles } from "./host-files";
 import { ensureKeyPair, keyWithoutComment } from "./keys";
 import { DEFAULT_KNOBS, KnobFile, Knobs, knobsSchema, nixSystem, readKnobFile, writeKnobFile } from "./knobs";
 import { DEFAULT_HOSTS, SandboxLayout, checkHostName, defaultSandboxDir, sourceDir } from "./layout";
-import { DEFAULT_PORT_BASE, allocatePorts, isPortFree, readPorts, releasePort, writePorts } from "./ports";
-import { ProcessInfo, hostProcesses, killAll, listProcesses, sleep } from "./processes";
-import { forEachLimited, isListening, sshBanner, waitForHost } from "./wait";
+import { DEFAULT_PORT_BASE, allocatePorts, isPortFree, readPorts, releasePort, webPortKey, writePorts } from "./ports";
+import { forEachLimited, isListening, sleep, sshBanner, waitForHost } from "./wait";
 
 export { DEFAULT_HOSTS } from "./layout";
 export { DEPLOYER_USER } from "./host-files";
@@ -40,6 +42,8 @@ export interface SandboxHost {
     sshConfigFile: string;
     /** "ssh-ed25519 AAAA…" */
     hostPublicKey: string;
+    /** 127.0.0.1 port of the host's web.service. */
+    webPort: number;
 }
 
 export interface HostStatus {
@@ -48,12 +52,16 @@ export interface HostStatus {
     port: number | undefined;
     pids: number[];
     knobs: Knobs;
-    /** Store paths read from the host's namespace / store (undefined when absent). */
+    /** Port of the host's web.service (the toy system's page). */
+    webPort: number | undefined;
+    /** Store paths read from the host's /run and /nix (undefined when absent). */
     currentSystem: string | undefined;
     bootedSystem: string | undefined;
     bootDefault: string | undefined;
     /** "system-N-link" of the host's system profile. */
     profileGeneration: string | undefined;
+    /** Units systemd reports as failed (empty when stopped). */
+    failedUnits: string[];
 }
 
 export interface ExecOptions {
@@ -81,12 +89,35 @@ function readLinkOrUndefined(file: string): string | undefined {
     }
 }
 
+function signal(pids: readonly number[], sig: NodeJS.Signals): void {
+    for (const pid of pids) {
+        try {
+            process.kill(pid, sig);
+        } catch {
+            // already gone
+        }
+    }
+}
+
+const INOTIFY_INSTANCES = "/proc/sys/fs/inotify/max_user_instances";
+const WANTED_INOTIFY_INSTANCES = 8192;
+
+/**
+ * Every host's systemd and journald take several inotify instances; the kernel's default of 128
+ * per user (all hosts run as root) stops the 20th host from booting. Raised as root, said aloud.
+ */
+function raiseInotifyLimit(log: (line: string) => void): void {
+    const current = Number(fs.readFileSync(INOTIFY_INSTANCES, "utf8").trim());
+    if (current >= WANTED_INOTIFY_INSTANCES) return;
+    fs.writeFileSync(INOTIFY_INSTANCES, String(WANTED_INOTIFY_INSTANCES));
+    log(`raised fs.inotify.max_user_instances from ${current} to ${WANTED_INOTIFY_INSTANCES} (each host's systemd needs several)`);
+}
+
 function assertRoot(): void {
     if (process.getuid?.() === 0) return;
     throw new Error(
-        "sandbox hosts need root: they are mount/pid/uts namespaces (CAP_SYS_ADMIN) running sshd and sudo. " +
-            "Run as root (e.g. `sudo -E npm run sandbox -- start`). The unprivileged user-namespace variant is not " +
-            "implemented: sshd and sudo in it need a full 0-65535 uid map, which only newuidmap with /etc/subuid entries can write.",
+        "sandbox hosts need root: they are systemd-nspawn containers on overlay mounts with their own cgroups. " +
+            "Run as root (e.g. `sudo -E npm run sandbox -- start`).",
     );
 }
 
@@ -131,13 +162,15 @@ export class SandboxFleet {
         fs.mkdirSync(this.dir, { recursive: true });
         installFlake(this.layout.flakeDir);
         installTools(this.layout.toolsDir);
+        raiseInotifyLimit(this.log);
+        const base = await ensureBaseRoot(this.runner, this.log);
+        const lower = `${installLayer(this.layout.layersDir)}:${base}`;
         const deployerKey = await ensureKeyPair(this.runner, this.layout.identityFile, "deployer@nixos-fleet-sandbox");
 
-        const processes = await listProcesses(this.runner);
-        const ports = await allocatePorts(this.layout.portsFile, this.dir, names, this.portBase);
+        const ports = await allocatePorts(this.layout.portsFile, this.dir, [...names, ...names.map(webPortKey)], this.portBase);
         const running = new Set<string>();
         for (const name of names) {
-            if (hostProcesses(processes, this.layout.hostDir(name)).length === 0) continue;
+            if (!this.isRunning(name)) continue;
             // Alive but not answering (hung, or half-started before a crash): restart it.
             if (await sshBanner(ports[name]!)) running.add(name);
             else await this.stopHosts([name], false);
@@ -147,7 +180,7 @@ export class SandboxFleet {
         try {
             await forEachLimited(toStart, START_CONCURRENCY, async (name) => {
                 try {
-                    await this.bootHost(name, ports[name]!, deployerKey);
+                    await this.bootHost(name, base, lower, ports[name]!, ports[webPortKey(name)]!, deployerKey);
                 } catch (error) {
                     await this.stopHosts([name], false); // no half-started host stays behind
                     throw error;
@@ -160,32 +193,43 @@ export class SandboxFleet {
         return names.map((n) => this.host(n));
     }
 
-    private async bootHost(name: string, port: number, deployerKey: string): Promise<void> {
-        if (!(await isPortFree(port))) {
-            throw new Error(`port ${port} of host ${name} is in use by another process (see \`ss -ltnp\`); stop it, or destroy the host to get a new port`);
+    private async bootHost(name: string, base: string, lower: string, port: number, webPort: number, deployerKey: string): Promise<void> {
+        for (const [what, p] of [["ssh", port], ["web", webPort]] as const) {
+            if (!(await isPortFree(p))) {
+                throw new Error(`${what} port ${p} of host ${name} is in use by another process (see \`ss -ltnp\`); stop it, or destroy the host to get new ports`);
+            }
         }
-        const hostDir = this.layout.hostDir(name);
-        fs.mkdirSync(hostDir, { recursive: true });
+        fs.mkdirSync(this.layout.hostDir(name), { recursive: true });
         await ensureKeyPair(this.runner, this.layout.hostKeyFile(name), `root@${name}`);
-        writeHostFiles(this.layout, name, port, deployerKey);
+        writeHostFiles(this.layout, base, name, port, deployerKey);
         const knobs = readKnobFile(this.layout.knobFile(name));
-        writeKnobFile(this.layout.knobFile(name), this.knobFile(knobs, deployerKey));
+        writeKnobFile(this.layout.knobFile(name), this.knobFile(knobs, deployerKey, webPort));
 
         const logFile = this.layout.logFile(name);
         fs.writeFileSync(logFile, `--- ${new Date().toISOString()} start ${name} on 127.0.0.1:${port}\n`);
+        const cgroups = this.cgroups(name);
+        removeCgroups(cgroups); // leftovers of a crash would mix with the new boot
         const launched = await runChecked(this.runner, [
             "bash", path.join(sourceDir, "host", "launch.sh"), logFile,
-            "unshare", "--uts", "--mount", "--pid", "--fork", "--kill-child", "--propagation", "private", "--mount-proc",
-            "bash", path.join(sourceDir, "host", "init.sh"), hostDir, name, this.layout.toolsDir,
+            "unshare", "--mount", "--propagation", "private",
+            "bash", path.join(sourceDir, "host", "boot.sh"), this.layout.hostDir(name), name, lower, this.layout.toolsDir, cgroups.join(":"),
         ]);
         const pid = Number(launched.stdout.trim());
         await waitForHost(name, pid, port, logFile);
         this.log(`${name}: up on 127.0.0.1:${port}`);
     }
 
-    private knobFile(existing: KnobFile | undefined, deployerKey: string): KnobFile {
+    private knobFile(existing: KnobFile | undefined, deployerKey: string, webPort: number): KnobFile {
         const knobs = knobsSchema.parse({ ...DEFAULT_KNOBS, ...pickKnobs(existing) });
-        return { system: nixSystem(), ...knobs, authorizedKeys: [deployerKey] };
+        return { system: nixSystem(), ...knobs, authorizedKeys: [deployerKey], webPort };
+    }
+
+    private cgroups(name: string): string[] {
+        return hostCgroups(this.layout.hostDir(name), name);
+    }
+
+    private isRunning(name: string): boolean {
+        return cgroupPids(this.cgroups(name)).length > 0;
     }
 
     /** Stops the hosts (default: all). Idempotent; also cleans up after crashed hosts. */
@@ -194,43 +238,48 @@ export class SandboxFleet {
     }
 
     /**
-     * `awaitReap`: also wait (up to 3 s) until the machine's init has reaped the killed
-     * processes, so that `ps` right after shows no zombies; init reaps lazily on some machines.
+     * Halts each host's systemd (nspawn forwards SIGTERM as a shutdown request), waits a moment,
+     * then kills whatever is left of its cgroup. `awaitReap`: also wait (up to 3 s) until the
+     * machine's init has reaped the killed processes, so that `ps` right after shows no zombies.
      */
     private async stopHosts(names: readonly string[] | undefined, awaitReap: boolean): Promise<void> {
         const targets = names ?? this.names();
         targets.forEach(checkHostName);
         const started = Date.now();
-        let processes = await listProcesses(this.runner);
-        const owned = (all: readonly ProcessInfo[]): number[] =>
-            targets.flatMap((n) => hostProcesses(all, this.layout.hostDir(n)).map((p) => p.pid));
-        let pids = owned(processes);
         const killed = new Set<number>();
-        for (let attempt = 0; pids.length > 0; attempt++) {
-            if (attempt === 50) throw new Error(`could not stop processes ${pids.join(", ")}`);
-            // The namespace's pid 1 first: its unshare parent then reaps it and exits by itself,
-            // leaving one process, not two, to the machine's reaper.
-            const inits = pids.filter((pid) => processes.some((p) => p.pid === pid && pids.includes(p.ppid)));
-            killAll(attempt === 0 && inits.length > 0 ? inits : pids);
+        await Promise.all(targets.map(async (name) => {
+            const cgroups = this.cgroups(name);
+            let pids = cgroupPids(cgroups);
             pids.forEach((pid) => killed.add(pid));
-            await sleep(attempt === 0 ? 10 : 50);
-            processes = await listProcesses(this.runner);
-            pids = owned(processes);
-        }
+            if (pids.length > 0) {
+                signal(pidsIn(cgroups, "container/supervisor"), "SIGTERM");
+                for (let i = 0; i < 100 && pids.length > 0; i++) {
+                    await sleep(50);
+                    pids = cgroupPids(cgroups);
+                }
+                for (let attempt = 0; pids.length > 0; attempt++) {
+                    if (attempt === 50) throw new Error(`could not stop processes ${pids.join(", ")} of host ${name}`);
+                    pids.forEach((pid) => killed.add(pid));
+                    killCgroups(cgroups);
+                    await sleep(50);
+                    pids = cgroupPids(cgroups);
+                }
+            }
+            removeCgroups(cgroups);
+        }));
         // Dead now; give their reaper a moment so `ps` right after shows no zombies either.
         for (let i = 0; awaitReap && i < 60 && [...killed].some((pid) => fs.existsSync(`/proc/${pid}`)); i++) await sleep(50);
         await this.unmountStale(targets);
-        // The kernel closes a killed sshd's listener at once; allow a moment before reporting done.
         const ports = readPorts(this.layout.portsFile);
-        const hadProcesses = killed.size > 0;
-        for (const name of hadProcesses ? targets : []) {
-            const port = ports[name];
-            for (let i = 0; port !== undefined && i < 20 && (await isListening(port)); i++) await sleep(50);
+        for (const name of killed.size > 0 ? targets : []) {
+            for (const port of [ports[name], ports[webPortKey(name)]]) {
+                for (let i = 0; port !== undefined && i < 20 && (await isListening(port)); i++) await sleep(50);
+            }
         }
         this.log(`stopped ${targets.length} host(s) in ${Date.now() - started} ms`);
     }
 
-    /** Mounts live in each host's private namespace and die with it; this only catches leaks. */
+    /** The overlay lives in each host's private mount namespace and dies with it; this only catches leaks. */
     private async unmountStale(names: readonly string[]): Promise<void> {
         const mounts = fs.readFileSync("/proc/mounts", "utf8").split("\n");
         for (const name of names) {
@@ -252,14 +301,16 @@ export class SandboxFleet {
         for (const name of targets) {
             fs.rmSync(this.layout.hostDir(name), { recursive: true, force: true });
             fs.rmSync(this.layout.knobFile(name), { force: true });
-            const port = ports[name];
-            if (port !== undefined) releasePort(port, this.dir);
-            delete ports[name];
+            for (const key of [name, webPortKey(name)]) {
+                const port = ports[key];
+                if (port !== undefined) releasePort(port, this.dir);
+                delete ports[key];
+            }
         }
         if (fs.existsSync(this.dir)) writePorts(this.layout.portsFile, ports);
         if (all) {
             // Only what the sandbox made: SANDBOX_DIR might point at a directory with other files.
-            for (const entry of ["hosts", "keys", "flake", "bin", "known_hosts", "ssh_config", "ports.json"]) {
+            for (const entry of ["hosts", "keys", "flake", "bin", "layers", "known_hosts", "ssh_config", "ports.json"]) {
                 fs.rmSync(path.join(this.dir, entry), { recursive: true, force: true });
             }
             if (fs.existsSync(this.dir) && fs.readdirSync(this.dir).length === 0) fs.rmdirSync(this.dir);
@@ -269,39 +320,74 @@ export class SandboxFleet {
         this.log(`destroyed ${targets.length} host(s)`);
     }
 
-    /** Simulated reboot: the host restarts into its boot default generation (/run is emptied). */
-    async reboot(name: string): Promise<void> {
-        await this.stopHosts([name], false);
-        await this.start([name]);
+    /**
+     * Reboots a host as `systemctl reboot` inside it does: systemd shuts down, the container boots
+     * again with an empty /run into the boot default generation. Resolves once the new boot
+     * answers on SSH. A stopped host is started.
+     */
+    async reboot(name: string, timeoutMs = 30_000): Promise<void> {
+        const before = containerInit(this.cgroups(name));
+        if (before === undefined) {
+            await this.start([name]);
+            return;
+        }
+        await this.console(name, ["systemctl", "reboot"], { timeoutMs: 10_000 });
+        await this.waitForReboot(name, before, timeoutMs);
+    }
+
+    /** Waits until the host runs a new boot (a new container pid 1) that answers on SSH. */
+    async waitForReboot(name: string, previousInit: number, timeoutMs = 30_000): Promise<void> {
+        const port = this.host(name).port;
+        const deadline = Date.now() + timeoutMs;
+        for (;;) {
+            const init = containerInit(this.cgroups(name));
+            if (init !== undefined && init !== previousInit && (await sshBanner(port))) return;
+            if (!this.isRunning(name)) throw new Error(`host ${name} stopped instead of rebooting; ${this.layout.logFile(name)}`);
+            if (Date.now() > deadline) throw new Error(`host ${name} did not come back from a reboot within ${timeoutMs} ms; ${this.layout.logFile(name)}`);
+            await sleep(100);
+        }
+    }
+
+    /** The container's pid 1 as the machine sees it (changes at every boot), or undefined. */
+    initPid(name: string): number | undefined {
+        return containerInit(this.cgroups(name));
     }
 
     async status(): Promise<HostStatus[]> {
-        const processes = await listProcesses(this.runner);
         const ports = readPorts(this.layout.portsFile);
-        return this.names().map((name) => {
-            const own = hostProcesses(processes, this.layout.hostDir(name));
-            // The namespace's pid 1 is the child of the unshare process; its root shows the host's /run.
-            const nsInit = own.find((p) => own.some((parent) => parent.pid === p.ppid));
-            const nsRoot = nsInit && `/proc/${nsInit.pid}/root/run`;
-            const nix = path.join(this.layout.hostDir(name), "nix", "var", "nix");
+        return Promise.all(this.names().map(async (name) => {
+            const cgroups = this.cgroups(name);
+            const init = containerInit(cgroups);
+            const run = init !== undefined ? `/proc/${init}/root/run` : undefined;
+            const nix = path.join(this.layout.nixDir(name), "var", "nix");
             return {
                 name,
-                running: own.length > 0,
+                running: init !== undefined,
                 port: ports[name],
-                pids: own.map((p) => p.pid),
+                webPort: ports[webPortKey(name)],
+                pids: cgroupPids(cgroups),
                 knobs: knobsSchema.parse({ ...DEFAULT_KNOBS, ...pickKnobs(readKnobFile(this.layout.knobFile(name))) }),
-                currentSystem: nsRoot && readLinkOrUndefined(`${nsRoot}/current-system`),
-                bootedSystem: nsRoot && readLinkOrUndefined(`${nsRoot}/booted-system`),
+                currentSystem: run && readLinkOrUndefined(`${run}/current-system`),
+                bootedSystem: run && readLinkOrUndefined(`${run}/booted-system`),
                 bootDefault: readLinkOrUndefined(path.join(nix, "sandbox", "boot-default")),
                 profileGeneration: readLinkOrUndefined(path.join(nix, "profiles", "system")),
+                failedUnits: init !== undefined ? await this.failedUnits(name) : [],
             };
-        });
+        }));
+    }
+
+    /** Units systemd on the host reports as failed (`systemctl --failed`). */
+    async failedUnits(name: string): Promise<string[]> {
+        const result = await this.console(name, ["systemctl", "--failed", "--plain", "--no-legend", "--no-pager"], { timeoutMs: 10_000 });
+        if (result.code !== 0) return [`(systemctl failed: ${result.stderr.trim()})`];
+        return result.stdout.split("\n").map((line) => line.trim().split(/\s+/)[0] ?? "").filter(Boolean);
     }
 
     /** Connection facts for one host (it must have been started once). */
     host(name: string, user = "root"): SandboxHost {
         checkHostName(name);
-        const port = readPorts(this.layout.portsFile)[name];
+        const ports = readPorts(this.layout.portsFile);
+        const port = ports[name];
         const pub = `${this.layout.hostKeyFile(name)}.pub`;
         if (port === undefined || !fs.existsSync(pub)) throw new Error(`unknown sandbox host '${name}' in ${this.dir}: start it first`);
         return {
@@ -313,6 +399,7 @@ export class SandboxFleet {
             knownHostsFile: this.layout.knownHostsFile,
             sshConfigFile: this.layout.sshConfigFile,
             hostPublicKey: keyWithoutComment(fs.readFileSync(pub, "utf8")),
+            webPort: ports[webPortKey(name)] ?? 0,
         };
     }
 
@@ -353,24 +440,19 @@ export class SandboxFleet {
     }
 
     /**
-     * Runs argv as root inside the host's namespaces without SSH, like a cloud provider's console:
-     * for inspecting or repairing a host the deployer locked itself out of (breakSsh=true).
+     * Runs argv as root inside the host without SSH, like a cloud provider's console: for
+     * inspecting or repairing a host the deployer locked itself out of (breakSsh=true). The command
+     * joins the host's namespaces and its cgroup (so `stop` ends it too).
      */
     async console(name: string, argv: readonly string[], options: Omit<ExecOptions, "user"> = {}): Promise<RunResult> {
         if (argv.length === 0) throw new Error("console: empty command");
-        const pid = await this.namespacePid(name);
+        const cgroups = this.cgroups(name);
+        const init = containerInit(cgroups);
+        if (init === undefined) throw new Error(`sandbox host '${name}' is not running`);
         return this.runner(
-            ["nsenter", "--target", String(pid), "--mount", "--uts", "--pid", "--", "env", `PATH=${HOST_PATH}`, "HOME=/root", ...argv],
+            ["bash", path.join(sourceDir, "host", "enter.sh"), cgroups.join(":"), String(init), "env", "-i", `PATH=${HOST_PATH}`, "HOME=/root", "LANG=C.UTF-8", ...argv],
             { input: options.input, timeoutMs: options.timeoutMs },
         );
-    }
-
-    /** Pid (outside) of the host namespace's pid 1: the child of its unshare process. */
-    private async namespacePid(name: string): Promise<number> {
-        const own = hostProcesses(await listProcesses(this.runner), this.layout.hostDir(name));
-        const init = own.find((p) => own.some((parent) => parent.pid === p.ppid));
-        if (!init) throw new Error(`sandbox host '${name}' is not running`);
-        return init.pid;
     }
 
     /** Changes knobs of a host's configuration (takes effect on the next build/deploy). */
@@ -380,7 +462,12 @@ export class SandboxFleet {
         const file = this.layout.knobFile(name);
         const existing = readKnobFile(file);
         const merged = knobsSchema.parse({ ...DEFAULT_KNOBS, ...pickKnobs(existing), ...knobs });
-        const content: KnobFile = { system: existing?.system ?? nixSystem(), ...merged, authorizedKeys: existing?.authorizedKeys ?? [] };
+        const content: KnobFile = {
+            system: existing?.system ?? nixSystem(),
+            ...merged,
+            authorizedKeys: existing?.authorizedKeys ?? [],
+            webPort: existing?.webPort ?? 0,
+        };
         writeKnobFile(file, content);
         return content;
     }

@@ -1,156 +1,77 @@
-// The files that make a host directory a host: its user database (with the non-root `deployer`
-// user), sudoers, hosts file, nix.conf, sshd_config and initial authorized keys. Everything is
-// bind-mounted over the machine's copy inside the host's mount namespace only (see host/init.sh).
+// The files that make a host's writable layer a particular host, written into <host>/upper before
+// it boots (never while its overlay is mounted): hostname, machine id, its ssh host key and
+// listening address (127.0.0.1:<port> only), and the deployer's key for a freshly installed host.
+// Everything shared by all hosts (users, sudo, Nix, units) is in the base root and base/layer.
+import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { SandboxLayout } from "./layout";
 
 export const DEPLOYER_USER = "deployer";
 
-/** PATH of every SSH session (and of sudo): NixOS's system path, then the sandbox tools. */
-export const HOST_PATH = "/run/current-system/sw/bin:/run/sandbox/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/** PATH of every SSH session (sshd SetEnv), of sudo and of console: NixOS's system path first. */
+export const HOST_PATH = "/run/current-system/sw/bin:/opt/sandbox/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-interface DeployerIds {
-    uid: number;
-    gid: number;
-}
-
-function readLines(file: string): string[] {
-    return fs.existsSync(file) ? fs.readFileSync(file, "utf8").split("\n").filter((l) => l.trim() !== "") : [];
-}
-
-/** The first id from 1500 that neither the machine's passwd nor group uses. */
-function pickDeployerIds(passwd: string[], group: string[]): DeployerIds {
-    const taken = new Set([...passwd, ...group].map((line) => Number(line.split(":")[2])));
-    let id = 1500;
-    while (taken.has(id)) id++;
-    return { uid: id, gid: id };
-}
-
-const withoutUser = (lines: string[], user: string): string[] => lines.filter((l) => !l.startsWith(`${user}:`));
-
-function writeFile(file: string, content: string, mode: number): void {
-    fs.mkdirSync(path.dirname(file), { recursive: true });
+function writeFile(file: string, content: string, mode: number, owner?: { uid: number; gid: number }): void {
     fs.writeFileSync(file, content, { mode });
     fs.chmodSync(file, mode);
+    if (owner) fs.chownSync(file, owner.uid, owner.gid);
 }
 
-/** passwd/group/shadow: the machine's (refreshed every start) plus `deployer`. */
-function writeUserDatabase(etc: string): DeployerIds {
-    const passwd = withoutUser(readLines("/etc/passwd"), DEPLOYER_USER);
-    const group = withoutUser(readLines("/etc/group"), DEPLOYER_USER);
-    const shadow = withoutUser(readLines("/etc/shadow"), DEPLOYER_USER);
-    const ids = pickDeployerIds(passwd, group);
-    passwd.push(`${DEPLOYER_USER}:x:${ids.uid}:${ids.gid}:sandbox deployer:/home/${DEPLOYER_USER}:/bin/bash`);
-    group.push(`${DEPLOYER_USER}:x:${ids.gid}:`);
-    // "*": no password, but not locked ("!"), which sshd without PAM would refuse for keys too.
-    shadow.push(`${DEPLOYER_USER}:*:19000:0:99999:7:::`);
-    writeFile(path.join(etc, "passwd"), passwd.join("\n") + "\n", 0o644);
-    writeFile(path.join(etc, "group"), group.join("\n") + "\n", 0o644);
-    writeFile(path.join(etc, "shadow"), shadow.join("\n") + "\n", 0o640);
-    return ids;
-}
-
-/** The machine's sudoers.d plus passwordless sudo for deployer, with the host's PATH kept. */
-function writeSudoers(etc: string): void {
-    const dir = path.join(etc, "sudoers.d");
-    fs.rmSync(dir, { recursive: true, force: true });
-    fs.mkdirSync(dir, { mode: 0o755 });
-    if (fs.existsSync("/etc/sudoers.d")) {
-        for (const file of fs.readdirSync("/etc/sudoers.d")) {
-            const source = path.join("/etc/sudoers.d", file);
-            if (fs.statSync(source).isFile()) writeFile(path.join(dir, file), fs.readFileSync(source, "utf8"), 0o440);
-        }
+/**
+ * Makes `rel` (and its parents) in the upper layer with the owner and mode the base root gives
+ * them: an upper directory's attributes win over the base's in the merged view.
+ */
+function upperDir(upper: string, base: string, rel: string, fallback = { mode: 0o755, uid: 0, gid: 0 }): string {
+    let current = upper;
+    for (const part of rel.split("/").filter(Boolean)) {
+        current = path.join(current, part);
+        const inBase = path.join(base, path.relative(upper, current));
+        const stat = fs.existsSync(inBase) ? fs.statSync(inBase) : undefined;
+        if (!fs.existsSync(current)) fs.mkdirSync(current);
+        const want = stat ? { mode: stat.mode & 0o7777, uid: stat.uid, gid: stat.gid } : fallback;
+        fs.chmodSync(current, want.mode);
+        fs.chownSync(current, want.uid, want.gid);
     }
-    writeFile(
-        path.join(dir, "sandbox-deployer"),
-        `# nixos-fleet sandbox: non-root deploys (sudo keeps NixOS's system path)\n` +
-            `Defaults:${DEPLOYER_USER} secure_path="${HOST_PATH}"\n` +
-            `${DEPLOYER_USER} ALL=(ALL:ALL) NOPASSWD: ALL\n`,
-        0o440,
-    );
+    return current;
 }
 
-/** The machine's nix.conf with what a NixOS host has: flakes, and deployer trusted by its daemon. */
-function writeNixConf(etc: string): void {
-    const own: Record<string, string> = {
-        "experimental-features": "nix-command flakes",
-        substituters: "",
-        sandbox: "false",
-        "trusted-users": `root ${DEPLOYER_USER}`,
-    };
-    const machine = readLines("/etc/nix/nix.conf").filter((line) => {
-        const key = line.split("=")[0]!.trim();
-        return !(key in own);
-    });
-    const lines = [...machine, ...Object.entries(own).map(([k, v]) => `${k} = ${v}`.trimEnd())];
-    writeFile(path.join(etc, "nix", "nix.conf"), lines.join("\n") + "\n", 0o644);
-}
-
-export function sshdConfig(layout: SandboxLayout, name: string, port: number): string {
-    const inHost = layout.inHostDir(name);
+export function hostSshdConfig(name: string, port: number): string {
     return [
-        `# nixos-fleet sandbox host ${name}: generated by sandbox start, do not edit`,
-        `ListenAddress 127.0.0.1:${port}`,
+        `# nixos-fleet sandbox host ${name}: written by sandbox start, do not edit`,
         `AddressFamily inet`,
-        `HostKey ${inHost}/ssh_host_ed25519_key`,
-        `PidFile none`,
-        `UsePAM no`,
-        `PermitRootLogin prohibit-password`,
-        `AuthenticationMethods publickey`,
-        `PubkeyAuthentication yes`,
-        `PasswordAuthentication no`,
-        `KbdInteractiveAuthentication no`,
-        `AuthorizedKeysFile .ssh/authorized_keys`,
-        `StrictModes yes`,
-        `AllowUsers root ${DEPLOYER_USER}`,
-        `PermitUserEnvironment no`,
-        `SetEnv PATH=${HOST_PATH}`,
-        `X11Forwarding no`,
-        `AllowAgentForwarding no`,
-        `PrintMotd no`,
-        // Benchmarks open many connections at once; multiplexed masters many sessions.
-        `MaxStartups 200:30:400`,
-        `MaxSessions 100`,
-        `LoginGraceTime 30`,
-        `Subsystem sftp internal-sftp`,
+        `ListenAddress 127.0.0.1:${port}`,
         ``,
     ].join("\n");
 }
 
-/** Writes what the host needs to boot; keeps its store, keys and home contents. */
-export function writeHostFiles(layout: SandboxLayout, name: string, port: number, deployerPublicKey: string): void {
-    const dir = layout.hostDir(name);
-    const etc = path.join(dir, "etc");
-    fs.mkdirSync(path.join(dir, "nix"), { recursive: true });
-    fs.mkdirSync(path.join(dir, "root"), { recursive: true, mode: 0o700 });
-    fs.chmodSync(path.join(dir, "root"), 0o700);
-    fs.mkdirSync(path.join(dir, "home"), { recursive: true, mode: 0o755 });
+/** Writes what makes the upper layer this host; keeps its store, keys and home contents. */
+export function writeHostFiles(layout: SandboxLayout, base: string, name: string, port: number, deployerPublicKey: string): void {
+    const upper = layout.upperDir(name);
+    for (const dir of [upper, layout.workDir(name), layout.rootfsDir(name), layout.nixDir(name)]) fs.mkdirSync(dir, { recursive: true });
 
-    const ids = writeUserDatabase(etc);
-    writeSudoers(etc);
-    writeNixConf(etc);
-    writeFile(path.join(etc, "hosts"), `127.0.0.1 localhost ${name}\n`, 0o644);
-    writeFile(layout.sshdConfigFile(name), sshdConfig(layout, name, port), 0o644);
+    const etc = upperDir(upper, base, "etc");
+    writeFile(path.join(etc, "hostname"), `${name}\n`, 0o644);
+    writeFile(path.join(etc, "hosts"), `127.0.0.1 localhost ${name}\n::1 localhost\n`, 0o644);
+    const machineId = path.join(etc, "machine-id");
+    if (!fs.existsSync(machineId) || fs.readFileSync(machineId, "utf8").trim() === "") {
+        writeFile(machineId, `${crypto.randomBytes(16).toString("hex")}\n`, 0o444);
+    }
+    const ssh = upperDir(upper, base, "etc/ssh");
+    const hostKey = layout.hostKeyFile(name);
+    writeFile(path.join(ssh, "ssh_host_ed25519_key"), fs.readFileSync(hostKey, "utf8"), 0o600);
+    writeFile(path.join(ssh, "ssh_host_ed25519_key.pub"), fs.readFileSync(`${hostKey}.pub`, "utf8"), 0o644);
+    writeFile(path.join(upperDir(upper, base, "etc/ssh/sshd_config.d"), "00-host.conf"), hostSshdConfig(name, port), 0o644);
 
     // A freshly installed host trusts the deployer's key; later its activations manage the keys.
-    const homes: Array<[string, number, number]> = [
-        [path.join(dir, "root"), 0, 0],
-        [path.join(dir, "home", DEPLOYER_USER), ids.uid, ids.gid],
-    ];
-    for (const [home, uid, gid] of homes) {
-        const sshDir = path.join(home, ".ssh");
-        fs.mkdirSync(sshDir, { recursive: true, mode: 0o700 });
-        fs.chownSync(home, uid, gid);
-        fs.chownSync(sshDir, uid, gid);
+    for (const home of ["root", `home/${DEPLOYER_USER}`]) {
+        const homeDir = upperDir(upper, base, home);
+        const { uid, gid } = fs.statSync(homeDir);
+        const sshDir = upperDir(upper, base, `${home}/.ssh`, { mode: 0o700, uid, gid });
         const keys = path.join(sshDir, "authorized_keys");
-        if (!fs.existsSync(keys)) writeFile(keys, deployerPublicKey.trim() + "\n", 0o600);
-        fs.chownSync(keys, uid, gid);
-        const profile = path.join(home, ".profile");
-        if (!fs.existsSync(profile)) {
-            // Debian's /etc/profile resets PATH for login shells; restore the host's.
-            writeFile(profile, `export PATH=${HOST_PATH}\n[ -f ~/.bashrc ] && . ~/.bashrc\n`, 0o644);
-            fs.chownSync(profile, uid, gid);
-        }
+        if (!fs.existsSync(keys)) writeFile(keys, deployerPublicKey.trim() + "\n", 0o600, { uid, gid });
+        const profile = path.join(homeDir, ".profile");
+        // Debian's /etc/profile resets PATH for login shells; keep the host's.
+        if (!fs.existsSync(profile)) writeFile(profile, `export PATH=${HOST_PATH}\n[ -f ~/.bashrc ] && . ~/.bashrc\n`, 0o644, { uid, gid });
     }
 }

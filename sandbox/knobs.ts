@@ -4,6 +4,8 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { z } from "zod";
 
+const UNIT_NAME = /^[a-z][a-z0-9-]{0,40}$/;
+
 export const knobsSchema = z.object({
     /** Configuration version: a new one is a new system (new per-host store paths). */
     version: z.number().int().min(1),
@@ -15,6 +17,8 @@ export const knobsSchema = z.object({
     size: z.number().int().min(0),
     /** Seconds switch-to-configuration takes (switch/test), for tests that interrupt a deploy. */
     slow: z.number().int().min(0),
+    /** Units (without .service) that fail for real when started: web, or any other name (a unit that only fails). */
+    failedUnits: z.array(z.string().regex(UNIT_NAME)),
 });
 export type Knobs = z.infer<typeof knobsSchema>;
 export type KnobName = keyof Knobs;
@@ -23,14 +27,24 @@ export type KnobName = keyof Knobs;
 export interface KnobFile extends Knobs {
     system: string;
     authorizedKeys: string[];
+    /** 127.0.0.1 port web.service listens on (given by the sandbox, not a knob). */
+    webPort: number;
 }
 
-export const DEFAULT_KNOBS: Knobs = { version: 1, fail: false, breakSsh: false, size: 0, slow: 0 };
+export const DEFAULT_KNOBS: Knobs = { version: 1, fail: false, breakSsh: false, size: 0, slow: 0, failedUnits: [] };
 
 const BOOLEAN_KNOBS: ReadonlySet<string> = new Set(["fail", "breakSsh"]);
 const KNOB_NAMES: readonly string[] = Object.keys(DEFAULT_KNOBS);
 
-function parseValue(key: string, raw: string): number | boolean {
+const LIST_KNOBS: ReadonlySet<string> = new Set(["failedUnits"]);
+
+function parseValue(key: string, raw: string): number | boolean | string[] {
+    if (LIST_KNOBS.has(key)) {
+        const items = raw.split(",").map((item) => item.trim().replace(/\.service$/, "")).filter(Boolean);
+        const bad = items.find((item) => !UNIT_NAME.test(item));
+        if (bad !== undefined) throw new Error(`knob ${key} takes unit names like web or web,worker, not '${bad}'`);
+        return [...new Set(items)];
+    }
     if (BOOLEAN_KNOBS.has(key)) {
         if (raw === "true" || raw === "1") return true;
         if (raw === "false" || raw === "0") return false;
@@ -43,7 +57,7 @@ function parseValue(key: string, raw: string): number | boolean {
 /** Parses CLI assignments like ["version=2", "fail=true"]. */
 export function parseKnobAssignments(assignments: readonly string[]): Partial<Knobs> {
     if (assignments.length === 0) throw new Error(`no knobs given: use key=value with keys ${KNOB_NAMES.join(", ")}`);
-    const result: Record<string, number | boolean> = {};
+    const result: Record<string, number | boolean | string[]> = {};
     for (const assignment of assignments) {
         const match = /^([A-Za-z]+)=(.*)$/.exec(assignment);
         if (!match || !KNOB_NAMES.includes(match[1]!)) {

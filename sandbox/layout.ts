@@ -34,14 +34,20 @@ export class SandboxLayout {
     get sshConfigFile(): string { return path.join(this.dir, "ssh_config"); }
     get portsFile(): string { return path.join(this.dir, "ports.json"); }
     get flakeDir(): string { return path.join(this.dir, "flake"); }
-    /** Tools every host sees read-only as /run/sandbox/bin (the nixos-rebuild stand-in). */
+    /** Tools every host sees read-only as /opt/sandbox/bin (the nixos-rebuild stand-in). */
     get toolsDir(): string { return path.join(this.dir, "bin"); }
+    /** Copies of the sandbox layer (base/layer), one per content hash. */
+    get layersDir(): string { return path.join(this.dir, "layers"); }
 
     hostDir(name: string): string { return path.join(this.hostsDir, checkHostName(name)); }
     knobFile(name: string): string { return path.join(this.flakeDir, "hosts", `${checkHostName(name)}.json`); }
     hostKeyFile(name: string): string { return path.join(this.hostDir(name), "ssh_host_ed25519_key"); }
-    sshdConfigFile(name: string): string { return path.join(this.hostDir(name), "sshd_config"); }
     logFile(name: string): string { return path.join(this.hostDir(name), "host.log"); }
-    /** The host's state dir as seen from inside the host (init.sh mirrors it below /run). */
-    inHostDir(name: string): string { return `/run/sandbox/mnt${this.hostDir(name)}`; }
+    /** The host's writable layer over the base root (its /etc, /root, /home, /var …). */
+    upperDir(name: string): string { return path.join(this.hostDir(name), "upper"); }
+    workDir(name: string): string { return path.join(this.hostDir(name), "work"); }
+    /** Where boot.sh mounts the overlay (in its own mount namespace only). */
+    rootfsDir(name: string): string { return path.join(this.hostDir(name), "rootfs"); }
+    /** The host's /nix (store, profiles, boot default), outside the overlay. */
+    nixDir(name: string): string { return path.join(this.hostDir(name), "nix"); }
 }

@@ -1,4 +1,4 @@
-// Port allocation: one 127.0.0.1 port per host, recorded in <dir>/ports.json so a host keeps it
+// Port allocation: two 127.0.0.1 ports per host (sshd, web.service), recorded in <dir>/ports.json so a host keeps it
 // across restarts. A machine-wide claim file per port (in the OS temp dir) keeps two sandbox
 // dirs from picking the same port while one of them is stopped.
 import * as fs from "node:fs";
@@ -9,7 +9,12 @@ import * as path from "node:path";
 export const DEFAULT_PORT_BASE = 22200;
 const PORT_SEARCH_SPAN = 2000;
 
+/** Keys of ports.json: the host name for its sshd, `<name>.web` for its web.service. */
 export type PortMap = Record<string, number>;
+
+export function webPortKey(name: string): string {
+    return `${name}.web`;
+}
 
 export function readPorts(file: string): PortMap {
     if (!fs.existsSync(file)) return {};

@@ -1,7 +1,8 @@
 // Waiting for a host: its sshd answers with an SSH banner, or its process died (then the log says why).
 import * as fs from "node:fs";
 import * as net from "node:net";
-import { sleep } from "./processes";
+
+export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Resolves true once 127.0.0.1:port sends "SSH-", false on refusal or timeout of one try. */
 export function sshBanner(port: number, timeoutMs = 1000): Promise<boolean> {

@@ -20,7 +20,10 @@
       # A key nobody holds: breakSsh=true installs it instead of the deployer's.
       brokenKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHNVFdSkC3NQt1W2bJfJZfpAqETWuU8CICiusLPl37PV broken-key@sandbox";
 
-      defaults = { system = "x86_64-linux"; version = 1; fail = false; breakSsh = false; size = 0; slow = 0; authorizedKeys = [ ]; };
+      defaults = {
+        system = "x86_64-linux"; version = 1; fail = false; breakSsh = false; size = 0; slow = 0;
+        failedUnits = [ ]; authorizedKeys = [ ]; webPort = 0;
+      };
 
       # Shared by every host of a system type; unchanged when one host's knobs change.
       sharedFor = system: {
@@ -46,20 +49,40 @@
           rootKeys = if cfg.breakSsh then [ brokenKey ] else cfg.authorizedKeys;
           keysText = builtins.concatStringsSep "\n" rootKeys + "\n";
 
-          # Per host: identity, keys and knobs of this configuration.
+          # Per host: identity, keys, systemd units and knobs of this configuration.
+          # web.service serves a page naming the host and version on its own 127.0.0.1 port; a
+          # unit named in failedUnits fails for real when started (web: before serving).
           etc = mkDrv cfg.system "sandbox-etc-${name}-${version}" ''
-            mkdir -p $out/ssh/authorized_keys.d $out/sandbox
+            mkdir -p $out/ssh/authorized_keys.d $out/sandbox $out/systemd/system $out/www
             echo "$hostName" > $out/hostname
             printf '%s' "$keysText" > $out/ssh/authorized_keys.d/root
             printf '%s' "$keysText" > $out/ssh/authorized_keys.d/deployer
             echo "$nixosVersion" > $out/sandbox/version
             if [ "$fail" = 1 ]; then touch $out/sandbox/fail; fi
             if [ "$slow" != 0 ]; then echo "$slow" > $out/sandbox/slow; fi
+            printf '<html><body><h1>%s</h1><p>NixOS %s</p></body></html>\n' "$hostName" "$nixosVersion" > $out/www/index.html
+            failing() {
+              printf "/bin/sh -c 'echo \"%s.service: failing on purpose (sandbox knob failedUnits)\" >&2; exit 1'\n" "$1"
+            }
+            {
+              echo "[Unit]"
+              echo "Description=sandbox web page of $hostName (NixOS $nixosVersion)"
+              echo "[Service]"
+              case " $failedUnits " in *" web "*) echo "ExecStartPre=$(failing web)" ;; esac
+              echo "ExecStart=/bin/busybox httpd -f -p 127.0.0.1:$webPort -h $out/www"
+            } > $out/systemd/system/web.service
+            for unit in $failedUnits; do
+              [ "$unit" = web ] && continue
+              printf '[Unit]\nDescription=sandbox unit %s (fails: knob failedUnits)\n[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=%s\n' \
+                "$unit" "$(failing "$unit")" > "$out/systemd/system/$unit.service"
+            done
           '' {
             hostName = name;
             inherit keysText nixosVersion;
             fail = if cfg.fail then "1" else "0";
             slow = toString cfg.slow;
+            webPort = toString cfg.webPort;
+            failedUnits = builtins.concatStringsSep " " cfg.failedUnits;
           };
 
           # Optional payload of `size` MiB, for copy benchmarks.

@@ -1,12 +1,14 @@
-// The sandbox fleet end to end with the real tools: hosts with their own stores, nix copy over
-// ssh-ng, activation through the nixos-rebuild stand-in, knobs, reboot, clean stop.
+// The sandbox fleet end to end with the real tools: systemd-nspawn hosts booting real systemd,
+// with their own stores, nix copy over ssh-ng, activation through the nixos-rebuild stand-in and
+// the toy switch-to-configuration (units restarted, failed units, the activation lock), knobs,
+// reboots, clean stop.
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RunResult, runChecked, runProcess } from "../../src/process/runner";
 import { SandboxFleet } from "../../sandbox/fleet";
-import { listProcesses, hostProcesses } from "../../sandbox/processes";
+import { expectNothingLeft } from "./helpers/sandboxLeftovers";
 
 const HOSTS = ["alpha", "beta", "gamma"] as const;
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sandbox-e2e-"));
@@ -57,6 +59,12 @@ async function sendFlake(host: string): Promise<string> {
 
 const toplevels: Record<string, string> = {};
 
+/** The page the host's web.service serves on its own 127.0.0.1 port. */
+async function webPage(host: string): Promise<string> {
+    const response = await fetch(`http://127.0.0.1:${fleet.host(host).webPort}/`);
+    return response.text();
+}
+
 beforeAll(async () => {
     await fleet.start(HOSTS);
 }, 120_000);
@@ -78,6 +86,19 @@ describe("sandbox fleet", () => {
         expect(new Set(ports).size).toBe(3);
         const knownHosts = fs.readFileSync(fleet.host("alpha").knownHostsFile, "utf8");
         expect(knownHosts).toContain(`[127.0.0.1]:${fleet.host("alpha").port} ssh-ed25519 `);
+    });
+
+    it("hosts boot real systemd: sshd and nix-daemon are units, sshd listens only on the host's 127.0.0.1 port", async () => {
+        const ids = new Set<string>();
+        for (const host of HOSTS) {
+            expect(await onHost(host, ["systemctl", "is-system-running", "--wait"])).toBe("running");
+            expect(await onHost(host, ["systemctl", "is-active", "ssh.service", "nix-daemon.service"])).toBe("active\nactive");
+            expect(await onHost(host, ["readlink", "/proc/1/exe"])).toMatch(/systemd$/);
+            const listen = (await onHost(host, ["sshd", "-T"])).split("\n").filter((l) => l.startsWith("listenaddress "));
+            expect(listen).toEqual([`listenaddress 127.0.0.1:${fleet.host(host).port}`]);
+            ids.add(await onHost(host, ["cat", "/etc/machine-id"]));
+        }
+        expect(ids.size).toBe(HOSTS.length);
     });
 
     it("evaluates all hosts' toplevels without building", async () => {
@@ -179,15 +200,76 @@ describe("sandbox fleet", () => {
         expect(viaConsole.stdout.trim()).toBe("gamma");
     });
 
-    it("stop leaves no processes, listeners or mounts behind", async () => {
-        const ports = HOSTS.map((h) => fleet.host(h).port);
+    it("a switch restarts the units whose files changed: web serves the new version from a new process", async () => {
+        const before = await onHost("beta", ["systemctl", "show", "--value", "-p", "MainPID", "web.service"]);
+        expect(await webPage("beta")).toContain("NixOS 24.05.1-sandbox");
+        await fleet.set("beta", { version: 2 });
+        const flake = await sendFlake("beta");
+        const rebuild = await fleet.exec("beta", ["nixos-rebuild", "switch", "--flake", `${flake}#beta`]);
+        expect(rebuild.code, rebuild.stderr).toBe(0);
+        expect(rebuild.stdout).toContain("restarting the following units: web.service");
+        expect(await webPage("beta")).toContain("NixOS 24.05.2-sandbox");
+        const after = await onHost("beta", ["systemctl", "show", "--value", "-p", "MainPID", "web.service"]);
+        expect(after).not.toBe(before);
+        expect(await onHost("beta", ["systemctl", "status", "--no-pager", "web"])).toMatch(/Active: active \(running\)/);
+    });
+
+    it("failedUnits=web: units fail for real, switch exits 4 naming them, status lists them", async () => {
+        await fleet.set("beta", { version: 3, failedUnits: ["web", "worker"] });
+        const flake = await sendFlake("beta");
+        const rebuild = await fleet.exec("beta", ["nixos-rebuild", "switch", "--flake", `${flake}#beta`]);
+        expect(rebuild.code).toBe(4);
+        expect(rebuild.stderr).toContain("the following units failed: web.service worker.service");
+        // Switched all the same (exit 4 = "switched, units failed").
+        expect(await onHost("beta", ["nixos-version"])).toBe("24.05.3-sandbox");
+        const status = (await fleet.status()).find((h) => h.name === "beta")!;
+        expect(status.failedUnits.sort()).toEqual(["web.service", "worker.service"]);
+
+        await fleet.set("beta", { version: 4, failedUnits: [] });
+        const fixed = await fleet.exec("beta", ["nixos-rebuild", "switch", "--flake", `${await sendFlake("beta")}#beta`]);
+        expect(fixed.code, fixed.stderr).toBe(0);
+        expect(fixed.stdout).toContain("stopping the following units: worker.service");
+        expect((await fleet.status()).find((h) => h.name === "beta")!.failedUnits).toEqual([]);
+        expect(await webPage("beta")).toContain("NixOS 24.05.4-sandbox");
+    });
+
+    it("the activation lock: a switch while another holds it aborts and changes nothing", async () => {
+        const running = await onHost("beta", ["readlink", "/run/current-system"]);
+        const held = await fleet.console("beta", ["sh", "-c", "mkdir -p /run/nixos; flock --close /run/nixos/switch-to-configuration.lock sleep 60 >/dev/null 2>&1 &"]);
+        expect(held.code, held.stderr).toBe(0);
+        await fleet.set("beta", { version: 5 });
+        const next = await buildToplevel("beta");
+        expect((await copyTo("beta", [next])).code).toBe(0);
+        const blocked = await fleet.exec("beta", [`${next}/bin/switch-to-configuration`, "test"]);
+        expect(blocked.code).toBe(1);
+        expect(blocked.stderr).toContain("Could not acquire lock /run/nixos/switch-to-configuration.lock");
+        expect(await onHost("beta", ["readlink", "/run/current-system"])).toBe(running);
+        expect((await fleet.console("beta", ["pkill", "-f", "flock --close /run/nixos/switch-to-configuration.lock"])).code).toBe(0);
+        const free = await fleet.exec("beta", [`${next}/bin/switch-to-configuration`, "test"]);
+        expect(free.code, free.stderr).toBe(0);
+        expect(await onHost("beta", ["readlink", "/run/current-system"])).toBe(next);
+    });
+
+    it("systemctl reboot inside a host: a new boot on the boot default, /run empty, units started from it", async () => {
+        const bootDefault = await onHost("beta", ["readlink", "-f", "/nix/var/nix/sandbox/boot-default"]);
+        expect(await onHost("beta", ["readlink", "/run/current-system"])).not.toBe(bootDefault); // `test` above
+        await onHost("beta", ["touch", "/run/marker"]);
+        const bootId = await onHost("beta", ["cat", "/proc/sys/kernel/random/boot_id"]);
+        const init = fleet.initPid("beta")!;
+        await fleet.exec("beta", ["systemctl", "reboot"]);
+        await fleet.waitForReboot("beta", init);
+        expect(await onHost("beta", ["cat", "/proc/sys/kernel/random/boot_id"])).not.toBe(bootId);
+        expect((await fleet.exec("beta", ["test", "-e", "/run/marker"])).code).toBe(1);
+        expect(await onHost("beta", ["readlink", "/run/booted-system"])).toBe(bootDefault);
+        expect(await onHost("beta", ["readlink", "/run/current-system"])).toBe(bootDefault);
+        expect(await onHost("beta", ["systemctl", "is-system-running", "--wait"])).toBe("running");
+        expect(await webPage("beta")).toContain("NixOS 24.05.4-sandbox");
+    });
+
+    it("stop leaves no processes, cgroups, listeners or mounts behind", async () => {
+        const ports = HOSTS.flatMap((h) => [fleet.host(h).port, fleet.host(h).webPort]);
         await fleet.stop();
-        const processes = await listProcesses(runProcess);
-        for (const host of HOSTS) expect(hostProcesses(processes, path.join(dir, "hosts", host))).toEqual([]);
-        expect(processes.filter((p) => !p.stat.startsWith("Z") && p.args.includes(dir))).toEqual([]);
-        const listeners = (await runChecked(runProcess, ["ss", "-ltnH"])).stdout;
-        for (const port of ports) expect(listeners).not.toContain(`127.0.0.1:${port} `);
-        expect(fs.readFileSync("/proc/mounts", "utf8")).not.toContain(dir);
+        await expectNothingLeft(dir, ports);
         expect((await fleet.status()).every((s) => !s.running)).toBe(true);
     });
 });
