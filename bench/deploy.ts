@@ -28,7 +28,7 @@ async function main(): Promise<void> {
     const project = await FleetProject.create({ hosts: names, portBase: 28200 });
     const sshConfig = project.sandbox.layout.sshConfigFile;
     const flake = project.sandbox.flakeRef;
-    const logins = () => names.reduce((sum, name) => sum + project.acceptedLogins(name), 0);
+    const logins = async () => (await Promise.all(names.map((name) => project.acceptedLogins(name)))).reduce((sum, n) => sum + n, 0);
     const evaluate = async () =>
         evaluateSystems(names.map((name) => ({ name, flake, attribute: `nixosConfigurations.${name}` })), { runner: runProcess });
     const baseline = async (hosts: string[]) => {
@@ -55,13 +55,13 @@ async function main(): Promise<void> {
         const fleetAll: number[] = [], baseAll: number[] = [], sshAll: number[] = [], baseSshAll: number[] = [];
         for (let round = 0; round < rounds; round++) {
             if (round > 0) await bump(names);
-            let before = logins();
+            let before = await logins();
             fleetAll.push(await timeIt(up));
-            sshAll.push((logins() - before) / hostCount);
+            sshAll.push(((await logins()) - before) / hostCount);
             await bump(names);
-            before = logins();
+            before = await logins();
             baseAll.push(await timeIt(() => baseline(names)));
-            baseSshAll.push((logins() - before) / hostCount);
+            baseSshAll.push(((await logins()) - before) / hostCount);
             await up(); // bring the stack in line with what the baseline deployed
         }
         rows.push({ scenario: `all ${hostCount} hosts change`, fleetMs: median(fleetAll), baselineMs: median(baseAll), sshPerHost: median(sshAll), baselineSshPerHost: median(baseSshAll) });
@@ -70,9 +70,9 @@ async function main(): Promise<void> {
         const fleetOne: number[] = [], baseOne: number[] = [], sshOne: number[] = [];
         for (let round = 0; round < rounds; round++) {
             await bump([names[0]!]);
-            const before = logins();
+            const before = await logins();
             fleetOne.push(await timeIt(up));
-            sshOne.push(logins() - before);
+            sshOne.push((await logins()) - before);
             await bump([names[0]!]);
             baseOne.push(await timeIt(() => baseline([names[0]!])));
             await up();
@@ -82,12 +82,12 @@ async function main(): Promise<void> {
         // 3. nothing changes: preview vs the baseline's only way to know (evaluate everything)
         const fleetNoop: number[] = [], baseNoop: number[] = [], sshNoop: number[] = [];
         for (let round = 0; round < rounds; round++) {
-            const before = logins();
+            const before = await logins();
             fleetNoop.push(await timeIt(async () => {
                 const result = await project.preview();
                 if (result.code !== 0) throw new Error(result.stdout + result.stderr);
             }));
-            sshNoop.push((logins() - before) / hostCount);
+            sshNoop.push(((await logins()) - before) / hostCount);
             baseNoop.push(await timeIt(evaluate));
         }
         rows.push({ scenario: "no-op preview (vs one nix eval)", fleetMs: median(fleetNoop), baselineMs: median(baseNoop), sshPerHost: median(sshNoop), baselineSshPerHost: 0 });

@@ -376,6 +376,13 @@ export class SandboxFleet {
         }));
     }
 
+    /** What the host's sshd logged since this boot (its journal): logins, refusals. */
+    async sshdLog(name: string): Promise<string> {
+        const result = await this.console(name, ["journalctl", "--unit=ssh.service", "--output=cat", "--no-pager", "--boot"], { timeoutMs: 10_000 });
+        if (result.code !== 0) throw new Error(`reading the sshd journal of ${name} failed: ${result.stderr.trim()}`);
+        return result.stdout;
+    }
+
     /** Units systemd on the host reports as failed (`systemctl --failed`). */
     async failedUnits(name: string): Promise<string[]> {
         const result = await this.console(name, ["systemctl", "--failed", "--plain", "--no-legend", "--no-pager"], { timeoutMs: 10_000 });

@@ -22,6 +22,11 @@ export interface FleetErrorFields {
     host?: string;
     /** Output of the failing tool (nix, ssh, switch-to-configuration), shown verbatim. */
     detail?: string;
+    /**
+     * "unknown" when nobody can tell how the phase ended (the host went away mid-activation): the
+     * text then never says "failed", "restored" or "deployed".
+     */
+    outcome?: "failed" | "unknown";
     /** Where in a config file the problem is. */
     file?: string;
     line?: number;
@@ -33,6 +38,7 @@ export class FleetError extends Error {
     readonly hint?: string;
     readonly host?: string;
     readonly detail?: string;
+    readonly outcome: "failed" | "unknown";
     readonly file?: string;
     readonly line?: number;
     readonly field?: string;
@@ -44,14 +50,15 @@ export class FleetError extends Error {
         this.hint = fields.hint;
         this.host = fields.host;
         this.detail = fields.detail;
+        this.outcome = fields.outcome ?? "failed";
         this.file = fields.file;
         this.line = fields.line;
         this.field = fields.field;
     }
 
     toJSON(): FleetErrorFields {
-        const { phase, message, hint, host, detail, file, line, field } = this;
-        return { phase, message, hint, host, detail, file, line, field };
+        const { phase, message, hint, host, detail, outcome, file, line, field } = this;
+        return { phase, message, hint, host, detail, outcome, file, line, field };
     }
 }
 
@@ -68,7 +75,7 @@ export function tail(text: string, maxLines = 40): string {
 /** The single formatter for people: `host alpha: activate failed: …` + location + detail + hint. */
 export function formatFleetError(error: FleetError): string {
     const where = error.host ? `host ${error.host}: ` : "";
-    const lines = [`${where}${error.phase} failed: ${error.message}`];
+    const lines = [error.outcome === "unknown" ? `${where}${error.phase}: ${error.message}` : `${where}${error.phase} failed: ${error.message}`];
     if (error.file) {
         const at = error.line ? `${error.file}:${error.line}` : error.file;
         lines.push(`  at ${at}${error.field ? ` (field ${error.field})` : ""}`);

@@ -57,3 +57,8 @@ export type TcpCheck = z.output<typeof tcpCheckSchema>;
 export type HttpCheck = z.output<typeof httpCheckSchema>;
 
 export const NO_HEALTH_CHECKS: HealthChecks = { commands: [], units: [], tcp: [], http: [], keepGoing: false };
+
+/** Whether any check is configured (keepGoing alone is a policy for failed units, not a check). */
+export function hasChecks(checks: Pick<HealthChecks, "commands" | "units" | "tcp" | "http">): boolean {
+    return checks.commands.length + checks.units.length + checks.tcp.length + checks.http.length > 0;
+}

@@ -38,6 +38,7 @@ export const hostFieldsShape = {
     tags: distinctListOf(tag(), "a list of tags").optional(),
     // Reserved for confirm/rollback, health checks, generation cleanup and hooks
     confirmTimeout: seconds({ allowZero: true, max: 3600 }).optional(),
+    reconnectTimeout: seconds({ max: 3600 }).optional(),
     healthChecks: healthChecksSchema.optional(),
     keepGenerations: integerIn(1, 10_000, "a number of generations of at least 1").optional(),
     deleteOlderThan: deleteOlderThan().optional(),
@@ -91,6 +92,7 @@ export const HOST_DEFAULTS = {
     substituteOnDestination: false,
     tags: [] as string[],
     confirmTimeout: 30,
+    reconnectTimeout: 60,
     healthChecks: NO_HEALTH_CHECKS,
     gc: false,
     hooks: [] as Hook[],
@@ -137,6 +139,8 @@ export interface HostConfig {
     readonly tags: readonly string[];
     /** Seconds to wait for confirmation after activation before rolling back; 0 disables. */
     readonly confirmTimeout: number;
+    /** Seconds to keep trying to reach a host whose connection dropped during activation. */
+    readonly reconnectTimeout: number;
     readonly healthChecks: HealthChecks;
     readonly keepGenerations?: number;
     readonly deleteOlderThan?: string;

@@ -1,9 +1,26 @@
 // Activate phase, with nixos-rebuild's semantics: set the system profile (switch, boot), then run
-// the new system's switch-to-configuration. If activation fails, the host is put back: profile to
-// the previous generation, boot default and running system re-activated from the previous system,
-// so the host never boots into the broken generation. Only then is the error reported.
+// the new system's switch-to-configuration, here in a transient systemd unit on the host (see
+// activationUnit.ts) so that a dropped connection cannot cut it in half. If the connection drops,
+// we reconnect (bounded, with backoff) and learn the real outcome from systemd: still running,
+// or its exit status and output. Nothing here restores a host: the caller decides that, after it
+// has made sure it is the only party that does (see confirm.ts), and never while an activation
+// may still be running.
 import { FleetError, tail } from "../errors";
 import type { SshConnection } from "../ssh/connection";
+import {
+    activationUnit,
+    failedUnitsOf,
+    followUnit,
+    preflight,
+    progressOf,
+    refusedForLock,
+    removeUnit,
+    startUnit,
+    unitStatus,
+    type ActivationProgress,
+    type ActivationUnit,
+    type UnitReport,
+} from "./activationUnit";
 import { readHostState, SYSTEM_PROFILE, type HostState } from "./hostState";
 
 export type Action = "switch" | "boot" | "test" | "dry-activate";
@@ -11,19 +28,59 @@ export type Action = "switch" | "boot" | "test" | "dry-activate";
 export const setsProfile = (action: Action): boolean => action === "switch" || action === "boot";
 export const changesRunningSystem = (action: Action): boolean => action === "switch" || action === "test";
 
-export interface ActivationResult {
-    before: HostState;
-    after: HostState;
-    /** switch-to-configuration's output, for the log. */
-    output: string;
-}
+/** How an activation that ran to its end came out. */
+export type ActivationResult =
+    /** switch-to-configuration exited 0 and the host is on the new system. */
+    | { kind: "switched"; after: HostState; output: string }
+    /** Exit 4: the system WAS switched, but units failed (named). */
+    | { kind: "unitsFailed"; after: HostState; output: string; units: string[] }
+    /** The activation failed (or left the host elsewhere): the host needs restoring. */
+    | { kind: "failed"; reason: string; output: string }
+    /** switch-to-configuration refused: another activation held the lock. Only the profile moved. */
+    | { kind: "refused"; output: string };
 
 export interface ActivateOptions {
+    /** Unique per deploy: names the transient unit (and the watchdog's files). */
+    token: string;
     /** Make the profile point at this existing generation (rollback) instead of adding one. */
     switchToGeneration?: number;
     onOutput?: (chunk: string) => void;
-    /** Bound on switch-to-configuration; a hung activation is treated as a failure. */
-    timeoutMs?: number;
+    log?: (message: string) => void;
+    /** How long to keep trying to reach a host whose connection dropped during activation. */
+    reconnectSeconds?: number;
+    installBootloader?: boolean;
+    sleep?: (ms: number) => Promise<void>;
+}
+
+export const DEFAULT_RECONNECT_SECONDS = 60;
+/** How long a deploy waits for another activation on the host to release the lock. */
+export const LOCK_WAIT_SECONDS = 20;
+
+const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Before anything changes: the host must have systemd-run, and no other activation may be running
+ * (waits up to LOCK_WAIT_SECONDS). Throws a FleetError saying that nothing was changed.
+ */
+export async function checkReadyToActivate(connection: SshConnection, lockWaitSeconds = LOCK_WAIT_SECONDS): Promise<void> {
+    const host = connection.target.name;
+    const ready = await preflight(connection, lockWaitSeconds);
+    if (ready === "no-systemd-run") {
+        throw new FleetError({
+            phase: "activate",
+            host,
+            message: "the host has no systemd-run (or systemd is not running); nothing was changed",
+            hint: "nixos-fleet activates in a transient systemd unit, as nixos-rebuild does; every NixOS host has systemd-run",
+        });
+    }
+    if (ready === "locked") {
+        throw new FleetError({
+            phase: "activate",
+            host,
+            message: `another activation is running on the host (it has held /run/nixos/switch-to-configuration.lock for ${lockWaitSeconds}s); nothing was changed`,
+            hint: "wait until it ends (`systemctl list-units 'nixos-*'` on the host shows it), then deploy again",
+        });
+    }
 }
 
 async function setProfile(connection: SshConnection, storePath: string, generation?: number): Promise<void> {
@@ -43,17 +100,8 @@ async function setProfile(connection: SshConnection, storePath: string, generati
     }
 }
 
-async function switchTo(connection: SshConnection, storePath: string, action: Action, options: ActivateOptions = {}) {
-    return connection.run([`${storePath}/bin/switch-to-configuration`, action], {
-        asRoot: true,
-        timeoutMs: options.timeoutMs,
-        onStdout: options.onOutput,
-        onStderr: options.onOutput,
-    });
-}
-
-/** Puts the profile back to `before` (removing a first-ever generation) and re-activates. Returns what it did. */
-export async function restorePrevious(connection: SshConnection, before: HostState, action: Action): Promise<string[]> {
+/** Puts the profile back to `before` and re-activates; `profileOnly` when nothing else changed. Returns what it did. */
+export async function restorePrevious(connection: SshConnection, before: HostState, action: Action, profileOnly = false): Promise<string[]> {
     const done: string[] = [];
     const run = async (argv: string[], what: string) => {
         const result = await connection.run(argv, { asRoot: true });
@@ -71,19 +119,19 @@ export async function restorePrevious(connection: SshConnection, before: HostSta
     if (setsProfile(action)) {
         if (before.generation !== undefined) {
             await run(["nix-env", "-p", SYSTEM_PROFILE, "--switch-generation", String(before.generation)], `profile back to generation ${before.generation}`);
-            if (before.profileStorePath) {
+            if (before.profileStorePath && !profileOnly) {
                 await run([`${before.profileStorePath}/bin/switch-to-configuration`, "boot"], "boot default back to the previous generation");
             }
         } else {
             // The host had no system profile: take away the one this deploy created, and make the
             // system it ran before the boot default again (switch/boot installed the new one).
             await run(["sh", "-c", `rm -f ${SYSTEM_PROFILE} ${SYSTEM_PROFILE}-*-link`], "removed the new system profile");
-            if (before.currentStorePath) {
+            if (before.currentStorePath && !profileOnly) {
                 await run([`${before.currentStorePath}/bin/switch-to-configuration`, "boot"], "boot default back to the previously running system");
             }
         }
     }
-    if (changesRunningSystem(action) && before.currentStorePath) {
+    if (changesRunningSystem(action) && before.currentStorePath && !profileOnly) {
         await run([`${before.currentStorePath}/bin/switch-to-configuration`, "test"], "re-activated the previously running system");
     }
     return done;
@@ -99,66 +147,132 @@ function verifyActivated(storePath: string, action: Action, after: HostState): s
     return undefined;
 }
 
+/** The host went away (or forgot the activation): nobody can say how it ended. Never a restore. */
+function outcomeUnknown(host: string, unit: ActivationUnit, why: string, last?: HostState): FleetError {
+    const seen = last
+        ? ` When last seen it ran ${last.currentStorePath ?? "nothing"} with the profile at generation ${last.generation ?? "-"}.`
+        : "";
+    return new FleetError({
+        phase: "activate",
+        host,
+        outcome: "unknown",
+        message: `outcome unknown: ${why}; nothing was restored, since the activation may have run to its end.${seen}`,
+        hint:
+            `once the host is reachable, \`pulumi refresh\` records what it really runs and the next \`pulumi up\` converges it; ` +
+            `on the host, \`systemctl status ${unit.unit}\` shows the activation while it is loaded`,
+    });
+}
+
+/** Follows the unit to its end, reconnecting after drops. Returns its last status and all output. */
+async function awaitUnit(
+    connection: SshConnection,
+    unit: ActivationUnit,
+    options: ActivateOptions,
+): Promise<{ report: UnitReport; progress: ActivationProgress; output: string }> {
+    const host = connection.target.name;
+    const log = options.log ?? (() => undefined);
+    const sleep = options.sleep ?? defaultSleep;
+    const reconnectSeconds = options.reconnectSeconds ?? DEFAULT_RECONNECT_SECONDS;
+    let output = "";
+    let offset = 0;
+    const onChunk = (chunk: string) => {
+        output += chunk;
+        options.onOutput?.(chunk);
+    };
+    let last: HostState | undefined;
+    for (;;) {
+        try {
+            offset += await followUnit(connection, unit, offset, onChunk);
+            const report = await unitStatus(connection, unit);
+            last = report.host;
+            const progress = progressOf(report.status);
+            if (progress.kind !== "running") return { report, progress, output };
+            continue; // the follow ended early (e.g. the log was rotated): follow again
+        } catch (error) {
+            if (!(error instanceof FleetError) || error.phase !== "connect") throw error;
+            log(`connection lost during activation (${error.message}); reconnecting to learn the outcome`);
+        }
+        // Reconnect with backoff, bounded by reconnectSeconds; the activation goes on meanwhile.
+        const deadline = Date.now() + reconnectSeconds * 1000;
+        let delay = 500;
+        let reconnected = false;
+        let lastError = "";
+        while (!reconnected) {
+            connection.reset();
+            try {
+                await connection.open();
+                reconnected = true;
+            } catch (error) {
+                lastError = error instanceof Error ? error.message : String(error);
+                if (Date.now() + delay > deadline) {
+                    throw outcomeUnknown(host, unit, `the connection was lost during activation and the host did not answer again within ${reconnectSeconds}s (${lastError})`, last);
+                }
+                await sleep(delay);
+                delay = Math.min(delay * 2, 8000);
+            }
+        }
+        log("reconnected; the activation ran on without us");
+    }
+}
+
+function describeEnd(progress: ActivationProgress, action: Action): string {
+    if (progress.kind === "exited") return `switch-to-configuration ${action} exited with ${progress.status}`;
+    if (progress.kind === "killed") return `switch-to-configuration ${action} was killed by signal ${progress.signal}`;
+    return `switch-to-configuration ${action} ended`;
+}
+
+/**
+ * Sets the profile and runs switch-to-configuration in a transient unit, to its end. Returns how
+ * it came out; throws a FleetError when nothing was changed (profile not set, unit not started,
+ * after putting the profile back) or when the outcome cannot be known.
+ */
 export async function activate(
     connection: SshConnection,
     storePath: string,
     action: Action,
     before: HostState,
-    options: ActivateOptions = {},
+    options: ActivateOptions,
 ): Promise<ActivationResult> {
     const host = connection.target.name;
+    if (action === "dry-activate") return dryActivate(connection, storePath, before, options);
     if (setsProfile(action)) await setProfile(connection, storePath, options.switchToGeneration);
-    let failure: string | undefined;
-    let output = "";
-    try {
-        const result = await switchTo(connection, storePath, action, options);
-        output = `${result.stdout}${result.stderr}`;
-        if (result.code !== 0) {
-            failure = result.timedOut
-                ? `switch-to-configuration ${action} did not finish in time`
-                : `switch-to-configuration ${action} exited with ${result.code ?? result.signal}`;
-        }
-    } catch (error) {
-        if (!(error instanceof FleetError) || error.phase !== "connect") throw error;
-        // The connection dropped during activation (e.g. the new system restarted sshd or changed
-        // the firewall). Try to put the host back over a new connection.
-        failure = `the connection was lost during switch-to-configuration ${action} (${error.message})`;
-        output = error.detail ?? "";
-        connection.reset();
+    const unit = activationUnit(options.token);
+    const started = await startUnit(connection, unit, storePath, action, options.installBootloader ?? false);
+    if (started.code !== 0) {
+        return { kind: "failed", reason: `the activation unit ${unit.unit} could not be started (exit ${started.code})`, output: started.stderr };
     }
-    const after = failure ? before : await readHostState(connection);
-    failure ??= action === "dry-activate" ? undefined : verifyActivated(storePath, action, after);
-    if (!failure) return { before, after, output };
+    const { report, progress, output } = await awaitUnit(connection, unit, options);
+    if (progress.kind === "gone") {
+        throw outcomeUnknown(host, unit, `the host no longer knows the activation unit ${unit.unit} (the host went away or rebooted during activation, or the unit was removed)`, report.host);
+    }
+    await removeUnit(connection, unit);
+    const after = report.host;
+    if (progress.kind === "exited" && progress.status === 1 && refusedForLock(output)) return { kind: "refused", output };
+    if (progress.kind === "exited" && (progress.status === 0 || progress.status === 4)) {
+        const wrong = verifyActivated(storePath, action, after);
+        if (wrong) return { kind: "failed", reason: `${describeEnd(progress, action)}, but ${wrong}`, output };
+        if (progress.status === 4) return { kind: "unitsFailed", after, output, units: failedUnitsOf(output) };
+        return { kind: "switched", after, output };
+    }
+    return { kind: "failed", reason: describeEnd(progress, action), output };
+}
 
-    if (action === "dry-activate") {
+/** dry-activate changes nothing: it runs directly over the connection. */
+async function dryActivate(connection: SshConnection, storePath: string, before: HostState, options: ActivateOptions): Promise<ActivationResult> {
+    const result = await connection.run([`${storePath}/bin/switch-to-configuration`, "dry-activate"], {
+        asRoot: true,
+        onStdout: options.onOutput,
+        onStderr: options.onOutput,
+    });
+    const output = `${result.stdout}${result.stderr}`;
+    if (result.code !== 0) {
         throw new FleetError({
             phase: "activate",
-            host,
-            message: `${failure}; dry-activate changes nothing, so the host is as it was`,
+            host: connection.target.name,
+            message: `switch-to-configuration dry-activate exited with ${result.code ?? result.signal}; dry-activate changes nothing, so the host is as it was`,
             hint: "the output of the dry activation is above",
             detail: tail(output),
         });
     }
-    let restored: string[];
-    try {
-        restored = await restorePrevious(connection, before, action);
-    } catch (restoreError) {
-        // Keep the activation's own output: it says why the deploy failed in the first place.
-        if (restoreError instanceof FleetError) {
-            throw new FleetError({
-                ...restoreError.toJSON(),
-                message: `${failure}; then ${restoreError.message}`,
-                detail: [tail(output), restoreError.detail ?? ""].filter(Boolean).join("\n--- restore ---\n"),
-            });
-        }
-        throw restoreError;
-    }
-    const back = before.generation !== undefined ? `generation ${before.generation}` : "the state before the deploy";
-    throw new FleetError({
-        phase: "activate",
-        host,
-        message: `${failure}; the host was restored to ${back}${restored.length ? ` (${restored.join(", ")})` : ""}`,
-        hint: "fix the configuration and deploy again; the output of the activation is above",
-        detail: tail(output),
-    });
+    return { kind: "switched", after: await readHostState(connection).catch(() => before), output };
 }

@@ -1,25 +1,47 @@
 // Automatic rollback when a deploy cuts access ("magic rollback", as deploy-rs does it). Before
-// activating, a watchdog is started on the host, detached from our connection. After activating,
-// the deployer must prove it can still log in over a NEW SSH connection and disarm it within the
-// timeout; otherwise the watchdog puts the previous generation back by itself (profile, boot
-// default, running system), which also restores the previous system's SSH keys and firewall.
+// activating, a watchdog is started on the host in a transient systemd unit of its own, detached
+// from our connection. It waits until the activation unit has ENDED, and only then starts its
+// timer: the deployer must prove it can still log in over a NEW SSH connection and disarm it
+// within the timeout; otherwise the watchdog puts the previous generation back by itself
+// (profile, boot default, running system), which also restores the previous system's SSH keys and
+// firewall. A slow activation is never reverted under itself.
+//
+// Exactly one party restores a host: the deployer or the watchdog. Both decide by `mkdir` of the
+// same decision directory (atomic): the deployer claims it (disarm) before it restores anything
+// itself; if the watchdog claimed it first, the deployer waits for its revert instead.
 import { randomBytes } from "node:crypto";
 import { FleetError, tail } from "../errors";
 import type { ProcessRunner } from "../process/runner";
 import { SshConnection } from "../ssh/connection";
 import type { SshTarget } from "../ssh/target";
 import { changesRunningSystem, setsProfile, type Action } from "./activate";
+import { RUNTIME_DIR, activationUnit } from "./activationUnit";
 import { readHostState, SYSTEM_PROFILE, type HostState } from "./hostState";
 
-export const WATCHDOG_DIR = "/run/nixos-fleet";
+export const WATCHDOG_DIR = RUNTIME_DIR;
 
-// Fixed scripts; every value comes in as a positional argument. `mkdir` of the decision directory
-// is atomic: whoever creates it first (the confirmation or the watchdog) decides.
+/** A fresh token per deploy: it names the activation unit, the watchdog unit and their files. */
+export const newToken = (): string => randomBytes(8).toString("hex");
+
+// Fixed script; every value comes in as a positional argument. The activation counts as ended
+// when its unit has exited or failed (RemainAfterExit keeps it loaded), or is gone after it was
+// seen; an activation that never starts within 120 s leaves the watchdog nothing to guard.
 const WATCHDOG_SCRIPT = `
-exec </dev/null >/dev/null 2>&1
-dir=$1; token=$2; timeout=$3; action=$4; gen=$5; profile_path=$6; current=$7
+dir=$1; token=$2; timeout=$3; action=$4; gen=$5; profile_path=$6; current=$7; unit=$8
 mkdir -p "$dir"
-echo $$ > "$dir/watchdog-$token.pid"
+seen=0; waited=0
+while :; do
+  [ -d "$dir/decided-$token" ] && exit 0
+  state=$(systemctl show --property=LoadState --property=SubState "$unit" 2>/dev/null | tr '\n' ' ')
+  case "$state" in
+    *SubState=exited*|*SubState=failed*) break ;;
+    *LoadState=loaded*) seen=1 ;;
+    *) if [ "$seen" = 1 ]; then break; fi
+       if [ "$waited" -ge 120 ]; then exit 0; fi ;;
+  esac
+  sleep 1; waited=$((waited + 1))
+done
+echo "$(date -u +%FT%TZ) $token: activation ended, waiting \${timeout}s for a confirmation" >> "$dir/watchdog.log"
 sleep "$timeout"
 mkdir "$dir/decided-$token" 2>/dev/null || exit 0
 echo "$(date -u +%FT%TZ) $token: no confirmation within \${timeout}s, reverting" >> "$dir/watchdog.log"
@@ -36,9 +58,9 @@ touch "$dir/reverted-$token"
 
 const DISARM_SCRIPT = `
 dir=$1; token=$2
+mkdir -p "$dir"
 if mkdir "$dir/decided-$token" 2>/dev/null; then
-  kill "$(cat "$dir/watchdog-$token.pid" 2>/dev/null)" 2>/dev/null
-  rm -f "$dir/watchdog-$token.pid"
+  systemctl stop "nixos-fleet-watchdog-$token.service" 2>/dev/null
   exit 0
 fi
 exit 3
@@ -48,21 +70,25 @@ export interface Watchdog {
     token: string;
     timeoutSeconds: number;
     armedAt: number;
+    /** When the activation ended (the watchdog's timer starts then); set by the deployer. */
+    activationEndedAt?: number;
 }
 
 /** Whether an action can cut access now (boot only takes effect at the next boot). */
 export const needsConfirmation = (action: Action, confirmTimeout: number): boolean =>
     confirmTimeout > 0 && changesRunningSystem(action);
 
-export async function armWatchdog(connection: SshConnection, before: HostState, action: Action, timeoutSeconds: number): Promise<Watchdog> {
-    const token = randomBytes(8).toString("hex");
+export async function armWatchdog(connection: SshConnection, before: HostState, action: Action, timeoutSeconds: number, token: string): Promise<Watchdog> {
     const result = await connection.run(
         [
-            "setsid", "-f", "sh", "-c", WATCHDOG_SCRIPT, "nixos-fleet-watchdog",
+            "systemd-run", `--unit=nixos-fleet-watchdog-${token}`, "--description=nixos-fleet: automatic rollback unless the deploy is confirmed",
+            "--service-type=exec", "--collect", "--no-ask-password", "--quiet", "--",
+            "sh", "-c", WATCHDOG_SCRIPT, "nixos-fleet-watchdog",
             WATCHDOG_DIR, token, String(timeoutSeconds), action,
             setsProfile(action) && before.generation !== undefined ? String(before.generation) : "",
             setsProfile(action) ? (before.profileStorePath ?? "") : "",
             before.currentStorePath ?? "",
+            activationUnit(token).unit,
         ],
         { asRoot: true, timeoutMs: 30_000 },
     );
@@ -71,7 +97,7 @@ export async function armWatchdog(connection: SshConnection, before: HostState, 
             phase: "activate",
             host: connection.target.name,
             message: "could not start the rollback watchdog on the host; nothing was activated",
-            hint: "the host needs setsid (util-linux) and sleep; set confirmTimeout: 0 to deploy without automatic rollback",
+            hint: "the host needs systemd-run; set confirmTimeout: 0 to deploy without automatic rollback",
             detail: tail(result.stderr),
         });
     }
@@ -113,9 +139,24 @@ export async function confirmOrAwaitRevert(target: SshTarget, before: HostState,
         await fresh.close().catch(() => undefined);
     }
     context.log?.(`${reason}; waiting for the host to revert itself`);
+    await awaitWatchdogRevert(target, before, watchdog, context, reason);
+}
 
-    // The watchdog reverts at armedAt + timeout; then give the previous system time to come back.
-    const revertAt = watchdog.armedAt + watchdog.timeoutSeconds * 1000;
+/**
+ * Waits until the watchdog has put the host back on `before` (it claimed the decision), then
+ * throws the FleetError saying the watchdog restored it, or that the host is still not back.
+ */
+export async function awaitWatchdogRevert(
+    target: SshTarget,
+    before: HostState,
+    watchdog: Watchdog,
+    context: ConfirmContext,
+    reason = "the watchdog decided to revert before the deployer did",
+): Promise<void> {
+    const sleep = context.sleep ?? defaultSleep;
+    // The watchdog reverts at the activation's end + timeout (+ its 1 s poll); then give the
+    // previous system time to come back.
+    const revertAt = (watchdog.activationEndedAt ?? watchdog.armedAt) + watchdog.timeoutSeconds * 1000 + 1000;
     await sleep(Math.max(0, revertAt - Date.now()) + 1000);
     const back = before.generation !== undefined ? `generation ${before.generation}` : "the previous system";
     let after: HostState | undefined;
@@ -136,7 +177,7 @@ export async function confirmOrAwaitRevert(target: SshTarget, before: HostState,
         throw new FleetError({
             phase: "activate",
             host: target.name,
-            message: `the host lost access after activation (${reason}) and reverted itself to ${back}; it is reachable again`,
+            message: `the host lost access after activation (${reason}): the host's watchdog restored it to ${back}; it is reachable again`,
             hint: "the new configuration cuts SSH access (keys, sshd, firewall): fix it before deploying again",
         });
     }

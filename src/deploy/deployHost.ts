@@ -6,15 +6,16 @@ import { SshConnection } from "../ssh/connection";
 import type { SshTarget } from "../ssh/target";
 import { buildLocally, buildOnHost, sendFlake } from "../nix/build";
 import { copyClosure, type CopyResult } from "../nix/copy";
-import { FleetError } from "../errors";
-import { activate, changesRunningSystem, restorePrevious, setsProfile, type Action } from "./activate";
+import { FleetError, tail } from "../errors";
+import { activate, changesRunningSystem, checkReadyToActivate, restorePrevious, setsProfile, type Action, type ActivationResult } from "./activate";
+import { activationUnit, removeUnit } from "./activationUnit";
 import { readHostState, type HostState } from "./hostState";
 import { findGeneration } from "./pinned";
-import { armWatchdog, confirmOrAwaitRevert, disarm, needsConfirmation } from "./confirm";
+import { armWatchdog, awaitWatchdogRevert, confirmOrAwaitRevert, disarm, needsConfirmation, newToken, type Watchdog } from "./confirm";
 import { join } from "node:path";
 import { cleanupGenerations, type CleanupPolicy } from "./cleanup";
 import { formatHealthFailures, runHealthChecks, summarizeHealthFailures } from "./healthChecks";
-import type { HealthChecks } from "../config/healthChecks";
+import { hasChecks, type HealthChecks } from "../config/healthChecks";
 
 export interface DeployRequest {
     target: SshTarget;
@@ -28,8 +29,10 @@ export interface DeployRequest {
     buildOn: "local" | "target";
     action: Action;
     substituteOnDestination: boolean;
-    /** Seconds the host waits for a confirmation over a new connection before reverting itself; 0 or absent disables. */
+    /** Seconds the host waits, after the activation ended, for a confirmation over a new connection before reverting itself; 0 or absent disables. */
     confirmTimeout?: number;
+    /** Seconds to keep trying to reach a host whose connection dropped during activation (default 60). */
+    reconnectTimeout?: number;
     /** Checks that must pass after activation, or the host is restored. */
     healthChecks?: HealthChecks;
     /** Old generations to delete after a successful deploy. */
@@ -138,33 +141,47 @@ export async function deployHost(request: DeployRequest, context: DeployContext)
             return { before, after: before, copy, activated: false, activatedAt: new Date().toISOString(), timings, sshHandshakes: connection.handshakes };
         }
         const confirmTimeout = request.confirmTimeout ?? 0;
+        if (request.action !== "dry-activate") await timed(timings, "activate", () => checkReadyToActivate(connection));
+        const token = newToken();
         const watchdog = needsConfirmation(request.action, confirmTimeout)
-            ? await armWatchdog(connection, before, request.action, confirmTimeout)
+            ? await armWatchdog(connection, before, request.action, confirmTimeout, token)
             : undefined;
-        log(`activate (${request.action})${watchdog ? `, automatic rollback unless confirmed within ${confirmTimeout}s` : ""}`);
-        const activation = await timed(timings, "activate", async () => {
-            try {
-                return await activate(connection, request.storePath, request.action, before, { switchToGeneration });
-            } catch (error) {
-                // Restored (or restoring) already: the watchdog must not act on top of that.
-                if (watchdog) await disarm(connection, watchdog).catch(() => undefined);
-                throw error;
-            }
-        });
+        log(`activate (${request.action}) in ${activationUnit(token).unit}${watchdog ? `; automatic rollback unless confirmed within ${confirmTimeout}s after it ends` : ""}`);
+        const restore: RestoreContext = { connection, request, before, watchdog, runner, runtimeDir: context.runtimeDir, log };
+        let activation: ActivationResult;
+        try {
+            activation = await timed(timings, "activate", () =>
+                activate(connection, request.storePath, request.action, before, {
+                    token,
+                    switchToGeneration,
+                    log,
+                    reconnectSeconds: request.reconnectTimeout,
+                }),
+            );
+        } catch (error) {
+            // Nothing was changed: the watchdog has nothing to guard. When the outcome is unknown it
+            // stays armed: it is the host's only way back if the new system cut access.
+            if (watchdog && !(error instanceof FleetError && error.outcome === "unknown")) await disarm(connection, watchdog).catch(() => undefined);
+            throw error;
+        }
+        if (watchdog) watchdog.activationEndedAt = Date.now();
+        await finishActivation(activation, restore, request.healthChecks?.keepGoing ?? false);
+        await removeUnit(connection, activationUnit(token));
         if (watchdog) {
             await timed(timings, "confirm", () =>
                 confirmOrAwaitRevert(request.target, before, watchdog, { runner, runtimeDir: join(context.runtimeDir, "confirm"), log }),
             );
             log("confirmed over a new connection");
         }
-        if (request.healthChecks) {
+        const after = activation.kind === "switched" || activation.kind === "unitsFailed" ? activation.after : before;
+        if (request.healthChecks && hasChecks(request.healthChecks)) {
             const checks = request.healthChecks;
-            await timed(timings, "verify", () => verifyHealth(connection, request, checks, before, runner, log));
+            await timed(timings, "verify", () => verifyHealth(restore, checks));
         }
         if (request.cleanup) await cleanupAfterDeploy(connection, request, log);
         return {
             before,
-            after: activation.after,
+            after,
             copy,
             activated: true,
             activatedAt: new Date().toISOString(),
@@ -176,15 +193,94 @@ export async function deployHost(request: DeployRequest, context: DeployContext)
     }
 }
 
+interface RestoreContext {
+    connection: SshConnection;
+    request: DeployRequest;
+    before: HostState;
+    watchdog?: Watchdog;
+    runner: ProcessRunner;
+    runtimeDir: string;
+    log: (message: string) => void;
+}
+
+/**
+ * Puts the host back, as exactly one party: the deployer claims the decision from the watchdog
+ * first; when the watchdog has claimed it already, it is the one restoring, and we wait for it.
+ * Returns the sentence saying who restored what.
+ */
+async function restoreOnce(context: RestoreContext, profileOnly = false): Promise<string> {
+    const { connection, request, before, watchdog } = context;
+    const back = before.generation !== undefined ? `generation ${before.generation}` : "the state before the deploy";
+    if (watchdog && !(await disarm(connection, watchdog))) {
+        context.log("the host's watchdog had already decided to revert; waiting for it");
+        await awaitWatchdogRevert(request.target, before, watchdog, { runner: context.runner, runtimeDir: join(context.runtimeDir, "confirm"), log: context.log });
+        return `the host's watchdog restored it to ${back}`;
+    }
+    const done = await restorePrevious(connection, before, request.action, profileOnly);
+    return `the deployer restored it to ${back}${done.length ? ` (${done.join(", ")})` : ""}`;
+}
+
+/** What the end of the activation means for the host: keep it, restore it, or report. */
+async function finishActivation(activation: ActivationResult, context: RestoreContext, keepGoing: boolean): Promise<void> {
+    const host = context.request.target.name;
+    const action = context.request.action;
+    switch (activation.kind) {
+        case "switched":
+            return;
+        case "unitsFailed": {
+            const units = activation.units.length ? activation.units.join(", ") : "(not named in the output)";
+            if (keepGoing) {
+                context.log(`warning: switched, but units failed: ${units}; healthChecks.keepGoing is set, so the host stays on the new system`);
+                return;
+            }
+            const restored = await restoreOnce(context);
+            throw new FleetError({
+                phase: "activate",
+                host,
+                message: `switch-to-configuration ${action} switched the system, but units failed: ${units} (exit status 4); ${restored}`,
+                hint: "fix the failing units (their status is in the output above), or set healthChecks.keepGoing to accept the new system anyway",
+                detail: tail(activation.output),
+            });
+        }
+        case "refused": {
+            const restored = await restoreOnce(context, true);
+            throw new FleetError({
+                phase: "activate",
+                host,
+                message: `switch-to-configuration refused: another activation started on the host and holds its lock; nothing was activated, and ${restored}`,
+                hint: "wait until the other activation ends (`systemctl list-units 'nixos-*'` on the host), then deploy again",
+                detail: tail(activation.output),
+            });
+        }
+        case "failed": {
+            let restored: string;
+            try {
+                restored = await restoreOnce(context);
+            } catch (restoreError) {
+                // Keep the activation's own output: it says why the deploy failed in the first place.
+                if (restoreError instanceof FleetError) {
+                    throw new FleetError({
+                        ...restoreError.toJSON(),
+                        message: `${activation.reason}; then ${restoreError.message}`,
+                        detail: [tail(activation.output), restoreError.detail ?? ""].filter(Boolean).join("\n--- restore ---\n"),
+                    });
+                }
+                throw restoreError;
+            }
+            throw new FleetError({
+                phase: "activate",
+                host,
+                message: `${activation.reason}; ${restored}`,
+                hint: "fix the configuration and deploy again; the output of the activation is above",
+                detail: tail(activation.output),
+            });
+        }
+    }
+}
+
 /** Runs the host's health checks; failing ones restore the previous system unless keepGoing. */
-async function verifyHealth(
-    connection: SshConnection,
-    request: DeployRequest,
-    checks: HealthChecks,
-    before: HostState,
-    runner: ProcessRunner,
-    log: (m: string) => void,
-): Promise<void> {
+async function verifyHealth(context: RestoreContext, checks: HealthChecks): Promise<void> {
+    const { connection, request, runner, log } = context;
     log("health checks");
     const report = await runHealthChecks(connection, checks, { runner, address: request.target.address, log });
     if (report.healthy) {
@@ -196,12 +292,11 @@ async function verifyHealth(
         log(`warning: ${summary}; keepGoing is set, so the host stays on the new system`);
         return;
     }
-    const restored = await restorePrevious(connection, before, request.action);
-    const back = before.generation !== undefined ? `generation ${before.generation}` : "the state before the deploy";
+    const restored = await restoreOnce(context);
     throw new FleetError({
         phase: "verify",
         host: request.target.name,
-        message: `${summary}; the host was restored to ${back}${restored.length ? ` (${restored.join(", ")})` : ""}`,
+        message: `${summary}; ${restored}`,
         hint: "fix what the failing checks show, or set healthChecks.keepGoing to accept the new system anyway",
         detail: formatHealthFailures(report),
     });

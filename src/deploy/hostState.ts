@@ -31,7 +31,7 @@ export const PROFILE_STATE_SECTION = [
 ] as const;
 
 // A fixed script (no config values in it): one round trip reads everything.
-const READ_STATE_SCRIPT = [
+export const READ_STATE_SCRIPT = [
     `p=${SYSTEM_PROFILE}`,
     `echo "profile=$(readlink "$p" 2>/dev/null)"`,
     `echo "profilePath=$(readlink -f "$p" 2>/dev/null)"`,

@@ -1,11 +1,9 @@
 // From a host's validated config and its evaluated system to the resource's inputs.
+import { hasChecks } from "../config/healthChecks";
 import type { HostConfig } from "../config/hostSchema";
 import type { EvaluatedSystem } from "../nix/evaluate";
 import type { HostInputs } from "../provider/hostInputs";
 
-function hasHealthChecks(checks: HostConfig["healthChecks"]): boolean {
-    return checks.commands.length + checks.units.length + checks.tcp.length + checks.http.length > 0;
-}
 
 export function hostInputsOf(host: HostConfig, system: EvaluatedSystem): HostInputs {
     const inputs: HostInputs = {
@@ -23,10 +21,12 @@ export function hostInputsOf(host: HostConfig, system: EvaluatedSystem): HostInp
         insecureSkipHostKeyCheck: host.insecureSkipHostKeyCheck || undefined,
         connectTimeout: host.connectTimeout,
         confirmTimeout: host.confirmTimeout,
+        reconnectTimeout: host.reconnectTimeout,
         keepGenerations: host.keepGenerations,
         deleteOlderThan: host.deleteOlderThan,
         gc: host.gc || undefined,
-        healthChecks: hasHealthChecks(host.healthChecks) ? host.healthChecks : undefined,
+        // keepGoing alone matters too: it keeps a host whose activation left units failed.
+        healthChecks: hasChecks(host.healthChecks) || host.healthChecks.keepGoing ? host.healthChecks : undefined,
         flake: host.flake,
         attribute: host.attribute,
         buildOn: host.buildOn,

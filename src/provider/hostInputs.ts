@@ -23,6 +23,7 @@ export const hostInputsSchema = z.object({
     insecureSkipHostKeyCheck: z.boolean().optional(),
     connectTimeout: z.number().positive().optional(),
     confirmTimeout: z.number().min(0).optional(),
+    reconnectTimeout: z.number().positive().optional(),
     keepGenerations: z.number().int().positive().optional(),
     deleteOlderThan: z.string().regex(/^\d+d$/, "must be a number of days like 30d").optional(),
     gc: z.boolean().optional(),
@@ -115,6 +116,7 @@ export function deployRequestOf(inputs: HostInputs): DeployRequest {
         substituteOnDestination: inputs.substituteOnDestination,
         pinnedGeneration: inputs.pin?.generation,
         confirmTimeout: inputs.confirmTimeout,
+        reconnectTimeout: inputs.reconnectTimeout,
         healthChecks: inputs.healthChecks,
         cleanup:
             inputs.keepGenerations !== undefined || inputs.deleteOlderThan !== undefined || inputs.gc

@@ -50,6 +50,29 @@ export function changedKeys(olds: Record<string, unknown>, news: Record<string, 
     return DIFF_KEYS.filter((key) => !sameValue(olds[key], news[key]));
 }
 
+/**
+ * Host facts recorded by the last deploy or refresh that disagree with the configuration: a
+ * profile moved by hand or left by an interrupted deploy (the next boot would change systems), or a
+ * running system that is not the configured one. Each makes the host a change in the plan, so
+ * `pulumi up` makes profile, boot default and running system agree with the configuration.
+ */
+export function convergenceKeys(olds: Record<string, unknown>, news: Record<string, unknown>): string[] {
+    const action = news.action as HostInputs["action"] | undefined;
+    const storePath = news.storePath;
+    if (!action || typeof storePath !== "string") return [];
+    const keys: string[] = [];
+    // Only facts that disagree with what the state itself records: a changed configuration is a
+    // change of storePath already, and no reason for a warning.
+    const recorded = olds.storePath;
+    if (setsProfile(action) && typeof olds.profileStorePath === "string" && olds.profileStorePath !== recorded && olds.profileStorePath !== storePath) {
+        keys.push("profileStorePath");
+    }
+    if (changesRunningSystem(action) && typeof olds.runningStorePath === "string" && olds.runningStorePath !== recorded && olds.runningStorePath !== storePath) {
+        keys.push("runningStorePath");
+    }
+    return keys;
+}
+
 /** The store path a host effectively has deployed, by the action that deploys it. */
 export function deployedStorePath(state: HostState, action: HostInputs["action"]): string | undefined {
     if (changesRunningSystem(action)) return state.currentStorePath;
@@ -116,7 +139,7 @@ export function outputsAfterRead(old: HostOutputs, state: HostState): HostOutput
 export function profileMismatch(state: HostState, action: HostInputs["action"]): string | undefined {
     if (action !== "switch" || !state.profileStorePath || !state.currentStorePath) return undefined;
     if (state.profileStorePath === state.currentStorePath) return undefined;
-    return `the system profile (generation ${state.generation ?? "-"}, ${state.profileStorePath}) is not the running system (${state.currentStorePath}): the next boot would switch systems; the next \`pulumi up\` activates the configured one`;
+    return `the system profile (generation ${state.generation ?? "-"}, ${state.profileStorePath}) is not the running system (${state.currentStorePath}): the next boot would switch systems; the next \`pulumi up\` makes the profile, the boot default and the running system agree with the configured one`;
 }
 
 export class HostProvider implements provider.Provider {
@@ -153,7 +176,18 @@ export class HostProvider implements provider.Provider {
     async diff(_id: string, urn: string, olds: Record<string, unknown>, news: Record<string, unknown>): Promise<provider.DiffResult> {
         if (isHook(urn)) return this.hooks.diff(olds, news);
         // Never a replacement: a server is updated in place, not deleted and recreated.
-        return { changes: changedKeys(olds, news).length > 0, replaces: [], deleteBeforeReplace: false };
+        const changed = changedKeys(olds, news);
+        const converge = convergenceKeys(olds, news);
+        if (converge.length > 0) {
+            await this.options.logger.log(
+                "warning",
+                urn,
+                `${String(news.name)}: the host's ${converge.map((key) => (key === "profileStorePath" ? `system profile (${String(olds.profileStorePath)})` : `running system (${String(olds.runningStorePath)})`)).join(" and ")} ` +
+                    `is not the configured ${String(news.storePath)}: this update makes them agree`,
+            );
+        }
+        const diffs = [...new Set([...changed, ...converge])];
+        return { changes: diffs.length > 0, replaces: [], deleteBeforeReplace: false };
     }
 
     private async deploy(urn: string, inputs: HostInputs, old?: HostOutputs): Promise<HostOutputs> {

@@ -136,11 +136,31 @@ export class SshConnection {
             onStdout: options.onStdout,
             onStderr: options.onStderr,
         });
-        // 255 is ssh's own failure (connection lost), not the remote command's exit status.
-        if (result.code === 255 && /^(ssh|mux_client|Control socket)|Connection (closed|reset)|Broken pipe/m.test(result.stderr)) {
-            throw sshError(this.target, result.stderr, result.timedOut);
+        // 255 is ssh's own failure (connection lost), not the remote command's exit status. A
+        // session whose master died (sshd killed on the host) exits 255 without a word: ask the
+        // master whether it is still there.
+        if (result.code === 255) {
+            if (/^(ssh|mux_client|Control socket)|Connection (closed|reset)|Broken pipe/m.test(result.stderr)) {
+                throw sshError(this.target, result.stderr, result.timedOut);
+            }
+            if (!(await this.masterAlive())) {
+                this.opened = false;
+                throw new FleetError({
+                    phase: "connect",
+                    host: this.target.name,
+                    message: "the SSH connection was lost (its master connection ended)",
+                    hint: "the host, its sshd or the network went away; it may be back in a moment",
+                    detail: result.stderr,
+                });
+            }
         }
         return result;
+    }
+
+    /** Whether the master connection still runs (`ssh -O check`). */
+    async masterAlive(): Promise<boolean> {
+        const result = await this.runner(["ssh", ...this.options, "-O", "check", destination(this.target)], { timeoutMs: 5000 });
+        return result.code === 0;
     }
 
     /** Forgets the master (e.g. after it died), so the next command opens a new one. */

@@ -122,10 +122,11 @@ describe("npm run generations", () => {
     });
 
     it("one SSH login per host per run", async () => {
-        const before = HOSTS.map((name) => project.acceptedLogins(name));
+        const before = await Promise.all(HOSTS.map((name) => project.acceptedLogins(name)));
         const result = await generations(["--stack", project.stack, "--json"]);
         expect(result.code, result.stderr).toBe(0);
-        expect(HOSTS.map((name, i) => project.acceptedLogins(name) - before[i]!)).toEqual([1, 1, 1]);
+        const after = await Promise.all(HOSTS.map((name) => project.acceptedLogins(name)));
+        expect(HOSTS.map((_, i) => after[i]! - before[i]!)).toEqual([1, 1, 1]);
     });
 
     it("an unreachable host: its own error entry, exit status 1 naming it, the others still listed", async () => {

@@ -184,12 +184,12 @@ describe("(c) the guide's deploy, verify and rollback sequence on psi, rho, tau"
 
         // An engineer changes rho's configuration; @compute deploys rho and leaves tau (unchanged) and psi alone.
         await project.sandbox.set("rho", { version: 2 });
-        const psiLogins = project.acceptedLogins("psi");
+        const psiLogins = await project.acceptedLogins("psi");
         output = await ok(next(/--hosts @compute$/));
         expect(output).toMatch(/^rho +1 → 2 .*deployed$/m);
         expect(output).toMatch(/^tau +1 → 1 .*unchanged$/m);
         expect(output).not.toMatch(/^psi /m);
-        expect(project.acceptedLogins("psi")).toBe(psiLogins);
+        expect(await project.acceptedLogins("psi")).toBe(psiLogins);
 
         // psi's configuration changes; the guide's `--stack prod` is the test stack here.
         await project.sandbox.set("psi", { version: 2 });

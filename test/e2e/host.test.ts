@@ -120,7 +120,7 @@ describe("pulumi up / preview / refresh of the host resource", () => {
         expect(result.code).not.toBe(0);
         expect(output).toMatch(/host gamma: activate failed/);
         expect(output).toMatch(/sandbox knob fail=true/); // the activation's own output
-        expect(output).toMatch(/restored to generation 1/);
+        expect(output).toMatch(/the deployer restored it to generation 1/);
 
         const gamma = await project.hostSystem("gamma");
         expect(gamma.profile).toBe(gammaBefore.profile);

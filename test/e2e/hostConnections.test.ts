@@ -3,7 +3,7 @@
 // unreachable hosts, bad host files and flake attributes, and independent stacks.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createServer, type Server } from "node:net";
-import { readFileSync } from "node:fs";
+
 import { FleetProject } from "./helpers/fleetProject";
 
 let project: FleetProject;
@@ -103,7 +103,7 @@ afterAll(async () => {
 
 describe("reaching and building hosts", () => {
     it("deploys a non-root sudo user on an explicit port, a remote build, and a host behind a jump host", async () => {
-        const deltaLogBytes = readFileSync(project.sandbox.layout.logFile("delta"), "utf8").length;
+        const deltaLogBytes = (await project.sandbox.sshdLog("delta")).length;
         const result = await project.up();
         expect(result.code, result.stdout + result.stderr).toBe(0);
         const states = await project.hostStates();
@@ -116,7 +116,7 @@ describe("reaching and building hosts", () => {
             expect(onHost.generation).toBe(1);
         }
         // delta: the login was the deploy user, and activation ran through sudo.
-        const deltaLog = readFileSync(project.sandbox.layout.logFile("delta"), "utf8").slice(deltaLogBytes);
+        const deltaLog = (await project.sandbox.sshdLog("delta")).slice(deltaLogBytes);
         expect(deltaLog).toMatch(/Accepted publickey for deployer/);
         // zeta's connection went through delta (the jump host alias logs in as root).
         expect(deltaLog).toMatch(/Accepted publickey for root/);
@@ -175,7 +175,7 @@ describe("errors the operator can act on", () => {
     });
 
     it("stops before anything runs on a malformed host file, naming file, line and field", async () => {
-        const logins = project.acceptedLogins("delta");
+        const logins = await project.acceptedLogins("delta");
         const result = await project.preview([], "malformed");
         const output = result.stdout + result.stderr;
         expect(result.code).not.toBe(0);
@@ -183,7 +183,7 @@ describe("errors the operator can act on", () => {
         expect(output).toMatch(/port/);
         expect(output).toMatch(/hosts-malformed\/delta\.yaml:4/);
         expect(output).toMatch(/colour/);
-        expect(project.acceptedLogins("delta")).toBe(logins);
+        expect(await project.acceptedLogins("delta")).toBe(logins);
         expect(output).not.toMatch(/at .*\.ts:\d+:\d+/); // no stack trace
     });
 

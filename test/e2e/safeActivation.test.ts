@@ -2,9 +2,9 @@
 // deployer leaves a host that the next run finds out about and converges; concurrent deploys of
 // one stack are refused. Each test asserts the host's profile, running system and stack state.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { killDeployer, startUp as startUpOf, waitFor } from "./helpers/deployer";
 import { FleetProject } from "./helpers/fleetProject";
 
 const HOSTS = ["kappa", "lambda"];
@@ -15,52 +15,7 @@ function activationLog(name: string): string {
     return existsSync(file) ? readFileSync(file, "utf8") : "";
 }
 
-/** `pulumi up` in its own process group, so the whole deployer (CLI, program, provider) can be killed. */
-function startUp(): { child: ChildProcess; output: () => string } {
-    let output = "";
-    const child = spawn("pulumi", ["up", "--yes", "--skip-preview", "--non-interactive", "-s", project.stack], {
-        cwd: project.projectDir,
-        env: { ...process.env, ...project.env() },
-        detached: true,
-        stdio: ["ignore", "pipe", "pipe"],
-    });
-    child.stdout!.on("data", (chunk: Buffer) => (output += chunk.toString()));
-    child.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString()));
-    return { child, output: () => output };
-}
-
-async function waitFor(condition: () => boolean, timeoutMs: number): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!condition()) {
-        if (Date.now() > deadline) throw new Error("timed out waiting");
-        await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-}
-
-/** SIGKILL the deployer and every process it started (the engine runs plugins in their own process groups). */
-function killDeployer(child: ChildProcess): void {
-    const table = execFileSync("ps", ["-eo", "pid=,ppid="], { encoding: "utf8" })
-        .trim()
-        .split("\n")
-        .map((line) => line.trim().split(/\s+/).map(Number) as [number, number]);
-    const tree = new Set([child.pid!]);
-    for (let grew = true; grew; ) {
-        grew = false;
-        for (const [pid, ppid] of table) {
-            if (tree.has(ppid) && !tree.has(pid)) {
-                tree.add(pid);
-                grew = true;
-            }
-        }
-    }
-    for (const pid of tree) {
-        try {
-            process.kill(pid, "SIGKILL");
-        } catch {
-            // already gone
-        }
-    }
-}
+const startUp = () => startUpOf(project);
 
 beforeAll(async () => {
     project = await FleetProject.create({ hosts: HOSTS, portBase: 34200 });
@@ -97,7 +52,7 @@ describe("safe activation", () => {
         const output = result.stdout + result.stderr;
         expect(result.code).not.toBe(0);
         expect(output).toMatch(/host lambda: activate failed: the host lost access after activation/);
-        expect(output).toMatch(/reverted itself to generation 1; it is reachable again/);
+        expect(output).toMatch(/the host.s watchdog restored it to generation 1; it is reachable again/);
 
         const after = await project.hostSystem("lambda"); // over SSH: access is back
         expect(after.current).toBe(before.current);
@@ -190,7 +145,7 @@ describe("health checks and cleanup through pulumi up", () => {
         expect(result.code).not.toBe(0);
         expect(output).toMatch(/host kappa: verify failed: 1 of 1 health checks? failed/);
         expect(output).toMatch(/service says no/);
-        expect(output).toMatch(/restored to generation \d+/);
+        expect(output).toMatch(/the deployer restored it to generation \d+/);
         expect(await project.hostSystem("kappa")).toEqual(before);
         expect((await project.hostStates()).kappa).toEqual(stateBefore);
 

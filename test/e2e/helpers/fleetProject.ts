@@ -152,8 +152,8 @@ export class FleetProject {
     }
 
     /** SSH logins the host's sshd accepted so far (each is one handshake). */
-    acceptedLogins(name: string): number {
-        const log = readFileSync(this.sandbox.layout.logFile(name), "utf8");
+    async acceptedLogins(name: string): Promise<number> {
+        const log = await this.sandbox.sshdLog(name);
         return (log.match(/Accepted publickey/g) ?? []).length;
     }
 

@@ -1,0 +1,197 @@
+// switch-to-configuration runs in a transient systemd unit on the host, as nixos-rebuild-ng, clan
+// and NixOps4 run it: PID 1 owns the activation, so a dropped SSH connection (sshd restarted, a
+// network blip) cannot cut it in half. Its output goes to a log file on the host (not a pipe to
+// our session, which dies with the connection), which we stream while connected and read again
+// after reconnecting; the unit stays loaded after it ends (RemainAfterExit) so its exit status can
+// be read. Every script here is fixed text: values come in as positional arguments.
+import { FleetError, tail } from "../errors";
+import type { SshConnection } from "../ssh/connection";
+import { parseHostState, READ_STATE_SCRIPT, type HostState } from "./hostState";
+
+/** Where activation logs and the watchdog's files live on the host (a tmpfs on NixOS). */
+export const RUNTIME_DIR = "/run/nixos-fleet";
+export const ACTIVATION_LOCK = "/run/nixos/switch-to-configuration.lock";
+
+export interface ActivationUnit {
+    /** e.g. nixos-fleet-activate-0123abcd.service */
+    unit: string;
+    log: string;
+}
+
+export function activationUnit(token: string): ActivationUnit {
+    const unit = `nixos-fleet-activate-${token}.service`;
+    return { unit, log: `${RUNTIME_DIR}/${unit}.log` };
+}
+
+// Before touching anything: systemd-run must exist, and no other activation may hold the lock
+// (waits up to $2 seconds for it). Exit 0 ready, 10 no systemd-run, 11 the lock stayed busy.
+const PREFLIGHT_SCRIPT = `
+lock=$1; wait=$2
+command -v systemd-run >/dev/null 2>&1 || exit 10
+[ -d /run/systemd/system ] || exit 10
+mkdir -p "\${lock%/*}"
+i=0
+while ! flock -n "$lock" true 2>/dev/null; do
+  [ "$i" -ge "$wait" ] && exit 11
+  sleep 1; i=$((i + 1))
+done
+exit 0
+`;
+
+// Starts the unit and returns once it runs (Type=exec). LOCALE_ARCHIVE and
+// NIXOS_INSTALL_BOOTLOADER reach switch-to-configuration as NixOS passes them.
+const START_SCRIPT = `
+unit=$1; log=$2; toplevel=$3; action=$4; bootloader=$5
+mkdir -p "\${log%/*}" && : > "$log" || exit 12
+set -- --unit="$unit" --description="nixos-fleet: switch-to-configuration $action of $toplevel" \\
+  --service-type=exec --property=RemainAfterExit=yes \\
+  --property="StandardOutput=append:$log" --property="StandardError=append:$log" \\
+  --no-ask-password --quiet
+[ -n "\${LOCALE_ARCHIVE:-}" ] && set -- "$@" --setenv=LOCALE_ARCHIVE="$LOCALE_ARCHIVE"
+[ -n "$bootloader" ] && set -- "$@" --setenv=NIXOS_INSTALL_BOOTLOADER="$bootloader"
+exec systemd-run "$@" -- "$toplevel/bin/switch-to-configuration" "$action"
+`;
+
+// Streams the log from byte $3 on until the unit's process has ended (tail --pid makes one last
+// read after it exits), or prints what is there when it already has.
+const FOLLOW_SCRIPT = `
+unit=$1; log=$2; from=$(($3 + 1))
+pid=$(systemctl show --property=MainPID --value "$unit" 2>/dev/null)
+if [ -n "$pid" ] && [ "$pid" != 0 ]; then
+  exec tail -c "+$from" -s 0.2 --pid="$pid" -f "$log"
+fi
+exec tail -c "+$from" "$log" 2>/dev/null
+`;
+
+const STATUS_SCRIPT = [
+    `unit=$1`,
+    `systemctl show --property=LoadState --property=ActiveState --property=SubState --property=Result ` +
+        `--property=ExecMainCode --property=ExecMainStatus --property=MainPID "$unit" 2>/dev/null`,
+    `echo @state`,
+    READ_STATE_SCRIPT,
+].join("\n");
+
+const CLEANUP_SCRIPT = `
+unit=$1; log=$2
+systemctl stop "$unit" 2>/dev/null
+systemctl reset-failed "$unit" 2>/dev/null
+rm -f "$log"
+exit 0
+`;
+
+/** What systemd says about the activation unit. */
+export interface UnitStatus {
+    /** "loaded", or "not-found" when the unit is gone (never started, collected, or the host rebooted). */
+    loadState: string;
+    activeState: string;
+    subState: string;
+    /** 1 exited, 2 killed, 3 dumped (siginfo codes); 0 while running. */
+    execMainCode: number;
+    /** Exit status, or the signal number when killed. */
+    execMainStatus: number;
+    mainPid: number;
+}
+
+export type ActivationProgress =
+    | { kind: "running" }
+    | { kind: "exited"; status: number }
+    | { kind: "killed"; signal: number }
+    | { kind: "gone" };
+
+export function parseUnitStatus(output: string): UnitStatus {
+    const values = new Map<string, string>();
+    for (const line of output.split("\n")) {
+        const eq = line.indexOf("=");
+        if (eq > 0) values.set(line.slice(0, eq).trim(), line.slice(eq + 1).trim());
+    }
+    const num = (key: string): number => {
+        const n = Number(values.get(key) ?? "0");
+        return Number.isFinite(n) ? n : 0;
+    };
+    return {
+        loadState: values.get("LoadState") ?? "not-found",
+        activeState: values.get("ActiveState") ?? "inactive",
+        subState: values.get("SubState") ?? "dead",
+        execMainCode: num("ExecMainCode"),
+        execMainStatus: num("ExecMainStatus"),
+        mainPid: num("MainPID"),
+    };
+}
+
+/** Whether the activation still runs, how it ended, or that the host no longer knows it. */
+export function progressOf(status: UnitStatus): ActivationProgress {
+    if (status.loadState !== "loaded") return { kind: "gone" };
+    if (status.mainPid > 0 || status.activeState === "activating" || status.activeState === "deactivating") return { kind: "running" };
+    if (status.execMainCode === 1) return { kind: "exited", status: status.execMainStatus };
+    if (status.execMainCode === 2 || status.execMainCode === 3) return { kind: "killed", signal: status.execMainStatus };
+    // Loaded, not running, never ran to an exit: treat as gone (e.g. reset by hand).
+    return { kind: "gone" };
+}
+
+/** The units switch-to-configuration names in "the following units failed: a.service b.service". */
+export function failedUnitsOf(output: string): string[] {
+    const units = new Set<string>();
+    for (const match of output.matchAll(/the following units failed: ([^\n]*)/g)) {
+        for (const unit of match[1]!.split(/[\s,]+/)) if (unit) units.add(unit);
+    }
+    return [...units];
+}
+
+/** switch-to-configuration refused because another activation holds its lock (it changed nothing). */
+export const refusedForLock = (output: string): boolean => /Could not acquire lock/.test(output);
+
+export type Preflight = "ready" | "no-systemd-run" | "locked";
+
+export async function preflight(connection: SshConnection, lockWaitSeconds: number): Promise<Preflight> {
+    const result = await connection.run(["sh", "-c", PREFLIGHT_SCRIPT, "nixos-fleet-preflight", ACTIVATION_LOCK, String(lockWaitSeconds)], {
+        asRoot: true,
+        timeoutMs: (lockWaitSeconds + 30) * 1000,
+    });
+    if (result.code === 0) return "ready";
+    if (result.code === 10) return "no-systemd-run";
+    if (result.code === 11) return "locked";
+    throw new FleetError({
+        phase: "activate",
+        host: connection.target.name,
+        message: `checking the host before activation failed (exit ${result.code ?? result.signal}); nothing was changed`,
+        hint: "the deploy user needs root (or passwordless sudo) on the host",
+        detail: tail(result.stderr),
+    });
+}
+
+export async function startUnit(connection: SshConnection, unit: ActivationUnit, storePath: string, action: string, installBootloader: boolean) {
+    return connection.run(["sh", "-c", START_SCRIPT, "nixos-fleet-activate", unit.unit, unit.log, storePath, action, installBootloader ? "1" : ""], {
+        asRoot: true,
+        timeoutMs: 60_000,
+    });
+}
+
+/**
+ * Streams the activation's output from byte `from` until it has ended. Resolves with the bytes
+ * seen; rejects with the connection's FleetError when the connection drops.
+ */
+export async function followUnit(connection: SshConnection, unit: ActivationUnit, from: number, onOutput: (chunk: string) => void): Promise<number> {
+    let bytes = 0;
+    const seen = (chunk: string) => {
+        bytes += Buffer.byteLength(chunk);
+        onOutput(chunk);
+    };
+    await connection.run(["sh", "-c", FOLLOW_SCRIPT, "nixos-fleet-follow", unit.unit, unit.log, String(from)], { asRoot: true, onStdout: seen });
+    return bytes;
+}
+
+export interface UnitReport {
+    status: UnitStatus;
+    host: HostState;
+}
+
+export async function unitStatus(connection: SshConnection, unit: ActivationUnit): Promise<UnitReport> {
+    const result = await connection.run(["sh", "-c", STATUS_SCRIPT, "nixos-fleet-status", unit.unit], { asRoot: true, timeoutMs: 30_000 });
+    const [unitPart, statePart = ""] = result.stdout.split("@state\n");
+    return { status: parseUnitStatus(unitPart ?? ""), host: parseHostState(statePart) };
+}
+
+/** Stops and forgets the finished unit and its log (best effort: the next deploy uses a new name). */
+export async function removeUnit(connection: SshConnection, unit: ActivationUnit): Promise<void> {
+    await connection.run(["sh", "-c", CLEANUP_SCRIPT, "nixos-fleet-cleanup", unit.unit, unit.log], { asRoot: true, timeoutMs: 30_000 }).catch(() => undefined);
+}
