@@ -9,13 +9,15 @@ import { runProcess } from "./src/process/runner";
 import { Host } from "./src/resources/host";
 import { Hook } from "./src/resources/hook";
 import { connectionOf } from "./src/program/hostInputs";
+import { programConfig } from "./src/program/configSource";
 
 export = async () => {
     let plan;
     const started = Date.now();
     try {
         plan = await planFleet({
-            config: new pulumi.Config("nixos-fleet"),
+            // Not pulumi.Config: a stack without config must read as empty, not crash (see configSource).
+            config: programConfig("nixos-fleet"),
             projectRoot: process.cwd(),
             stackName: pulumi.getStack(),
             runner: runProcess,

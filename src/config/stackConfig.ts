@@ -92,6 +92,11 @@ export const STACK_CONFIG_KEYS = Object.keys(stackConfigSchema.shape) as Array<k
 
 /** Validates the settings object; throws a FleetConfigError naming each `nixos-fleet:<key path>`. */
 export function parseStackConfig(raw: unknown, options: StackConfigOptions): StackConfig {
+    // Without hosts nothing else matters (a new stack, or one with only pins or overrides): say
+    // the one thing to do, whatever else the stack's config holds.
+    if (raw === null || raw === undefined || (typeof raw === "object" && (raw as Record<string, unknown>).hosts === undefined)) {
+        throw new FleetConfigError([missingHostsProblem(options.file)], `the stack does not list its hosts`);
+    }
     const parsed = stackConfigSchema.safeParse(raw);
     if (!parsed.success) {
         const problems = fieldProblems(parsed.error.issues, stackConfigSchema, raw).map((problem) =>
@@ -107,6 +112,19 @@ export function parseStackConfig(raw: unknown, options: StackConfigOptions): Sta
     const settings = parsed.data;
     const baseDir = path.resolve(options.baseDir);
     return { ...settings, baseDir, hostsDir: path.resolve(baseDir, settings.hostsDir) };
+}
+
+/** `set nixos-fleet:hosts …` with an example, for a stack whose config has no hosts. */
+export function missingHostsProblem(file?: string) {
+    const stack = /^Pulumi\.(.+)\.ya?ml$/.exec(file ?? "")?.[1] ?? "<stack>";
+    return configProblem({
+        message: `set ${CONFIG_NAMESPACE}:hosts to the hosts this stack deploys (host names and @tags)`,
+        field: configKey(["hosts"]),
+        file,
+        hint:
+            `e.g. npm run pulumi -- config set --path '${CONFIG_NAMESPACE}:hosts[0]' psi --stack ${stack}, ` +
+            `or in Pulumi.${stack}.yaml: config: { ${CONFIG_NAMESPACE}:hosts: [alpha, "@web"] }`,
+    });
 }
 
 /** Something that reads raw config strings by key, such as `new pulumi.Config("nixos-fleet")`. */
