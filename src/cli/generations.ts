@@ -7,7 +7,6 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import type { HostConfig } from "../config";
 import {
-    numberedUpdates,
     readGenerations,
     stackVersionOf,
     type HostGeneration,
@@ -21,15 +20,16 @@ import { sshTargetOf, type HostOutputs } from "../provider/hostInputs";
 import { SshConnection } from "../ssh/connection";
 import type { SshTarget } from "../ssh/target";
 import { hostsFromOption } from "./hostsOption";
-import { openFleetStack, recordedHosts, resolveStackName } from "./stack";
+import { openFleetStack, recordedHosts, resolveStackName, stackUpdates } from "./stack";
 
 export const GENERATIONS_USAGE = `usage: npm run generations -- [--hosts psi,rho|@tag] [--stack S] [--json]
 
 Lists each host's system generations (nix-env --list-generations of /nix/var/nix/profiles/system)
 with store path, NixOS version, which one is running, which one boots, and the stack update that
 deployed it ("-": not deployed by this stack, e.g. by hand). Stack updates are numbered as in
-Pulumi Cloud: 1, 2, 3, … oldest first, refreshes included (a file:// backend's own history shows
-version 0 for all of them, so the numbers are derived from its order).
+Pulumi Cloud: 1, 2, 3, … oldest first over the whole history, refreshes included (a file://
+backend's own history shows version 0 for all of them, so the numbers are derived from its order).
+A number never changes once given; rollback --to-stack-version takes the same numbers.
 
 options:
   --hosts LIST   hosts of the stack to list: names and @tags, comma-separated (default: all)
@@ -189,8 +189,7 @@ export async function generationsCommand(args: string[]): Promise<number> {
     const stackName = await resolveStackName(options.stack, projectRoot);
     const fleet = await openFleetStack(stackName, projectRoot);
     const hosts = hostsFromOption(fleet.hosts, options.hosts);
-    const [recorded, history] = await Promise.all([recordedHosts(fleet.stack), fleet.stack.history(undefined, undefined, false)]);
-    const updates = numberedUpdates(history);
+    const [recorded, updates] = await Promise.all([recordedHosts(fleet.stack), stackUpdates(fleet.stack)]);
 
     const runtimeDir = mkdtempSync(join(tmpdir(), "nf-gen-"));
     let reports: HostReport[];
