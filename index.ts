@@ -10,6 +10,7 @@ import { Host } from "./src/resources/host";
 import { Hook } from "./src/resources/hook";
 import { connectionOf } from "./src/program/hostInputs";
 import { programConfig } from "./src/program/configSource";
+import { readProvenance } from "./src/program/provenance";
 
 export = async () => {
     let plan;
@@ -21,6 +22,7 @@ export = async () => {
             projectRoot: process.cwd(),
             stackName: pulumi.getStack(),
             runner: runProcess,
+            provenance: (flakes) => readProvenance(flakes, { runner: runProcess, projectRoot: process.cwd(), stackName: pulumi.getStack() }),
         });
     } catch (error) {
         // A readable error (file, line, host, phase, hint) instead of a stack trace. Exiting with
@@ -30,6 +32,7 @@ export = async () => {
         process.exit(32);
     }
 
+    for (const warning of plan.warnings) void pulumi.log.warn(warning);
     const flakes = new Set(plan.hosts.map((host) => host.config.flake)).size;
     void pulumi.log.info(
         `evaluate: ${plan.hosts.length} host(s) in ${((Date.now() - started) / 1000).toFixed(1)}s (${flakes} nix eval${flakes === 1 ? "" : "s"}, one per flake)`,

@@ -31,8 +31,10 @@ export const pinSchema = z.strictObject(
         reason: z.string(expecting("a short text")).optional(),
         /** The system generation number the store path belongs to, when known. */
         generation: integerIn(1, Number.MAX_SAFE_INTEGER, "a generation number of at least 1").optional(),
+        /** When the recorded deployment the pin goes back to was activated: which one it is in the host's history. */
+        activatedAt: z.string(expecting("an ISO time")).optional(),
     },
-    expecting("a mapping with storePath, reason, generation"),
+    expecting("a mapping with storePath, reason, generation, activatedAt"),
 );
 
 // Stack defaults apply to every host, so a per-host field there is almost certainly a mistake.
