@@ -8,15 +8,16 @@ import { parseArgs } from "node:util";
 import type { HostConfig } from "../config";
 import {
     readGenerations,
+    recordsOf,
     stackVersionOf,
     type HostGeneration,
-    type RecordedDeployment,
     type StackUpdate,
 } from "../deploy/generations";
 import { formatError } from "../errors";
 import { runProcess, type ProcessRunner } from "../process/runner";
 import { hostInputsOf } from "../program/hostInputs";
-import { sshTargetOf, type HostOutputs } from "../provider/hostInputs";
+import { describeRevision } from "../program/provenance";
+import { sshTargetOf, type DeploymentRecord, type FlakeRevision, type HostOutputs } from "../provider/hostInputs";
 import { SshConnection } from "../ssh/connection";
 import type { SshTarget } from "../ssh/target";
 import { hostsFromOption } from "./hostsOption";
@@ -34,7 +35,8 @@ A number never changes once given; rollback --to-stack-version takes the same nu
 options:
   --hosts LIST   hosts of the stack to list: names and @tags, comma-separated (default: all)
   --stack S      the stack (default: the selected stack, see: npm run pulumi -- stack select)
-  --json         print a JSON array of {host, generations: [...], error?}
+  --json         print a JSON array of {host, generations: [...], error?}; each generation the
+                 stack deployed has its stackVersion, deployedAt, operator and flake revision
   -h, --help     print this help
 
 exit status: 0 when every host was read, 1 when some host could not be (its entry names the
@@ -52,6 +54,10 @@ export interface GenerationRow {
     booted: boolean;
     /** The stack update that deployed this generation, null when this stack did not. */
     stackVersion: number | null;
+    /** When the stack deployed it, who, and from which flake revision (its deployment record); null when not recorded. */
+    deployedAt: string | null;
+    operator: string | null;
+    flake: FlakeRevision | null;
 }
 
 export interface HostReport {
@@ -68,17 +74,23 @@ export function targetFor(host: HostConfig, recorded: HostOutputs | undefined): 
     return sshTargetOf(hostInputsOf(host, { storePath: "", drvPath: "" }));
 }
 
-export function rowsOf(generations: HostGeneration[], history: readonly RecordedDeployment[], updates: readonly StackUpdate[]): GenerationRow[] {
-    return generations.map((g) => ({
-        generation: g.generation,
-        date: g.date,
-        storePath: g.storePath ?? null,
-        nixosVersion: g.nixosVersion ?? null,
-        current: g.current,
-        running: g.running,
-        booted: g.booted,
-        stackVersion: stackVersionOf(g, history, updates) ?? null,
-    }));
+export function rowsOf(generations: HostGeneration[], history: readonly DeploymentRecord[], updates: readonly StackUpdate[]): GenerationRow[] {
+    return generations.map((g) => {
+        const made = recordsOf(g, history)[0];
+        return {
+            generation: g.generation,
+            date: g.date,
+            storePath: g.storePath ?? null,
+            nixosVersion: g.nixosVersion ?? null,
+            current: g.current,
+            running: g.running,
+            booted: g.booted,
+            stackVersion: stackVersionOf(g, history, updates) ?? null,
+            deployedAt: made?.activatedAt ?? null,
+            operator: made?.operator ?? null,
+            flake: made?.flake ?? null,
+        };
+    });
 }
 
 export interface CollectOptions {
@@ -142,9 +154,11 @@ export function formatReports(reports: readonly HostReport[], stack: string): st
             row.storePath ?? "(link missing)",
             row.nixosVersion ?? "-",
             row.stackVersion === null ? "-" : `stack update ${row.stackVersion}`,
+            describeRevision(row.flake),
+            row.operator ?? "-",
             flagsOf(row),
         ]);
-        out.push(...table(["GEN", "DATE", "STORE PATH", "NIXOS", "DEPLOYED BY", "FLAGS"], rows).map((line) => `  ${line}`), "");
+        out.push(...table(["GEN", "DATE", "STORE PATH", "NIXOS", "DEPLOYED BY", "REVISION", "OPERATOR", "FLAGS"], rows).map((line) => `  ${line}`), "");
     }
     return out.join("\n");
 }

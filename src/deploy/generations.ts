@@ -263,12 +263,16 @@ export function stackVersionOf(
     history: readonly RecordedDeployment[],
     updates: readonly StackUpdate[],
 ): number | undefined {
-    const records = history
-        .filter((record) => record.generation === generation.generation && record.storePath === generation.storePath)
-        .sort((a, b) => Date.parse(a.activatedAt) - Date.parse(b.activatedAt));
-    for (const record of records) {
+    for (const record of recordsOf(generation, history)) {
         const version = recordUpdate(record, updates);
         if (version !== undefined) return version;
     }
     return undefined;
+}
+
+/** The records of a generation (same number, same system), oldest first: the first one made it. */
+export function recordsOf<T extends RecordedDeployment>(generation: Pick<HostGeneration, "generation" | "storePath">, history: readonly T[]): T[] {
+    return history
+        .filter((record) => record.generation === generation.generation && record.storePath === generation.storePath)
+        .sort((a, b) => Date.parse(a.activatedAt) - Date.parse(b.activatedAt));
 }

@@ -34,7 +34,7 @@ describe.each([
 
     it("a generation deployed in update 3 is 'stack update 3' after 25 updates and after 40", async () => {
         const gen = storePath("nixos-system-psi-3");
-        const history = [{ generation: 3, storePath: gen, activatedAt: during(3) }];
+        const history = [{ generation: 3, storePath: gen, action: "switch", activatedAt: during(3) }];
         const fake = new FakeHistory({ versions }).add(25);
         expect(stackVersionOf({ generation: 3, storePath: gen }, history, await stackUpdates(fake))).toBe(3);
         fake.add(15);
