@@ -12,7 +12,7 @@ import { recordUpdate, type StackUpdate } from "../deploy/generations";
 import { DEPLOYMENT_OPTIONS, parseCommandArgs, positiveInteger } from "./args";
 import { hostsFromOption } from "./hostsOption";
 import { readPins, stackConfigFile, writePins } from "./pins";
-import { runDeployment } from "./runDeployment";
+import { runDeployment, type DeploymentOutcome } from "./runDeployment";
 import { openFleetStack, recordedHosts, resolveStackName, stackUpdates } from "./stack";
 
 export const ROLLBACK_USAGE =
@@ -215,14 +215,19 @@ export async function rollbackCommand(args: string[]): Promise<number> {
         restorePins(hosts);
         throw error;
     }
-    if (values.preview || !outcome.report) {
-        // A plan, or a cancelled run: the stack's config goes back to what it said.
-        restorePins(hosts);
-    } else if (outcome.code !== 0) {
-        // Hosts whose rollback did not happen keep their previous pins, so config and state agree.
-        const undone = outcome.report.failed.length ? outcome.report.failed : hosts;
-        restorePins(undone);
+    const undone = hostsToRestore(hosts, values.preview ?? false, outcome);
+    restorePins(undone);
+    if (undone.length && !values.preview && !outcome.cancelled && outcome.report) {
         process.stderr.write(`not rolled back: ${undone.join(", ")} (their pins were not kept; their recorded state is unchanged)\n`);
     }
     return outcome.code;
+}
+
+/**
+ * The hosts whose pins go back to what they were: all of them after a plan or a cancelled run;
+ * otherwise those whose rollback did not happen (failed or not attempted), so config and state agree.
+ */
+export function hostsToRestore(hosts: readonly string[], preview: boolean, outcome: DeploymentOutcome): string[] {
+    if (preview || outcome.cancelled || !outcome.report) return [...hosts];
+    return outcome.report.hosts.filter((h) => h.result === "failed" || h.result === "not attempted").map((h) => h.host);
 }
