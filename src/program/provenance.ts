@@ -17,7 +17,8 @@ const int = (value: unknown): number | null => (typeof value === "number" && Num
 /**
  * The revision from `nix flake metadata --json`. A clean git tree has `revision` (and `locked.rev`);
  * a dirty one has `dirtyRevision` ("<rev>-dirty", Nix 2.16 and later) or, on Nix 2.8 (Debian),
- * no revision at all: a git flake without one is dirty with its commit unknown. Flakes that are not
+ * no revision at all: a git flake without one is dirty with its commit unknown (readProvenance
+ * then asks git for a local checkout's HEAD). Flakes that are not
  * git (path:, tarballs) have no revision; lastModified and narHash identify their content.
  */
 export function flakeRevisionOf(url: string, metadata: unknown): FlakeRevision {
@@ -88,10 +89,34 @@ async function readFlake(flake: string, options: ProvenanceOptions): Promise<{ r
     if (result.code !== 0) {
         return { revision: null, warning: `could not read the revision of the flake ${flake} (nix flake metadata failed): ${tail(result.stderr, 3)}` };
     }
+    let metadata: unknown;
     try {
-        return { revision: flakeRevisionOf(flake, JSON.parse(result.stdout)) };
+        metadata = JSON.parse(result.stdout);
     } catch {
         return { revision: null, warning: `could not read the revision of the flake ${flake}: nix flake metadata printed no JSON` };
+    }
+    const revision = flakeRevisionOf(flake, metadata);
+    if (revision.revision === null && revision.dirty === true) {
+        // Nix 2.8 does not say which commit a dirty tree is based on; for a local checkout git does.
+        const directory = localGitDirectory(metadata);
+        if (directory) revision.revision = await headCommit(directory, options);
+    }
+    return { revision };
+}
+
+/** The checkout of a git flake on this machine (locked.url file:///…), if it is one. */
+export function localGitDirectory(metadata: unknown): string | undefined {
+    const url = text(record(record(metadata).locked).url);
+    return url?.startsWith("file:///") ? decodeURIComponent(url.slice("file://".length)) : undefined;
+}
+
+async function headCommit(directory: string, options: ProvenanceOptions): Promise<string | null> {
+    try {
+        const result = await options.runner(["git", "-C", directory, "rev-parse", "--verify", "HEAD"], { cwd: options.projectRoot });
+        const commit = result.stdout.trim();
+        return result.code === 0 && /^[0-9a-f]{40,64}$/.test(commit) ? commit : null;
+    } catch {
+        return null;
     }
 }
 

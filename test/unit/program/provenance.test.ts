@@ -101,6 +101,15 @@ describe("readProvenance (what the program computes, for pulumi up by hand too)"
         expect(history[0]!.options.cwd).toBe("/srv/fleet");
     });
 
+    it("a dirty local git flake on Nix 2.8: the commit it is based on comes from git", async () => {
+        const runner = historyRunner(new FakeHistory({ versions: false }))
+            .on(local("flake", "metadata"), { stdout: JSON.stringify(NIX_2_8_DIRTY_GIT) })
+            .on(local("git", "-C", "/srv/infra", "rev-parse"), { stdout: "e8c93f62e82d4085747a53dae0aa2b64cc04fd14\n" });
+        const result = await readProvenance(["/srv/infra"], { runner: runner.run, projectRoot: "/srv/fleet", stackName: "prod", env: {} });
+        expect(result.flakes.get("/srv/infra")).toMatchObject({ revision: "e8c93f62e82d4085747a53dae0aa2b64cc04fd14", dirty: true });
+        expect(result.stackUpdate).toBe(1);
+    });
+
     it("what cannot be read is null in the record and a warning, never a failed deploy", async () => {
         const runner = new FakeRunner()
             .on(local("pulumi", "stack", "history"), { code: 255, stderr: "error: no stack named 'prod' found\n" })
