@@ -3,7 +3,6 @@
 // history) is pinned in the stack's config and a targeted `up` deploys it, so the rollback is
 // itself an update in the stack's history. On the host it switches to the generation that still
 // holds the path (no copy), or copies the path again if that generation was garbage-collected.
-import type { Stack } from "@pulumi/pulumi/automation";
 import type { Pin } from "../config";
 import { FleetError } from "../errors";
 import type { DeploymentRecord, HostOutputs } from "../provider/hostInputs";
@@ -13,7 +12,7 @@ import { DEPLOYMENT_OPTIONS, parseCommandArgs, positiveInteger } from "./args";
 import { hostsFromOption } from "./hostsOption";
 import { readPins, stackConfigFile, writePins } from "./pins";
 import { runDeployment, type DeploymentOutcome } from "./runDeployment";
-import { openFleetStack, recordedHosts, resolveStackName, stackUpdates } from "./stack";
+import { openFleetStack, recordedHosts, resolveStackName, stackUpdates, type HistorySource } from "./stack";
 
 export const ROLLBACK_USAGE =
     "npm run rollback -- --hosts psi,rho|@tag [--steps K | --to-generation N | --to-stack-version V | --clear] [--stack NAME] [--preview] [--yes] [--parallel N] [--json]";
@@ -119,7 +118,7 @@ export function chooseDeployment(
     return { entry, step: stepOf(history, entry) };
 }
 
-async function stackVersionTarget(stack: Stack, version: number): Promise<{ target: RollbackTarget; updates: StackUpdate[] }> {
+export async function stackVersionTarget(stack: HistorySource, version: number): Promise<{ target: RollbackTarget; updates: StackUpdate[] }> {
     const updates = await stackUpdates(stack);
     const update = updates.find((summary) => summary.version === version);
     if (!update) {

@@ -217,3 +217,58 @@ describe("malformed rollback arguments", () => {
         expect((error as FleetError).phase).toBe("select");
     });
 });
+
+describe("attacks on the history", () => {
+    it("25 updates, records from before they carried numbers: --to-stack-version 1 is update 1's system, not the 16th's", async () => {
+        const { stackVersionTarget } = await import("../../../src/cli/rollback");
+        const { FakeHistory, during } = await import("../helpers/fakeHistory");
+        const fake = new FakeHistory({ versions: false }).add(25);
+        // psi was deployed in updates 1, 16 and 25 (generations 1, 2, 3); the records carry no numbers.
+        const legacy = {
+            history: [3, 2, 1].map((generation, i) => ({
+                generation,
+                storePath: system(generation),
+                action: "switch",
+                activatedAt: during([25, 16, 1][i]!),
+            })),
+        } as unknown as HostOutputs;
+        const { target, updates } = await stackVersionTarget(fake, 1);
+        expect(chooseDeployment("psi", legacy, target, updates).entry.generation).toBe(1);
+        const at16 = await stackVersionTarget(fake, 16);
+        expect(chooseDeployment("psi", legacy, at16.target, at16.updates).entry.generation).toBe(2);
+        // more updates later: the same answers
+        fake.add(10);
+        const again = await stackVersionTarget(fake, 1);
+        expect(chooseDeployment("psi", legacy, again.target, again.updates).entry.generation).toBe(1);
+    });
+
+    it("--to-stack-version of an update that does not exist says the range", async () => {
+        const { stackVersionTarget } = await import("../../../src/cli/rollback");
+        const { FakeHistory } = await import("../helpers/fakeHistory");
+        const error = await stackVersionTarget(new FakeHistory({ versions: false }).add(25), 26).catch((caught: unknown) => caught);
+        expect((error as FleetError).message).toBe("stack version 26 does not exist: this stack's updates are numbered 1 to 25");
+    });
+
+    it("a rollback whose target aged out of the history: --steps says so and points to --to-generation", () => {
+        const history = [
+            { generation: 2, storePath: system(2), action: "switch", activatedAt: "2026-03-02T00:00:00.000Z", kind: "rollback", rollbackTo: "2026-01-01T00:00:00.000Z" },
+            { generation: 5, storePath: system(5), action: "switch", activatedAt: "2026-03-01T00:00:00.000Z", kind: "deploy" },
+        ];
+        const error = thrown(() => chooseDeployment("psi", { history } as unknown as HostOutputs, { kind: "steps", steps: 1 }));
+        expect(error.message).toMatch(/no longer in its recorded history/);
+        expect(error.hint).toMatch(/--to-generation N/);
+    });
+
+    it("a rollback to the system the host already runs is recorded once, not as a new step", () => {
+        const host = new SimulatedHost();
+        host.deploy(1);
+        host.deploy(2);
+        host.rollback({ kind: "generation", generation: 2 });
+        expect(host.outputs!.history.map((entry) => [entry.generation, entry.kind])).toEqual([
+            [2, "deploy"],
+            [1, "deploy"],
+        ]);
+        host.rollback({ kind: "steps", steps: 1 });
+        expect(host.runningGeneration).toBe(1);
+    });
+});
