@@ -9,16 +9,24 @@ import { runProcess } from "./src/process/runner";
 import { Host } from "./src/resources/host";
 import { Hook } from "./src/resources/hook";
 import { connectionOf } from "./src/program/hostInputs";
+import { programConfig } from "./src/program/configSource";
+import { readProvenance } from "./src/program/provenance";
 
 export = async () => {
     let plan;
     const started = Date.now();
     try {
         plan = await planFleet({
-            config: new pulumi.Config("nixos-fleet"),
+            // Not pulumi.Config: a stack without config must read as empty, not crash (see configSource).
+            config: programConfig("nixos-fleet"),
             projectRoot: process.cwd(),
             stackName: pulumi.getStack(),
             runner: runProcess,
+            // Only an update records where a deployment came from; a preview does not pay for
+            // reading the stack's history and the flakes' revisions (it is not diffed).
+            provenance: pulumi.runtime.isDryRun()
+                ? undefined
+                : (flakes) => readProvenance(flakes, { runner: runProcess, projectRoot: process.cwd(), stackName: pulumi.getStack() }),
         });
     } catch (error) {
         // A readable error (file, line, host, phase, hint) instead of a stack trace. Exiting with
@@ -28,6 +36,7 @@ export = async () => {
         process.exit(32);
     }
 
+    for (const warning of plan.warnings) void pulumi.log.warn(warning);
     const flakes = new Set(plan.hosts.map((host) => host.config.flake)).size;
     void pulumi.log.info(
         `evaluate: ${plan.hosts.length} host(s) in ${((Date.now() - started) / 1000).toFixed(1)}s (${flakes} nix eval${flakes === 1 ? "" : "s"}, one per flake)`,

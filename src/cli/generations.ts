@@ -7,34 +7,36 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import type { HostConfig } from "../config";
 import {
-    numberedUpdates,
     readGenerations,
+    recordsOf,
     stackVersionOf,
     type HostGeneration,
-    type RecordedDeployment,
     type StackUpdate,
 } from "../deploy/generations";
 import { formatError } from "../errors";
 import { runProcess, type ProcessRunner } from "../process/runner";
 import { hostInputsOf } from "../program/hostInputs";
-import { sshTargetOf, type HostOutputs } from "../provider/hostInputs";
+import { describeRevision } from "../program/provenance";
+import { sshTargetOf, type DeploymentRecord, type FlakeRevision, type HostOutputs } from "../provider/hostInputs";
 import { SshConnection } from "../ssh/connection";
 import type { SshTarget } from "../ssh/target";
 import { hostsFromOption } from "./hostsOption";
-import { openFleetStack, recordedHosts, resolveStackName } from "./stack";
+import { openFleetStack, recordedHosts, resolveStackName, stackUpdates } from "./stack";
 
 export const GENERATIONS_USAGE = `usage: npm run generations -- [--hosts psi,rho|@tag] [--stack S] [--json]
 
 Lists each host's system generations (nix-env --list-generations of /nix/var/nix/profiles/system)
 with store path, NixOS version, which one is running, which one boots, and the stack update that
 deployed it ("-": not deployed by this stack, e.g. by hand). Stack updates are numbered as in
-Pulumi Cloud: 1, 2, 3, … oldest first, refreshes included (a file:// backend's own history shows
-version 0 for all of them, so the numbers are derived from its order).
+Pulumi Cloud: 1, 2, 3, … oldest first over the whole history, refreshes included (a file://
+backend's own history shows version 0 for all of them, so the numbers are derived from its order).
+A number never changes once given; rollback --to-stack-version takes the same numbers.
 
 options:
   --hosts LIST   hosts of the stack to list: names and @tags, comma-separated (default: all)
   --stack S      the stack (default: the selected stack, see: npm run pulumi -- stack select)
-  --json         print a JSON array of {host, generations: [...], error?}
+  --json         print a JSON array of {host, generations: [...], error?}; each generation the
+                 stack deployed has its stackVersion, deployedAt, operator and flake revision
   -h, --help     print this help
 
 exit status: 0 when every host was read, 1 when some host could not be (its entry names the
@@ -52,6 +54,10 @@ export interface GenerationRow {
     booted: boolean;
     /** The stack update that deployed this generation, null when this stack did not. */
     stackVersion: number | null;
+    /** When the stack deployed it, who, and from which flake revision (its deployment record); null when not recorded. */
+    deployedAt: string | null;
+    operator: string | null;
+    flake: FlakeRevision | null;
 }
 
 export interface HostReport {
@@ -68,17 +74,23 @@ export function targetFor(host: HostConfig, recorded: HostOutputs | undefined): 
     return sshTargetOf(hostInputsOf(host, { storePath: "", drvPath: "" }));
 }
 
-export function rowsOf(generations: HostGeneration[], history: readonly RecordedDeployment[], updates: readonly StackUpdate[]): GenerationRow[] {
-    return generations.map((g) => ({
-        generation: g.generation,
-        date: g.date,
-        storePath: g.storePath ?? null,
-        nixosVersion: g.nixosVersion ?? null,
-        current: g.current,
-        running: g.running,
-        booted: g.booted,
-        stackVersion: stackVersionOf(g, history, updates) ?? null,
-    }));
+export function rowsOf(generations: HostGeneration[], history: readonly DeploymentRecord[], updates: readonly StackUpdate[]): GenerationRow[] {
+    return generations.map((g) => {
+        const made = recordsOf(g, history)[0];
+        return {
+            generation: g.generation,
+            date: g.date,
+            storePath: g.storePath ?? null,
+            nixosVersion: g.nixosVersion ?? null,
+            current: g.current,
+            running: g.running,
+            booted: g.booted,
+            stackVersion: stackVersionOf(g, history, updates) ?? null,
+            deployedAt: made?.activatedAt ?? null,
+            operator: made?.operator ?? null,
+            flake: made?.flake ?? null,
+        };
+    });
 }
 
 export interface CollectOptions {
@@ -142,9 +154,11 @@ export function formatReports(reports: readonly HostReport[], stack: string): st
             row.storePath ?? "(link missing)",
             row.nixosVersion ?? "-",
             row.stackVersion === null ? "-" : `stack update ${row.stackVersion}`,
+            describeRevision(row.flake),
+            row.operator ?? "-",
             flagsOf(row),
         ]);
-        out.push(...table(["GEN", "DATE", "STORE PATH", "NIXOS", "DEPLOYED BY", "FLAGS"], rows).map((line) => `  ${line}`), "");
+        out.push(...table(["GEN", "DATE", "STORE PATH", "NIXOS", "DEPLOYED BY", "REVISION", "OPERATOR", "FLAGS"], rows).map((line) => `  ${line}`), "");
     }
     return out.join("\n");
 }
@@ -189,8 +203,7 @@ export async function generationsCommand(args: string[]): Promise<number> {
     const stackName = await resolveStackName(options.stack, projectRoot);
     const fleet = await openFleetStack(stackName, projectRoot);
     const hosts = hostsFromOption(fleet.hosts, options.hosts);
-    const [recorded, history] = await Promise.all([recordedHosts(fleet.stack), fleet.stack.history(undefined, undefined, false)]);
-    const updates = numberedUpdates(history);
+    const [recorded, updates] = await Promise.all([recordedHosts(fleet.stack), stackUpdates(fleet.stack)]);
 
     const runtimeDir = mkdtempSync(join(tmpdir(), "nf-gen-"));
     let reports: HostReport[];

@@ -4,11 +4,33 @@ import type { EngineEvent } from "@pulumi/pulumi/automation";
 import type { LastDeploy } from "../provider/hostInputs";
 import { hostNameOfUrn } from "./stack";
 
-export type HostResult = "deployed" | "unchanged" | "failed" | "planned" | "no change planned";
+/**
+ * How each selected host ended, honestly:
+ * - deployed: its system was activated (or set for boot) in this run;
+ * - unchanged: it already runs its configured system (the engine found nothing to change, from
+ *   the host's recorded state, or the provider read the host and found it running it);
+ * - failed: with the phase and the error;
+ * - not attempted: the run ended before this host was deployed, with why (another host failed,
+ *   the stack is locked, cancelled, the program failed);
+ * - held back: pinned by `rollback`, so its configuration is not deployed until `rollback --clear`.
+ * A preview says planned / no change planned / held back instead.
+ */
+export type HostResult = "deployed" | "unchanged" | "failed" | "not attempted" | "held back" | "planned" | "no change planned";
+
+/** Why a run ended early, for the hosts it never reached. */
+export type RunFailure =
+    | { kind: "locked"; message: string }
+    | { kind: "cancelled" }
+    | { kind: "program"; message: string }
+    | { kind: "engine"; message: string };
 
 export interface HostSummary {
     host: string;
     result: HostResult;
+    /** For failed: the phase it failed in (evaluate, build, connect, copy, activate, verify, …). */
+    phase?: string;
+    /** For not attempted and held back: why. */
+    reason?: string;
     generationBefore: number | null;
     generationAfter: number | null;
     storePathBefore: string | null;
@@ -86,9 +108,25 @@ export class ProgressTracker {
         }
     };
 
-    summaries(hosts: readonly string[], planning: boolean): HostSummary[] {
-        return hosts.map((host) => summarize(host, this.hosts.get(host) ?? { errors: [] }, planning));
+    summaries(hosts: readonly string[], planning: boolean, failure?: RunFailure): HostSummary[] {
+        const rows = hosts.map((host) => summarize(host, this.hosts.get(host) ?? { errors: [] }, planning));
+        const failed = rows.filter((row) => row.result === "failed").map((row) => row.host);
+        return rows.map((row) => (row.result === "not attempted" ? { ...row, reason: notAttemptedReason(failed, failure, planning) } : row));
     }
+}
+
+/** Why a host the run never reached was not attempted. */
+export function notAttemptedReason(failedHosts: readonly string[], failure: RunFailure | undefined, planning: boolean): string {
+    if (failure?.kind === "locked") return "the stack is locked by another update";
+    if (failure?.kind === "cancelled") return "cancelled";
+    if (failedHosts.length) return `another host failed (${failedHosts.join(", ")})`;
+    if (failure?.kind === "program") return "the program failed before this host was reached";
+    return planning ? "the preview ended before this host was reached" : "the update ended before this host was reached";
+}
+
+/** `host psi: activate failed: …` → activate. */
+export function phaseOf(error: string): string | undefined {
+    return /(?:^|\n)(?:error: )?host \S+: ([a-z-]+) failed: /.exec(error)?.[1];
 }
 
 function num(value: unknown): number | null {
@@ -99,12 +137,21 @@ function str(value: unknown): string | null {
     return typeof value === "string" ? value : null;
 }
 
+/** A pinned host whose configuration is not what it runs: its pin holds it back. */
+function heldBack(record: HostRecord): string | undefined {
+    const inputs = record.newInputs ?? {};
+    const pin = inputs.pin as { generation?: number; configuredStorePath?: string } | undefined;
+    if (!pin) return undefined;
+    if (pin.configuredStorePath !== undefined && pin.configuredStorePath === inputs.storePath) return undefined;
+    return `pinned${pin.generation ? ` to generation ${pin.generation}` : ""} by rollback; its configuration is deployed after rollback --clear`;
+}
+
 function summarize(host: string, record: HostRecord, planning: boolean): HostSummary {
     const old = record.oldOutputs ?? {};
     const changes = record.op !== undefined && record.op !== "same";
     const base: HostSummary = {
         host,
-        result: "unchanged",
+        result: "not attempted",
         generationBefore: num(old.generation),
         generationAfter: num(old.generation),
         storePathBefore: str(old.storePath),
@@ -114,16 +161,38 @@ function summarize(host: string, record: HostRecord, planning: boolean): HostSum
         timings: {},
     };
     if (record.errors.length) {
-        return { ...base, result: "failed", error: record.errors.join("\n") };
+        const error = record.errors.join("\n");
+        const phase = phaseOf(error);
+        return { ...base, result: "failed", ...(phase ? { phase } : {}), error };
     }
+    // No event for the host: the engine never reached it.
+    if (record.op === undefined) return base;
     if (planning) {
-        return { ...base, result: changes ? "planned" : "no change planned", storePathAfter: str(record.newInputs?.storePath) ?? base.storePathAfter, generationAfter: null };
+        if (!changes) {
+            const reason = heldBack(record);
+            return { ...base, result: reason ? "held back" : "no change planned", ...(reason ? { reason } : {}), generationAfter: null };
+        }
+        return { ...base, result: "planned", storePathAfter: str(record.newInputs?.storePath) ?? base.storePathAfter, generationAfter: null };
     }
-    if (!changes || !record.newOutputs) return base;
+    if (!changes) {
+        const reason = heldBack(record);
+        if (reason) return { ...base, result: "held back", reason };
+        // The engine compared the configuration with the recorded state and found nothing to do.
+        return record.oldOutputs ? { ...base, result: "unchanged" } : base;
+    }
+    if (!record.newOutputs) {
+        // Started but never finished (the run was stopped): what the host runs is not known.
+        return {
+            ...base,
+            result: "failed",
+            error: "the update ended before this host's deploy finished; its recorded state is unchanged (npm run pulumi -- refresh reads what it runs)",
+        };
+    }
     const last = (record.newOutputs.lastDeploy ?? {}) as Partial<LastDeploy>;
     return {
         ...base,
-        result: "deployed",
+        // The provider read the host and found it already running this system: nothing was activated.
+        result: last.activated === false ? "unchanged" : "deployed",
         generationBefore: last.generationBefore ?? base.generationBefore,
         generationAfter: num(record.newOutputs.generation),
         storePathAfter: str(record.newOutputs.storePath),
@@ -145,6 +214,18 @@ function seconds(ms: number | undefined): string {
 
 const shortPath = (path: string | null): string => (path ? path.replace(/^\/nix\/store\/[a-z0-9]{32}-/, "") : "-");
 
+function resultCell(s: HostSummary): string {
+    if (s.result === "failed") return `FAILED${s.phase ? ` (${s.phase})` : ""}: ${firstLine(s.error ?? "")}`;
+    if (s.reason) return `${s.result}: ${s.reason}`;
+    return s.result;
+}
+
+/** The error's own line, without the `host psi: activate failed:` prefix the phase column repeats. */
+function firstLine(error: string): string {
+    const line = error.split("\n")[0] ?? "";
+    return line.replace(/^(?:error: )?host \S+: [a-z-]+ failed: /, "");
+}
+
 /** The summary table for people. */
 export function renderSummary(summaries: readonly HostSummary[]): string {
     const header = ["host", "generation", "system", "copied", "build", "copy", "activate", "result"];
@@ -156,7 +237,7 @@ export function renderSummary(summaries: readonly HostSummary[]): string {
         seconds(s.timings.build),
         seconds(s.timings.copy),
         seconds(s.timings.activate),
-        s.result === "failed" ? `FAILED: ${(s.error ?? "").split("\n")[0]}` : s.result,
+        resultCell(s),
     ]);
     const widths = header.map((_, i) => Math.max(header[i]!.length, ...rows.map((row) => row[i]!.length)));
     const line = (cells: string[]) => cells.map((cell, i) => (i === cells.length - 1 ? cell : cell.padEnd(widths[i]!))).join("  ");

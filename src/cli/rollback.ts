@@ -3,15 +3,16 @@
 // history) is pinned in the stack's config and a targeted `up` deploys it, so the rollback is
 // itself an update in the stack's history. On the host it switches to the generation that still
 // holds the path (no copy), or copies the path again if that generation was garbage-collected.
-import type { Stack } from "@pulumi/pulumi/automation";
 import type { Pin } from "../config";
 import { FleetError } from "../errors";
 import type { DeploymentRecord, HostOutputs } from "../provider/hostInputs";
-import { DEPLOYMENT_OPTIONS, nonNegativeInteger, parseCommandArgs, positiveInteger } from "./args";
+import { currentStep, deploymentSteps, stepOf } from "../deploy/deployments";
+import { recordUpdate, type StackUpdate } from "../deploy/generations";
+import { DEPLOYMENT_OPTIONS, parseCommandArgs, positiveInteger } from "./args";
 import { hostsFromOption } from "./hostsOption";
 import { readPins, stackConfigFile, writePins } from "./pins";
-import { runDeployment } from "./runDeployment";
-import { openFleetStack, recordedHosts, resolveStackName, stackUpdates } from "./stack";
+import { runDeployment, type DeploymentOutcome } from "./runDeployment";
+import { openFleetStack, recordedHosts, resolveStackName, stackUpdates, type HistorySource } from "./stack";
 
 export const ROLLBACK_USAGE =
     "npm run rollback -- --hosts psi,rho|@tag [--steps K | --to-generation N | --to-stack-version V | --clear] [--stack NAME] [--preview] [--yes] [--parallel N] [--json]";
@@ -27,7 +28,15 @@ const OPTIONS = {
 export type RollbackTarget =
     | { kind: "steps"; steps: number }
     | { kind: "generation"; generation: number }
-    | { kind: "stackVersion"; version: number; endTime: Date };
+    | { kind: "stackVersion"; version: number; endTime?: Date };
+
+/** What a rollback deploys: a recorded system, and the deployment (step) it stands for. */
+export interface RollbackChoice {
+    /** The record whose system is deployed again. */
+    entry: DeploymentRecord;
+    /** The deployment of the configuration that entry is (itself, or what a rollback went back to). */
+    step: DeploymentRecord;
+}
 
 function historyOf(host: string, recorded: HostOutputs | undefined): DeploymentRecord[] {
     if (!recorded) {
@@ -36,25 +45,51 @@ function historyOf(host: string, recorded: HostOutputs | undefined): DeploymentR
     return recorded.history ?? [];
 }
 
-/** The recorded deployment a host goes back to. Pure: unit-tested. */
-export function chooseDeployment(host: string, recorded: HostOutputs | undefined, target: RollbackTarget): DeploymentRecord {
+const generationsOf = (records: readonly DeploymentRecord[]): string => records.map((entry) => `${entry.generation ?? "-"}`).join(", ") || "none";
+
+/**
+ * The recorded deployment a host goes back to. Pure: unit-tested. Steps count deployments of the
+ * configuration from the one the host is on now (after a rollback: the one it went back to), so
+ * a second rollback goes further back and a rollback is never a step of its own.
+ */
+export function chooseDeployment(
+    host: string,
+    recorded: HostOutputs | undefined,
+    target: RollbackTarget,
+    updates: readonly StackUpdate[] = [],
+): RollbackChoice {
     const history = historyOf(host, recorded);
-    const recordedList = history.map((entry) => `${entry.generation ?? "-"}`).join(", ") || "none";
+    const steps = deploymentSteps(history);
+    const recordedList = generationsOf(steps);
     if (target.kind === "steps") {
-        const entry = history[target.steps];
-        if (!entry) {
+        const position = currentStep(history);
+        if (position === undefined) {
             throw new FleetError({
                 phase: "select",
                 host,
-                message: `cannot go back ${target.steps} deployment(s): the stack recorded only ${history.length} for this host`,
-                hint: `recorded generations, newest first: ${recordedList}; try --to-generation N (npm run generations lists what the host has)`,
+                message: history.length
+                    ? "the deployment this host was last rolled back to is no longer in its recorded history, so steps cannot be counted from it"
+                    : "the stack has no recorded deployment of this host",
+                hint: `recorded deployments, newest first: ${recordedList}; use --to-generation N`,
             });
         }
-        return entry;
+        const step = steps[position + target.steps];
+        if (!step) {
+            const older = steps.length - 1 - position;
+            throw new FleetError({
+                phase: "select",
+                host,
+                message:
+                    `cannot go back ${target.steps} deployment(s): the host is on generation ${steps[position]!.generation ?? "-"}, ` +
+                    `and the stack recorded ${older === 0 ? "no deployment" : older === 1 ? "only 1 deployment" : `only ${older} deployments`} before it`,
+                hint: `recorded deployments, newest first: ${recordedList}; npm run generations lists what the host has`,
+            });
+        }
+        return { entry: step, step };
     }
     if (target.kind === "generation") {
-        const entry = history.find((candidate) => candidate.generation === target.generation);
-        if (!entry) {
+        const step = steps.find((candidate) => candidate.generation === target.generation);
+        if (!step) {
             throw new FleetError({
                 phase: "select",
                 host,
@@ -62,34 +97,50 @@ export function chooseDeployment(host: string, recorded: HostOutputs | undefined
                 hint: "npm run generations lists the host's generations; only recorded deployments can be rolled back to",
             });
         }
-        return entry;
+        return { entry: step, step };
     }
-    // Backends record update times to the second: an activation in the update's last second counts.
-    const end = target.endTime.getTime() + 999;
-    const entry = history.find((candidate) => new Date(candidate.activatedAt).getTime() <= end);
+    // The newest record made by update V or before it: the system the host had when V ended. A
+    // record carries its update's number; an older record is placed by its time.
+    const end = target.endTime ? target.endTime.getTime() + 999 : undefined; // times are recorded to the second
+    const entry = history.find((candidate) => {
+        const version = recordUpdate(candidate, updates);
+        if (version !== undefined) return version <= target.version;
+        return end !== undefined && new Date(candidate.activatedAt).getTime() <= end;
+    });
     if (!entry) {
         throw new FleetError({
             phase: "select",
             host,
             message: `the host had not been deployed by stack version ${target.version} yet`,
-            hint: `recorded generations, newest first: ${recordedList}`,
+            hint: `recorded deployments, newest first: ${history.map((e) => `generation ${e.generation ?? "-"} (stack update ${recordUpdate(e, updates) ?? "?"})`).join(", ")}`,
         });
     }
-    return entry;
+    return { entry, step: stepOf(history, entry) };
 }
 
-async function stackVersionTarget(stack: Stack, version: number): Promise<RollbackTarget> {
+export async function stackVersionTarget(stack: HistorySource, version: number): Promise<{ target: RollbackTarget; updates: StackUpdate[] }> {
     const updates = await stackUpdates(stack);
     const update = updates.find((summary) => summary.version === version);
-    if (!update || update.kind !== "update" || update.result !== "succeeded") {
-        const known = updates.filter((u) => u.kind === "update" && u.result === "succeeded").map((u) => u.version);
+    if (!update) {
+        const newest = updates.reduce((max, u) => Math.max(max, u.version), 0);
         throw new FleetError({
             phase: "select",
-            message: `stack version ${version} is not a successful update of this stack`,
-            hint: `successful updates: ${known.join(", ") || "none"} (npm run generations shows which update deployed each generation)`,
+            message: `stack version ${version} does not exist: ${newest ? `this stack's updates are numbered 1 to ${newest}` : "this stack has no updates yet"}`,
+            hint: "npm run generations shows which update deployed each generation",
         });
     }
-    return { kind: "stackVersion", version, endTime: new Date(update.endTime ?? update.startTime) };
+    const end = update.endTime ?? update.startTime;
+    return { target: { kind: "stackVersion", version, endTime: end ? new Date(end) : undefined }, updates };
+}
+
+/** The pin that makes the next `up` deploy the chosen system, naming the deployment it goes back to. */
+export function pinFor(choice: RollbackChoice, reason: string): Pin {
+    return {
+        storePath: choice.entry.storePath,
+        ...(choice.entry.generation !== null ? { generation: choice.entry.generation } : {}),
+        activatedAt: choice.step.activatedAt,
+        reason,
+    };
 }
 
 function describe(target: RollbackTarget): string {
@@ -112,6 +163,12 @@ export async function rollbackCommand(args: string[]): Promise<number> {
         throw new FleetError({ phase: "select", message: `--${chosen.join(" and --")} cannot be combined`, hint: `usage: ${ROLLBACK_USAGE}` });
     }
 
+    // Every number is checked before the stack is opened or anything is written.
+    const generation = positiveInteger(values["to-generation"], "--to-generation");
+    const version = positiveInteger(values["to-stack-version"], "--to-stack-version");
+    const steps = positiveInteger(values.steps, "--steps");
+    const parallel = positiveInteger(values.parallel, "--parallel");
+
     const projectRoot = process.cwd();
     const stackName = await resolveStackName(values.stack, projectRoot);
     const fleet = await openFleetStack(stackName, projectRoot);
@@ -125,27 +182,16 @@ export async function rollbackCommand(args: string[]): Promise<number> {
         changes = Object.fromEntries(hosts.map((host) => [host, undefined]));
         description = `rollback --clear ${hosts.join(",")}: deploy the configuration again`;
     } else {
-        const generation = positiveInteger(values["to-generation"], "--to-generation");
-        const version = positiveInteger(values["to-stack-version"], "--to-stack-version");
-        const steps = nonNegativeInteger(values.steps, "--steps") ?? 1;
-        const target: RollbackTarget =
+        const { target, updates } =
             generation !== undefined
-                ? { kind: "generation", generation }
+                ? { target: { kind: "generation", generation } as RollbackTarget, updates: [] }
                 : version !== undefined
                   ? await stackVersionTarget(fleet.stack, version)
-                  : { kind: "steps", steps };
+                  : { target: { kind: "steps", steps: steps ?? 1 } as RollbackTarget, updates: [] };
         const recorded = await recordedHosts(fleet.stack);
         const when = new Date().toISOString();
         changes = Object.fromEntries(
-            hosts.map((host) => {
-                const entry = chooseDeployment(host, recorded.get(host), target);
-                const pin: Pin = {
-                    storePath: entry.storePath,
-                    ...(entry.generation !== null ? { generation: entry.generation } : {}),
-                    reason: `rollback to ${describe(target)} (${when})`,
-                };
-                return [host, pin];
-            }),
+            hosts.map((host) => [host, pinFor(chooseDeployment(host, recorded.get(host), target, updates), `rollback to ${describe(target)} (${when})`)]),
         );
         description = `rollback ${hosts.join(",")} to ${describe(target)}`;
     }
@@ -160,7 +206,7 @@ export async function rollbackCommand(args: string[]): Promise<number> {
             hosts,
             preview: values.preview ?? false,
             yes: values.yes ?? false,
-            parallel: positiveInteger(values.parallel, "--parallel") ?? fleet.settings.parallel,
+            parallel: parallel ?? fleet.settings.parallel,
             json: values.json ?? false,
             description,
         });
@@ -168,14 +214,19 @@ export async function rollbackCommand(args: string[]): Promise<number> {
         restorePins(hosts);
         throw error;
     }
-    if (values.preview || !outcome.report) {
-        // A plan, or a cancelled run: the stack's config goes back to what it said.
-        restorePins(hosts);
-    } else if (outcome.code !== 0) {
-        // Hosts whose rollback did not happen keep their previous pins, so config and state agree.
-        const undone = outcome.report.failed.length ? outcome.report.failed : hosts;
-        restorePins(undone);
+    const undone = hostsToRestore(hosts, values.preview ?? false, outcome);
+    restorePins(undone);
+    if (undone.length && !values.preview && !outcome.cancelled && outcome.report) {
         process.stderr.write(`not rolled back: ${undone.join(", ")} (their pins were not kept; their recorded state is unchanged)\n`);
     }
     return outcome.code;
+}
+
+/**
+ * The hosts whose pins go back to what they were: all of them after a plan or a cancelled run;
+ * otherwise those whose rollback did not happen (failed or not attempted), so config and state agree.
+ */
+export function hostsToRestore(hosts: readonly string[], preview: boolean, outcome: DeploymentOutcome): string[] {
+    if (preview || outcome.cancelled || !outcome.report) return [...hosts];
+    return outcome.report.hosts.filter((h) => h.result === "failed" || h.result === "not attempted").map((h) => h.host);
 }

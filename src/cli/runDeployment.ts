@@ -2,9 +2,9 @@
 // --yes, run `pulumi up` targeted at exactly those hosts, and report a line per host per phase
 // and a summary. Only the named hosts are touched; others stay as they are.
 import { createInterface } from "node:readline/promises";
-import type { Stack } from "@pulumi/pulumi/automation";
+import { CommandError, ConcurrentUpdateError, type Stack } from "@pulumi/pulumi/automation";
 import { FleetError } from "../errors";
-import { ProgressTracker, renderSummary, type HostSummary } from "./progress";
+import { ProgressTracker, renderSummary, type HostSummary, type RunFailure } from "./progress";
 import { hostUrn } from "./stack";
 
 export interface DeploymentOptions {
@@ -23,8 +23,11 @@ export interface DeploymentOptions {
 export interface DeploymentReport {
     stack: string;
     preview: boolean;
+    /** Every selected host, each with its result (see HostResult). */
     hosts: HostSummary[];
     failed: string[];
+    /** Hosts the run never reached (each row says why). */
+    notAttempted: string[];
     errors: string[];
 }
 
@@ -37,18 +40,80 @@ async function confirm(question: string): Promise<boolean> {
     }
 }
 
-function report(options: DeploymentOptions, tracker: ProgressTracker, planning: boolean, failure?: unknown): DeploymentReport {
-    const hosts = tracker.summaries(options.hosts, planning);
-    const errors = [...tracker.programErrors];
-    if (failure && errors.length === 0 && hosts.every((h) => h.result !== "failed")) {
-        errors.push(failure instanceof Error ? failure.message.split("\n").slice(-8).join("\n") : String(failure));
+const LOCKED = /the stack is currently locked by|\[409\] Conflict: Another update is currently in progress/;
+
+/** The pulumi CLI's own stderr of an Automation API error (its message also dumps the command and stdout). */
+function stderrOf(error: unknown): string {
+    if (error instanceof CommandError) {
+        // commandResult is private in the SDK's types but is the CLI's result (stdout, stderr, code).
+        const result = (error as unknown as { commandResult?: { stderr?: string } }).commandResult;
+        if (result?.stderr !== undefined) return result.stderr;
     }
-    return { stack: options.stackName, preview: planning, hosts, failed: hosts.filter((h) => h.result === "failed").map((h) => h.host), errors };
+    return error instanceof Error ? error.message : String(error);
+}
+
+/** `stack prod is locked by another update (alice@laptop, pid 1234, since …)` + the hint. */
+export function lockedMessage(stack: string, stderr: string): string {
+    const holder = /created by (\S+) \(pid (\d+)\) at (\S+)/.exec(stderr);
+    const who = holder ? ` (${holder[1]}, pid ${holder[2]}, since ${holder[3]})` : "";
+    return (
+        `stack ${stack} is locked by another update${who}, so nothing was deployed\n` +
+        `  hint: wait for that update to end; if none is running (its deployer was killed), release the lock with \`npm run pulumi -- cancel --stack ${stack}\` (pulumi cancel), then run \`npm run pulumi -- refresh --stack ${stack}\``
+    );
+}
+
+/** Why `up`/`preview` threw, without the Automation API's dump of the whole command. */
+export function classifyFailure(stack: string, error: unknown, programErrors: readonly string[]): RunFailure {
+    const stderr = stderrOf(error);
+    if (error instanceof ConcurrentUpdateError || LOCKED.test(stderr)) return { kind: "locked", message: lockedMessage(stack, stderr) };
+    if (programErrors.length) return { kind: "program", message: programErrors.join("\n") };
+    // The engine's own `error:` lines, else the end of its output.
+    const lines = stderr.split("\n").map((line) => line.trimEnd());
+    const said = lines.filter((line) => /^error: /.test(line) && !/^error: (update|preview) failed$/.test(line)).map((line) => line.slice(7));
+    return { kind: "engine", message: (said.length ? said : lines.filter(Boolean).slice(-3)).join("\n") };
+}
+
+export function buildReport(
+    options: Pick<DeploymentOptions, "stackName" | "hosts">,
+    tracker: ProgressTracker,
+    planning: boolean,
+    error?: unknown,
+): DeploymentReport {
+    const failure = error === undefined ? undefined : classifyFailure(options.stackName, error, tracker.programErrors);
+    const hosts = tracker.summaries(options.hosts, planning, failure);
+    const errors = [...tracker.programErrors];
+    if (failure?.kind === "locked") errors.push(failure.message);
+    else if (failure?.kind === "engine" && hosts.every((h) => h.result !== "failed")) errors.push(failure.message);
+    return reportOf(options.stackName, planning, hosts, errors);
+}
+
+function reportOf(stack: string, planning: boolean, hosts: HostSummary[], errors: string[]): DeploymentReport {
+    return {
+        stack,
+        preview: planning,
+        hosts,
+        failed: hosts.filter((h) => h.result === "failed").map((h) => h.host),
+        notAttempted: hosts.filter((h) => h.result === "not attempted").map((h) => h.host),
+        errors,
+    };
+}
+
+/** The rows of a run the operator cancelled at the prompt: nothing was attempted. */
+export function cancelledReport(stack: string, plan: DeploymentReport): DeploymentReport {
+    const hosts = plan.hosts.map((h): HostSummary => ({ ...h, result: "not attempted", reason: "cancelled", generationAfter: h.generationBefore, storePathAfter: h.storePathBefore }));
+    return reportOf(stack, false, hosts, []);
 }
 
 export interface DeploymentOutcome {
     code: number;
     report?: DeploymentReport;
+    /** The operator said no at the prompt: nothing was changed. */
+    cancelled?: boolean;
+}
+
+/** 0 only when every host ended as it should: deployed, unchanged, held back (or planned). */
+export function exitCode(deployment: DeploymentReport): number {
+    return deployment.failed.length || deployment.notAttempted.length || deployment.errors.length ? 1 : 0;
 }
 
 function print(options: DeploymentOptions, deployment: DeploymentReport): DeploymentOutcome {
@@ -58,8 +123,9 @@ function print(options: DeploymentOptions, deployment: DeploymentReport): Deploy
         process.stdout.write(`\n${renderSummary(deployment.hosts)}\n`);
         for (const error of deployment.errors) process.stdout.write(`\nerror: ${error}\n`);
         if (deployment.failed.length) process.stdout.write(`\nfailed: ${deployment.failed.join(", ")}\n`);
+        if (deployment.notAttempted.length) process.stdout.write(`${deployment.failed.length ? "" : "\n"}not attempted: ${deployment.notAttempted.join(", ")}\n`);
     }
-    return { code: deployment.failed.length || deployment.errors.length ? 1 : 0, report: deployment };
+    return { code: exitCode(deployment), report: deployment };
 }
 
 export async function runDeployment(options: DeploymentOptions): Promise<DeploymentOutcome> {
@@ -75,8 +141,8 @@ export async function runDeployment(options: DeploymentOptions): Promise<Deploym
         } catch (error) {
             failure = error;
         }
-        const plan = report(options, tracker, true, failure);
-        if (options.preview || plan.failed.length || plan.errors.length) return print(options, plan);
+        const plan = buildReport(options, tracker, true, failure);
+        if (options.preview || exitCode(plan) !== 0) return print(options, plan);
         const changing = plan.hosts.filter((h) => h.result === "planned");
         process.stdout.write(`\n${renderSummary(plan.hosts)}\n\n`);
         if (changing.length === 0) {
@@ -92,7 +158,8 @@ export async function runDeployment(options: DeploymentOptions): Promise<Deploym
         }
         if (!(await confirm(`deploy ${changing.map((h) => h.host).join(", ")} on stack ${options.stackName}? [y/N] `))) {
             line("cancelled; nothing was changed");
-            return { code: 1 };
+            if (options.json) process.stdout.write(`${JSON.stringify(cancelledReport(options.stackName, plan), null, 2)}\n`);
+            return { code: 1, report: cancelledReport(options.stackName, plan), cancelled: true };
         }
     }
 
@@ -104,5 +171,5 @@ export async function runDeployment(options: DeploymentOptions): Promise<Deploym
     } catch (error) {
         failure = error;
     }
-    return print(options, report(options, tracker, false, failure));
+    return print(options, buildReport(options, tracker, false, failure));
 }

@@ -5,7 +5,7 @@ import { loadStackHosts, readStackConfig, type HostConfig, type StackConfig } fr
 import { FleetError } from "../errors";
 import type { HostOutputs } from "../provider/hostInputs";
 import { HOST_TYPE } from "../resources/host";
-import { numberedUpdates } from "../deploy/generations";
+import { numberedUpdates, readAllUpdates } from "../deploy/generations";
 
 export const PROJECT = "nixos-fleet";
 export const CONFIG_NAMESPACE = "nixos-fleet";
@@ -83,7 +83,14 @@ export async function recordedHosts(stack: Stack): Promise<Map<string, HostOutpu
     return hosts;
 }
 
-/** The stack's updates with version numbers (derived on the file:// backend, see numberedUpdates). */
-export async function stackUpdates(stack: Stack): Promise<UpdateSummary[]> {
-    return numberedUpdates(await stack.history());
+/** The part of a Stack that reads its update history (Automation API), so tests can fake it. */
+export type HistorySource = Pick<Stack, "history">;
+
+/**
+ * The stack's WHOLE update history, numbered (derived on the file:// backend, see
+ * numberedUpdates): every command numbers updates this one way, so a number, once shown, stays.
+ * Secrets are not shown, so no passphrase is needed to read it.
+ */
+export async function stackUpdates(stack: HistorySource): Promise<UpdateSummary[]> {
+    return numberedUpdates(await readAllUpdates((pageSize, page) => stack.history(pageSize, page, false)));
 }

@@ -31,8 +31,10 @@ export const pinSchema = z.strictObject(
         reason: z.string(expecting("a short text")).optional(),
         /** The system generation number the store path belongs to, when known. */
         generation: integerIn(1, Number.MAX_SAFE_INTEGER, "a generation number of at least 1").optional(),
+        /** When the recorded deployment the pin goes back to was activated: which one it is in the host's history. */
+        activatedAt: z.string(expecting("an ISO time")).optional(),
     },
-    expecting("a mapping with storePath, reason, generation"),
+    expecting("a mapping with storePath, reason, generation, activatedAt"),
 );
 
 // Stack defaults apply to every host, so a per-host field there is almost certainly a mistake.
@@ -92,6 +94,11 @@ export const STACK_CONFIG_KEYS = Object.keys(stackConfigSchema.shape) as Array<k
 
 /** Validates the settings object; throws a FleetConfigError naming each `nixos-fleet:<key path>`. */
 export function parseStackConfig(raw: unknown, options: StackConfigOptions): StackConfig {
+    // Without hosts nothing else matters (a new stack, or one with only pins or overrides): say
+    // the one thing to do, whatever else the stack's config holds.
+    if (raw === null || raw === undefined || (typeof raw === "object" && (raw as Record<string, unknown>).hosts === undefined)) {
+        throw new FleetConfigError([missingHostsProblem(options.file)], `the stack does not list its hosts`);
+    }
     const parsed = stackConfigSchema.safeParse(raw);
     if (!parsed.success) {
         const problems = fieldProblems(parsed.error.issues, stackConfigSchema, raw).map((problem) =>
@@ -107,6 +114,19 @@ export function parseStackConfig(raw: unknown, options: StackConfigOptions): Sta
     const settings = parsed.data;
     const baseDir = path.resolve(options.baseDir);
     return { ...settings, baseDir, hostsDir: path.resolve(baseDir, settings.hostsDir) };
+}
+
+/** `set nixos-fleet:hosts …` with an example, for a stack whose config has no hosts. */
+export function missingHostsProblem(file?: string) {
+    const stack = /^Pulumi\.(.+)\.ya?ml$/.exec(file ?? "")?.[1] ?? "<stack>";
+    return configProblem({
+        message: `set ${CONFIG_NAMESPACE}:hosts to the hosts this stack deploys (host names and @tags)`,
+        field: configKey(["hosts"]),
+        file,
+        hint:
+            `e.g. npm run pulumi -- config set --path '${CONFIG_NAMESPACE}:hosts[0]' psi --stack ${stack}, ` +
+            `or in Pulumi.${stack}.yaml: config: { ${CONFIG_NAMESPACE}:hosts: [alpha, "@web"] }`,
+    });
 }
 
 /** Something that reads raw config strings by key, such as `new pulumi.Config("nixos-fleet")`. */

@@ -151,6 +151,8 @@ export interface RecordedDeployment {
     generation: number | null;
     storePath: string;
     activatedAt: string;
+    /** The stack update that made the record, when the program knew it (records before it: absent). */
+    stackUpdate?: number | null;
 }
 
 /** What the stack's update history says about one update (Automation API UpdateSummary). */
@@ -162,11 +164,51 @@ export interface StackUpdate {
     result?: string;
 }
 
+/** How many updates one `pulumi stack history` call asks for. */
+export const HISTORY_PAGE_SIZE = 100;
+
+/**
+ * The stack's whole update history, newest first. `pulumi stack history` (and Automation API's
+ * history() without a page size) returns only the newest 10, so numbering those made the labels
+ * shift once a stack had more than 10 updates: this reads page after page until a short one.
+ * `readPage(pageSize, page)` is one `pulumi stack history --page-size N --page P` (page from 1).
+ */
+export async function readAllUpdates<T>(
+    readPage: (pageSize: number, page: number) => Promise<readonly T[] | null | undefined>,
+    pageSize = HISTORY_PAGE_SIZE,
+): Promise<T[]> {
+    const all: T[] = [];
+    for (let page = 1; ; page++) {
+        const batch = (await readPage(pageSize, page)) ?? [];
+        all.push(...batch);
+        if (batch.length < pageSize) return all;
+    }
+}
+
+/**
+ * The number the update now running gets, from the history read while it runs: a backend that
+ * lists running updates (Pulumi Cloud: result "in-progress") has numbered it already; the file://
+ * backend writes an update's entry only when it ends, so it is one past the newest.
+ * `updates` are numbered (numberedUpdates).
+ */
+export function runningUpdateNumber(updates: readonly StackUpdate[]): number {
+    const running = updates.find((update) => update.result === "in-progress" || update.result === "not-started");
+    if (running) return running.version;
+    return updates.reduce((max, update) => Math.max(max, update.version), 0) + 1;
+}
+
+/** The stack update that made a record: its own number when recorded, else placed by its time. */
+export function recordUpdate(record: Pick<RecordedDeployment, "activatedAt" | "stackUpdate">, updates: readonly StackUpdate[]): number | undefined {
+    if (typeof record.stackUpdate === "number") return record.stackUpdate;
+    return updateAt(updates, record.activatedAt);
+}
+
 /**
  * The stack's updates with their version numbers. Pulumi Cloud numbers every update (up, refresh,
  * destroy) of a stack 1, 2, 3, …; the file:// (DIY) backend leaves every version 0 in
  * `pulumi stack history`. Then the same numbering is derived: oldest first, counting from 1.
- * `history` is what Stack.history() returns (newest first).
+ * `history` is the WHOLE history (readAllUpdates), newest first: numbering a part of it gives
+ * numbers that change as updates are added.
  */
 export function numberedUpdates<T extends StackUpdate>(history: readonly T[]): T[] {
     if (history.some((update) => update.version > 0)) return [...history];
@@ -211,21 +253,26 @@ export function updateAt(updates: readonly StackUpdate[], at: string): number | 
 
 /**
  * The stack update that deployed a generation: the earliest recorded deployment of that generation
- * number with that store path (the one that created it), placed in the update history by its
- * activation time. Undefined when this stack did not deploy it (by hand, another tool, another
- * stack) or its record has aged out of the bounded history.
+ * number with that store path (the one that created it): the update number the record carries,
+ * or for records made before records carried it, the update its activation time falls in.
+ * Undefined when this stack did not deploy it (by hand, another tool, another stack) or its record
+ * has aged out of the bounded history.
  */
 export function stackVersionOf(
     generation: Pick<HostGeneration, "generation" | "storePath">,
     history: readonly RecordedDeployment[],
     updates: readonly StackUpdate[],
 ): number | undefined {
-    const records = history
-        .filter((record) => record.generation === generation.generation && record.storePath === generation.storePath)
-        .sort((a, b) => Date.parse(a.activatedAt) - Date.parse(b.activatedAt));
-    for (const record of records) {
-        const version = updateAt(updates, record.activatedAt);
+    for (const record of recordsOf(generation, history)) {
+        const version = recordUpdate(record, updates);
         if (version !== undefined) return version;
     }
     return undefined;
+}
+
+/** The records of a generation (same number, same system), oldest first: the first one made it. */
+export function recordsOf<T extends RecordedDeployment>(generation: Pick<HostGeneration, "generation" | "storePath">, history: readonly T[]): T[] {
+    return history
+        .filter((record) => record.generation === generation.generation && record.storePath === generation.storePath)
+        .sort((a, b) => Date.parse(a.activatedAt) - Date.parse(b.activatedAt));
 }

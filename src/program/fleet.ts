@@ -5,6 +5,7 @@ import { evaluateSystems } from "../nix/evaluate";
 import type { ProcessRunner } from "../process/runner";
 import type { HostInputs } from "../provider/hostInputs";
 import { hostInputsOf } from "./hostInputs";
+import { provenanceFor, type ProvenanceResult } from "./provenance";
 
 export interface FleetPlanOptions {
     /** The `nixos-fleet` config namespace of the stack (e.g. new pulumi.Config("nixos-fleet")). */
@@ -13,6 +14,8 @@ export interface FleetPlanOptions {
     projectRoot: string;
     stackName: string;
     runner: ProcessRunner;
+    /** Revision, operator and update number for the records (program/provenance.ts); none without it. */
+    provenance?: (flakes: string[]) => Promise<ProvenanceResult>;
 }
 
 export interface PlannedHost {
@@ -31,6 +34,7 @@ export function pinnedInputs(inputs: HostInputs, pin: Pin): HostInputs {
         pin: {
             ...(pin.generation !== undefined ? { generation: pin.generation } : {}),
             ...(pin.reason !== undefined ? { reason: pin.reason } : {}),
+            ...(pin.activatedAt !== undefined ? { activatedAt: pin.activatedAt } : {}),
             configuredStorePath: inputs.storePath,
         },
     };
@@ -39,22 +43,30 @@ export function pinnedInputs(inputs: HostInputs, pin: Pin): HostInputs {
 export interface FleetPlan {
     stack: StackConfig;
     hosts: PlannedHost[];
+    /** Things the program should warn about (e.g. a flake revision that could not be read). */
+    warnings: string[];
 }
 
 export async function planFleet(options: FleetPlanOptions): Promise<FleetPlan> {
     const file = `Pulumi.${options.stackName}.yaml`;
     const stack = readStackConfig(options.config, { baseDir: options.projectRoot, file });
     const hosts = await loadStackHosts(stack, { file });
-    const systems = await evaluateSystems(
-        hosts.map((host) => ({ name: host.name, flake: host.flake, attribute: host.attribute })),
-        { runner: options.runner, cwd: options.projectRoot },
-    );
+    // The revisions and the update number are read while Nix evaluates.
+    const [systems, provenance] = await Promise.all([
+        evaluateSystems(
+            hosts.map((host) => ({ name: host.name, flake: host.flake, attribute: host.attribute })),
+            { runner: options.runner, cwd: options.projectRoot },
+        ),
+        options.provenance?.([...new Set(hosts.map((host) => host.flake))]),
+    ]);
     return {
         stack,
         hosts: hosts.map((host) => {
-            const inputs = hostInputsOf(host, systems.get(host.name)!);
+            const evaluated = hostInputsOf(host, systems.get(host.name)!);
+            const inputs = provenance ? { ...evaluated, provenance: provenanceFor(host.flake, provenance) } : evaluated;
             const pin = stack.pins[host.name];
             return { config: host, inputs: pin ? pinnedInputs(inputs, pin) : inputs, pin };
         }),
+        warnings: provenance?.warnings ?? [],
     };
 }

@@ -9,6 +9,31 @@ import type { DeployRequest } from "../deploy/deployHost";
 
 const storePath = z.string().regex(STORE_PATH, "must be a Nix store path (/nix/store/<hash>-<name>)");
 
+/** The flake revision a deployment was made from (see program/provenance.ts). */
+export const flakeRevisionSchema = z.object({
+    /** The flake reference as the host's file names it. */
+    url: z.string(),
+    /** The git commit; for a dirty tree the commit it is based on when Nix says (null on Nix 2.8). */
+    revision: z.string().nullable(),
+    /** Uncommitted changes in a git flake; null when the flake is not git. */
+    dirty: z.boolean().nullable(),
+    lastModified: z.number().nullable(),
+    narHash: z.string().nullable(),
+});
+
+export type FlakeRevision = z.infer<typeof flakeRevisionSchema>;
+
+/** Who and what made a deployment: written into its record, never a reason to deploy. */
+export const provenanceSchema = z.object({
+    /** The number of the stack update doing the deployment (as `generations` shows it); null when unknown. */
+    stackUpdate: z.number().int().positive().nullable(),
+    /** user@machine, or NIXOS_FLEET_OPERATOR. */
+    operator: z.string(),
+    flake: flakeRevisionSchema.nullable(),
+});
+
+export type Provenance = z.infer<typeof provenanceSchema>;
+
 export const hostInputsSchema = z.object({
     name: z.string().min(1),
     address: z.string().min(1).refine((value) => !value.startsWith("-"), "must not start with '-'"),
@@ -44,8 +69,12 @@ export const hostInputsSchema = z.object({
             reason: z.string().optional(),
             /** What the configuration evaluates to now, shown beside the pin. */
             configuredStorePath: storePath.optional(),
+            /** activatedAt of the recorded deployment the pin goes back to (identifies it in the history). */
+            activatedAt: z.string().optional(),
         })
         .optional(),
+    /** Revision, operator and stack update of this run: recorded with a deployment, not diffed. */
+    provenance: provenanceSchema.optional(),
 });
 
 export type HostInputs = z.infer<typeof hostInputsSchema>;
@@ -54,7 +83,21 @@ export interface DeploymentRecord {
     generation: number | null;
     storePath: string;
     action: string;
+    /** When the system was activated (ISO time): the record's time. */
     activatedAt: string;
+    /**
+     * "deploy": the configuration was deployed; "rollback": a recorded system was deployed again by
+     * `rollback` (pinned). Records made before this field: absent (see isRollbackRecord).
+     */
+    kind?: "deploy" | "rollback";
+    /** For a rollback: activatedAt of the deploy record it went back to. */
+    rollbackTo?: string;
+    /** The stack update that made the record; null when the program could not tell. */
+    stackUpdate?: number | null;
+    /** user@machine who ran it. */
+    operator?: string | null;
+    /** The flake revision of the deployed system (for a rollback: the one it went back to). */
+    flake?: FlakeRevision | null;
 }
 
 export interface HostOutputs extends HostInputs {
@@ -84,8 +127,11 @@ export interface LastDeploy {
 
 export const HISTORY_LIMIT = 20;
 
-/** Input keys whose change means an update. drvPath is derived from storePath, so it is left out. */
-export const DIFF_KEYS = (Object.keys(hostInputsSchema.shape) as (keyof HostInputs)[]).filter((key) => key !== "drvPath");
+/**
+ * Input keys whose change means an update. drvPath is derived from storePath, and provenance only
+ * describes the run (a new revision with the same system is no reason to deploy), so both are left out.
+ */
+export const DIFF_KEYS = (Object.keys(hostInputsSchema.shape) as (keyof HostInputs)[]).filter((key) => key !== "drvPath" && key !== "provenance");
 
 export function sshTargetOf(inputs: HostInputs): SshTarget {
     return {

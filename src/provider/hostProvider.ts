@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { deployHost, inspectHost, type DeployOutcome } from "../deploy/deployHost";
 import { changesRunningSystem, setsProfile } from "../deploy/activate";
+import { stepOf, trimHistory } from "../deploy/deployments";
 import type { HostState } from "../deploy/hostState";
 import { formatError } from "../errors";
 import type { ProcessRunner } from "../process/runner";
@@ -80,23 +81,47 @@ export function deployedStorePath(state: HostState, action: HostInputs["action"]
     return undefined;
 }
 
-/** How many deployments the state records: keepGenerations when set (cleanup deletes the rest). */
+/** How many deployments (rollbacks aside) the state records: keepGenerations when set (cleanup deletes the rest). */
 export function historyLimit(inputs: Pick<HostInputs, "keepGenerations">): number {
     return inputs.keepGenerations ?? HISTORY_LIMIT;
+}
+
+/**
+ * The record of this deployment: what was deployed, when, by whom, from which revision, in which
+ * stack update. A pinned host's deployment is a rollback: it records which deployment it went
+ * back to, and that deployment's revision (the system is that revision's, not today's flake's).
+ */
+export function deploymentRecord(inputs: HostInputs, generation: number | null, activatedAt: string, previous: readonly DeploymentRecord[]): DeploymentRecord {
+    const provenance = inputs.provenance;
+    const base = {
+        generation,
+        storePath: inputs.storePath,
+        action: inputs.action,
+        activatedAt,
+        stackUpdate: provenance?.stackUpdate ?? null,
+        operator: provenance?.operator ?? null,
+    };
+    if (!inputs.pin) return { ...base, kind: "deploy", flake: provenance?.flake ?? null };
+    // The deployment the pin goes back to: named by the pin, else the newest holding its system.
+    const named =
+        previous.find((entry) => inputs.pin?.activatedAt !== undefined && entry.activatedAt === inputs.pin.activatedAt) ??
+        previous.find((entry) => entry.storePath === inputs.storePath);
+    const target = named ? stepOf(previous, named) : undefined;
+    return {
+        ...base,
+        kind: "rollback",
+        ...(target ? { rollbackTo: target.activatedAt } : {}),
+        flake: target?.flake ?? null,
+    };
 }
 
 export function outputsAfterDeploy(inputs: HostInputs, outcome: DeployOutcome, old?: Partial<HostOutputs>): HostOutputs {
     const { after, before } = outcome;
     const generation = after.generation ?? null;
-    const record: DeploymentRecord = {
-        generation,
-        storePath: inputs.storePath,
-        action: inputs.action,
-        activatedAt: outcome.activatedAt,
-    };
     const previous = old?.history ?? [];
+    const record = deploymentRecord(inputs, generation, outcome.activatedAt, previous);
     const unchanged = previous[0] && previous[0].storePath === record.storePath && previous[0].generation === record.generation;
-    const history = (unchanged ? previous : [record, ...previous]).slice(0, historyLimit(inputs));
+    const history = trimHistory(unchanged ? previous : [record, ...previous], historyLimit(inputs));
     return {
         ...inputs,
         generation,
@@ -194,7 +219,7 @@ export class HostProvider implements provider.Provider {
         const log = (message: string) => void this.options.logger.log("info", urn, `${inputs.name}: ${message}`, true);
         try {
             // The recorded history is what rollback can reach; cleanup keeps exactly those generations.
-            const kept = (old?.history ?? []).slice(0, historyLimit(inputs) - 1);
+            const kept = trimHistory(old?.history ?? [], historyLimit(inputs) - 1);
             const request = { ...deployRequestOf(inputs), protectedStorePaths: kept.map((entry) => entry.storePath) };
             const outcome = await deployHost(request, {
                 runner: this.options.runner,

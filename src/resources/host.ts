@@ -2,7 +2,7 @@
 // provider (src/provider). Its inputs are the host's connection settings and the system store
 // path the evaluation produced; a change to either updates the host in place.
 import * as pulumi from "@pulumi/pulumi";
-import type { HostInputs, LastDeploy } from "../provider/hostInputs";
+import type { DeploymentRecord, HostInputs, LastDeploy } from "../provider/hostInputs";
 
 export const HOST_TYPE = "nixos:index:Host";
 
@@ -19,7 +19,8 @@ export class Host extends pulumi.CustomResource {
     declare readonly nixosVersion: pulumi.Output<string | null>;
     declare readonly runningStorePath: pulumi.Output<string | null>;
     declare readonly bootedStorePath: pulumi.Output<string | null>;
-    declare readonly history: pulumi.Output<{ generation: number | null; storePath: string; action: string; activatedAt: string }[]>;
+    /** The recorded deployments, newest first, each with its revision, operator, time and stack update. */
+    declare readonly history: pulumi.Output<DeploymentRecord[]>;
     declare readonly lastDeploy: pulumi.Output<LastDeploy>;
 
     constructor(name: string, args: HostArgs, opts?: pulumi.CustomResourceOptions) {

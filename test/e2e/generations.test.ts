@@ -29,7 +29,7 @@ async function generations(args: string[]): Promise<RunResult> {
 }
 
 async function latestVersion(): Promise<number> {
-    const result = await project.pulumi(["stack", "history", "--json", "-s", project.stack]);
+    const result = await project.pulumi(["stack", "history", "--json", "--page-size", "100000", "-s", project.stack]);
     expect(result.code, result.stderr).toBe(0);
     const history = JSON.parse(result.stdout) as { version: number; kind: string }[];
     // A file:// backend reports version 0 for every update; the numbering is then 1.. oldest first.
@@ -112,7 +112,7 @@ describe("npm run generations", () => {
         expect(result.code, result.stdout + result.stderr).toBe(0);
         const lines = result.stdout.split("\n");
         expect(lines[0]).toBe(`psi (stack ${project.stack}):`);
-        expect(lines[1]).toMatch(/GEN +DATE +STORE PATH +NIXOS +DEPLOYED BY +FLAGS/);
+        expect(lines[1]).toMatch(/GEN +DATE +STORE PATH +NIXOS +DEPLOYED BY +REVISION +OPERATOR +FLAGS/);
         expect(lines[2]).toMatch(new RegExp(`^ +1 .*-nixos-system-psi-24\\.05\\.1-sandbox +24\\.05\\.1-sandbox +stack update ${upVersions[0]}$`));
         expect(lines[3]).toMatch(new RegExp(`^ +2 .*-nixos-system-psi-24\\.05\\.2-sandbox +24\\.05\\.2-sandbox +stack update ${upVersions[1]} +running, boot$`));
         expect(result.stdout).not.toMatch(/^rho|^tau/m);

@@ -221,17 +221,26 @@ describe("(c) the guide's deploy, verify and rollback sequence on psi, rho, tau"
         expect((await project.hostSystem("psi")).current).toBe(psi2);
         expect(readFileSync(join(project.projectDir, `Pulumi.${project.stack}.yaml`), "utf8")).not.toMatch(/pins/);
 
-        // Back to the previous deployment.
-        let history = await recordedHistory("psi");
+        // Two more deployments of psi (not guide commands), so the guide's `rollback` and then
+        // `--steps 2` have somewhere to go: psi deployments 1, 2, 3, 4.
+        await project.sandbox.set("psi", { version: 3 });
+        expect((await runGuideCommand("npm run deploy -- --hosts psi")).code).toBe(0);
+        const psi3 = (await project.hostSystem("psi")).current;
+        await project.sandbox.set("psi", { version: 4 });
+        expect((await runGuideCommand("npm run deploy -- --hosts psi")).code).toBe(0);
+        const psi4 = (await project.hostSystem("psi")).current;
+
+        // Back to the previous deployment (4 → 3).
+        const history = await recordedHistory("psi");
         output = await ok(next(/^npm run rollback -- --hosts psi$/));
         expect((await project.hostSystem("psi")).current).toBe(history[1]!.storePath);
-        expect((await project.hostSystem("psi")).current).toBe(psi1);
+        expect((await project.hostSystem("psi")).current).toBe(psi3);
         expect(output).toMatch(/psi is pinned to/); // flagged in the deploy too
 
-        // Two deployments back: whatever the recorded history says, taken before the command.
-        history = await recordedHistory("psi");
+        // Two deployments further back, counted from where the rollback went (3 → 1): a rollback
+        // is not a step of its own, as with nix-env --rollback.
         output = await ok(next(/^npm run rollback -- --hosts psi --steps 2$/));
-        expect((await project.hostSystem("psi")).current).toBe(history[2]!.storePath);
+        expect((await project.hostSystem("psi")).current).toBe(psi1);
         expect(output).toMatch(/psi is pinned to/);
 
         // --to-generation N: N taken from `npm run generations`, as the guide says (its 3 is an example).
@@ -249,7 +258,7 @@ describe("(c) the guide's deploy, verify and rollback sequence on psi, rho, tau"
 
         // --clear: the configuration again, and the pin is gone.
         output = await ok(next(/^npm run rollback -- --hosts psi --clear$/));
-        expect((await project.hostSystem("psi")).current).toBe(psi2);
+        expect((await project.hostSystem("psi")).current).toBe(psi4);
         expect(readFileSync(join(project.projectDir, `Pulumi.${project.stack}.yaml`), "utf8")).not.toMatch(/pins/);
         const preview = await project.preview();
         expect(preview.stdout + preview.stderr).not.toMatch(/pinned/);

@@ -125,11 +125,25 @@ describe("rowsOf", () => {
             { generation: 3, date: "2025-02-02 10:00:00", current: true, storePath: gen1, running: true, booted: false },
         ];
         const rows = rowsOf(generations, recorded("psi").history, updates);
+        const unknown = { deployedAt: null, operator: null, flake: null };
         expect(rows).toEqual([
-            { generation: 1, date: "2025-01-30 09:15:02", storePath: gen1, nixosVersion: "24.05.1", current: false, running: false, booted: false, stackVersion: 1 },
-            { generation: 2, date: "2025-01-31 14:02:11", storePath: gen2, nixosVersion: null, current: false, running: false, booted: true, stackVersion: 2 },
-            { generation: 3, date: "2025-02-02 10:00:00", storePath: gen1, nixosVersion: null, current: true, running: true, booted: false, stackVersion: null },
+            { generation: 1, date: "2025-01-30 09:15:02", storePath: gen1, nixosVersion: "24.05.1", current: false, running: false, booted: false, stackVersion: 1, ...unknown, deployedAt: "2025-01-30T09:15:02.000Z" },
+            { generation: 2, date: "2025-01-31 14:02:11", storePath: gen2, nixosVersion: null, current: false, running: false, booted: true, stackVersion: 2, ...unknown, deployedAt: "2025-01-31T14:02:11.000Z" },
+            { generation: 3, date: "2025-02-02 10:00:00", storePath: gen1, nixosVersion: null, current: true, running: true, booted: false, stackVersion: null, ...unknown },
         ]);
+    });
+
+    it("a generation's row carries its deployment record: update number as recorded, time, operator, flake revision", () => {
+        const flake = { url: "/srv/infra", revision: "e8c93f62e82d4085747a53dae0aa2b64cc04fd14", dirty: true, lastModified: 1, narHash: null };
+        const history = [
+            // a later rollback to generation 2 does not change who made it
+            { generation: 2, storePath: gen2, action: "switch", activatedAt: "2025-02-05T00:00:00.000Z", kind: "rollback" as const, stackUpdate: 40, operator: "bob@desk", flake },
+            { generation: 2, storePath: gen2, action: "switch", activatedAt: "2025-01-31T14:02:11.000Z", kind: "deploy" as const, stackUpdate: 31, operator: "alice@laptop", flake },
+        ];
+        const [row] = rowsOf([{ generation: 2, date: "2025-01-31 14:02:11", current: true, storePath: gen2, running: true, booted: false }], history, updates);
+        expect(row).toMatchObject({ stackVersion: 31, deployedAt: "2025-01-31T14:02:11.000Z", operator: "alice@laptop", flake });
+        const text = formatReports([{ host: "psi", generations: [row!] }], "prod");
+        expect(text).toMatch(/stack update 31 +e8c93f62e82d-dirty +alice@laptop +running, boot/);
     });
 });
 
@@ -192,6 +206,9 @@ describe("formatReports", () => {
         running: false,
         booted: false,
         stackVersion: null,
+        deployedAt: null,
+        operator: null,
+        flake: null,
         ...overrides,
     });
 
@@ -206,9 +223,9 @@ describe("formatReports", () => {
         );
         const lines = text.split("\n");
         expect(lines[0]).toBe("psi (stack prod):");
-        expect(lines[1]).toMatch(/^ {2}GEN +DATE +STORE PATH +NIXOS +DEPLOYED BY +FLAGS$/);
-        expect(lines[2]).toMatch(new RegExp(`^ {2}1 +2025-01-30 09:15:02 +${gen1} +24\\.05\\.1 +-$`));
-        expect(lines[3]).toMatch(new RegExp(`^ {2}2 +2025-01-30 09:15:02 +${gen2} +- +stack update 3 +running, boot, booted$`));
+        expect(lines[1]).toMatch(/^ {2}GEN +DATE +STORE PATH +NIXOS +DEPLOYED BY +REVISION +OPERATOR +FLAGS$/);
+        expect(lines[2]).toMatch(new RegExp(`^ {2}1 +2025-01-30 09:15:02 +${gen1} +24\\.05\\.1 +- +- +-$`));
+        expect(lines[3]).toMatch(new RegExp(`^ {2}2 +2025-01-30 09:15:02 +${gen2} +- +stack update 3 +- +- +running, boot, booted$`));
         expect(text).toContain("rho: no system generations");
         expect(text).toContain("tau: could not list generations\n  host tau: connect failed: root@tau refused the connection\n    hint: check");
     });

@@ -29,30 +29,29 @@ function thrown(work: () => unknown) {
 
 describe("chooseDeployment", () => {
     it("--steps K is the K-th recorded deployment before the current one", () => {
-        expect(chooseDeployment("psi", recorded, { kind: "steps", steps: 1 }).generation).toBe(3);
-        expect(chooseDeployment("psi", recorded, { kind: "steps", steps: 2 }).generation).toBe(1);
-        expect(chooseDeployment("psi", recorded, { kind: "steps", steps: 0 }).generation).toBe(4);
+        expect(chooseDeployment("psi", recorded, { kind: "steps", steps: 1 }).entry.generation).toBe(3);
+        expect(chooseDeployment("psi", recorded, { kind: "steps", steps: 2 }).entry.generation).toBe(1);
     });
 
-    it("too many steps says how many deployments were recorded", () => {
+    it("too many steps says where the host is and how many deployments were recorded before it", () => {
         const error = thrown(() => chooseDeployment("psi", recorded, { kind: "steps", steps: 3 }));
         expect(error.host).toBe("psi");
-        expect(error.message).toBe("cannot go back 3 deployment(s): the stack recorded only 3 for this host");
+        expect(error.message).toBe("cannot go back 3 deployment(s): the host is on generation 4, and the stack recorded only 2 deployments before it");
         expect(error.hint).toContain("4, 3, 1");
     });
 
     it("--to-generation finds the recorded generation, or lists the recorded ones", () => {
-        expect(chooseDeployment("psi", recorded, { kind: "generation", generation: 1 }).storePath).toBe(path(1));
+        expect(chooseDeployment("psi", recorded, { kind: "generation", generation: 1 }).entry.storePath).toBe(path(1));
         expect(thrown(() => chooseDeployment("psi", recorded, { kind: "generation", generation: 2 })).message).toBe(
             "generation 2 was not deployed by this stack (recorded: 4, 3, 1)",
         );
     });
 
-    it("--to-stack-version takes the newest deployment at the end of that update, to the second", () => {
+    it("--to-stack-version without recorded numbers takes the newest deployment at the end of that update, to the second", () => {
         const end = new Date("2026-11-21T10:04:00.000Z"); // recorded to the second
-        expect(chooseDeployment("psi", recorded, { kind: "stackVersion", version: 5, endTime: end }).generation).toBe(4);
+        expect(chooseDeployment("psi", recorded, { kind: "stackVersion", version: 5, endTime: end }).entry.generation).toBe(4);
         const earlier = new Date("2026-11-21T10:02:00.000Z");
-        expect(chooseDeployment("psi", recorded, { kind: "stackVersion", version: 3, endTime: earlier }).generation).toBe(1);
+        expect(chooseDeployment("psi", recorded, { kind: "stackVersion", version: 3, endTime: earlier }).entry.generation).toBe(1);
         const before = new Date("2026-11-21T09:00:00.000Z");
         expect(thrown(() => chooseDeployment("psi", recorded, { kind: "stackVersion", version: 1, endTime: before })).message).toBe(
             "the host had not been deployed by stack version 1 yet",
@@ -63,6 +62,16 @@ describe("chooseDeployment", () => {
         expect(thrown(() => chooseDeployment("psi", undefined, { kind: "steps", steps: 1 })).message).toBe(
             "the stack has no recorded deployment of this host",
         );
+    });
+
+    it("a rollback recorded before records had a kind is still not a step (same generation and system as an older record)", () => {
+        const legacy = {
+            history: [
+                { generation: 3, storePath: path(3), action: "switch", activatedAt: "2026-11-21T10:05:00.000Z" }, // the old rollback 4 → 3
+                ...recorded.history,
+            ],
+        } as unknown as HostOutputs;
+        expect(chooseDeployment("psi", legacy, { kind: "steps", steps: 1 }).entry.generation).toBe(1);
     });
 });
 

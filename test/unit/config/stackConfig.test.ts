@@ -41,8 +41,17 @@ describe("parseStackConfig", () => {
     it("requires hosts, naming the config key", () => {
         const problem = onlyProblem(() => parseStackConfig({}, { baseDir, file: "Pulumi.dev.yaml" }));
         expect(problem).toMatchObject({ phase: "config", field: "nixos-fleet:hosts", file: "Pulumi.dev.yaml" });
-        expect(problem.message).toMatch(/^missing required field \(expected a list of host names and "@tag" selectors\)/);
+        expect(problem.message).toMatch(/^set nixos-fleet:hosts to the hosts this stack deploys/);
+        expect(problem.hint).toContain("npm run pulumi -- config set --path 'nixos-fleet:hosts[0]' psi --stack dev");
         expect(problem.hint).toMatch(/nixos-fleet:hosts: \[alpha, "@web"\]/);
+    });
+
+    it("without hosts says only that, whatever the rest of the config holds", () => {
+        for (const raw of [null, undefined, {}, { pins: { psi: { storePath: "nonsense" } } }, { parallel: 0, overrides: { x: { port: "a" } } }]) {
+            const problem = onlyProblem(() => parseStackConfig(raw, { baseDir, file: "Pulumi.new.yaml" }));
+            expect(problem.message).toMatch(/^set nixos-fleet:hosts /);
+            expect(problem.hint).toContain("--stack new");
+        }
     });
 
     it("rejects an empty host list and bad selectors", () => {

@@ -107,7 +107,9 @@ describe("outputsAfterDeploy", () => {
             profileStorePath: next,
             lastDeploy: { activated: true, generationBefore: 2, generationAfter: 3, pathsCopied: 2, bytesCopied: 64_000, timings: {} },
         });
-        expect(outputs.history).toEqual([{ generation: 3, storePath: next, action: "switch", activatedAt: "2025-01-02T03:04:05.000Z" }]);
+        expect(outputs.history).toEqual([
+            { generation: 3, storePath: next, action: "switch", activatedAt: "2025-01-02T03:04:05.000Z", kind: "deploy", stackUpdate: null, operator: null, flake: null },
+        ]);
     });
 
     it("puts the new deployment first in the history", () => {

@@ -314,11 +314,21 @@ func (h *host) Run(_ context.Context, req *pulumirpc.RunRequest) (*pulumirpc.Run
 	args = append(args, entry)
 	args = append(args, req.GetArgs()...)
 
-	config, err := json.Marshal(req.GetConfig())
+	// A stack without any config comes as a nil map: send {} and [], never null, which the
+	// Node.js SDK cannot read ("Cannot convert undefined or null to object").
+	configValues := req.GetConfig()
+	if configValues == nil {
+		configValues = map[string]string{}
+	}
+	configSecretKeys := req.GetConfigSecretKeys()
+	if configSecretKeys == nil {
+		configSecretKeys = []string{}
+	}
+	config, err := json.Marshal(configValues)
 	if err != nil {
 		return nil, fmt.Errorf("serializing config: %w", err)
 	}
-	secretKeys, err := json.Marshal(req.GetConfigSecretKeys())
+	secretKeys, err := json.Marshal(configSecretKeys)
 	if err != nil {
 		return nil, fmt.Errorf("serializing secret keys: %w", err)
 	}

@@ -1,0 +1,202 @@
+// Honest rows: every selected host ends as deployed, unchanged, failed (with phase and error),
+// not attempted (with why) or held back, in the table, in --json and in the exit code. The engine
+// events are fakes shaped like Automation API's.
+import { ConcurrentUpdateError, CommandError, type EngineEvent } from "@pulumi/pulumi/automation";
+import { describe, expect, it } from "vitest";
+import { ProgressTracker, phaseOf, renderSummary } from "../../../src/cli/progress";
+import { buildReport, cancelledReport, exitCode, lockedMessage } from "../../../src/cli/runDeployment";
+import { hostsToRestore } from "../../../src/cli/rollback";
+import { storePath } from "../helpers/fixtures";
+
+/** What Automation API wraps the pulumi CLI's result in (its CommandResult). */
+class CommandResult {
+    constructor(
+        readonly stdout: string,
+        readonly stderr: string,
+        readonly code: number,
+        readonly err?: Error,
+    ) {}
+    toString(): string {
+        return `code: ${this.code}\n stdout: ${this.stdout}\n stderr: ${this.stderr}\n err?: ${this.err ?? ""}\n`;
+    }
+}
+
+const STACK = "prod";
+const urn = (host: string) => `urn:pulumi:${STACK}::nixos-fleet::nixos:index:Host::${host}`;
+const v = (n: number) => storePath(`nixos-system-v${n}`);
+let sequence = 0;
+
+function pre(host: string, op: string, old: Record<string, unknown> | undefined, inputs: Record<string, unknown>): EngineEvent {
+    return {
+        sequence: sequence++,
+        timestamp: 0,
+        resourcePreEvent: { metadata: { op, urn: urn(host), type: "nixos:index:Host", provider: "", old: old && { outputs: old }, new: { inputs } } },
+    } as unknown as EngineEvent;
+}
+
+function outputs(host: string, op: string, out: Record<string, unknown>): EngineEvent {
+    return { sequence: sequence++, timestamp: 0, resOutputsEvent: { metadata: { op, urn: urn(host), type: "nixos:index:Host", provider: "", new: { outputs: out } } } } as unknown as EngineEvent;
+}
+
+function diagnostic(message: string, severity: string, host?: string): EngineEvent {
+    return { sequence: sequence++, timestamp: 0, diagnosticEvent: { urn: host ? urn(host) : undefined, message, color: "never", severity } } as unknown as EngineEvent;
+}
+
+const recorded = (generation: number, path: string) => ({ name: "x", generation, storePath: path });
+const deployedOutputs = (before: number, after: number, path: string, activated = true) => ({
+    generation: after,
+    storePath: path,
+    lastDeploy: { activated, generationBefore: before, generationAfter: after, pathsCopied: 3, bytesCopied: 2048, timings: { copy: 1200, activate: 800 } },
+});
+
+function run(events: EngineEvent[], hosts: string[], error?: unknown, planning = false) {
+    const lines: string[] = [];
+    const tracker = new ProgressTracker((line) => lines.push(line));
+    for (const event of events) tracker.onEvent(event);
+    const report = buildReport({ stackName: STACK, hosts }, tracker, planning, error);
+    return { report, table: renderSummary(report.hosts), code: exitCode(report), json: JSON.parse(JSON.stringify(report)) as typeof report, lines };
+}
+
+const engineFailed = () =>
+    new CommandError(new CommandResult("Updating (prod)\n…", "error: update failed\n", 255, undefined) as never);
+
+describe("honest rows", () => {
+    it("deployed: the engine updated the host and the provider activated it", () => {
+        const { report, table, code } = run(
+            [pre("psi", "update", recorded(3, v(3)), { storePath: v(4) }), outputs("psi", "update", deployedOutputs(3, 4, v(4)))],
+            ["psi"],
+        );
+        expect(report.hosts[0]).toMatchObject({ host: "psi", result: "deployed", generationBefore: 3, generationAfter: 4, pathsCopied: 3 });
+        expect(table).toMatch(/^psi +3 → 4 .*3 paths, 2\.0 KiB .*deployed$/m);
+        expect(code).toBe(0);
+    });
+
+    it("unchanged: only when the engine reported 'same' from the host's recorded state (or the provider found the system running)", () => {
+        const { report, code } = run(
+            [
+                pre("psi", "same", recorded(3, v(3)), { storePath: v(3) }),
+                outputs("psi", "same", recorded(3, v(3))),
+                pre("rho", "update", recorded(2, v(2)), { storePath: v(2), port: 2222 }),
+                outputs("rho", "update", deployedOutputs(2, 2, v(2), false)),
+            ],
+            ["psi", "rho"],
+        );
+        expect(report.hosts.map((h) => [h.host, h.result])).toEqual([
+            ["psi", "unchanged"],
+            ["rho", "unchanged"],
+        ]);
+        expect(code).toBe(0);
+    });
+
+    it("failed: with its phase and error; the table names the phase; exit 1", () => {
+        const error = "host psi: activate failed: switch-to-configuration switch exited with 1; the host was restored to generation 3\n  | boom\n  hint: fix it";
+        const { report, table, code, json } = run([pre("psi", "update", recorded(3, v(3)), { storePath: v(4) }), diagnostic(error, "error", "psi")], ["psi"], engineFailed());
+        expect(report.hosts[0]).toMatchObject({ result: "failed", phase: "activate", error });
+        expect(json.failed).toEqual(["psi"]);
+        expect(table).toMatch(/FAILED \(activate\): switch-to-configuration switch exited with 1; the host was restored to generation 3$/m);
+        expect(report.errors).toEqual([]); // the host's error is in its row, not repeated as a dump
+        expect(code).toBe(1);
+    });
+
+    it("not attempted after another host failed (--parallel 1): never 'unchanged'; exit 1", () => {
+        const { report, table, code, json } = run(
+            [pre("psi", "update", recorded(3, v(3)), { storePath: v(4) }), diagnostic("host psi: connect failed: root@psi refused the connection", "error", "psi")],
+            ["psi", "rho", "tau"],
+            engineFailed(),
+        );
+        expect(report.hosts.map((h) => [h.host, h.result, h.reason])).toEqual([
+            ["psi", "failed", undefined],
+            ["rho", "not attempted", "another host failed (psi)"],
+            ["tau", "not attempted", "another host failed (psi)"],
+        ]);
+        expect(json.notAttempted).toEqual(["rho", "tau"]);
+        expect(table).not.toMatch(/unchanged/);
+        expect(table).toMatch(/^rho .*not attempted: another host failed \(psi\)$/m);
+        expect(code).toBe(1);
+    });
+
+    it("stack locked: every host not attempted, one clear sentence with the pulumi cancel hint, no Automation API dump", () => {
+        const stderr =
+            "error: the stack is currently locked by 1 lock(s). Either wait for the other process(es) to end or delete the lock file with `pulumi cancel`.\n" +
+            "  file:///srv/state/.pulumi/locks/organization/nixos-fleet/prod/0d5e.json: created by alice@laptop (pid 4242) at 2026-03-01T10:00:00Z\n";
+        const locked = new ConcurrentUpdateError(new CommandResult("", stderr, 255, undefined) as never);
+        const { report, table, code, json } = run([], ["psi", "rho"], locked);
+        expect(report.hosts.map((h) => [h.result, h.reason])).toEqual([
+            ["not attempted", "the stack is locked by another update"],
+            ["not attempted", "the stack is locked by another update"],
+        ]);
+        expect(report.errors).toEqual([lockedMessage(STACK, stderr)]);
+        expect(report.errors[0]).toMatch(/^stack prod is locked by another update \(alice@laptop, pid 4242, since 2026-03-01T10:00:00Z\), so nothing was deployed\n {2}hint: .*pulumi cancel/);
+        expect(JSON.stringify(json)).not.toMatch(/code: 255|stdout:|err\?:|currently locked by 1 lock/);
+        expect(table).not.toMatch(/unchanged/);
+        expect(code).toBe(1);
+    });
+
+    it("the lock is recognised from the message too (a plain CommandError), and on Pulumi Cloud", () => {
+        const cloud = new CommandError(new CommandResult("", "error: [409] Conflict: Another update is currently in progress.\n", 255, undefined) as never);
+        expect(run([], ["psi"], cloud).report.hosts[0]!.reason).toBe("the stack is locked by another update");
+    });
+
+    it("cancelled at the prompt: not attempted, cancelled, exit 1; a rollback's pins all go back", () => {
+        const plan = run([pre("psi", "update", recorded(3, v(3)), { storePath: v(4) })], ["psi"], undefined, true).report;
+        expect(plan.hosts[0]!.result).toBe("planned");
+        const cancelled = cancelledReport(STACK, plan);
+        expect(cancelled.hosts[0]).toMatchObject({ result: "not attempted", reason: "cancelled", generationAfter: 3 });
+        expect(exitCode(cancelled)).toBe(1);
+        expect(hostsToRestore(["psi"], false, { code: 1, report: cancelled, cancelled: true })).toEqual(["psi"]);
+    });
+
+    it("held back: a pinned host whose configuration is not deployed; exit 0", () => {
+        const pinned = { storePath: v(3), pin: { generation: 3, configuredStorePath: v(5) } };
+        const { report, table, code } = run([pre("psi", "same", recorded(3, v(3)), pinned), outputs("psi", "same", recorded(3, v(3)))], ["psi"]);
+        expect(report.hosts[0]).toMatchObject({ result: "held back" });
+        expect(report.hosts[0]!.reason).toMatch(/pinned to generation 3 by rollback; its configuration is deployed after rollback --clear/);
+        expect(table).toMatch(/held back: pinned to generation 3/);
+        expect(code).toBe(0);
+        // in a preview too
+        expect(run([pre("psi", "same", recorded(3, v(3)), pinned)], ["psi"], undefined, true).report.hosts[0]!.result).toBe("held back");
+    });
+
+    it("a program error: hosts not attempted because the program failed; the error is reported once", () => {
+        const { report, code } = run([diagnostic("config failed: set nixos-fleet:hosts …", "error")], ["psi"], engineFailed());
+        expect(report.hosts[0]).toMatchObject({ result: "not attempted", reason: "the program failed before this host was reached" });
+        expect(report.errors).toEqual(["config failed: set nixos-fleet:hosts …"]);
+        expect(code).toBe(1);
+    });
+
+    it("a host whose deploy started but never finished is failed, not unchanged", () => {
+        const { report } = run([pre("psi", "update", recorded(3, v(3)), { storePath: v(4) })], ["psi"], engineFailed());
+        expect(report.hosts[0]!.result).toBe("failed");
+        expect(report.hosts[0]!.error).toMatch(/ended before this host's deploy finished/);
+    });
+
+    it("an engine error without host errors is reported by its own error lines, not the command dump", () => {
+        const error = new CommandError(new CommandResult("lots of stdout", "warning: x\nerror: could not load plugin nixos\nerror: update failed\n", 255, undefined) as never);
+        const { report } = run([], ["psi"], error);
+        expect(report.errors).toEqual(["could not load plugin nixos"]);
+        expect(report.hosts[0]!.reason).toBe("the update ended before this host was reached");
+    });
+
+    it("a rollback keeps the pins of hosts that rolled back, restores those failed or not attempted", () => {
+        const { report } = run(
+            [
+                pre("psi", "update", recorded(3, v(3)), { storePath: v(2) }),
+                outputs("psi", "update", deployedOutputs(3, 2, v(2))),
+                pre("rho", "update", recorded(3, v(3)), { storePath: v(2) }),
+                diagnostic("host rho: copy failed: x", "error", "rho"),
+            ],
+            ["psi", "rho", "tau"],
+            engineFailed(),
+        );
+        expect(hostsToRestore(["psi", "rho", "tau"], false, { code: 1, report })).toEqual(["rho", "tau"]);
+        expect(hostsToRestore(["psi"], true, { code: 0, report })).toEqual(["psi"]);
+    });
+});
+
+describe("phaseOf", () => {
+    it("reads the phase from the formatted error", () => {
+        expect(phaseOf("host psi: verify failed: 1 of 2 health checks failed")).toBe("verify");
+        expect(phaseOf("error: host psi: connect failed: x")).toBe("connect");
+        expect(phaseOf("something else")).toBeUndefined();
+    });
+});
