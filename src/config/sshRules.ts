@@ -2,6 +2,7 @@
 // ssh command line, so the rules reject whitespace and leading dashes outright and keep
 // host-key checking on unless the host file says otherwise in so many words.
 import { z } from "zod";
+import { sshOptionRefusal } from "../ssh/optionPolicy";
 import { describeValue, expecting, failure, matching } from "./rules";
 
 const ADDRESS_RULE = "a host name, IP address or ssh_config alias";
@@ -84,21 +85,9 @@ function hostKeyProblem(value: string): ReturnType<typeof failure> | undefined {
     return undefined;
 }
 
-/** ssh options that have their own field: setting them twice would make ssh pick the first one silently. */
-const OPTIONS_WITH_FIELDS: Record<string, string> = {
-    hostname: "address",
-    port: "port",
-    user: "user",
-    identityfile: "identityFile",
-    proxyjump: "proxyJump",
-    userknownhostsfile: "knownHostsFile",
-    connecttimeout: "connectTimeout",
-};
-
 const SSH_OPTION_RULE = 'an ssh option "Key=Value" without spaces, e.g. "ServerAliveInterval=15"';
-const HOST_KEY_HINT =
-    "host-key checking cannot be disabled silently; pin the key with hostKey, point knownHostsFile at a file that has it, or set insecureSkipHostKeyCheck: true if you accept the risk";
 
+/** One entry of `sshOptions`: only allow-listed options (src/ssh/optionPolicy.ts) with valid values. */
 export function sshOption() {
     return z.string(expecting(SSH_OPTION_RULE)).superRefine((value, context) => {
         const problem = sshOptionProblem(value);
@@ -108,20 +97,6 @@ export function sshOption() {
 
 function sshOptionProblem(value: string): ReturnType<typeof failure> | undefined {
     if (value.startsWith("-")) return failure(`ssh option ${describeValue(value)} starts with "-"`, 'write only "Key=Value"; nixos-fleet adds the -o');
-    const match = /^([A-Za-z][A-Za-z0-9]*)=(\S+)$/.exec(value);
-    if (!match) {
-        const hint = /\s/.test(value) ? "options travel through NIX_SSHOPTS, which nix splits on whitespace" : undefined;
-        return failure(`expected ${SSH_OPTION_RULE}, got ${describeValue(value)}`, hint);
-    }
-    const key = (match[1] ?? "").toLowerCase();
-    const setting = (match[2] ?? "").toLowerCase();
-    if (key === "stricthostkeychecking" && (setting === "no" || setting === "off")) {
-        return failure(`ssh option ${describeValue(value)} would turn off host-key checking`, HOST_KEY_HINT);
-    }
-    if (key.endsWith("knownhostsfile") && setting === "/dev/null") {
-        return failure(`ssh option ${describeValue(value)} would throw away known host keys and so disable host-key checking`, HOST_KEY_HINT);
-    }
-    const field = OPTIONS_WITH_FIELDS[key];
-    if (field) return failure(`ssh option ${describeValue(value)} duplicates a host field`, `set "${field}" instead`);
-    return undefined;
+    const refusal = sshOptionRefusal(value);
+    return refusal && failure(`ssh option ${describeValue(value)} ${refusal.message}`, refusal.hint);
 }

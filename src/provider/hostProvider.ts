@@ -119,6 +119,15 @@ export function profileMismatch(state: HostState, action: HostInputs["action"]):
     return `the system profile (generation ${state.generation ?? "-"}, ${state.profileStorePath}) is not the running system (${state.currentStorePath}): the next boot would switch systems; the next \`pulumi up\` activates the configured one`;
 }
 
+/** The warning for a host deployed without host-key checking, or undefined. */
+export function insecureHostWarning(inputs: Pick<HostInputs, "name" | "address" | "insecureSkipHostKeyCheck">): string | undefined {
+    if (!inputs.insecureSkipHostKeyCheck) return undefined;
+    return (
+        `${inputs.name}: insecureSkipHostKeyCheck is true: ssh accepts any host key for ${inputs.address}, so anyone on the network path ` +
+        "can impersonate the host and receive its system and secrets; pin hostKey or set knownHostsFile instead"
+    );
+}
+
 export class HostProvider implements provider.Provider {
     readonly version: string;
     private readonly options: HostProviderOptions;
@@ -141,7 +150,12 @@ export class HostProvider implements provider.Provider {
     async check(urn: string, _olds: unknown, news: Record<string, unknown>): Promise<provider.CheckResult> {
         if (isHook(urn)) return this.hooks.check(news);
         const parsed = hostInputsSchema.safeParse(news);
-        if (parsed.success) return { inputs: news };
+        if (parsed.success) {
+            // check runs at every preview and up: a host without host-key checking is never quiet.
+            const warning = insecureHostWarning(parsed.data);
+            if (warning) await this.options.logger.log("warning", urn, warning);
+            return { inputs: news };
+        }
         return {
             failures: parsed.error.issues.map((issue) => ({
                 property: issue.path.join(".") || "(inputs)",

@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { FleetError } from "../errors";
 import type { ProcessRunner, RunResult } from "../process/runner";
 import { sshError } from "./diagnose";
+import { sshOptionRefusal } from "./optionPolicy";
 import { remoteCommand } from "./quote";
 import { destination, hostKeyAlias, type SshTarget } from "./target";
 
@@ -37,6 +38,16 @@ function assertNoWhitespace(target: SshTarget, options: string[]): void {
             message: `the ssh option "${bad}" contains whitespace, which Nix's NIX_SSHOPTS cannot carry`,
             hint: "move the file to a path without spaces",
         });
+    }
+}
+
+/** The host's own ssh options pass the allow-list here too, wherever they came from (old state, another program). */
+function assertAllowedOptions(target: SshTarget): void {
+    for (const option of target.sshOptions ?? []) {
+        const refusal = sshOptionRefusal(option);
+        if (refusal) {
+            throw new FleetError({ phase: "connect", host: target.name, message: `ssh option ${JSON.stringify(option)} ${refusal.message}`, hint: refusal.hint });
+        }
     }
 }
 
@@ -82,6 +93,7 @@ export class SshConnection {
     constructor(target: SshTarget, options: SshConnectionOptions) {
         this.target = target;
         this.runner = options.runner;
+        assertAllowedOptions(target);
         this.persistSeconds = options.persistSeconds ?? 60;
         mkdirSync(options.runtimeDir, { recursive: true, mode: 0o700 });
         this.controlPath = join(options.runtimeDir, `${target.name}.sock`);

@@ -248,3 +248,13 @@ describe("SshConnection", () => {
         expect(exits[0]!.argv.slice(-3)).toEqual(["-O", "exit", "root@alpha.example.org"]);
     });
 });
+
+describe("SshConnection refuses unsafe ssh options whatever their source", () => {
+    it.each(["ProxyCommand=touch${IFS}/tmp/x", "StrictHostKeyChecking=no", "LocalCommand=x", "PermitLocalCommand=yes"])("%s", (option) => {
+        const runner = new FakeRunner();
+        const error = fleetErrorOfSync(() => new SshConnection(target({ sshOptions: ["Compression=yes", option] }), { runner: runner.run, runtimeDir: runtimeDir() }));
+        expect(error).toMatchObject({ phase: "connect", host: "alpha" });
+        expect(error.message).toContain(JSON.stringify(option));
+        expect(runner.calls).toHaveLength(0);
+    });
+});
