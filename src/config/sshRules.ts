@@ -32,20 +32,27 @@ function addressProblem(value: string): ReturnType<typeof failure> | undefined {
 export const USER_PATTERN = /^[A-Za-z_][A-Za-z0-9_.-]{0,31}$/;
 export const userName = () => matching(USER_PATTERN, "a user name (letters, digits, '_', '.', '-'; not starting with a digit or '-')");
 
-const JUMP_HOP = /^(?:[A-Za-z0-9_.-]+@)?(?:[A-Za-z0-9_.-]+|\[[0-9A-Za-z:.%]+\])(?::(\d{1,5}))?$/;
+// IPv6 zone ids ("%eth0") are left out: ssh would read the % as one of its %-tokens.
+const JUMP_HOP = /^(?:[A-Za-z0-9_.-]+@)?(?:([A-Za-z0-9_.-]+)|\[([0-9A-Fa-f:.]+)\])(?::(\d{1,5}))?$/;
 const PROXY_JUMP_RULE = "an ssh -J jump list: [user@]host[:port][,[user@]host[:port]...]";
 
 export function proxyJump() {
     return z
         .string(expecting(PROXY_JUMP_RULE))
-        .refine((value) => value.split(",").every(isJumpHop), expecting(PROXY_JUMP_RULE));
+        .refine((value) => value.split(",").every((hop) => jumpHopHost(hop) !== undefined), expecting(PROXY_JUMP_RULE))
+        .superRefine((value, context) => {
+            const hosts = value.split(",").map(jumpHopHost);
+            const repeated = hosts.find((host, index) => host !== undefined && hosts.indexOf(host) !== index);
+            if (repeated) context.addIssue({ code: "custom", ...failure(`jump host ${describeValue(repeated)} appears twice`, "list each jump host once, first hop first") });
+        });
 }
 
-function isJumpHop(hop: string): boolean {
+/** The host of one `[user@]host[:port]` hop, or undefined when it is not one. */
+export function jumpHopHost(hop: string): string | undefined {
     const match = JUMP_HOP.exec(hop);
-    if (!match || hop.startsWith("-")) return false;
-    const port = match[1] === undefined ? 22 : Number(match[1]);
-    return port >= 1 && port <= 65535;
+    if (!match || hop.startsWith("-")) return undefined;
+    const port = match[3] === undefined ? 22 : Number(match[3]);
+    return port >= 1 && port <= 65535 ? (match[1] ?? match[2]) : undefined;
 }
 
 /** Key types OpenSSH pins in known_hosts. */

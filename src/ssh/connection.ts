@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { FleetError } from "../errors";
 import type { ProcessRunner, RunResult } from "../process/runner";
 import { sshError } from "./diagnose";
+import { jumpSshConfig, lastHop } from "./jumpHosts";
 import { sshOptionRefusal } from "./optionPolicy";
 import { remoteCommand } from "./quote";
 import { destination, hostKeyAlias, type SshTarget } from "./target";
@@ -41,6 +42,15 @@ function assertNoWhitespace(target: SshTarget, options: string[]): void {
     }
 }
 
+/** A pinned key is one known_hosts line: a key with a line break could add a second, wildcard entry. */
+function singleLineKey(target: SshTarget): string {
+    const key = (target.hostKey ?? "").trim();
+    if (/[\r\n\u0000]/.test(key)) {
+        throw new FleetError({ phase: "connect", host: target.name, message: "the pinned hostKey spans more than one line", hint: 'hostKey is one "<type> <base64>" line' });
+    }
+    return key;
+}
+
 /** The host's own ssh options pass the allow-list here too, wherever they came from (old state, another program). */
 function assertAllowedOptions(target: SshTarget): void {
     for (const option of target.sshOptions ?? []) {
@@ -51,16 +61,25 @@ function assertAllowedOptions(target: SshTarget): void {
     }
 }
 
-/** The ssh client options for a target, apart from the control socket. */
-export function targetSshOptions(target: SshTarget, pinnedKnownHosts?: string): string[] {
+/**
+ * The ssh client options for a target, apart from the control socket. A target with jump hosts
+ * needs the ssh_config jumpSshConfig wrote for it (`jumpConfigFile`): -J alone would leave the hops
+ * unchecked.
+ */
+export function targetSshOptions(target: SshTarget, pinnedKnownHosts?: string, jumpConfigFile?: string): string[] {
     // ssh keeps the first value it sees for an option: the host's own options go first, so they
     // win over our defaults below.
     const options: string[] = [];
     for (const option of target.sshOptions ?? []) options.push("-o", option);
-    if (target.sshConfigFile) options.push("-F", target.sshConfigFile);
+    if (target.proxyJump) {
+        if (!jumpConfigFile) throw new Error(`targetSshOptions: ${target.name} has jump hosts but no generated ssh_config`);
+        // The generated file includes the host's sshConfigFile (or the user's ssh_config).
+        options.push("-F", jumpConfigFile, "-J", lastHop(target)!);
+    } else if (target.sshConfigFile) {
+        options.push("-F", target.sshConfigFile);
+    }
     if (target.port !== undefined) options.push("-p", String(target.port));
     if (target.identityFile) options.push("-i", target.identityFile, "-o", "IdentitiesOnly=yes");
-    if (target.proxyJump) options.push("-J", target.proxyJump);
     options.push(
         "-o", "BatchMode=yes",
         "-o", `ConnectTimeout=${target.connectTimeout ?? 10}`,
@@ -100,9 +119,14 @@ export class SshConnection {
         let pinned: string | undefined;
         if (target.hostKey && !target.insecureSkipHostKeyCheck) {
             pinned = join(options.runtimeDir, `${target.name}.known_hosts`);
-            writeFileSync(pinned, `${hostKeyAlias(target)} ${target.hostKey.trim()}\n`, { mode: 0o600 });
+            writeFileSync(pinned, `${hostKeyAlias(target)} ${singleLineKey(target)}\n`, { mode: 0o600 });
         }
-        this.options = [...targetSshOptions(target, pinned), "-o", `ControlPath=${this.controlPath}`];
+        let jumpConfig: string | undefined;
+        if (target.proxyJump) {
+            jumpConfig = join(options.runtimeDir, `${target.name}.ssh_config`);
+            writeFileSync(jumpConfig, jumpSshConfig(target), { mode: 0o600 });
+        }
+        this.options = [...targetSshOptions(target, pinned, jumpConfig), "-o", `ControlPath=${this.controlPath}`];
         assertNoWhitespace(target, this.options);
     }
 
@@ -129,7 +153,7 @@ export class SshConnection {
             "ssh", ...this.options,
             "-o", "ControlMaster=yes",
             "-o", `ControlPersist=${this.persistSeconds}`,
-            "-N", "-f", destination(this.target),
+            "-n", "-N", "-f", destination(this.target),
         ];
         this.handshakes += 1;
         const result = await this.runner(argv, { timeoutMs });
@@ -141,7 +165,9 @@ export class SshConnection {
     async run(argv: readonly string[], options: RemoteRunOptions = {}): Promise<RunResult> {
         await this.open();
         const command = options.asRoot && this.target.user !== "root" ? ["sudo", "-n", "--", ...argv] : argv;
-        const sshArgv = ["ssh", ...this.clientOptions(), destination(this.target), remoteCommand(command)];
+        // Without input, stdin is /dev/null (-n); with input, a pipe: never a terminal ssh could prompt on.
+        const stdin = options.input === undefined ? ["-n"] : [];
+        const sshArgv = ["ssh", ...this.clientOptions(), ...stdin, destination(this.target), remoteCommand(command)];
         const result = await this.runner(sshArgv, {
             input: options.input,
             timeoutMs: options.timeoutMs,
@@ -164,6 +190,6 @@ export class SshConnection {
     async close(): Promise<void> {
         if (!this.opened) return;
         this.opened = false;
-        await this.runner(["ssh", ...this.options, "-O", "exit", destination(this.target)], { timeoutMs: 5000 });
+        await this.runner(["ssh", ...this.options, "-n", "-O", "exit", destination(this.target)], { timeoutMs: 5000 });
     }
 }
