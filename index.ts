@@ -2,6 +2,7 @@
 // (Pulumi.<stack>.yaml, namespace nixos-fleet) says which hosts belong to it; hosts/*.yaml
 // describe them; one Nix evaluation per flake gives each host's system store path.
 import * as pulumi from "@pulumi/pulumi";
+import { configSourceOf } from "./src/config";
 import { formatError } from "./src/errors";
 import { planFleet } from "./src/program/fleet";
 import { findOverlaps, otherStackHosts } from "./src/program/overlaps";
@@ -15,7 +16,8 @@ export = async () => {
     const started = Date.now();
     try {
         plan = await planFleet({
-            config: new pulumi.Config("nixos-fleet"),
+            // Every nixos-fleet:* key, so a misspelt one is an error rather than ignored.
+            config: configSourceOf(pulumi.runtime.allConfig()),
             projectRoot: process.cwd(),
             stackName: pulumi.getStack(),
             runner: runProcess,

@@ -1,7 +1,7 @@
 // The operator commands work on the same stacks and state as `pulumi up`, through Pulumi's
 // Automation API: this file opens a stack and reads what the commands need from it.
 import { LocalWorkspace, type Stack, type UpdateSummary } from "@pulumi/pulumi/automation";
-import { loadStackHosts, readStackConfig, type HostConfig, type StackConfig } from "../config";
+import { configSourceOf, loadStackHosts, readStackConfig, type HostConfig, type StackConfig } from "../config";
 import { FleetError } from "../errors";
 import type { HostOutputs } from "../provider/hostInputs";
 import { HOST_TYPE } from "../resources/host";
@@ -42,9 +42,7 @@ export async function openFleetStack(name: string, projectRoot: string): Promise
         });
     }
     const all = await stack.getAllConfig();
-    const source = {
-        get: (key: string) => all[`${CONFIG_NAMESPACE}:${key}`]?.value,
-    };
+    const source = configSourceOf(Object.fromEntries(Object.entries(all).map(([key, value]) => [key, value.value])));
     const file = `Pulumi.${name}.yaml`;
     const settings = readStackConfig(source, { baseDir: projectRoot, file });
     const hosts = await loadStackHosts(settings, { file });

@@ -112,15 +112,33 @@ export function parseStackConfig(raw: unknown, options: StackConfigOptions): Sta
 /** Something that reads raw config strings by key, such as `new pulumi.Config("nixos-fleet")`. */
 export interface ConfigSource {
     get(key: string): string | undefined;
+    /**
+     * Every key the stack sets in the namespace (without "nixos-fleet:"). With it, a misspelt key
+     * (`nixos-fleet:paralel`) is an error with a suggestion instead of being ignored.
+     */
+    keys?(): string[];
 }
 
 /**
- * Reads every known key from a config source and validates the result. Pulumi hands structured
- * values back as JSON text and plain values as text, so each value is JSON-decoded when it can be.
+ * A ConfigSource over a stack's whole configuration as `{"nixos-fleet:hosts": "<text>", ...}`
+ * (pulumi.runtime.allConfig(), or the Automation API's config with the values taken out).
+ */
+export function configSourceOf(all: Readonly<Record<string, string | undefined>>): Required<ConfigSource> {
+    const prefix = `${CONFIG_NAMESPACE}:`;
+    return {
+        get: (key) => all[`${prefix}${key}`],
+        keys: () => Object.keys(all).filter((key) => key.startsWith(prefix)).map((key) => key.slice(prefix.length)),
+    };
+}
+
+/**
+ * Reads every key from a config source and validates the result. Pulumi hands structured values
+ * back as JSON text and plain values as text, so each value is JSON-decoded when it can be.
  */
 export function readStackConfig(source: ConfigSource, options: StackConfigOptions): StackConfig {
     const raw: Record<string, unknown> = {};
-    for (const key of STACK_CONFIG_KEYS) {
+    const keys = new Set<string>([...STACK_CONFIG_KEYS, ...(source.keys?.() ?? [])]);
+    for (const key of keys) {
         const text = source.get(key);
         if (text !== undefined) raw[key] = decodeConfigValue(text);
     }
