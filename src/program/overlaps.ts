@@ -30,7 +30,7 @@ export function otherStackHosts(projectRoot: string, currentStack: string): { st
             );
             if (source.get("hosts") === undefined) continue;
             const settings = readStackConfig(source, { baseDir: projectRoot, file });
-            stacks.push({ stack: match[1]!, hosts: loadStackHostsSync(settings, { file }) });
+            stacks.push({ stack: match[1]!, hosts: loadStackHostsSync(settings, { file, checkFiles: false }) });
         } catch {
             // not ours to report
         }
