@@ -21,6 +21,7 @@ export = async () => {
             projectRoot: process.cwd(),
             stackName: pulumi.getStack(),
             runner: runProcess,
+            env: process.env,
         });
     } catch (error) {
         // A readable error (file, line, host, phase, hint) instead of a stack trace. Exiting with

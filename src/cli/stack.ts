@@ -6,6 +6,7 @@ import { FleetError } from "../errors";
 import type { HostOutputs } from "../provider/hostInputs";
 import { HOST_TYPE } from "../resources/host";
 import { numberedUpdates } from "../deploy/generations";
+import { passphraseEnvFor, type Environment } from "../program/passphrase";
 
 export const PROJECT = "nixos-fleet";
 export const CONFIG_NAMESPACE = "nixos-fleet";
@@ -28,10 +29,12 @@ export function hostNameOfUrn(urn: string): string | undefined {
 }
 
 /** Opens an existing stack of the project in projectRoot and loads its hosts (no evaluation). */
-export async function openFleetStack(name: string, projectRoot: string): Promise<FleetStack> {
+export async function openFleetStack(name: string, projectRoot: string, env: Environment = process.env): Promise<FleetStack> {
+    // The dev passphrase for the dev stack only; any other stack brings its own (or fails here, saying how).
+    const envVars = passphraseEnvFor(name, projectRoot, env);
     let stack: Stack;
     try {
-        stack = await LocalWorkspace.selectStack({ stackName: name, workDir: projectRoot });
+        stack = await LocalWorkspace.selectStack({ stackName: name, workDir: projectRoot }, { envVars });
     } catch (error) {
         const known = await listStacks(projectRoot).catch(() => []);
         throw new FleetError({

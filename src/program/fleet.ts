@@ -5,6 +5,7 @@ import { evaluateSystems } from "../nix/evaluate";
 import type { ProcessRunner } from "../process/runner";
 import type { HostInputs } from "../provider/hostInputs";
 import { hostInputsOf } from "./hostInputs";
+import { passphraseProblem, type Environment } from "./passphrase";
 
 export interface FleetPlanOptions {
     /** The `nixos-fleet` config namespace of the stack (e.g. new pulumi.Config("nixos-fleet")). */
@@ -13,6 +14,8 @@ export interface FleetPlanOptions {
     projectRoot: string;
     stackName: string;
     runner: ProcessRunner;
+    /** The environment Pulumi was started with: the passphrase rule (passphrase.ts) is checked against it. */
+    env?: Environment;
 }
 
 export interface PlannedHost {
@@ -42,6 +45,8 @@ export interface FleetPlan {
 }
 
 export async function planFleet(options: FleetPlanOptions): Promise<FleetPlan> {
+    const secrets = options.env && passphraseProblem({ stack: options.stackName, projectRoot: options.projectRoot, env: options.env });
+    if (secrets) throw secrets;
     const file = `Pulumi.${options.stackName}.yaml`;
     const stack = readStackConfig(options.config, { baseDir: options.projectRoot, file });
     const hosts = await loadStackHosts(stack, { file });
