@@ -2,14 +2,12 @@
 // The stack records only what really happened: a failed deploy throws, and the engine keeps the
 // previous state for that host.
 import type * as provider from "@pulumi/pulumi/provider";
-import { mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { deployHost, inspectHost, type DeployOutcome } from "../deploy/deployHost";
 import { changesRunningSystem, setsProfile } from "../deploy/activate";
 import type { HostState } from "../deploy/hostState";
 import { formatError } from "../errors";
 import type { ProcessRunner } from "../process/runner";
+import { makeRuntimeDir } from "../process/runtimeDir";
 import type { EngineLogger } from "./engineLog";
 import { HOOK_TYPE, HookProvider } from "./hookProvider";
 import {
@@ -143,7 +141,8 @@ export class HostProvider implements provider.Provider {
 
     private get runtimeDir(): string {
         // Short path: it holds unix sockets (~100-byte limit).
-        this.runtimeDirCache ??= this.options.runtimeDir ?? mkdtempSync(join(tmpdir(), "nf-"));
+        // Removed when the provider exits, also on the engine's SIGINT/SIGTERM (src/process/runtimeDir.ts).
+        this.runtimeDirCache ??= this.options.runtimeDir ?? makeRuntimeDir();
         return this.runtimeDirCache;
     }
 
