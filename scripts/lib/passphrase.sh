@@ -7,21 +7,24 @@
 # nixos_fleet_stack_of ARGS...: the stack a pulumi command line works on: -s/--stack in any form,
 # the name of `stack init <name>`, else the selected stack (empty when there is none).
 nixos_fleet_stack_of() {
-    local arg want_value="" seen_stack="" seen_init=""
+    # The last -s/--stack wins, as in pulumi's own flag parsing.
+    local arg stack="" want_value="" seen_stack="" init_name=""
     for arg in "$@"; do
-        if [ -n "$want_value" ]; then printf '%s\n' "$arg"; return 0; fi
+        if [ -n "$want_value" ]; then stack=$arg; want_value=""; continue; fi
         case "$arg" in
             -s|--stack) want_value=1 ;;
-            --stack=*) printf '%s\n' "${arg#--stack=}"; return 0 ;;
-            -s=*) printf '%s\n' "${arg#-s=}"; return 0 ;;
-            -s?*) printf '%s\n' "${arg#-s}"; return 0 ;;
+            --stack=*) stack=${arg#--stack=} ;;
+            -s=*) stack=${arg#-s=} ;;
+            -s?*) stack=${arg#-s} ;;
             --) break ;;
             -*) ;;
             stack) [ -z "$seen_stack" ] && seen_stack=1 ;;
-            init) [ -n "$seen_stack" ] && seen_init=1 ;;
-            *) if [ -n "$seen_init" ]; then printf '%s\n' "$arg"; return 0; fi ;;
+            init) [ "$seen_stack" = 1 ] && seen_stack=init ;;
+            *) [ "$seen_stack" = init ] && [ -z "$init_name" ] && init_name=$arg ;;
         esac
     done
+    if [ -n "$stack" ]; then printf '%s\n' "$stack"; return 0; fi
+    if [ -n "$init_name" ]; then printf '%s\n' "$init_name"; return 0; fi
     command pulumi stack --show-name --non-interactive 2>/dev/null || true
 }
 

@@ -5,7 +5,7 @@ import * as path from "node:path";
 import { z } from "zod";
 import { FleetConfigError, configProblem } from "./configError";
 import { hostPatchSchema, type HostPatch } from "./hostSchema";
-import { fieldProblems, formatFieldPath, type FieldPath } from "./issues";
+import { countFieldProblems, fieldProblems, formatFieldPath, type FieldPath } from "./issues";
 import { HOST_NAME_PATTERN, HOST_NAME_RULE, TAG_PATTERN, hostName } from "./names";
 import { storePath } from "./nixRules";
 import { expecting, failure, integerIn, listOf } from "./rules";
@@ -90,11 +90,14 @@ export interface StackConfigOptions {
 /** Keys read from the namespace by readStackConfig. */
 export const STACK_CONFIG_KEYS = Object.keys(stackConfigSchema.shape) as Array<keyof StackConfigInput>;
 
+/** Problems reported for the stack settings; the rest are counted. */
+const MAX_STACK_PROBLEMS = 50;
+
 /** Validates the settings object; throws a FleetConfigError naming each `nixos-fleet:<key path>`. */
 export function parseStackConfig(raw: unknown, options: StackConfigOptions): StackConfig {
     const parsed = stackConfigSchema.safeParse(raw);
     if (!parsed.success) {
-        const problems = fieldProblems(parsed.error.issues, stackConfigSchema, raw).map((problem) =>
+        const problems = fieldProblems(parsed.error.issues, stackConfigSchema, raw, MAX_STACK_PROBLEMS).map((problem) =>
             configProblem({
                 message: problem.message,
                 hint: problem.hint ?? settingHint(problem.path),
@@ -102,6 +105,8 @@ export function parseStackConfig(raw: unknown, options: StackConfigOptions): Sta
                 file: options.file,
             }),
         );
+        const more = countFieldProblems(parsed.error.issues) - problems.length;
+        if (more > 0) problems.push(configProblem({ message: `and ${more} more problems in the stack settings`, file: options.file, hint: "fix the ones above first" }));
         throw new FleetConfigError(problems, `invalid "${CONFIG_NAMESPACE}" stack configuration`);
     }
     const settings = parsed.data;

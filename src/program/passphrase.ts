@@ -42,10 +42,13 @@ function readText(file: string): string | undefined {
 /** Whether the environment hands Pulumi the dev passphrase, by file or by value. */
 export function usesDevPassphrase(env: Environment, projectRoot: string): boolean {
     const devFile = devPassphraseFile(projectRoot);
-    if (env.PULUMI_CONFIG_PASSPHRASE_FILE && samePath(env.PULUMI_CONFIG_PASSPHRASE_FILE, devFile)) return true;
-    if (env.PULUMI_CONFIG_PASSPHRASE === undefined) return false;
+    const file = env.PULUMI_CONFIG_PASSPHRASE_FILE;
+    if (file && samePath(file, devFile)) return true;
     const dev = readText(devFile);
-    return dev !== undefined && dev.trim() !== "" && (env.PULUMI_CONFIG_PASSPHRASE === dev || env.PULUMI_CONFIG_PASSPHRASE === dev.trim());
+    if (dev === undefined || dev.trim() === "") return false;
+    const same = (text: string | undefined) => text !== undefined && (text === dev || text.trim() === dev.trim());
+    // A copy of the file, or its text in the variable, is the same public passphrase.
+    return (file ? same(readText(file)) : false) || (env.PULUMI_CONFIG_PASSPHRASE !== undefined && same(env.PULUMI_CONFIG_PASSPHRASE));
 }
 
 /**

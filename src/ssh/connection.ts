@@ -1,12 +1,12 @@
 // One SSH master connection per host (OpenSSH ControlMaster): every command and every `nix copy`
 // to the host reuses it, so a deploy costs one SSH handshake per host instead of one per step.
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { FleetError } from "../errors";
 import type { ProcessRunner, RunResult } from "../process/runner";
 import { sshError } from "./diagnose";
 import { jumpSshConfig, lastHop } from "./jumpHosts";
-import { sshOptionRefusal } from "./optionPolicy";
+import { sshConfigRefusals, sshOptionRefusal } from "./optionPolicy";
 import { remoteCommand } from "./quote";
 import { destination, hostKeyAlias, type SshTarget } from "./target";
 
@@ -49,6 +49,35 @@ function singleLineKey(target: SshTarget): string {
         throw new FleetError({ phase: "connect", host: target.name, message: "the pinned hostKey spans more than one line", hint: 'hostKey is one "<type> <base64>" line' });
     }
     return key;
+}
+
+/** The host's name becomes file names in the runtime directory: nothing that could leave it. */
+function assertSafeName(target: SshTarget): void {
+    if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$/.test(target.name) || target.name.includes("..")) {
+        throw new FleetError({ phase: "connect", host: target.name, message: `host name ${JSON.stringify(target.name)} cannot name files`, hint: "host names are lowercase DNS labels (docs/host-config.md)" });
+    }
+}
+
+/** An sshConfigFile is reviewed like a host file: it may not run commands (sshConfigRefusals). */
+function assertHarmlessConfigFile(target: SshTarget): void {
+    if (!target.sshConfigFile) return;
+    let text: string;
+    try {
+        text = readFileSync(target.sshConfigFile, "utf8");
+    } catch {
+        return; // ssh reports a missing file itself
+    }
+    const [first, ...rest] = sshConfigRefusals(text);
+    if (first) {
+        throw new FleetError({
+            phase: "connect",
+            host: target.name,
+            message: `${first.message}: not allowed in sshConfigFile${rest.length ? ` (and ${rest.length} more)` : ""}`,
+            file: target.sshConfigFile,
+            line: first.line,
+            hint: first.hint,
+        });
+    }
 }
 
 /** The host's own ssh options pass the allow-list here too, wherever they came from (old state, another program). */
@@ -112,7 +141,9 @@ export class SshConnection {
     constructor(target: SshTarget, options: SshConnectionOptions) {
         this.target = target;
         this.runner = options.runner;
+        assertSafeName(target);
         assertAllowedOptions(target);
+        assertHarmlessConfigFile(target);
         this.persistSeconds = options.persistSeconds ?? 60;
         mkdirSync(options.runtimeDir, { recursive: true, mode: 0o700 });
         this.controlPath = join(options.runtimeDir, `${target.name}.sock`);

@@ -142,3 +142,43 @@ export function sshOptionRefusal(option: string): OptionRefusal | undefined {
 export function allowedOptionNames(): string[] {
     return Object.values(ALLOWED_SSH_OPTIONS).map((option) => option.name);
 }
+
+/** ssh_config directives that run a command or load code, which an sshConfigFile may not contain. */
+const CONFIG_FILE_REFUSED: Readonly<Record<string, string>> = {
+    proxycommand: "use proxyJump (or a Host alias with ProxyJump)",
+    proxyusefdpass: "use proxyJump",
+    localcommand: "remove it; nothing runs locally",
+    permitlocalcommand: "remove it; nothing runs locally",
+    remotecommand: "use hooks for commands on the host",
+    knownhostscommand: "use knownHostsFile or hostKey",
+    pkcs11provider: "use identityFile, or an ssh-agent that holds the key",
+    securitykeyprovider: "use identityFile, or an ssh-agent that holds the key",
+    include: "put everything the hosts need into this one file",
+};
+
+export interface ConfigFileRefusal extends OptionRefusal {
+    /** 1-based line in the file. */
+    line: number;
+}
+
+/**
+ * What an sshConfigFile (a file in the repository, like the host files) may not do: run commands
+ * (ProxyCommand, LocalCommand, KnownHostsCommand, Match exec, ...), load libraries, or pull in
+ * files nobody reviewed (Include). Everything else (HostName, Port, IdentityFile,
+ * UserKnownHostsFile, ...) is its purpose.
+ */
+export function sshConfigRefusals(text: string): ConfigFileRefusal[] {
+    const refusals: ConfigFileRefusal[] = [];
+    text.split(/\r?\n/).forEach((raw, index) => {
+        const match = /^\s*"?([A-Za-z0-9]+)"?\s*(?:=\s*|\s+)(.*)$/.exec(raw);
+        if (!match || raw.trimStart().startsWith("#")) return;
+        const keyword = (match[1] ?? "").toLowerCase();
+        const args = match[2] ?? "";
+        const hint = CONFIG_FILE_REFUSED[keyword];
+        if (hint) refusals.push({ line: index + 1, message: `${match[1]} runs a command, loads code or reads other files`, hint });
+        else if (keyword === "match" && /(^|[\s!"])exec\b/i.test(args)) {
+            refusals.push({ line: index + 1, message: "Match exec runs a command", hint: "match on host, user or originalhost instead" });
+        }
+    });
+    return refusals;
+}

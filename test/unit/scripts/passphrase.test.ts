@@ -89,3 +89,18 @@ describe("source scripts/env.sh", () => {
         expect(result.status).toBe(255);
     });
 });
+
+describe("scripts/pulumi against tricky command lines", () => {
+    const { root, env } = fakeProject();
+    const devFile = path.join(root, "scripts", "dev-passphrase");
+    const pulumi = (args: string) => run(`scripts/pulumi ${args}`, env, root);
+
+    it("the last -s wins, as in pulumi: -s dev -s prod gets no dev passphrase", () => {
+        expect(pulumi("preview -s dev -s prod")).toMatch(/^file= /);
+        expect(pulumi("preview -s prod --stack=dev")).toMatch(new RegExp(`^file=${devFile} `));
+    });
+
+    it("a stack named like dev is not dev", () => {
+        for (const stack of ["Dev", "dev2", "'dev '", "organization/dev"]) expect(pulumi(`preview -s ${stack}`)).toMatch(/^file= /);
+    });
+});
