@@ -188,8 +188,23 @@ export class SshConnection {
         ];
         this.handshakes += 1;
         const result = await this.runner(argv, { timeoutMs });
-        if (result.code !== 0) throw sshError(this.target, result.stderr, result.timedOut);
+        if (result.code !== 0) {
+            const stderr = this.target.proxyJump ? `${result.stderr}${await this.jumpProbe(timeoutMs)}` : result.stderr;
+            throw sshError(this.target, stderr, result.timedOut);
+        }
         this.opened = true;
+    }
+
+    /**
+     * With ControlPersist, ssh sends the jump hosts' own messages to /dev/null, so a failed master
+     * start through jump hosts does not say which hop failed or why. One plain connection (no
+     * master, same options: ssh keeps the first ControlPath, so ours goes first) shows them.
+     */
+    private async jumpProbe(timeoutMs: number): Promise<string> {
+        this.handshakes += 1;
+        const argv = ["ssh", "-o", "ControlPath=none", "-o", "ControlMaster=no", ...this.options, "-n", destination(this.target), "true"];
+        const probe = await this.runner(argv, { timeoutMs }).catch(() => undefined);
+        return probe?.stderr ?? "";
     }
 
     /** Runs argv on the host over the master. Never throws for a non-zero exit: callers decide. */

@@ -5,8 +5,8 @@ import { describe, expect, it } from "vitest";
 import { SshConnection } from "../../../src/ssh/connection";
 import { jumpSshConfig, parseProxyJump } from "../../../src/ssh/jumpHosts";
 import type { SshTarget } from "../../../src/ssh/target";
-import { FakeRunner, remote, sshOption } from "../helpers/fakeRunner";
-import { fleetErrorOfSync, runtimeDir, target } from "../helpers/fixtures";
+import { FakeRunner, masterStart, remote, sshOption } from "../helpers/fakeRunner";
+import { fleetErrorOf, fleetErrorOfSync, runtimeDir, target } from "../helpers/fixtures";
 
 const HAS_SSH = spawnSync("ssh", ["-V"]).status === 0;
 
@@ -163,5 +163,31 @@ describe("ssh never reads a terminal", () => {
             expect(call.argv.includes("-n") || call.options.input !== undefined, call.argv.join(" ")).toBe(true);
         }
         expect(runner.calls[2]!.argv).not.toContain("-n");
+    });
+});
+
+describe("a failed master start through jump hosts", () => {
+    // With ControlPersist, ssh sends the hops' messages to /dev/null: this is all the master start says.
+    const MASTER = "kex_exchange_identification: Connection closed by remote host\r\nConnection closed by UNKNOWN port 65535\r\n";
+    const HOP = "No ED25519 host key is known for [bastion.example.org]:2200 and you have requested strict checking.\r\nHost key verification failed.\r\n" + MASTER;
+
+    it("is probed once without a master, so the error names the jump host", async () => {
+        const runner = new FakeRunner().on(masterStart, { code: 255, stderr: MASTER }).on(remote("true"), { code: 255, stderr: HOP });
+        const connection = new SshConnection(target({ proxyJump: "ops@bastion.example.org:2200" }), { runner: runner.run, runtimeDir: runtimeDir() });
+        const error = await fleetErrorOf(connection.open());
+        expect(error.message).toBe("the host key of jump host ops@bastion.example.org:2200 is not known, so the connection to root@alpha.example.org was refused");
+        const probes = runner.matching(remote("true"));
+        expect(probes).toHaveLength(1);
+        const argv = probes[0]!.argv;
+        // ssh keeps the first ControlPath: none comes before the connection's socket.
+        expect(sshOption(argv, "ControlPath")).toBe("none");
+        expect(argv).toContain("-n");
+        expect(connection.handshakes).toBe(2);
+    });
+
+    it("is not probed without jump hosts", async () => {
+        const runner = new FakeRunner().on(masterStart, { code: 255, stderr: "ssh: connect to host alpha.example.org port 22: Connection refused\r\n" });
+        await fleetErrorOf(new SshConnection(target(), { runner: runner.run, runtimeDir: runtimeDir() }).open());
+        expect(runner.calls).toHaveLength(1);
     });
 });
