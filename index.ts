@@ -17,11 +17,13 @@ export = async () => {
     const started = Date.now();
     try {
         plan = await planFleet({
-            // Not pulumi.Config: a stack without config must read as empty, not crash (see configSource).
+            // Not pulumi.Config: a stack without config must read as empty, not crash (see
+            // configSource); every nixos-fleet:* key, so a misspelt one is an error, not ignored.
             config: programConfig("nixos-fleet"),
             projectRoot: process.cwd(),
             stackName: pulumi.getStack(),
             runner: runProcess,
+            env: process.env,
             // Only an update records where a deployment came from; a preview does not pay for
             // reading the stack's history and the flakes' revisions (it is not diffed).
             provenance: pulumi.runtime.isDryRun()

@@ -13,9 +13,12 @@ export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
 export PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK=true
 # The program is type-checked by `npm run typecheck`; ts-node only transpiles (much faster).
 export PULUMI_NODEJS_TRANSPILE_ONLY=true
-# Dev-only passphrase for the sandbox stack's secrets. Real stacks set their own
-# (PULUMI_CONFIG_PASSPHRASE or PULUMI_CONFIG_PASSPHRASE_FILE): see README.
-if [ -z "${PULUMI_CONFIG_PASSPHRASE:-}" ] && [ -z "${PULUMI_CONFIG_PASSPHRASE_FILE:-}" ]; then
-    export PULUMI_CONFIG_PASSPHRASE_FILE="$_fleet_root/scripts/dev-passphrase"
-fi
+# The dev passphrase (scripts/dev-passphrase) is for the dev stack only, so it is not exported
+# here: `pulumi` below is a function that adds it to commands on the dev stack (`-s dev`, or dev
+# selected) when no passphrase is set. Real stacks set their own (PULUMI_CONFIG_PASSPHRASE or
+# PULUMI_CONFIG_PASSPHRASE_FILE): see README.
+_NIXOS_FLEET_ROOT="$_fleet_root"
+# shellcheck source=scripts/lib/passphrase.sh
+source "$_fleet_root/scripts/lib/passphrase.sh"
+pulumi() { ( nixos_fleet_dev_passphrase "$@" && command pulumi "$@" ); }
 unset _fleet_root

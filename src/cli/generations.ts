@@ -1,10 +1,8 @@
 // `npm run generations -- [--hosts psi,rho|@tag] [--stack S] [--json]`: every host's system
 // generations as the host lists them, with store path, NixOS version, which one runs, which one
 // boots, and which stack update deployed it. One SSH master connection per host, hosts in parallel.
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { makeRuntimeDir, removeRuntimeDir } from "../process/runtimeDir";
 import type { HostConfig } from "../config";
 import {
     readGenerations,
@@ -205,12 +203,13 @@ export async function generationsCommand(args: string[]): Promise<number> {
     const hosts = hostsFromOption(fleet.hosts, options.hosts);
     const [recorded, updates] = await Promise.all([recordedHosts(fleet.stack), stackUpdates(fleet.stack)]);
 
-    const runtimeDir = mkdtempSync(join(tmpdir(), "nf-gen-"));
+    // Removed afterwards, and also when the command is interrupted (src/process/runtimeDir.ts).
+    const runtimeDir = makeRuntimeDir();
     let reports: HostReport[];
     try {
         reports = await collectReports({ hosts, recorded, updates, runner: runProcess, runtimeDir });
     } finally {
-        rmSync(runtimeDir, { recursive: true, force: true });
+        removeRuntimeDir(runtimeDir);
     }
 
     if (options.json) process.stdout.write(`${JSON.stringify(reports, null, 2)}\n`);

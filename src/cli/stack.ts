@@ -1,11 +1,12 @@
 // The operator commands work on the same stacks and state as `pulumi up`, through Pulumi's
 // Automation API: this file opens a stack and reads what the commands need from it.
 import { LocalWorkspace, type Stack, type UpdateSummary } from "@pulumi/pulumi/automation";
-import { loadStackHosts, readStackConfig, type HostConfig, type StackConfig } from "../config";
+import { configSourceOf, loadStackHosts, readStackConfig, type HostConfig, type StackConfig } from "../config";
 import { FleetError } from "../errors";
 import type { HostOutputs } from "../provider/hostInputs";
 import { HOST_TYPE } from "../resources/host";
 import { numberedUpdates, readAllUpdates } from "../deploy/generations";
+import { passphraseEnvFor, type Environment } from "../program/passphrase";
 
 export const PROJECT = "nixos-fleet";
 export const CONFIG_NAMESPACE = "nixos-fleet";
@@ -28,10 +29,12 @@ export function hostNameOfUrn(urn: string): string | undefined {
 }
 
 /** Opens an existing stack of the project in projectRoot and loads its hosts (no evaluation). */
-export async function openFleetStack(name: string, projectRoot: string): Promise<FleetStack> {
+export async function openFleetStack(name: string, projectRoot: string, env: Environment = process.env): Promise<FleetStack> {
+    // The dev passphrase for the dev stack only; any other stack brings its own (or fails here, saying how).
+    const envVars = passphraseEnvFor(name, projectRoot, env);
     let stack: Stack;
     try {
-        stack = await LocalWorkspace.selectStack({ stackName: name, workDir: projectRoot });
+        stack = await LocalWorkspace.selectStack({ stackName: name, workDir: projectRoot }, { envVars });
     } catch (error) {
         const known = await listStacks(projectRoot).catch(() => []);
         throw new FleetError({
@@ -42,9 +45,7 @@ export async function openFleetStack(name: string, projectRoot: string): Promise
         });
     }
     const all = await stack.getAllConfig();
-    const source = {
-        get: (key: string) => all[`${CONFIG_NAMESPACE}:${key}`]?.value,
-    };
+    const source = configSourceOf(Object.fromEntries(Object.entries(all).map(([key, value]) => [key, value.value])));
     const file = `Pulumi.${name}.yaml`;
     const settings = readStackConfig(source, { baseDir: projectRoot, file });
     const hosts = await loadStackHosts(settings, { file });

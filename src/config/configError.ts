@@ -41,9 +41,14 @@ export function formatProblem(problem: FleetError): string {
     return lines.join("\n");
 }
 
+/** Problems shown in the message; the rest are counted ("and N more"), all stay in `problems`. */
+export const MAX_LISTED_PROBLEMS = 20;
+
 function listProblems(problems: readonly FleetError[], summary: string): string {
     const count = problems.length === 1 ? "1 problem" : `${problems.length} problems`;
-    return [`${summary} (${count}):`, ...problems.map((problem) => indent(formatProblem(problem)))].join("\n");
+    const shown = problems.slice(0, MAX_LISTED_PROBLEMS).map((problem) => indent(formatProblem(problem)));
+    const rest = problems.length - MAX_LISTED_PROBLEMS;
+    return [`${summary} (${count}):`, ...shown, ...(rest > 0 ? [`  ... and ${rest} more`] : [])].join("\n");
 }
 
 // When every problem is about the same host, the aggregate is about that host too.

@@ -8,7 +8,7 @@ import { tag } from "./names";
 import { deleteOlderThan, flakeRef, nixAttributePath } from "./nixRules";
 import { resolveFlakeRef, resolveLocalPath } from "./paths";
 import { boolean, distinctListOf, expecting, failure, integerIn, listOf, seconds, sshOptsPath } from "./rules";
-import { address, hostKey, proxyJump, sshOption, userName } from "./sshRules";
+import { address, hostKey, jumpHopHost, proxyJump, sshOption, userName } from "./sshRules";
 
 export const BUILD_LOCATIONS = ["local", "target"] as const;
 export const ACTIONS = ["switch", "boot", "test", "dry-activate"] as const;
@@ -50,6 +50,13 @@ type HostFieldsShape = z.infer<z.ZodObject<typeof hostFieldsShape>>;
 
 /** Rules that involve more than one field; run on whole hosts, after stack layers are merged. */
 function checkFieldCombinations(fields: Partial<HostFieldsShape>, context: z.RefinementCtx): void {
+    if (fields.proxyJump !== undefined && fields.address !== undefined && fields.proxyJump.split(",").map(jumpHopHost).includes(fields.address)) {
+        context.addIssue({
+            code: "custom",
+            path: ["proxyJump"],
+            ...failure(`proxyJump lists the host itself (${fields.address})`, "list only the jump hosts in front of the host"),
+        });
+    }
     if (!fields.insecureSkipHostKeyCheck) return;
     for (const pinned of ["hostKey", "knownHostsFile"] as const) {
         if (fields[pinned] !== undefined) {

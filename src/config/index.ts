@@ -41,6 +41,7 @@ export { applyOverrides, selectHosts } from "./selectHosts";
 export {
     CONFIG_NAMESPACE,
     STACK_CONFIG_KEYS,
+    configSourceOf,
     parseStackConfig,
     readStackConfig,
     stackConfigSchema,

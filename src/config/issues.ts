@@ -13,18 +13,31 @@ export interface FieldProblem {
     kind: "value" | "missing" | "unknown-key";
 }
 
-/** Flattens zod issues into field problems, naming unknown keys one by one with a suggestion. */
-export function fieldProblems(issues: readonly z.core.$ZodIssue[], schema: z.ZodType, input: unknown): FieldProblem[] {
+/** How many field problems fieldProblems would make of these issues (without making them). */
+export function countFieldProblems(issues: readonly z.core.$ZodIssue[]): number {
+    return issues.reduce((count, issue) => count + (issue.code === "unrecognized_keys" ? issue.keys.length : 1), 0);
+}
+
+/**
+ * Flattens zod issues into field problems, naming unknown keys one by one with a suggestion. At
+ * most `limit` are made: a file with thousands of unknown keys must not cost thousands of hints.
+ */
+export function fieldProblems(issues: readonly z.core.$ZodIssue[], schema: z.ZodType, input: unknown, limit = Infinity): FieldProblem[] {
+    let left = limit;
     return issues.flatMap((issue): FieldProblem[] => {
+        if (left <= 0) return [];
         if (issue.code === "unrecognized_keys") {
             const known = knownKeysAt(schema, issue.path);
-            return issue.keys.map((key) => ({
+            const keys = issue.keys.slice(0, left);
+            left -= keys.length;
+            return keys.map((key) => ({
                 path: [...issue.path, key],
                 message: `unknown field "${key}"`,
                 hint: unknownKeyHint(key, known),
                 kind: "unknown-key",
             }));
         }
+        left -= 1;
         if (issue.code === "invalid_key") {
             const key = issue.path[issue.path.length - 1];
             const reason = issue.issues[0]?.message ?? issue.message;

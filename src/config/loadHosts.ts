@@ -3,11 +3,11 @@
 // FleetConfigError, so one run shows everything that needs fixing.
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { LineCounter, parseDocument, type YAMLError } from "yaml";
+import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Document, type Node, type YAMLError } from "yaml";
 import type { FleetError } from "../errors";
 import { FleetConfigError, configProblem, throwIfProblems } from "./configError";
 import { hostFileSchema, resolveHost, type HostConfig } from "./hostSchema";
-import { fieldProblems, formatFieldPath } from "./issues";
+import { countFieldProblems, fieldProblems, formatFieldPath } from "./issues";
 import { HOST_NAME_RULE, isHostName } from "./names";
 import { keyPathAtOffset, lastKeyBefore, lineOfOffset, lineOfPath, type YamlSource } from "./yamlLocation";
 
@@ -30,27 +30,96 @@ export interface HostFileText {
 export const HOST_FILE_EXTENSIONS = [".yaml", ".yml"] as const;
 const DOCS_HINT = "see docs/host-config.md";
 
+/** Host files larger than this are refused unread: a host file holds a few dozen fields. */
+export const MAX_HOST_FILE_BYTES = 256 * 1024;
+
 /** Loads and validates every host file in `dir`; throws a FleetConfigError listing all problems. */
 export async function loadHostFiles(dir: string, options: LoadHostsOptions = {}): Promise<HostConfig[]> {
     const { hostsDir, baseDir } = locate(dir, options);
-    const names = await readHostDir(hostsDir);
-    const files = await Promise.all(
-        names.map(async (name) => ({ path: path.join(hostsDir, name), text: await fs.promises.readFile(path.join(hostsDir, name), "utf8") })),
-    );
-    return parseHostFiles(files, { baseDir, hostsDir });
+    const entries = await readHostDir(hostsDir);
+    const read = await Promise.all(entries.map((entry) => readHostFile(entry, baseDir)));
+    return parseHostFiles(read.flatMap((r) => r.file ?? []), { baseDir, hostsDir, problems: read.flatMap((r) => r.problem ?? []) });
 }
 
 /** Synchronous variant of loadHostFiles, for code that cannot await (e.g. top-level Pulumi setup). */
 export function loadHostFilesSync(dir: string, options: LoadHostsOptions = {}): HostConfig[] {
     const { hostsDir, baseDir } = locate(dir, options);
-    const names = readHostDirSync(hostsDir);
-    const files = names.map((name) => ({ path: path.join(hostsDir, name), text: fs.readFileSync(path.join(hostsDir, name), "utf8") }));
-    return parseHostFiles(files, { baseDir, hostsDir });
+    const read = readHostDirSync(hostsDir).map((entry) => readHostFileSync(entry, baseDir));
+    return parseHostFiles(read.flatMap((r) => r.file ?? []), { baseDir, hostsDir, problems: read.flatMap((r) => r.problem ?? []) });
+}
+
+interface ReadResult {
+    file?: HostFileText;
+    problem?: FleetError;
+}
+
+/** An entry of the hosts directory that looks like a host file; `stat` follows symbolic links. */
+interface HostEntry {
+    path: string;
+    symlink: boolean;
+}
+
+async function readHostFile(entry: HostEntry, baseDir: string): Promise<ReadResult> {
+    const stat = await fs.promises.stat(entry.path).catch((error: NodeJS.ErrnoException) => error);
+    const problem = entryProblem(entry, stat, baseDir);
+    if (problem || stat instanceof Error) return { problem };
+    return { file: { path: entry.path, text: await fs.promises.readFile(entry.path, "utf8") } };
+}
+
+function readHostFileSync(entry: HostEntry, baseDir: string): ReadResult {
+    let stat: fs.Stats | NodeJS.ErrnoException;
+    try {
+        stat = fs.statSync(entry.path);
+    } catch (error) {
+        stat = error as NodeJS.ErrnoException;
+    }
+    const problem = entryProblem(entry, stat, baseDir);
+    if (problem || stat instanceof Error) return { problem };
+    return { file: { path: entry.path, text: fs.readFileSync(entry.path, "utf8") } };
+}
+
+/**
+ * Why an entry is not read: a symbolic link that leads nowhere or to something other than a file,
+ * something other than a file (a FIFO would block the read forever), or a file over the size limit.
+ * Symbolic links to files are followed.
+ */
+function entryProblem(entry: HostEntry, stat: fs.Stats | NodeJS.ErrnoException, baseDir: string): FleetError | undefined {
+    const file = displayPath(entry.path, baseDir);
+    const host = hostNameOf(entry.path);
+    const link = entry.symlink ? `is a symbolic link to ${linkTarget(entry.path)}, which ` : "";
+    if (stat instanceof Error) {
+        const why = stat.code === "ENOENT" ? "does not exist" : `cannot be read (${stat.code ?? stat.message})`;
+        return configProblem({ message: `${link || "host file "}${why}`, file, host, hint: "point the link at an existing host file, or remove it" });
+    }
+    if (!stat.isFile()) {
+        return configProblem({ message: `${link || ""}is not a regular file`, file, host, hint: "host files are plain YAML files (symbolic links to them are followed)" });
+    }
+    if (stat.size > MAX_HOST_FILE_BYTES) {
+        return configProblem({
+            message: `${link}is ${formatBytes(stat.size)}; host files are limited to ${formatBytes(MAX_HOST_FILE_BYTES)}`,
+            file,
+            host,
+            hint: "a host file holds a few fields; is this the right file?",
+        });
+    }
+    return undefined;
+}
+
+function linkTarget(file: string): string {
+    try {
+        return fs.readlinkSync(file);
+    } catch {
+        return "(unreadable)";
+    }
+}
+
+function formatBytes(bytes: number): string {
+    return bytes >= 1024 * 1024 ? `${(bytes / (1024 * 1024)).toFixed(1)} MiB` : `${Math.ceil(bytes / 1024)} KiB`;
 }
 
 /** Validates already-read host files (sorted by name in the result); throws on any problem. */
-export function parseHostFiles(files: readonly HostFileText[], options: { baseDir: string; hostsDir?: string }): HostConfig[] {
-    const problems: FleetError[] = [];
+export function parseHostFiles(files: readonly HostFileText[], options: { baseDir: string; hostsDir?: string; problems?: readonly FleetError[] }): HostConfig[] {
+    const problems: FleetError[] = [...(options.problems ?? [])];
     const hosts: HostConfig[] = [];
     const seen = new Map<string, string>();
     for (const file of [...files].sort((a, b) => a.path.localeCompare(b.path))) {
@@ -65,7 +134,7 @@ export function parseHostFiles(files: readonly HostFileText[], options: { baseDi
         seen.set(result.host.name, file.path);
         hosts.push(result.host);
     }
-    if (files.length === 0) {
+    if (files.length === 0 && problems.length === 0) {
         const where = options.hostsDir ? displayPath(options.hostsDir, options.baseDir) : "the hosts directory";
         problems.push(configProblem({ message: `no host files (*.yaml, *.yml) in ${where}`, file: where, hint: "add one file per host, e.g. hosts/web1.yaml with `address: web1.example.org`" }));
     }
@@ -92,12 +161,27 @@ export function parseHostFile(file: HostFileText, baseDir: string): ParsedHostFi
             }),
         );
     }
+    const bytes = Buffer.byteLength(file.text, "utf8");
+    if (bytes > MAX_HOST_FILE_BYTES) {
+        const hint = "a host file holds a few fields; is this the right file?";
+        return { problems: [...problems, configProblem({ message: `is ${formatBytes(bytes)}; host files are limited to ${formatBytes(MAX_HOST_FILE_BYTES)}`, file: shownFile, host: name, hint })] };
+    }
     const lineCounter = new LineCounter();
-    const document = parseDocument(file.text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+    let document: Document.Parsed;
+    try {
+        // Duplicate keys are found by duplicateKeyProblems: the yaml library's own check compares
+        // every key with every other one, which a large file turns into minutes.
+        document = parseDocument(file.text, { lineCounter, prettyErrors: false, uniqueKeys: false });
+    } catch (error) {
+        // e.g. nesting deep enough to exhaust the stack
+        return { problems: [...problems, configProblem({ message: `cannot read YAML: ${(error as Error).message}`, file: shownFile, line: 1, host: name })] };
+    }
     const source: YamlSource = { document, lineCounter };
     if (document.errors.length > 0) {
-        return { problems: [...problems, ...document.errors.map((error) => yamlProblem(error, source, shownFile, name))] };
+        return { problems: [...problems, ...capped(document.errors.map((error) => yamlProblem(error, source, shownFile, name)), shownFile, name)] };
     }
+    const duplicates = duplicateKeyProblems(source, shownFile, name);
+    if (duplicates.length > 0) return { problems: [...problems, ...duplicates] };
     let data: unknown;
     try {
         data = document.toJS({ maxAliasCount: 100 });
@@ -106,7 +190,9 @@ export function parseHostFile(file: HostFileText, baseDir: string): ParsedHostFi
     }
     const parsed = hostFileSchema.safeParse(data);
     if (!parsed.success) {
-        const schemaProblems = fieldProblems(parsed.error.issues, hostFileSchema, data).map((problem) =>
+        const found = fieldProblems(parsed.error.issues, hostFileSchema, data, MAX_PROBLEMS_PER_FILE);
+        const total = countFieldProblems(parsed.error.issues);
+        const schemaProblems = found.map((problem) =>
             configProblem({
                 message: problem.message,
                 hint: problem.hint ?? fieldHint(problem.path),
@@ -116,10 +202,58 @@ export function parseHostFile(file: HostFileText, baseDir: string): ParsedHostFi
                 host: name,
             }),
         );
-        return { problems: [...problems, ...byLine(schemaProblems)] };
+        return { problems: [...problems, ...byLine(schemaProblems), ...moreProblems(total - found.length, shownFile, name)] };
     }
     if (problems.length > 0) return { problems };
     return { host: resolveHost(parsed.data, { name, file: file.path, baseDir }), problems };
+}
+
+/** Problems reported per file; a file with more gets one line saying how many were left out. */
+export const MAX_PROBLEMS_PER_FILE = 50;
+
+function moreProblems(count: number, file: string, host: string): FleetError[] {
+    if (count <= 0) return [];
+    return [configProblem({ message: `and ${count} more problem${count === 1 ? "" : "s"} in this file`, file, host, hint: "fix the ones above first" })];
+}
+
+function capped(problems: FleetError[], file: string, host: string): FleetError[] {
+    return [...problems.slice(0, MAX_PROBLEMS_PER_FILE), ...moreProblems(problems.length - MAX_PROBLEMS_PER_FILE, file, host)];
+}
+
+/** Keys that appear twice in one mapping, found in one pass (a Set per mapping). */
+function duplicateKeyProblems(source: YamlSource, file: string, host: string): FleetError[] {
+    const problems: FleetError[] = [];
+    let count = 0;
+    const visit = (node: unknown, keyPath: PropertyKey[]): void => {
+        if (isMap(node)) {
+            const seen = new Set<string>();
+            for (const pair of node.items) {
+                const key = isScalar(pair.key) ? String(pair.key.value) : String(pair.key);
+                if (seen.has(key)) {
+                    count += 1;
+                    if (problems.length < MAX_PROBLEMS_PER_FILE) {
+                        const start = (pair.key as Node | null)?.range?.[0] ?? 0;
+                        problems.push(
+                            configProblem({
+                                message: `duplicate key "${key.length > 60 ? `${key.slice(0, 57)}...` : key}"`,
+                                hint: "each field may appear only once in a mapping; remove or merge the repeated one",
+                                file,
+                                line: lineOfOffset(source, start),
+                                field: formatFieldPath([...keyPath, key]),
+                                host,
+                            }),
+                        );
+                    }
+                }
+                seen.add(key);
+                visit(pair.value, [...keyPath, key]);
+            }
+        } else if (isSeq(node)) {
+            node.items.forEach((item, index) => visit(item, [...keyPath, index]));
+        }
+    };
+    visit(source.document.contents, []);
+    return [...problems, ...moreProblems(count - problems.length, file, host)];
 }
 
 function yamlProblem(error: YAMLError, source: YamlSource, file: string, host: string): FleetError {
@@ -173,30 +307,31 @@ function locate(dir: string, options: LoadHostsOptions): { hostsDir: string; bas
     return { hostsDir, baseDir: path.dirname(hostsDir) };
 }
 
-type DirEntry = Pick<fs.Dirent, "name" | "isFile">;
+type DirEntry = Pick<fs.Dirent, "name" | "isSymbolicLink">;
 
-async function readHostDir(hostsDir: string): Promise<string[]> {
+async function readHostDir(hostsDir: string): Promise<HostEntry[]> {
     try {
-        return hostFileNames(await fs.promises.readdir(hostsDir, { withFileTypes: true }));
+        return hostEntries(hostsDir, await fs.promises.readdir(hostsDir, { withFileTypes: true }));
     } catch (error) {
         throw missingDirError(hostsDir, error);
     }
 }
 
-function readHostDirSync(hostsDir: string): string[] {
+function readHostDirSync(hostsDir: string): HostEntry[] {
     try {
-        return hostFileNames(fs.readdirSync(hostsDir, { withFileTypes: true }));
+        return hostEntries(hostsDir, fs.readdirSync(hostsDir, { withFileTypes: true }));
     } catch (error) {
         throw missingDirError(hostsDir, error);
     }
 }
 
-// Dotfiles are skipped: editors leave backups like .alpha.yaml.un~ next to the real file.
-function hostFileNames(entries: readonly DirEntry[]): string[] {
+// Dotfiles are skipped: editors leave backups like .alpha.yaml.un~ next to the real file. Every
+// other *.yaml / *.yml entry is a host file, or a problem saying why it cannot be one.
+function hostEntries(hostsDir: string, entries: readonly DirEntry[]): HostEntry[] {
     return entries
-        .filter((entry) => entry.isFile() && !entry.name.startsWith(".") && HOST_FILE_EXTENSIONS.some((ext) => entry.name.endsWith(ext)))
-        .map((entry) => entry.name)
-        .sort();
+        .filter((entry) => !entry.name.startsWith(".") && HOST_FILE_EXTENSIONS.some((ext) => entry.name.endsWith(ext)))
+        .map((entry) => ({ path: path.join(hostsDir, entry.name), symlink: entry.isSymbolicLink() }))
+        .sort((a, b) => a.path.localeCompare(b.path));
 }
 
 function missingDirError(hostsDir: string, error: unknown): FleetConfigError {

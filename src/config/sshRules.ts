@@ -2,6 +2,7 @@
 // ssh command line, so the rules reject whitespace and leading dashes outright and keep
 // host-key checking on unless the host file says otherwise in so many words.
 import { z } from "zod";
+import { sshOptionRefusal } from "../ssh/optionPolicy";
 import { describeValue, expecting, failure, matching } from "./rules";
 
 const ADDRESS_RULE = "a host name, IP address or ssh_config alias";
@@ -31,20 +32,27 @@ function addressProblem(value: string): ReturnType<typeof failure> | undefined {
 export const USER_PATTERN = /^[A-Za-z_][A-Za-z0-9_.-]{0,31}$/;
 export const userName = () => matching(USER_PATTERN, "a user name (letters, digits, '_', '.', '-'; not starting with a digit or '-')");
 
-const JUMP_HOP = /^(?:[A-Za-z0-9_.-]+@)?(?:[A-Za-z0-9_.-]+|\[[0-9A-Za-z:.%]+\])(?::(\d{1,5}))?$/;
+// IPv6 zone ids ("%eth0") are left out: ssh would read the % as one of its %-tokens.
+const JUMP_HOP = /^(?:[A-Za-z0-9_.-]+@)?(?:([A-Za-z0-9_.-]+)|\[([0-9A-Fa-f:.]+)\])(?::(\d{1,5}))?$/;
 const PROXY_JUMP_RULE = "an ssh -J jump list: [user@]host[:port][,[user@]host[:port]...]";
 
 export function proxyJump() {
     return z
         .string(expecting(PROXY_JUMP_RULE))
-        .refine((value) => value.split(",").every(isJumpHop), expecting(PROXY_JUMP_RULE));
+        .refine((value) => value.split(",").every((hop) => jumpHopHost(hop) !== undefined), expecting(PROXY_JUMP_RULE))
+        .superRefine((value, context) => {
+            const hosts = value.split(",").map(jumpHopHost);
+            const repeated = hosts.find((host, index) => host !== undefined && hosts.indexOf(host) !== index);
+            if (repeated) context.addIssue({ code: "custom", ...failure(`jump host ${describeValue(repeated)} appears twice`, "list each jump host once, first hop first") });
+        });
 }
 
-function isJumpHop(hop: string): boolean {
+/** The host of one `[user@]host[:port]` hop, or undefined when it is not one. */
+export function jumpHopHost(hop: string): string | undefined {
     const match = JUMP_HOP.exec(hop);
-    if (!match || hop.startsWith("-")) return false;
-    const port = match[1] === undefined ? 22 : Number(match[1]);
-    return port >= 1 && port <= 65535;
+    if (!match || hop.startsWith("-")) return undefined;
+    const port = match[3] === undefined ? 22 : Number(match[3]);
+    return port >= 1 && port <= 65535 ? (match[1] ?? match[2]) : undefined;
 }
 
 /** Key types OpenSSH pins in known_hosts. */
@@ -84,21 +92,9 @@ function hostKeyProblem(value: string): ReturnType<typeof failure> | undefined {
     return undefined;
 }
 
-/** ssh options that have their own field: setting them twice would make ssh pick the first one silently. */
-const OPTIONS_WITH_FIELDS: Record<string, string> = {
-    hostname: "address",
-    port: "port",
-    user: "user",
-    identityfile: "identityFile",
-    proxyjump: "proxyJump",
-    userknownhostsfile: "knownHostsFile",
-    connecttimeout: "connectTimeout",
-};
-
 const SSH_OPTION_RULE = 'an ssh option "Key=Value" without spaces, e.g. "ServerAliveInterval=15"';
-const HOST_KEY_HINT =
-    "host-key checking cannot be disabled silently; pin the key with hostKey, point knownHostsFile at a file that has it, or set insecureSkipHostKeyCheck: true if you accept the risk";
 
+/** One entry of `sshOptions`: only allow-listed options (src/ssh/optionPolicy.ts) with valid values. */
 export function sshOption() {
     return z.string(expecting(SSH_OPTION_RULE)).superRefine((value, context) => {
         const problem = sshOptionProblem(value);
@@ -108,20 +104,6 @@ export function sshOption() {
 
 function sshOptionProblem(value: string): ReturnType<typeof failure> | undefined {
     if (value.startsWith("-")) return failure(`ssh option ${describeValue(value)} starts with "-"`, 'write only "Key=Value"; nixos-fleet adds the -o');
-    const match = /^([A-Za-z][A-Za-z0-9]*)=(\S+)$/.exec(value);
-    if (!match) {
-        const hint = /\s/.test(value) ? "options travel through NIX_SSHOPTS, which nix splits on whitespace" : undefined;
-        return failure(`expected ${SSH_OPTION_RULE}, got ${describeValue(value)}`, hint);
-    }
-    const key = (match[1] ?? "").toLowerCase();
-    const setting = (match[2] ?? "").toLowerCase();
-    if (key === "stricthostkeychecking" && (setting === "no" || setting === "off")) {
-        return failure(`ssh option ${describeValue(value)} would turn off host-key checking`, HOST_KEY_HINT);
-    }
-    if (key.endsWith("knownhostsfile") && setting === "/dev/null") {
-        return failure(`ssh option ${describeValue(value)} would throw away known host keys and so disable host-key checking`, HOST_KEY_HINT);
-    }
-    const field = OPTIONS_WITH_FIELDS[key];
-    if (field) return failure(`ssh option ${describeValue(value)} duplicates a host field`, `set "${field}" instead`);
-    return undefined;
+    const refusal = sshOptionRefusal(value);
+    return refusal && failure(`ssh option ${describeValue(value)} ${refusal.message}`, refusal.hint);
 }

@@ -5,7 +5,7 @@ import * as path from "node:path";
 import { z } from "zod";
 import { FleetConfigError, configProblem } from "./configError";
 import { hostPatchSchema, type HostPatch } from "./hostSchema";
-import { fieldProblems, formatFieldPath, type FieldPath } from "./issues";
+import { countFieldProblems, fieldProblems, formatFieldPath, type FieldPath } from "./issues";
 import { HOST_NAME_PATTERN, HOST_NAME_RULE, TAG_PATTERN, hostName } from "./names";
 import { storePath } from "./nixRules";
 import { expecting, failure, integerIn, listOf } from "./rules";
@@ -92,6 +92,9 @@ export interface StackConfigOptions {
 /** Keys read from the namespace by readStackConfig. */
 export const STACK_CONFIG_KEYS = Object.keys(stackConfigSchema.shape) as Array<keyof StackConfigInput>;
 
+/** Problems reported for the stack settings; the rest are counted. */
+const MAX_STACK_PROBLEMS = 50;
+
 /** Validates the settings object; throws a FleetConfigError naming each `nixos-fleet:<key path>`. */
 export function parseStackConfig(raw: unknown, options: StackConfigOptions): StackConfig {
     // Without hosts nothing else matters (a new stack, or one with only pins or overrides): say
@@ -101,7 +104,7 @@ export function parseStackConfig(raw: unknown, options: StackConfigOptions): Sta
     }
     const parsed = stackConfigSchema.safeParse(raw);
     if (!parsed.success) {
-        const problems = fieldProblems(parsed.error.issues, stackConfigSchema, raw).map((problem) =>
+        const problems = fieldProblems(parsed.error.issues, stackConfigSchema, raw, MAX_STACK_PROBLEMS).map((problem) =>
             configProblem({
                 message: problem.message,
                 hint: problem.hint ?? settingHint(problem.path),
@@ -109,6 +112,8 @@ export function parseStackConfig(raw: unknown, options: StackConfigOptions): Sta
                 file: options.file,
             }),
         );
+        const more = countFieldProblems(parsed.error.issues) - problems.length;
+        if (more > 0) problems.push(configProblem({ message: `and ${more} more problems in the stack settings`, file: options.file, hint: "fix the ones above first" }));
         throw new FleetConfigError(problems, `invalid "${CONFIG_NAMESPACE}" stack configuration`);
     }
     const settings = parsed.data;
@@ -132,15 +137,33 @@ export function missingHostsProblem(file?: string) {
 /** Something that reads raw config strings by key, such as `new pulumi.Config("nixos-fleet")`. */
 export interface ConfigSource {
     get(key: string): string | undefined;
+    /**
+     * Every key the stack sets in the namespace (without "nixos-fleet:"). With it, a misspelt key
+     * (`nixos-fleet:paralel`) is an error with a suggestion instead of being ignored.
+     */
+    keys?(): string[];
 }
 
 /**
- * Reads every known key from a config source and validates the result. Pulumi hands structured
- * values back as JSON text and plain values as text, so each value is JSON-decoded when it can be.
+ * A ConfigSource over a stack's whole configuration as `{"nixos-fleet:hosts": "<text>", ...}`
+ * (pulumi.runtime.allConfig(), or the Automation API's config with the values taken out).
+ */
+export function configSourceOf(all: Readonly<Record<string, string | undefined>>): Required<ConfigSource> {
+    const prefix = `${CONFIG_NAMESPACE}:`;
+    return {
+        get: (key) => all[`${prefix}${key}`],
+        keys: () => Object.keys(all).filter((key) => key.startsWith(prefix)).map((key) => key.slice(prefix.length)),
+    };
+}
+
+/**
+ * Reads every key from a config source and validates the result. Pulumi hands structured values
+ * back as JSON text and plain values as text, so each value is JSON-decoded when it can be.
  */
 export function readStackConfig(source: ConfigSource, options: StackConfigOptions): StackConfig {
     const raw: Record<string, unknown> = {};
-    for (const key of STACK_CONFIG_KEYS) {
+    const keys = new Set<string>([...STACK_CONFIG_KEYS, ...(source.keys?.() ?? [])]);
+    for (const key of keys) {
         const text = source.get(key);
         if (text !== undefined) raw[key] = decodeConfigValue(text);
     }

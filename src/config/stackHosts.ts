@@ -1,5 +1,7 @@
 // The hosts a stack deploys: host files, filtered by the stack's selectors, with the stack's
 // defaults and overrides applied. This is what the Pulumi program calls.
+import * as fs from "node:fs";
+import * as path from "node:path";
 import type { FleetError } from "../errors";
 import { configProblem, isFleetConfigError, throwIfProblems } from "./configError";
 import type { HostConfig } from "./hostSchema";
@@ -29,13 +31,72 @@ export function resolveStackHosts(all: readonly HostConfig[], stack: StackConfig
     return hosts;
 }
 
-/** Loads the stack's hosts directory and resolves its hosts. */
-export async function loadStackHosts(stack: StackConfig, options: { file?: string } = {}): Promise<HostConfig[]> {
-    return resolveStackHosts(await loadHostFiles(stack.hostsDir, { baseDir: stack.baseDir }), stack, options);
+export interface LoadStackHostsOptions {
+    /** The stack's config file, for messages. */
+    file?: string;
+    /** Check that the stack's hosts' key files exist here (default true; off for other stacks' hosts). */
+    checkFiles?: boolean;
 }
 
-export function loadStackHostsSync(stack: StackConfig, options: { file?: string } = {}): HostConfig[] {
-    return resolveStackHosts(loadHostFilesSync(stack.hostsDir, { baseDir: stack.baseDir }), stack, options);
+/** Loads the stack's hosts directory and resolves its hosts. */
+export async function loadStackHosts(stack: StackConfig, options: LoadStackHostsOptions = {}): Promise<HostConfig[]> {
+    const all = await loadHostFiles(stack.hostsDir, { baseDir: stack.baseDir });
+    return checkedFiles(resolveStackHosts(all, stack, options), all, stack, options);
+}
+
+export function loadStackHostsSync(stack: StackConfig, options: LoadStackHostsOptions = {}): HostConfig[] {
+    const all = loadHostFilesSync(stack.hostsDir, { baseDir: stack.baseDir });
+    return checkedFiles(resolveStackHosts(all, stack, options), all, stack, options);
+}
+
+function checkedFiles(hosts: HostConfig[], all: readonly HostConfig[], stack: StackConfig, options: LoadStackHostsOptions): HostConfig[] {
+    if (options.checkFiles === false) return hosts;
+    throwIfProblems(missingFileProblems(hosts, all, stack, options.file), "invalid host configuration");
+    return hosts;
+}
+
+/** Files ssh reads for a host that must exist on the deploying machine (sshConfigFile may be generated later). */
+const REQUIRED_FILES = [
+    ["identityFile", "ssh private key"],
+    ["knownHostsFile", "known_hosts file"],
+] as const;
+
+/**
+ * A missing key or known_hosts file would surface only as a puzzling ssh failure mid-deploy, so it
+ * is a config problem naming the file, and where it was set: the host file or the stack setting.
+ */
+export function missingFileProblems(hosts: readonly HostConfig[], fileHosts: readonly HostConfig[], stack: Pick<StackConfig, "overrides">, file?: string): FleetError[] {
+    const problems: FleetError[] = [];
+    for (const host of hosts) {
+        for (const [field, what] of REQUIRED_FILES) {
+            const value = host[field];
+            const reason = value === undefined ? undefined : unreadableFile(value);
+            if (value === undefined || reason === undefined) continue;
+            const fromFile = stack.overrides[host.name]?.[field] === undefined && fileHosts.find((h) => h.name === host.name)?.declared[field] !== undefined;
+            const fromOverride = stack.overrides[host.name]?.[field] !== undefined;
+            problems.push(
+                configProblem({
+                    message: `${field} ${value} ${reason}`,
+                    hint: `the ${what} must exist on the deploying machine; fix the path or create the file`,
+                    host: host.name,
+                    ...(fromFile
+                        ? { file: path.relative(host.baseDir, host.file) || host.file, field }
+                        : { file, field: configKey(fromOverride ? ["overrides", host.name, field] : ["defaults", field]) }),
+                }),
+            );
+        }
+    }
+    return problems;
+}
+
+function unreadableFile(file: string): string | undefined {
+    try {
+        if (!fs.statSync(file).isFile()) return "is not a file";
+        fs.accessSync(file, fs.constants.R_OK);
+        return undefined;
+    } catch (error) {
+        return (error as NodeJS.ErrnoException).code === "ENOENT" ? "does not exist" : `cannot be read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`;
+    }
 }
 
 /** `overrides.<name>` and `pins.<name>` for names without a host file. */

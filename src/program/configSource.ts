@@ -30,8 +30,14 @@ export function parseConfigEnvironment(text: string | undefined): Record<string,
  * One namespace of the config as a ConfigSource: `ns:key` (and the legacy `ns:config:key`), values
  * as the text Pulumi gives (structured values are JSON text).
  */
-export function namespaceConfig(all: Record<string, unknown>, namespace: string): ConfigSource {
+export function namespaceConfig(all: Record<string, unknown>, namespace: string): Required<ConfigSource> {
+    const keys = new Set<string>();
+    for (const full of Object.keys(all)) {
+        if (full.startsWith(`${namespace}:config:`)) keys.add(full.slice(`${namespace}:config:`.length));
+        else if (full.startsWith(`${namespace}:`)) keys.add(full.slice(`${namespace}:`.length));
+    }
     return {
+        keys: () => [...keys],
         get(key: string): string | undefined {
             const value = all[`${namespace}:${key}`] ?? all[`${namespace}:config:${key}`];
             if (value === undefined || value === null) return undefined;
@@ -41,6 +47,6 @@ export function namespaceConfig(all: Record<string, unknown>, namespace: string)
 }
 
 /** The program's config source for a namespace, from the environment the language host set. */
-export function programConfig(namespace: string, text: string | undefined = process.env.PULUMI_CONFIG): ConfigSource {
+export function programConfig(namespace: string, text: string | undefined = process.env.PULUMI_CONFIG): Required<ConfigSource> {
     return namespaceConfig(parseConfigEnvironment(text), namespace);
 }

@@ -6,6 +6,7 @@ import type { ProcessRunner } from "../process/runner";
 import type { HostInputs } from "../provider/hostInputs";
 import { hostInputsOf } from "./hostInputs";
 import { provenanceFor, type ProvenanceResult } from "./provenance";
+import { passphraseProblem, type Environment } from "./passphrase";
 
 export interface FleetPlanOptions {
     /** The `nixos-fleet` config namespace of the stack (e.g. new pulumi.Config("nixos-fleet")). */
@@ -16,6 +17,8 @@ export interface FleetPlanOptions {
     runner: ProcessRunner;
     /** Revision, operator and update number for the records (program/provenance.ts); none without it. */
     provenance?: (flakes: string[]) => Promise<ProvenanceResult>;
+    /** The environment Pulumi was started with: the passphrase rule (passphrase.ts) is checked against it. */
+    env?: Environment;
 }
 
 export interface PlannedHost {
@@ -48,6 +51,8 @@ export interface FleetPlan {
 }
 
 export async function planFleet(options: FleetPlanOptions): Promise<FleetPlan> {
+    const secrets = options.env && passphraseProblem({ stack: options.stackName, projectRoot: options.projectRoot, env: options.env });
+    if (secrets) throw secrets;
     const file = `Pulumi.${options.stackName}.yaml`;
     const stack = readStackConfig(options.config, { baseDir: options.projectRoot, file });
     const hosts = await loadStackHosts(stack, { file });

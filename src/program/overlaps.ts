@@ -4,7 +4,7 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse } from "yaml";
-import { loadStackHostsSync, readStackConfig, type HostConfig } from "../config";
+import { configSourceOf, loadStackHostsSync, readStackConfig, type HostConfig } from "../config";
 
 export interface Overlap {
     host: string;
@@ -25,15 +25,12 @@ export function otherStackHosts(projectRoot: string, currentStack: string): { st
         if (!match || match[1] === currentStack) continue;
         try {
             const config = ((parse(readFileSync(join(projectRoot, file), "utf8")) as { config?: Record<string, unknown> } | null)?.config ?? {});
-            const source = {
-                get: (key: string) => {
-                    const value = config[`nixos-fleet:${key}`];
-                    return value === undefined ? undefined : typeof value === "string" ? value : JSON.stringify(value);
-                },
-            };
+            const source = configSourceOf(
+                Object.fromEntries(Object.entries(config).map(([key, value]) => [key, typeof value === "string" ? value : JSON.stringify(value)])),
+            );
             if (source.get("hosts") === undefined) continue;
             const settings = readStackConfig(source, { baseDir: projectRoot, file });
-            stacks.push({ stack: match[1]!, hosts: loadStackHostsSync(settings, { file }) });
+            stacks.push({ stack: match[1]!, hosts: loadStackHostsSync(settings, { file, checkFiles: false }) });
         } catch {
             // not ours to report
         }

@@ -4,6 +4,7 @@
 import { z } from "zod";
 import { STORE_PATH } from "../nix/flags";
 import { healthChecksSchema } from "../config/healthChecks";
+import { sshOption } from "../config/sshRules";
 import type { SshTarget } from "../ssh/target";
 import type { DeployRequest } from "../deploy/deployHost";
 
@@ -44,7 +45,8 @@ export const hostInputsSchema = z.object({
     hostKey: z.string().optional(),
     knownHostsFile: z.string().optional(),
     sshConfigFile: z.string().optional(),
-    sshOptions: z.array(z.string()).optional(),
+    // The same allow-list as host files: inputs may also come from an old state or another program.
+    sshOptions: z.array(sshOption()).optional(),
     insecureSkipHostKeyCheck: z.boolean().optional(),
     connectTimeout: z.number().positive().optional(),
     confirmTimeout: z.number().min(0).optional(),

@@ -2,15 +2,13 @@
 // The stack records only what really happened: a failed deploy throws, and the engine keeps the
 // previous state for that host.
 import type * as provider from "@pulumi/pulumi/provider";
-import { mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { deployHost, inspectHost, type DeployOutcome } from "../deploy/deployHost";
 import { changesRunningSystem, setsProfile } from "../deploy/activate";
 import { stepOf, trimHistory } from "../deploy/deployments";
 import type { HostState } from "../deploy/hostState";
 import { formatError } from "../errors";
 import type { ProcessRunner } from "../process/runner";
+import { makeRuntimeDir } from "../process/runtimeDir";
 import type { EngineLogger } from "./engineLog";
 import { HOOK_TYPE, HookProvider } from "./hookProvider";
 import {
@@ -167,6 +165,15 @@ export function profileMismatch(state: HostState, action: HostInputs["action"]):
     return `the system profile (generation ${state.generation ?? "-"}, ${state.profileStorePath}) is not the running system (${state.currentStorePath}): the next boot would switch systems; the next \`pulumi up\` makes the profile, the boot default and the running system agree with the configured one`;
 }
 
+/** The warning for a host deployed without host-key checking, or undefined. */
+export function insecureHostWarning(inputs: Pick<HostInputs, "name" | "address" | "insecureSkipHostKeyCheck">): string | undefined {
+    if (!inputs.insecureSkipHostKeyCheck) return undefined;
+    return (
+        `${inputs.name}: insecureSkipHostKeyCheck is true: ssh accepts any host key for ${inputs.address}, so anyone on the network path ` +
+        "can impersonate the host and receive its system and secrets; pin hostKey or set knownHostsFile instead"
+    );
+}
+
 export class HostProvider implements provider.Provider {
     readonly version: string;
     private readonly options: HostProviderOptions;
@@ -182,14 +189,20 @@ export class HostProvider implements provider.Provider {
 
     private get runtimeDir(): string {
         // Short path: it holds unix sockets (~100-byte limit).
-        this.runtimeDirCache ??= this.options.runtimeDir ?? mkdtempSync(join(tmpdir(), "nf-"));
+        // Removed when the provider exits, also on the engine's SIGINT/SIGTERM (src/process/runtimeDir.ts).
+        this.runtimeDirCache ??= this.options.runtimeDir ?? makeRuntimeDir();
         return this.runtimeDirCache;
     }
 
     async check(urn: string, _olds: unknown, news: Record<string, unknown>): Promise<provider.CheckResult> {
         if (isHook(urn)) return this.hooks.check(news);
         const parsed = hostInputsSchema.safeParse(news);
-        if (parsed.success) return { inputs: news };
+        if (parsed.success) {
+            // check runs at every preview and up: a host without host-key checking is never quiet.
+            const warning = insecureHostWarning(parsed.data);
+            if (warning) await this.options.logger.log("warning", urn, warning);
+            return { inputs: news };
+        }
         return {
             failures: parsed.error.issues.map((issue) => ({
                 property: issue.path.join(".") || "(inputs)",

@@ -2,12 +2,16 @@
 // nixos:index:Host resource to the Pulumi engine over gRPC.
 import * as provider from "@pulumi/pulumi/provider";
 import { runProcess } from "../process/runner";
+import { removeOnExit, sweepStaleRuntimeDirs } from "../process/runtimeDir";
 import { connectEngineLogger, engineAddressFrom } from "./engineLog";
 import { HostProvider } from "./hostProvider";
 
 const PROVIDER_VERSION = "0.1.0";
 
 function main(args: string[]): Promise<void> {
+    // Runtime directories of providers that were killed outright; ours go when we exit.
+    sweepStaleRuntimeDirs();
+    removeOnExit();
     const logger = connectEngineLogger(engineAddressFrom(args));
     return provider.main(new HostProvider({ runner: runProcess, logger, version: PROVIDER_VERSION }), args);
 }

@@ -1,10 +1,12 @@
 // One SSH master connection per host (OpenSSH ControlMaster): every command and every `nix copy`
 // to the host reuses it, so a deploy costs one SSH handshake per host instead of one per step.
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { FleetError } from "../errors";
 import type { ProcessRunner, RunResult } from "../process/runner";
 import { sshError } from "./diagnose";
+import { jumpSshConfig, lastHop } from "./jumpHosts";
+import { sshConfigRefusals, sshOptionRefusal } from "./optionPolicy";
 import { remoteCommand } from "./quote";
 import { destination, hostKeyAlias, type SshTarget } from "./target";
 
@@ -40,16 +42,73 @@ function assertNoWhitespace(target: SshTarget, options: string[]): void {
     }
 }
 
-/** The ssh client options for a target, apart from the control socket. */
-export function targetSshOptions(target: SshTarget, pinnedKnownHosts?: string): string[] {
+/** A pinned key is one known_hosts line: a key with a line break could add a second, wildcard entry. */
+function singleLineKey(target: SshTarget): string {
+    const key = (target.hostKey ?? "").trim();
+    if (/[\r\n\u0000]/.test(key)) {
+        throw new FleetError({ phase: "connect", host: target.name, message: "the pinned hostKey spans more than one line", hint: 'hostKey is one "<type> <base64>" line' });
+    }
+    return key;
+}
+
+/** The host's name becomes file names in the runtime directory: nothing that could leave it. */
+function assertSafeName(target: SshTarget): void {
+    if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$/.test(target.name) || target.name.includes("..")) {
+        throw new FleetError({ phase: "connect", host: target.name, message: `host name ${JSON.stringify(target.name)} cannot name files`, hint: "host names are lowercase DNS labels (docs/host-config.md)" });
+    }
+}
+
+/** An sshConfigFile is reviewed like a host file: it may not run commands (sshConfigRefusals). */
+function assertHarmlessConfigFile(target: SshTarget): void {
+    if (!target.sshConfigFile) return;
+    let text: string;
+    try {
+        text = readFileSync(target.sshConfigFile, "utf8");
+    } catch {
+        return; // ssh reports a missing file itself
+    }
+    const [first, ...rest] = sshConfigRefusals(text);
+    if (first) {
+        throw new FleetError({
+            phase: "connect",
+            host: target.name,
+            message: `${first.message}: not allowed in sshConfigFile${rest.length ? ` (and ${rest.length} more)` : ""}`,
+            file: target.sshConfigFile,
+            line: first.line,
+            hint: first.hint,
+        });
+    }
+}
+
+/** The host's own ssh options pass the allow-list here too, wherever they came from (old state, another program). */
+function assertAllowedOptions(target: SshTarget): void {
+    for (const option of target.sshOptions ?? []) {
+        const refusal = sshOptionRefusal(option);
+        if (refusal) {
+            throw new FleetError({ phase: "connect", host: target.name, message: `ssh option ${JSON.stringify(option)} ${refusal.message}`, hint: refusal.hint });
+        }
+    }
+}
+
+/**
+ * The ssh client options for a target, apart from the control socket. A target with jump hosts
+ * needs the ssh_config jumpSshConfig wrote for it (`jumpConfigFile`): -J alone would leave the hops
+ * unchecked.
+ */
+export function targetSshOptions(target: SshTarget, pinnedKnownHosts?: string, jumpConfigFile?: string): string[] {
     // ssh keeps the first value it sees for an option: the host's own options go first, so they
     // win over our defaults below.
     const options: string[] = [];
     for (const option of target.sshOptions ?? []) options.push("-o", option);
-    if (target.sshConfigFile) options.push("-F", target.sshConfigFile);
+    if (target.proxyJump) {
+        if (!jumpConfigFile) throw new Error(`targetSshOptions: ${target.name} has jump hosts but no generated ssh_config`);
+        // The generated file includes the host's sshConfigFile (or the user's ssh_config).
+        options.push("-F", jumpConfigFile, "-J", lastHop(target)!);
+    } else if (target.sshConfigFile) {
+        options.push("-F", target.sshConfigFile);
+    }
     if (target.port !== undefined) options.push("-p", String(target.port));
     if (target.identityFile) options.push("-i", target.identityFile, "-o", "IdentitiesOnly=yes");
-    if (target.proxyJump) options.push("-J", target.proxyJump);
     options.push(
         "-o", "BatchMode=yes",
         "-o", `ConnectTimeout=${target.connectTimeout ?? 10}`,
@@ -82,15 +141,23 @@ export class SshConnection {
     constructor(target: SshTarget, options: SshConnectionOptions) {
         this.target = target;
         this.runner = options.runner;
+        assertSafeName(target);
+        assertAllowedOptions(target);
+        assertHarmlessConfigFile(target);
         this.persistSeconds = options.persistSeconds ?? 60;
         mkdirSync(options.runtimeDir, { recursive: true, mode: 0o700 });
         this.controlPath = join(options.runtimeDir, `${target.name}.sock`);
         let pinned: string | undefined;
         if (target.hostKey && !target.insecureSkipHostKeyCheck) {
             pinned = join(options.runtimeDir, `${target.name}.known_hosts`);
-            writeFileSync(pinned, `${hostKeyAlias(target)} ${target.hostKey.trim()}\n`, { mode: 0o600 });
+            writeFileSync(pinned, `${hostKeyAlias(target)} ${singleLineKey(target)}\n`, { mode: 0o600 });
         }
-        this.options = [...targetSshOptions(target, pinned), "-o", `ControlPath=${this.controlPath}`];
+        let jumpConfig: string | undefined;
+        if (target.proxyJump) {
+            jumpConfig = join(options.runtimeDir, `${target.name}.ssh_config`);
+            writeFileSync(jumpConfig, jumpSshConfig(target), { mode: 0o600 });
+        }
+        this.options = [...targetSshOptions(target, pinned, jumpConfig), "-o", `ControlPath=${this.controlPath}`];
         assertNoWhitespace(target, this.options);
     }
 
@@ -117,19 +184,36 @@ export class SshConnection {
             "ssh", ...this.options,
             "-o", "ControlMaster=yes",
             "-o", `ControlPersist=${this.persistSeconds}`,
-            "-N", "-f", destination(this.target),
+            "-n", "-N", "-f", destination(this.target),
         ];
         this.handshakes += 1;
         const result = await this.runner(argv, { timeoutMs });
-        if (result.code !== 0) throw sshError(this.target, result.stderr, result.timedOut);
+        if (result.code !== 0) {
+            const stderr = this.target.proxyJump ? `${result.stderr}${await this.jumpProbe(timeoutMs)}` : result.stderr;
+            throw sshError(this.target, stderr, result.timedOut);
+        }
         this.opened = true;
+    }
+
+    /**
+     * With ControlPersist, ssh sends the jump hosts' own messages to /dev/null, so a failed master
+     * start through jump hosts does not say which hop failed or why. One plain connection (no
+     * master, same options: ssh keeps the first ControlPath, so ours goes first) shows them.
+     */
+    private async jumpProbe(timeoutMs: number): Promise<string> {
+        this.handshakes += 1;
+        const argv = ["ssh", "-o", "ControlPath=none", "-o", "ControlMaster=no", ...this.options, "-n", destination(this.target), "true"];
+        const probe = await this.runner(argv, { timeoutMs }).catch(() => undefined);
+        return probe?.stderr ?? "";
     }
 
     /** Runs argv on the host over the master. Never throws for a non-zero exit: callers decide. */
     async run(argv: readonly string[], options: RemoteRunOptions = {}): Promise<RunResult> {
         await this.open();
         const command = options.asRoot && this.target.user !== "root" ? ["sudo", "-n", "--", ...argv] : argv;
-        const sshArgv = ["ssh", ...this.clientOptions(), destination(this.target), remoteCommand(command)];
+        // Without input, stdin is /dev/null (-n); with input, a pipe: never a terminal ssh could prompt on.
+        const stdin = options.input === undefined ? ["-n"] : [];
+        const sshArgv = ["ssh", ...this.clientOptions(), ...stdin, destination(this.target), remoteCommand(command)];
         const result = await this.runner(sshArgv, {
             input: options.input,
             timeoutMs: options.timeoutMs,
@@ -172,6 +256,6 @@ export class SshConnection {
     async close(): Promise<void> {
         if (!this.opened) return;
         this.opened = false;
-        await this.runner(["ssh", ...this.options, "-O", "exit", destination(this.target)], { timeoutMs: 5000 });
+        await this.runner(["ssh", ...this.options, "-n", "-O", "exit", destination(this.target)], { timeoutMs: 5000 });
     }
 }

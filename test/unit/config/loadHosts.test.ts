@@ -216,11 +216,30 @@ describe("loadHostFiles: each problem has file, line, field and message", () => 
         expect(problem.hint).toMatch(/NIX_SSHOPTS/);
     });
 
-    it.each(["StrictHostKeyChecking=no", "stricthostkeychecking=off", "UserKnownHostsFile=/dev/null"])("disabling host-key checking with %s", (option) => {
+    it.each([
+        ["StrictHostKeyChecking=no", /weaken host-key checking/, /insecureSkipHostKeyCheck: true/],
+        ["stricthostkeychecking=off", /weaken host-key checking/, /insecureSkipHostKeyCheck: true/],
+        ["StrictHostKeyChecking=false", /weaken host-key checking/, /insecureSkipHostKeyCheck: true/],
+        ["StrictHostKeyChecking=FALSE", /weaken host-key checking/, /insecureSkipHostKeyCheck: true/],
+        ["StrictHostKeyChecking=accept-new", /weaken host-key checking/, /insecureSkipHostKeyCheck: true/],
+        ["UserKnownHostsFile=/dev/null", /replaces the known host keys/, /knownHostsFile/],
+        ["GlobalKnownHostsFile=/tmp/evil", /adds a source of trusted host keys/, /hostKey or .*knownHostsFile/],
+        ["ProxyCommand=touch${IFS}/tmp/x", /runs a local command/, /use proxyJump/],
+        ["KnownHostsCommand=/bin/true", /runs a local command/, /hostKey/],
+    ])("refuses %s naming file, line, field and the safe alternative", (option, message, hint) => {
         const problem = problemIn(`address: web1\nsshOptions:\n  - ServerAliveInterval=15\n  - ${option}\n`);
-        expect(problem).toMatchObject({ line: 4, field: "sshOptions[1]" });
-        expect(problem.message).toMatch(/host-key checking/);
-        expect(problem.hint).toMatch(/cannot be disabled silently.*insecureSkipHostKeyCheck: true/);
+        expect(problem).toMatchObject({ file: "hosts/web1.yaml", line: 4, field: "sshOptions[1]", host: "web1" });
+        expect(problem.message).toContain(JSON.stringify(option));
+        expect(problem.message).toMatch(message);
+        expect(problem.hint).toMatch(hint);
+    });
+
+    it("refuses PermitLocalCommand and LocalCommand, each on its own line", () => {
+        const root = projectWithHosts({ "web1.yaml": "address: web1\nsshOptions:\n  - PermitLocalCommand=yes\n  - LocalCommand=touch /tmp/y\n" });
+        const problems = problemsOf(() => loadHostFilesSync("hosts", { baseDir: root }));
+        expect(problems.map((p) => [p.line, p.field])).toEqual([[3, "sshOptions[0]"], [4, "sshOptions[1]"]]);
+        expect(problems[0]!.message).toMatch(/allows LocalCommand/);
+        expect(problems[1]!.message).toMatch(/runs a local command/);
     });
 
     it("accepts insecureSkipHostKeyCheck: true as the explicit way", () => {

@@ -1,9 +1,11 @@
+import * as fs from "node:fs";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
 import {
     FleetConfigError,
     applyOverrides,
     loadHostFilesSync,
+    loadStackHosts,
     loadStackHostsSync,
     parseStackConfig,
     resolveStackHosts,
@@ -128,5 +130,39 @@ describe("resolveStackHosts", () => {
         ]);
         expect(problems[0]?.hint).toBe('did you mean "alpha"? known hosts: alpha, beta, gamma, psi');
         expect(problems[0]?.file).toBe("Pulumi.dev.yaml");
+    });
+});
+
+describe("loadStackHosts: key files must exist", () => {
+    it("a missing identityFile in a host file names the key file, the host file and the field", () => {
+        const root = projectWithHosts({ "alpha.yaml": "address: alpha\nidentityFile: keys/fleet\n" });
+        const stack = parseStackConfig({ hosts: ["alpha"] }, { baseDir: root });
+        const problem = onlyProblem(() => loadStackHostsSync(stack, { file: "Pulumi.prod.yaml" }));
+        expect(problem).toMatchObject({ host: "alpha", file: "hosts/alpha.yaml", field: "identityFile", message: `identityFile ${path.join(root, "keys/fleet")} does not exist` });
+        expect(problem.hint).toMatch(/ssh private key must exist/);
+    });
+
+    it("names the stack setting when the path came from overrides or defaults, and accepts existing files", async () => {
+        const root = projectWithHosts({ "alpha.yaml": "address: alpha\n", "beta.yaml": "address: beta\n" });
+        fs.mkdirSync(path.join(root, "keys"));
+        fs.writeFileSync(path.join(root, "keys", "ok"), "key");
+        const stack = parseStackConfig(
+            { hosts: ["alpha", "beta"], defaults: { knownHostsFile: "keys/known_hosts" }, overrides: { alpha: { identityFile: "keys/ci" }, beta: { knownHostsFile: "keys" } } },
+            { baseDir: root },
+        );
+        const problems = problemsOf(() => loadStackHostsSync(stack, { file: "Pulumi.ci.yaml" }));
+        expect(problems.map((p) => [p.host, p.file, p.field, p.message.replace(root, "<root>")])).toEqual([
+            ["alpha", "Pulumi.ci.yaml", "nixos-fleet:overrides.alpha.identityFile", "identityFile <root>/keys/ci does not exist"],
+            ["alpha", "Pulumi.ci.yaml", "nixos-fleet:defaults.knownHostsFile", "knownHostsFile <root>/keys/known_hosts does not exist"],
+            ["beta", "Pulumi.ci.yaml", "nixos-fleet:overrides.beta.knownHostsFile", "knownHostsFile <root>/keys is not a file"],
+        ]);
+        const fixed = parseStackConfig({ hosts: ["alpha"], overrides: { alpha: { identityFile: "keys/ok" } } }, { baseDir: root });
+        expect((await loadStackHosts(fixed)).map((host) => host.identityFile)).toEqual([path.join(root, "keys/ok")]);
+    });
+
+    it("only for the stack's own hosts, and not when asked not to (other stacks' hosts)", () => {
+        const root = projectWithHosts({ "alpha.yaml": "address: alpha\n", "beta.yaml": "address: beta\nidentityFile: keys/missing\n" });
+        expect(names(loadStackHostsSync(parseStackConfig({ hosts: ["alpha"] }, { baseDir: root })))).toEqual(["alpha"]);
+        expect(names(loadStackHostsSync(parseStackConfig({ hosts: ["beta"] }, { baseDir: root }), { checkFiles: false }))).toEqual(["beta"]);
     });
 });

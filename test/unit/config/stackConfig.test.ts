@@ -1,6 +1,6 @@
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
-import { parseStackConfig, readStackConfig } from "../../../src/config";
+import { configSourceOf, parseStackConfig, readStackConfig } from "../../../src/config";
 import { onlyProblem, problemsOf } from "./helpers";
 
 const baseDir = "/project";
@@ -139,5 +139,38 @@ describe("readStackConfig", () => {
         };
         const stack = readStackConfig({ get: (key) => values[key] }, { baseDir });
         expect(stack).toMatchObject({ hosts: ["@sandbox"], hostsDir: path.join(baseDir, "hosts"), parallel: 3, defaults: { sshConfigFile: ".sandbox/ssh_config" } });
+    });
+});
+
+describe("readStackConfig: strict about the nixos-fleet namespace", () => {
+    const read = (all: Record<string, string>) => problemsOf(() => readStackConfig(configSourceOf(all), { baseDir, file: "Pulumi.prod.yaml" }));
+
+    it.each([
+        ["paralel", "parallel"],
+        ["overides", "overrides"],
+        ["defualts", "defaults"],
+        ["host", "hosts"],
+        ["hostDir", "hostsDir"],
+    ])("nixos-fleet:%s is an error with did you mean %s", (key, suggestion) => {
+        const problem = read({ "nixos-fleet:hosts": '["alpha"]', [`nixos-fleet:${key}`]: "2" }).find((p) => p.field === `nixos-fleet:${key}`);
+        expect(problem).toMatchObject({ message: `unknown field "${key}"`, file: "Pulumi.prod.yaml" });
+        expect(problem?.hint).toMatch(new RegExp(`did you mean "${suggestion}"`));
+    });
+
+    it("unknown keys inside overrides and unknown host names in overrides name a suggestion", () => {
+        const problems = read({ "nixos-fleet:hosts": '["alpha"]', "nixos-fleet:overrides": '{"alpha":{"prot":2222,"identityFiel":"k"}}' });
+        expect(problems.map((p) => [p.field, p.hint?.match(/did you mean "[^"]+"/)?.[0]])).toEqual([
+            ["nixos-fleet:overrides.alpha.prot", 'did you mean "port"'],
+            ["nixos-fleet:overrides.alpha.identityFiel", 'did you mean "identityFile"'],
+        ]);
+    });
+
+    it("keys of other namespaces are not ours to judge", () => {
+        const stack = readStackConfig(configSourceOf({ "nixos-fleet:hosts": '["alpha"]', "aws:region": "eu-west-1", "nixos-fleetx:y": "1" }), { baseDir });
+        expect(stack.hosts).toEqual(["alpha"]);
+    });
+
+    it("a source without keys() still reads the known keys (older callers)", () => {
+        expect(readStackConfig({ get: (key) => (key === "hosts" ? '["alpha"]' : undefined) }, { baseDir }).hosts).toEqual(["alpha"]);
     });
 });

@@ -212,6 +212,31 @@ describe("HostProvider", () => {
         expect(result.failures!.find((failure) => failure.property === "address")!.reason).toContain("must not start with '-'");
     });
 
+    it("check warns about a host without host-key checking, naming it, at every check (every preview and up)", async () => {
+        const { provider, logger } = providerSetup();
+        const news = asProps(inputs({ insecureSkipHostKeyCheck: true }));
+        expect(await provider.check(URN, {}, news)).toEqual({ inputs: news });
+        await provider.check(URN, {}, news);
+        const warnings = logger.lines.filter((line) => line.severity === "warning");
+        expect(warnings).toHaveLength(2);
+        expect(warnings[0]).toMatchObject({ urn: URN });
+        expect(warnings[0]!.message).toMatch(/^alpha: insecureSkipHostKeyCheck is true: .*alpha\.example\.org/);
+        expect(warnings[0]!.ephemeral).toBeFalsy();
+    });
+
+    it("check logs no warning for a host with host-key checking", async () => {
+        const { provider, logger } = providerSetup();
+        await provider.check(URN, {}, asProps(inputs({ insecureSkipHostKeyCheck: false })));
+        await provider.check(URN, {}, asProps(inputs()));
+        expect(logger.messages("warning")).toEqual([]);
+    });
+
+    it("check refuses ssh options outside the allow-list (inputs may come from elsewhere than our host files)", async () => {
+        const { provider } = providerSetup();
+        const result = await provider.check(URN, {}, asProps(inputs({ sshOptions: ["Compression=yes", "ProxyCommand=touch${IFS}/tmp/x"] })));
+        expect(result.failures).toEqual([{ property: "sshOptions.1", reason: expect.stringMatching(/runs a local command/) }]);
+    });
+
     it("check names a missing property", async () => {
         const { provider } = providerSetup();
         const { flake: _flake, ...rest } = inputs();

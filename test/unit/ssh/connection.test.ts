@@ -17,9 +17,17 @@ describe("targetSshOptions", () => {
         expect(options[options.indexOf("-p") + 1]).toBe("2201");
     });
 
-    it("passes -F for an ssh config file and -J for a jump host", () => {
-        const options = targetSshOptions(target({ sshConfigFile: "/etc/fleet/ssh_config", proxyJump: "bastion.example.org" }));
+    it("passes -F for an ssh config file", () => {
+        const options = targetSshOptions(target({ sshConfigFile: "/etc/fleet/ssh_config" }));
         expect(options.slice(options.indexOf("-F"), options.indexOf("-F") + 2)).toEqual(["-F", "/etc/fleet/ssh_config"]);
+        expect(options).not.toContain("-J");
+    });
+
+    it("never passes a bare -J: jump hosts need the generated ssh_config", () => {
+        expect(() => targetSshOptions(target({ proxyJump: "bastion.example.org" }))).toThrow(/no generated ssh_config/);
+        const options = targetSshOptions(target({ proxyJump: "ops@bastion.example.org:2200", sshConfigFile: "/etc/fleet/ssh_config" }), undefined, "/run/nf/alpha.ssh_config");
+        expect(options.filter((option) => option === "-F")).toHaveLength(1);
+        expect(options.slice(options.indexOf("-F"), options.indexOf("-F") + 2)).toEqual(["-F", "/run/nf/alpha.ssh_config"]);
         expect(options.slice(options.indexOf("-J"), options.indexOf("-J") + 2)).toEqual(["-J", "bastion.example.org"]);
     });
 
@@ -246,5 +254,15 @@ describe("SshConnection", () => {
         expect(exits).toHaveLength(1);
         expect(sshOption(exits[0]!.argv, "ControlPath")).toBe(connection.controlPath);
         expect(exits[0]!.argv.slice(-3)).toEqual(["-O", "exit", "root@alpha.example.org"]);
+    });
+});
+
+describe("SshConnection refuses unsafe ssh options whatever their source", () => {
+    it.each(["ProxyCommand=touch${IFS}/tmp/x", "StrictHostKeyChecking=no", "LocalCommand=x", "PermitLocalCommand=yes"])("%s", (option) => {
+        const runner = new FakeRunner();
+        const error = fleetErrorOfSync(() => new SshConnection(target({ sshOptions: ["Compression=yes", option] }), { runner: runner.run, runtimeDir: runtimeDir() }));
+        expect(error).toMatchObject({ phase: "connect", host: "alpha" });
+        expect(error.message).toContain(JSON.stringify(option));
+        expect(runner.calls).toHaveLength(0);
     });
 });

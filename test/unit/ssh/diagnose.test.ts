@@ -86,3 +86,61 @@ describe("sshError", () => {
         expect(error.detail).toBe(UNKNOWN_HOST_KEY);
     });
 });
+
+describe("diagnoseSshFailure through jump hosts", () => {
+    const PROXY_GONE = "kex_exchange_identification: Connection closed by remote host\r\nConnection closed by UNKNOWN port 65535\r\n";
+    const behind = (overrides: Parameters<typeof target>[0] = {}) => target({ address: "10.0.0.7", proxyJump: "ops@bastion.example.org:2200,jump2", ...overrides });
+
+    it("an unknown jump-host key names the jump host, not the host", () => {
+        const stderr = "No ED25519 host key is known for [bastion.example.org]:2200 and you have requested strict checking.\r\nHost key verification failed.\r\n" + PROXY_GONE;
+        const d = diagnoseSshFailure(behind(), stderr, false);
+        expect(d.message).toBe("the host key of jump host ops@bastion.example.org:2200 is not known, so the connection to root@10.0.0.7 was refused");
+        expect(d.hint).toMatch(/known_hosts/);
+        expect(d.hint).toMatch(/insecureSkipHostKeyCheck never covers jump hosts/);
+    });
+
+    it("points at the host's knownHostsFile when it has one", () => {
+        const stderr = "No ED25519 host key is known for jump2 and you have requested strict checking.\r\nHost key verification failed.\r\n" + PROXY_GONE;
+        const d = diagnoseSshFailure(behind({ knownHostsFile: "/srv/fleet/known_hosts" }), stderr, false);
+        expect(d.message).toMatch(/^the host key of jump host jump2 is not known/);
+        expect(d.hint).toContain("/srv/fleet/known_hosts");
+    });
+
+    it("a jump host that is an ssh_config alias: known by the proxy ending after the failure", () => {
+        const stderr = "No ED25519 host key is known for [127.0.0.1]:26201 and you have requested strict checking.\r\nHost key verification failed.\r\n" + PROXY_GONE;
+        const d = diagnoseSshFailure(target({ address: "zeta", proxyJump: "delta" }), stderr, false);
+        expect(d.message).toBe("the host key of jump host delta ([127.0.0.1]:26201) is not known, so the connection to root@zeta was refused");
+    });
+
+    it("a changed jump-host key, a refused, unresolvable or silent jump host, and a refused login name the jump host", () => {
+        const t = behind();
+        expect(diagnoseSshFailure(t, "Host key for jump2 has changed and you have requested strict checking.\r\nHost key verification failed.\r\n" + PROXY_GONE, false).message).toBe(
+            "the host key of jump host jump2 does not match the known key",
+        );
+        expect(diagnoseSshFailure(t, "ssh: connect to host bastion.example.org port 2200: Connection refused\r\n" + PROXY_GONE, false).message).toMatch(
+            /^jump host ops@bastion.example.org:2200 refused the connection/,
+        );
+        expect(diagnoseSshFailure(t, "ssh: Could not resolve hostname jump2: Name or service not known\r\n" + PROXY_GONE, false).message).toBe("cannot resolve jump host jump2");
+        expect(diagnoseSshFailure(t, "ssh: connect to host jump2 port 22: Connection timed out\r\n" + PROXY_GONE, false).message).toMatch(/^jump host jump2 did not answer/);
+        expect(diagnoseSshFailure(t, "ops@bastion.example.org: Permission denied (publickey).\r\n" + PROXY_GONE, false).message).toMatch(
+            /^jump host ops@bastion.example.org:2200 refused the login/,
+        );
+    });
+
+    it("the host's own failures behind a jump host are still the host's", () => {
+        const t = behind({ hostKey: "ssh-ed25519 AAAA" });
+        const pinned = "No ED25519 host key is known for nixos-fleet-alpha and you have requested strict checking.\r\nHost key verification failed.\r\n";
+        expect(diagnoseSshFailure(t, pinned, false).message).toBe("the host key of root@10.0.0.7 is not known, so the connection was refused");
+        const own = "No ED25519 host key is known for 10.0.0.7 and you have requested strict checking.\r\nHost key verification failed.\r\n";
+        expect(diagnoseSshFailure(behind(), own, false).message).toMatch(/^the host key of root@10.0.0.7 is not known/);
+        // An alias host whose own key is unknown: no proxy ended after the message.
+        const alias = "No ED25519 host key is known for [127.0.0.1]:26203 and you have requested strict checking.\r\nHost key verification failed.\r\n";
+        expect(diagnoseSshFailure(target({ address: "zeta", proxyJump: "delta" }), alias, false).message).toMatch(/^the host key of root@zeta is not known/);
+    });
+
+    it("with several alias hops and an unknown name, lists them", () => {
+        const stderr = "No ED25519 host key is known for [127.0.0.1]:26201 and you have requested strict checking.\r\n" + PROXY_GONE;
+        const d = diagnoseSshFailure(target({ address: "zeta", proxyJump: "delta,epsilon" }), stderr, false);
+        expect(d.message).toMatch(/^the host key of jump host \[127.0.0.1\]:26201, one of delta, epsilon is not known/);
+    });
+});

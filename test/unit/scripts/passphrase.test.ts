@@ -1,0 +1,106 @@
+// scripts/env.sh and scripts/pulumi hand the dev passphrase to pulumi for the dev stack only. Run
+// against a fake `pulumi` that prints what it was given (no real pulumi, no state).
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { describe, expect, it } from "vitest";
+
+const ROOT = path.resolve(__dirname, "../../..");
+
+/** A project copy with the scripts and a fake pulumi on PATH; FAKE_SELECTED is its selected stack. */
+function fakeProject(): { root: string; env: NodeJS.ProcessEnv } {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), "nf-scripts-"));
+    fs.mkdirSync(path.join(root, "scripts", "lib"), { recursive: true });
+    for (const file of ["env.sh", "pulumi", "dev-passphrase", "lib/passphrase.sh", "lib/common.sh"]) {
+        fs.copyFileSync(path.join(ROOT, "scripts", file), path.join(root, "scripts", file));
+    }
+    fs.mkdirSync(path.join(root, "fakebin"));
+    const fake = path.join(root, "fakebin", "pulumi");
+    fs.writeFileSync(
+        fake,
+        [
+            "#!/bin/sh",
+            'if [ "$1 $2" = "stack --show-name" ]; then [ -n "$FAKE_SELECTED" ] && echo "$FAKE_SELECTED" && exit 0; exit 255; fi',
+            'echo "file=${PULUMI_CONFIG_PASSPHRASE_FILE:-} value=${PULUMI_CONFIG_PASSPHRASE-unset} args=$*"',
+            "",
+        ].join("\n"),
+        { mode: 0o755 },
+    );
+    const env: NodeJS.ProcessEnv = { PATH: `${path.join(root, "fakebin")}:${process.env.PATH ?? ""}`, HOME: root, FAKE_SELECTED: "" };
+    return { root, env };
+}
+
+function run(command: string, env: NodeJS.ProcessEnv, cwd: string): string {
+    const result = spawnSync("bash", ["-c", command], { env, cwd, encoding: "utf8" });
+    expect(result.status, result.stderr).toBe(0);
+    return result.stdout.trim();
+}
+
+describe("scripts/pulumi (npm run pulumi)", () => {
+    const { root, env } = fakeProject();
+    const devFile = path.join(root, "scripts", "dev-passphrase");
+    const pulumi = (args: string, extra: NodeJS.ProcessEnv = {}) => run(`scripts/pulumi ${args}`, { ...env, ...extra }, root);
+
+    it.each(["preview -s dev", "preview --stack dev", "preview --stack=dev", "preview -sdev", "preview -s=dev", "up --yes -s dev --skip-preview", "stack init dev --secrets-provider passphrase"])(
+        "%s gets the dev passphrase file",
+        (args) => {
+            expect(pulumi(args)).toBe(`file=${devFile} value=unset args=${args}`);
+        },
+    );
+
+    it.each(["preview -s prod", "preview --stack=prod", "stack init prod", "preview -s devx", "preview -s prod -- -s dev", "version"])("%s does not", (args) => {
+        expect(pulumi(args)).toMatch(/^file= value=unset /);
+    });
+
+    it("follows the selected stack when no stack is given", () => {
+        expect(pulumi("preview", { FAKE_SELECTED: "dev" })).toBe(`file=${devFile} value=unset args=preview`);
+        expect(pulumi("preview", { FAKE_SELECTED: "prod" })).toBe("file= value=unset args=preview");
+        expect(pulumi("preview -s prod", { FAKE_SELECTED: "dev" })).toBe("file= value=unset args=preview -s prod");
+    });
+
+    it("never replaces a passphrase the operator set", () => {
+        expect(pulumi("preview -s dev", { PULUMI_CONFIG_PASSPHRASE_FILE: "/home/ops/p" })).toBe("file=/home/ops/p value=unset args=preview -s dev");
+        expect(pulumi("preview -s dev", { PULUMI_CONFIG_PASSPHRASE: "" })).toBe("file= value= args=preview -s dev");
+    });
+});
+
+describe("source scripts/env.sh", () => {
+    const { root, env } = fakeProject();
+    const devFile = path.join(root, "scripts", "dev-passphrase");
+
+    it("exports no passphrase, and its pulumi adds the dev one for the dev stack only, without leaking it", () => {
+        const out = run(
+            [
+                "source scripts/env.sh",
+                'echo "exported=${PULUMI_CONFIG_PASSPHRASE_FILE:-none}"',
+                "pulumi preview -s dev",
+                "pulumi preview -s prod",
+                'echo "after=${PULUMI_CONFIG_PASSPHRASE_FILE:-none}"',
+            ].join("\n"),
+            env,
+            root,
+        ).split("\n");
+        expect(out).toEqual(["exported=none", `file=${devFile} value=unset args=preview -s dev`, "file= value=unset args=preview -s prod", "after=none"]);
+    });
+
+    it("keeps pulumi's exit status", () => {
+        const result = spawnSync("bash", ["-c", "source scripts/env.sh && pulumi stack --show-name"], { env, cwd: root, encoding: "utf8" });
+        expect(result.status).toBe(255);
+    });
+});
+
+describe("scripts/pulumi against tricky command lines", () => {
+    const { root, env } = fakeProject();
+    const devFile = path.join(root, "scripts", "dev-passphrase");
+    const pulumi = (args: string) => run(`scripts/pulumi ${args}`, env, root);
+
+    it("the last -s wins, as in pulumi: -s dev -s prod gets no dev passphrase", () => {
+        expect(pulumi("preview -s dev -s prod")).toMatch(/^file= /);
+        expect(pulumi("preview -s prod --stack=dev")).toMatch(new RegExp(`^file=${devFile} `));
+    });
+
+    it("a stack named like dev is not dev", () => {
+        for (const stack of ["Dev", "dev2", "'dev '", "organization/dev"]) expect(pulumi(`preview -s ${stack}`)).toMatch(/^file= /);
+    });
+});
