@@ -213,6 +213,8 @@ export class SandboxFleet {
             "bash", path.join(sourceDir, "host", "launch.sh"), logFile,
             "unshare", "--mount", "--propagation", "private",
             "bash", path.join(sourceDir, "host", "boot.sh"), this.layout.hostDir(name), name, lower, this.layout.toolsDir, cgroups.join(":"),
+            // The toy flake, read-only at the same path: `nixos-rebuild --flake path:<dir>/flake` works on the host.
+            this.layout.flakeDir,
         ]);
         const pid = Number(launched.stdout.trim());
         await waitForHost(name, pid, port, logFile);

@@ -5,13 +5,14 @@
 # --propagation private), so the overlay and nspawn's runtime files never appear on the machine.
 # A reboot inside the host (`reboot`, `systemctl reboot`) makes nspawn exit with 133: the host is
 # booted again, with a fresh /run. Any other exit (poweroff, `sandbox stop`) ends this script.
-# Usage: boot.sh <host dir> <name> <lowerdirs> <tools dir> <cgroup dirs (colon-separated)>
+# Usage: boot.sh <host dir> <name> <lowerdirs> <tools dir> <cgroup dirs (colon-separated)> <flake dir>
 set -uo pipefail
 host_dir=$1
 name=$2
 lower=$3
 tools=$4
 IFS=: read -r -a cgroups <<<"$5"
+flake=$6
 
 # Every process of the host lives below its own cgroup (in each hierarchy), so `stop` finds and
 # ends all of them even after a crash; nspawn adds its payload/ and supervisor/ below the one it
@@ -36,7 +37,7 @@ for boot in $(seq 1 100000); do
         join container
         exec systemd-nspawn --boot --directory="$host_dir/rootfs" --machine="$name" \
             --register=no --keep-unit --console=pipe --link-journal=no --resolv-conf=off --timezone=off \
-            --bind="$host_dir/nix:/nix" --bind-ro="$tools:/opt/sandbox/bin"
+            --bind="$host_dir/nix:/nix" --bind-ro="$tools:/opt/sandbox/bin" --bind-ro="$flake"
     ) </dev/null
     rc=$?
     [ "$rc" -eq 133 ] || { echo "--- $(date -u +%FT%TZ) $name stopped (nspawn exit $rc)"; exit "$rc"; }

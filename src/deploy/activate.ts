@@ -14,7 +14,6 @@ import {
     preflight,
     progressOf,
     refusedForLock,
-    removeUnit,
     startUnit,
     unitStatus,
     type ActivationProgress,
@@ -174,15 +173,18 @@ async function awaitUnit(
     const sleep = options.sleep ?? defaultSleep;
     const reconnectSeconds = options.reconnectSeconds ?? DEFAULT_RECONNECT_SECONDS;
     let output = "";
+    // Bytes of the log seen so far, counted as they arrive: a drop mid-stream resumes after them.
     let offset = 0;
     const onChunk = (chunk: string) => {
         output += chunk;
+        offset += Buffer.byteLength(chunk);
         options.onOutput?.(chunk);
     };
     let last: HostState | undefined;
+    let drops = 0;
     for (;;) {
         try {
-            offset += await followUnit(connection, unit, offset, onChunk);
+            await followUnit(connection, unit, offset, onChunk);
             const report = await unitStatus(connection, unit);
             last = report.host;
             const progress = progressOf(report.status);
@@ -190,28 +192,42 @@ async function awaitUnit(
             continue; // the follow ended early (e.g. the log was rotated): follow again
         } catch (error) {
             if (!(error instanceof FleetError) || error.phase !== "connect") throw error;
+            drops += 1;
             log(`connection lost during activation (${error.message}); reconnecting to learn the outcome`);
-        }
-        // Reconnect with backoff, bounded by reconnectSeconds; the activation goes on meanwhile.
-        const deadline = Date.now() + reconnectSeconds * 1000;
-        let delay = 500;
-        let reconnected = false;
-        let lastError = "";
-        while (!reconnected) {
-            connection.reset();
-            try {
-                await connection.open();
-                reconnected = true;
-            } catch (error) {
-                lastError = error instanceof Error ? error.message : String(error);
-                if (Date.now() + delay > deadline) {
-                    throw outcomeUnknown(host, unit, `the connection was lost during activation and the host did not answer again within ${reconnectSeconds}s (${lastError})`, last);
-                }
-                await sleep(delay);
-                delay = Math.min(delay * 2, 8000);
+            if (drops > MAX_DROPS) {
+                throw outcomeUnknown(host, unit, `the connection to the host dropped ${drops} times during activation`, last);
             }
         }
+        await reconnect(connection, reconnectSeconds, sleep, (why) =>
+            outcomeUnknown(host, unit, `the connection was lost during activation and the host did not answer again within ${reconnectSeconds}s (${why})`, last),
+        );
         log("reconnected; the activation ran on without us");
+    }
+}
+
+/** A connection that keeps dropping and coming back does not hold a deploy forever. */
+const MAX_DROPS = 10;
+
+/**
+ * Opens a new master with backoff until it works or `seconds` of waiting have passed (counted by
+ * the waits themselves, so an injected sleep gives the same answer as the real one).
+ */
+async function reconnect(connection: SshConnection, seconds: number, sleep: (ms: number) => Promise<void>, giveUp: (why: string) => Error): Promise<void> {
+    const started = Date.now();
+    let waited = 0;
+    let delay = 500;
+    for (;;) {
+        connection.reset();
+        try {
+            await connection.open();
+            return;
+        } catch (error) {
+            const why = error instanceof Error ? error.message : String(error);
+            if (Math.max(waited, Date.now() - started) + delay > seconds * 1000) throw giveUp(why);
+            await sleep(delay);
+            waited += delay;
+            delay = Math.min(delay * 2, 8000);
+        }
     }
 }
 
@@ -237,15 +253,20 @@ export async function activate(
     if (action === "dry-activate") return dryActivate(connection, storePath, before, options);
     if (setsProfile(action)) await setProfile(connection, storePath, options.switchToGeneration);
     const unit = activationUnit(options.token);
-    const started = await startUnit(connection, unit, storePath, action, options.installBootloader ?? false);
-    if (started.code !== 0) {
-        return { kind: "failed", reason: `the activation unit ${unit.unit} could not be started (exit ${started.code})`, output: started.stderr };
+    try {
+        const started = await startUnit(connection, unit, storePath, action, options.installBootloader ?? false);
+        if (started.code !== 0) {
+            return { kind: "failed", reason: `the activation unit ${unit.unit} could not be started (exit ${started.code})`, output: started.stderr };
+        }
+    } catch (error) {
+        // The unit may be running already: learn the outcome the same way as after any drop.
+        if (!(error instanceof FleetError) || error.phase !== "connect") throw error;
+        options.log?.(`connection lost while starting the activation (${error.message}); reconnecting to learn the outcome`);
     }
     const { report, progress, output } = await awaitUnit(connection, unit, options);
     if (progress.kind === "gone") {
-        throw outcomeUnknown(host, unit, `the host no longer knows the activation unit ${unit.unit} (the host went away or rebooted during activation, or the unit was removed)`, report.host);
+        throw outcomeUnknown(host, unit, `the host no longer knows the activation unit ${unit.unit} (the host went away or rebooted during activation, or the unit was never started or was removed)`, report.host);
     }
-    await removeUnit(connection, unit);
     const after = report.host;
     if (progress.kind === "exited" && progress.status === 1 && refusedForLock(output)) return { kind: "refused", output };
     if (progress.kind === "exited" && (progress.status === 0 || progress.status === 4)) {

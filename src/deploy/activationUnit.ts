@@ -167,17 +167,12 @@ export async function startUnit(connection: SshConnection, unit: ActivationUnit,
 }
 
 /**
- * Streams the activation's output from byte `from` until it has ended. Resolves with the bytes
- * seen; rejects with the connection's FleetError when the connection drops.
+ * Streams the activation's output from byte `from` until it has ended; `onOutput` sees every
+ * chunk as it arrives (so the caller knows how far it got even when the connection then drops).
+ * Rejects with the connection's FleetError when the connection drops.
  */
-export async function followUnit(connection: SshConnection, unit: ActivationUnit, from: number, onOutput: (chunk: string) => void): Promise<number> {
-    let bytes = 0;
-    const seen = (chunk: string) => {
-        bytes += Buffer.byteLength(chunk);
-        onOutput(chunk);
-    };
-    await connection.run(["sh", "-c", FOLLOW_SCRIPT, "nixos-fleet-follow", unit.unit, unit.log, String(from)], { asRoot: true, onStdout: seen });
-    return bytes;
+export async function followUnit(connection: SshConnection, unit: ActivationUnit, from: number, onOutput: (chunk: string) => void): Promise<void> {
+    await connection.run(["sh", "-c", FOLLOW_SCRIPT, "nixos-fleet-follow", unit.unit, unit.log, String(from)], { asRoot: true, onStdout: onOutput });
 }
 
 export interface UnitReport {
@@ -187,6 +182,16 @@ export interface UnitReport {
 
 export async function unitStatus(connection: SshConnection, unit: ActivationUnit): Promise<UnitReport> {
     const result = await connection.run(["sh", "-c", STATUS_SCRIPT, "nixos-fleet-status", unit.unit], { asRoot: true, timeoutMs: 30_000 });
+    if (result.code !== 0 || !result.stdout.includes("@state\n")) {
+        throw new FleetError({
+            phase: "activate",
+            host: connection.target.name,
+            outcome: "unknown",
+            message: `outcome unknown: could not read the state of the activation unit ${unit.unit} (exit ${result.code ?? result.signal})`,
+            hint: `on the host, \`systemctl status ${unit.unit}\` shows the activation; \`pulumi refresh\` records what the host runs`,
+            detail: tail(result.stderr),
+        });
+    }
     const [unitPart, statePart = ""] = result.stdout.split("@state\n");
     return { status: parseUnitStatus(unitPart ?? ""), host: parseHostState(statePart) };
 }

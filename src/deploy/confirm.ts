@@ -28,6 +28,7 @@ export const newToken = (): string => randomBytes(8).toString("hex");
 // seen; an activation that never starts within 120 s leaves the watchdog nothing to guard.
 const WATCHDOG_SCRIPT = `
 dir=$1; token=$2; timeout=$3; action=$4; gen=$5; profile_path=$6; current=$7; unit=$8
+export PATH="/run/current-system/sw/bin:/nix/var/nix/profiles/default/bin:$PATH"
 mkdir -p "$dir"
 seen=0; waited=0
 while :; do
@@ -72,6 +73,8 @@ export interface Watchdog {
     armedAt: number;
     /** When the activation ended (the watchdog's timer starts then); set by the deployer. */
     activationEndedAt?: number;
+    /** The deployer holds the decision (it disarmed the watchdog): nobody else will restore. */
+    claimed?: boolean;
 }
 
 /** Whether an action can cut access now (boot only takes effect at the next boot). */
@@ -131,7 +134,7 @@ export async function confirmOrAwaitRevert(target: SshTarget, before: HostState,
     let reason: string;
     try {
         await fresh.open();
-        if (await disarm(fresh, watchdog)) return;
+        if (await claim(fresh, watchdog)) return;
         reason = `the confirmation came after ${watchdog.timeoutSeconds}s (confirmTimeout), when the watchdog had already started to revert`;
     } catch (error) {
         reason = `a new SSH connection after activation failed (${error instanceof FleetError ? error.message : String(error)})`;
@@ -139,20 +142,27 @@ export async function confirmOrAwaitRevert(target: SshTarget, before: HostState,
         await fresh.close().catch(() => undefined);
     }
     context.log?.(`${reason}; waiting for the host to revert itself`);
-    await awaitWatchdogRevert(target, before, watchdog, context, reason);
+    const back = await awaitWatchdogRevert(target, before, watchdog, context, `the host lost access after activation (${reason})`);
+    throw new FleetError({
+        phase: "activate",
+        host: target.name,
+        message: `the host lost access after activation (${reason}): the host's watchdog restored it to ${back}; it is reachable again`,
+        hint: "the new configuration cuts SSH access (keys, sshd, firewall): fix it before deploying again",
+    });
 }
 
 /**
- * Waits until the watchdog has put the host back on `before` (it claimed the decision), then
- * throws the FleetError saying the watchdog restored it, or that the host is still not back.
+ * Waits until the watchdog (which claimed the decision) has put the host back on `before`, and
+ * returns what it went back to ("generation N"); throws an "outcome unknown" FleetError, starting
+ * with `why`, when the host does not come back as before.
  */
 export async function awaitWatchdogRevert(
     target: SshTarget,
     before: HostState,
     watchdog: Watchdog,
     context: ConfirmContext,
-    reason = "the watchdog decided to revert before the deployer did",
-): Promise<void> {
+    why: string,
+): Promise<string> {
     const sleep = context.sleep ?? defaultSleep;
     // The watchdog reverts at the activation's end + timeout (+ its 1 s poll); then give the
     // previous system time to come back.
@@ -173,18 +183,23 @@ export async function awaitWatchdogRevert(
         }
         if (!after) await sleep(2000);
     }
-    if (after) {
-        throw new FleetError({
-            phase: "activate",
-            host: target.name,
-            message: `the host lost access after activation (${reason}): the host's watchdog restored it to ${back}; it is reachable again`,
-            hint: "the new configuration cuts SSH access (keys, sshd, firewall): fix it before deploying again",
-        });
-    }
+    if (after) return back;
     throw new FleetError({
         phase: "activate",
         host: target.name,
-        message: `the host lost access after activation (${reason}); its watchdog should have reverted it to ${back}, but it is still not reachable as before`,
+        outcome: "unknown",
+        message: `outcome unknown: ${why}; the host's watchdog should have restored it to ${back}, but it is still not reachable as before`,
         hint: "check the host on its console; `nix-env -p /nix/var/nix/profiles/system --rollback` and switch-to-configuration switch restore the previous system",
     });
+}
+
+/**
+ * Claims the decision for the deployer (once per watchdog): true when the deployer may restore or
+ * keep the host, false when the watchdog had already decided to revert it.
+ */
+export async function claim(connection: SshConnection, watchdog: Watchdog): Promise<boolean> {
+    if (watchdog.claimed) return true;
+    const claimed = await disarm(connection, watchdog);
+    if (claimed) watchdog.claimed = true;
+    return claimed;
 }

@@ -11,7 +11,7 @@ import { activate, changesRunningSystem, checkReadyToActivate, restorePrevious, 
 import { activationUnit, removeUnit } from "./activationUnit";
 import { readHostState, type HostState } from "./hostState";
 import { findGeneration } from "./pinned";
-import { armWatchdog, awaitWatchdogRevert, confirmOrAwaitRevert, disarm, needsConfirmation, newToken, type Watchdog } from "./confirm";
+import { armWatchdog, awaitWatchdogRevert, claim, confirmOrAwaitRevert, needsConfirmation, newToken, type Watchdog } from "./confirm";
 import { join } from "node:path";
 import { cleanupGenerations, type CleanupPolicy } from "./cleanup";
 import { formatHealthFailures, runHealthChecks, summarizeHealthFailures } from "./healthChecks";
@@ -46,6 +46,8 @@ export interface DeployContext {
     /** Private directory for control sockets. */
     runtimeDir: string;
     log?: (message: string) => void;
+    /** Waits between reconnect attempts and for the watchdog; injectable so unit tests need not wait. */
+    sleep?: (ms: number) => Promise<void>;
 }
 
 export type PhaseName = "build" | "connect" | "copy" | "activate" | "confirm" | "verify";
@@ -147,7 +149,7 @@ export async function deployHost(request: DeployRequest, context: DeployContext)
             ? await armWatchdog(connection, before, request.action, confirmTimeout, token)
             : undefined;
         log(`activate (${request.action}) in ${activationUnit(token).unit}${watchdog ? `; automatic rollback unless confirmed within ${confirmTimeout}s after it ends` : ""}`);
-        const restore: RestoreContext = { connection, request, before, watchdog, runner, runtimeDir: context.runtimeDir, log };
+        const restore: RestoreContext = { connection, request, before, watchdog, runner, runtimeDir: context.runtimeDir, log, sleep: context.sleep };
         let activation: ActivationResult;
         try {
             activation = await timed(timings, "activate", () =>
@@ -156,22 +158,27 @@ export async function deployHost(request: DeployRequest, context: DeployContext)
                     switchToGeneration,
                     log,
                     reconnectSeconds: request.reconnectTimeout,
+                    sleep: context.sleep,
                 }),
             );
         } catch (error) {
             // Nothing was changed: the watchdog has nothing to guard. When the outcome is unknown it
             // stays armed: it is the host's only way back if the new system cut access.
-            if (watchdog && !(error instanceof FleetError && error.outcome === "unknown")) await disarm(connection, watchdog).catch(() => undefined);
+            if (watchdog && !(error instanceof FleetError && error.outcome === "unknown")) await claim(connection, watchdog).catch(() => undefined);
             throw error;
         }
         if (watchdog) watchdog.activationEndedAt = Date.now();
-        await finishActivation(activation, restore, request.healthChecks?.keepGoing ?? false);
-        await removeUnit(connection, activationUnit(token));
-        if (watchdog) {
-            await timed(timings, "confirm", () =>
-                confirmOrAwaitRevert(request.target, before, watchdog, { runner, runtimeDir: join(context.runtimeDir, "confirm"), log }),
-            );
-            log("confirmed over a new connection");
+        try {
+            await finishActivation(activation, restore, request.healthChecks?.keepGoing ?? false);
+            if (watchdog) {
+                await timed(timings, "confirm", () =>
+                    confirmOrAwaitRevert(request.target, before, watchdog, { runner, runtimeDir: join(context.runtimeDir, "confirm"), log, sleep: context.sleep }),
+                );
+                log("confirmed over a new connection");
+            }
+        } finally {
+            // Only once the decision is made: until then the watchdog reads the unit's end from it.
+            if (request.action !== "dry-activate") await removeUnit(connection, activationUnit(token));
         }
         const after = activation.kind === "switched" || activation.kind === "unitsFailed" ? activation.after : before;
         if (request.healthChecks && hasChecks(request.healthChecks)) {
@@ -201,6 +208,7 @@ interface RestoreContext {
     runner: ProcessRunner;
     runtimeDir: string;
     log: (message: string) => void;
+    sleep?: (ms: number) => Promise<void>;
 }
 
 /**
@@ -211,10 +219,16 @@ interface RestoreContext {
 async function restoreOnce(context: RestoreContext, profileOnly = false): Promise<string> {
     const { connection, request, before, watchdog } = context;
     const back = before.generation !== undefined ? `generation ${before.generation}` : "the state before the deploy";
-    if (watchdog && !(await disarm(connection, watchdog))) {
+    if (watchdog && !(await claim(connection, watchdog))) {
         context.log("the host's watchdog had already decided to revert; waiting for it");
-        await awaitWatchdogRevert(request.target, before, watchdog, { runner: context.runner, runtimeDir: join(context.runtimeDir, "confirm"), log: context.log });
-        return `the host's watchdog restored it to ${back}`;
+        const restoredTo = await awaitWatchdogRevert(
+            request.target,
+            before,
+            watchdog,
+            { runner: context.runner, runtimeDir: join(context.runtimeDir, "confirm"), log: context.log, sleep: context.sleep },
+            "the host's watchdog decided to revert it before the deployer could",
+        );
+        return `the host's watchdog restored it to ${restoredTo}`;
     }
     const done = await restorePrevious(connection, before, request.action, profileOnly);
     return `the deployer restored it to ${back}${done.length ? ` (${done.join(", ")})` : ""}`;

@@ -1,6 +1,7 @@
 // Health checks against a real sandbox host over a real SSH master: commands run on the host as
 // root (directly and through sudo), TCP and HTTP checks from the deployer against local servers,
-// and unit checks on a host without systemd, which must fail with a message that says so.
+// and unit checks against the host's real systemd (and a host without systemctl, which must fail
+// with a message that says so).
 import * as fs from "node:fs";
 import * as http from "node:http";
 import * as net from "node:net";
@@ -104,18 +105,16 @@ describe("health checks on a sandbox host", () => {
         ]);
     });
 
-    it("a unit check on a host without systemd fails at once and says why", async () => {
-        const report = await runHealthChecks(root, checks({ units: ["nginx"] }), options());
-        expect(report.results[0]).toMatchObject({ kind: "unit", name: "unit nginx.service", healthy: false, attempts: 1 });
-        // The sandbox shares the machine's /usr: systemctl is there, but no systemd is running.
-        expect(report.results[0]!.detail).toMatch(/^systemd is not running on the host \(systemctl cannot reach it\): units cannot be checked\n.*System has not been booted with systemd/s);
+    it("unit checks ask the host's real systemd: an active unit passes, a missing one fails with its status", async () => {
+        const report = await runHealthChecks(root, checks({ units: ["ssh", "nginx"] }), options());
+        expect(report.results[0]).toMatchObject({ kind: "unit", name: "unit ssh.service", healthy: true, detail: "active" });
+        expect(report.results[1]).toMatchObject({ kind: "unit", name: "unit nginx.service", healthy: false, attempts: 4 });
+        expect(report.results[1]!.detail).toMatch(/^nginx\.service is not active \(systemctl is-active exited with \d+\)\n.*nginx\.service could not be found/s);
     });
 
     it("a unit check on a host without systemctl fails at once and says systemctl is missing", async () => {
-        // Hide systemctl inside the host's own mount namespace (private: the machine keeps its own).
-        const blank = path.join(dir, "no-systemctl");
-        fs.writeFileSync(blank, "", { mode: 0o644 });
-        const hidden = await fleet.console(NAME, ["mount", "--bind", blank, "/usr/bin/systemctl"]);
+        // Hide systemctl inside the host's own mount namespace (the machine keeps its own).
+        const hidden = await fleet.console(NAME, ["sh", "-c", ": > /run/no-systemctl && mount --bind /run/no-systemctl /usr/bin/systemctl"]);
         expect(hidden.code, hidden.stderr).toBe(0);
         try {
             const report = await runHealthChecks(root, checks({ units: ["nginx", "sshd.socket"] }), options());
@@ -150,7 +149,7 @@ describe("health checks on a sandbox host", () => {
         ]);
         const text = formatHealthFailures(report);
         expect(text).toContain("✗ command false (1 attempt)\n    exited with 1");
-        expect(text).toContain("✗ unit nginx.service (1 attempt)\n    systemd is not running on the host");
+        expect(text).toContain("✗ unit nginx.service (4 attempts)\n    nginx.service is not active");
         expect(text).toContain(`✗ tcp 127.0.0.1:${closedPort} (1 attempt)\n    connection refused`);
         expect(lines.some((line) => line.startsWith("health: command false: FAILED after 1 attempt"))).toBe(true);
     });

@@ -38,11 +38,11 @@ describe("pulumi up / preview / refresh of the host resource", () => {
     });
 
     it("preview right after: no changes, and no SSH connection to any host", async () => {
-        const before = HOSTS.map((name) => project.acceptedLogins(name));
+        const before = await Promise.all(HOSTS.map((name) => project.acceptedLogins(name)));
         const preview = await project.previewJson();
         const changing = preview.steps.filter((step) => step.op !== "same");
         expect(changing).toEqual([]);
-        expect(HOSTS.map((name) => project.acceptedLogins(name))).toEqual(before);
+        expect(await Promise.all(HOSTS.map((name) => project.acceptedLogins(name)))).toEqual(before);
     });
 
     it("one host's configuration changes: preview shows exactly that host old → new; up updates only it", async () => {
@@ -60,7 +60,7 @@ describe("pulumi up / preview / refresh of the host resource", () => {
         expect(text.stdout).toContain(String(step.newState?.inputs?.storePath));
 
         const storeBefore = await storePaths("beta");
-        const loginsBefore = { alpha: project.acceptedLogins("alpha"), gamma: project.acceptedLogins("gamma") };
+        const loginsBefore = { alpha: await project.acceptedLogins("alpha"), gamma: await project.acceptedLogins("gamma") };
         const result = await project.up();
         expect(result.code, result.stdout + result.stderr).toBe(0);
 
@@ -77,8 +77,8 @@ describe("pulumi up / preview / refresh of the host resource", () => {
         // The others were not touched: same state, no SSH login.
         expect(states.alpha).toEqual(oldStates.alpha);
         expect(states.gamma).toEqual(oldStates.gamma);
-        expect(project.acceptedLogins("alpha")).toBe(loginsBefore.alpha);
-        expect(project.acceptedLogins("gamma")).toBe(loginsBefore.gamma);
+        expect(await project.acceptedLogins("alpha")).toBe(loginsBefore.alpha);
+        expect(await project.acceptedLogins("gamma")).toBe(loginsBefore.gamma);
         expect((states.beta!.history as unknown[]).length).toBe(2);
     });
 

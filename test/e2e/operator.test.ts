@@ -53,7 +53,7 @@ describe("deploy --hosts", () => {
         const before = await project.hostStates();
         const servers = { rho: await project.hostSystem("rho"), tau: await project.hostSystem("tau") };
         // (hostSystem itself logs in: count logins after it, and compare before looking again)
-        const logins = { rho: project.acceptedLogins("rho"), tau: project.acceptedLogins("tau") };
+        const logins = { rho: await project.acceptedLogins("rho"), tau: await project.acceptedLogins("tau") };
         const storeBefore = await storePaths("psi");
 
         const { code, report, output } = await deployJson(["--hosts", "psi"]);
@@ -62,8 +62,8 @@ describe("deploy --hosts", () => {
         expect(output).toMatch(/\[psi\] copy: \d+ of \d+ paths/);
         expect(output).toMatch(/\[psi\] activate \(switch\)/);
 
-        expect(project.acceptedLogins("rho")).toBe(logins.rho);
-        expect(project.acceptedLogins("tau")).toBe(logins.tau);
+        expect(await project.acceptedLogins("rho")).toBe(logins.rho);
+        expect(await project.acceptedLogins("tau")).toBe(logins.tau);
         const after = await project.hostStates();
         expect(after.rho).toEqual(before.rho);
         expect(after.tau).toEqual(before.tau);
@@ -87,11 +87,11 @@ describe("deploy --hosts", () => {
 
     it("previews without touching anything", async () => {
         await project.sandbox.set("psi", { version: 3 });
-        const logins = project.acceptedLogins("psi");
+        const logins = await project.acceptedLogins("psi");
         const result = await cli("deploy", ["--hosts", "psi", "--stack", project.stack, "--preview"]);
         expect(result.code, result.stderr).toBe(0);
         expect(result.stdout).toMatch(/psi\s+2 → -\s+nixos-system-psi-24\.05\.2-sandbox → nixos-system-psi-24\.05\.3-sandbox.*planned/);
-        expect(project.acceptedLogins("psi")).toBe(logins);
+        expect(await project.acceptedLogins("psi")).toBe(logins);
         expect((await project.hostSystem("psi")).generation).toBe(2);
         const deployed = await deployJson(["--hosts", "psi"]);
         expect(deployed.code, deployed.output).toBe(0);

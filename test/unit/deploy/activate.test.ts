@@ -1,16 +1,23 @@
-import { describe, expect, it } from "vitest";
-import { activate, restorePrevious, type Action } from "../../../src/deploy/activate";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { activate, checkReadyToActivate, restorePrevious, type ActivateOptions, type Action } from "../../../src/deploy/activate";
+import { activationUnit } from "../../../src/deploy/activationUnit";
 import { parseHostState, SYSTEM_PROFILE } from "../../../src/deploy/hostState";
 import { formatFleetError } from "../../../src/errors";
 import { SshConnection } from "../../../src/ssh/connection";
-import { FakeHost } from "../helpers/fakeHost";
-import { FakeRunner, remote, remoteProgram } from "../helpers/fakeRunner";
+import { fakeClock } from "../helpers/clock";
+import { FakeHost, remoteCommandsOf } from "../helpers/fakeHost";
+import { FakeRunner, masterCheck, masterStart, remote } from "../helpers/fakeRunner";
 import { fleetErrorOf, runtimeDir, storePath, target } from "../helpers/fixtures";
 
 const v1 = storePath("nixos-system-alpha-1");
 const v2 = storePath("nixos-system-alpha-2");
 const next = storePath("nixos-system-alpha-3");
 const STC = "/bin/switch-to-configuration";
+const TOKEN = "0a1b2c3d4e5f6a7b";
+const { unit: UNIT, log: LOG } = activationUnit(TOKEN);
+
+const SWITCH_OUTPUT = "activating the configuration...\nsetting up /etc...\nswitch: done\n";
+const FIRST_LINE = "activating the configuration...\n";
 
 /** A host on generation 2 (v2 running and booted), with `next` already copied. */
 function hostOnGeneration2(): FakeHost {
@@ -19,260 +26,450 @@ function hostOnGeneration2(): FakeHost {
     return host;
 }
 
+let clock: ReturnType<typeof fakeClock>;
+beforeEach(() => {
+    clock = fakeClock();
+});
+afterEach(() => clock.stop());
+
 function setup(host: FakeHost, user = "root") {
     const runner = new FakeRunner();
     host.attach(runner);
     const connection = new SshConnection(target({ user }), { runner: runner.run, runtimeDir: runtimeDir() });
     const before = parseHostState(host.stateOutput());
-    return { runner, connection, before };
+    const log: string[] = [];
+    const chunks: string[] = [];
+    const options = (extra: Partial<ActivateOptions> = {}): ActivateOptions => ({
+        token: TOKEN,
+        sleep: clock.sleep,
+        log: (line) => log.push(line),
+        onOutput: (chunk) => chunks.push(chunk),
+        ...extra,
+    });
+    return { runner, connection, before, log, chunks, options };
 }
 
-const readState = `sh -c`;
-/** The remote commands, with the state-read script shortened to "sh -c". */
-const commandsOf = (runner: FakeRunner) => runner.remoteCommands().map((command) => (command.startsWith("sh -c p=") ? readState : command));
+const activateCommands = (path: string, action: Action, bootloader = "''") => [`nixos-fleet-activate ${UNIT} ${LOG} ${path} ${action} ${bootloader}`];
+const follow = (from: number) => `nixos-fleet-follow ${UNIT} ${LOG} ${from}`;
+const STATUS = `nixos-fleet-status ${UNIT}`;
+const CLEANUP = `nixos-fleet-cleanup ${UNIT} ${LOG}`;
+const SET_NEXT = `nix-env -p ${SYSTEM_PROFILE} --set ${next}`;
 
-describe("activate", () => {
-    it("switch: sets the profile, runs switch-to-configuration switch, reads back the new state", async () => {
+/** Commands that would put the previous system back: activate() must never send one. */
+const restoreCommands = (runner: FakeRunner) =>
+    remoteCommandsOf(runner).filter((command) => command.includes("--switch-generation") || command.startsWith(`${v2}${STC}`) || command.startsWith("sh -c rm"));
+
+/** The byte offsets the follows of the activation log started from, in order. */
+const followOffsets = (runner: FakeRunner) => runner.matching(remote("sh", "-c")).filter((call) => call.remoteCommand![3] === "nixos-fleet-follow").map((call) => Number(call.remoteCommand![6]));
+
+describe("checkReadyToActivate (preflight)", { timeout: 1000 }, () => {
+    it("passes the activation lock and the wait to the preflight script, as root, and changes nothing", async () => {
         const host = hostOnGeneration2();
-        const { runner, connection, before } = setup(host);
-        const result = await activate(connection, next, "switch", before);
-        expect(commandsOf(runner)).toEqual([`nix-env -p ${SYSTEM_PROFILE} --set ${next}`, `${next}${STC} switch`, readState]);
-        expect(result.before.generation).toBe(2);
-        expect(result.after).toMatchObject({ generation: 3, profileStorePath: next, currentStorePath: next });
-        expect(result.output).toContain("switch: done");
-    });
-
-    it("runs the profile change and activation through sudo -n for a deploy user, the state read without", async () => {
-        const host = hostOnGeneration2();
-        const { runner, connection, before } = setup(host, "deploy");
-        await activate(connection, next, "switch", before);
-        const remoteCalls = runner.calls.filter((call) => call.remoteCommand);
-        expect(remoteCalls.map((call) => [call.remoteCommand![0], call.viaSudo])).toEqual([
-            ["nix-env", true],
-            [`${next}${STC}`, true],
-            ["sh", false],
-        ]);
-    });
-
-    it("passes the timeout and output callback to switch-to-configuration", async () => {
-        const host = hostOnGeneration2();
-        const { runner, connection, before } = setup(host);
-        const onOutput = () => undefined;
-        await activate(connection, next, "switch", before, { timeoutMs: 60_000, onOutput });
-        const options = runner.matching(remoteProgram(STC))[0]!.options;
-        expect(options).toMatchObject({ timeoutMs: 60_000, onStdout: onOutput, onStderr: onOutput });
-    });
-
-    it("switch failure: restores profile, boot default and running system in this order, then reports", async () => {
-        const host = hostOnGeneration2();
-        host.failingSystems.add(next);
-        const { runner, connection, before } = setup(host);
-        const error = await fleetErrorOf(activate(connection, next, "switch", before));
-        expect(commandsOf(runner)).toEqual([
-            `nix-env -p ${SYSTEM_PROFILE} --set ${next}`,
-            `${next}${STC} switch`,
-            `nix-env -p ${SYSTEM_PROFILE} --switch-generation 2`,
-            `${v2}${STC} boot`,
-            `${v2}${STC} test`,
-        ]);
-        expect(error.phase).toBe("activate");
-        expect(error.host).toBe("alpha");
-        expect(error.message).toBe(
-            "switch-to-configuration switch exited with 1; the host was restored to generation 2 " +
-                "(profile back to generation 2, boot default back to the previous generation, re-activated the previously running system)",
-        );
-        expect(error.detail).toContain("foo.service failed to start");
-        expect(host.state).toMatchObject({ profileGeneration: 2, current: v2, bootDefault: v2 });
-    });
-
-    it("switch failure re-activates what was running, even when it differs from the profile", async () => {
-        const hand = storePath("hand-activated");
-        const host = hostOnGeneration2();
-        host.state.store.add(hand);
-        host.state.current = hand;
-        host.failingSystems.add(next);
-        const { runner, connection, before } = setup(host);
-        await fleetErrorOf(activate(connection, next, "switch", before));
-        expect(commandsOf(runner).slice(-2)).toEqual([`${v2}${STC} boot`, `${hand}${STC} test`]);
-        expect(host.state.current).toBe(hand);
-    });
-
-    it("first-ever deploy failing: removes the new profile links and re-activates what ran before", async () => {
-        const installer = storePath("nixos-system-installer");
-        const host = new FakeHost({ current: installer, booted: installer, store: new Set([installer, next]) });
-        host.failingSystems.add(next);
-        const { runner, connection, before } = setup(host);
-        expect(before.generation).toBeUndefined();
-        const error = await fleetErrorOf(activate(connection, next, "switch", before));
-        const commands = commandsOf(runner);
-        expect(commands.slice(0, 3)).toEqual([
-            `nix-env -p ${SYSTEM_PROFILE} --set ${next}`,
-            `${next}${STC} switch`,
-            `sh -c rm -f ${SYSTEM_PROFILE} ${SYSTEM_PROFILE}-*-link`,
-        ]);
-        expect(commands[commands.length - 1]).toBe(`${installer}${STC} test`);
-        expect(commands.filter((command) => command.startsWith("nix-env"))).toHaveLength(1);
-        expect(error.message).toContain("the host was restored to the state before the deploy (removed the new system profile");
-        expect(host.state.profileGeneration).toBeUndefined();
-        expect(host.state.generations.size).toBe(0);
-    });
-
-    // BUG: for a first-ever deploy, restorePrevious only removes the new profile links and runs
-    // the previously running system's `switch-to-configuration test`. switch-to-configuration
-    // switch/boot installs the boot loader before it activates, so after a failed activation the
-    // boot default stays the broken new system, and nothing makes the previous system the boot
-    // default again (README: "the previous system is made the boot default and re-activated").
-    // Fix: when before.generation is undefined but before.currentStorePath is set, also run
-    // `<before.currentStorePath>/bin/switch-to-configuration boot` for switch/boot.
-    it("first-ever deploy failing: the previously running system is the boot default again", async () => {
-        const installer = storePath("nixos-system-installer");
-        const host = new FakeHost({ current: installer, booted: installer, bootDefault: installer, store: new Set([installer, next]) });
-        host.failingSystems.add(next);
-        const { connection, before } = setup(host);
-        await fleetErrorOf(activate(connection, next, "switch", before));
-        expect(host.state.bootDefault).toBe(installer);
-    });
-
-    it("test failure restores only the running system (the profile was never touched)", async () => {
-        const host = hostOnGeneration2();
-        host.failingSystems.add(next);
-        const { runner, connection, before } = setup(host);
-        const error = await fleetErrorOf(activate(connection, next, "test", before));
-        expect(commandsOf(runner)).toEqual([`${next}${STC} test`, `${v2}${STC} test`]);
-        expect(error.message).toBe(
-            "switch-to-configuration test exited with 1; the host was restored to generation 2 (re-activated the previously running system)",
-        );
-    });
-
-    it("test success does not set the profile and verifies the running system", async () => {
-        const host = hostOnGeneration2();
-        const { runner, connection, before } = setup(host);
-        const result = await activate(connection, next, "test", before);
-        expect(commandsOf(runner)).toEqual([`${next}${STC} test`, readState]);
-        expect(result.after).toMatchObject({ generation: 2, profileStorePath: v2, currentStorePath: next });
-    });
-
-    it("boot failure restores only the profile and the boot default", async () => {
-        const host = hostOnGeneration2();
-        host.failingSystems.add(next);
-        const { runner, connection, before } = setup(host);
-        const error = await fleetErrorOf(activate(connection, next, "boot", before));
-        expect(commandsOf(runner)).toEqual([
-            `nix-env -p ${SYSTEM_PROFILE} --set ${next}`,
-            `${next}${STC} boot`,
-            `nix-env -p ${SYSTEM_PROFILE} --switch-generation 2`,
-            `${v2}${STC} boot`,
-        ]);
-        expect(error.message).toContain("(profile back to generation 2, boot default back to the previous generation)");
-        expect(host.state).toMatchObject({ profileGeneration: 2, current: v2, bootDefault: v2 });
-    });
-
-    it("boot success leaves the running system alone", async () => {
-        const host = hostOnGeneration2();
-        const { connection, before } = setup(host);
-        const result = await activate(connection, next, "boot", before);
-        expect(result.after).toMatchObject({ generation: 3, profileStorePath: next, currentStorePath: v2 });
-    });
-
-    it("dry-activate never touches the profile, on success or failure", async () => {
-        const host = hostOnGeneration2();
-        const ok = setup(host);
-        await activate(ok.connection, next, "dry-activate", ok.before);
-        expect(commandsOf(ok.runner)).toEqual([`${next}${STC} dry-activate`, readState]);
-
-        host.failingSystems.add(next);
-        const failing = setup(host);
-        const error = await fleetErrorOf(activate(failing.connection, next, "dry-activate", failing.before));
-        expect(commandsOf(failing.runner)).toEqual([`${next}${STC} dry-activate`]);
-        expect(error.message).toContain("switch-to-configuration dry-activate exited with 1");
-        expect(host.state).toMatchObject({ profileGeneration: 2, current: v2 });
-    });
-
-    // BUG: a failed dry-activate changed nothing and restored nothing, yet the error says "the host
-    // was restored to generation 2" (activate() builds the "restored to …" sentence for every
-    // action). The operator is told a rollback happened that did not. Fix: for dry-activate (or
-    // whenever `restored` is empty) say that nothing was changed.
-    it("a failed dry-activate does not claim the host was restored", async () => {
-        const host = hostOnGeneration2();
-        host.failingSystems.add(next);
-        const { connection, before } = setup(host);
-        const error = await fleetErrorOf(activate(connection, next, "dry-activate", before));
-        expect(error.message).not.toContain("restored");
-    });
-
-    it("a verification failure (activation 'succeeded' but /run/current-system is not the new system) also restores", async () => {
-        const host = hostOnGeneration2();
-        const { runner, connection, before } = setup(host);
-        // switch-to-configuration exits 0 without activating anything.
-        runner.on((call) => call.remoteCommand?.[0] === `${next}${STC}`, { stdout: "nothing to do\n" });
-        const error = await fleetErrorOf(activate(connection, next, "switch", before));
-        expect(error.message).toContain(`/run/current-system is ${v2}, not ${next}; the host was restored to generation 2`);
-        expect(commandsOf(runner).slice(-3)).toEqual([
-            `nix-env -p ${SYSTEM_PROFILE} --switch-generation 2`,
-            `${v2}${STC} boot`,
-            `${v2}${STC} test`,
-        ]);
+        const { runner, connection } = setup(host, "deploy");
+        await checkReadyToActivate(connection, 7);
+        expect(remoteCommandsOf(runner)).toEqual(["nixos-fleet-preflight /run/nixos/switch-to-configuration.lock 7"]);
+        const call = runner.matching(remote("sh", "-c"))[0]!;
+        expect(call.viaSudo).toBe(true);
+        // Bounded by the lock wait plus a margin.
+        expect(call.options.timeoutMs).toBe(37_000);
         expect(host.state.profileGeneration).toBe(2);
+    });
+
+    it("exit 11: another activation holds the lock, nothing was changed", async () => {
+        const host = hostOnGeneration2();
+        host.lockHeld = true;
+        const { connection } = setup(host);
+        const error = await fleetErrorOf(checkReadyToActivate(connection));
+        expect(error).toMatchObject({ phase: "activate", host: "alpha", outcome: "failed" });
+        expect(error.message).toBe(
+            "another activation is running on the host (it has held /run/nixos/switch-to-configuration.lock for 20s); nothing was changed",
+        );
+        expect(error.hint).toContain("systemctl list-units 'nixos-*'");
+    });
+
+    it("exit 10: no systemd-run, said plainly", async () => {
+        const host = hostOnGeneration2();
+        host.hasSystemdRun = false;
+        const { connection } = setup(host);
+        const error = await fleetErrorOf(checkReadyToActivate(connection));
+        expect(error.message).toBe("the host has no systemd-run (or systemd is not running); nothing was changed");
+        expect(error.hint).toContain("transient systemd unit");
+    });
+
+    it("any other exit (sudo refused) says nothing was changed and shows the output", async () => {
+        const host = hostOnGeneration2();
+        const { runner, connection } = setup(host, "deploy");
+        runner.on(remote("sh", "-c"), { code: 1, stderr: "sudo: a password is required\n" });
+        const error = await fleetErrorOf(checkReadyToActivate(connection));
+        expect(error.message).toBe("checking the host before activation failed (exit 1); nothing was changed");
+        expect(error.detail).toContain("sudo: a password is required");
+    });
+});
+
+describe("activate", { timeout: 1000 }, () => {
+    it("switch: sets the profile, runs switch-to-configuration in the unit, follows its log, reads the outcome, removes the unit", async () => {
+        const host = hostOnGeneration2();
+        const { runner, connection, before, chunks, options } = setup(host);
+        const result = await activate(connection, next, "switch", before, options());
+        expect(remoteCommandsOf(runner)).toEqual([SET_NEXT, ...activateCommands(next, "switch"), follow(0), STATUS, CLEANUP]);
+        expect(result.kind).toBe("switched");
+        if (result.kind !== "switched") return;
+        expect(result.after).toMatchObject({ generation: 3, profileStorePath: next, currentStorePath: next });
+        expect(result.output).toBe(SWITCH_OUTPUT);
+        expect(chunks.join("")).toBe(SWITCH_OUTPUT);
+        expect(host.activations).toEqual([`${next} switch`]);
+        expect(host.state).toMatchObject({ profileGeneration: 3, current: next, bootDefault: next });
+        expect(host.unit(UNIT)).toMatchObject({ loaded: false, logExists: false, toplevel: next, action: "switch" });
+        expect(clock.slept).toEqual([]);
+    });
+
+    it("runs every step as root through sudo -n for a deploy user", async () => {
+        const host = hostOnGeneration2();
+        const { runner, connection, before, options } = setup(host, "deploy");
+        await checkReadyToActivate(connection);
+        await activate(connection, next, "switch", before, options());
+        const remoteCalls = runner.calls.filter((call) => call.remoteCommand);
+        expect(remoteCalls).toHaveLength(6);
+        expect(remoteCalls.every((call) => call.viaSudo)).toBe(true);
+        expect(remoteCalls[0]!.remoteArgv!.slice(0, 4)).toEqual(["sudo", "-n", "--", "sh"]);
+    });
+
+    it("passes NIXOS_INSTALL_BOOTLOADER, bounds the start but not the follow (an activation may take long)", async () => {
+        const host = hostOnGeneration2();
+        const { runner, connection, before, options } = setup(host);
+        await activate(connection, next, "switch", before, options({ installBootloader: true }));
+        expect(remoteCommandsOf(runner)[1]).toBe(activateCommands(next, "switch", "1")[0]);
+        expect(host.unit(UNIT)!.bootloader).toBe("1");
+        const byName = (name: string) => runner.matching(remote("sh", "-c")).find((call) => call.remoteCommand![3] === name)!;
+        expect(byName("nixos-fleet-activate").options.timeoutMs).toBe(60_000);
+        expect(byName("nixos-fleet-follow").options.timeoutMs).toBeUndefined();
+        expect(byName("nixos-fleet-status").options.timeoutMs).toBe(30_000);
+    });
+
+    it("exit 1: a failed activation is returned with its output; activate restores nothing itself", async () => {
+        const host = hostOnGeneration2();
+        host.failingSystems.add(next);
+        const { runner, connection, before, options } = setup(host);
+        const result = await activate(connection, next, "switch", before, options());
+        expect(result).toEqual({
+            kind: "failed",
+            reason: "switch-to-configuration switch exited with 1",
+            output: "activating the configuration...\nerror: the unit foo.service failed to start\n",
+        });
+        expect(remoteCommandsOf(runner)).toEqual([SET_NEXT, ...activateCommands(next, "switch"), follow(0), STATUS, CLEANUP]);
+        expect(restoreCommands(runner)).toEqual([]);
+        // The caller restores: the host is left as the failed activation left it.
+        expect(host.state).toMatchObject({ profileGeneration: 3, current: v2, bootDefault: next });
+    });
+
+    it("exit 4: the system switched but units failed, named from the output", async () => {
+        const host = hostOnGeneration2();
+        host.failingUnits.set(next, ["a.service", "b.service"]);
+        const { connection, before, options } = setup(host);
+        const result = await activate(connection, next, "switch", before, options());
+        expect(result.kind).toBe("unitsFailed");
+        if (result.kind !== "unitsFailed") return;
+        expect(result.units).toEqual(["a.service", "b.service"]);
+        expect(result.after).toMatchObject({ generation: 3, currentStorePath: next });
+        expect(result.output).toContain("warning: the following units failed: a.service b.service\n");
+        expect(host.state.current).toBe(next);
+    });
+
+    it("exit 1 with 'Could not acquire lock': refused, only the profile moved", async () => {
+        const host = hostOnGeneration2();
+        host.lockTakenBeforeNextSwitch = true;
+        const { runner, connection, before, options } = setup(host);
+        const result = await activate(connection, next, "switch", before, options());
+        expect(result).toEqual({ kind: "refused", output: "Could not acquire lock\n" });
+        expect(restoreCommands(runner)).toEqual([]);
+        expect(host.state).toMatchObject({ profileGeneration: 3, current: v2, bootDefault: v2 });
+    });
+
+    it("exit 1 without the lock message is a failure, not a refusal", async () => {
+        const host = hostOnGeneration2();
+        host.failingSystems.add(next);
+        const { connection, before, options } = setup(host);
+        expect((await activate(connection, next, "switch", before, options())).kind).toBe("failed");
+    });
+
+    it("killed by a signal: failed, saying so", async () => {
+        const host = hostOnGeneration2();
+        host.killedSystems.set(next, 9);
+        const { connection, before, options } = setup(host);
+        const result = await activate(connection, next, "switch", before, options());
+        expect(result).toMatchObject({ kind: "failed", reason: "switch-to-configuration switch was killed by signal 9", output: FIRST_LINE });
+    });
+
+    it("a unit that cannot be started is a failure naming it (the profile was already set)", async () => {
+        const host = hostOnGeneration2();
+        host.hasSystemdRun = false;
+        const { runner, connection, before, options } = setup(host);
+        const result = await activate(connection, next, "switch", before, options());
+        expect(result).toEqual({ kind: "failed", reason: `the activation unit ${UNIT} could not be started (exit 127)`, output: "exec: systemd-run: not found\n" });
+        expect(remoteCommandsOf(runner)).toEqual([SET_NEXT, ...activateCommands(next, "switch")]);
+    });
+
+    it("a verification failure: exit 0, but /run/current-system is not the new system", async () => {
+        const host = hostOnGeneration2();
+        host.noopSystems.add(next);
+        const { connection, before, options } = setup(host);
+        const result = await activate(connection, next, "switch", before, options());
+        expect(result).toEqual({
+            kind: "failed",
+            reason: `switch-to-configuration switch exited with 0, but /run/current-system is ${v2}, not ${next}`,
+            output: "nothing to do\n",
+        });
     });
 
     it("a verification failure on the profile (boot) names the path the profile points at", async () => {
         const host = hostOnGeneration2();
-        const { runner, connection, before } = setup(host);
+        const { runner, connection, before, options } = setup(host);
         // nix-env --set "succeeds" without creating a generation.
         runner.on(remote("nix-env", "-p", SYSTEM_PROFILE, "--set"), {});
-        const error = await fleetErrorOf(activate(connection, next, "boot", before));
-        expect(error.message).toContain(`the system profile points at ${v2}, not ${next}`);
+        const result = await activate(connection, next, "boot", before, options());
+        expect(result).toMatchObject({ kind: "failed", reason: `switch-to-configuration boot exited with 0, but the system profile points at ${v2}, not ${next}` });
     });
 
-    it("a hung activation (timed out) counts as a failure and is restored", async () => {
+    it("test: no profile change, the running system is the new one", async () => {
         const host = hostOnGeneration2();
-        const { runner, connection, before } = setup(host);
-        runner.on((call) => call.remoteCommand?.[0] === `${next}${STC}`, { code: null, signal: "SIGKILL", timedOut: true });
-        const error = await fleetErrorOf(activate(connection, next, "switch", before, { timeoutMs: 10 }));
-        expect(error.message).toMatch(/^switch-to-configuration switch did not finish in time; the host was restored to generation 2/);
-        expect(host.state.profileGeneration).toBe(2);
+        const { runner, connection, before, options } = setup(host);
+        const result = await activate(connection, next, "test", before, options());
+        expect(remoteCommandsOf(runner)).toEqual([...activateCommands(next, "test"), follow(0), STATUS, CLEANUP]);
+        expect(result).toMatchObject({ kind: "switched", after: { generation: 2, profileStorePath: v2, currentStorePath: next } });
     });
 
-    it("a failure to set the profile stops before activation and says nothing changed", async () => {
+    it("boot: sets the profile and leaves the running system alone", async () => {
         const host = hostOnGeneration2();
-        const { runner, connection, before } = setup(host, "deploy");
+        const { connection, before, options } = setup(host);
+        const result = await activate(connection, next, "boot", before, options());
+        expect(result).toMatchObject({ kind: "switched", after: { generation: 3, profileStorePath: next, currentStorePath: v2 } });
+        expect(host.state.bootDefault).toBe(next);
+    });
+
+    it("switchToGeneration (rollback): switches the profile to that generation instead of adding one", async () => {
+        const host = hostOnGeneration2();
+        const { runner, connection, before, options } = setup(host);
+        const result = await activate(connection, v1, "switch", before, options({ switchToGeneration: 1 }));
+        expect(remoteCommandsOf(runner).slice(0, 2)).toEqual([`nix-env -p ${SYSTEM_PROFILE} --switch-generation 1`, ...activateCommands(v1, "switch")]);
+        expect(result).toMatchObject({ kind: "switched", after: { generation: 1, currentStorePath: v1 } });
+        expect([...host.state.generations.keys()]).toEqual([1, 2]);
+    });
+
+    it("a failure to set the profile stops before the unit and says nothing changed", async () => {
+        const host = hostOnGeneration2();
+        const { runner, connection, before, options } = setup(host, "deploy");
         runner.on(remote("nix-env"), { code: 1, stderr: "sudo: a password is required\n" });
-        const error = await fleetErrorOf(activate(connection, next, "switch", before));
-        expect(error.phase).toBe("activate");
-        expect(error.message).toBe("setting the system profile failed; nothing was changed");
-        expect(runner.matching(remoteProgram(STC))).toHaveLength(0);
+        const error = await fleetErrorOf(activate(connection, next, "switch", before, options()));
+        expect(error).toMatchObject({ phase: "activate", host: "alpha", message: "setting the system profile failed; nothing was changed" });
+        expect(error.detail).toContain("a password is required");
+        expect(remoteCommandsOf(runner)).toEqual([SET_NEXT]);
+        expect(host.units).toEqual([]);
     });
 
-    it("a restore that fails itself is a rollback-phase error with a manual hint", async () => {
+    it("dry-activate runs directly (no unit, no profile) and reads the state", async () => {
         const host = hostOnGeneration2();
-        host.failingSystems.add(next);
-        const { runner, connection, before } = setup(host);
-        runner.on(remote("nix-env", "-p", SYSTEM_PROFILE, "--switch-generation"), { code: 1, stderr: "error: lock held\n" });
-        const error = await fleetErrorOf(activate(connection, next, "switch", before));
-        expect(error.phase).toBe("rollback");
-        expect(error.host).toBe("alpha");
-        // Both what failed first and where the restore stopped.
-        expect(error.message).toBe(
-            "switch-to-configuration switch exited with 1; then restoring the previous system failed at: profile back to generation 2",
-        );
-        expect(error.hint).toContain(`nix-env -p ${SYSTEM_PROFILE} --rollback`);
-        expect(error.detail).toContain("lock held");
-        expect(error.detail).toContain("--- restore ---");
-        // It stopped at the failing step.
-        expect(runner.matching((call) => call.remoteCommand?.[0] === `${v2}${STC}`)).toHaveLength(0);
+        const { runner, connection, before, chunks, options } = setup(host, "deploy");
+        const result = await activate(connection, next, "dry-activate", before, options());
+        expect(remoteCommandsOf(runner)).toEqual([`${next}${STC} dry-activate`, "read state"]);
+        expect(runner.calls.filter((call) => call.remoteCommand).map((call) => call.viaSudo)).toEqual([true, false]);
+        expect(result).toMatchObject({ kind: "switched", after: { generation: 2, currentStorePath: v2 } });
+        expect(chunks.join("")).toContain("would start the following units: foo.service");
+        expect(host.units).toEqual([]);
     });
 
-    it("the formatted error names the host and the phase", async () => {
+    it("a failed dry-activate changes nothing and does not claim a restore", async () => {
         const host = hostOnGeneration2();
         host.failingSystems.add(next);
-        const { connection, before } = setup(host);
-        const text = formatFleetError(await fleetErrorOf(activate(connection, next, "switch", before)));
-        expect(text.split("\n")[0]).toMatch(/^host alpha: activate failed: switch-to-configuration switch exited with 1/);
-        expect(text).toContain("  | error: the unit foo.service failed to start");
+        const { runner, connection, before, options } = setup(host);
+        const error = await fleetErrorOf(activate(connection, next, "dry-activate", before, options()));
+        expect(remoteCommandsOf(runner)).toEqual([`${next}${STC} dry-activate`]);
+        expect(error.message).toBe("switch-to-configuration dry-activate exited with 1; dry-activate changes nothing, so the host is as it was");
+        expect(error.message).not.toContain("restored");
+        expect(error.detail).toContain("foo.service failed to start");
+        expect(host.state).toMatchObject({ profileGeneration: 2, current: v2 });
     });
 });
 
-describe("restorePrevious", () => {
+describe("activate: a unit that runs on, and a connection that drops", { timeout: 1000 }, () => {
+    it("a unit still running when a follow ends: status polls, then follows on from the bytes already seen", async () => {
+        const host = hostOnGeneration2();
+        host.unitRunningPolls = 2;
+        const { runner, connection, before, chunks, options } = setup(host);
+        const result = await activate(connection, next, "switch", before, options());
+        const first = Buffer.byteLength(FIRST_LINE);
+        expect(remoteCommandsOf(runner)).toEqual([SET_NEXT, ...activateCommands(next, "switch"), follow(0), STATUS, follow(first), STATUS, follow(first), STATUS, CLEANUP]);
+        expect(result).toMatchObject({ kind: "switched", output: SWITCH_OUTPUT });
+        expect(chunks.join("")).toBe(SWITCH_OUTPUT);
+        expect(runner.matching(masterStart)).toHaveLength(1);
+    });
+
+    it("connection lost during the follow ('Connection closed'): reconnects, finds the unit still running, follows it to success", async () => {
+        const host = hostOnGeneration2();
+        host.unitRunningPolls = 1;
+        host.followDrops.push({});
+        const { runner, connection, before, chunks, log, options } = setup(host);
+        const result = await activate(connection, next, "switch", before, options());
+        const first = Buffer.byteLength(FIRST_LINE);
+        expect(remoteCommandsOf(runner)).toEqual([
+            SET_NEXT,
+            ...activateCommands(next, "switch"),
+            follow(0), // dropped
+            follow(0),
+            STATUS, // still running
+            follow(first),
+            STATUS, // exited 0
+            CLEANUP,
+        ]);
+        expect(result).toMatchObject({ kind: "switched", output: SWITCH_OUTPUT, after: { generation: 3, currentStorePath: next } });
+        expect(chunks.join("")).toBe(SWITCH_OUTPUT);
+        expect(runner.matching(masterStart)).toHaveLength(2);
+        expect(connection.handshakes).toBe(2);
+        expect(log).toEqual([
+            "connection lost during activation (ssh to root@alpha.example.org failed); reconnecting to learn the outcome",
+            "reconnected; the activation ran on without us",
+        ]);
+        expect(restoreCommands(runner)).toEqual([]);
+        expect(clock.slept).toEqual([]);
+    });
+
+    // BUG (src/deploy/activate.ts, awaitUnit + activationUnit.ts followUnit): followUnit returns the
+    // number of bytes it streamed only when the follow ends normally. When the connection drops in
+    // the middle of a follow, the bytes already streamed (and already passed to onOutput and added
+    // to the output) are not added to `offset`, so after reconnecting the log is followed again
+    // from the old offset: everything streamed before the drop is shown and recorded twice.
+    // Expected: the next follow starts at the byte after the last one received (here 10).
+    it("connection lost after part of the log was streamed: follows again from the byte after it, without repeating output", async () => {
+        const host = hostOnGeneration2();
+        host.unitRunningPolls = 1;
+        host.followDrops.push({ afterBytes: 10 });
+        const { runner, connection, before, chunks, options } = setup(host);
+        const result = await activate(connection, next, "switch", before, options());
+        expect(followOffsets(runner)).toEqual([0, 10, Buffer.byteLength(FIRST_LINE)]);
+        expect(chunks.join("")).toBe(SWITCH_OUTPUT);
+        expect(result).toMatchObject({ kind: "switched", output: SWITCH_OUTPUT });
+    });
+
+    it("a silent exit 255 with the master gone (ssh -O check fails) is a lost connection too", async () => {
+        const host = hostOnGeneration2();
+        host.followDrops.push({ silent: true });
+        const { runner, connection, before, log, options } = setup(host);
+        const result = await activate(connection, next, "switch", before, options());
+        expect(runner.matching(masterCheck)).toHaveLength(1);
+        expect(log[0]).toBe("connection lost during activation (the SSH connection was lost (its master connection ended)); reconnecting to learn the outcome");
+        expect(followOffsets(runner)).toEqual([0, 0]);
+        expect(result).toMatchObject({ kind: "switched", output: SWITCH_OUTPUT });
+    });
+
+    it("reconnect finds the unit ended with exit 0: switched, with the whole output read back", async () => {
+        const host = hostOnGeneration2();
+        host.followDrops.push({});
+        const { runner, connection, before, options } = setup(host);
+        const result = await activate(connection, next, "switch", before, options());
+        expect(remoteCommandsOf(runner).slice(2)).toEqual([follow(0), follow(0), STATUS, CLEANUP]);
+        expect(result).toMatchObject({ kind: "switched", output: SWITCH_OUTPUT });
+    });
+
+    it("reconnect finds the unit ended with exit 4: unitsFailed, units named", async () => {
+        const host = hostOnGeneration2();
+        host.failingUnits.set(next, ["a.service", "b.service"]);
+        host.followDrops.push({});
+        const { runner, connection, before, options } = setup(host);
+        const result = await activate(connection, next, "switch", before, options());
+        expect(result).toMatchObject({ kind: "unitsFailed", units: ["a.service", "b.service"] });
+        expect(restoreCommands(runner)).toEqual([]);
+    });
+
+    it("reconnect finds the unit ended with exit 1: failed, with its output", async () => {
+        const host = hostOnGeneration2();
+        host.failingSystems.add(next);
+        host.followDrops.push({});
+        const { runner, connection, before, options } = setup(host);
+        const result = await activate(connection, next, "switch", before, options());
+        expect(result).toEqual({
+            kind: "failed",
+            reason: "switch-to-configuration switch exited with 1",
+            output: "activating the configuration...\nerror: the unit foo.service failed to start\n",
+        });
+        expect(restoreCommands(runner)).toEqual([]);
+    });
+
+    it("a host back after two refused connections: backs off 0.5 s, 1 s, then learns the outcome", async () => {
+        const host = hostOnGeneration2();
+        host.followDrops.push({ downFor: 2 });
+        const { runner, connection, before, options } = setup(host);
+        const result = await activate(connection, next, "switch", before, options({ reconnectSeconds: 10 }));
+        expect(result.kind).toBe("switched");
+        expect(clock.slept).toEqual([500, 1000]);
+        expect(runner.matching(masterStart)).toHaveLength(4);
+    });
+
+    it("a host that never comes back within reconnectSeconds: outcome unknown, nothing restored, the unit left alone", async () => {
+        const host = hostOnGeneration2();
+        host.followDrops.push({ downFor: Infinity });
+        const { runner, connection, before, options } = setup(host);
+        const error = await fleetErrorOf(activate(connection, next, "switch", before, options({ reconnectSeconds: 10 })));
+        expect(error.outcome).toBe("unknown");
+        expect(error.phase).toBe("activate");
+        expect(error.message).toMatch(/^outcome unknown: the connection was lost during activation and the host did not answer again within 10s \(.*refused the connection\); nothing was restored/);
+        expect(error.message).not.toMatch(/failed|restored it|deployed/);
+        expect(error.hint).toContain("pulumi refresh");
+        expect(error.hint).toContain(`systemctl status ${UNIT}`);
+        // Backoff doubling from 0.5 s, within the bound.
+        expect(clock.slept).toEqual([500, 1000, 2000, 4000]);
+        expect(clock.elapsed()).toBeLessThanOrEqual(10_000);
+        expect(runner.matching(masterStart)).toHaveLength(1 + 5);
+        // Nothing after the drop reached the host: no status, no cleanup, no restore.
+        expect(remoteCommandsOf(runner)).toEqual([SET_NEXT, ...activateCommands(next, "switch"), follow(0)]);
+        expect(restoreCommands(runner)).toEqual([]);
+        expect(host.unit(UNIT)!.loaded).toBe(true);
+        expect(host.state).toMatchObject({ profileGeneration: 3, current: next });
+        const text = formatFleetError(error);
+        expect(text.split("\n")[0]).toMatch(/^host alpha: activate: outcome unknown: /);
+        expect(text).not.toContain("activate failed");
+    });
+
+    it("outcome unknown says what the host ran when it was last seen", async () => {
+        const host = hostOnGeneration2();
+        host.unitRunningPolls = 1;
+        // The first follow ends while the unit runs; the second one loses the host for good.
+        host.followDrops.push(null, { downFor: Infinity });
+        const { runner, connection, before, options } = setup(host);
+        const error = await fleetErrorOf(activate(connection, next, "switch", before, options({ reconnectSeconds: 1 })));
+        expect(followOffsets(runner)).toEqual([0, Buffer.byteLength(FIRST_LINE)]);
+        expect(error.outcome).toBe("unknown");
+        expect(error.message).toContain(`When last seen it ran ${next} with the profile at generation 3.`);
+        expect(clock.slept).toEqual([500]);
+    });
+
+    it("the host forgot the unit (it rebooted): outcome unknown, never a restore", async () => {
+        const host = hostOnGeneration2();
+        host.unitRunningPolls = 1;
+        host.followDrops.push({ reboot: true });
+        const { runner, connection, before, options } = setup(host);
+        const error = await fleetErrorOf(activate(connection, next, "switch", before, options()));
+        expect(error.outcome).toBe("unknown");
+        expect(error.message.startsWith(
+            `outcome unknown: the host no longer knows the activation unit ${UNIT} (the host went away or rebooted during activation, or the unit was removed); nothing was restored`,
+        )).toBe(true);
+        // It read the status after reconnecting, then stopped: no cleanup, no restore.
+        expect(remoteCommandsOf(runner).slice(2)).toEqual([follow(0), follow(0), STATUS]);
+        expect(restoreCommands(runner)).toEqual([]);
+        expect(error.message).toContain(`When last seen it ran ${next}`);
+    });
+
+    it("a unit removed by hand while followed (LoadState=not-found): outcome unknown, no cleanup, no restore", async () => {
+        const host = hostOnGeneration2();
+        host.unitGoneAtNextStatus = true;
+        const { runner, connection, before, options } = setup(host);
+        const error = await fleetErrorOf(activate(connection, next, "switch", before, options()));
+        expect(error.outcome).toBe("unknown");
+        expect(error.message).toContain(`the host no longer knows the activation unit ${UNIT}`);
+        expect(remoteCommandsOf(runner)).toEqual([SET_NEXT, ...activateCommands(next, "switch"), follow(0), STATUS]);
+        expect(restoreCommands(runner)).toEqual([]);
+    });
+});
+
+describe("restorePrevious", { timeout: 1000 }, () => {
     const cases: [Action, string[]][] = [
         ["switch", [`nix-env -p ${SYSTEM_PROFILE} --switch-generation 2`, `${v2}${STC} boot`, `${v2}${STC} test`]],
         ["boot", [`nix-env -p ${SYSTEM_PROFILE} --switch-generation 2`, `${v2}${STC} boot`]],
@@ -280,14 +477,50 @@ describe("restorePrevious", () => {
         ["dry-activate", []],
     ];
     for (const [action, expected] of cases) {
-        it(`${action}: runs exactly ${expected.length} restore step(s)`, async () => {
+        it(`${action}: runs exactly ${expected.length} restore step(s), as root`, async () => {
             const host = hostOnGeneration2();
-            const { runner, connection, before } = setup(host);
+            const { runner, connection, before } = setup(host, "deploy");
             const done = await restorePrevious(connection, before, action);
-            expect(commandsOf(runner)).toEqual(expected);
+            expect(remoteCommandsOf(runner)).toEqual(expected);
+            expect(runner.calls.filter((call) => call.remoteCommand).every((call) => call.viaSudo)).toBe(true);
             expect(done).toHaveLength(expected.length);
         });
     }
+
+    it("profileOnly (a refused activation): only the profile goes back", async () => {
+        const host = hostOnGeneration2();
+        const { runner, connection, before } = setup(host);
+        const done = await restorePrevious(connection, before, "switch", true);
+        expect(remoteCommandsOf(runner)).toEqual([`nix-env -p ${SYSTEM_PROFILE} --switch-generation 2`]);
+        expect(done).toEqual(["profile back to generation 2"]);
+    });
+
+    it("first-ever deploy: removes the new profile links, makes the previously running system the boot default and re-activates it", async () => {
+        const installer = storePath("nixos-system-installer");
+        const host = new FakeHost({ current: installer, booted: installer, bootDefault: installer, store: new Set([installer, next]) });
+        const { runner, connection, before } = setup(host);
+        expect(before.generation).toBeUndefined();
+        // The failed deploy had created generation 1 and installed its boot loader entry.
+        host.state.generations.set(1, next);
+        host.state.profileGeneration = 1;
+        host.state.bootDefault = next;
+        const done = await restorePrevious(connection, before, "switch");
+        expect(remoteCommandsOf(runner)).toEqual([`sh -c rm -f ${SYSTEM_PROFILE} ${SYSTEM_PROFILE}-*-link`, `${installer}${STC} boot`, `${installer}${STC} test`]);
+        expect(done).toEqual(["removed the new system profile", "boot default back to the previously running system", "re-activated the previously running system"]);
+        expect(host.state).toMatchObject({ profileGeneration: undefined, bootDefault: installer, current: installer });
+        expect(host.state.generations.size).toBe(0);
+    });
+
+    it("re-activates what was running, even when it differs from the profile", async () => {
+        const hand = storePath("hand-activated");
+        const host = hostOnGeneration2();
+        host.state.store.add(hand);
+        host.state.current = hand;
+        const { runner, connection, before } = setup(host);
+        await restorePrevious(connection, before, "switch");
+        expect(remoteCommandsOf(runner).slice(-2)).toEqual([`${v2}${STC} boot`, `${hand}${STC} test`]);
+        expect(host.state.current).toBe(hand);
+    });
 
     it("skips re-activation when nothing was running from the store", async () => {
         const host = hostOnGeneration2();
@@ -295,5 +528,17 @@ describe("restorePrevious", () => {
         const { runner, connection, before } = setup(host);
         await restorePrevious(connection, before, "test");
         expect(runner.remoteCommands()).toEqual([]);
+    });
+
+    it("a step that fails is a rollback-phase error naming the step, with the manual commands as hint", async () => {
+        const host = hostOnGeneration2();
+        const { runner, connection, before } = setup(host);
+        runner.on(remote("nix-env", "-p", SYSTEM_PROFILE, "--switch-generation"), { code: 1, stderr: "error: lock held\n" });
+        const error = await fleetErrorOf(restorePrevious(connection, before, "switch"));
+        expect(error).toMatchObject({ phase: "rollback", host: "alpha", message: "restoring the previous system failed at: profile back to generation 2" });
+        expect(error.hint).toBe(`log in and run: nix-env -p ${SYSTEM_PROFILE} --rollback && /nix/var/nix/profiles/system/bin/switch-to-configuration switch`);
+        expect(error.detail).toBe("error: lock held");
+        // It stopped at the failing step.
+        expect(remoteCommandsOf(runner)).toEqual([`nix-env -p ${SYSTEM_PROFILE} --switch-generation 2`]);
     });
 });

@@ -1,9 +1,30 @@
 // A simulated NixOS host behind a FakeRunner: it answers the remote commands the deploy phases
 // send (state read, nix-env profile changes, switch-to-configuration, store validity) by changing
 // its own little state, so tests can check the end state as well as the exact commands.
+//
+// Activation runs as on a real host since activationUnit.ts: fixed `sh -c SCRIPT NAME args…`
+// commands, told apart by their $0 (NAME): nixos-fleet-preflight, -activate (systemd-run of
+// switch-to-configuration in a transient unit whose output goes to a log file), -follow (the log
+// from a byte offset), -status (systemctl show of the unit, "@state", the host state), -cleanup;
+// the watchdog's `systemd-run --unit=nixos-fleet-watchdog-…` and its disarm (nixos-fleet-disarm).
+// The fake runs switch-to-configuration at once when the unit starts; knobs make the unit run on
+// for some status polls, drop the connection during a follow, keep the host away, reboot it, or
+// let its watchdog decide before the deployer.
+import { ACTIVATION_LOCK, RUNTIME_DIR } from "../../../src/deploy/activationUnit";
 import { SYSTEM_PROFILE } from "../../../src/deploy/hostState";
 import type { ClosurePath } from "../../../src/nix/closure";
-import { type FakeRunner, type RecordedCall, type Reply, local, remote, remoteProgram } from "./fakeRunner";
+import {
+    type FakeRunner,
+    type RecordedCall,
+    type Reply,
+    local,
+    masterCheck,
+    masterExit,
+    masterStart,
+    remote,
+    remoteProgram,
+    sshOption,
+} from "./fakeRunner";
 
 export type Action = "switch" | "boot" | "test" | "dry-activate";
 
@@ -20,12 +41,112 @@ export interface FakeHostState {
     store: Set<string>;
 }
 
+/** How a run of switch-to-configuration ended, and what it printed (in order, as the unit's log has it). */
+interface SwitchRun {
+    exit: { code: number } | { signal: number };
+    stdout: string;
+    stderr: string;
+    /** stdout and stderr interleaved, as StandardOutput=/StandardError=append: write them. */
+    log: string;
+}
+
+/** A transient activation unit started by the activate script. */
+export interface FakeUnit {
+    /** nixos-fleet-activate-<token>.service */
+    name: string;
+    log: string;
+    toplevel: string;
+    action: Action;
+    /** NIXOS_INSTALL_BOOTLOADER as passed ("1" or ""). */
+    bootloader: string;
+    /** The whole log, once switch-to-configuration has ended. */
+    output: string;
+    /** What the log holds while the unit still runs (its first line). */
+    runningOutput: string;
+    exit: { code: number } | { signal: number };
+    /** Status polls that still report the unit running. */
+    runningPolls: number;
+    /** False once cleaned up (stop + reset-failed) or forgotten by a reboot: systemd says not-found. */
+    loaded: boolean;
+    /** The log file still exists. */
+    logExists: boolean;
+}
+
+/** A watchdog started with systemd-run by armWatchdog, with its positional arguments. */
+export interface FakeWatchdog {
+    /** nixos-fleet-watchdog-<token> */
+    unit: string;
+    dir: string;
+    token: string;
+    timeout: number;
+    action: string;
+    generation: string;
+    profilePath: string;
+    current: string;
+    /** The activation unit it waits for. */
+    activationUnit: string;
+    /** Stopped by a deployer's successful disarm. */
+    stopped: boolean;
+    /** It put the previous system back itself. */
+    reverted: boolean;
+}
+
+/** The connection breaks during one follow of the activation log. */
+export interface FollowDrop {
+    /** Bytes of the log the follow streams before the connection breaks (default 0). */
+    afterBytes?: number;
+    /**
+     * ssh exits 255 without a word (the master died with sshd): only `ssh -O check` tells. Otherwise
+     * ssh says "Connection closed by 127.0.0.1 port 22".
+     */
+    silent?: boolean;
+    /** Master starts refused afterwards (Infinity: the host never comes back). */
+    downFor?: number;
+    /** The host rebooted: it forgot the unit, and runs its boot default. */
+    reboot?: boolean;
+}
+
+const WATCHDOG_UNIT = /^--unit=nixos-fleet-watchdog-(.+)$/;
+
 export class FakeHost {
     readonly state: FakeHostState;
-    /** switch-to-configuration of these store paths fails (exit 1). */
+    /** switch-to-configuration of these store paths fails (exit 1; the boot loader was already installed). */
     readonly failingSystems = new Set<string>();
-    /** Each switch-to-configuration run, as "<path> <action>". */
+    /** switch-to-configuration of these store paths exits 0 having changed nothing. */
+    readonly noopSystems = new Set<string>();
+    /** switch-to-configuration of these store paths switches, but these units fail: exit 4. */
+    readonly failingUnits = new Map<string, string[]>();
+    /** switch-to-configuration of these store paths is killed by this signal (boot loader installed, nothing activated). */
+    readonly killedSystems = new Map<string, number>();
+    /** Each switch-to-configuration run, as "<path> <action>": over SSH, in a unit, or by the watchdog. */
     readonly activations: string[] = [];
+    /** Activation units, in the order they were started. */
+    readonly units: FakeUnit[] = [];
+    /** Watchdogs, in the order they were armed. */
+    readonly watchdogs: FakeWatchdog[] = [];
+    /** Tokens whose restore decision was claimed (mkdir of decided-<token>), by deployer or watchdog. */
+    readonly decided = new Set<string>();
+    /** Control sockets of the SSH masters that run now. */
+    readonly masters = new Set<string>();
+
+    /** false: the preflight exits 10 (no systemd-run), and so does the watchdog's systemd-run. */
+    hasSystemdRun = true;
+    /** Another activation holds the activation lock: the preflight exits 11. */
+    lockHeld = false;
+    /** Another activation takes the lock between the preflight and the next switch-to-configuration: it exits 1, "Could not acquire lock". */
+    lockTakenBeforeNextSwitch = false;
+    /** The next activation unit reports "running" to this many status polls; follows meanwhile see only its first line. */
+    unitRunningPolls = 0;
+    /** Connection drops, one used by each follow of the activation log in turn (null: that follow goes through). */
+    readonly followDrops: (FollowDrop | null)[] = [];
+    /** The next activation unit starts, but the connection breaks before the start command returns ("Connection closed"). */
+    dropAfterNextStart = false;
+    /** SSH master starts to refuse ("Connection refused"); Infinity: the host never comes back. */
+    refuseConnections = 0;
+    /** The next status poll finds the activation unit gone (reset by hand): LoadState=not-found. */
+    unitGoneAtNextStatus = false;
+    /** When the deployer disarms, the watchdog has already claimed the decision and reverted the host. */
+    watchdogDecidesFirst = false;
 
     constructor(initial: Partial<FakeHostState> = {}) {
         this.state = {
@@ -56,6 +177,11 @@ export class FakeHost {
         return generation === undefined ? undefined : this.state.generations.get(generation);
     }
 
+    /** The activation unit of this name started last (loaded or not). */
+    unit(name: string): FakeUnit | undefined {
+        return [...this.units].reverse().find((unit) => unit.name === name);
+    }
+
     /** The output of hostState's READ_STATE_SCRIPT on this host. */
     stateOutput(): string {
         const generation = this.state.profileGeneration;
@@ -69,17 +195,56 @@ export class FakeHost {
         ].join("\n");
     }
 
-    private switchTo(path: string, action: Action): Reply {
+    /** The host reboots: it boots its boot default, forgets its transient units, drops every connection. */
+    reboot(): void {
+        // /run is a tmpfs: the logs go with the units.
+        for (const unit of this.units) {
+            unit.loaded = false;
+            unit.logExists = false;
+        }
+        this.state.current = this.state.bootDefault;
+        this.state.booted = this.state.bootDefault;
+        this.masters.clear();
+    }
+
+    /** Runs `<path>/bin/switch-to-configuration <action>` on this host. */
+    private switchTo(path: string, action: Action): SwitchRun {
         this.activations.push(`${path} ${action}`);
-        if (!this.state.store.has(path)) return { code: 127, stderr: `sh: ${path}/bin/switch-to-configuration: not found\n` };
+        const out = (stdout: string[], stderr: string[], exit: SwitchRun["exit"], log = [...stdout, ...stderr]): SwitchRun => ({
+            exit,
+            stdout: stdout.map((line) => `${line}\n`).join(""),
+            stderr: stderr.map((line) => `${line}\n`).join(""),
+            log: log.map((line) => `${line}\n`).join(""),
+        });
+        const installsBootLoader = action === "switch" || action === "boot";
+        const changesRunning = action === "switch" || action === "test";
+        if (!this.state.store.has(path)) return out([], [`sh: ${path}/bin/switch-to-configuration: not found`], { code: 127 });
+        if (this.lockTakenBeforeNextSwitch && action !== "dry-activate") {
+            this.lockTakenBeforeNextSwitch = false;
+            return out([], ["Could not acquire lock"], { code: 1 });
+        }
         if (this.failingSystems.has(path)) {
             // Like the real script: the boot loader is installed first, then activation fails.
-            if (action === "switch" || action === "boot") this.state.bootDefault = path;
-            return { code: 1, stdout: "activating the configuration...\n", stderr: "error: the unit foo.service failed to start\n" };
+            if (installsBootLoader) this.state.bootDefault = path;
+            return out(["activating the configuration..."], ["error: the unit foo.service failed to start"], { code: 1 });
         }
-        if (action === "switch" || action === "boot") this.state.bootDefault = path;
-        if (action === "switch" || action === "test") this.state.current = path;
-        return { stdout: `${action}: done\n` };
+        if (this.noopSystems.has(path)) return out(["nothing to do"], [], { code: 0 });
+        const signal = this.killedSystems.get(path);
+        if (signal !== undefined) {
+            if (installsBootLoader) this.state.bootDefault = path;
+            return out(["activating the configuration..."], [], { signal });
+        }
+        if (action === "dry-activate") return out(["would start the following units: foo.service", "dry-activate: done"], [], { code: 0 });
+        if (installsBootLoader) this.state.bootDefault = path;
+        if (changesRunning) this.state.current = path;
+        const failed = this.failingUnits.get(path);
+        if (failed && changesRunning) {
+            const warning = `warning: the following units failed: ${failed.join(" ")}`;
+            const stdout = ["activating the configuration...", "setting up /etc..."];
+            const statuses = failed.map((unit) => `× ${unit} - failed (Result: exit-code)`);
+            return out(stdout, [warning, ...statuses], { code: 4 }, [...stdout, warning, ...statuses]);
+        }
+        return out(["activating the configuration...", "setting up /etc...", `${action}: done`], [], { code: 0 });
     }
 
     private nixEnv(words: string[]): Reply {
@@ -100,7 +265,186 @@ export class FakeHost {
         return { code: 1, stderr: "fake host: unexpected nix-env arguments\n" };
     }
 
-    private shell(script: string): Reply {
+    // The activation scripts of activationUnit.ts and confirm.ts, by their $0.
+
+    private preflight([lock, wait]: string[]): Reply {
+        if (lock !== ACTIVATION_LOCK || !/^\d+$/.test(wait ?? "")) return { code: 2, stderr: `fake host: preflight arguments ${lock} ${wait}\n` };
+        if (!this.hasSystemdRun) return { code: 10 };
+        if (this.lockHeld) return { code: 11 };
+        return {};
+    }
+
+    private startUnit([name = "", log = "", toplevel = "", action = "", bootloader = ""]: string[]): Reply {
+        if (log !== `${RUNTIME_DIR}/${name}.log`) return { code: 12, stderr: `fake host: unexpected log file ${log}\n` };
+        if (!this.hasSystemdRun) return { code: 127, stderr: "exec: systemd-run: not found\n" };
+        if (this.units.some((unit) => unit.name === name && unit.loaded)) {
+            return { code: 1, stderr: `Failed to start transient service unit: Unit ${name} was already loaded or has a fragment file.\n` };
+        }
+        let run: SwitchRun;
+        if (this.state.store.has(toplevel)) {
+            run = this.switchTo(toplevel, action as Action);
+        } else {
+            // systemd cannot execute the program: status 203/EXEC, nothing in the log.
+            run = { exit: { code: 203 }, stdout: "", stderr: "", log: "" };
+        }
+        const firstLine = run.log.indexOf("\n");
+        const runningPolls = this.unitRunningPolls;
+        this.unitRunningPolls = 0;
+        this.units.push({
+            name,
+            log,
+            toplevel,
+            action: action as Action,
+            bootloader,
+            output: run.log,
+            runningOutput: runningPolls > 0 && firstLine >= 0 ? run.log.slice(0, firstLine + 1) : "",
+            exit: run.exit,
+            runningPolls,
+            loaded: true,
+            logExists: true,
+        });
+        return {};
+    }
+
+    private follow(call: RecordedCall, [name = "", log = "", from = ""]: string[]): Reply {
+        const unit = this.unit(name);
+        if (!unit || unit.log !== log || !unit.logExists || !/^\d+$/.test(from)) return { code: 1 };
+        const visible = Buffer.from(unit.runningPolls > 0 ? unit.runningOutput : unit.output);
+        const rest = visible.subarray(Number(from));
+        const drop = this.followDrops.shift();
+        if (drop) {
+            const streamed = rest.subarray(0, drop.afterBytes ?? 0).toString();
+            if (streamed) call.options.onStdout?.(streamed);
+            this.masters.delete(controlPathOf(call));
+            this.refuseConnections = drop.downFor ?? 0;
+            if (drop.reboot) this.reboot();
+            return { code: 255, stdout: streamed, stderr: drop.silent ? "" : "Connection closed by 127.0.0.1 port 22\r\n" };
+        }
+        const text = rest.toString();
+        if (text) call.options.onStdout?.(text);
+        return { stdout: text };
+    }
+
+    private unitStatus([name = ""]: string[]): Reply {
+        const unit = this.unit(name);
+        if (unit && this.unitGoneAtNextStatus) {
+            this.unitGoneAtNextStatus = false;
+            unit.loaded = false;
+        }
+        let show: Record<string, string | number>;
+        if (!unit || !unit.loaded) {
+            show = { LoadState: "not-found", ActiveState: "inactive", SubState: "dead", Result: "success", ExecMainCode: 0, ExecMainStatus: 0, MainPID: 0 };
+        } else if (unit.runningPolls > 0) {
+            unit.runningPolls -= 1;
+            show = { LoadState: "loaded", ActiveState: "active", SubState: "running", Result: "success", ExecMainCode: 0, ExecMainStatus: 0, MainPID: 4711 };
+        } else if ("signal" in unit.exit) {
+            show = { LoadState: "loaded", ActiveState: "failed", SubState: "failed", Result: "signal", ExecMainCode: 2, ExecMainStatus: unit.exit.signal, MainPID: 0 };
+        } else if (unit.exit.code === 0) {
+            show = { LoadState: "loaded", ActiveState: "active", SubState: "exited", Result: "success", ExecMainCode: 1, ExecMainStatus: 0, MainPID: 0 };
+        } else {
+            show = { LoadState: "loaded", ActiveState: "failed", SubState: "failed", Result: "exit-code", ExecMainCode: 1, ExecMainStatus: unit.exit.code, MainPID: 0 };
+        }
+        const lines = Object.entries(show).map(([key, value]) => `${key}=${value}\n`);
+        return { stdout: `${lines.join("")}@state\n${this.stateOutput()}` };
+    }
+
+    private cleanupUnit([name = "", log = ""]: string[]): Reply {
+        for (const unit of this.units) {
+            if (unit.name !== name) continue;
+            unit.loaded = false;
+            if (unit.log === log) unit.logExists = false;
+        }
+        return {};
+    }
+
+    private armWatchdog(words: string[]): Reply {
+        if (!this.hasSystemdRun) return { code: 127, stderr: "sudo: systemd-run: command not found\n" };
+        const token = WATCHDOG_UNIT.exec(words[1] ?? "")?.[1];
+        const dash = words.indexOf("--");
+        const [sh, c, , name, dir = "", argToken = "", timeout = "", action = "", generation = "", profilePath = "", current = "", activationUnit = ""] = words.slice(dash + 1);
+        if (!token || dash < 0 || sh !== "sh" || c !== "-c" || name !== "nixos-fleet-watchdog") {
+            return { code: 1, stderr: `fake host: unexpected systemd-run ${words.join(" ")}\n` };
+        }
+        if (this.watchdogs.some((watchdog) => watchdog.unit === `nixos-fleet-watchdog-${token}` && !watchdog.stopped && !watchdog.reverted)) {
+            return { code: 1, stderr: `Failed to start transient service unit: Unit nixos-fleet-watchdog-${token}.service was already loaded or has a fragment file.\n` };
+        }
+        this.watchdogs.push({
+            unit: `nixos-fleet-watchdog-${token}`,
+            dir,
+            token: argToken,
+            timeout: Number(timeout),
+            action,
+            generation,
+            profilePath,
+            current,
+            activationUnit,
+            stopped: false,
+            reverted: false,
+        });
+        return {};
+    }
+
+    /** What the watchdog script does once its timeout has passed without a confirmation. */
+    private watchdogRevert(watchdog: FakeWatchdog): void {
+        if (watchdog.action === "switch" || watchdog.action === "boot") {
+            if (watchdog.generation) this.state.profileGeneration = Number(watchdog.generation);
+            if (watchdog.profilePath) this.switchTo(watchdog.profilePath, "boot");
+        }
+        if (watchdog.action === "switch" || watchdog.action === "test") {
+            if (watchdog.current) this.switchTo(watchdog.current, "test");
+        }
+        watchdog.reverted = true;
+    }
+
+    /** Every armed watchdog whose decision is still open times out now: it claims the decision and reverts the host. */
+    fireWatchdogs(): void {
+        for (const watchdog of this.watchdogs) {
+            if (watchdog.stopped || watchdog.reverted || this.decided.has(watchdog.token)) continue;
+            this.decided.add(watchdog.token);
+            this.watchdogRevert(watchdog);
+        }
+    }
+
+    private disarm([dir = "", token = ""]: string[]): Reply {
+        const watchdog = this.watchdogs.find((candidate) => candidate.token === token && candidate.dir === dir);
+        if (this.decided.has(token)) return { code: 3 };
+        this.decided.add(token);
+        if (watchdog && this.watchdogDecidesFirst && !watchdog.stopped) {
+            // The watchdog's mkdir came first: it reverts, the deployer's claim fails.
+            this.watchdogRevert(watchdog);
+            return { code: 3 };
+        }
+        if (watchdog) watchdog.stopped = true;
+        return {};
+    }
+
+    private shell(call: RecordedCall): Reply {
+        const words = call.remoteCommand!;
+        const script = words[2] ?? "";
+        const args = words.slice(4);
+        switch (words[3]) {
+            case "nixos-fleet-preflight":
+                return this.preflight(args);
+            case "nixos-fleet-activate": {
+                const started = this.startUnit(args);
+                if (!this.dropAfterNextStart || started.code) return started;
+                this.dropAfterNextStart = false;
+                this.masters.delete(controlPathOf(call));
+                return { code: 255, stderr: "Connection closed by 127.0.0.1 port 22\r\n" };
+            }
+            case "nixos-fleet-follow":
+                return this.follow(call, args);
+            case "nixos-fleet-status":
+                return this.unitStatus(args);
+            case "nixos-fleet-cleanup":
+                return this.cleanupUnit(args);
+            case "nixos-fleet-disarm":
+                return this.disarm(args);
+            case undefined:
+                break;
+            default:
+                return { code: 1, stderr: `fake host: unexpected script name ${words[3]}\n` };
+        }
         if (script.includes("readlink") && script.includes("/run/current-system")) return { stdout: this.stateOutput() };
         if (script === `rm -f ${SYSTEM_PROFILE} ${SYSTEM_PROFILE}-*-link`) {
             this.state.generations.clear();
@@ -110,19 +454,74 @@ export class FakeHost {
         return { code: 1, stderr: `fake host: unexpected script ${script}\n` };
     }
 
+    private refused(call: RecordedCall): Reply | undefined {
+        if (this.refuseConnections <= 0) return undefined;
+        const address = (call.argv[call.argv.length - (call.remoteCommand ? 2 : 1)] ?? "").split("@").pop();
+        return { code: 255, stderr: `ssh: connect to host ${address} port 22: Connection refused\r\n` };
+    }
+
+    /**
+     * A remote command: rides its master when that runs; without one, ssh (ControlMaster=no)
+     * connects directly, which fails while the host refuses connections.
+     */
+    private answer(respond: (call: RecordedCall) => Reply): (call: RecordedCall) => Reply {
+        return (call) => {
+            if (!this.masters.has(controlPathOf(call))) {
+                const refused = this.refused(call);
+                if (refused) return refused;
+            }
+            return respond(call);
+        };
+    }
+
     /** Installs this host's answers into `runner`. */
     attach(runner: FakeRunner): this {
-        runner.on(remote("sh", "-c"), (call) => this.shell(call.remoteCommand![2] ?? ""));
-        runner.on(remote("nix-env"), (call) => this.nixEnv(call.remoteCommand!));
-        runner.on(remoteProgram("/bin/switch-to-configuration"), (call: RecordedCall) => {
-            const program = call.remoteCommand![0]!;
-            return this.switchTo(program.slice(0, -"/bin/switch-to-configuration".length), call.remoteCommand![1] as Action);
+        runner.on(masterStart, (call) => {
+            const refused = this.refused(call);
+            if (refused) {
+                if (this.refuseConnections !== Infinity) this.refuseConnections -= 1;
+                return refused;
+            }
+            this.masters.add(controlPathOf(call));
+            return {};
         });
-        runner.on(remote("nix-store", "--check-validity", "--print-invalid"), (call) => ({
-            stdout: call.remoteCommand!.slice(3).filter((path) => !this.state.store.has(path)).map((path) => `${path}\n`).join(""),
-        }));
+        runner.on(masterCheck, (call) =>
+            this.masters.has(controlPathOf(call))
+                ? { stderr: "Master running (pid=4242)\r\n" }
+                : { code: 255, stderr: `Control socket connect(${controlPathOf(call)}): No such file or directory\r\n` },
+        );
+        runner.on(masterExit, (call) => {
+            const path = controlPathOf(call);
+            if (!this.masters.delete(path)) return { code: 255, stderr: `Control socket connect(${path}): No such file or directory\r\n` };
+            return { stderr: "Exit request sent.\r\n" };
+        });
+        runner.on(remote("sh", "-c"), this.answer((call) => this.shell(call)));
+        runner.on(remote("systemd-run"), this.answer((call) => this.armWatchdog(call.remoteCommand!)));
+        runner.on(remote("nix-env"), this.answer((call) => this.nixEnv(call.remoteCommand!)));
+        runner.on(
+            remoteProgram("/bin/switch-to-configuration"),
+            this.answer((call) => {
+                const program = call.remoteCommand![0]!;
+                const run = this.switchTo(program.slice(0, -"/bin/switch-to-configuration".length), call.remoteCommand![1] as Action);
+                if (run.stdout) call.options.onStdout?.(run.stdout);
+                if (run.stderr) call.options.onStderr?.(run.stderr);
+                return "signal" in run.exit
+                    ? { code: null, signal: "SIGKILL", stdout: run.stdout, stderr: run.stderr }
+                    : { code: run.exit.code, stdout: run.stdout, stderr: run.stderr };
+            }),
+        );
+        runner.on(
+            remote("nix-store", "--check-validity", "--print-invalid"),
+            this.answer((call) => ({
+                stdout: call.remoteCommand!.slice(3).filter((path) => !this.state.store.has(path)).map((path) => `${path}\n`).join(""),
+            })),
+        );
         return this;
     }
+}
+
+function controlPathOf(call: RecordedCall): string {
+    return sshOption(call.argv, "ControlPath") ?? "";
 }
 
 /**
@@ -142,4 +541,27 @@ export function attachLocalNix(runner: FakeRunner, host: FakeHost, closures: Map
         for (const entry of closure) host.state.store.add(entry.path);
         return {};
     });
+}
+
+/**
+ * A remote command, short: the activation scripts as "<$0> <args…>" (an empty argument as ''),
+ * hostState's state read as "read state", the watchdog's systemd-run as "systemd-run --unit=… <args…>";
+ * anything else as its words.
+ */
+export function shortCommand(words: readonly string[]): string {
+    const shown = (args: readonly string[]) => args.map((word) => (word === "" ? "''" : word));
+    if (words[0] === "sh" && words[1] === "-c") {
+        if (words[3] !== undefined) return [words[3], ...shown(words.slice(4))].join(" ");
+        if (words[2]?.includes("readlink") && words[2].includes("/run/current-system")) return "read state";
+    }
+    if (words[0] === "systemd-run") {
+        const dash = words.indexOf("--");
+        return ["systemd-run", words[1] ?? "", ...shown(words.slice(dash + 5))].join(" ");
+    }
+    return words.join(" ");
+}
+
+/** The remote commands `runner` sent, in order, as shortCommand writes them. */
+export function remoteCommandsOf(runner: FakeRunner): string[] {
+    return runner.calls.filter((call) => call.remoteCommand).map((call) => shortCommand(call.remoteCommand!));
 }

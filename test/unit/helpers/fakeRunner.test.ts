@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { remoteCommand } from "../../../src/ssh/quote";
-import { FakeRunner, local, remote, shellWords, sshOption } from "./fakeRunner";
+import { FakeRunner, local, masterCheck, remote, shellWords, sshOption } from "./fakeRunner";
 
 describe("FakeRunner (test helper)", () => {
     it("shellWords undoes remoteCommand's quoting", () => {
@@ -23,6 +23,16 @@ describe("FakeRunner (test helper)", () => {
         const outputs = [];
         for (let i = 0; i < 3; i++) outputs.push((await runner.run(["tool", "x"])).stdout);
         expect(outputs).toEqual(["first", "standing", "standing"]);
+    });
+
+    it("recognises ssh -O check and answers it as a running master unless told otherwise", async () => {
+        const runner = new FakeRunner();
+        const check = ["ssh", "-o", "ControlPath=/tmp/x.sock", "-O", "check", "root@h"];
+        expect((await runner.run(check)).code).toBe(0);
+        expect(runner.calls[0]).toMatchObject({ isMasterCheck: true, isMasterExit: false, isMasterStart: false });
+        expect(runner.calls[0]!.remoteCommand).toBeUndefined();
+        runner.on(masterCheck, { code: 255 });
+        expect((await runner.run(check)).code).toBe(255);
     });
 
     it("rejects and records a call no rule answers", async () => {

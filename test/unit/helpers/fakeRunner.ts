@@ -10,6 +10,8 @@ export interface RecordedCall {
     isMasterStart: boolean;
     /** `ssh … -O exit dest`: the master connection being stopped. */
     isMasterExit: boolean;
+    /** `ssh … -O check dest`: asking whether the master connection still runs. */
+    isMasterCheck: boolean;
     /** For `ssh … -o ControlMaster=no … dest <command>`: the one command string ssh sends. */
     remote?: string;
     /** `remote` parsed the way a POSIX shell splits it into words. */
@@ -64,9 +66,11 @@ export function shellWords(command: string): string[] {
 function describeCall(argv: readonly string[], options: RunOptions): RecordedCall {
     const isSsh = argv[0] === "ssh";
     const isMasterStart = isSsh && argv.includes("ControlMaster=yes");
-    const isMasterExit = isSsh && argv.includes("-O") && argv[argv.indexOf("-O") + 1] === "exit";
-    const call: RecordedCall = { argv, options, isMasterStart, isMasterExit, viaSudo: false };
-    if (isSsh && argv.includes("ControlMaster=no") && !isMasterExit) {
+    const control = isSsh && argv.includes("-O") ? argv[argv.indexOf("-O") + 1] : undefined;
+    const isMasterExit = control === "exit";
+    const isMasterCheck = control === "check";
+    const call: RecordedCall = { argv, options, isMasterStart, isMasterExit, isMasterCheck, viaSudo: false };
+    if (isSsh && argv.includes("ControlMaster=no") && control === undefined) {
         call.remote = argv[argv.length - 1];
         call.remoteArgv = shellWords(call.remote ?? "");
         const sudo = call.remoteArgv.slice(0, 3).join(" ") === "sudo -n --";
@@ -108,6 +112,7 @@ export const remote = (...prefix: string[]): Matcher => (call) => startsWith(cal
 export const remoteProgram = (suffix: string): Matcher => (call) => call.remoteCommand?.[0]?.endsWith(suffix) === true;
 export const masterStart: Matcher = (call) => call.isMasterStart;
 export const masterExit: Matcher = (call) => call.isMasterExit;
+export const masterCheck: Matcher = (call) => call.isMasterCheck;
 
 export class FakeRunner {
     readonly calls: RecordedCall[] = [];
@@ -116,8 +121,9 @@ export class FakeRunner {
     private readonly rules: Rule[] = [];
 
     constructor() {
-        // Starting and stopping the master succeed unless a test says otherwise.
+        // Starting, checking and stopping the master succeed unless a test says otherwise.
         this.on(masterStart, {});
+        this.on(masterCheck, { stderr: "Master running (pid=4242)\r\n" });
         this.on(masterExit, {});
     }
 

@@ -7,6 +7,7 @@ import { HISTORY_LIMIT, type DeploymentRecord, type HostInputs, type HostOutputs
 import {
     HostProvider,
     changedKeys,
+    convergenceKeys,
     deployedStorePath,
     outputsAfterDeploy,
     outputsAfterRead,
@@ -195,7 +196,7 @@ function providerSetup(host = FakeHost.withGenerations(v1, v2)) {
     return { host, runner, logger, provider };
 }
 
-describe("HostProvider", () => {
+describe("HostProvider", { timeout: 1000 }, () => {
     it("check accepts valid inputs unchanged", async () => {
         const { provider } = providerSetup();
         const news = asProps(inputs());
@@ -252,6 +253,80 @@ describe("HostProvider", () => {
         expect(renamed).toEqual({ changes: true, replaces: [], deleteBeforeReplace: false });
     });
 
+    describe("diff: convergence with what the host really has", () => {
+        const handMoved = "/nix/store/hhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhh-nixos-system-alpha-hand";
+        /** What the stack recorded after deploying `next`, then refreshing a host whose profile or running system moved. */
+        const recorded = (facts: Partial<HostOutputs>, action: HostInputs["action"] = "switch") =>
+            asProps({
+                ...outputsAfterDeploy(inputs({ action }), outcome({ generation: 2, profileStorePath: v2, currentStorePath: v2 }, { generation: 3, profileStorePath: next, currentStorePath: next })),
+                ...facts,
+            });
+
+        it("a profile moved by hand (recorded profile ≠ recorded storePath) makes the host a change, with a warning naming both", async () => {
+            const { provider, logger } = providerSetup();
+            const olds = recorded({ profileStorePath: handMoved, generation: 4 });
+            expect(changedKeys(olds, asProps(inputs()))).toEqual([]);
+            expect(await provider.diff("alpha", URN, olds, asProps(inputs()))).toEqual({ changes: true, replaces: [], deleteBeforeReplace: false });
+            expect(logger.lines).toEqual([
+                {
+                    severity: "warning",
+                    urn: URN,
+                    message: `alpha: the host's system profile (${handMoved}) is not the configured ${next}: this update makes them agree`,
+                    ephemeral: undefined,
+                },
+            ]);
+        });
+
+        it("a running system that is not the recorded one (switch host) is a change too; both facts in one warning", async () => {
+            const { provider, logger } = providerSetup();
+            const olds = recorded({ profileStorePath: handMoved, runningStorePath: v1 });
+            expect(convergenceKeys(olds, asProps(inputs()))).toEqual(["profileStorePath", "runningStorePath"]);
+            expect((await provider.diff("alpha", URN, olds, asProps(inputs()))).changes).toBe(true);
+            expect(logger.messages("warning")).toEqual([
+                `alpha: the host's system profile (${handMoved}) and running system (${v1}) is not the configured ${next}: this update makes them agree`,
+            ]);
+        });
+
+        it("an ordinary configuration change is a change without any warning", async () => {
+            const { provider, logger } = providerSetup();
+            const olds = recorded({});
+            const news = asProps(inputs({ storePath: storePath("nixos-system-alpha-4") }));
+            expect(convergenceKeys(olds, news)).toEqual([]);
+            expect(await provider.diff("alpha", URN, olds, news)).toEqual({ changes: true, replaces: [], deleteBeforeReplace: false });
+            expect(logger.lines).toEqual([]);
+        });
+
+        it("a host that agrees with the state and the configuration: no change, no warning", async () => {
+            const { provider, logger } = providerSetup();
+            expect(await provider.diff("alpha", URN, recorded({}), asProps(inputs()))).toEqual({ changes: false, replaces: [], deleteBeforeReplace: false });
+            expect(logger.lines).toEqual([]);
+        });
+
+        it("a profile already at the configured system is no reason for a change", () => {
+            // E.g. an interrupted deploy of the configured system set the profile, then refresh recorded it.
+            const olds = recorded({ storePath: v2, profileStorePath: next, runningStorePath: v2 });
+            expect(convergenceKeys(olds, asProps(inputs()))).toEqual([]);
+        });
+
+        it("the running system does not matter for a boot host, nor the profile for a test host", () => {
+            expect(convergenceKeys(recorded({ runningStorePath: v1 }, "boot"), asProps(inputs({ action: "boot" })))).toEqual([]);
+            expect(convergenceKeys(recorded({ profileStorePath: handMoved }, "test"), asProps(inputs({ action: "test" })))).toEqual([]);
+            expect(convergenceKeys(recorded({ runningStorePath: v1 }, "test"), asProps(inputs({ action: "test" })))).toEqual(["runningStorePath"]);
+        });
+
+        it("update then makes profile and running system agree with the configuration", async () => {
+            const { provider, host } = providerSetup();
+            const created = (await provider.create(URN, asProps(inputs()))).outs as HostOutputs;
+            // Someone moved the profile back to generation 2 by hand, without switching.
+            host.state.profileGeneration = 2;
+            const refreshed = (await provider.read("alpha", URN, asProps(created))).props as HostOutputs;
+            expect((await provider.diff("alpha", URN, asProps(refreshed), asProps(inputs()))).changes).toBe(true);
+            const outs = (await provider.update("alpha", URN, asProps(refreshed), asProps(inputs()))).outs as HostOutputs;
+            expect(outs).toMatchObject({ storePath: next, profileStorePath: next, runningStorePath: next, generation: 4 });
+            expect(host.state).toMatchObject({ profileGeneration: 4, current: next, bootDefault: next });
+        });
+    });
+
     it("create deploys the host and returns id = host name with the recorded generation", async () => {
         const { provider, host, logger } = providerSetup();
         const result = await provider.create(URN, asProps(inputs()));
@@ -285,12 +360,29 @@ describe("HostProvider", () => {
         expect(failure).toBeInstanceOf(Error);
         const text = (failure as Error).message;
         expect(text.split("\n")[0]).toBe(
-            "host alpha: activate failed: switch-to-configuration switch exited with 1; the host was restored to generation 2 " +
+            "host alpha: activate failed: switch-to-configuration switch exited with 1; the deployer restored it to generation 2 " +
                 "(profile back to generation 2, boot default back to the previous generation, re-activated the previously running system)",
         );
         expect(text).toContain("  | error: the unit foo.service failed to start");
         expect(text).toContain("  hint: fix the configuration");
         expect(host.state).toMatchObject({ profileGeneration: 2, current: v2 });
+    });
+
+    it("update of a host that goes away during activation: 'outcome unknown', never 'failed' nor 'restored'", async () => {
+        const { provider, host, runner } = providerSetup();
+        host.followDrops.push({ downFor: Infinity });
+        // A reconnect bound shorter than the first backoff step: no waiting.
+        const news = asProps(inputs({ reconnectTimeout: 0.001 }));
+        const olds = asProps(outputsAfterDeploy(inputs({ storePath: v2 }), outcome({ generation: 1 }, { generation: 2, currentStorePath: v2, profileStorePath: v2 })));
+        const failure = await provider.update("alpha", URN, olds, news).then(
+            () => undefined,
+            (error: unknown) => error,
+        );
+        const text = (failure as Error).message;
+        expect(text.split("\n")[0]).toMatch(/^host alpha: activate: outcome unknown: the connection was lost during activation and the host did not answer again within 0.001s/);
+        expect(text).not.toMatch(/activate failed|restored it/);
+        expect(runner.remoteCommands().filter((command) => command.includes("--switch-generation"))).toEqual([]);
+        expect(host.state).toMatchObject({ profileGeneration: 3, current: next });
     });
 
     it("update of a host already running the system adds no history entry", async () => {

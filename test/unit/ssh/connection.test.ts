@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { SshConnection, targetSshOptions } from "../../../src/ssh/connection";
-import { FakeRunner, masterExit, masterStart, remote, sshOption } from "../helpers/fakeRunner";
+import { FakeRunner, masterCheck, masterExit, masterStart, remote, sshOption } from "../helpers/fakeRunner";
 import { fleetErrorOf, fleetErrorOfSync, runtimeDir, target } from "../helpers/fixtures";
 
 /** The values of every `-o Key=…` for `key`, in order. */
@@ -97,7 +97,7 @@ describe("targetSshOptions", () => {
     });
 });
 
-describe("SshConnection", () => {
+describe("SshConnection", { timeout: 1000 }, () => {
     const connect = (runner: FakeRunner, overrides: Parameters<typeof target>[0] = {}, dir = runtimeDir()) =>
         new SshConnection(target(overrides), { runner: runner.run, runtimeDir: dir, persistSeconds: 30 });
 
@@ -185,10 +185,48 @@ describe("SshConnection", () => {
         expect(error.detail).toContain("Connection closed");
     });
 
-    it("keeps exit 255 of the remote command itself (no ssh message) as a result", async () => {
+    it("an ssh message with exit 255 is a lost connection without asking the master", async () => {
+        const runner = new FakeRunner().on(remote("true"), { code: 255, stderr: "Connection closed by 127.0.0.1 port 22\r\n" });
+        await fleetErrorOf(connect(runner).run(["true"]));
+        expect(runner.matching(masterCheck)).toHaveLength(0);
+    });
+
+    it("keeps exit 255 of the remote command itself (no ssh message, the master still runs) as a result", async () => {
         const runner = new FakeRunner().on(remote("exit-255"), { code: 255, stderr: "my tool failed\n" });
-        const result = await connect(runner).run(["exit-255"]);
+        const connection = connect(runner);
+        const result = await connection.run(["exit-255"]);
         expect(result.code).toBe(255);
+        expect(result.stderr).toBe("my tool failed\n");
+        // It asked the master over the same control socket.
+        const checks = runner.matching(masterCheck);
+        expect(checks).toHaveLength(1);
+        expect(sshOption(checks[0]!.argv, "ControlPath")).toBe(connection.controlPath);
+        expect(checks[0]!.argv.slice(-3)).toEqual(["-O", "check", "root@alpha.example.org"]);
+        // The master is still in use: the next command rides it.
+        await connection.run(["exit-255"]);
+        expect(runner.matching(masterStart)).toHaveLength(1);
+    });
+
+    it("a silent exit 255 whose master is gone (ssh -O check fails) is a lost connection; the next command starts a new master", async () => {
+        const runner = new FakeRunner()
+            .once(remote("follow"), { code: 255 })
+            .on(remote("follow"), { stdout: "ok\n" })
+            .on(masterCheck, { code: 255, stderr: "Control socket connect(/run/nf/alpha.sock): No such file or directory\r\n" });
+        const connection = connect(runner);
+        const error = await fleetErrorOf(connection.run(["follow"]));
+        expect(error).toMatchObject({ phase: "connect", host: "alpha", message: "the SSH connection was lost (its master connection ended)" });
+        expect(error.hint).toContain("may be back in a moment");
+        expect(runner.matching(masterCheck)).toHaveLength(1);
+        const again = await connection.run(["follow"]);
+        expect(again.stdout).toBe("ok\n");
+        expect(runner.matching(masterStart)).toHaveLength(2);
+        expect(connection.handshakes).toBe(2);
+    });
+
+    it("other exit codes never ask the master", async () => {
+        const runner = new FakeRunner().on(remote("false"), { code: 1 });
+        await connect(runner).run(["false"]);
+        expect(runner.matching(masterCheck)).toHaveLength(0);
     });
 
     it("a failed master start throws a diagnosed connect FleetError and counts the handshake", async () => {
