@@ -10,12 +10,14 @@ import { hostNameOfUrn } from "./stack";
  * - unchanged: it already runs its configured system (the engine found nothing to change, from
  *   the host's recorded state, or the provider read the host and found it running it);
  * - failed: with the phase and the error;
+ * - unknown: nobody can tell how it ended (the host went away mid-activation, or the run stopped
+ *   while its deploy was under way): `pulumi refresh` reads what it runs;
  * - not attempted: the run ended before this host was deployed, with why (another host failed,
  *   the stack is locked, cancelled, the program failed);
  * - held back: pinned by `rollback`, so its configuration is not deployed until `rollback --clear`.
  * A preview says planned / no change planned / held back instead.
  */
-export type HostResult = "deployed" | "unchanged" | "failed" | "not attempted" | "held back" | "planned" | "no change planned";
+export type HostResult = "deployed" | "unchanged" | "failed" | "unknown" | "not attempted" | "held back" | "planned" | "no change planned";
 
 /** Why a run ended early, for the hosts it never reached. */
 export type RunFailure =
@@ -126,8 +128,11 @@ export function notAttemptedReason(failedHosts: readonly string[], failure: RunF
 
 /** `host psi: activate failed: …` → activate. */
 export function phaseOf(error: string): string | undefined {
-    return /(?:^|\n)(?:error: )?host \S+: ([a-z-]+) failed: /.exec(error)?.[1];
+    return /(?:^|\n)(?:error: )?host \S+: ([a-z-]+)(?: failed|: outcome unknown): /.exec(error)?.[1];
 }
+
+/** The provider's error says nobody can know how the host ended (FleetError outcome "unknown"). */
+export const outcomeUnknown = (error: string): boolean => /(?:^|\n)(?:error: )?host \S+: [a-z-]+: outcome unknown: /.test(error);
 
 function num(value: unknown): number | null {
     return typeof value === "number" ? value : null;
@@ -163,7 +168,7 @@ function summarize(host: string, record: HostRecord, planning: boolean): HostSum
     if (record.errors.length) {
         const error = record.errors.join("\n");
         const phase = phaseOf(error);
-        return { ...base, result: "failed", ...(phase ? { phase } : {}), error };
+        return { ...base, result: outcomeUnknown(error) ? "unknown" : "failed", ...(phase ? { phase } : {}), error };
     }
     // No event for the host: the engine never reached it.
     if (record.op === undefined) return base;
@@ -184,8 +189,8 @@ function summarize(host: string, record: HostRecord, planning: boolean): HostSum
         // Started but never finished (the run was stopped): what the host runs is not known.
         return {
             ...base,
-            result: "failed",
-            error: "the update ended before this host's deploy finished; its recorded state is unchanged (npm run pulumi -- refresh reads what it runs)",
+            result: "unknown",
+            error: "the update ended before this host's deploy finished, so what it runs is not known; its recorded state is unchanged (npm run pulumi -- refresh reads what it runs)",
         };
     }
     const last = (record.newOutputs.lastDeploy ?? {}) as Partial<LastDeploy>;
@@ -216,6 +221,7 @@ const shortPath = (path: string | null): string => (path ? path.replace(/^\/nix\
 
 function resultCell(s: HostSummary): string {
     if (s.result === "failed") return `FAILED${s.phase ? ` (${s.phase})` : ""}: ${firstLine(s.error ?? "")}`;
+    if (s.result === "unknown") return `UNKNOWN${s.phase ? ` (${s.phase})` : ""}: ${firstLine(s.error ?? "")}`;
     if (s.reason) return `${s.result}: ${s.reason}`;
     return s.result;
 }
@@ -223,7 +229,7 @@ function resultCell(s: HostSummary): string {
 /** The error's own line, without the `host psi: activate failed:` prefix the phase column repeats. */
 function firstLine(error: string): string {
     const line = error.split("\n")[0] ?? "";
-    return line.replace(/^(?:error: )?host \S+: [a-z-]+ failed: /, "");
+    return line.replace(/^(?:error: )?host \S+: [a-z-]+(?: failed)?: /, "");
 }
 
 /** The summary table for people. */

@@ -26,6 +26,8 @@ export interface DeploymentReport {
     /** Every selected host, each with its result (see HostResult). */
     hosts: HostSummary[];
     failed: string[];
+    /** Hosts whose outcome nobody can know (went away mid-activation); `pulumi refresh` reads them. */
+    unknown: string[];
     /** Hosts the run never reached (each row says why). */
     notAttempted: string[];
     errors: string[];
@@ -83,7 +85,7 @@ export function buildReport(
     const hosts = tracker.summaries(options.hosts, planning, failure);
     const errors = [...tracker.programErrors];
     if (failure?.kind === "locked") errors.push(failure.message);
-    else if (failure?.kind === "engine" && hosts.every((h) => h.result !== "failed")) errors.push(failure.message);
+    else if (failure?.kind === "engine" && hosts.every((h) => h.result !== "failed" && h.result !== "unknown")) errors.push(failure.message);
     return reportOf(options.stackName, planning, hosts, errors);
 }
 
@@ -93,6 +95,7 @@ function reportOf(stack: string, planning: boolean, hosts: HostSummary[], errors
         preview: planning,
         hosts,
         failed: hosts.filter((h) => h.result === "failed").map((h) => h.host),
+        unknown: hosts.filter((h) => h.result === "unknown").map((h) => h.host),
         notAttempted: hosts.filter((h) => h.result === "not attempted").map((h) => h.host),
         errors,
     };
@@ -113,7 +116,7 @@ export interface DeploymentOutcome {
 
 /** 0 only when every host ended as it should: deployed, unchanged, held back (or planned). */
 export function exitCode(deployment: DeploymentReport): number {
-    return deployment.failed.length || deployment.notAttempted.length || deployment.errors.length ? 1 : 0;
+    return deployment.failed.length || deployment.unknown.length || deployment.notAttempted.length || deployment.errors.length ? 1 : 0;
 }
 
 function print(options: DeploymentOptions, deployment: DeploymentReport): DeploymentOutcome {
@@ -123,6 +126,9 @@ function print(options: DeploymentOptions, deployment: DeploymentReport): Deploy
         process.stdout.write(`\n${renderSummary(deployment.hosts)}\n`);
         for (const error of deployment.errors) process.stdout.write(`\nerror: ${error}\n`);
         if (deployment.failed.length) process.stdout.write(`\nfailed: ${deployment.failed.join(", ")}\n`);
+        if (deployment.unknown.length) {
+            process.stdout.write(`\noutcome unknown: ${deployment.unknown.join(", ")} (npm run pulumi -- refresh records what they run)\n`);
+        }
         if (deployment.notAttempted.length) process.stdout.write(`${deployment.failed.length ? "" : "\n"}not attempted: ${deployment.notAttempted.join(", ")}\n`);
     }
     return { code: exitCode(deployment), report: deployment };

@@ -164,10 +164,28 @@ describe("honest rows", () => {
         expect(code).toBe(1);
     });
 
-    it("a host whose deploy started but never finished is failed, not unchanged", () => {
+    it("a host whose deploy started but never finished is unknown, not unchanged or failed", () => {
         const { report } = run([pre("psi", "update", recorded(3, v(3)), { storePath: v(4) })], ["psi"], engineFailed());
-        expect(report.hosts[0]!.result).toBe("failed");
-        expect(report.hosts[0]!.error).toMatch(/ended before this host's deploy finished/);
+        expect(report.hosts[0]!.result).toBe("unknown");
+        expect(report.hosts[0]!.error).toMatch(/ended before this host's deploy finished, so what it runs is not known/);
+        expect(report.unknown).toEqual(["psi"]);
+        expect(exitCode(report)).toBe(1);
+    });
+
+    it("a host the provider reports as 'outcome unknown' is unknown with its phase, never failed or restored", () => {
+        const { report } = run(
+            [
+                pre("psi", "update", recorded(3, v(3)), { storePath: v(4) }),
+                diagnostic("host psi: activate: outcome unknown: the connection was lost during activation and the host did not answer again within 60s", "error", "psi"),
+            ],
+            ["psi"],
+            engineFailed(),
+        );
+        expect(report.hosts[0]).toMatchObject({ result: "unknown", phase: "activate" });
+        expect(report.failed).toEqual([]);
+        expect(report.unknown).toEqual(["psi"]);
+        expect(exitCode(report)).toBe(1);
+        expect(renderSummary(report.hosts)).toMatch(/UNKNOWN \(activate\): outcome unknown: the connection was lost/);
     });
 
     it("an engine error without host errors is reported by its own error lines, not the command dump", () => {
