@@ -273,9 +273,12 @@ async function finishActivation(activation: ActivationResult, context: RestoreCo
             } catch (restoreError) {
                 // Keep the activation's own output: it says why the deploy failed in the first place.
                 if (restoreError instanceof FleetError) {
+                    const unknown = restoreError.outcome === "unknown";
                     throw new FleetError({
                         ...restoreError.toJSON(),
-                        message: `${activation.reason}; then ${restoreError.message}`,
+                        message: unknown
+                            ? `outcome unknown: ${activation.reason}; then ${restoreError.message.replace(/^outcome unknown: /, "")}`
+                            : `${activation.reason}; then ${restoreError.message}`,
                         detail: [tail(activation.output), restoreError.detail ?? ""].filter(Boolean).join("\n--- restore ---\n"),
                     });
                 }

@@ -1,12 +1,12 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { activate, checkReadyToActivate, restorePrevious, type ActivateOptions, type Action } from "../../../src/deploy/activate";
-import { activationUnit } from "../../../src/deploy/activationUnit";
+import { activationUnit, unitStatus } from "../../../src/deploy/activationUnit";
 import { parseHostState, SYSTEM_PROFILE } from "../../../src/deploy/hostState";
 import { formatFleetError } from "../../../src/errors";
 import { SshConnection } from "../../../src/ssh/connection";
 import { fakeClock } from "../helpers/clock";
 import { FakeHost, remoteCommandsOf } from "../helpers/fakeHost";
-import { FakeRunner, masterCheck, masterStart, remote } from "../helpers/fakeRunner";
+import { FakeRunner, masterCheck, masterStart, remote, type RecordedCall } from "../helpers/fakeRunner";
 import { fleetErrorOf, runtimeDir, storePath, target } from "../helpers/fixtures";
 
 const v1 = storePath("nixos-system-alpha-1");
@@ -52,7 +52,6 @@ function setup(host: FakeHost, user = "root") {
 const activateCommands = (path: string, action: Action, bootloader = "''") => [`nixos-fleet-activate ${UNIT} ${LOG} ${path} ${action} ${bootloader}`];
 const follow = (from: number) => `nixos-fleet-follow ${UNIT} ${LOG} ${from}`;
 const STATUS = `nixos-fleet-status ${UNIT}`;
-const CLEANUP = `nixos-fleet-cleanup ${UNIT} ${LOG}`;
 const SET_NEXT = `nix-env -p ${SYSTEM_PROFILE} --set ${next}`;
 
 /** Commands that would put the previous system back: activate() must never send one. */
@@ -107,11 +106,11 @@ describe("checkReadyToActivate (preflight)", { timeout: 1000 }, () => {
 });
 
 describe("activate", { timeout: 1000 }, () => {
-    it("switch: sets the profile, runs switch-to-configuration in the unit, follows its log, reads the outcome, removes the unit", async () => {
+    it("switch: sets the profile, runs switch-to-configuration in the unit, follows its log, reads the outcome, and leaves the unit to the caller", async () => {
         const host = hostOnGeneration2();
         const { runner, connection, before, chunks, options } = setup(host);
         const result = await activate(connection, next, "switch", before, options());
-        expect(remoteCommandsOf(runner)).toEqual([SET_NEXT, ...activateCommands(next, "switch"), follow(0), STATUS, CLEANUP]);
+        expect(remoteCommandsOf(runner)).toEqual([SET_NEXT, ...activateCommands(next, "switch"), follow(0), STATUS]);
         expect(result.kind).toBe("switched");
         if (result.kind !== "switched") return;
         expect(result.after).toMatchObject({ generation: 3, profileStorePath: next, currentStorePath: next });
@@ -119,7 +118,8 @@ describe("activate", { timeout: 1000 }, () => {
         expect(chunks.join("")).toBe(SWITCH_OUTPUT);
         expect(host.activations).toEqual([`${next} switch`]);
         expect(host.state).toMatchObject({ profileGeneration: 3, current: next, bootDefault: next });
-        expect(host.unit(UNIT)).toMatchObject({ loaded: false, logExists: false, toplevel: next, action: "switch" });
+        // The unit stays until the caller has decided (the watchdog reads the unit's end from systemd).
+        expect(host.unit(UNIT)).toMatchObject({ loaded: true, logExists: true, toplevel: next, action: "switch" });
         expect(clock.slept).toEqual([]);
     });
 
@@ -129,7 +129,7 @@ describe("activate", { timeout: 1000 }, () => {
         await checkReadyToActivate(connection);
         await activate(connection, next, "switch", before, options());
         const remoteCalls = runner.calls.filter((call) => call.remoteCommand);
-        expect(remoteCalls).toHaveLength(6);
+        expect(remoteCalls).toHaveLength(5);
         expect(remoteCalls.every((call) => call.viaSudo)).toBe(true);
         expect(remoteCalls[0]!.remoteArgv!.slice(0, 4)).toEqual(["sudo", "-n", "--", "sh"]);
     });
@@ -156,7 +156,7 @@ describe("activate", { timeout: 1000 }, () => {
             reason: "switch-to-configuration switch exited with 1",
             output: "activating the configuration...\nerror: the unit foo.service failed to start\n",
         });
-        expect(remoteCommandsOf(runner)).toEqual([SET_NEXT, ...activateCommands(next, "switch"), follow(0), STATUS, CLEANUP]);
+        expect(remoteCommandsOf(runner)).toEqual([SET_NEXT, ...activateCommands(next, "switch"), follow(0), STATUS]);
         expect(restoreCommands(runner)).toEqual([]);
         // The caller restores: the host is left as the failed activation left it.
         expect(host.state).toMatchObject({ profileGeneration: 3, current: v2, bootDefault: next });
@@ -234,7 +234,7 @@ describe("activate", { timeout: 1000 }, () => {
         const host = hostOnGeneration2();
         const { runner, connection, before, options } = setup(host);
         const result = await activate(connection, next, "test", before, options());
-        expect(remoteCommandsOf(runner)).toEqual([...activateCommands(next, "test"), follow(0), STATUS, CLEANUP]);
+        expect(remoteCommandsOf(runner)).toEqual([...activateCommands(next, "test"), follow(0), STATUS]);
         expect(result).toMatchObject({ kind: "switched", after: { generation: 2, profileStorePath: v2, currentStorePath: next } });
     });
 
@@ -297,7 +297,7 @@ describe("activate: a unit that runs on, and a connection that drops", { timeout
         const { runner, connection, before, chunks, options } = setup(host);
         const result = await activate(connection, next, "switch", before, options());
         const first = Buffer.byteLength(FIRST_LINE);
-        expect(remoteCommandsOf(runner)).toEqual([SET_NEXT, ...activateCommands(next, "switch"), follow(0), STATUS, follow(first), STATUS, follow(first), STATUS, CLEANUP]);
+        expect(remoteCommandsOf(runner)).toEqual([SET_NEXT, ...activateCommands(next, "switch"), follow(0), STATUS, follow(first), STATUS, follow(first), STATUS]);
         expect(result).toMatchObject({ kind: "switched", output: SWITCH_OUTPUT });
         expect(chunks.join("")).toBe(SWITCH_OUTPUT);
         expect(runner.matching(masterStart)).toHaveLength(1);
@@ -318,7 +318,6 @@ describe("activate: a unit that runs on, and a connection that drops", { timeout
             STATUS, // still running
             follow(first),
             STATUS, // exited 0
-            CLEANUP,
         ]);
         expect(result).toMatchObject({ kind: "switched", output: SWITCH_OUTPUT, after: { generation: 3, currentStorePath: next } });
         expect(chunks.join("")).toBe(SWITCH_OUTPUT);
@@ -332,12 +331,8 @@ describe("activate: a unit that runs on, and a connection that drops", { timeout
         expect(clock.slept).toEqual([]);
     });
 
-    // BUG (src/deploy/activate.ts, awaitUnit + activationUnit.ts followUnit): followUnit returns the
-    // number of bytes it streamed only when the follow ends normally. When the connection drops in
-    // the middle of a follow, the bytes already streamed (and already passed to onOutput and added
-    // to the output) are not added to `offset`, so after reconnecting the log is followed again
-    // from the old offset: everything streamed before the drop is shown and recorded twice.
-    // Expected: the next follow starts at the byte after the last one received (here 10).
+    // The offset counts the bytes as they arrive, also those of a follow the drop cut short: the
+    // next follow starts right after them, and nothing is shown or recorded twice.
     it("connection lost after part of the log was streamed: follows again from the byte after it, without repeating output", async () => {
         const host = hostOnGeneration2();
         host.unitRunningPolls = 1;
@@ -365,7 +360,7 @@ describe("activate: a unit that runs on, and a connection that drops", { timeout
         host.followDrops.push({});
         const { runner, connection, before, options } = setup(host);
         const result = await activate(connection, next, "switch", before, options());
-        expect(remoteCommandsOf(runner).slice(2)).toEqual([follow(0), follow(0), STATUS, CLEANUP]);
+        expect(remoteCommandsOf(runner).slice(2)).toEqual([follow(0), follow(0), STATUS]);
         expect(result).toMatchObject({ kind: "switched", output: SWITCH_OUTPUT });
     });
 
@@ -449,9 +444,9 @@ describe("activate: a unit that runs on, and a connection that drops", { timeout
         const error = await fleetErrorOf(activate(connection, next, "switch", before, options()));
         expect(error.outcome).toBe("unknown");
         expect(error.message.startsWith(
-            `outcome unknown: the host no longer knows the activation unit ${UNIT} (the host went away or rebooted during activation, or the unit was removed); nothing was restored`,
+            `outcome unknown: the host no longer knows the activation unit ${UNIT} (the host went away or rebooted during activation, or the unit was never started or was removed); nothing was restored`,
         )).toBe(true);
-        // It read the status after reconnecting, then stopped: no cleanup, no restore.
+        // It read the status after reconnecting, then stopped: no restore.
         expect(remoteCommandsOf(runner).slice(2)).toEqual([follow(0), follow(0), STATUS]);
         expect(restoreCommands(runner)).toEqual([]);
         expect(error.message).toContain(`When last seen it ran ${next}`);
@@ -466,6 +461,237 @@ describe("activate: a unit that runs on, and a connection that drops", { timeout
         expect(error.message).toContain(`the host no longer knows the activation unit ${UNIT}`);
         expect(remoteCommandsOf(runner)).toEqual([SET_NEXT, ...activateCommands(next, "switch"), follow(0), STATUS]);
         expect(restoreCommands(runner)).toEqual([]);
+    });
+});
+
+describe("activate: a connection lost while the unit starts", { timeout: 1000 }, () => {
+    /** Answers the start command with a lost connection, without reaching the host: the unit never started. */
+    const startNeverArrives = (runner: FakeRunner) =>
+        runner.once((call) => call.remoteCommand?.[3] === "nixos-fleet-activate", { code: 255, stderr: "Connection closed by 127.0.0.1 port 22\r\n" });
+
+    it("the unit started, then the connection dropped before the start command returned: the outcome is learned as after any drop (follow, then status)", async () => {
+        const host = hostOnGeneration2();
+        host.dropAfterNextStart = true;
+        const { runner, connection, before, chunks, log, options } = setup(host);
+        const result = await activate(connection, next, "switch", before, options());
+        expect(remoteCommandsOf(runner)).toEqual([SET_NEXT, ...activateCommands(next, "switch"), follow(0), STATUS]);
+        expect(result).toMatchObject({ kind: "switched", output: SWITCH_OUTPUT, after: { generation: 3, profileStorePath: next, currentStorePath: next } });
+        expect(chunks.join("")).toBe(SWITCH_OUTPUT);
+        expect(log).toEqual(["connection lost while starting the activation (ssh to root@alpha.example.org failed); reconnecting to learn the outcome"]);
+        // Started once, never a second time; nothing restored; the unit left to the caller.
+        expect(host.units).toHaveLength(1);
+        expect(host.activations).toEqual([`${next} switch`]);
+        expect(restoreCommands(runner)).toEqual([]);
+        expect(host.unit(UNIT)).toMatchObject({ loaded: true, logExists: true });
+        expect(host.state).toMatchObject({ profileGeneration: 3, current: next, bootDefault: next });
+    });
+
+    it("the unit started and failed, then the connection dropped: failed with its output (the caller restores), not a connect error", async () => {
+        const host = hostOnGeneration2();
+        host.failingSystems.add(next);
+        host.dropAfterNextStart = true;
+        const { runner, connection, before, options } = setup(host);
+        const result = await activate(connection, next, "switch", before, options());
+        expect(result).toEqual({
+            kind: "failed",
+            reason: "switch-to-configuration switch exited with 1",
+            output: "activating the configuration...\nerror: the unit foo.service failed to start\n",
+        });
+        expect(remoteCommandsOf(runner)).toEqual([SET_NEXT, ...activateCommands(next, "switch"), follow(0), STATUS]);
+        expect(restoreCommands(runner)).toEqual([]);
+    });
+
+    it("the connection dropped before the unit started: the host does not know the unit, outcome unknown, nothing restored", async () => {
+        const host = hostOnGeneration2();
+        const { runner, connection, before, options } = setup(host);
+        startNeverArrives(runner);
+        const error = await fleetErrorOf(activate(connection, next, "switch", before, options()));
+        expect(error).toMatchObject({ phase: "activate", host: "alpha", outcome: "unknown" });
+        expect(error.message).toBe(
+            `outcome unknown: the host no longer knows the activation unit ${UNIT} (the host went away or rebooted during activation, or the unit was never started or was removed); ` +
+                `nothing was restored, since the activation may have run to its end. When last seen it ran ${v2} with the profile at generation 3.`,
+        );
+        expect(remoteCommandsOf(runner)).toEqual([SET_NEXT, ...activateCommands(next, "switch"), follow(0), STATUS]);
+        expect(host.units).toEqual([]);
+        expect(restoreCommands(runner)).toEqual([]);
+        // The profile was set before the start: left as it is for the caller (and `pulumi refresh`).
+        expect(host.state).toMatchObject({ profileGeneration: 3, current: v2 });
+    });
+
+    it("the unit started, and the host then stays away: outcome unknown within reconnectSeconds, nothing restored", async () => {
+        const host = hostOnGeneration2();
+        host.dropAfterNextStart = true;
+        host.followDrops.push({ downFor: Infinity });
+        const { runner, connection, before, log, options } = setup(host);
+        const error = await fleetErrorOf(activate(connection, next, "switch", before, options({ reconnectSeconds: 10 })));
+        expect(error.outcome).toBe("unknown");
+        expect(error.message).toMatch(/^outcome unknown: the connection was lost during activation and the host did not answer again within 10s \(.*refused the connection\); nothing was restored/);
+        expect(remoteCommandsOf(runner)).toEqual([SET_NEXT, ...activateCommands(next, "switch"), follow(0)]);
+        expect(log[0]).toBe("connection lost while starting the activation (ssh to root@alpha.example.org failed); reconnecting to learn the outcome");
+        expect(clock.slept).toEqual([500, 1000, 2000, 4000]);
+        expect(restoreCommands(runner)).toEqual([]);
+        expect(host.unit(UNIT)!.loaded).toBe(true);
+    });
+
+    it("a start command that fails for another reason (not a lost connection) is still 'could not be started', with no follow", async () => {
+        const host = hostOnGeneration2();
+        const { runner, connection, before, options } = setup(host);
+        runner.once((call) => call.remoteCommand?.[3] === "nixos-fleet-activate", { code: 1, stderr: "Failed to start transient service unit: Access denied\n" });
+        const result = await activate(connection, next, "switch", before, options());
+        expect(result).toEqual({
+            kind: "failed",
+            reason: `the activation unit ${UNIT} could not be started (exit 1)`,
+            output: "Failed to start transient service unit: Access denied\n",
+        });
+        expect(remoteCommandsOf(runner)).toEqual([SET_NEXT, ...activateCommands(next, "switch")]);
+    });
+});
+
+describe("activate: the unit's state cannot be read", { timeout: 1000 }, () => {
+    const isStatus = (call: RecordedCall) => call.remoteCommand?.[3] === "nixos-fleet-status";
+
+    it("the status command fails (sudo refused): outcome unknown naming the unit, with its output; nothing restored, the unit left alone", async () => {
+        const host = hostOnGeneration2();
+        const { runner, connection, before, options } = setup(host, "deploy");
+        runner.once(isStatus, { code: 1, stderr: "sudo: a password is required\n" });
+        const error = await fleetErrorOf(activate(connection, next, "switch", before, options()));
+        expect(error).toMatchObject({ phase: "activate", host: "alpha", outcome: "unknown" });
+        expect(error.message).toBe(`outcome unknown: could not read the state of the activation unit ${UNIT} (exit 1)`);
+        expect(error.detail).toBe("sudo: a password is required");
+        expect(error.hint).toContain(`systemctl status ${UNIT}`);
+        expect(error.hint).toContain("pulumi refresh");
+        expect(formatFleetError(error).split("\n")[0]).toBe(`host alpha: activate: outcome unknown: could not read the state of the activation unit ${UNIT} (exit 1)`);
+        expect(remoteCommandsOf(runner)).toEqual([SET_NEXT, ...activateCommands(next, "switch"), follow(0), STATUS]);
+        expect(restoreCommands(runner)).toEqual([]);
+        expect(host.unit(UNIT)).toMatchObject({ loaded: true, logExists: true });
+        expect(host.state).toMatchObject({ profileGeneration: 3, current: next });
+    });
+
+    it("the status command exits 0 but prints no '@state' section: outcome unknown, never read as 'gone' or 'failed'", async () => {
+        const host = hostOnGeneration2();
+        const { runner, connection, before, options } = setup(host);
+        runner.once(isStatus, { stdout: "LoadState=loaded\nActiveState=active\nSubState=exited\n" });
+        const error = await fleetErrorOf(activate(connection, next, "switch", before, options()));
+        expect(error.outcome).toBe("unknown");
+        expect(error.message).toBe(`outcome unknown: could not read the state of the activation unit ${UNIT} (exit 0)`);
+        expect(error.message).not.toContain("no longer knows");
+        expect(restoreCommands(runner)).toEqual([]);
+    });
+
+    it("unitStatus itself: a status killed by its timeout says so by the signal", async () => {
+        const host = hostOnGeneration2();
+        const { runner, connection } = setup(host);
+        runner.once(isStatus, { code: null, signal: "SIGKILL", timedOut: true });
+        const error = await fleetErrorOf(unitStatus(connection, activationUnit(TOKEN)));
+        expect(error).toMatchObject({ phase: "activate", host: "alpha", outcome: "unknown" });
+        expect(error.message).toBe(`outcome unknown: could not read the state of the activation unit ${UNIT} (exit SIGKILL)`);
+        expect(remoteCommandsOf(runner)).toEqual([STATUS]);
+    });
+
+    it("unitStatus itself: a unit systemd no longer knows is read as not-found (not an error), with the host state", async () => {
+        const host = hostOnGeneration2();
+        const { connection } = setup(host);
+        const report = await unitStatus(connection, activationUnit(TOKEN));
+        expect(report.status).toMatchObject({ loadState: "not-found", mainPid: 0 });
+        expect(report.host).toMatchObject({ generation: 2, currentStorePath: v2 });
+    });
+});
+
+describe("activate: a connection that keeps dropping", { timeout: 1000 }, () => {
+    const dropped = "connection lost during activation (ssh to root@alpha.example.org failed); reconnecting to learn the outcome";
+    const reconnected = "reconnected; the activation ran on without us";
+
+    it("10 drops in a row, the host back each time: still learns the outcome", async () => {
+        const host = hostOnGeneration2();
+        for (let i = 0; i < 10; i++) host.followDrops.push({});
+        const { runner, connection, before, log, options } = setup(host);
+        const result = await activate(connection, next, "switch", before, options());
+        expect(result).toMatchObject({ kind: "switched", output: SWITCH_OUTPUT });
+        expect(followOffsets(runner)).toEqual(Array(11).fill(0));
+        expect(runner.matching(masterStart)).toHaveLength(11);
+        expect(log.filter((line) => line === dropped)).toHaveLength(10);
+    });
+
+    it("the 11th drop: outcome unknown ('dropped 11 times'), nothing restored, the unit left alone", async () => {
+        const host = hostOnGeneration2();
+        for (let i = 0; i < 11; i++) host.followDrops.push({});
+        const { runner, connection, before, log, options } = setup(host);
+        const error = await fleetErrorOf(activate(connection, next, "switch", before, options()));
+        expect(error).toMatchObject({ phase: "activate", host: "alpha", outcome: "unknown" });
+        expect(error.message).toBe(
+            "outcome unknown: the connection to the host dropped 11 times during activation; nothing was restored, since the activation may have run to its end.",
+        );
+        expect(error.hint).toContain(`systemctl status ${UNIT}`);
+        // Eleven follows, ten reconnects, and no attempt after the eleventh drop.
+        expect(remoteCommandsOf(runner)).toEqual([SET_NEXT, ...activateCommands(next, "switch"), ...Array<string>(11).fill(follow(0))]);
+        expect(runner.matching(masterStart)).toHaveLength(1 + 10);
+        expect(log).toEqual([...Array<string[]>(10).fill([dropped, reconnected]).flat(), dropped]);
+        expect(restoreCommands(runner)).toEqual([]);
+        expect(host.unit(UNIT)!.loaded).toBe(true);
+        expect(clock.slept).toEqual([]);
+    });
+
+    it("drops are counted over the whole activation, not only in a row; the error says what the host ran when last seen", async () => {
+        const host = hostOnGeneration2();
+        host.unitRunningPolls = 100;
+        // A drop, then a follow that ends while the unit still runs (status read), eleven times over.
+        for (let i = 0; i < 11; i++) host.followDrops.push({}, null);
+        const { runner, connection, before, options } = setup(host);
+        const error = await fleetErrorOf(activate(connection, next, "switch", before, options()));
+        expect(error.message).toBe(
+            "outcome unknown: the connection to the host dropped 11 times during activation; nothing was restored, since the activation may have run to its end. " +
+                `When last seen it ran ${next} with the profile at generation 3.`,
+        );
+        expect(remoteCommandsOf(runner).filter((command) => command === STATUS)).toHaveLength(10);
+        expect(runner.matching(masterStart)).toHaveLength(1 + 10);
+    });
+});
+
+describe("activate: the reconnect deadline", { timeout: 1000 }, () => {
+    /** A sleep that returns at once and leaves Date where it is; bounded so a deadline that never comes fails the test instead of hanging it. */
+    function instantSleep() {
+        const slept: number[] = [];
+        const sleep = async (ms: number) => {
+            slept.push(ms);
+            if (slept.length > 100) throw new Error("the reconnect never gave up");
+        };
+        return { slept, sleep };
+    }
+
+    it("counts the injected waits: an instant sleep (time stands still) still gives up after reconnectSeconds", async () => {
+        const host = hostOnGeneration2();
+        host.followDrops.push({ downFor: Infinity });
+        const { slept, sleep } = instantSleep();
+        const { runner, connection, before, options } = setup(host);
+        const error = await fleetErrorOf(activate(connection, next, "switch", before, options({ reconnectSeconds: 10, sleep })));
+        expect(error.outcome).toBe("unknown");
+        expect(error.message).toMatch(/^outcome unknown: the connection was lost during activation and the host did not answer again within 10s \(/);
+        expect(slept).toEqual([500, 1000, 2000, 4000]);
+        expect(clock.elapsed()).toBe(0);
+        expect(runner.matching(masterStart)).toHaveLength(1 + 5);
+        expect(restoreCommands(runner)).toEqual([]);
+    });
+
+    it("the default bound is 60 s of waiting, backing off up to 8 s", async () => {
+        const host = hostOnGeneration2();
+        host.followDrops.push({ downFor: Infinity });
+        const { slept, sleep } = instantSleep();
+        const { connection, before, options } = setup(host);
+        const error = await fleetErrorOf(activate(connection, next, "switch", before, options({ sleep })));
+        expect(error.message).toMatch(/^outcome unknown: the connection was lost during activation and the host did not answer again within 60s \(/);
+        expect(slept).toEqual([500, 1000, 2000, 4000, 8000, 8000, 8000, 8000, 8000, 8000]);
+        expect(slept.reduce((sum, ms) => sum + ms, 0)).toBeLessThanOrEqual(60_000);
+    });
+
+    it("with an instant sleep, a host back after three refusals is reconnected to", async () => {
+        const host = hostOnGeneration2();
+        host.followDrops.push({ downFor: 3 });
+        const { slept, sleep } = instantSleep();
+        const { runner, connection, before, options } = setup(host);
+        const result = await activate(connection, next, "switch", before, options({ reconnectSeconds: 10, sleep }));
+        expect(result).toMatchObject({ kind: "switched", output: SWITCH_OUTPUT });
+        expect(slept).toEqual([500, 1000, 2000]);
+        expect(runner.matching(masterStart)).toHaveLength(1 + 4);
     });
 });
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { alreadyDeployed, deployHost, inspectHost, type DeployRequest } from "../../../src/deploy/deployHost";
+import { alreadyDeployed, deployHost, inspectHost, type DeployContext, type DeployRequest } from "../../../src/deploy/deployHost";
 import { SYSTEM_PROFILE, type HostState } from "../../../src/deploy/hostState";
 import type { Action } from "../../../src/deploy/activate";
 import { NO_HEALTH_CHECKS, type HealthChecks } from "../../../src/config/healthChecks";
@@ -41,8 +41,15 @@ function setup(host = FakeHost.withGenerations(v1, v2)) {
     host.attach(runner);
     attachLocalNix(runner, host, closures);
     const log: string[] = [];
-    const context = { runner: runner.run, runtimeDir: runtimeDir(), log: (line: string) => log.push(line) };
-    return { host, runner, log, context };
+    // Waits (reconnect backoff, the watchdog's timeout) return at once and are recorded; bounded,
+    // so a wait that never ends fails the test instead of hanging it.
+    const slept: number[] = [];
+    const sleep = async (ms: number): Promise<void> => {
+        slept.push(ms);
+        if (slept.length > 100) throw new Error("deployHost kept waiting");
+    };
+    const context: DeployContext = { runner: runner.run, runtimeDir: runtimeDir(), log: (line: string) => log.push(line), sleep };
+    return { host, runner, log, context, slept };
 }
 
 /** The master of the confirming (or probing) connection lives in the runtime directory's confirm/. */
@@ -75,6 +82,10 @@ function activationUnitOf(runner: FakeRunner): string {
 /** Remote commands of the deployer that put the previous system back. */
 const deployerRestores = (runner: FakeRunner) =>
     remoteCommandsOf(runner).filter((command) => command.includes("--switch-generation") || command.startsWith(`${v2}${STC}`) || command.startsWith("sh -c rm"));
+
+/** The removals of the activation unit (stop, reset-failed, log deleted), as remote commands. */
+const cleanups = (runner: FakeRunner) => remoteCommandsOf(runner).filter((command) => command.startsWith("nixos-fleet-cleanup "));
+const cleanupOf = (unit: string) => `nixos-fleet-cleanup ${unit} /run/nixos-fleet/${unit}.log`;
 
 const disarms = (runner: FakeRunner) => runner.matching(remote("sh", "-c")).filter((call) => call.remoteCommand![3] === "nixos-fleet-disarm");
 
@@ -116,11 +127,11 @@ describe("deployHost", { timeout: 1000 }, () => {
             "remote nixos-fleet-follow",
             "remote nixos-fleet-status",
             "remote nixos-fleet-cleanup",
-            "remote nixos-fleet-cleanup",
             "ssh master exit",
         ]);
         expect(runner.unexpected).toEqual([]);
         expect(activationUnitOf(runner)).toMatch(/^nixos-fleet-activate-[0-9a-f]{16}\.service$/);
+        expect(cleanups(runner)).toEqual([cleanupOf(activationUnitOf(runner))]);
     });
 
     it("returns the states before and after, what was copied, timings and one handshake", async () => {
@@ -250,13 +261,15 @@ describe("deployHost", { timeout: 1000 }, () => {
             const error = await fleetErrorOf(deployHost(request(), context));
             const unit = activationUnitOf(runner);
             const commands = remoteCommandsOf(runner);
+            // The unit is removed once, after the restore (the decision), not before it.
             expect(commands.slice(commands.indexOf(`nixos-fleet-status ${unit}`))).toEqual([
                 `nixos-fleet-status ${unit}`,
-                `nixos-fleet-cleanup ${unit} /run/nixos-fleet/${unit}.log`,
                 `nix-env -p ${SYSTEM_PROFILE} --switch-generation 2`,
                 `${v2}${STC} boot`,
                 `${v2}${STC} test`,
+                cleanupOf(unit),
             ]);
+            expect(host.units[0]).toMatchObject({ loaded: false, logExists: false });
             expect(error).toMatchObject({ phase: "activate", host: "alpha", outcome: "failed" });
             expect(error.message).toBe(`switch-to-configuration switch exited with 1; the deployer restored it to generation 2 ${FULL_RESTORE}`);
             expect(error.detail).toContain("foo.service failed to start");
@@ -281,7 +294,7 @@ describe("deployHost", { timeout: 1000 }, () => {
             host.failingSystems.add(next);
             const { runner, context } = setup(host);
             await fleetErrorOf(deployHost(request(), context));
-            expect(remoteCommandsOf(runner).slice(-2)).toEqual([`${v2}${STC} boot`, `${hand}${STC} test`]);
+            expect(remoteCommandsOf(runner).slice(-3)).toEqual([`${v2}${STC} boot`, `${hand}${STC} test`, cleanupOf(activationUnitOf(runner))]);
             expect(host.state.current).toBe(hand);
         });
 
@@ -293,7 +306,12 @@ describe("deployHost", { timeout: 1000 }, () => {
             const error = await fleetErrorOf(deployHost(request(), context));
             const commands = remoteCommandsOf(runner);
             expect(commands.filter((command) => command.startsWith("nix-env"))).toEqual([`nix-env -p ${SYSTEM_PROFILE} --set ${next}`]);
-            expect(commands.slice(-3)).toEqual([`sh -c rm -f ${SYSTEM_PROFILE} ${SYSTEM_PROFILE}-*-link`, `${installer}${STC} boot`, `${installer}${STC} test`]);
+            expect(commands.slice(-4)).toEqual([
+                `sh -c rm -f ${SYSTEM_PROFILE} ${SYSTEM_PROFILE}-*-link`,
+                `${installer}${STC} boot`,
+                `${installer}${STC} test`,
+                cleanupOf(activationUnitOf(runner)),
+            ]);
             expect(error.message).toBe(
                 "switch-to-configuration switch exited with 1; the deployer restored it to the state before the deploy " +
                     "(removed the new system profile, boot default back to the previously running system, re-activated the previously running system)",
@@ -405,11 +423,11 @@ describe("deployHost", { timeout: 1000 }, () => {
                 "remote nixos-fleet-activate",
                 "remote nixos-fleet-follow",
                 "remote nixos-fleet-status",
-                "remote nixos-fleet-cleanup",
-                "remote nixos-fleet-cleanup",
                 "ssh master start (new connection)",
                 "remote nixos-fleet-disarm (new connection)",
                 "ssh master exit (new connection)",
+                // Only once the deploy is confirmed: until then the watchdog reads the unit's end.
+                "remote nixos-fleet-cleanup",
                 "ssh master exit",
             ]);
             const unit = activationUnitOf(runner);
@@ -457,20 +475,124 @@ describe("deployHost", { timeout: 1000 }, () => {
             expect(host.state).toMatchObject({ profileGeneration: 2, current: v2, bootDefault: v2 });
         });
 
-        it("when the watchdog had claimed it: the host's watchdog restored it, and the deployer ran no restore itself", async () => {
-            const { host, runner, context } = setup();
+        it("when the watchdog had claimed it: the host's watchdog restored it, the deployer ran no restore itself, and the unit is removed after the wait", async () => {
+            const { host, runner, context, slept } = setup();
             host.failingUnits.set(next, ["a.service"]);
             host.watchdogDecidesFirst = true;
-            const { error } = await rejectionInFakeTime(() => deployHost(request({ confirmTimeout: 30 }), context));
-            expect((error as FleetError).message).toContain("the host's watchdog restored it to generation 2");
+            const error = await fleetErrorOf(deployHost(request({ confirmTimeout: 30 }), context));
+            expect(error.message).toContain("the host's watchdog restored it to generation 2");
             expect(deployerRestores(runner)).toEqual([]);
             expect(host.watchdogs[0]).toMatchObject({ stopped: false, reverted: true });
             // The watchdog's own revert, on the host: profile, boot default, running system.
             expect(host.activations).toEqual([`${next} switch`, `${v2} boot`, `${v2} test`]);
             expect(host.state).toMatchObject({ profileGeneration: 2, current: v2, bootDefault: v2 });
+            // Claim refused, then wait for the watchdog's timeout, look over a new connection, and only then remove the unit.
+            expect(runner.calls.map(step).slice(11)).toEqual([
+                "remote nixos-fleet-status",
+                "remote nixos-fleet-disarm",
+                "ssh master start (new connection)",
+                "remote read state (new connection)",
+                "ssh master exit (new connection)",
+                "remote nixos-fleet-cleanup",
+                "ssh master exit",
+            ]);
+            expect(disarms(runner)).toHaveLength(1);
+            expect(host.units[0]).toMatchObject({ loaded: false, logExists: false });
+            // One wait until the watchdog's revert (its 30 s after the activation's end, + its poll, + 1 s): no second probe.
+            expect(slept).toHaveLength(1);
+            expect(slept[0]).toBeGreaterThan(31_000);
+            expect(slept[0]).toBeLessThanOrEqual(32_000);
         });
 
-        it("a new configuration that cuts access: the confirmation fails, the watchdog reverts, and the error says so", async () => {
+        it("when the watchdog had claimed it: the error still names the activation's failure (exit 4) and keeps its output", async () => {
+            const { host, context } = setup();
+            host.failingUnits.set(next, ["a.service"]);
+            host.watchdogDecidesFirst = true;
+            const error = await fleetErrorOf(deployHost(request({ confirmTimeout: 30 }), context));
+            expect(error).toMatchObject({ phase: "activate", host: "alpha", outcome: "failed" });
+            expect(error.message).toBe(
+                "switch-to-configuration switch switched the system, but units failed: a.service (exit status 4); the host's watchdog restored it to generation 2",
+            );
+            expect(error.hint).toContain("fix the failing units");
+            expect(error.detail).toContain("warning: the following units failed: a.service");
+        });
+
+        it("when the watchdog had claimed it: the error still names the activation's failure (exit 1) and keeps its output", async () => {
+            const { host, runner, context } = setup();
+            host.failingSystems.add(next);
+            host.watchdogDecidesFirst = true;
+            const error = await fleetErrorOf(deployHost(request({ confirmTimeout: 30 }), context));
+            expect(error).toMatchObject({ phase: "activate", host: "alpha", outcome: "failed" });
+            expect(error.message).toBe("switch-to-configuration switch exited with 1; the host's watchdog restored it to generation 2");
+            expect(error.detail).toBe("activating the configuration...\nerror: the unit foo.service failed to start");
+            expect(deployerRestores(runner)).toEqual([]);
+            expect(host.state).toMatchObject({ profileGeneration: 2, current: v2, bootDefault: v2 });
+            expect(cleanups(runner)).toHaveLength(1);
+        });
+
+        it("when the watchdog had claimed it and the host does not come back: outcome unknown, and the unit is still removed once", async () => {
+            const { host, runner, context, slept } = setup();
+            host.failingUnits.set(next, ["a.service"]);
+            host.watchdogDecidesFirst = true;
+            // The host reverted, but new connections to it fail from now on.
+            runner.on(
+                (call) => call.isMasterStart && onNewConnection(call),
+                { code: 255, stderr: "ssh: connect to host alpha.example.org port 22: Connection refused\r\n" },
+            );
+            const error = await fleetErrorOf(deployHost(request({ confirmTimeout: 30 }), context));
+            expect(error).toMatchObject({ phase: "activate", host: "alpha", outcome: "unknown" });
+            expect(error.message).toBe(
+                "outcome unknown: the host's watchdog decided to revert it before the deployer could; " +
+                    "the host's watchdog should have restored it to generation 2, but it is still not reachable as before",
+            );
+            expect(formatFleetError(error).split("\n")[0]).toMatch(/^host alpha: activate: outcome unknown: /);
+            expect(deployerRestores(runner)).toEqual([]);
+            // Ten looks, two seconds apart, after the wait for the watchdog's revert.
+            expect(runner.matching((call) => call.isMasterStart && onNewConnection(call))).toHaveLength(10);
+            expect(slept.slice(1)).toEqual(Array(10).fill(2000));
+            expect(cleanups(runner)).toEqual([cleanupOf(activationUnitOf(runner))]);
+        });
+
+        // BUG (src/deploy/deployHost.ts, finishActivation, case "failed"): a FleetError from the
+        // restore is re-thrown as "<activation.reason>; then <restore error>", keeping its outcome.
+        // When the watchdog claimed the decision and the host does not come back, that restore
+        // error is awaitWatchdogRevert's "outcome unknown: …", so the operator gets outcome
+        // "unknown" with the message "switch-to-configuration switch exited with 1; then outcome
+        // unknown: the host's watchdog decided …", formatted "host alpha: activate: switch-to-…":
+        // it does not start with "outcome unknown:", and the CLI summary (src/cli/progress.ts
+        // outcomeUnknown/phaseOf look for "host X: <phase>: outcome unknown: ") counts the host as
+        // failed, without a phase. The exit-4 and refused branches do not wrap, and are right.
+        // Expected: a message starting "outcome unknown:" that still names the activation's failure.
+        it("exit 1, the watchdog claimed first, the host does not come back: the message starts with 'outcome unknown:' (fails: finishActivation prefixes '<reason>; then ')", async () => {
+            const { host, runner, context } = setup();
+            host.failingSystems.add(next);
+            host.watchdogDecidesFirst = true;
+            runner.on(
+                (call) => call.isMasterStart && onNewConnection(call),
+                { code: 255, stderr: "ssh: connect to host alpha.example.org port 22: Connection refused\r\n" },
+            );
+            const error = await fleetErrorOf(deployHost(request({ confirmTimeout: 30 }), context));
+            expect(error).toMatchObject({ phase: "activate", host: "alpha", outcome: "unknown" });
+            expect(error.message.startsWith("outcome unknown:")).toBe(true);
+            expect(error.message).toContain("switch-to-configuration switch exited with 1");
+            expect(formatFleetError(error).split("\n")[0]).toMatch(/^host alpha: activate: outcome unknown: /);
+            expect(error.detail).toContain("error: the unit foo.service failed to start");
+            expect(deployerRestores(runner)).toEqual([]);
+        });
+
+        it("refused for the lock when the watchdog had claimed it: the host's watchdog restored it", async () => {
+            const { host, runner, context } = setup();
+            host.lockTakenBeforeNextSwitch = true;
+            host.watchdogDecidesFirst = true;
+            const error = await fleetErrorOf(deployHost(request({ confirmTimeout: 30 }), context));
+            expect(error.message).toBe(
+                "switch-to-configuration refused: another activation started on the host and holds its lock; nothing was activated, and the host's watchdog restored it to generation 2",
+            );
+            expect(deployerRestores(runner)).toEqual([]);
+            expect(host.state).toMatchObject({ profileGeneration: 2, current: v2, bootDefault: v2 });
+        });
+
+        it("a new configuration that cuts access: the confirmation fails, the watchdog reverts, the error says so, and the unit is removed after it", async () => {
             const { host, runner, context } = setup();
             // The confirming connection is refused; the watchdog's timeout passes meanwhile.
             runner.once(
@@ -480,57 +602,125 @@ describe("deployHost", { timeout: 1000 }, () => {
                     return { code: 255, stderr: "ssh: connect to host alpha.example.org port 22: Connection refused\r\n" };
                 },
             );
-            const { error } = await rejectionInFakeTime(() => deployHost(request({ confirmTimeout: 30 }), context));
-            const fleetError = error as FleetError;
-            expect(fleetError.message).toBe(
+            const error = await fleetErrorOf(deployHost(request({ confirmTimeout: 30 }), context));
+            expect(error).toMatchObject({ phase: "activate", host: "alpha", outcome: "failed" });
+            expect(error.message).toBe(
                 "the host lost access after activation (a new SSH connection after activation failed (deploy@alpha.example.org refused the connection)): " +
                     "the host's watchdog restored it to generation 2; it is reachable again",
             );
-            expect(fleetError.hint).toContain("cuts SSH access");
+            expect(error.hint).toContain("cuts SSH access");
             expect(disarms(runner)).toHaveLength(0);
             expect(deployerRestores(runner)).toEqual([]);
             expect(host.watchdogs[0]).toMatchObject({ reverted: true, stopped: false });
             expect(host.state).toMatchObject({ profileGeneration: 2, current: v2, bootDefault: v2 });
+            expect(runner.calls.map(step).slice(12)).toEqual([
+                "ssh master start (new connection)", // refused
+                "ssh master start (new connection)", // after the watchdog's revert
+                "remote read state (new connection)",
+                "ssh master exit (new connection)",
+                "remote nixos-fleet-cleanup",
+                "ssh master exit",
+            ]);
+            expect(host.units[0]).toMatchObject({ loaded: false, logExists: false });
         });
 
-        // BUG (src/deploy/deployHost.ts, restoreOnce): when the watchdog has claimed the decision,
-        // restoreOnce awaits awaitWatchdogRevert (src/deploy/confirm.ts), which ALWAYS throws (its
-        // success case too), so restoreOnce never returns "the host's watchdog restored it to …" to
-        // finishActivation. The error the operator gets is awaitWatchdogRevert's "the host lost access
-        // after activation (…)" with the hint "the new configuration cuts SSH access", instead of the
-        // real cause (here: units failed, exit 4) and the activation's output (detail is empty).
-        // Expected: "switch-to-configuration switch switched the system, but units failed: a.service
-        // (exit status 4); the host's watchdog restored it to generation 2", with the output as detail.
-        it("when the watchdog had claimed it: the error still names the activation's failure and keeps its output", async () => {
-            const { host, context } = setup();
-            host.failingUnits.set(next, ["a.service"]);
-            host.watchdogDecidesFirst = true;
-            const { error } = await rejectionInFakeTime(() => deployHost(request({ confirmTimeout: 30 }), context));
-            const fleetError = error as FleetError;
-            expect(fleetError.message).toBe(
-                "switch-to-configuration switch switched the system, but units failed: a.service (exit status 4); the host's watchdog restored it to generation 2",
-            );
-            expect(fleetError.detail).toContain("warning: the following units failed: a.service");
-        });
-
-        // BUG (src/deploy/deployHost.ts, deployHost + verifyHealth/restoreOnce): the confirmation
-        // (confirmOrAwaitRevert → disarm) creates the decision directory decided-<token> and stops the
-        // watchdog BEFORE the health checks run. When a health check then fails, restoreOnce calls
-        // disarm a second time; its mkdir fails (the directory exists), so DISARM_SCRIPT exits 3 and
-        // restoreOnce concludes that the watchdog claimed the decision. It then waits for a revert
-        // that never comes (the watchdog was stopped) and throws "…its watchdog should have reverted
-        // it to generation 2, but it is still not reachable as before" — the host is left on the
-        // unhealthy new system. This is the default configuration (confirmTimeout: 30) with any
-        // health check. Expected: the deployer restores the host ("the deployer restored it to
-        // generation 2") — e.g. restoreOnce should not disarm a watchdog the deployer already disarmed.
-        it("failing health checks after the confirmation: the deployer restores the host (the watchdog is already disarmed)", async () => {
+        it("a new configuration that cuts access, and the host does not come back even after the watchdog's revert: outcome unknown", async () => {
             const { host, runner, context } = setup();
+            runner.on(
+                (call) => call.isMasterStart && onNewConnection(call),
+                () => {
+                    host.fireWatchdogs();
+                    return { code: 255, stderr: "ssh: connect to host alpha.example.org port 22: Connection refused\r\n" };
+                },
+            );
+            const error = await fleetErrorOf(deployHost(request({ confirmTimeout: 30 }), context));
+            expect(error).toMatchObject({ phase: "activate", host: "alpha", outcome: "unknown" });
+            expect(error.message).toBe(
+                "outcome unknown: the host lost access after activation (a new SSH connection after activation failed (deploy@alpha.example.org refused the connection)); " +
+                    "the host's watchdog should have restored it to generation 2, but it is still not reachable as before",
+            );
+            expect(formatFleetError(error).split("\n")[0]).toMatch(/^host alpha: activate: outcome unknown: /);
+            expect(disarms(runner)).toHaveLength(0);
+            expect(deployerRestores(runner)).toEqual([]);
+            expect(cleanups(runner)).toHaveLength(1);
+        });
+
+        it("failing health checks after the confirmation: the deployer restores the host, with no second disarm and no wait for the watchdog", async () => {
+            const { host, runner, context, slept } = setup();
             runner.on(remote("timeout"), { code: 1, stdout: "app is down\n" });
-            const { error } = await rejectionInFakeTime(() => deployHost(request({ confirmTimeout: 30, healthChecks: failingCheck }), context));
-            const fleetError = error as FleetError;
-            expect(fleetError.message).toBe(`1 of 1 health check failed: command check-app; the deployer restored it to generation 2 ${FULL_RESTORE}`);
-            expect(fleetError.phase).toBe("verify");
+            const error = await fleetErrorOf(deployHost(request({ confirmTimeout: 30, healthChecks: failingCheck }), context));
+            expect(error.message).toBe(`1 of 1 health check failed: command check-app; the deployer restored it to generation 2 ${FULL_RESTORE}`);
+            expect(error.phase).toBe("verify");
             expect(host.state).toMatchObject({ profileGeneration: 2, current: v2, bootDefault: v2 });
+            // Claimed once, by the confirmation; the restore relies on that claim.
+            expect(disarms(runner)).toHaveLength(1);
+            expect(onNewConnection(disarms(runner)[0]!)).toBe(true);
+            expect(host.watchdogs[0]).toMatchObject({ stopped: true, reverted: false });
+            expect(deployerRestores(runner)).toEqual([`nix-env -p ${SYSTEM_PROFILE} --switch-generation 2`, `${v2}${STC} boot`, `${v2}${STC} test`]);
+            expect(slept).toEqual([]);
+            expect(runner.calls.map(step).slice(12)).toEqual([
+                "ssh master start (new connection)",
+                "remote nixos-fleet-disarm (new connection)",
+                "ssh master exit (new connection)",
+                "remote nixos-fleet-cleanup",
+                "remote timeout --kill-after=5",
+                "remote nix-env -p",
+                "remote switch-to-configuration boot",
+                "remote switch-to-configuration test",
+                "ssh master exit",
+            ]);
+        });
+    });
+
+    describe("the activation unit is removed once, after the decision", () => {
+        it("a restore that fails itself: the unit is still removed, once, after it", async () => {
+            const { host, runner, context } = setup();
+            host.failingSystems.add(next);
+            runner.on(remote("nix-env", "-p", SYSTEM_PROFILE, "--switch-generation"), { code: 1, stderr: "error: lock held\n" });
+            const error = await fleetErrorOf(deployHost(request({ confirmTimeout: 30 }), context));
+            expect(error.phase).toBe("rollback");
+            const commands = remoteCommandsOf(runner);
+            expect(commands.slice(-2)).toEqual([`nix-env -p ${SYSTEM_PROFILE} --switch-generation 2`, cleanupOf(activationUnitOf(runner))]);
+            expect(cleanups(runner)).toHaveLength(1);
+            expect(host.units[0]).toMatchObject({ loaded: false, logExists: false });
+        });
+
+        it("exit 4 with keepGoing and a watchdog: removed after the confirmation", async () => {
+            const { host, runner, context } = setup();
+            host.failingUnits.set(next, ["a.service"]);
+            await deployHost(request({ confirmTimeout: 30, healthChecks: { ...NO_HEALTH_CHECKS, keepGoing: true } }), context);
+            const steps = runner.calls.map(step);
+            expect(steps.indexOf("remote nixos-fleet-cleanup")).toBeGreaterThan(steps.indexOf("remote nixos-fleet-disarm (new connection)"));
+            expect(cleanups(runner)).toEqual([cleanupOf(activationUnitOf(runner))]);
+        });
+
+        it("an activation whose outcome is unknown: the unit is left for the watchdog (no removal)", async () => {
+            const { host, runner, context } = setup();
+            host.followDrops.push({ downFor: Infinity });
+            await fleetErrorOf(deployHost(request({ confirmTimeout: 30, reconnectTimeout: 10 }), context));
+            expect(cleanups(runner)).toEqual([]);
+            expect(host.units[0]).toMatchObject({ loaded: true, logExists: true });
+        });
+
+        it("an unreadable unit state (outcome unknown): no removal, no disarm, no restore", async () => {
+            const { host, runner, context } = setup();
+            runner.once((call) => call.remoteCommand?.[3] === "nixos-fleet-status", { code: 1, stderr: "sudo: a password is required\n" });
+            const error = await fleetErrorOf(deployHost(request({ confirmTimeout: 30 }), context));
+            expect(formatFleetError(error).split("\n")[0]).toBe(
+                `host alpha: activate: outcome unknown: could not read the state of the activation unit ${activationUnitOf(runner)} (exit 1)`,
+            );
+            expect(cleanups(runner)).toEqual([]);
+            expect(disarms(runner)).toEqual([]);
+            expect(deployerRestores(runner)).toEqual([]);
+            expect(host.watchdogs[0]).toMatchObject({ stopped: false, reverted: false });
+            expect(host.units[0]).toMatchObject({ loaded: true });
+        });
+
+        it("a profile that cannot be set: no unit was started, so none is removed", async () => {
+            const { runner, context } = setup();
+            runner.on(remote("nix-env"), { code: 1, stderr: "sudo: a password is required\n" });
+            await fleetErrorOf(deployHost(request(), context));
+            expect(cleanups(runner)).toEqual([]);
         });
     });
 
@@ -548,12 +738,15 @@ describe("deployHost", { timeout: 1000 }, () => {
             expect(deployerRestores(runner)).toEqual([]);
             expect(host.watchdogs[0]).toMatchObject({ stopped: true, reverted: false });
             expect(host.units[0]!.output).toBe(SWITCH_OUTPUT);
+            expect(cleanups(runner)).toHaveLength(1);
         });
 
-        it("a host that does not come back: outcome unknown, nothing restored, the watchdog left armed", async () => {
+        it("a host that does not come back: outcome unknown, nothing restored, the watchdog left armed (real timers, faked)", async () => {
             const { host, runner, context } = setup();
             host.followDrops.push({ downFor: Infinity });
-            const { error, fakeMs } = await rejectionInFakeTime(() => deployHost(request({ confirmTimeout: 30, reconnectTimeout: 10 }), context));
+            // Without an injected sleep: the backoff waits for real (on faked timers).
+            const { sleep: _injected, ...withoutSleep } = context;
+            const { error, fakeMs } = await rejectionInFakeTime(() => deployHost(request({ confirmTimeout: 30, reconnectTimeout: 10 }), withoutSleep));
             const fleetError = error as FleetError;
             expect(fleetError.outcome).toBe("unknown");
             expect(fleetError.message.startsWith("outcome unknown: the connection was lost during activation and the host did not answer again within 10s")).toBe(true);
@@ -570,31 +763,57 @@ describe("deployHost", { timeout: 1000 }, () => {
             expect(host.units[0]!.loaded).toBe(true);
         });
 
-        // BUG (src/deploy/activate.ts, activate → startUnit): a connection lost while the start
-        // command runs (after systemd-run started the unit) is not handled like a loss during the
-        // follow: the connect-phase FleetError escapes activate() with outcome "failed", although the
-        // profile is set and the activation runs on in its unit. deployHost then treats it as
-        // "nothing was changed" and disarms the watchdog (ssh falls back to a direct connection), so
-        // the host loses its only way back should the new system cut access, and the error reads
-        // "host alpha: connect failed: ssh to … failed". Expected: reconnect and learn the outcome
-        // as after a drop during the follow (or outcome "unknown"), never a disarm while the
-        // activation may still be running.
-        it("a connection lost while the unit starts: the outcome is learned (or unknown), and the watchdog is not disarmed under a running activation", async () => {
+        it("a host that does not come back, with the context's sleep: the same answer after the same waits", async () => {
+            const { host, runner, context, slept } = setup();
+            host.followDrops.push({ downFor: Infinity });
+            const error = await fleetErrorOf(deployHost(request({ confirmTimeout: 30, reconnectTimeout: 10 }), context));
+            expect(error.outcome).toBe("unknown");
+            expect(error.message).toMatch(/^outcome unknown: the connection was lost during activation and the host did not answer again within 10s \(deploy@alpha\.example\.org refused the connection\)/);
+            expect(slept).toEqual([500, 1000, 2000, 4000]);
+            expect(runner.matching(masterStart)).toHaveLength(1 + 5);
+            expect(disarms(runner)).toHaveLength(0);
+            expect(host.watchdogs[0]).toMatchObject({ stopped: false, reverted: false });
+        });
+
+        it("a connection lost while the unit starts: the outcome is learned (follow, status), the deploy is confirmed, and no disarm comes before the unit's end is known", async () => {
+            const { host, runner, context, log } = setup();
+            host.dropAfterNextStart = true;
+            const outcome = await deployHost(request({ confirmTimeout: 30 }), context);
+            expect(outcome.after).toMatchObject({ generation: 3, profileStorePath: next, currentStorePath: next });
+            expect(runner.calls.map(step).slice(6)).toEqual([
+                "remote nixos-fleet-preflight",
+                "remote systemd-run watchdog",
+                "remote nix-env -p",
+                "remote nixos-fleet-activate", // the connection drops here
+                "remote nixos-fleet-follow",
+                "remote nixos-fleet-status",
+                "ssh master start (new connection)",
+                "remote nixos-fleet-disarm (new connection)",
+                "ssh master exit (new connection)",
+                "remote nixos-fleet-cleanup",
+                "ssh master exit",
+            ]);
+            expect(log).toContain("connection lost while starting the activation (ssh to deploy@alpha.example.org failed); reconnecting to learn the outcome");
+            expect(log[log.length - 1]).toBe("confirmed over a new connection");
+            expect(host.units).toHaveLength(1);
+            expect(host.units[0]).toMatchObject({ output: SWITCH_OUTPUT, loaded: false, logExists: false });
+            expect(host.watchdogs[0]).toMatchObject({ stopped: true, reverted: false });
+            expect(deployerRestores(runner)).toEqual([]);
+            expect(host.state).toMatchObject({ profileGeneration: 3, current: next, bootDefault: next });
+        });
+
+        it("a connection lost while the unit starts, and the host then stays away: outcome unknown, the watchdog left armed", async () => {
             const { host, runner, context } = setup();
             host.dropAfterNextStart = true;
-            const result = await deployHost(request({ confirmTimeout: 30 }), context).then(
-                (outcome) => ({ outcome, error: undefined }),
-                (error: FleetError) => ({ outcome: undefined, error }),
+            host.followDrops.push({ downFor: Infinity });
+            const error = await fleetErrorOf(deployHost(request({ confirmTimeout: 30, reconnectTimeout: 10 }), context));
+            expect(formatFleetError(error).split("\n")[0]).toMatch(
+                /^host alpha: activate: outcome unknown: the connection was lost during activation and the host did not answer again within 10s/,
             );
-            if (result.error) {
-                expect(formatFleetError(result.error).split("\n")[0]).toMatch(/^host alpha: activate: outcome unknown: /);
-                expect(disarms(runner)).toHaveLength(0);
-                expect(host.watchdogs[0]).toMatchObject({ stopped: false });
-            } else {
-                expect(result.outcome!.after).toMatchObject({ generation: 3, currentStorePath: next });
-                expect(runner.calls.map(step)).toContain("remote nixos-fleet-disarm (new connection)");
-            }
-            expect(host.units[0]!.output).toBe(SWITCH_OUTPUT);
+            expect(disarms(runner)).toHaveLength(0);
+            expect(host.watchdogs[0]).toMatchObject({ stopped: false, reverted: false });
+            expect(deployerRestores(runner)).toEqual([]);
+            expect(cleanups(runner)).toEqual([]);
         });
 
         it("a host that rebooted during activation (unit gone): outcome unknown, nothing restored, the watchdog left armed", async () => {
@@ -615,9 +834,9 @@ describe("deployHost", { timeout: 1000 }, () => {
             expect(runner.calls.map(step).slice(6)).toEqual([
                 "remote switch-to-configuration dry-activate",
                 "remote read state",
-                "remote nixos-fleet-cleanup",
                 "ssh master exit",
             ]);
+            expect(cleanups(runner)).toEqual([]);
             expect(outcome.after).toMatchObject({ generation: 2, currentStorePath: v2 });
             expect(host.watchdogs).toEqual([]);
         });
@@ -665,7 +884,6 @@ describe("deployHost", { timeout: 1000 }, () => {
                 "remote nixos-fleet-activate",
                 "remote nixos-fleet-follow",
                 "remote nixos-fleet-status",
-                "remote nixos-fleet-cleanup",
                 "remote nixos-fleet-cleanup",
                 "ssh master exit",
             ]);

@@ -3,7 +3,7 @@ import * as http from "node:http";
 import * as net from "node:net";
 import * as path from "node:path";
 import { parse } from "yaml";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { healthChecksSchema, type HealthChecksInput } from "../../../src/config/healthChecks";
 import {
     formatHealthFailures,
@@ -59,6 +59,8 @@ let silentServer: net.Server;
 let silentPort = 0;
 let closedPort = 0;
 const silentSockets = new Set<net.Socket>();
+/** Connections the silent server accepted so far. */
+let silentConnections = 0;
 let flakyHits = 0;
 
 async function listen(server: net.Server): Promise<number> {
@@ -98,6 +100,7 @@ beforeAll(async () => {
     httpPort = await listen(httpServer);
     // Accepts connections and never answers: HTTP checks against it must time out.
     silentServer = net.createServer((socket) => {
+        silentConnections += 1;
         silentSockets.add(socket);
         socket.on("close", () => silentSockets.delete(socket));
     });
@@ -419,17 +422,39 @@ describe("http checks (from the deployer)", () => {
     });
 
     it("a server that never answers is cut off after `timeout` seconds per attempt", async () => {
-        const { connection, options } = setup();
-        const started = Date.now();
-        const report = await runHealthChecks(
-            connection,
-            checks({ http: [{ url: `http://127.0.0.1:${silentPort}/health`, timeout: 1, retries: 1 }] }),
-            options,
-        );
-        const elapsed = Date.now() - started;
-        expect(report.results[0]).toMatchObject({ healthy: false, attempts: 2, detail: "no answer within 1 second" });
-        expect(elapsed).toBeGreaterThanOrEqual(1900);
-        expect(elapsed).toBeLessThan(4000);
+        const { connection, options, slept } = setup();
+        /** Lets real I/O happen (setImmediate is not faked) until `ready`, for at most 2 s of real time. */
+        const until = async (ready: () => boolean) => {
+            const deadline = performance.now() + 2000;
+            while (!ready()) {
+                if (performance.now() > deadline) throw new Error("the check never reached the silent server");
+                await new Promise((resolve) => setImmediate(resolve));
+            }
+        };
+        // The sockets are real; only the check's timer runs on fake time, so no test waits for it.
+        vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
+        try {
+            const connectionsBefore = silentConnections;
+            let settled = false;
+            const pending = runHealthChecks(
+                connection,
+                checks({ http: [{ url: `http://127.0.0.1:${silentPort}/health`, timeout: 1, retries: 1 }] }),
+                options,
+            ).finally(() => (settled = true));
+            for (const attempt of [1, 2]) {
+                // Each attempt connects, and gets no answer: cut off at 1 s, not before.
+                await until(() => silentConnections === connectionsBefore + attempt);
+                await vi.advanceTimersByTimeAsync(999);
+                expect(settled).toBe(false);
+                await vi.advanceTimersByTimeAsync(1);
+            }
+            const report = await pending;
+            expect(report.results[0]).toMatchObject({ healthy: false, attempts: 2, detail: "no answer within 1 second" });
+            expect(slept).toEqual([2000]);
+            expect(silentConnections).toBe(connectionsBefore + 2);
+        } finally {
+            vi.useRealTimers();
+        }
     });
 
     it("nothing listening: connection refused", async () => {

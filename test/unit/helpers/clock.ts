@@ -23,9 +23,9 @@ export function fakeClock(start = Date.parse("2026-01-01T00:00:00.000Z")) {
 }
 
 /**
- * Runs `work` with setTimeout and Date faked, moving fake time on until it settles: for code
- * whose sleeps cannot be injected (deployHost's reconnect backoff, awaitWatchdogRevert). Returns
- * the result and how much fake time passed.
+ * Runs `work` with setTimeout and Date faked, moving fake time on until it settles: for code run
+ * without an injected sleep (e.g. deployHost without DeployContext.sleep, to cover the default
+ * one). Returns the result and how much fake time passed.
  */
 export async function inFakeTime<T>(work: () => Promise<T>, maxFakeMs = 600_000): Promise<{ value: T; fakeMs: number }> {
     vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "Date"] });

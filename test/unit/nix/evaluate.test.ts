@@ -123,11 +123,9 @@ describe("evaluateSystems", () => {
         expect(error.message).toContain("has no NixOS configuration");
     });
 
-    // BUG: evaluationError classifies ANY "attribute '…' missing" as a missing host configuration.
-    // A typo inside the host's own NixOS modules (e.g. `config.services.nginxx`) produces the same
-    // Nix message, so the operator is told the flake "has no NixOS configuration for this host" and
-    // is sent to `nix flake show`, while the configuration exists and has an error. Fix: only call
-    // it missing when the missing attribute is the host's own attribute segment (e.g. 'psi').
+    // A typo inside the host's own NixOS modules (e.g. `config.services.nginxx`) gives the same
+    // "attribute '…' missing" as a missing host configuration: only the host's own attribute
+    // segment (e.g. 'psi') missing means the flake has no configuration for the host.
     it("an attribute missing inside the host's modules is reported as an evaluation error, not a missing configuration", async () => {
         const runner = new FakeRunner();
         fakeNixEval(runner, { psi: "error: attribute 'nginxx' missing\n\n       at /nix/store/…-source/hosts/psi.nix:12:7:\n" });

@@ -84,12 +84,10 @@ describe("targetSshOptions", () => {
         expect(sshOption(options, "IPQoS")).toBe("throughput");
     });
 
-    // BUG: OpenSSH keeps the FIRST value it obtains for an option, also for repeated -o on the
-    // command line (`ssh -G -o ServerAliveInterval=5 -o ServerAliveInterval=15 h` reports 5).
-    // targetSshOptions puts its own ServerAliveInterval=5 / ServerAliveCountMax=3 BEFORE the host's
-    // sshOptions, so the documented example `sshOptions: [ServerAliveInterval=15]`
-    // (docs/host-config.md) is silently ignored. Fix: emit the host's sshOptions before the
-    // built-in defaults (or drop a default whose key the host sets).
+    // OpenSSH keeps the FIRST value it obtains for an option, also for repeated -o on the command
+    // line (`ssh -G -o ServerAliveInterval=5 -o ServerAliveInterval=15 h` reports 5): the host's
+    // sshOptions must come before the built-in defaults, or the documented example
+    // `sshOptions: [ServerAliveInterval=15]` (docs/host-config.md) would be silently ignored.
     it("a host's sshOptions win over the built-in defaults of the same key (ssh takes the first value)", () => {
         const options = targetSshOptions(target({ sshOptions: ["ServerAliveInterval=15", "ServerAliveCountMax=10"] }));
         expect(sshOption(options, "ServerAliveInterval")).toBe("15");

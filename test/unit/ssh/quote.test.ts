@@ -62,11 +62,9 @@ describe("remoteCommand", () => {
         expect(out.stdout).toBe("x; echo INJECTED $(echo INJECTED)\n");
     });
 
-    // BUG: shellQuote leaves words matching SAFE (which allows "=") unquoted, and a POSIX shell
-    // treats an unquoted first word "NAME=value" as a variable assignment, not as the command to
-    // run. So remoteCommand(["FOO=bar", "x"]) runs "x" with FOO set instead of running the program
-    // "FOO=bar" with argument "x": the argument array is not what the remote side sees, contrary to
-    // quote.ts's promise. Fix: always quote the first word when it contains "=" (or quote argv[0]).
+    // A POSIX shell treats an unquoted first word "NAME=value" as a variable assignment, not as
+    // the command to run: remoteCommand(["FOO=bar", "x"]) must run the program "FOO=bar" with
+    // argument "x", not "x" with FOO set, so a first word containing "=" has to be quoted.
     it("a first word containing '=' is run as the command, not taken as an assignment", () => {
         const out = spawnSync("sh", ["-c", `${remoteCommand(["FOO=bar", "true"])} 2>&1; echo "exit=$?"`], { encoding: "utf8" });
         // sh must try to run the program "FOO=bar" (not found → 127), not `true` with FOO set.
