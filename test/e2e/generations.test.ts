@@ -113,8 +113,8 @@ describe("npm run generations", () => {
         const lines = result.stdout.split("\n");
         expect(lines[0]).toBe(`psi (stack ${project.stack}):`);
         expect(lines[1]).toMatch(/GEN +DATE +STORE PATH +NIXOS +DEPLOYED BY +REVISION +OPERATOR +FLAGS/);
-        expect(lines[2]).toMatch(new RegExp(`^ +1 .*-nixos-system-psi-24\\.05\\.1-sandbox +24\\.05\\.1-sandbox +stack update ${upVersions[0]}$`));
-        expect(lines[3]).toMatch(new RegExp(`^ +2 .*-nixos-system-psi-24\\.05\\.2-sandbox +24\\.05\\.2-sandbox +stack update ${upVersions[1]} +running, boot$`));
+        expect(lines[2]).toMatch(new RegExp(`^ +1 .*-nixos-system-psi-24\\.05\\.1-sandbox +24\\.05\\.1-sandbox +stack update ${upVersions[0]} +\\S+ +\\S+@\\S+$`));
+        expect(lines[3]).toMatch(new RegExp(`^ +2 .*-nixos-system-psi-24\\.05\\.2-sandbox +24\\.05\\.2-sandbox +stack update ${upVersions[1]} +\\S+ +\\S+@\\S+ +running, boot$`));
         expect(result.stdout).not.toMatch(/^rho|^tau/m);
 
         const rho = await generations(["--stack", project.stack, "--hosts", "rho"]);

@@ -201,7 +201,7 @@ describe("(c) the guide's deploy, verify and rollback sequence on psi, rho, tau"
         // Verification.
         output = await ok(next(/^npm run generations -- --hosts psi$/));
         expect(output).toMatch(/^psi \(stack /m);
-        expect(output).toMatch(/^ +2 .*-nixos-system-psi-24\.05\.2-sandbox .*stack update \d+ +running, boot$/m);
+        expect(output).toMatch(/^ +2 .*-nixos-system-psi-24\.05\.2-sandbox .*stack update \d+ +\S+ +\S+@\S+ +running, boot$/m);
         const jsonLine = next(/^npm run generations -- --json$/);
         const listed = JSON.parse((await runGuideCommand(jsonLine)).stdout) as { host: string; generations: JsonGeneration[] }[];
         expect(listed.map((h) => [h.host, h.generations.map((g) => g.generation)])).toEqual([
