@@ -32,7 +32,7 @@ function printStatus(fleet: SandboxFleet, hosts: HostStatus[]): void {
     }
     for (const h of hosts) {
         console.log(
-            `${h.name.padEnd(10)} ${(h.running ? "running" : "stopped").padEnd(8)} ssh 127.0.0.1:${h.port ?? "-"}  web 127.0.0.1:${h.webPort ?? "-"}  ${knobText(h.knobs)}\n` +
+            `${h.name.padEnd(10)} ${(h.running ? (h.supervised ? "running" : "orphaned") : "stopped").padEnd(8)} ssh 127.0.0.1:${h.port ?? "-"}  web 127.0.0.1:${h.webPort ?? "-"}  ${knobText(h.knobs)}\n` +
                 `           current: ${short(h.currentSystem)}  booted: ${short(h.bootedSystem)}  boot default: ${short(h.bootDefault)}  profile: ${h.profileGeneration ?? "-"}\n` +
                 `           failed units: ${h.running ? (h.failedUnits.length ? h.failedUnits.join(" ") : "none") : "-"}`,
         );

@@ -52,6 +52,8 @@ export interface HostStatus {
     port: number | undefined;
     pids: number[];
     knobs: Knobs;
+    /** Its systemd-nspawn and boot loop run (false: the container was orphaned; `start` restarts it). */
+    supervised: boolean;
     /** Port of the host's web.service (the toy system's page). */
     webPort: number | undefined;
     /** Store paths read from the host's /run and /nix (undefined when absent). */
@@ -171,8 +173,9 @@ export class SandboxFleet {
         const running = new Set<string>();
         for (const name of names) {
             if (!this.isRunning(name)) continue;
-            // Alive but not answering (hung, or half-started before a crash): restart it.
-            if (await sshBanner(ports[name]!)) running.add(name);
+            // Alive but not answering (hung, or half-started before a crash), or running without its
+            // systemd-nspawn (killed): restart it.
+            if (this.isSupervised(name) && (await sshBanner(ports[name]!))) running.add(name);
             else await this.stopHosts([name], false);
         }
         const toStart = names.filter((n) => !running.has(n));
@@ -232,6 +235,12 @@ export class SandboxFleet {
 
     private isRunning(name: string): boolean {
         return cgroupPids(this.cgroups(name)).length > 0;
+    }
+
+    /** Its systemd-nspawn and boot loop are alive (a container without them cannot reboot). */
+    private isSupervised(name: string): boolean {
+        const cgroups = this.cgroups(name);
+        return pidsIn(cgroups, "container/supervisor").length > 0 && pidsIn(cgroups, "launcher").length > 0;
     }
 
     /** Stops the hosts (default: all). Idempotent; also cleans up after crashed hosts. */
@@ -329,8 +338,8 @@ export class SandboxFleet {
      */
     async reboot(name: string, timeoutMs = 30_000): Promise<void> {
         const before = containerInit(this.cgroups(name));
-        if (before === undefined) {
-            await this.start([name]);
+        if (before === undefined || !this.isSupervised(name)) {
+            await this.start([name]); // stopped, or orphaned (nothing would boot it again): a fresh boot
             return;
         }
         await this.console(name, ["systemctl", "reboot"], { timeoutMs: 10_000 });
@@ -365,6 +374,7 @@ export class SandboxFleet {
             return {
                 name,
                 running: init !== undefined,
+                supervised: init !== undefined && this.isSupervised(name),
                 port: ports[name],
                 webPort: ports[webPortKey(name)],
                 pids: cgroupPids(cgroups),

@@ -14,7 +14,11 @@ import {
     preflight,
     progressOf,
     refusedForLock,
+    restoreSteps,
+    restoreUnit,
+    startRestoreUnit,
     startUnit,
+    removeUnit,
     unitStatus,
     type ActivationProgress,
     type ActivationUnit,
@@ -99,41 +103,84 @@ async function setProfile(connection: SshConnection, storePath: string, generati
     }
 }
 
-/** Puts the profile back to `before` and re-activates; `profileOnly` when nothing else changed. Returns what it did. */
-export async function restorePrevious(connection: SshConnection, before: HostState, action: Action, profileOnly = false): Promise<string[]> {
-    const done: string[] = [];
-    const run = async (argv: string[], what: string) => {
-        const result = await connection.run(argv, { asRoot: true });
-        if (result.code !== 0) {
+export interface RestoreOptions {
+    /** The deploy's token: names the restore unit. */
+    token: string;
+    log?: (message: string) => void;
+    reconnectSeconds?: number;
+    sleep?: (ms: number) => Promise<void>;
+}
+
+/**
+ * Puts the profile back to `before` and re-activates (`profileOnly` when nothing else changed), in
+ * a transient unit of its own, so that a dropped connection or a killed deployer cannot leave the
+ * host half restored. Returns the steps it did; throws a "rollback" FleetError naming the step
+ * that failed, or an "outcome unknown" one when the host went away during the restore.
+ */
+export async function restorePrevious(
+    connection: SshConnection,
+    before: HostState,
+    action: Action,
+    profileOnly: boolean,
+    options: RestoreOptions,
+): Promise<string[]> {
+    const host = connection.target.name;
+    const unit = restoreUnit(options.token);
+    const manual =
+        before.generation !== undefined
+            ? `log in and run: nix-env -p ${SYSTEM_PROFILE} --switch-generation ${before.generation} && ${SYSTEM_PROFILE}/bin/switch-to-configuration switch`
+            : `log in and make the system it ran before (${before.currentStorePath ?? "unknown"}) the boot default and running system again: <that path>/bin/switch-to-configuration switch`;
+    const args = {
+        action,
+        generation: setsProfile(action) ? before.generation : undefined,
+        profileStorePath: before.profileStorePath,
+        currentStorePath: before.currentStorePath,
+        profileOnly,
+    };
+    if (!setsProfile(action) && (profileOnly || !before.currentStorePath)) return [];
+    try {
+        const started = await startRestoreUnit(connection, unit, args);
+        if (started.code !== 0) {
+            throw new FleetError({ phase: "rollback", host, message: `the restore unit ${unit.unit} could not be started (exit ${started.code})`, hint: manual, detail: tail(started.stderr) });
+        }
+    } catch (error) {
+        if (!(error instanceof FleetError) || error.phase !== "connect") throw error;
+        options.log?.(`connection lost while starting the restore (${error.message}); reconnecting to learn the outcome`);
+    }
+    let result;
+    try {
+        result = await awaitUnit(connection, unit, { ...options, what: "restore" });
+    } catch (error) {
+        if (error instanceof FleetError && error.outcome === "unknown") {
             throw new FleetError({
+                ...error.toJSON(),
                 phase: "rollback",
-                host: connection.target.name,
-                message: `restoring the previous system failed at: ${what}`,
-                hint: `log in and run: nix-env -p ${SYSTEM_PROFILE} --rollback && /nix/var/nix/profiles/system/bin/switch-to-configuration switch`,
-                detail: tail(result.stderr),
+                message: error.message.replace("nothing was restored, since the activation may have run to its end", "the restore may or may not have finished"),
+                hint: `${manual}; ${error.hint ?? ""}`,
             });
         }
-        done.push(what);
-    };
-    if (setsProfile(action)) {
-        if (before.generation !== undefined) {
-            await run(["nix-env", "-p", SYSTEM_PROFILE, "--switch-generation", String(before.generation)], `profile back to generation ${before.generation}`);
-            if (before.profileStorePath && !profileOnly) {
-                await run([`${before.profileStorePath}/bin/switch-to-configuration`, "boot"], "boot default back to the previous generation");
-            }
-        } else {
-            // The host had no system profile: take away the one this deploy created, and make the
-            // system it ran before the boot default again (switch/boot installed the new one).
-            await run(["sh", "-c", `rm -f ${SYSTEM_PROFILE} ${SYSTEM_PROFILE}-*-link`], "removed the new system profile");
-            if (before.currentStorePath && !profileOnly) {
-                await run([`${before.currentStorePath}/bin/switch-to-configuration`, "boot"], "boot default back to the previously running system");
-            }
-        }
+        throw error;
     }
-    if (changesRunningSystem(action) && before.currentStorePath && !profileOnly) {
-        await run([`${before.currentStorePath}/bin/switch-to-configuration`, "test"], "re-activated the previously running system");
+    const { progress, output } = result;
+    await removeUnit(connection, unit);
+    const steps = restoreSteps(output);
+    if (progress.kind === "exited" && progress.status === 0) return steps.done;
+    if (progress.kind === "gone") {
+        throw new FleetError({
+            phase: "rollback",
+            host,
+            outcome: "unknown",
+            message: `outcome unknown: the host no longer knows the restore unit ${unit.unit} (it went away or rebooted while restoring the previous system)${steps.done.length ? `; done before: ${steps.done.join(", ")}` : ""}`,
+            hint: `${manual}; \`pulumi refresh\` records what it runs`,
+        });
     }
-    return done;
+    throw new FleetError({
+        phase: "rollback",
+        host,
+        message: `restoring the previous system failed at: ${steps.failedAt ?? `the restore (${progress.kind === "killed" ? `killed by signal ${progress.signal}` : `exit ${progress.kind === "exited" ? progress.status : "?"}`})`}${steps.done.length ? ` (done before: ${steps.done.join(", ")})` : ""}`,
+        hint: manual,
+        detail: tail(output),
+    });
 }
 
 function verifyActivated(storePath: string, action: Action, after: HostState): string | undefined {
@@ -166,12 +213,13 @@ function outcomeUnknown(host: string, unit: ActivationUnit, why: string, last?: 
 async function awaitUnit(
     connection: SshConnection,
     unit: ActivationUnit,
-    options: ActivateOptions,
+    options: Pick<ActivateOptions, "log" | "sleep" | "reconnectSeconds" | "onOutput"> & { what?: "activation" | "restore" },
 ): Promise<{ report: UnitReport; progress: ActivationProgress; output: string }> {
     const host = connection.target.name;
     const log = options.log ?? (() => undefined);
     const sleep = options.sleep ?? defaultSleep;
     const reconnectSeconds = options.reconnectSeconds ?? DEFAULT_RECONNECT_SECONDS;
+    const during = options.what === "restore" ? "while restoring the previous system" : "during activation";
     let output = "";
     // Bytes of the log seen so far, counted as they arrive: a drop mid-stream resumes after them.
     let offset = 0;
@@ -193,15 +241,15 @@ async function awaitUnit(
         } catch (error) {
             if (!(error instanceof FleetError) || error.phase !== "connect") throw error;
             drops += 1;
-            log(`connection lost during activation (${error.message}); reconnecting to learn the outcome`);
+            log(`connection lost ${during} (${error.message}); reconnecting to learn the outcome`);
             if (drops > MAX_DROPS) {
-                throw outcomeUnknown(host, unit, `the connection to the host dropped ${drops} times during activation`, last);
+                throw outcomeUnknown(host, unit, `the connection to the host dropped ${drops} times ${during}`, last);
             }
         }
         await reconnect(connection, reconnectSeconds, sleep, (why) =>
-            outcomeUnknown(host, unit, `the connection was lost during activation and the host did not answer again within ${reconnectSeconds}s (${why})`, last),
+            outcomeUnknown(host, unit, `the connection was lost ${during} and the host did not answer again within ${reconnectSeconds}s (${why})`, last),
         );
-        log("reconnected; the activation ran on without us");
+        log(`reconnected; the ${options.what ?? "activation"} ran on without us`);
     }
 }
 

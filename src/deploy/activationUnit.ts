@@ -6,7 +6,7 @@
 // be read. Every script here is fixed text: values come in as positional arguments.
 import { FleetError, tail } from "../errors";
 import type { SshConnection } from "../ssh/connection";
-import { parseHostState, READ_STATE_SCRIPT, type HostState } from "./hostState";
+import { parseHostState, READ_STATE_SCRIPT, SYSTEM_PROFILE, type HostState } from "./hostState";
 
 /** Where activation logs and the watchdog's files live on the host (a tmpfs on NixOS). */
 export const RUNTIME_DIR = "/run/nixos-fleet";
@@ -20,6 +20,12 @@ export interface ActivationUnit {
 
 export function activationUnit(token: string): ActivationUnit {
     const unit = `nixos-fleet-activate-${token}.service`;
+    return { unit, log: `${RUNTIME_DIR}/${unit}.log` };
+}
+
+/** The unit that puts the previous system back, when the deployer restores a host. */
+export function restoreUnit(token: string): ActivationUnit {
+    const unit = `nixos-fleet-restore-${token}.service`;
     return { unit, log: `${RUNTIME_DIR}/${unit}.log` };
 }
 
@@ -52,6 +58,75 @@ set -- --unit="$unit" --description="nixos-fleet: switch-to-configuration $actio
 exec systemd-run "$@" -- "$toplevel/bin/switch-to-configuration" "$action"
 `;
 
+// Starts a fixed script ($3) with its arguments in a transient unit, output to the log.
+const START_SCRIPT_UNIT = `
+unit=$1; log=$2; script=$3; shift 3
+mkdir -p "\${log%/*}" && : > "$log" || exit 12
+exec systemd-run --unit="$unit" --description="nixos-fleet: restore the previous system" \\
+  --service-type=exec --property=RemainAfterExit=yes \\
+  --property="StandardOutput=append:$log" --property="StandardError=append:$log" \\
+  --no-ask-password --quiet -- sh -c "$script" nixos-fleet-restore "$@"
+`;
+
+// Puts the previous system back, step by step, saying each step it did; exit 1 names the step
+// that failed. switch-to-configuration exiting 4 (the previous system's own units failed) still
+// did its work. Runs inside a transient unit (systemd expands \${…} in its command line: none here).
+const RESTORE_SCRIPT = `
+action=$1; gen=$2; profile_path=$3; current=$4; only_profile=$5
+profile=${SYSTEM_PROFILE}
+done_step() { echo "nixos-fleet-restore: done: $1"; }
+fail_step() { echo "nixos-fleet-restore: failed at: $1" >&2; exit 1; }
+activate() {
+  "$1/bin/switch-to-configuration" "$2"; rc=$?
+  if [ "$rc" = 0 ]; then done_step "$3"
+  elif [ "$rc" = 4 ]; then done_step "$3 (units of that system failed, see above)"
+  else fail_step "$3"; fi
+}
+case "$action" in switch|boot)
+  if [ -n "$gen" ]; then
+    nix-env -p "$profile" --switch-generation "$gen" || fail_step "profile back to generation $gen"
+    done_step "profile back to generation $gen"
+    if [ "$only_profile" != 1 ] && [ -n "$profile_path" ]; then activate "$profile_path" boot "boot default back to the previous generation"; fi
+  else
+    rm -f "$profile" "$profile"-*-link || fail_step "removed the new system profile"
+    done_step "removed the new system profile"
+    if [ "$only_profile" != 1 ] && [ -n "$current" ]; then activate "$current" boot "boot default back to the previously running system"; fi
+  fi ;;
+esac
+case "$action" in switch|test)
+  if [ "$only_profile" != 1 ] && [ -n "$current" ]; then activate "$current" test "re-activated the previously running system"; fi ;;
+esac
+exit 0
+`;
+
+/** The steps a restore unit reported as done, and the one it failed at. */
+export function restoreSteps(output: string): { done: string[]; failedAt?: string } {
+    const done = [...output.matchAll(/^nixos-fleet-restore: done: (.*)$/gm)].map((m) => m[1]!);
+    const failedAt = /^nixos-fleet-restore: failed at: (.*)$/m.exec(output)?.[1];
+    return failedAt === undefined ? { done } : { done, failedAt };
+}
+
+export interface RestoreArguments {
+    action: string;
+    /** The generation to put the profile back to; absent when the host had no profile (it is removed). */
+    generation?: number;
+    profileStorePath?: string;
+    currentStorePath?: string;
+    /** Only the profile moved (switch-to-configuration refused): nothing is re-activated. */
+    profileOnly: boolean;
+}
+
+export async function startRestoreUnit(connection: SshConnection, unit: ActivationUnit, args: RestoreArguments) {
+    return connection.run(
+        [
+            "sh", "-c", START_SCRIPT_UNIT, "nixos-fleet-restore-start", unit.unit, unit.log, RESTORE_SCRIPT,
+            args.action, args.generation === undefined ? "" : String(args.generation), args.profileStorePath ?? "",
+            args.currentStorePath ?? "", args.profileOnly ? "1" : "",
+        ],
+        { asRoot: true, timeoutMs: 60_000 },
+    );
+}
+
 // Streams the log from byte $3 on until the unit's process has ended (tail --pid makes one last
 // read after it exits), or prints what is there when it already has.
 const FOLLOW_SCRIPT = `
@@ -71,11 +146,15 @@ const STATUS_SCRIPT = [
     READ_STATE_SCRIPT,
 ].join("\n");
 
+// Also forgets the watchdog's decision files once no watchdog of this deploy runs any more.
 const CLEANUP_SCRIPT = `
-unit=$1; log=$2
+unit=$1; log=$2; token=$3
 systemctl stop "$unit" 2>/dev/null
 systemctl reset-failed "$unit" 2>/dev/null
 rm -f "$log"
+if [ -n "$token" ] && ! systemctl is-active --quiet "nixos-fleet-watchdog-$token.service"; then
+  rm -rf "${RUNTIME_DIR}/decided-$token" "${RUNTIME_DIR}/reverted-$token"
+fi
 exit 0
 `;
 
@@ -198,5 +277,6 @@ export async function unitStatus(connection: SshConnection, unit: ActivationUnit
 
 /** Stops and forgets the finished unit and its log (best effort: the next deploy uses a new name). */
 export async function removeUnit(connection: SshConnection, unit: ActivationUnit): Promise<void> {
-    await connection.run(["sh", "-c", CLEANUP_SCRIPT, "nixos-fleet-cleanup", unit.unit, unit.log], { asRoot: true, timeoutMs: 30_000 }).catch(() => undefined);
+    const token = /^nixos-fleet-activate-([0-9a-f]+)\.service$/.exec(unit.unit)?.[1] ?? "";
+    await connection.run(["sh", "-c", CLEANUP_SCRIPT, "nixos-fleet-cleanup", unit.unit, unit.log, token], { asRoot: true, timeoutMs: 30_000 }).catch(() => undefined);
 }

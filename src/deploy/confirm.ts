@@ -42,10 +42,10 @@ while :; do
   esac
   sleep 1; waited=$((waited + 1))
 done
-echo "$(date -u +%FT%TZ) $token: activation ended, waiting \${timeout}s for a confirmation" >> "$dir/watchdog.log"
+echo "$(date -u +%FT%TZ) $token: activation ended, waiting $timeout seconds for a confirmation" >> "$dir/watchdog.log"
 sleep "$timeout"
 mkdir "$dir/decided-$token" 2>/dev/null || exit 0
-echo "$(date -u +%FT%TZ) $token: no confirmation within \${timeout}s, reverting" >> "$dir/watchdog.log"
+echo "$(date -u +%FT%TZ) $token: no confirmation within $timeout seconds, reverting" >> "$dir/watchdog.log"
 case "$action" in switch|boot)
   if [ -n "$gen" ]; then nix-env -p ${SYSTEM_PROFILE} --switch-generation "$gen"; fi
   if [ -n "$profile_path" ]; then "$profile_path/bin/switch-to-configuration" boot; fi ;;

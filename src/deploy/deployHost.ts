@@ -96,7 +96,7 @@ export async function deployHost(request: DeployRequest, context: DeployContext)
             await timed(timings, "build", () => buildLocally(runner, drvPath, name));
         }
         log("connect");
-        const before = await timed(timings, "connect", async () => {
+        let before = await timed(timings, "connect", async () => {
             await connection.open();
             return readHostState(connection);
         });
@@ -143,13 +143,22 @@ export async function deployHost(request: DeployRequest, context: DeployContext)
             return { before, after: before, copy, activated: false, activatedAt: new Date().toISOString(), timings, sshHandshakes: connection.handshakes };
         }
         const confirmTimeout = request.confirmTimeout ?? 0;
-        if (request.action !== "dry-activate") await timed(timings, "activate", () => checkReadyToActivate(connection));
+        if (request.action !== "dry-activate") {
+            await timed(timings, "activate", () => checkReadyToActivate(connection));
+            // What the host runs now, not at connect time: another deploy may have activated while
+            // we copied or waited for the lock, and a restore must go back to what really ran.
+            before = await readHostState(connection);
+            if (alreadyDeployed(before, request.storePath, request.action)) {
+                log("already running this system (another deploy activated it meanwhile): nothing to activate");
+                return { before, after: before, copy, activated: false, activatedAt: new Date().toISOString(), timings, sshHandshakes: connection.handshakes };
+            }
+        }
         const token = newToken();
         const watchdog = needsConfirmation(request.action, confirmTimeout)
             ? await armWatchdog(connection, before, request.action, confirmTimeout, token)
             : undefined;
         log(`activate (${request.action}) in ${activationUnit(token).unit}${watchdog ? `; automatic rollback unless confirmed within ${confirmTimeout}s after it ends` : ""}`);
-        const restore: RestoreContext = { connection, request, before, watchdog, runner, runtimeDir: context.runtimeDir, log, sleep: context.sleep };
+        const restore: RestoreContext = { connection, request, before, watchdog, runner, runtimeDir: context.runtimeDir, log, sleep: context.sleep, token };
         let activation: ActivationResult;
         try {
             activation = await timed(timings, "activate", () =>
@@ -209,6 +218,8 @@ interface RestoreContext {
     runtimeDir: string;
     log: (message: string) => void;
     sleep?: (ms: number) => Promise<void>;
+    /** The deploy's token: names the restore unit. */
+    token: string;
 }
 
 /**
@@ -230,13 +241,42 @@ async function restoreOnce(context: RestoreContext, profileOnly = false): Promis
         );
         return `the host's watchdog restored it to ${restoredTo}`;
     }
-    const done = await restorePrevious(connection, before, request.action, profileOnly);
+    context.log(`restoring ${back}`);
+    const done = await restorePrevious(connection, before, request.action, profileOnly, {
+        token: context.token,
+        log: context.log,
+        reconnectSeconds: request.reconnectTimeout,
+        sleep: context.sleep,
+    });
     return `the deployer restored it to ${back}${done.length ? ` (${done.join(", ")})` : ""}`;
+}
+
+/**
+ * Restores the host because of `cause` and throws the error that says both: why, and who restored
+ * what. A restore that fails, or whose outcome is unknown, keeps the cause and the output too.
+ */
+async function restoreBecause(context: RestoreContext, cause: { phase: "activate" | "verify"; message: string; hint: string; detail: string }, profileOnly = false): Promise<never> {
+    let restored: string;
+    try {
+        restored = await restoreOnce(context, profileOnly);
+    } catch (restoreError) {
+        if (restoreError instanceof FleetError) {
+            const unknown = restoreError.outcome === "unknown";
+            throw new FleetError({
+                ...restoreError.toJSON(),
+                message: unknown
+                    ? `outcome unknown: ${cause.message}; then ${restoreError.message.replace(/^outcome unknown: /, "")}`
+                    : `${cause.message}; then ${restoreError.message}`,
+                detail: [cause.detail, restoreError.detail ?? ""].filter(Boolean).join("\n--- restore ---\n"),
+            });
+        }
+        throw restoreError;
+    }
+    throw new FleetError({ phase: cause.phase, host: context.request.target.name, message: `${cause.message}; ${restored}`, hint: cause.hint, detail: cause.detail });
 }
 
 /** What the end of the activation means for the host: keep it, restore it, or report. */
 async function finishActivation(activation: ActivationResult, context: RestoreContext, keepGoing: boolean): Promise<void> {
-    const host = context.request.target.name;
     const action = context.request.action;
     switch (activation.kind) {
         case "switched":
@@ -247,51 +287,31 @@ async function finishActivation(activation: ActivationResult, context: RestoreCo
                 context.log(`warning: switched, but units failed: ${units}; healthChecks.keepGoing is set, so the host stays on the new system`);
                 return;
             }
-            const restored = await restoreOnce(context);
-            throw new FleetError({
+            return restoreBecause(context, {
                 phase: "activate",
-                host,
-                message: `switch-to-configuration ${action} switched the system, but units failed: ${units} (exit status 4); ${restored}`,
+                message: `switch-to-configuration ${action} switched the system, but units failed: ${units} (exit status 4)`,
                 hint: "fix the failing units (their status is in the output above), or set healthChecks.keepGoing to accept the new system anyway",
                 detail: tail(activation.output),
             });
         }
-        case "refused": {
-            const restored = await restoreOnce(context, true);
-            throw new FleetError({
+        case "refused":
+            return restoreBecause(
+                context,
+                {
+                    phase: "activate",
+                    message: "switch-to-configuration refused: another activation started on the host and holds its lock, so nothing was activated",
+                    hint: "wait until the other activation ends (`systemctl list-units 'nixos-*'` on the host), then deploy again",
+                    detail: tail(activation.output),
+                },
+                true,
+            );
+        case "failed":
+            return restoreBecause(context, {
                 phase: "activate",
-                host,
-                message: `switch-to-configuration refused: another activation started on the host and holds its lock; nothing was activated, and ${restored}`,
-                hint: "wait until the other activation ends (`systemctl list-units 'nixos-*'` on the host), then deploy again",
-                detail: tail(activation.output),
-            });
-        }
-        case "failed": {
-            let restored: string;
-            try {
-                restored = await restoreOnce(context);
-            } catch (restoreError) {
-                // Keep the activation's own output: it says why the deploy failed in the first place.
-                if (restoreError instanceof FleetError) {
-                    const unknown = restoreError.outcome === "unknown";
-                    throw new FleetError({
-                        ...restoreError.toJSON(),
-                        message: unknown
-                            ? `outcome unknown: ${activation.reason}; then ${restoreError.message.replace(/^outcome unknown: /, "")}`
-                            : `${activation.reason}; then ${restoreError.message}`,
-                        detail: [tail(activation.output), restoreError.detail ?? ""].filter(Boolean).join("\n--- restore ---\n"),
-                    });
-                }
-                throw restoreError;
-            }
-            throw new FleetError({
-                phase: "activate",
-                host,
-                message: `${activation.reason}; ${restored}`,
+                message: activation.reason,
                 hint: "fix the configuration and deploy again; the output of the activation is above",
                 detail: tail(activation.output),
             });
-        }
     }
 }
 
@@ -309,11 +329,9 @@ async function verifyHealth(context: RestoreContext, checks: HealthChecks): Prom
         log(`warning: ${summary}; keepGoing is set, so the host stays on the new system`);
         return;
     }
-    const restored = await restoreOnce(context);
-    throw new FleetError({
+    return restoreBecause(context, {
         phase: "verify",
-        host: request.target.name,
-        message: `${summary}; ${restored}`,
+        message: summary,
         hint: "fix what the failing checks show, or set healthChecks.keepGoing to accept the new system anyway",
         detail: formatHealthFailures(report),
     });

@@ -147,7 +147,9 @@ export function outputsAfterRead(old: HostOutputs, state: HostState): HostOutput
     return {
         ...old,
         storePath: actual ?? old.storePath,
-        generation: state.generation ?? null,
+        // The profile's generation holds the recorded store path only when the profile points at
+        // it; otherwise which generation (if any) holds the running system is not known.
+        generation: actual === undefined || state.profileStorePath === actual ? (state.generation ?? null) : null,
         nixosVersion: state.nixosVersion ?? null,
         runningStorePath: state.currentStorePath ?? null,
         bootedStorePath: state.bootedStorePath ?? null,
@@ -162,7 +164,7 @@ export function outputsAfterRead(old: HostOutputs, state: HostState): HostOutput
 export function profileMismatch(state: HostState, action: HostInputs["action"]): string | undefined {
     if (action !== "switch" || !state.profileStorePath || !state.currentStorePath) return undefined;
     if (state.profileStorePath === state.currentStorePath) return undefined;
-    return `the system profile (generation ${state.generation ?? "-"}, ${state.profileStorePath}) is not the running system (${state.currentStorePath}): the next boot would switch systems; the next \`pulumi up\` makes the profile, the boot default and the running system agree with the configured one`;
+    return `the system profile (generation ${state.generation ?? "-"}, ${state.profileStorePath}) is not the running system (${state.currentStorePath}): the next switch-to-configuration boot (or nixos-rebuild) would make it the boot default; the next \`pulumi up\` makes the profile, the boot default and the running system agree with the configured one`;
 }
 
 /** The warning for a host deployed without host-key checking, or undefined. */
