@@ -263,8 +263,10 @@ export class SandboxFleet {
             let pids = cgroupPids(cgroups);
             pids.forEach((pid) => killed.add(pid));
             if (pids.length > 0) {
-                signal(pidsIn(cgroups, "container/supervisor"), "SIGTERM");
-                for (let i = 0; i < 100 && pids.length > 0; i++) {
+                // Without its systemd-nspawn nobody forwards the halt: kill at once.
+                const supervisor = pidsIn(cgroups, "container/supervisor");
+                signal(supervisor, "SIGTERM");
+                for (let i = 0; supervisor.length > 0 && i < 100 && pids.length > 0; i++) {
                     await sleep(50);
                     pids = cgroupPids(cgroups);
                 }

@@ -137,7 +137,8 @@ export async function restorePrevious(
         currentStorePath: before.currentStorePath,
         profileOnly,
     };
-    if (!setsProfile(action) && (profileOnly || !before.currentStorePath)) return [];
+    // dry-activate changed nothing; a test/profileOnly restore without a running system has nothing to do.
+    if (action === "dry-activate" || (!setsProfile(action) && (profileOnly || !before.currentStorePath))) return [];
     try {
         const started = await startRestoreUnit(connection, unit, args);
         if (started.code !== 0) {

@@ -230,6 +230,7 @@ interface RestoreContext {
 async function restoreOnce(context: RestoreContext, profileOnly = false): Promise<string> {
     const { connection, request, before, watchdog } = context;
     const back = before.generation !== undefined ? `generation ${before.generation}` : "the state before the deploy";
+    if (request.action === "dry-activate") return "dry-activate changed nothing, so nothing was restored";
     if (watchdog && !(await claim(connection, watchdog))) {
         context.log("the host's watchdog had already decided to revert; waiting for it");
         const restoredTo = await awaitWatchdogRevert(

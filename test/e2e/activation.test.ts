@@ -3,6 +3,8 @@
 // activations are never reverted under themselves; exit status 4 names the failed units; the
 // activation lock is respected; a profile moved by hand converges; a host that goes away mid-
 // activation is "outcome unknown", never "restored". Each test checks host, profile and stack.
+import { cpSync, existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startUp, waitFor } from "./helpers/deployer";
 import { FleetProject } from "./helpers/fleetProject";
@@ -20,6 +22,19 @@ async function activationUnits(host: string): Promise<string[]> {
 
 async function webPage(host: string): Promise<string> {
     return (await fetch(`http://127.0.0.1:${project.sandbox.host(host).webPort}/`)).text();
+}
+
+/** The lines of the host's activation log (every switch-to-configuration switch/boot/test). */
+function activations(host: string): string[] {
+    const file = join(project.sandbox.layout.nixDir(host), "var", "nix", "sandbox", "activations.log");
+    return existsSync(file) ? readFileSync(file, "utf8").split("\n").filter(Boolean) : [];
+}
+
+/** Nothing of a finished deploy stays on the host: no units, no decision files. */
+async function expectNoLeftovers(host: string): Promise<void> {
+    const units = await project.sandbox.console(host, ["systemctl", "list-units", "--all", "--plain", "--no-legend", "nixos-fleet-*"]);
+    expect(units.stdout.trim()).toBe("");
+    expect(await project.onHost(host, ["sh", "-c", "ls /run/nixos-fleet | grep -c -e decided- -e reverted- || true"])).toBe("0");
 }
 
 /** Host, profile and stack all say the host runs `version` of its configuration. */
@@ -102,6 +117,8 @@ describe("activation in a transient unit", () => {
         const refresh = await project.refresh();
         expect(refresh.code, refresh.stdout + refresh.stderr).toBe(0);
         expect(refresh.stdout + refresh.stderr).toMatch(/mu: the system profile \(generation 1, .*\) is not the running system/);
+        // Generation 1 does not hold the running system: the state does not pair them.
+        expect((await project.hostStates()).mu).toMatchObject({ storePath: running.current, generation: null });
         const preview = await project.previewJson();
         const step = preview.steps.find((s) => s.urn.endsWith("::mu"));
         expect(step?.op).toBe("update");
@@ -190,5 +207,81 @@ describe("activation in a transient unit", () => {
         const up = await project.up();
         expect(up.code, up.stdout + up.stderr).toBe(0);
         await expectAgreeOn("mu", 4);
+    });
+
+    it("a second stack that waited for the lock restores what really ran before it, and says who restored", async () => {
+        const other = "/tmp/nf-activation-other-flake";
+        rmSync(other, { recursive: true, force: true });
+        cpSync(project.sandbox.flakeDir, other, { recursive: true });
+        const knobs = JSON.parse(readFileSync(join(other, "hosts", "nu.json"), "utf8")) as Record<string, unknown>;
+        writeFileSync(join(other, "hosts", "nu.json"), JSON.stringify({ ...knobs, version: 70, fail: true, slow: 0 }));
+        await project.initStack("other", { hosts: ["nu"], defaults: { ...defaults(), confirmTimeout: 8 }, overrides: { nu: { flake: `path:${other}` } } });
+        try {
+            await project.sandbox.set("nu", { version: 6, slow: 8 });
+            const first = startUp(project);
+            await waitFor(async () => (await activationUnits("nu")).length > 0, 60_000, "the first stack's activation");
+            project.stack = "other";
+            const second = startUp(project);
+            project.stack = "e2e";
+            const [a, b] = await Promise.all([first.done, second.done]);
+            expect(a, first.output()).toBe(0);
+            expect(b).not.toBe(0);
+            const generation = (await project.hostSystem("nu")).generation;
+            expect(second.output()).toMatch(new RegExp(`host nu: activate failed: switch-to-configuration switch exited with 1; the deployer restored it to generation ${generation} `));
+            await expectAgreeOn("nu", 6);
+        } finally {
+            project.stack = "e2e";
+            rmSync(other, { recursive: true, force: true });
+        }
+        await project.sandbox.set("nu", { slow: 0 });
+    });
+
+    it("SSH sessions killed during the deployer's restore: the restore runs on in its unit, the host is fully back", async () => {
+        await project.sandbox.set("mu", { version: 5, slow: 6 }); // the system to go back to restores slowly
+        const deployed = await project.up();
+        expect(deployed.code, deployed.stdout + deployed.stderr).toBe(0);
+        const back = await project.hostSystem("mu");
+        await project.sandbox.set("mu", { version: 6, fail: true, slow: 0 });
+        const n0 = activations("mu").length;
+        const run = startUp(project);
+        // The failed switch, the restore's boot, then its slow test of the previous system.
+        await waitFor(() => activations("mu").length >= n0 + 3, 60_000, "the restore's re-activation");
+        const sessions = await project.sandbox.console("mu", ["pgrep", "-f", "^sshd: root"]);
+        expect((await project.sandbox.console("mu", ["kill", "-KILL", ...sessions.stdout.split("\n").filter(Boolean)])).code).toBe(0);
+        const code = await run.done;
+        const output = run.output();
+        expect(code).not.toBe(0);
+        expect(output).toMatch(/connection lost while restoring the previous system/);
+        expect(output).toMatch(new RegExp(`switch-to-configuration switch exited with 1; the deployer restored it to generation ${back.generation} \\(profile back to generation ${back.generation}, boot default back to the previous generation, re-activated the previously running system\\)`));
+        expect(await project.hostSystem("mu")).toEqual(back);
+        expect(await project.onHost("mu", ["readlink", "-f", "/nix/var/nix/sandbox/boot-default"])).toBe(back.current);
+        expect((await project.hostStates()).mu).toMatchObject({ storePath: back.current, generation: back.generation });
+        await expectNoLeftovers("mu");
+        await project.sandbox.set("mu", { fail: false, slow: 0 });
+        const converged = await project.up();
+        expect(converged.code, converged.stdout + converged.stderr).toBe(0);
+        await expectAgreeOn("mu", 6);
+    });
+
+    it("a previous system whose own units fail is still restored; the error names the new failed units", async () => {
+        const keep = { hosts: HOSTS, defaults: { ...defaults(), confirmTimeout: 8 }, overrides: { nu: { healthChecks: { keepGoing: true } } } };
+        project.writeStackConfig(keep);
+        await project.sandbox.set("nu", { version: 8, failedUnits: ["web"] });
+        const accepted = await project.up();
+        expect(accepted.code, accepted.stdout + accepted.stderr).toBe(0);
+        const back = await project.hostSystem("nu");
+        project.writeStackConfig({ hosts: HOSTS, defaults: { ...defaults(), confirmTimeout: 8 } });
+        await project.sandbox.set("nu", { version: 9, failedUnits: ["web", "worker"] });
+        const result = await project.up();
+        const output = result.stdout + result.stderr;
+        expect(result.code).not.toBe(0);
+        expect(output).toMatch(/host nu: activate failed: switch-to-configuration switch switched the system, but units failed: web\.service, worker\.service \(exit status 4\); the deployer restored it to generation \d+ \(.*re-activated the previously running system \(units of that system failed, see above\)\)/);
+        expect(output).not.toMatch(/rollback failed/);
+        expect(await project.hostSystem("nu")).toEqual(back);
+        await project.sandbox.set("nu", { version: 10, failedUnits: [] });
+        const fixed = await project.up();
+        expect(fixed.code, fixed.stdout + fixed.stderr).toBe(0);
+        await expectAgreeOn("nu", 10);
+        await expectNoLeftovers("nu");
     });
 });

@@ -53,6 +53,9 @@ describe("safe activation", () => {
         expect(result.code).not.toBe(0);
         expect(output).toMatch(/host lambda: activate failed: the host lost access after activation/);
         expect(output).toMatch(/the host.s watchdog restored it to generation 1; it is reachable again/);
+        const watchdogLog = await project.onHost("lambda", ["cat", "/run/nixos-fleet/watchdog.log"]);
+        expect(watchdogLog).toMatch(/activation ended, waiting 6 seconds for a confirmation/);
+        expect(watchdogLog).toMatch(/no confirmation within 6 seconds, reverting/);
 
         const after = await project.hostSystem("lambda"); // over SSH: access is back
         expect(after.current).toBe(before.current);

@@ -8,6 +8,7 @@ import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RunResult, runChecked, runProcess } from "../../src/process/runner";
 import { SandboxFleet } from "../../sandbox/fleet";
+import { hostCgroups, pidsIn } from "../../sandbox/cgroups";
 import { expectNothingLeft } from "./helpers/sandboxLeftovers";
 
 const HOSTS = ["alpha", "beta", "gamma"] as const;
@@ -264,6 +265,19 @@ describe("sandbox fleet", () => {
         expect(await onHost("beta", ["readlink", "/run/current-system"])).toBe(bootDefault);
         expect(await onHost("beta", ["systemctl", "is-system-running", "--wait"])).toBe("running");
         expect(await webPage("beta")).toContain("NixOS 24.05.4-sandbox");
+    });
+
+    it("a host whose systemd-nspawn was killed is orphaned: status says so, start and reboot boot it afresh", async () => {
+        const cgroups = hostCgroups(path.join(dir, "hosts", "alpha"), "alpha");
+        for (const pid of [...pidsIn(cgroups, "launcher"), ...pidsIn(cgroups, "container/supervisor")]) process.kill(pid, "SIGKILL");
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        const orphaned = (await fleet.status()).find((h) => h.name === "alpha")!;
+        expect(orphaned).toMatchObject({ running: true, supervised: false });
+        const init = fleet.initPid("alpha")!;
+        await fleet.reboot("alpha");
+        expect(fleet.initPid("alpha")).not.toBe(init);
+        expect((await fleet.status()).find((h) => h.name === "alpha")).toMatchObject({ running: true, supervised: true });
+        expect(await onHost("alpha", ["systemctl", "is-system-running", "--wait"])).toBe("running");
     });
 
     it("stop leaves no processes, cgroups, listeners or mounts behind", async () => {

@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { activate, checkReadyToActivate, restorePrevious, type ActivateOptions, type Action } from "../../../src/deploy/activate";
-import { activationUnit, unitStatus } from "../../../src/deploy/activationUnit";
+import { activate, checkReadyToActivate, restorePrevious, type ActivateOptions, type Action, type RestoreOptions } from "../../../src/deploy/activate";
+import { activationUnit, removeUnit, restoreUnit, unitStatus } from "../../../src/deploy/activationUnit";
+import { armWatchdog, claim } from "../../../src/deploy/confirm";
 import { parseHostState, SYSTEM_PROFILE } from "../../../src/deploy/hostState";
 import { formatFleetError } from "../../../src/errors";
 import { SshConnection } from "../../../src/ssh/connection";
@@ -54,9 +55,11 @@ const follow = (from: number) => `nixos-fleet-follow ${UNIT} ${LOG} ${from}`;
 const STATUS = `nixos-fleet-status ${UNIT}`;
 const SET_NEXT = `nix-env -p ${SYSTEM_PROFILE} --set ${next}`;
 
-/** Commands that would put the previous system back: activate() must never send one. */
+/** Commands that would put the previous system back (a restore unit, or its steps over SSH): activate() must never send one. */
 const restoreCommands = (runner: FakeRunner) =>
-    remoteCommandsOf(runner).filter((command) => command.includes("--switch-generation") || command.startsWith(`${v2}${STC}`) || command.startsWith("sh -c rm"));
+    remoteCommandsOf(runner).filter(
+        (command) => command.startsWith("nixos-fleet-restore-start") || command.includes("--switch-generation") || command.startsWith(`${v2}${STC}`),
+    );
 
 /** The byte offsets the follows of the activation log started from, in order. */
 const followOffsets = (runner: FakeRunner) => runner.matching(remote("sh", "-c")).filter((call) => call.remoteCommand![3] === "nixos-fleet-follow").map((call) => Number(call.remoteCommand![6]));
@@ -696,29 +699,100 @@ describe("activate: the reconnect deadline", { timeout: 1000 }, () => {
 });
 
 describe("restorePrevious", { timeout: 1000 }, () => {
-    const cases: [Action, string[]][] = [
-        ["switch", [`nix-env -p ${SYSTEM_PROFILE} --switch-generation 2`, `${v2}${STC} boot`, `${v2}${STC} test`]],
-        ["boot", [`nix-env -p ${SYSTEM_PROFILE} --switch-generation 2`, `${v2}${STC} boot`]],
-        ["test", [`${v2}${STC} test`]],
-        ["dry-activate", []],
+    const { unit: RUNIT, log: RLOG } = restoreUnit(TOKEN);
+    const restoreStart = (args: string) => `nixos-fleet-restore-start ${RUNIT} ${RLOG} RESTORE_SCRIPT ${args}`;
+    const restoreFollow = (from: number) => `nixos-fleet-follow ${RUNIT} ${RLOG} ${from}`;
+    const RESTORE_STATUS = `nixos-fleet-status ${RUNIT}`;
+    // The restore unit's name carries no activation token: the watchdog's decision files stay.
+    const RESTORE_CLEANUP = `nixos-fleet-cleanup ${RUNIT} ${RLOG} ''`;
+    /** A restore with these script arguments, followed to its end and removed. */
+    const restoreUnitCommands = (args: string) => [restoreStart(args), restoreFollow(0), RESTORE_STATUS, RESTORE_CLEANUP];
+    const SWITCH_GEN_2 = `nix-env -p ${SYSTEM_PROFILE} --switch-generation 2`;
+    const MANUAL = `log in and run: nix-env -p ${SYSTEM_PROFILE} --switch-generation 2 && ${SYSTEM_PROFILE}/bin/switch-to-configuration switch`;
+    const ALL_STEPS = ["profile back to generation 2", "boot default back to the previous generation", "re-activated the previously running system"];
+    const dropped = "connection lost while restoring the previous system (ssh to root@alpha.example.org failed); reconnecting to learn the outcome";
+    const reconnected = "reconnected; the restore ran on without us";
+
+    /** The host as a failed `action` of `next` left it: generation 3 and its boot loader entry (switch, boot), running it (switch, test). */
+    function afterFailedDeploy(host: FakeHost, action: Action): void {
+        if (action === "switch" || action === "boot") {
+            host.state.generations.set(3, next);
+            host.state.profileGeneration = 3;
+            host.state.bootDefault = next;
+        }
+        if (action === "switch" || action === "test") host.state.current = next;
+    }
+
+    /** restorePrevious's options as deployHost passes them (no output callback). */
+    function restoreOptions(log: string[], extra: Partial<RestoreOptions> = {}): RestoreOptions {
+        return { token: TOKEN, sleep: clock.sleep, log: (line) => log.push(line), ...extra };
+    }
+
+    const cases: [Action, string, string[], string[]][] = [
+        ["switch", `switch 2 ${v2} ${v2} ''`, [SWITCH_GEN_2, `${v2}${STC} boot`, `${v2}${STC} test`], ALL_STEPS],
+        ["boot", `boot 2 ${v2} ${v2} ''`, [SWITCH_GEN_2, `${v2}${STC} boot`], ALL_STEPS.slice(0, 2)],
+        // test never touched the profile: no generation to go back to.
+        ["test", `test '' ${v2} ${v2} ''`, [`${v2}${STC} test`], ALL_STEPS.slice(2)],
     ];
-    for (const [action, expected] of cases) {
-        it(`${action}: runs exactly ${expected.length} restore step(s), as root`, async () => {
+    for (const [action, args, ran, steps] of cases) {
+        it(`${action}: one restore unit (started, followed, read, removed, as root) runs exactly ${ran.length} step(s) on the host`, async () => {
             const host = hostOnGeneration2();
             const { runner, connection, before } = setup(host, "deploy");
-            const done = await restorePrevious(connection, before, action);
-            expect(remoteCommandsOf(runner)).toEqual(expected);
+            afterFailedDeploy(host, action);
+            const log: string[] = [];
+            const done = await restorePrevious(connection, before, action, false, restoreOptions(log));
+            expect(done).toEqual(steps);
+            expect(remoteCommandsOf(runner)).toEqual(restoreUnitCommands(args));
             expect(runner.calls.filter((call) => call.remoteCommand).every((call) => call.viaSudo)).toBe(true);
-            expect(done).toHaveLength(expected.length);
+            expect(host.restores).toHaveLength(1);
+            expect(host.restores[0]).toMatchObject({ name: RUNIT, ran, exit: { code: 0 }, loaded: false, logExists: false });
+            expect(host.activations).toEqual(ran.filter((command) => command.includes(STC)).map((command) => command.replace(STC, "")));
+            expect(host.state).toMatchObject({ profileGeneration: 2, current: v2, bootDefault: v2 });
+            expect(log).toEqual([]);
+            expect(clock.slept).toEqual([]);
         });
     }
 
-    it("profileOnly (a refused activation): only the profile goes back", async () => {
+    it("bounds the start and the status read, not the follow (a restore may take long)", async () => {
         const host = hostOnGeneration2();
         const { runner, connection, before } = setup(host);
-        const done = await restorePrevious(connection, before, "switch", true);
-        expect(remoteCommandsOf(runner)).toEqual([`nix-env -p ${SYSTEM_PROFILE} --switch-generation 2`]);
+        afterFailedDeploy(host, "switch");
+        await restorePrevious(connection, before, "switch", false, restoreOptions([]));
+        const byName = (name: string) => runner.matching(remote("sh", "-c")).find((call) => call.remoteCommand![3] === name)!;
+        expect(byName("nixos-fleet-restore-start").options.timeoutMs).toBe(60_000);
+        expect(byName("nixos-fleet-follow").options.timeoutMs).toBeUndefined();
+        expect(byName("nixos-fleet-status").options.timeoutMs).toBe(30_000);
+        expect(byName("nixos-fleet-cleanup").options.timeoutMs).toBe(30_000);
+    });
+
+    it("dry-activate changed nothing: restorePrevious sends nothing, starts no unit, reports no steps", async () => {
+        const host = hostOnGeneration2();
+        const { runner, connection, before } = setup(host);
+        const done = await restorePrevious(connection, before, "dry-activate", false, restoreOptions([]));
+        expect(done).toEqual([]);
+        expect(remoteCommandsOf(runner)).toEqual([]);
+        expect(host.restores).toEqual([]);
+    });
+
+    it("profileOnly (a refused activation): only the profile goes back, nothing is re-activated", async () => {
+        const host = hostOnGeneration2();
+        const { runner, connection, before } = setup(host);
+        // The refused activation set the profile and nothing else.
+        host.state.generations.set(3, next);
+        host.state.profileGeneration = 3;
+        const done = await restorePrevious(connection, before, "switch", true, restoreOptions([]));
+        expect(remoteCommandsOf(runner)).toEqual(restoreUnitCommands(`switch 2 ${v2} ${v2} 1`));
+        expect(host.restores[0]!.ran).toEqual([SWITCH_GEN_2]);
         expect(done).toEqual(["profile back to generation 2"]);
+        expect(host.activations).toEqual([]);
+        expect(host.state).toMatchObject({ profileGeneration: 2, current: v2, bootDefault: v2 });
+    });
+
+    it("profileOnly for test: nothing moved, so no restore unit at all", async () => {
+        const host = hostOnGeneration2();
+        const { runner, connection, before } = setup(host);
+        expect(await restorePrevious(connection, before, "test", true, restoreOptions([]))).toEqual([]);
+        expect(runner.remoteCommands()).toEqual([]);
     });
 
     it("first-ever deploy: removes the new profile links, makes the previously running system the boot default and re-activates it", async () => {
@@ -730,8 +804,9 @@ describe("restorePrevious", { timeout: 1000 }, () => {
         host.state.generations.set(1, next);
         host.state.profileGeneration = 1;
         host.state.bootDefault = next;
-        const done = await restorePrevious(connection, before, "switch");
-        expect(remoteCommandsOf(runner)).toEqual([`sh -c rm -f ${SYSTEM_PROFILE} ${SYSTEM_PROFILE}-*-link`, `${installer}${STC} boot`, `${installer}${STC} test`]);
+        const done = await restorePrevious(connection, before, "switch", false, restoreOptions([]));
+        expect(remoteCommandsOf(runner)).toEqual(restoreUnitCommands(`switch '' '' ${installer} ''`));
+        expect(host.restores[0]!.ran).toEqual([`rm -f ${SYSTEM_PROFILE} ${SYSTEM_PROFILE}-*-link`, `${installer}${STC} boot`, `${installer}${STC} test`]);
         expect(done).toEqual(["removed the new system profile", "boot default back to the previously running system", "re-activated the previously running system"]);
         expect(host.state).toMatchObject({ profileGeneration: undefined, bootDefault: installer, current: installer });
         expect(host.state.generations.size).toBe(0);
@@ -743,28 +818,214 @@ describe("restorePrevious", { timeout: 1000 }, () => {
         host.state.store.add(hand);
         host.state.current = hand;
         const { runner, connection, before } = setup(host);
-        await restorePrevious(connection, before, "switch");
-        expect(remoteCommandsOf(runner).slice(-2)).toEqual([`${v2}${STC} boot`, `${hand}${STC} test`]);
-        expect(host.state.current).toBe(hand);
+        afterFailedDeploy(host, "switch");
+        await restorePrevious(connection, before, "switch", false, restoreOptions([]));
+        expect(remoteCommandsOf(runner)[0]).toBe(restoreStart(`switch 2 ${v2} ${hand} ''`));
+        expect(host.restores[0]!.ran).toEqual([SWITCH_GEN_2, `${v2}${STC} boot`, `${hand}${STC} test`]);
+        expect(host.state).toMatchObject({ profileGeneration: 2, bootDefault: v2, current: hand });
     });
 
-    it("skips re-activation when nothing was running from the store", async () => {
+    it("skips the restore (no unit) when nothing was running from the store and the profile was not touched", async () => {
         const host = hostOnGeneration2();
         host.state.current = undefined;
         const { runner, connection, before } = setup(host);
-        await restorePrevious(connection, before, "test");
+        expect(await restorePrevious(connection, before, "test", false, restoreOptions([]))).toEqual([]);
         expect(runner.remoteCommands()).toEqual([]);
     });
 
-    it("a step that fails is a rollback-phase error naming the step, with the manual commands as hint", async () => {
+    it("a step that fails is a rollback-phase error naming the step, with the unit's output and the exact generation as manual hint", async () => {
+        const host = hostOnGeneration2();
+        host.switchGenerationFails = "error: lock held";
+        const { runner, connection, before } = setup(host);
+        afterFailedDeploy(host, "switch");
+        const error = await fleetErrorOf(restorePrevious(connection, before, "switch", false, restoreOptions([])));
+        expect(error).toMatchObject({ phase: "rollback", host: "alpha", outcome: "failed", message: "restoring the previous system failed at: profile back to generation 2" });
+        expect(error.hint).toBe(MANUAL);
+        expect(error.detail).toBe("error: lock held\nnixos-fleet-restore: failed at: profile back to generation 2");
+        // The unit stopped at the failing step, and was removed.
+        expect(remoteCommandsOf(runner)).toEqual(restoreUnitCommands(`switch 2 ${v2} ${v2} ''`));
+        expect(host.restores[0]).toMatchObject({ ran: [SWITCH_GEN_2], exit: { code: 1 }, loaded: false, logExists: false });
+        expect(host.activations).toEqual([]);
+        expect(host.state).toMatchObject({ profileGeneration: 3, current: next, bootDefault: next });
+    });
+
+    it("a later step that fails names it and the steps done before it", async () => {
+        const host = hostOnGeneration2();
+        host.failingSystems.add(v2);
+        const { connection, before } = setup(host);
+        afterFailedDeploy(host, "switch");
+        const error = await fleetErrorOf(restorePrevious(connection, before, "switch", false, restoreOptions([])));
+        expect(error.message).toBe("restoring the previous system failed at: boot default back to the previous generation (done before: profile back to generation 2)");
+        expect(error.hint).toBe(MANUAL);
+        expect(error.detail).toContain("error: the unit foo.service failed to start\nnixos-fleet-restore: failed at: boot default back to the previous generation");
+        expect(host.restores[0]!.ran).toEqual([SWITCH_GEN_2, `${v2}${STC} boot`]);
+        expect(host.state).toMatchObject({ profileGeneration: 2, current: next });
+    });
+
+    it("the previous system's own units fail (exit 4) when it is re-activated: the step is done, with a note, and the restore succeeds", async () => {
+        const host = hostOnGeneration2();
+        host.failingUnits.set(v2, ["db.service"]);
+        const { connection, before } = setup(host);
+        afterFailedDeploy(host, "switch");
+        const done = await restorePrevious(connection, before, "switch", false, restoreOptions([]));
+        expect(done).toEqual([
+            "profile back to generation 2",
+            "boot default back to the previous generation",
+            "re-activated the previously running system (units of that system failed, see above)",
+        ]);
+        expect(host.restores[0]!.output).toContain("warning: the following units failed: db.service\n");
+        expect(host.state).toMatchObject({ profileGeneration: 2, current: v2, bootDefault: v2 });
+    });
+
+    it("a host without a generation before: the manual hint names the system it ran", async () => {
+        const installer = storePath("nixos-system-installer");
+        const host = new FakeHost({ current: installer, booted: installer, bootDefault: installer, store: new Set([installer, next]) });
+        host.failingSystems.add(installer);
+        const { connection, before } = setup(host);
+        const error = await fleetErrorOf(restorePrevious(connection, before, "switch", false, restoreOptions([])));
+        expect(error.message).toBe("restoring the previous system failed at: boot default back to the previously running system (done before: removed the new system profile)");
+        expect(error.hint).toBe(
+            `log in and make the system it ran before (${installer}) the boot default and running system again: <that path>/bin/switch-to-configuration switch`,
+        );
+    });
+
+    it("a restore unit that cannot be started: a rollback error naming it, with the output and the manual hint; nothing followed", async () => {
         const host = hostOnGeneration2();
         const { runner, connection, before } = setup(host);
-        runner.on(remote("nix-env", "-p", SYSTEM_PROFILE, "--switch-generation"), { code: 1, stderr: "error: lock held\n" });
-        const error = await fleetErrorOf(restorePrevious(connection, before, "switch"));
-        expect(error).toMatchObject({ phase: "rollback", host: "alpha", message: "restoring the previous system failed at: profile back to generation 2" });
-        expect(error.hint).toBe(`log in and run: nix-env -p ${SYSTEM_PROFILE} --rollback && /nix/var/nix/profiles/system/bin/switch-to-configuration switch`);
-        expect(error.detail).toBe("error: lock held");
-        // It stopped at the failing step.
-        expect(remoteCommandsOf(runner)).toEqual([`nix-env -p ${SYSTEM_PROFILE} --switch-generation 2`]);
+        afterFailedDeploy(host, "switch");
+        host.hasSystemdRun = false;
+        const error = await fleetErrorOf(restorePrevious(connection, before, "switch", false, restoreOptions([])));
+        expect(error).toMatchObject({ phase: "rollback", host: "alpha", message: `the restore unit ${RUNIT} could not be started (exit 127)`, hint: MANUAL });
+        expect(error.detail).toBe("exec: systemd-run: not found");
+        expect(remoteCommandsOf(runner)).toEqual([restoreStart(`switch 2 ${v2} ${v2} ''`)]);
+        expect(host.state).toMatchObject({ profileGeneration: 3, current: next });
+    });
+
+    it("a drop during the restore's follow: reconnects, learns the restore's end from systemd, and returns its steps", async () => {
+        const host = hostOnGeneration2();
+        host.followDrops.push({});
+        const { runner, connection, before } = setup(host);
+        afterFailedDeploy(host, "switch");
+        const log: string[] = [];
+        const done = await restorePrevious(connection, before, "switch", false, restoreOptions(log));
+        expect(done).toEqual(ALL_STEPS);
+        expect(remoteCommandsOf(runner)).toEqual([restoreStart(`switch 2 ${v2} ${v2} ''`), restoreFollow(0), restoreFollow(0), RESTORE_STATUS, RESTORE_CLEANUP]);
+        expect(runner.matching(masterStart)).toHaveLength(2);
+        expect(log).toEqual([dropped, reconnected]);
+        expect(host.restores).toHaveLength(1);
+        expect(host.state).toMatchObject({ profileGeneration: 2, current: v2, bootDefault: v2 });
+    });
+
+    it("a drop after part of the restore's log: follows on from the byte after it, and counts no step twice", async () => {
+        const host = hostOnGeneration2();
+        host.restoreRunningPolls = 1;
+        host.followDrops.push({ afterBytes: 10 });
+        const { runner, connection, before } = setup(host);
+        afterFailedDeploy(host, "switch");
+        const done = await restorePrevious(connection, before, "switch", false, restoreOptions([]));
+        const firstLine = host.restores[0]!.output.slice(0, host.restores[0]!.output.indexOf("\n") + 1);
+        expect(followOffsets(runner)).toEqual([0, 10, Buffer.byteLength(firstLine)]);
+        expect(done).toEqual(ALL_STEPS);
+    });
+
+    it("a connection lost while the restore unit starts: the outcome is learned as after any drop", async () => {
+        const host = hostOnGeneration2();
+        host.dropAfterNextRestoreStart = true;
+        const { runner, connection, before } = setup(host);
+        afterFailedDeploy(host, "switch");
+        const log: string[] = [];
+        const done = await restorePrevious(connection, before, "switch", false, restoreOptions(log));
+        expect(done).toEqual(ALL_STEPS);
+        expect(remoteCommandsOf(runner)).toEqual(restoreUnitCommands(`switch 2 ${v2} ${v2} ''`));
+        expect(log).toEqual(["connection lost while starting the restore (ssh to root@alpha.example.org failed); reconnecting to learn the outcome"]);
+        expect(host.restores).toHaveLength(1);
+    });
+
+    it("a host that never comes back during the restore: outcome unknown in the rollback phase, the unit left alone", async () => {
+        const host = hostOnGeneration2();
+        host.followDrops.push({ downFor: Infinity });
+        const { runner, connection, before } = setup(host);
+        afterFailedDeploy(host, "switch");
+        const log: string[] = [];
+        const error = await fleetErrorOf(restorePrevious(connection, before, "switch", false, restoreOptions(log, { reconnectSeconds: 10 })));
+        expect(error).toMatchObject({ phase: "rollback", host: "alpha", outcome: "unknown" });
+        expect(error.message).toBe(
+            "outcome unknown: the connection was lost while restoring the previous system and the host did not answer again within 10s " +
+                "(root@alpha.example.org refused the connection); the restore may or may not have finished.",
+        );
+        expect(error.hint!.startsWith(`${MANUAL}; `)).toBe(true);
+        expect(error.hint).toContain(`systemctl status ${RUNIT}`);
+        expect(error.hint).toContain("pulumi refresh");
+        expect(formatFleetError(error).split("\n")[0]).toMatch(/^host alpha: rollback: outcome unknown: /);
+        expect(clock.slept).toEqual([500, 1000, 2000, 4000]);
+        expect(remoteCommandsOf(runner)).toEqual([restoreStart(`switch 2 ${v2} ${v2} ''`), restoreFollow(0)]);
+        expect(log).toEqual([dropped]);
+        expect(host.restores[0]).toMatchObject({ loaded: true, logExists: true });
+    });
+
+    it("a host that rebooted during the restore (unit gone): outcome unknown, saying the steps seen done", async () => {
+        const host = hostOnGeneration2();
+        const { runner, connection, before } = setup(host);
+        afterFailedDeploy(host, "switch");
+        const firstStep = "switching profile from version ? to 2\nnixos-fleet-restore: done: profile back to generation 2\n";
+        host.followDrops.push({ afterBytes: Buffer.byteLength(firstStep), reboot: true });
+        const error = await fleetErrorOf(restorePrevious(connection, before, "switch", false, restoreOptions([])));
+        expect(error).toMatchObject({ phase: "rollback", host: "alpha", outcome: "unknown" });
+        expect(error.message).toBe(
+            `outcome unknown: the host no longer knows the restore unit ${RUNIT} (it went away or rebooted while restoring the previous system); done before: profile back to generation 2`,
+        );
+        expect(error.hint).toBe(`${MANUAL}; \`pulumi refresh\` records what it runs`);
+        expect(remoteCommandsOf(runner)).toEqual([
+            restoreStart(`switch 2 ${v2} ${v2} ''`),
+            restoreFollow(0),
+            restoreFollow(Buffer.byteLength(firstStep)),
+            RESTORE_STATUS,
+            RESTORE_CLEANUP,
+        ]);
+    });
+});
+
+describe("removeUnit", { timeout: 1000 }, () => {
+    const CLEANUP = `nixos-fleet-cleanup ${UNIT} ${LOG} ${TOKEN}`;
+
+    it("passes the deploy's token: the watchdog's decision files go once no watchdog of that deploy runs", async () => {
+        const host = hostOnGeneration2();
+        const { runner, connection, before } = setup(host);
+        await armWatchdog(connection, before, "switch", 30, TOKEN);
+        await claim(connection, { token: TOKEN, timeoutSeconds: 30, armedAt: 0 });
+        expect([...host.decided]).toEqual([TOKEN]);
+        await removeUnit(connection, activationUnit(TOKEN));
+        expect(remoteCommandsOf(runner).slice(-1)).toEqual([CLEANUP]);
+        expect(host.decided.size).toBe(0);
+    });
+
+    it("keeps the decision files while the watchdog of that deploy still runs", async () => {
+        const host = hostOnGeneration2();
+        const { connection, before } = setup(host);
+        await armWatchdog(connection, before, "switch", 30, TOKEN);
+        host.decided.add(TOKEN);
+        await removeUnit(connection, activationUnit(TOKEN));
+        expect([...host.decided]).toEqual([TOKEN]);
+    });
+
+    it("removes the reverted mark of a watchdog that reverted the host", async () => {
+        const host = hostOnGeneration2();
+        const { connection, before } = setup(host);
+        await armWatchdog(connection, before, "switch", 30, TOKEN);
+        host.fireWatchdogs();
+        expect([...host.revertedFiles]).toEqual([TOKEN]);
+        await removeUnit(connection, activationUnit(TOKEN));
+        expect(host.revertedFiles.size).toBe(0);
+        expect(host.decided.size).toBe(0);
+    });
+
+    it("a restore unit carries no activation token: its removal passes an empty one", async () => {
+        const host = hostOnGeneration2();
+        const { runner, connection } = setup(host);
+        host.decided.add(TOKEN);
+        const restore = restoreUnit(TOKEN);
+        await removeUnit(connection, restore);
+        expect(remoteCommandsOf(runner)).toEqual([`nixos-fleet-cleanup ${restore.unit} ${restore.log} ''`]);
+        expect([...host.decided]).toEqual([TOKEN]);
     });
 });

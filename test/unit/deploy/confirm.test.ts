@@ -5,7 +5,7 @@ import { armWatchdog, awaitWatchdogRevert, claim, type Watchdog } from "../../..
 import { parseHostState } from "../../../src/deploy/hostState";
 import { SshConnection } from "../../../src/ssh/connection";
 import { FakeHost, remoteCommandsOf } from "../helpers/fakeHost";
-import { FakeRunner, masterStart } from "../helpers/fakeRunner";
+import { FakeRunner, masterStart, remote } from "../helpers/fakeRunner";
 import { fleetErrorOf, runtimeDir, storePath, target } from "../helpers/fixtures";
 
 const v1 = storePath("nixos-system-alpha-1");
@@ -101,5 +101,25 @@ describe("awaitWatchdogRevert", { timeout: 1000 }, () => {
             "outcome unknown: the host lost access after activation (x); the host's watchdog should have restored it to generation 2, but it is still not reachable as before",
         );
         expect(slept.slice(1)).toEqual(Array(10).fill(2000));
+    });
+});
+
+describe("the watchdog's script", { timeout: 1000 }, () => {
+    /** The script armWatchdog hands to systemd-run (after `-- sh -c`). */
+    async function watchdogScript(): Promise<string> {
+        const { runner } = await setup();
+        const words = runner.matching(remote("systemd-run"))[0]!.remoteCommand!;
+        const dash = words.indexOf("--");
+        expect(words.slice(dash + 1, dash + 3)).toEqual(["sh", "-c"]);
+        return words[dash + 3]!;
+    }
+
+    it("logs its timeout as $timeout: systemd-run would expand ${…} in its command line itself", async () => {
+        const script = await watchdogScript();
+        expect(script).toContain('waiting $timeout seconds for a confirmation" >> "$dir/watchdog.log"');
+        expect(script).toContain('no confirmation within $timeout seconds, reverting" >> "$dir/watchdog.log"');
+        // Nothing systemd would substitute: no ${…}, no $$.
+        expect(script).not.toContain("${");
+        expect(script).not.toContain("$$");
     });
 });

@@ -6,6 +6,7 @@ import { NO_HEALTH_CHECKS, type HealthChecks } from "../../../src/config/healthC
 import { formatFleetError, type FleetError } from "../../../src/errors";
 import type { ClosurePath } from "../../../src/nix/closure";
 import { rejectionInFakeTime } from "../helpers/clock";
+import { restoreUnit } from "../../../src/deploy/activationUnit";
 import { FakeHost, attachLocalNix, remoteCommandsOf } from "../helpers/fakeHost";
 import { FakeRunner, local, masterExit, masterStart, remote, sshOption, type RecordedCall } from "../helpers/fakeRunner";
 import { drvPath, fleetErrorOf, runtimeDir, storePath, target } from "../helpers/fixtures";
@@ -64,7 +65,7 @@ function step(call: RecordedCall): string {
     const words = call.remoteCommand;
     if (words) {
         if (words[0] === "sh" && words[3]) return `remote ${words[3]}${fresh}`;
-        if (words[0] === "sh") return words[2]?.startsWith("rm") ? "remote rm profile" : `remote read state${fresh}`;
+        if (words[0] === "sh") return `remote read state${fresh}`;
         if (words[0] === "systemd-run") return "remote systemd-run watchdog";
         if (words[0]!.endsWith(STC)) return `remote switch-to-configuration ${words[1]}`;
         return `remote ${words.slice(0, 2).join(" ")}`;
@@ -79,13 +80,26 @@ function activationUnitOf(runner: FakeRunner): string {
     return start!.remoteCommand![4]!;
 }
 
-/** Remote commands of the deployer that put the previous system back. */
-const deployerRestores = (runner: FakeRunner) =>
-    remoteCommandsOf(runner).filter((command) => command.includes("--switch-generation") || command.startsWith(`${v2}${STC}`) || command.startsWith("sh -c rm"));
+/** The deploy's token, from the name of its activation unit. */
+const tokenOf = (unit: string): string => /^nixos-fleet-activate-(.+)\.service$/.exec(unit)![1]!;
 
-/** The removals of the activation unit (stop, reset-failed, log deleted), as remote commands. */
-const cleanups = (runner: FakeRunner) => remoteCommandsOf(runner).filter((command) => command.startsWith("nixos-fleet-cleanup "));
-const cleanupOf = (unit: string) => `nixos-fleet-cleanup ${unit} /run/nixos-fleet/${unit}.log`;
+/** What the deployer's restore units ran on the host, in order (empty: the deployer restored nothing). */
+const deployerRestores = (host: FakeHost): string[] => host.restores.flatMap((unit) => unit.ran);
+
+/** The deployer's restore: its unit started with these script arguments, followed, read, and removed (no token: the decision files stay). */
+function restoreUnitCommands(runner: FakeRunner, args: string): string[] {
+    const { unit, log } = restoreUnit(tokenOf(activationUnitOf(runner)));
+    return [`nixos-fleet-restore-start ${unit} ${log} RESTORE_SCRIPT ${args}`, `nixos-fleet-follow ${unit} ${log} 0`, `nixos-fleet-status ${unit}`, `nixos-fleet-cleanup ${unit} ${log} ''`];
+}
+
+/** The removals of the activation unit (stop, reset-failed, log and decision files deleted), as remote commands. */
+const cleanups = (runner: FakeRunner) => remoteCommandsOf(runner).filter((command) => command.startsWith("nixos-fleet-cleanup nixos-fleet-activate-"));
+const cleanupOf = (unit: string) => `nixos-fleet-cleanup ${unit} /run/nixos-fleet/${unit}.log ${tokenOf(unit)}`;
+const SWITCH_GEN_2 = `nix-env -p ${SYSTEM_PROFILE} --switch-generation 2`;
+const FULL_RESTORE_RAN = [SWITCH_GEN_2, `${v2}${STC} boot`, `${v2}${STC} test`];
+const MANUAL = `log in and run: nix-env -p ${SYSTEM_PROFILE} --switch-generation 2 && ${SYSTEM_PROFILE}/bin/switch-to-configuration switch`;
+/** Matches the preflight command. */
+const isPreflight = (call: RecordedCall): boolean => call.remoteCommand?.[3] === "nixos-fleet-preflight";
 
 const disarms = (runner: FakeRunner) => runner.matching(remote("sh", "-c")).filter((call) => call.remoteCommand![3] === "nixos-fleet-disarm");
 
@@ -122,6 +136,8 @@ describe("deployHost", { timeout: 1000 }, () => {
             "remote nix-store --check-validity",
             "local copy --no-check-sigs",
             "remote nixos-fleet-preflight",
+            // What the host runs now: another deploy may have activated meanwhile.
+            "remote read state",
             "remote nix-env -p",
             "remote nixos-fleet-activate",
             "remote nixos-fleet-follow",
@@ -254,6 +270,61 @@ describe("deployHost", { timeout: 1000 }, () => {
         });
     });
 
+    describe("the host's state is read again after the preflight (another deploy may have activated meanwhile)", () => {
+        const other = storePath("nixos-system-alpha-other");
+
+        it("another deploy activated the wanted system meanwhile: nothing to activate, no watchdog, no unit", async () => {
+            const { host, runner, context, log } = setup();
+            // While this deploy copied and waited for the lock, another one switched the host to `next`.
+            runner.once(isPreflight, () => {
+                host.deployedElsewhere(next);
+                return {};
+            });
+            const outcome = await deployHost(request({ confirmTimeout: 30 }), context);
+            expect(outcome.activated).toBe(false);
+            expect(outcome.before).toMatchObject({ generation: 3, profileStorePath: next, currentStorePath: next });
+            expect(outcome.after).toEqual(outcome.before);
+            expect(log).toContain("already running this system (another deploy activated it meanwhile): nothing to activate");
+            expect(runner.calls.map(step).slice(6)).toEqual(["remote nixos-fleet-preflight", "remote read state", "ssh master exit"]);
+            expect(host.watchdogs).toEqual([]);
+            expect(host.units).toEqual([]);
+            expect(host.activations).toEqual([`${next} switch`]);
+            expect(host.state).toMatchObject({ profileGeneration: 3, current: next, bootDefault: next });
+        });
+
+        it("a host whose state changed between connect and preflight: the watchdog is armed with, and the host restored to, the fresh state", async () => {
+            const { host, runner, context } = setup();
+            host.failingSystems.add(next);
+            runner.once(isPreflight, () => {
+                host.deployedElsewhere(other);
+                return {};
+            });
+            const error = await fleetErrorOf(deployHost(request({ confirmTimeout: 30 }), context));
+            // Generation 3 (`other`), not generation 2 that ran at connect time.
+            expect(error).toMatchObject({ phase: "activate", host: "alpha", outcome: "failed" });
+            expect(error.message).toBe(
+                "switch-to-configuration switch exited with 1; the deployer restored it to generation 3 " +
+                    "(profile back to generation 3, boot default back to the previous generation, re-activated the previously running system)",
+            );
+            expect(host.watchdogs[0]).toMatchObject({ generation: "3", profilePath: other, current: other, stopped: true, reverted: false });
+            expect(remoteCommandsOf(runner)).toContain(restoreUnitCommands(runner, `switch 3 ${other} ${other} ''`)[0]);
+            expect(deployerRestores(host)).toEqual([`nix-env -p ${SYSTEM_PROFILE} --switch-generation 3`, `${other}${STC} boot`, `${other}${STC} test`]);
+            expect(host.state.generations.get(4)).toBe(next);
+            expect(host.state).toMatchObject({ profileGeneration: 3, current: other, bootDefault: other });
+        });
+
+        it("a deploy that succeeds reports the fresh state as the state before", async () => {
+            const { host, runner, context } = setup();
+            runner.once(isPreflight, () => {
+                host.deployedElsewhere(other);
+                return {};
+            });
+            const outcome = await deployHost(request(), context);
+            expect(outcome.before).toMatchObject({ generation: 3, profileStorePath: other, currentStorePath: other });
+            expect(outcome.after).toMatchObject({ generation: 4, profileStorePath: next, currentStorePath: next });
+        });
+    });
+
     describe("a failed activation is restored by the deployer, once", () => {
         it("switch: profile, boot default and running system back, in this order; the error says who restored what", async () => {
             const { host, runner, context } = setup();
@@ -264,12 +335,14 @@ describe("deployHost", { timeout: 1000 }, () => {
             // The unit is removed once, after the restore (the decision), not before it.
             expect(commands.slice(commands.indexOf(`nixos-fleet-status ${unit}`))).toEqual([
                 `nixos-fleet-status ${unit}`,
-                `nix-env -p ${SYSTEM_PROFILE} --switch-generation 2`,
-                `${v2}${STC} boot`,
-                `${v2}${STC} test`,
+                ...restoreUnitCommands(runner, `switch 2 ${v2} ${v2} ''`),
                 cleanupOf(unit),
             ]);
+            // The restore unit ran the three steps on the host, in this order.
+            expect(deployerRestores(host)).toEqual(FULL_RESTORE_RAN);
+            expect(host.activations).toEqual([`${next} switch`, `${v2} boot`, `${v2} test`]);
             expect(host.units[0]).toMatchObject({ loaded: false, logExists: false });
+            expect(host.restores[0]).toMatchObject({ loaded: false, logExists: false });
             expect(error).toMatchObject({ phase: "activate", host: "alpha", outcome: "failed" });
             expect(error.message).toBe(`switch-to-configuration switch exited with 1; the deployer restored it to generation 2 ${FULL_RESTORE}`);
             expect(error.detail).toContain("foo.service failed to start");
@@ -294,7 +367,8 @@ describe("deployHost", { timeout: 1000 }, () => {
             host.failingSystems.add(next);
             const { runner, context } = setup(host);
             await fleetErrorOf(deployHost(request(), context));
-            expect(remoteCommandsOf(runner).slice(-3)).toEqual([`${v2}${STC} boot`, `${hand}${STC} test`, cleanupOf(activationUnitOf(runner))]);
+            expect(remoteCommandsOf(runner).slice(-5)).toEqual([...restoreUnitCommands(runner, `switch 2 ${v2} ${hand} ''`), cleanupOf(activationUnitOf(runner))]);
+            expect(deployerRestores(host)).toEqual([SWITCH_GEN_2, `${v2}${STC} boot`, `${hand}${STC} test`]);
             expect(host.state.current).toBe(hand);
         });
 
@@ -306,12 +380,8 @@ describe("deployHost", { timeout: 1000 }, () => {
             const error = await fleetErrorOf(deployHost(request(), context));
             const commands = remoteCommandsOf(runner);
             expect(commands.filter((command) => command.startsWith("nix-env"))).toEqual([`nix-env -p ${SYSTEM_PROFILE} --set ${next}`]);
-            expect(commands.slice(-4)).toEqual([
-                `sh -c rm -f ${SYSTEM_PROFILE} ${SYSTEM_PROFILE}-*-link`,
-                `${installer}${STC} boot`,
-                `${installer}${STC} test`,
-                cleanupOf(activationUnitOf(runner)),
-            ]);
+            expect(commands.slice(-5)).toEqual([...restoreUnitCommands(runner, `switch '' '' ${installer} ''`), cleanupOf(activationUnitOf(runner))]);
+            expect(deployerRestores(host)).toEqual([`rm -f ${SYSTEM_PROFILE} ${SYSTEM_PROFILE}-*-link`, `${installer}${STC} boot`, `${installer}${STC} test`]);
             expect(error.message).toBe(
                 "switch-to-configuration switch exited with 1; the deployer restored it to the state before the deploy " +
                     "(removed the new system profile, boot default back to the previously running system, re-activated the previously running system)",
@@ -325,7 +395,8 @@ describe("deployHost", { timeout: 1000 }, () => {
             host.failingSystems.add(next);
             const error = await fleetErrorOf(deployHost(request({ action: "test" }), context));
             expect(runner.matching(remote("nix-env"))).toHaveLength(0);
-            expect(deployerRestores(runner)).toEqual([`${v2}${STC} test`]);
+            expect(remoteCommandsOf(runner)).toContain(restoreUnitCommands(runner, `test '' ${v2} ${v2} ''`)[0]);
+            expect(deployerRestores(host)).toEqual([`${v2}${STC} test`]);
             expect(error.message).toBe("switch-to-configuration test exited with 1; the deployer restored it to generation 2 (re-activated the previously running system)");
             expect(host.state).toMatchObject({ profileGeneration: 2, current: v2 });
         });
@@ -334,7 +405,8 @@ describe("deployHost", { timeout: 1000 }, () => {
             const { host, runner, context } = setup();
             host.failingSystems.add(next);
             const error = await fleetErrorOf(deployHost(request({ action: "boot" }), context));
-            expect(deployerRestores(runner)).toEqual([`nix-env -p ${SYSTEM_PROFILE} --switch-generation 2`, `${v2}${STC} boot`]);
+            expect(remoteCommandsOf(runner)).toContain(restoreUnitCommands(runner, `boot 2 ${v2} ${v2} ''`)[0]);
+            expect(deployerRestores(host)).toEqual([SWITCH_GEN_2, `${v2}${STC} boot`]);
             expect(error.message).toBe(
                 "switch-to-configuration boot exited with 1; the deployer restored it to generation 2 (profile back to generation 2, boot default back to the previous generation)",
             );
@@ -348,22 +420,109 @@ describe("deployHost", { timeout: 1000 }, () => {
             expect(error.message).toBe(
                 `switch-to-configuration switch exited with 0, but /run/current-system is ${v2}, not ${next}; the deployer restored it to generation 2 ${FULL_RESTORE}`,
             );
-            expect(deployerRestores(runner)).toEqual([`nix-env -p ${SYSTEM_PROFILE} --switch-generation 2`, `${v2}${STC} boot`, `${v2}${STC} test`]);
+            expect(deployerRestores(host)).toEqual(FULL_RESTORE_RAN);
             expect(host.state.profileGeneration).toBe(2);
         });
 
-        it("a restore that fails itself is a rollback-phase error with both outputs and a manual hint", async () => {
-            const { host, runner, context } = setup();
+        it("a restore that fails itself is a rollback-phase error with both outputs and a manual hint naming the generation", async () => {
+            const { host, context } = setup();
             host.failingSystems.add(next);
-            runner.on(remote("nix-env", "-p", SYSTEM_PROFILE, "--switch-generation"), { code: 1, stderr: "error: lock held\n" });
+            host.switchGenerationFails = "error: lock held";
             const error = await fleetErrorOf(deployHost(request(), context));
-            expect(error).toMatchObject({ phase: "rollback", host: "alpha" });
+            expect(error).toMatchObject({ phase: "rollback", host: "alpha", outcome: "failed" });
             expect(error.message).toBe("switch-to-configuration switch exited with 1; then restoring the previous system failed at: profile back to generation 2");
-            expect(error.hint).toContain(`nix-env -p ${SYSTEM_PROFILE} --rollback`);
-            expect(error.detail).toBe("activating the configuration...\nerror: the unit foo.service failed to start\n--- restore ---\nerror: lock held");
+            expect(error.hint).toBe(MANUAL);
+            expect(error.detail).toBe(
+                "activating the configuration...\nerror: the unit foo.service failed to start\n--- restore ---\nerror: lock held\nnixos-fleet-restore: failed at: profile back to generation 2",
+            );
             // It stopped at the failing step.
-            expect(runner.matching((call) => call.remoteCommand?.[0] === `${v2}${STC}`)).toHaveLength(0);
+            expect(deployerRestores(host)).toEqual([SWITCH_GEN_2]);
+            expect(host.activations).toEqual([`${next} switch`]);
             expect(formatFleetError(error).split("\n")[0]).toMatch(/^host alpha: rollback failed: /);
+        });
+
+        it("exit 4 and a restore that fails: the units that failed are kept in the message, then the step the restore failed at", async () => {
+            const { host, context } = setup();
+            host.failingUnits.set(next, ["a.service"]);
+            host.failingSystems.add(v2);
+            const error = await fleetErrorOf(deployHost(request(), context));
+            expect(error).toMatchObject({ phase: "rollback", host: "alpha", outcome: "failed", hint: MANUAL });
+            expect(error.message).toBe(
+                "switch-to-configuration switch switched the system, but units failed: a.service (exit status 4); " +
+                    "then restoring the previous system failed at: boot default back to the previous generation (done before: profile back to generation 2)",
+            );
+            expect(error.detail).toContain("warning: the following units failed: a.service\n");
+            expect(error.detail).toContain("--- restore ---\n");
+            expect(error.detail).toContain("nixos-fleet-restore: failed at: boot default back to the previous generation");
+            expect(deployerRestores(host)).toEqual([SWITCH_GEN_2, `${v2}${STC} boot`]);
+            expect(host.state).toMatchObject({ profileGeneration: 2, current: next });
+        });
+
+        it("the previous system's own units fail when it is re-activated (exit 4): the restore is done, with a note, and the cause is kept", async () => {
+            const { host, context } = setup();
+            host.failingSystems.add(next);
+            host.failingUnits.set(v2, ["db.service"]);
+            const error = await fleetErrorOf(deployHost(request(), context));
+            expect(error).toMatchObject({ phase: "activate", host: "alpha", outcome: "failed" });
+            expect(error.message).toBe(
+                "switch-to-configuration switch exited with 1; the deployer restored it to generation 2 (profile back to generation 2, " +
+                    "boot default back to the previous generation, re-activated the previously running system (units of that system failed, see above))",
+            );
+            expect(error.hint).toContain("fix the configuration");
+            expect(error.detail).toBe("activating the configuration...\nerror: the unit foo.service failed to start");
+            expect(deployerRestores(host)).toEqual(FULL_RESTORE_RAN);
+            expect(host.state).toMatchObject({ profileGeneration: 2, current: v2, bootDefault: v2 });
+        });
+
+        it("a drop during the restore's follow: reconnects, learns the restore's end, and the message says the deployer restored it", async () => {
+            const { host, runner, context, log } = setup();
+            host.failingSystems.add(next);
+            // The activation's follow goes through; the restore's drops.
+            host.followDrops.push(null, {});
+            const error = await fleetErrorOf(deployHost(request(), context));
+            expect(error).toMatchObject({ phase: "activate", host: "alpha", outcome: "failed" });
+            expect(error.message).toBe(`switch-to-configuration switch exited with 1; the deployer restored it to generation 2 ${FULL_RESTORE}`);
+            const unit = activationUnitOf(runner);
+            const [start, follow, status, cleanup] = restoreUnitCommands(runner, `switch 2 ${v2} ${v2} ''`);
+            const commands = remoteCommandsOf(runner);
+            expect(commands.slice(commands.indexOf(`nixos-fleet-status ${unit}`))).toEqual([
+                `nixos-fleet-status ${unit}`,
+                start,
+                follow, // dropped
+                follow,
+                status,
+                cleanup,
+                cleanupOf(unit),
+            ]);
+            expect(log).toContain("restoring generation 2");
+            expect(log).toContain("connection lost while restoring the previous system (ssh to deploy@alpha.example.org failed); reconnecting to learn the outcome");
+            expect(log).toContain("reconnected; the restore ran on without us");
+            expect(runner.matching(masterStart)).toHaveLength(2);
+            expect(host.restores).toHaveLength(1);
+            expect(deployerRestores(host)).toEqual(FULL_RESTORE_RAN);
+            expect(host.state).toMatchObject({ profileGeneration: 2, current: v2, bootDefault: v2 });
+        });
+
+        it("a restore that never comes back: outcome unknown in the rollback phase, starting with the cause", async () => {
+            const { host, runner, context, slept } = setup();
+            host.failingSystems.add(next);
+            host.followDrops.push(null, { downFor: Infinity });
+            const error = await fleetErrorOf(deployHost(request({ reconnectTimeout: 10 }), context));
+            expect(error).toMatchObject({ phase: "rollback", host: "alpha", outcome: "unknown" });
+            expect(error.message).toBe(
+                "outcome unknown: switch-to-configuration switch exited with 1; then the connection was lost while restoring the previous system " +
+                    "and the host did not answer again within 10s (deploy@alpha.example.org refused the connection); the restore may or may not have finished.",
+            );
+            expect(formatFleetError(error).split("\n")[0]).toMatch(/^host alpha: rollback: outcome unknown: switch-to-configuration switch exited with 1; then /);
+            expect(error.hint!.startsWith(`${MANUAL}; `)).toBe(true);
+            expect(error.detail).toBe("activating the configuration...\nerror: the unit foo.service failed to start");
+            expect(slept).toEqual([500, 1000, 2000, 4000]);
+            // Nothing reached the host after the drop: both units are left as they are.
+            const commands = remoteCommandsOf(runner);
+            expect(commands.slice(-2)).toEqual(restoreUnitCommands(runner, `switch 2 ${v2} ${v2} ''`).slice(0, 2));
+            expect(cleanups(runner)).toEqual([]);
+            expect(host.units[0]!.loaded).toBe(true);
+            expect(host.restores[0]!.loaded).toBe(true);
         });
 
         it("exit 4: restored, with a message naming the failed units", async () => {
@@ -375,7 +534,7 @@ describe("deployHost", { timeout: 1000 }, () => {
             );
             expect(error.hint).toContain("healthChecks.keepGoing");
             expect(error.detail).toContain("warning: the following units failed: a.service b.service");
-            expect(deployerRestores(runner)).toHaveLength(3);
+            expect(deployerRestores(host)).toEqual(FULL_RESTORE_RAN);
             expect(host.state).toMatchObject({ profileGeneration: 2, current: v2 });
         });
 
@@ -386,7 +545,8 @@ describe("deployHost", { timeout: 1000 }, () => {
             expect(outcome.activated).toBe(true);
             expect(outcome.after).toMatchObject({ generation: 3, currentStorePath: next });
             expect(log).toContain("warning: switched, but units failed: a.service, b.service; healthChecks.keepGoing is set, so the host stays on the new system");
-            expect(deployerRestores(runner)).toEqual([]);
+            expect(deployerRestores(host)).toEqual([]);
+            expect(host.restores).toEqual([]);
             expect(host.state).toMatchObject({ profileGeneration: 3, current: next });
         });
 
@@ -394,12 +554,30 @@ describe("deployHost", { timeout: 1000 }, () => {
             const { host, runner, context } = setup();
             host.lockTakenBeforeNextSwitch = true;
             const error = await fleetErrorOf(deployHost(request(), context));
+            expect(error).toMatchObject({ phase: "activate", host: "alpha", outcome: "failed" });
             expect(error.message).toBe(
-                "switch-to-configuration refused: another activation started on the host and holds its lock; nothing was activated, and the deployer restored it to generation 2 (profile back to generation 2)",
+                "switch-to-configuration refused: another activation started on the host and holds its lock, so nothing was activated; the deployer restored it to generation 2 (profile back to generation 2)",
             );
-            expect(deployerRestores(runner)).toEqual([`nix-env -p ${SYSTEM_PROFILE} --switch-generation 2`]);
+            expect(error.hint).toContain("wait until the other activation ends");
+            expect(error.detail).toBe("Could not acquire lock");
+            // Only the profile: the restore unit is told so ('1'), and runs no switch-to-configuration.
+            expect(remoteCommandsOf(runner)).toContain(restoreUnitCommands(runner, `switch 2 ${v2} ${v2} 1`)[0]);
+            expect(deployerRestores(host)).toEqual([SWITCH_GEN_2]);
             expect(runner.matching((call) => call.remoteCommand?.[0]?.endsWith(STC) === true)).toHaveLength(0);
+            expect(host.activations).toEqual([`${next} switch`]);
             expect(host.state).toMatchObject({ profileGeneration: 2, current: v2, bootDefault: v2 });
+        });
+
+        it("failing health checks and a restore that fails: the checks' summary, then the restore's step; both reports kept", async () => {
+            const { host, runner, context } = setup();
+            runner.on(remote("timeout"), { code: 1, stdout: "app is down\n" });
+            host.switchGenerationFails = "error: lock held";
+            const error = await fleetErrorOf(deployHost(request({ healthChecks: failingCheck }), context));
+            expect(error).toMatchObject({ phase: "rollback", host: "alpha", outcome: "failed", hint: MANUAL });
+            expect(error.message).toBe("1 of 1 health check failed: command check-app; then restoring the previous system failed at: profile back to generation 2");
+            expect(error.detail).toContain("app is down");
+            expect(error.detail).toContain("--- restore ---\nerror: lock held\nnixos-fleet-restore: failed at: profile back to generation 2");
+            expect(host.state).toMatchObject({ profileGeneration: 3, current: next });
         });
 
         it("failing health checks restore the host (no watchdog)", async () => {
@@ -418,6 +596,7 @@ describe("deployHost", { timeout: 1000 }, () => {
             const outcome = await deployHost(request({ confirmTimeout: 30 }), context);
             expect(runner.calls.map(step).slice(6)).toEqual([
                 "remote nixos-fleet-preflight",
+                "remote read state",
                 "remote systemd-run watchdog",
                 "remote nix-env -p",
                 "remote nixos-fleet-activate",
@@ -430,6 +609,9 @@ describe("deployHost", { timeout: 1000 }, () => {
                 "remote nixos-fleet-cleanup",
                 "ssh master exit",
             ]);
+            // The watchdog was stopped by the disarm: the removal took its decision files too.
+            expect(cleanups(runner)).toEqual([cleanupOf(activationUnitOf(runner))]);
+            expect(host.decided.size).toBe(0);
             const unit = activationUnitOf(runner);
             const token = /^nixos-fleet-activate-(.+)\.service$/.exec(unit)![1]!;
             expect(host.watchdogs).toEqual([
@@ -466,7 +648,7 @@ describe("deployHost", { timeout: 1000 }, () => {
             const error = await fleetErrorOf(deployHost(request({ confirmTimeout: 30 }), context));
             const commands = remoteCommandsOf(runner);
             const claim = commands.findIndex((command) => command.startsWith("nixos-fleet-disarm"));
-            const firstRestore = commands.indexOf(`nix-env -p ${SYSTEM_PROFILE} --switch-generation 2`);
+            const firstRestore = commands.indexOf(restoreUnitCommands(runner, `switch 2 ${v2} ${v2} ''`)[0]!);
             expect(claim).toBeGreaterThan(0);
             expect(claim).toBeLessThan(firstRestore);
             expect(disarms(runner)).toHaveLength(1);
@@ -481,13 +663,14 @@ describe("deployHost", { timeout: 1000 }, () => {
             host.watchdogDecidesFirst = true;
             const error = await fleetErrorOf(deployHost(request({ confirmTimeout: 30 }), context));
             expect(error.message).toContain("the host's watchdog restored it to generation 2");
-            expect(deployerRestores(runner)).toEqual([]);
+            expect(deployerRestores(host)).toEqual([]);
+            expect(host.restores).toEqual([]);
             expect(host.watchdogs[0]).toMatchObject({ stopped: false, reverted: true });
             // The watchdog's own revert, on the host: profile, boot default, running system.
             expect(host.activations).toEqual([`${next} switch`, `${v2} boot`, `${v2} test`]);
             expect(host.state).toMatchObject({ profileGeneration: 2, current: v2, bootDefault: v2 });
             // Claim refused, then wait for the watchdog's timeout, look over a new connection, and only then remove the unit.
-            expect(runner.calls.map(step).slice(11)).toEqual([
+            expect(runner.calls.map(step).slice(12)).toEqual([
                 "remote nixos-fleet-status",
                 "remote nixos-fleet-disarm",
                 "ssh master start (new connection)",
@@ -498,6 +681,9 @@ describe("deployHost", { timeout: 1000 }, () => {
             ]);
             expect(disarms(runner)).toHaveLength(1);
             expect(host.units[0]).toMatchObject({ loaded: false, logExists: false });
+            // The watchdog has ended (it reverted): the removal took its decision and reverted files.
+            expect(host.decided.size).toBe(0);
+            expect(host.revertedFiles.size).toBe(0);
             // One wait until the watchdog's revert (its 30 s after the activation's end, + its poll, + 1 s): no second probe.
             expect(slept).toHaveLength(1);
             expect(slept[0]).toBeGreaterThan(31_000);
@@ -525,7 +711,7 @@ describe("deployHost", { timeout: 1000 }, () => {
             expect(error).toMatchObject({ phase: "activate", host: "alpha", outcome: "failed" });
             expect(error.message).toBe("switch-to-configuration switch exited with 1; the host's watchdog restored it to generation 2");
             expect(error.detail).toBe("activating the configuration...\nerror: the unit foo.service failed to start");
-            expect(deployerRestores(runner)).toEqual([]);
+            expect(deployerRestores(host)).toEqual([]);
             expect(host.state).toMatchObject({ profileGeneration: 2, current: v2, bootDefault: v2 });
             expect(cleanups(runner)).toHaveLength(1);
         });
@@ -541,12 +727,15 @@ describe("deployHost", { timeout: 1000 }, () => {
             );
             const error = await fleetErrorOf(deployHost(request({ confirmTimeout: 30 }), context));
             expect(error).toMatchObject({ phase: "activate", host: "alpha", outcome: "unknown" });
+            // The cause (exit 4) comes first, as for every restore.
             expect(error.message).toBe(
-                "outcome unknown: the host's watchdog decided to revert it before the deployer could; " +
+                "outcome unknown: switch-to-configuration switch switched the system, but units failed: a.service (exit status 4); " +
+                    "then the host's watchdog decided to revert it before the deployer could; " +
                     "the host's watchdog should have restored it to generation 2, but it is still not reachable as before",
             );
+            expect(error.detail).toContain("warning: the following units failed: a.service");
             expect(formatFleetError(error).split("\n")[0]).toMatch(/^host alpha: activate: outcome unknown: /);
-            expect(deployerRestores(runner)).toEqual([]);
+            expect(deployerRestores(host)).toEqual([]);
             // Ten looks, two seconds apart, after the wait for the watchdog's revert.
             expect(runner.matching((call) => call.isMasterStart && onNewConnection(call))).toHaveLength(10);
             expect(slept.slice(1)).toEqual(Array(10).fill(2000));
@@ -568,7 +757,7 @@ describe("deployHost", { timeout: 1000 }, () => {
             expect(error.message).toContain("switch-to-configuration switch exited with 1");
             expect(formatFleetError(error).split("\n")[0]).toMatch(/^host alpha: activate: outcome unknown: /);
             expect(error.detail).toContain("error: the unit foo.service failed to start");
-            expect(deployerRestores(runner)).toEqual([]);
+            expect(deployerRestores(host)).toEqual([]);
         });
 
         it("refused for the lock when the watchdog had claimed it: the host's watchdog restored it", async () => {
@@ -577,9 +766,9 @@ describe("deployHost", { timeout: 1000 }, () => {
             host.watchdogDecidesFirst = true;
             const error = await fleetErrorOf(deployHost(request({ confirmTimeout: 30 }), context));
             expect(error.message).toBe(
-                "switch-to-configuration refused: another activation started on the host and holds its lock; nothing was activated, and the host's watchdog restored it to generation 2",
+                "switch-to-configuration refused: another activation started on the host and holds its lock, so nothing was activated; the host's watchdog restored it to generation 2",
             );
-            expect(deployerRestores(runner)).toEqual([]);
+            expect(deployerRestores(host)).toEqual([]);
             expect(host.state).toMatchObject({ profileGeneration: 2, current: v2, bootDefault: v2 });
         });
 
@@ -601,10 +790,10 @@ describe("deployHost", { timeout: 1000 }, () => {
             );
             expect(error.hint).toContain("cuts SSH access");
             expect(disarms(runner)).toHaveLength(0);
-            expect(deployerRestores(runner)).toEqual([]);
+            expect(deployerRestores(host)).toEqual([]);
             expect(host.watchdogs[0]).toMatchObject({ reverted: true, stopped: false });
             expect(host.state).toMatchObject({ profileGeneration: 2, current: v2, bootDefault: v2 });
-            expect(runner.calls.map(step).slice(12)).toEqual([
+            expect(runner.calls.map(step).slice(13)).toEqual([
                 "ssh master start (new connection)", // refused
                 "ssh master start (new connection)", // after the watchdog's revert
                 "remote read state (new connection)",
@@ -632,7 +821,7 @@ describe("deployHost", { timeout: 1000 }, () => {
             );
             expect(formatFleetError(error).split("\n")[0]).toMatch(/^host alpha: activate: outcome unknown: /);
             expect(disarms(runner)).toHaveLength(0);
-            expect(deployerRestores(runner)).toEqual([]);
+            expect(deployerRestores(host)).toEqual([]);
             expect(cleanups(runner)).toHaveLength(1);
         });
 
@@ -647,17 +836,18 @@ describe("deployHost", { timeout: 1000 }, () => {
             expect(disarms(runner)).toHaveLength(1);
             expect(onNewConnection(disarms(runner)[0]!)).toBe(true);
             expect(host.watchdogs[0]).toMatchObject({ stopped: true, reverted: false });
-            expect(deployerRestores(runner)).toEqual([`nix-env -p ${SYSTEM_PROFILE} --switch-generation 2`, `${v2}${STC} boot`, `${v2}${STC} test`]);
+            expect(deployerRestores(host)).toEqual(FULL_RESTORE_RAN);
             expect(slept).toEqual([]);
-            expect(runner.calls.map(step).slice(12)).toEqual([
+            expect(runner.calls.map(step).slice(13)).toEqual([
                 "ssh master start (new connection)",
                 "remote nixos-fleet-disarm (new connection)",
                 "ssh master exit (new connection)",
                 "remote nixos-fleet-cleanup",
                 "remote timeout --kill-after=5",
-                "remote nix-env -p",
-                "remote switch-to-configuration boot",
-                "remote switch-to-configuration test",
+                "remote nixos-fleet-restore-start",
+                "remote nixos-fleet-follow",
+                "remote nixos-fleet-status",
+                "remote nixos-fleet-cleanup",
                 "ssh master exit",
             ]);
         });
@@ -667,11 +857,11 @@ describe("deployHost", { timeout: 1000 }, () => {
         it("a restore that fails itself: the unit is still removed, once, after it", async () => {
             const { host, runner, context } = setup();
             host.failingSystems.add(next);
-            runner.on(remote("nix-env", "-p", SYSTEM_PROFILE, "--switch-generation"), { code: 1, stderr: "error: lock held\n" });
+            host.switchGenerationFails = "error: lock held";
             const error = await fleetErrorOf(deployHost(request({ confirmTimeout: 30 }), context));
             expect(error.phase).toBe("rollback");
             const commands = remoteCommandsOf(runner);
-            expect(commands.slice(-2)).toEqual([`nix-env -p ${SYSTEM_PROFILE} --switch-generation 2`, cleanupOf(activationUnitOf(runner))]);
+            expect(commands.slice(-5)).toEqual([...restoreUnitCommands(runner, `switch 2 ${v2} ${v2} ''`), cleanupOf(activationUnitOf(runner))]);
             expect(cleanups(runner)).toHaveLength(1);
             expect(host.units[0]).toMatchObject({ loaded: false, logExists: false });
         });
@@ -702,7 +892,7 @@ describe("deployHost", { timeout: 1000 }, () => {
             );
             expect(cleanups(runner)).toEqual([]);
             expect(disarms(runner)).toEqual([]);
-            expect(deployerRestores(runner)).toEqual([]);
+            expect(deployerRestores(host)).toEqual([]);
             expect(host.watchdogs[0]).toMatchObject({ stopped: false, reverted: false });
             expect(host.units[0]).toMatchObject({ loaded: true });
         });
@@ -726,7 +916,7 @@ describe("deployHost", { timeout: 1000 }, () => {
             expect(log).toContain("reconnected; the activation ran on without us");
             expect(log.some((line) => line.startsWith("connection lost during activation ("))).toBe(true);
             expect(log.join("\n")).not.toContain("restored");
-            expect(deployerRestores(runner)).toEqual([]);
+            expect(deployerRestores(host)).toEqual([]);
             expect(host.watchdogs[0]).toMatchObject({ stopped: true, reverted: false });
             expect(host.units[0]!.output).toBe(SWITCH_OUTPUT);
             expect(cleanups(runner)).toHaveLength(1);
@@ -745,7 +935,7 @@ describe("deployHost", { timeout: 1000 }, () => {
             // Gave up within the bound.
             expect(fakeMs).toBeLessThanOrEqual(11_000);
             // No restore of any kind, and the watchdog stays armed: it is the host's only way back.
-            expect(deployerRestores(runner)).toEqual([]);
+            expect(deployerRestores(host)).toEqual([]);
             expect(runner.matching((call) => call.remoteCommand?.[0]?.endsWith(STC) === true)).toHaveLength(0);
             expect(disarms(runner)).toHaveLength(0);
             expect(host.watchdogs[0]).toMatchObject({ stopped: false, reverted: false });
@@ -773,6 +963,7 @@ describe("deployHost", { timeout: 1000 }, () => {
             expect(outcome.after).toMatchObject({ generation: 3, profileStorePath: next, currentStorePath: next });
             expect(runner.calls.map(step).slice(6)).toEqual([
                 "remote nixos-fleet-preflight",
+                "remote read state",
                 "remote systemd-run watchdog",
                 "remote nix-env -p",
                 "remote nixos-fleet-activate", // the connection drops here
@@ -789,7 +980,7 @@ describe("deployHost", { timeout: 1000 }, () => {
             expect(host.units).toHaveLength(1);
             expect(host.units[0]).toMatchObject({ output: SWITCH_OUTPUT, loaded: false, logExists: false });
             expect(host.watchdogs[0]).toMatchObject({ stopped: true, reverted: false });
-            expect(deployerRestores(runner)).toEqual([]);
+            expect(deployerRestores(host)).toEqual([]);
             expect(host.state).toMatchObject({ profileGeneration: 3, current: next, bootDefault: next });
         });
 
@@ -803,7 +994,7 @@ describe("deployHost", { timeout: 1000 }, () => {
             );
             expect(disarms(runner)).toHaveLength(0);
             expect(host.watchdogs[0]).toMatchObject({ stopped: false, reverted: false });
-            expect(deployerRestores(runner)).toEqual([]);
+            expect(deployerRestores(host)).toEqual([]);
             expect(cleanups(runner)).toEqual([]);
         });
 
@@ -813,7 +1004,7 @@ describe("deployHost", { timeout: 1000 }, () => {
             const error = await fleetErrorOf(deployHost(request({ confirmTimeout: 30 }), context));
             expect(error.outcome).toBe("unknown");
             expect(error.message).toContain("the host no longer knows the activation unit");
-            expect(deployerRestores(runner)).toEqual([]);
+            expect(deployerRestores(host)).toEqual([]);
             expect(disarms(runner)).toHaveLength(0);
         });
     });
@@ -837,7 +1028,7 @@ describe("deployHost", { timeout: 1000 }, () => {
             host.failingSystems.add(next);
             const error = await fleetErrorOf(deployHost(request({ action: "dry-activate" }), context));
             expect(error.message).toBe("switch-to-configuration dry-activate exited with 1; dry-activate changes nothing, so the host is as it was");
-            expect(deployerRestores(runner)).toEqual([]);
+            expect(deployerRestores(host)).toEqual([]);
             expect(host.state).toMatchObject({ profileGeneration: 2, current: v2, bootDefault: v2 });
         });
     });
@@ -871,6 +1062,7 @@ describe("deployHost", { timeout: 1000 }, () => {
                 "local copy --no-check-sigs",
                 "remote nix --extra-experimental-features",
                 "remote nixos-fleet-preflight",
+                "remote read state",
                 "remote nix-env -p",
                 "remote nixos-fleet-activate",
                 "remote nixos-fleet-follow",

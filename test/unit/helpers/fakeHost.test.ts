@@ -1,15 +1,30 @@
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
 import { describe, expect, it } from "vitest";
-import { activationUnit, parseUnitStatus, progressOf, type ActivationProgress } from "../../../src/deploy/activationUnit";
-import { parseHostState } from "../../../src/deploy/hostState";
+import {
+    activationUnit,
+    parseUnitStatus,
+    progressOf,
+    restoreSteps,
+    restoreUnit,
+    startRestoreUnit,
+    type ActivationProgress,
+    type RestoreArguments,
+} from "../../../src/deploy/activationUnit";
+import { parseHostState, SYSTEM_PROFILE } from "../../../src/deploy/hostState";
+import { SshConnection } from "../../../src/ssh/connection";
 import { FakeHost, shortCommand } from "./fakeHost";
-import { FakeRunner, masterCheck, masterStart } from "./fakeRunner";
-import { storePath } from "./fixtures";
+import { FakeRunner, masterCheck, masterStart, remote } from "./fakeRunner";
+import { runtimeDir, storePath, target } from "./fixtures";
 
 // The fake host stands in for systemd in most deploy tests: check that what it prints means to
 // activationUnit.ts's parsers what the real `systemctl show` output means.
 const v1 = storePath("nixos-system-alpha-1");
 const next = storePath("nixos-system-alpha-2");
 const { unit: UNIT, log: LOG } = activationUnit("feedfacefeedface");
+const { unit: RUNIT, log: RLOG } = restoreUnit("feedfacefeedface");
 const CP = "/tmp/nf-test/alpha.sock";
 
 /** An ssh call riding the master at CP, as SshConnection.run sends it (root, no sudo). */
@@ -116,4 +131,164 @@ describe("FakeHost (test helper)", { timeout: 1000 }, () => {
         expect(shortCommand(["sh", "-c", "SCRIPT", "nixos-fleet-activate", UNIT, LOG, next, "switch", ""])).toBe(`nixos-fleet-activate ${UNIT} ${LOG} ${next} switch ''`);
         expect(shortCommand(["nix-env", "-p", "x"])).toBe("nix-env -p x");
     });
+
+    it("shortCommand shows the restore script the restore unit runs as RESTORE_SCRIPT, and anything else there as not it", () => {
+        const restore = "\necho \"nixos-fleet-restore: done: $1\"\n";
+        expect(shortCommand(["sh", "-c", "START", "nixos-fleet-restore-start", RUNIT, RLOG, restore, "switch", "1", v1, v1, ""])).toBe(
+            `nixos-fleet-restore-start ${RUNIT} ${RLOG} RESTORE_SCRIPT switch 1 ${v1} ${v1} ''`,
+        );
+        expect(shortCommand(["sh", "-c", "START", "nixos-fleet-restore-start", RUNIT, RLOG, "rm -rf /", "switch"])).toBe(
+            `nixos-fleet-restore-start ${RUNIT} ${RLOG} <not the restore script> switch`,
+        );
+    });
+
+    it("a restore unit: runs the restore at once, reads as exited 0 (or 1 when a step failed), and the cleanup forgets it", async () => {
+        for (const [arrange, expected] of [
+            [() => undefined, { kind: "exited", status: 0 }],
+            [(fake: FakeHost) => fake.failingSystems.add(v1), { kind: "exited", status: 1 }],
+        ] as const) {
+            const { fake, run } = host();
+            arrange(fake);
+            // The deploy of `next` as generation 2, to be undone.
+            fake.state.generations.set(2, next);
+            fake.state.profileGeneration = 2;
+            fake.state.current = next;
+            const start = await run("nixos-fleet-restore-start", RUNIT, RLOG, "RESTORE nixos-fleet-restore: done: ", "switch", "1", v1, v1, "");
+            expect(start.code).toBe(0);
+            const { stdout } = await run("nixos-fleet-status", RUNIT);
+            expect(progressOf(parseUnitStatus(stdout.split("@state\n")[0]!))).toEqual(expected);
+            expect(fake.restores[0]).toMatchObject({ name: RUNIT, log: RLOG, loaded: true, logExists: true });
+            expect(fake.state.profileGeneration).toBe(1);
+            await run("nixos-fleet-cleanup", RUNIT, RLOG, "");
+            expect(fake.restores[0]).toMatchObject({ loaded: false, logExists: false });
+        }
+    });
+
+    it("a restore unit must be given the restore script, a log under /run/nixos-fleet and its five arguments", async () => {
+        const { fake, run } = host();
+        expect((await run("nixos-fleet-restore-start", RUNIT, RLOG, "something else", "switch", "1", v1, v1, "")).code).toBe(2);
+        expect((await run("nixos-fleet-restore-start", RUNIT, "/tmp/log", "nixos-fleet-restore: done: ", "switch", "1", v1, v1, "")).code).toBe(12);
+        expect((await run("nixos-fleet-restore-start", RUNIT, RLOG, "nixos-fleet-restore: done: ", "switch", "1", v1, v1)).code).toBe(2);
+        expect(fake.restores).toEqual([]);
+    });
+
+    it("the cleanup with a token removes the decision files only once no watchdog of that token runs", async () => {
+        const { fake, runner, run } = host();
+        const arm = ["systemd-run", "--unit=nixos-fleet-watchdog-t3", "--description=x", "--", "sh", "-c", "SCRIPT", "nixos-fleet-watchdog"];
+        await runner.run(remoteArgv([...arm, "/run/nixos-fleet", "t3", "30", "switch", "1", v1, v1, UNIT]));
+        fake.decided.add("t3");
+        await run("nixos-fleet-cleanup", UNIT, LOG, "t3");
+        expect([...fake.decided]).toEqual(["t3"]);
+        // The watchdog (not the deployer) decides and reverts: its script ends.
+        fake.decided.delete("t3");
+        fake.fireWatchdogs();
+        expect([...fake.decided]).toEqual(["t3"]);
+        expect([...fake.revertedFiles]).toEqual(["t3"]);
+        await run("nixos-fleet-cleanup", UNIT, LOG, "t3");
+        expect(fake.decided.size).toBe(0);
+        expect(fake.revertedFiles.size).toBe(0);
+    });
+});
+
+// The fake host runs the restore unit's steps itself. Check it against the real restore script,
+// run here by sh with stand-ins on PATH (nix-env, rm: they only record) and previous systems whose
+// switch-to-configuration records and exits as the fake's knobs say: the same commands in the same
+// order, the same "nixos-fleet-restore:" lines, the same exit status.
+describe("FakeHost's restore against the real restore script", { timeout: 1000 }, () => {
+    /** The scripts startRestoreUnit sends: the unit's start script and the restore script, with the arguments. */
+    async function restoreCommand(args: RestoreArguments): Promise<string[]> {
+        const runner = new FakeRunner();
+        runner.on(remote("sh", "-c"), {});
+        const connection = new SshConnection(target(), { runner: runner.run, runtimeDir: runtimeDir() });
+        await startRestoreUnit(connection, restoreUnit("feedfacefeedface"), args);
+        return runner.matching(remote("sh", "-c"))[0]!.remoteCommand!;
+    }
+
+    interface Scenario {
+        name: string;
+        args: (systems: { old: string; prev: string; hand: string }) => RestoreArguments;
+        /** Exit codes of switch-to-configuration per system and action (default 0), as the fake's knobs make them. */
+        failing?: "prev" | "hand";
+        unitsFail?: "prev" | "hand";
+        nixEnvFails?: boolean;
+    }
+    const scenarios: Scenario[] = [
+        { name: "switch", args: ({ prev }) => ({ action: "switch", generation: 2, profileStorePath: prev, currentStorePath: prev, profileOnly: false }) },
+        { name: "boot", args: ({ prev }) => ({ action: "boot", generation: 2, profileStorePath: prev, currentStorePath: prev, profileOnly: false }) },
+        { name: "test", args: ({ prev }) => ({ action: "test", profileStorePath: prev, currentStorePath: prev, profileOnly: false }) },
+        { name: "dry-activate", args: ({ prev }) => ({ action: "dry-activate", profileStorePath: prev, currentStorePath: prev, profileOnly: false }) },
+        { name: "profile only", args: ({ prev }) => ({ action: "switch", generation: 2, profileStorePath: prev, currentStorePath: prev, profileOnly: true }) },
+        { name: "no profile before", args: ({ hand }) => ({ action: "switch", currentStorePath: hand, profileOnly: false }) },
+        { name: "no profile, nothing running", args: () => ({ action: "switch", profileOnly: false }) },
+        { name: "running system not the profile's", args: ({ prev, hand }) => ({ action: "switch", generation: 2, profileStorePath: prev, currentStorePath: hand, profileOnly: false }) },
+        { name: "nix-env fails", nixEnvFails: true, args: ({ prev }) => ({ action: "switch", generation: 2, profileStorePath: prev, currentStorePath: prev, profileOnly: false }) },
+        { name: "previous system fails", failing: "prev", args: ({ prev }) => ({ action: "switch", generation: 2, profileStorePath: prev, currentStorePath: prev, profileOnly: false }) },
+        { name: "running system fails", failing: "hand", args: ({ prev, hand }) => ({ action: "switch", generation: 2, profileStorePath: prev, currentStorePath: hand, profileOnly: false }) },
+        { name: "previous system's units fail (exit 4)", unitsFail: "prev", args: ({ prev }) => ({ action: "switch", generation: 2, profileStorePath: prev, currentStorePath: prev, profileOnly: false }) },
+        { name: "units fail, first-ever deploy", unitsFail: "hand", args: ({ hand }) => ({ action: "test", currentStorePath: hand, profileOnly: false }) },
+    ];
+
+    /** Only the restore's own lines, and the profile links rm was given as one word (the glob may or may not match here). */
+    const restoreLines = (text: string) => text.split("\n").filter((line) => line.startsWith("nixos-fleet-restore: "));
+    const normalize = (command: string) => command.replace(/^rm -f .*$/, "rm -f <the system profile and its links>");
+
+    for (const scenario of scenarios) {
+        it(scenario.name, async () => {
+            const dir = fs.mkdtempSync(path.join(os.tmpdir(), "nf-restore-"));
+            const record = path.join(dir, "ran");
+            fs.writeFileSync(record, "");
+            const bin = path.join(dir, "bin");
+            fs.mkdirSync(bin);
+            const stub = (file: string, body: string) => fs.writeFileSync(file, `#!/bin/sh\n${body}\n`, { mode: 0o755 });
+            stub(path.join(bin, "nix-env"), scenario.nixEnvFails ? 'echo "nix-env $*" >> "$RECORD"; echo "error: lock held" >&2; exit 1' : 'echo "nix-env $*" >> "$RECORD"');
+            stub(path.join(bin, "rm"), 'echo "rm $*" >> "$RECORD"');
+            const systems = { old: path.join(dir, "system-old"), prev: path.join(dir, "system-prev"), hand: path.join(dir, "system-hand") };
+            for (const [name, system] of Object.entries(systems)) {
+                fs.mkdirSync(path.join(system, "bin"), { recursive: true });
+                const test = scenario.failing === name ? 1 : scenario.unitsFail === name ? 4 : 0;
+                const boot = scenario.failing === name ? 1 : 0;
+                stub(path.join(system, "bin", "switch-to-configuration"), `echo "$0 $1" >> "$RECORD"\ncase "$1" in boot) exit ${boot} ;; *) exit ${test} ;; esac`);
+            }
+            const args = scenario.args(systems);
+            const words = await restoreCommand(args);
+            expect(words.slice(0, 2)).toEqual(["sh", "-c"]);
+            expect(words[3]).toBe("nixos-fleet-restore-start");
+            const [script, ...scriptArgs] = words.slice(6);
+
+            // The real script, its output to one file as the unit's StandardOutput=/StandardError=append: have it.
+            const log = path.join(dir, "log");
+            const fd = fs.openSync(log, "a");
+            const real = spawnSync("sh", ["-c", script!, "nixos-fleet-restore", ...scriptArgs], {
+                stdio: ["ignore", fd, fd],
+                env: { PATH: `${bin}:/usr/bin:/bin`, RECORD: record },
+            });
+            fs.closeSync(fd);
+            expect(real.error).toBeUndefined();
+
+            // The fake, on a host that deployed generation 3 over generation 2 (prev).
+            const fake = FakeHost.withGenerations(systems.old, systems.prev);
+            fake.state.store.add(systems.hand);
+            fake.state.generations.set(3, next);
+            fake.state.profileGeneration = 3;
+            if (scenario.nixEnvFails) fake.switchGenerationFails = "error: lock held";
+            if (scenario.failing) fake.failingSystems.add(systems[scenario.failing]);
+            if (scenario.unitsFail) fake.failingUnits.set(systems[scenario.unitsFail], ["db.service"]);
+            const runner = new FakeRunner();
+            fake.attach(runner);
+            const started = await runner.run(remoteArgv(words));
+            expect(started.code).toBe(0);
+            const unit = fake.restores[0]!;
+
+            const realRan = fs.readFileSync(record, "utf8").split("\n").filter(Boolean).map(normalize);
+            expect(unit.ran.map(normalize)).toEqual(realRan);
+            const realOutput = fs.readFileSync(log, "utf8");
+            expect(restoreLines(unit.output)).toEqual(restoreLines(realOutput));
+            expect(restoreSteps(unit.output)).toEqual(restoreSteps(realOutput));
+            expect(unit.exit).toEqual({ code: real.status });
+            // The profile went where the real script sent it.
+            if (realRan.some((command) => command.startsWith(`nix-env -p ${SYSTEM_PROFILE} --switch-generation`)) && !scenario.nixEnvFails) {
+                expect(fake.state.profileGeneration).toBe(2);
+            }
+        });
+    }
 });

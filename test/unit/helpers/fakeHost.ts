@@ -5,11 +5,13 @@
 // Activation runs as on a real host since activationUnit.ts: fixed `sh -c SCRIPT NAME args…`
 // commands, told apart by their $0 (NAME): nixos-fleet-preflight, -activate (systemd-run of
 // switch-to-configuration in a transient unit whose output goes to a log file), -follow (the log
-// from a byte offset), -status (systemctl show of the unit, "@state", the host state), -cleanup;
-// the watchdog's `systemd-run --unit=nixos-fleet-watchdog-…` and its disarm (nixos-fleet-disarm).
-// The fake runs switch-to-configuration at once when the unit starts; knobs make the unit run on
-// for some status polls, drop the connection during a follow, keep the host away, reboot it, or
-// let its watchdog decide before the deployer.
+// from a byte offset), -status (systemctl show of the unit, "@state", the host state), -cleanup
+// (unit, log, token); the restore unit (nixos-fleet-restore-start: systemd-run of the restore
+// script, whose steps the fake runs on its own state); the watchdog's
+// `systemd-run --unit=nixos-fleet-watchdog-…` and its disarm (nixos-fleet-disarm).
+// The fake runs a unit's work at once when it starts; knobs make the unit run on for some status
+// polls, drop the connection during a follow, keep the host away, reboot it, or let its watchdog
+// decide before the deployer.
 import { ACTIVATION_LOCK, RUNTIME_DIR } from "../../../src/deploy/activationUnit";
 import { SYSTEM_PROFILE } from "../../../src/deploy/hostState";
 import type { ClosurePath } from "../../../src/nix/closure";
@@ -50,16 +52,12 @@ interface SwitchRun {
     log: string;
 }
 
-/** A transient activation unit started by the activate script. */
-export interface FakeUnit {
-    /** nixos-fleet-activate-<token>.service */
+/** What a transient unit of the deploy (activation or restore) has in common. */
+interface FakeUnitBase {
+    /** nixos-fleet-activate-<token>.service, nixos-fleet-restore-<token>.service */
     name: string;
     log: string;
-    toplevel: string;
-    action: Action;
-    /** NIXOS_INSTALL_BOOTLOADER as passed ("1" or ""). */
-    bootloader: string;
-    /** The whole log, once switch-to-configuration has ended. */
+    /** The whole log, once the unit's process has ended. */
     output: string;
     /** What the log holds while the unit still runs (its first line). */
     runningOutput: string;
@@ -70,6 +68,22 @@ export interface FakeUnit {
     loaded: boolean;
     /** The log file still exists. */
     logExists: boolean;
+}
+
+/** A transient activation unit started by the activate script. */
+export interface FakeUnit extends FakeUnitBase {
+    toplevel: string;
+    action: Action;
+    /** NIXOS_INSTALL_BOOTLOADER as passed ("1" or ""). */
+    bootloader: string;
+}
+
+/** A transient restore unit started by restorePrevious: the restore script with its arguments. */
+export interface FakeRestoreUnit extends FakeUnitBase {
+    /** The restore script's positional arguments, as passed ("" when empty). */
+    args: { action: string; generation: string; profilePath: string; current: string; onlyProfile: string };
+    /** What the restore script ran on the host, in order, as commands. */
+    ran: string[];
 }
 
 /** A watchdog started with systemd-run by armWatchdog, with its positional arguments. */
@@ -91,7 +105,7 @@ export interface FakeWatchdog {
     reverted: boolean;
 }
 
-/** The connection breaks during one follow of the activation log. */
+/** The connection breaks during one follow of a unit's log (the activation's or the restore's). */
 export interface FollowDrop {
     /** Bytes of the log the follow streams before the connection breaks (default 0). */
     afterBytes?: number;
@@ -107,6 +121,10 @@ export interface FollowDrop {
 }
 
 const WATCHDOG_UNIT = /^--unit=nixos-fleet-watchdog-(.+)$/;
+const RESTORE_UNIT = /^nixos-fleet-restore-[0-9a-f]+\.service$/;
+/** Every restore script says its steps this way (activationUnit.ts restoreSteps reads them). */
+const RESTORE_MARK = "nixos-fleet-restore: done: ";
+const UNITS_FAILED_NOTE = " (units of that system failed, see above)";
 
 export class FakeHost {
     readonly state: FakeHostState;
@@ -122,10 +140,14 @@ export class FakeHost {
     readonly activations: string[] = [];
     /** Activation units, in the order they were started. */
     readonly units: FakeUnit[] = [];
+    /** Restore units, in the order they were started. */
+    readonly restores: FakeRestoreUnit[] = [];
     /** Watchdogs, in the order they were armed. */
     readonly watchdogs: FakeWatchdog[] = [];
-    /** Tokens whose restore decision was claimed (mkdir of decided-<token>), by deployer or watchdog. */
+    /** Tokens whose restore decision was claimed (mkdir of decided-<token>), by deployer or watchdog; removed by the cleanup. */
     readonly decided = new Set<string>();
+    /** Tokens whose watchdog reverted the host (touch reverted-<token>); removed by the cleanup. */
+    readonly revertedFiles = new Set<string>();
     /** Control sockets of the SSH masters that run now. */
     readonly masters = new Set<string>();
 
@@ -137,10 +159,19 @@ export class FakeHost {
     lockTakenBeforeNextSwitch = false;
     /** The next activation unit reports "running" to this many status polls; follows meanwhile see only its first line. */
     unitRunningPolls = 0;
-    /** Connection drops, one used by each follow of the activation log in turn (null: that follow goes through). */
+    /** The same for the next restore unit. */
+    restoreRunningPolls = 0;
+    /**
+     * Connection drops, one used by each follow of a unit's log in turn, the activation's and then
+     * the restore's (null: that follow goes through).
+     */
     readonly followDrops: (FollowDrop | null)[] = [];
     /** The next activation unit starts, but the connection breaks before the start command returns ("Connection closed"). */
     dropAfterNextStart = false;
+    /** The same for the next restore unit. */
+    dropAfterNextRestoreStart = false;
+    /** `nix-env --switch-generation` fails with this message (e.g. another nix-env holds the profile's lock). */
+    switchGenerationFails?: string;
     /** SSH master starts to refuse ("Connection refused"); Infinity: the host never comes back. */
     refuseConnections = 0;
     /** The next status poll finds the activation unit gone (reset by hand): LoadState=not-found. */
@@ -182,6 +213,30 @@ export class FakeHost {
         return [...this.units].reverse().find((unit) => unit.name === name);
     }
 
+    /** The restore unit of this name started last (loaded or not). */
+    restore(name: string): FakeRestoreUnit | undefined {
+        return [...this.restores].reverse().find((unit) => unit.name === name);
+    }
+
+    /** Any unit of this name, activation or restore. */
+    private anyUnit(name: string): FakeUnitBase | undefined {
+        return this.unit(name) ?? this.restore(name);
+    }
+
+    /**
+     * Another deployer (or an operator) sets the profile to `path` and runs its
+     * switch-to-configuration, outside the commands under test (recorded in `activations` too).
+     */
+    deployedElsewhere(path: string, action: "switch" | "boot" | "test" = "switch"): void {
+        this.state.store.add(path);
+        if (action !== "test") {
+            const next = Math.max(0, ...this.state.generations.keys()) + 1;
+            this.state.generations.set(next, path);
+            this.state.profileGeneration = next;
+        }
+        this.switchTo(path, action);
+    }
+
     /** The output of hostState's READ_STATE_SCRIPT on this host. */
     stateOutput(): string {
         const generation = this.state.profileGeneration;
@@ -197,11 +252,13 @@ export class FakeHost {
 
     /** The host reboots: it boots its boot default, forgets its transient units, drops every connection. */
     reboot(): void {
-        // /run is a tmpfs: the logs go with the units.
-        for (const unit of this.units) {
+        // /run is a tmpfs: the logs and the decision files go with the units.
+        for (const unit of [...this.units, ...this.restores]) {
             unit.loaded = false;
             unit.logExists = false;
         }
+        this.decided.clear();
+        this.revertedFiles.clear();
         this.state.current = this.state.bootDefault;
         this.state.booted = this.state.bootDefault;
         this.masters.clear();
@@ -257,6 +314,7 @@ export class FakeHost {
             return {};
         }
         if (words[3] === "--switch-generation" && words[4]) {
+            if (this.switchGenerationFails !== undefined) return { code: 1, stderr: `${this.switchGenerationFails}\n` };
             const generation = Number(words[4]);
             if (!this.state.generations.has(generation)) return { code: 1, stderr: `error: generation ${generation} does not exist\n` };
             this.state.profileGeneration = generation;
@@ -307,7 +365,7 @@ export class FakeHost {
     }
 
     private follow(call: RecordedCall, [name = "", log = "", from = ""]: string[]): Reply {
-        const unit = this.unit(name);
+        const unit = this.anyUnit(name);
         if (!unit || unit.log !== log || !unit.logExists || !/^\d+$/.test(from)) return { code: 1 };
         const visible = Buffer.from(unit.runningPolls > 0 ? unit.runningOutput : unit.output);
         const rest = visible.subarray(Number(from));
@@ -326,7 +384,7 @@ export class FakeHost {
     }
 
     private unitStatus([name = ""]: string[]): Reply {
-        const unit = this.unit(name);
+        const unit = this.anyUnit(name);
         if (unit && this.unitGoneAtNextStatus) {
             this.unitGoneAtNextStatus = false;
             unit.loaded = false;
@@ -348,12 +406,106 @@ export class FakeHost {
         return { stdout: `${lines.join("")}@state\n${this.stateOutput()}` };
     }
 
-    private cleanupUnit([name = "", log = ""]: string[]): Reply {
-        for (const unit of this.units) {
+    /** The cleanup script: stop and forget the unit, delete its log; with a token, the decision files once no watchdog of it runs. */
+    private cleanupUnit([name = "", log = "", token = ""]: string[]): Reply {
+        for (const unit of [...this.units, ...this.restores]) {
             if (unit.name !== name) continue;
             unit.loaded = false;
             if (unit.log === log) unit.logExists = false;
         }
+        if (token && !this.watchdogs.some((watchdog) => watchdog.token === token && this.watchdogActive(watchdog))) {
+            this.decided.delete(token);
+            this.revertedFiles.delete(token);
+        }
+        return {};
+    }
+
+    /** `systemctl is-active` of a watchdog: armed, and neither stopped by a disarm nor ended by its revert. */
+    watchdogActive(watchdog: FakeWatchdog): boolean {
+        return !watchdog.stopped && !watchdog.reverted;
+    }
+
+    /**
+     * What activationUnit.ts's restore script does, step by step, on this host: profile back to the
+     * generation (or the profile removed), the boot default and the running system back by
+     * switch-to-configuration of the previous systems (exit 4 still counts as done, with a note),
+     * saying each step done; the first step that fails ends it with exit 1.
+     */
+    private runRestore(args: FakeRestoreUnit["args"]): { log: string; exit: { code: number }; ran: string[] } {
+        const { action, generation, profilePath, current, onlyProfile } = args;
+        const ran: string[] = [];
+        let log = "";
+        const done = (step: string) => (log += `${RESTORE_MARK}${step}\n`);
+        class Failed {}
+        const fail = (step: string): never => {
+            log += `nixos-fleet-restore: failed at: ${step}\n`;
+            throw new Failed();
+        };
+        const activate = (path: string, how: "boot" | "test", step: string) => {
+            ran.push(`${path}/bin/switch-to-configuration ${how}`);
+            const run = this.switchTo(path, how);
+            log += run.log;
+            const code = "code" in run.exit ? run.exit.code : 128 + run.exit.signal;
+            if (code === 0) done(step);
+            else if (code === 4) done(`${step}${UNITS_FAILED_NOTE}`);
+            else fail(step);
+        };
+        const reactivate = onlyProfile !== "1";
+        try {
+            if (action === "switch" || action === "boot") {
+                if (generation) {
+                    const words = ["nix-env", "-p", SYSTEM_PROFILE, "--switch-generation", generation];
+                    ran.push(words.join(" "));
+                    const reply = this.nixEnv(words);
+                    log += `${reply.stdout ?? ""}${reply.stderr ?? ""}`;
+                    if (reply.code) fail(`profile back to generation ${generation}`);
+                    done(`profile back to generation ${generation}`);
+                    if (reactivate && profilePath) activate(profilePath, "boot", "boot default back to the previous generation");
+                } else {
+                    ran.push(`rm -f ${SYSTEM_PROFILE} ${SYSTEM_PROFILE}-*-link`);
+                    this.state.generations.clear();
+                    this.state.profileGeneration = undefined;
+                    done("removed the new system profile");
+                    if (reactivate && current) activate(current, "boot", "boot default back to the previously running system");
+                }
+            }
+            if ((action === "switch" || action === "test") && reactivate && current) {
+                activate(current, "test", "re-activated the previously running system");
+            }
+        } catch (error) {
+            if (error instanceof Failed) return { log, exit: { code: 1 }, ran };
+            throw error;
+        }
+        return { log, exit: { code: 0 }, ran };
+    }
+
+    /** START_SCRIPT_UNIT running the restore script: `<unit> <log> <script> <action> <gen> <profile path> <current> <only profile>`. */
+    private startRestore(args: string[]): Reply {
+        const [name = "", log = "", script = "", action = "", generation = "", profilePath = "", current = "", onlyProfile = ""] = args;
+        if (args.length !== 8) return { code: 2, stderr: `fake host: the restore unit takes 8 arguments, not ${args.length}\n` };
+        if (!RESTORE_UNIT.test(name) || log !== `${RUNTIME_DIR}/${name}.log`) return { code: 12, stderr: `fake host: unexpected restore unit ${name} ${log}\n` };
+        if (!script.includes(RESTORE_MARK)) return { code: 2, stderr: "fake host: not the restore script\n" };
+        if (!this.hasSystemdRun) return { code: 127, stderr: "exec: systemd-run: not found\n" };
+        if (this.restores.some((unit) => unit.name === name && unit.loaded)) {
+            return { code: 1, stderr: `Failed to start transient service unit: Unit ${name} was already loaded or has a fragment file.\n` };
+        }
+        const unitArgs = { action, generation, profilePath, current, onlyProfile };
+        const run = this.runRestore(unitArgs);
+        const firstLine = run.log.indexOf("\n");
+        const runningPolls = this.restoreRunningPolls;
+        this.restoreRunningPolls = 0;
+        this.restores.push({
+            name,
+            log,
+            args: unitArgs,
+            ran: run.ran,
+            output: run.log,
+            runningOutput: runningPolls > 0 && firstLine >= 0 ? run.log.slice(0, firstLine + 1) : "",
+            exit: run.exit,
+            runningPolls,
+            loaded: true,
+            logExists: true,
+        });
         return {};
     }
 
@@ -394,6 +546,7 @@ export class FakeHost {
             if (watchdog.current) this.switchTo(watchdog.current, "test");
         }
         watchdog.reverted = true;
+        this.revertedFiles.add(watchdog.token);
     }
 
     /** Every armed watchdog whose decision is still open times out now: it claims the decision and reverts the host. */
@@ -432,6 +585,13 @@ export class FakeHost {
                 this.masters.delete(controlPathOf(call));
                 return { code: 255, stderr: "Connection closed by 127.0.0.1 port 22\r\n" };
             }
+            case "nixos-fleet-restore-start": {
+                const started = this.startRestore(args);
+                if (!this.dropAfterNextRestoreStart || started.code) return started;
+                this.dropAfterNextRestoreStart = false;
+                this.masters.delete(controlPathOf(call));
+                return { code: 255, stderr: "Connection closed by 127.0.0.1 port 22\r\n" };
+            }
             case "nixos-fleet-follow":
                 return this.follow(call, args);
             case "nixos-fleet-status":
@@ -446,11 +606,6 @@ export class FakeHost {
                 return { code: 1, stderr: `fake host: unexpected script name ${words[3]}\n` };
         }
         if (script.includes("readlink") && script.includes("/run/current-system")) return { stdout: this.stateOutput() };
-        if (script === `rm -f ${SYSTEM_PROFILE} ${SYSTEM_PROFILE}-*-link`) {
-            this.state.generations.clear();
-            this.state.profileGeneration = undefined;
-            return {};
-        }
         return { code: 1, stderr: `fake host: unexpected script ${script}\n` };
     }
 
@@ -544,13 +699,18 @@ export function attachLocalNix(runner: FakeRunner, host: FakeHost, closures: Map
 }
 
 /**
- * A remote command, short: the activation scripts as "<$0> <args…>" (an empty argument as ''),
- * hostState's state read as "read state", the watchdog's systemd-run as "systemd-run --unit=… <args…>";
- * anything else as its words.
+ * A remote command, short: the activation scripts as "<$0> <args…>" (an empty argument as ''; the
+ * restore script the restore unit runs as RESTORE_SCRIPT), hostState's state read as "read state",
+ * the watchdog's systemd-run as "systemd-run --unit=… <args…>"; anything else as its words.
  */
 export function shortCommand(words: readonly string[]): string {
     const shown = (args: readonly string[]) => args.map((word) => (word === "" ? "''" : word));
     if (words[0] === "sh" && words[1] === "-c") {
+        if (words[3] === "nixos-fleet-restore-start") {
+            const args = shown(words.slice(4));
+            if (args[2] !== undefined) args[2] = args[2].includes(RESTORE_MARK) ? "RESTORE_SCRIPT" : "<not the restore script>";
+            return [words[3], ...args].join(" ");
+        }
         if (words[3] !== undefined) return [words[3], ...shown(words.slice(4))].join(" ");
         if (words[2]?.includes("readlink") && words[2].includes("/run/current-system")) return "read state";
     }

@@ -153,11 +153,35 @@ describe("outputsAfterRead", () => {
     it("test: storePath follows what runs, not the profile", () => {
         const read = outputsAfterRead(deployed("test"), { generation: 3, profileStorePath: next, currentStorePath: v2 });
         expect(read.storePath).toBe(v2);
+        // Generation 3 holds `next`, not the running v2: which generation holds v2 is not known.
+        expect(read.generation).toBeNull();
+        expect(read.profileStorePath).toBe(next);
     });
 
-    it("boot: storePath follows the profile, not what runs", () => {
+    it("test: the profile's generation when the profile holds the running system", () => {
+        const read = outputsAfterRead(deployed("test"), { generation: 2, profileStorePath: v2, currentStorePath: v2 });
+        expect(read).toMatchObject({ storePath: v2, generation: 2 });
+    });
+
+    it("switch: a profile moved away from the running system gives no generation (the profile's holds another path)", () => {
+        const read = outputsAfterRead(deployed("switch"), { generation: 4, profileStorePath: v1, currentStorePath: next });
+        expect(read).toMatchObject({ storePath: next, generation: null, runningStorePath: next, profileStorePath: v1 });
+    });
+
+    it("switch: a running system moved away from the profile gives no generation either", () => {
+        const read = outputsAfterRead(deployed("switch"), { generation: 3, profileStorePath: next, currentStorePath: v1 });
+        expect(read).toMatchObject({ storePath: v1, generation: null, runningStorePath: v1, profileStorePath: next });
+    });
+
+    it("switch: no profile at all gives no generation", () => {
+        const read = outputsAfterRead(deployed("switch"), { currentStorePath: v1 });
+        expect(read).toMatchObject({ storePath: v1, generation: null, profileStorePath: null });
+    });
+
+    it("boot: storePath follows the profile, not what runs, with the profile's generation", () => {
         const read = outputsAfterRead(deployed("boot"), { generation: 3, profileStorePath: next, currentStorePath: v2 });
         expect(read.storePath).toBe(next);
+        expect(read.generation).toBe(3);
         expect(read.runningStorePath).toBe(v2);
     });
 
@@ -320,6 +344,8 @@ describe("HostProvider", { timeout: 1000 }, () => {
             // Someone moved the profile back to generation 2 by hand, without switching.
             host.state.profileGeneration = 2;
             const refreshed = (await provider.read("alpha", URN, asProps(created))).props as HostOutputs;
+            // Generation 2 holds v2, not the running `next`: no generation is recorded for it.
+            expect(refreshed).toMatchObject({ storePath: next, generation: null, profileStorePath: v2, runningStorePath: next });
             expect((await provider.diff("alpha", URN, asProps(refreshed), asProps(inputs()))).changes).toBe(true);
             const outs = (await provider.update("alpha", URN, asProps(refreshed), asProps(inputs()))).outs as HostOutputs;
             expect(outs).toMatchObject({ storePath: next, profileStorePath: next, runningStorePath: next, generation: 4 });
@@ -382,6 +408,7 @@ describe("HostProvider", { timeout: 1000 }, () => {
         expect(text.split("\n")[0]).toMatch(/^host alpha: activate: outcome unknown: the connection was lost during activation and the host did not answer again within 0.001s/);
         expect(text).not.toMatch(/activate failed|restored it/);
         expect(runner.remoteCommands().filter((command) => command.includes("--switch-generation"))).toEqual([]);
+        expect(host.restores).toEqual([]);
         expect(host.state).toMatchObject({ profileGeneration: 3, current: next });
     });
 
