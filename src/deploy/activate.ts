@@ -58,6 +58,8 @@ export interface ActivateOptions {
 export const DEFAULT_RECONNECT_SECONDS = 60;
 /** How long a deploy waits for another activation on the host to release the lock. */
 export const LOCK_WAIT_SECONDS = 20;
+/** How long a deploy waits for another nixos-fleet deploy on the host (its watchdog's confirm window included). */
+export const BUSY_WAIT_SECONDS = 60;
 
 const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
@@ -65,9 +67,17 @@ const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(r
  * Before anything changes: the host must have systemd-run, and no other activation may be running
  * (waits up to LOCK_WAIT_SECONDS). Throws a FleetError saying that nothing was changed.
  */
-export async function checkReadyToActivate(connection: SshConnection, lockWaitSeconds = LOCK_WAIT_SECONDS): Promise<void> {
+export async function checkReadyToActivate(connection: SshConnection, lockWaitSeconds = LOCK_WAIT_SECONDS, busyWaitSeconds = BUSY_WAIT_SECONDS): Promise<void> {
     const host = connection.target.name;
-    const ready = await preflight(connection, lockWaitSeconds);
+    const ready = await preflight(connection, lockWaitSeconds, busyWaitSeconds);
+    if (typeof ready === "object") {
+        throw new FleetError({
+            phase: "activate",
+            host,
+            message: `another deploy is under way on the host (${ready.busy.join(", ")} still running after ${busyWaitSeconds}s); nothing was changed`,
+            hint: "wait until it ends (a rollback watchdog ends when its deploy is confirmed or it has reverted the host), then deploy again; `systemctl status <unit>` on the host shows it",
+        });
+    }
     if (ready === "no-systemd-run") {
         throw new FleetError({
             phase: "activate",
@@ -91,7 +101,19 @@ async function setProfile(connection: SshConnection, storePath: string, generati
         generation === undefined
             ? ["nix-env", "-p", SYSTEM_PROFILE, "--set", storePath]
             : ["nix-env", "-p", SYSTEM_PROFILE, "--switch-generation", String(generation)];
-    const result = await connection.run(argv, { asRoot: true });
+    let result;
+    try {
+        result = await connection.run(argv, { asRoot: true });
+    } catch (error) {
+        if (!(error instanceof FleetError) || error.phase !== "connect") throw error;
+        throw new FleetError({
+            phase: "activate",
+            host: connection.target.name,
+            outcome: "unknown",
+            message: `outcome unknown: the connection was lost while setting the system profile (${error.message}); the profile may point at ${storePath} while the host runs its previous system, so the next boot could run it`,
+            hint: "once the host is reachable, `pulumi refresh` shows the profile and the next `pulumi up` makes profile, boot default and running system agree",
+        });
+    }
     if (result.code !== 0) {
         throw new FleetError({
             phase: "activate",
@@ -141,7 +163,9 @@ export async function restorePrevious(
     if (action === "dry-activate" || (!setsProfile(action) && (profileOnly || !before.currentStorePath))) return [];
     try {
         const started = await startRestoreUnit(connection, unit, args);
-        if (started.code !== 0) {
+        if (started.timedOut || started.code === null) {
+            options.log?.("starting the restore unit did not answer in time; asking systemd what became of it");
+        } else if (started.code !== 0) {
             throw new FleetError({ phase: "rollback", host, message: `the restore unit ${unit.unit} could not be started (exit ${started.code})`, hint: manual, detail: tail(started.stderr) });
         }
     } catch (error) {
@@ -304,7 +328,10 @@ export async function activate(
     const unit = activationUnit(options.token);
     try {
         const started = await startUnit(connection, unit, storePath, action, options.installBootloader ?? false);
-        if (started.code !== 0) {
+        if (started.timedOut || started.code === null) {
+            // The job may be queued in PID 1 already: not "not started", but "find out".
+            options.log?.("starting the activation unit did not answer in time; asking systemd what became of it");
+        } else if (started.code !== 0) {
             return { kind: "failed", reason: `the activation unit ${unit.unit} could not be started (exit ${started.code})`, output: started.stderr };
         }
     } catch (error) {

@@ -29,19 +29,27 @@ export function restoreUnit(token: string): ActivationUnit {
     return { unit, log: `${RUNTIME_DIR}/${unit}.log` };
 }
 
-// Before touching anything: systemd-run must exist, and no other activation may hold the lock
-// (waits up to $2 seconds for it). Exit 0 ready, 10 no systemd-run, 11 the lock stayed busy.
+// Before touching anything: systemd-run must exist, no other activation may hold the lock (waits
+// up to $2 seconds), and no other nixos-fleet deploy may be under way on the host: an activation or
+// restore unit running, or a rollback watchdog armed (waits up to $3 seconds; a watchdog whose
+// deployer died reverts by itself within its confirmTimeout). Exit 0 ready, 10 no systemd-run,
+// 11 the lock stayed busy, 13 another deploy stayed under way (its units printed).
 const PREFLIGHT_SCRIPT = `
-lock=$1; wait=$2
+lock=$1; wait=$2; busy_wait=$3
 command -v systemd-run >/dev/null 2>&1 || exit 10
 [ -d /run/systemd/system ] || exit 10
 mkdir -p "\${lock%/*}"
 i=0
-while ! flock -n "$lock" true 2>/dev/null; do
-  [ "$i" -ge "$wait" ] && exit 11
+while :; do
+  if flock -n "$lock" true 2>/dev/null; then
+    others=$(systemctl list-units --plain --no-legend --state=running 'nixos-fleet-activate-*' 'nixos-fleet-restore-*' 'nixos-fleet-watchdog-*' 2>/dev/null | cut -d' ' -f1 | tr '\\n' ' ')
+    [ -z "\${others% }" ] && exit 0
+    [ "$i" -ge "$busy_wait" ] && { echo "$others"; exit 13; }
+  else
+    [ "$i" -ge "$wait" ] && exit 11
+  fi
   sleep 1; i=$((i + 1))
 done
-exit 0
 `;
 
 // Starts the unit and returns once it runs (Type=exec). LOCALE_ARCHIVE and
@@ -133,7 +141,9 @@ const FOLLOW_SCRIPT = `
 unit=$1; log=$2; from=$(($3 + 1))
 pid=$(systemctl show --property=MainPID --value "$unit" 2>/dev/null)
 if [ -n "$pid" ] && [ "$pid" != 0 ]; then
-  exec tail -c "+$from" -s 0.2 --pid="$pid" -f "$log"
+  # Bounded: a pid reused after the unit ended must not hold the follow; the caller looks again.
+  timeout 30 tail -c "+$from" -s 0.2 --pid="$pid" -f "$log" 2>/dev/null || sleep 1
+  exit 0
 fi
 exec tail -c "+$from" "$log" 2>/dev/null
 `;
@@ -141,7 +151,7 @@ exec tail -c "+$from" "$log" 2>/dev/null
 const STATUS_SCRIPT = [
     `unit=$1`,
     `systemctl show --property=LoadState --property=ActiveState --property=SubState --property=Result ` +
-        `--property=ExecMainCode --property=ExecMainStatus --property=MainPID "$unit" 2>/dev/null`,
+        `--property=ExecMainCode --property=ExecMainStatus --property=MainPID "$unit" || exit 20`,
     `echo @state`,
     READ_STATE_SCRIPT,
 ].join("\n");
@@ -149,6 +159,7 @@ const STATUS_SCRIPT = [
 // Also forgets the watchdog's decision files once no watchdog of this deploy runs any more.
 const CLEANUP_SCRIPT = `
 unit=$1; log=$2; token=$3
+if [ "$(systemctl show --property=SubState --value "$unit" 2>/dev/null)" = running ]; then exit 0; fi
 systemctl stop "$unit" 2>/dev/null
 systemctl reset-failed "$unit" 2>/dev/null
 rm -f "$log"
@@ -188,7 +199,8 @@ export function parseUnitStatus(output: string): UnitStatus {
         return Number.isFinite(n) ? n : 0;
     };
     return {
-        loadState: values.get("LoadState") ?? "not-found",
+        // No LoadState at all: systemctl did not answer; that is not "the unit is gone".
+        loadState: values.get("LoadState") ?? "unknown",
         activeState: values.get("ActiveState") ?? "inactive",
         subState: values.get("SubState") ?? "dead",
         execMainCode: num("ExecMainCode"),
@@ -199,6 +211,7 @@ export function parseUnitStatus(output: string): UnitStatus {
 
 /** Whether the activation still runs, how it ended, or that the host no longer knows it. */
 export function progressOf(status: UnitStatus): ActivationProgress {
+    if (status.loadState === "unknown") return { kind: "running" }; // unknown: look again
     if (status.loadState !== "loaded") return { kind: "gone" };
     if (status.mainPid > 0 || status.activeState === "activating" || status.activeState === "deactivating") return { kind: "running" };
     if (status.execMainCode === 1) return { kind: "exited", status: status.execMainStatus };
@@ -219,16 +232,17 @@ export function failedUnitsOf(output: string): string[] {
 /** switch-to-configuration refused because another activation holds its lock (it changed nothing). */
 export const refusedForLock = (output: string): boolean => /Could not acquire lock/.test(output);
 
-export type Preflight = "ready" | "no-systemd-run" | "locked";
+export type Preflight = "ready" | "no-systemd-run" | "locked" | { busy: string[] };
 
-export async function preflight(connection: SshConnection, lockWaitSeconds: number): Promise<Preflight> {
-    const result = await connection.run(["sh", "-c", PREFLIGHT_SCRIPT, "nixos-fleet-preflight", ACTIVATION_LOCK, String(lockWaitSeconds)], {
-        asRoot: true,
-        timeoutMs: (lockWaitSeconds + 30) * 1000,
-    });
+export async function preflight(connection: SshConnection, lockWaitSeconds: number, busyWaitSeconds: number): Promise<Preflight> {
+    const result = await connection.run(
+        ["sh", "-c", PREFLIGHT_SCRIPT, "nixos-fleet-preflight", ACTIVATION_LOCK, String(lockWaitSeconds), String(busyWaitSeconds)],
+        { asRoot: true, timeoutMs: (Math.max(lockWaitSeconds, busyWaitSeconds) * 2 + 30) * 1000 },
+    );
     if (result.code === 0) return "ready";
     if (result.code === 10) return "no-systemd-run";
     if (result.code === 11) return "locked";
+    if (result.code === 13) return { busy: result.stdout.split(/\s+/).filter(Boolean) };
     throw new FleetError({
         phase: "activate",
         host: connection.target.name,
@@ -260,7 +274,12 @@ export interface UnitReport {
 }
 
 export async function unitStatus(connection: SshConnection, unit: ActivationUnit): Promise<UnitReport> {
-    const result = await connection.run(["sh", "-c", STATUS_SCRIPT, "nixos-fleet-status", unit.unit], { asRoot: true, timeoutMs: 30_000 });
+    let result = await connection.run(["sh", "-c", STATUS_SCRIPT, "nixos-fleet-status", unit.unit], { asRoot: true, timeoutMs: 30_000 });
+    // 20: systemctl itself did not answer (busy, re-executing): ask again before calling it unknown.
+    for (let attempt = 1; result.code === 20 && attempt < 3; attempt++) {
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+        result = await connection.run(["sh", "-c", STATUS_SCRIPT, "nixos-fleet-status", unit.unit], { asRoot: true, timeoutMs: 30_000 });
+    }
     if (result.code !== 0 || !result.stdout.includes("@state\n")) {
         throw new FleetError({
             phase: "activate",

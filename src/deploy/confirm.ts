@@ -37,14 +37,16 @@ while :; do
   case "$state" in
     *SubState=exited*|*SubState=failed*) break ;;
     *LoadState=loaded*) seen=1 ;;
-    *) if [ "$seen" = 1 ]; then break; fi
+    *LoadState=not-found*) if [ "$seen" = 1 ]; then break; fi
        if [ "$waited" -ge 120 ]; then exit 0; fi ;;
+    *) ;;
   esac
   sleep 1; waited=$((waited + 1))
 done
 echo "$(date -u +%FT%TZ) $token: activation ended, waiting $timeout seconds for a confirmation" >> "$dir/watchdog.log"
 sleep "$timeout"
 mkdir "$dir/decided-$token" 2>/dev/null || exit 0
+echo watchdog > "$dir/decided-$token/by"
 echo "$(date -u +%FT%TZ) $token: no confirmation within $timeout seconds, reverting" >> "$dir/watchdog.log"
 case "$action" in switch|boot)
   if [ -n "$gen" ]; then nix-env -p ${SYSTEM_PROFILE} --switch-generation "$gen"; fi
@@ -57,13 +59,19 @@ echo "$(date -u +%FT%TZ) $token: reverted" >> "$dir/watchdog.log"
 touch "$dir/reverted-$token"
 `;
 
+// Exit 0: this deployer decided; 4: a deployer had decided already (this one, whose answer was
+// lost, or another whose new connection proved access); 3: the watchdog decided to revert.
 const DISARM_SCRIPT = `
 dir=$1; token=$2
 mkdir -p "$dir"
 if mkdir "$dir/decided-$token" 2>/dev/null; then
+  echo deployer > "$dir/decided-$token/by"
   systemctl stop "nixos-fleet-watchdog-$token.service" 2>/dev/null
   exit 0
 fi
+i=0
+while [ ! -s "$dir/decided-$token/by" ] && [ "$i" -lt 10 ]; do sleep 0.2; i=$((i + 1)); done
+[ "$(cat "$dir/decided-$token/by" 2>/dev/null)" = deployer ] && exit 4
 exit 3
 `;
 
@@ -110,7 +118,7 @@ export async function armWatchdog(connection: SshConnection, before: HostState, 
 /** Disarms over the given connection. False when the watchdog had already decided to revert. */
 export async function disarm(connection: SshConnection, watchdog: Watchdog): Promise<boolean> {
     const result = await connection.run(["sh", "-c", DISARM_SCRIPT, "nixos-fleet-disarm", WATCHDOG_DIR, watchdog.token], { asRoot: true, timeoutMs: 30_000 });
-    return result.code === 0;
+    return result.code === 0 || result.code === 4;
 }
 
 export interface ConfirmContext {

@@ -138,20 +138,18 @@ export async function deployHost(request: DeployRequest, context: DeployContext)
             }
         }
 
+        const confirmTimeout = request.confirmTimeout ?? 0;
+        if (request.action !== "dry-activate") {
+            // Also before saying "already running": a watchdog of another deploy that is still armed
+            // could put its previous generation back after we said so.
+            await timed(timings, "activate", () => checkReadyToActivate(connection));
+            // What the host runs now, not at connect time: another deploy may have activated while
+            // we copied or waited, and a restore must go back to what really ran.
+            before = await readHostState(connection);
+        }
         if (alreadyDeployed(before, request.storePath, request.action)) {
             log("already running this system: nothing to activate");
             return { before, after: before, copy, activated: false, activatedAt: new Date().toISOString(), timings, sshHandshakes: connection.handshakes };
-        }
-        const confirmTimeout = request.confirmTimeout ?? 0;
-        if (request.action !== "dry-activate") {
-            await timed(timings, "activate", () => checkReadyToActivate(connection));
-            // What the host runs now, not at connect time: another deploy may have activated while
-            // we copied or waited for the lock, and a restore must go back to what really ran.
-            before = await readHostState(connection);
-            if (alreadyDeployed(before, request.storePath, request.action)) {
-                log("already running this system (another deploy activated it meanwhile): nothing to activate");
-                return { before, after: before, copy, activated: false, activatedAt: new Date().toISOString(), timings, sshHandshakes: connection.handshakes };
-            }
         }
         const token = newToken();
         const watchdog = needsConfirmation(request.action, confirmTimeout)
@@ -171,10 +169,21 @@ export async function deployHost(request: DeployRequest, context: DeployContext)
                 }),
             );
         } catch (error) {
-            // Nothing was changed: the watchdog has nothing to guard. When the outcome is unknown it
-            // stays armed: it is the host's only way back if the new system cut access.
-            if (watchdog && !(error instanceof FleetError && error.outcome === "unknown")) await claim(connection, watchdog).catch(() => undefined);
-            throw error;
+            // A FleetError that is not "unknown" means nothing was activated: the watchdog has
+            // nothing to guard. Anything else may have left the activation running: the watchdog
+            // stays armed (the host's only way back if the new system cut access), and the outcome
+            // is unknown.
+            if (error instanceof FleetError) {
+                if (watchdog && error.outcome !== "unknown") await claim(connection, watchdog).catch(() => undefined);
+                throw error;
+            }
+            throw new FleetError({
+                phase: "activate",
+                host: name,
+                outcome: "unknown",
+                message: `outcome unknown: the deployer failed during activation (${error instanceof Error ? error.message : String(error)})`,
+                hint: `on the host, \`systemctl status ${activationUnit(token).unit}\` shows the activation; \`pulumi refresh\` records what the host runs`,
+            });
         }
         if (watchdog) watchdog.activationEndedAt = Date.now();
         try {
