@@ -255,14 +255,22 @@ async function awaitUnit(
     };
     let last: HostState | undefined;
     let drops = 0;
+    let silent = 0;
     for (;;) {
         try {
+            const seenBefore = offset;
             await followUnit(connection, unit, offset, onChunk);
             const report = await unitStatus(connection, unit);
             last = report.host;
             const progress = progressOf(report.status);
             if (progress.kind !== "running") return { report, progress, output };
-            continue; // the follow ended early (e.g. the log was rotated): follow again
+            // The follow ended early (no log, a reused pid, systemctl silent): look again, not in a
+            // tight loop, and not forever when systemd never answers.
+            if (report.status.loadState === "unknown" && ++silent > 30) {
+                throw outcomeUnknown(host, unit, `systemd on the host did not report the unit's state for a long time`, last);
+            }
+            if (offset === seenBefore) await sleep(1000);
+            continue;
         } catch (error) {
             if (!(error instanceof FleetError) || error.phase !== "connect") throw error;
             drops += 1;

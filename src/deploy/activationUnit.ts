@@ -39,16 +39,20 @@ lock=$1; wait=$2; busy_wait=$3
 command -v systemd-run >/dev/null 2>&1 || exit 10
 [ -d /run/systemd/system ] || exit 10
 mkdir -p "\${lock%/*}"
-i=0
+locked=0; busy=0
 while :; do
   if flock -n "$lock" true 2>/dev/null; then
+    locked=0
     others=$(systemctl list-units --plain --no-legend --state=running 'nixos-fleet-activate-*' 'nixos-fleet-restore-*' 'nixos-fleet-watchdog-*' 2>/dev/null | cut -d' ' -f1 | tr '\\n' ' ')
     [ -z "\${others% }" ] && exit 0
-    [ "$i" -ge "$busy_wait" ] && { echo "$others"; exit 13; }
+    [ "$busy" -ge "$busy_wait" ] && { echo "$others"; exit 13; }
+    busy=$((busy + 1))
   else
-    [ "$i" -ge "$wait" ] && exit 11
+    # Counted apart, and afresh each time: a watchdog that reverts holds the lock for a moment.
+    [ "$locked" -ge "$wait" ] && exit 11
+    locked=$((locked + 1))
   fi
-  sleep 1; i=$((i + 1))
+  sleep 1
 done
 `;
 

@@ -142,7 +142,7 @@ export async function confirmOrAwaitRevert(target: SshTarget, before: HostState,
     let reason: string;
     try {
         await fresh.open();
-        if (await claim(fresh, watchdog)) return;
+        if (await claim(fresh, watchdog, sleep)) return;
         reason = `the confirmation came after ${watchdog.timeoutSeconds}s (confirmTimeout), when the watchdog had already started to revert`;
     } catch (error) {
         reason = `a new SSH connection after activation failed (${error instanceof FleetError ? error.message : String(error)})`;
@@ -205,9 +205,27 @@ export async function awaitWatchdogRevert(
  * Claims the decision for the deployer (once per watchdog): true when the deployer may restore or
  * keep the host, false when the watchdog had already decided to revert it.
  */
-export async function claim(connection: SshConnection, watchdog: Watchdog): Promise<boolean> {
+export async function claim(connection: SshConnection, watchdog: Watchdog, sleep: (ms: number) => Promise<void> = defaultSleep): Promise<boolean> {
     if (watchdog.claimed) return true;
-    const claimed = await disarm(connection, watchdog);
-    if (claimed) watchdog.claimed = true;
-    return claimed;
+    // Asking again is safe: a claim whose answer was lost answers "a deployer decided" (exit 4).
+    for (let attempt = 1; ; attempt++) {
+        try {
+            const claimed = await disarm(connection, watchdog);
+            if (claimed) watchdog.claimed = true;
+            return claimed;
+        } catch (error) {
+            if (!(error instanceof FleetError) || error.phase !== "connect") throw error;
+            if (attempt >= 3) {
+                throw new FleetError({
+                    phase: "activate",
+                    host: connection.target.name,
+                    outcome: "unknown",
+                    message: `outcome unknown: the connection was lost while deciding whether the deployer or the host's watchdog puts the host back (${error.message}); if the watchdog decides, it reverts the host ${watchdog.timeoutSeconds}s after the activation ended`,
+                    hint: "once the host is reachable, `pulumi refresh` records what it runs and the next `pulumi up` converges it",
+                });
+            }
+            connection.reset();
+            await sleep(1000);
+        }
+    }
 }

@@ -240,7 +240,7 @@ async function restoreOnce(context: RestoreContext, profileOnly = false): Promis
     const { connection, request, before, watchdog } = context;
     const back = before.generation !== undefined ? `generation ${before.generation}` : "the state before the deploy";
     if (request.action === "dry-activate") return "dry-activate changed nothing, so nothing was restored";
-    if (watchdog && !(await claim(connection, watchdog))) {
+    if (watchdog && !(await claim(connection, watchdog, context.sleep))) {
         context.log("the host's watchdog had already decided to revert; waiting for it");
         const restoredTo = await awaitWatchdogRevert(
             request.target,

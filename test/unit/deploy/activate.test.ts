@@ -5,7 +5,7 @@ import { armWatchdog, claim } from "../../../src/deploy/confirm";
 import { parseHostState, SYSTEM_PROFILE } from "../../../src/deploy/hostState";
 import { formatFleetError } from "../../../src/errors";
 import { SshConnection } from "../../../src/ssh/connection";
-import { fakeClock } from "../helpers/clock";
+import { fakeClock, inFakeTime, rejectionInFakeTime } from "../helpers/clock";
 import { FakeHost, remoteCommandsOf } from "../helpers/fakeHost";
 import { FakeRunner, masterCheck, masterStart, remote, type RecordedCall } from "../helpers/fakeRunner";
 import { fleetErrorOf, runtimeDir, storePath, target } from "../helpers/fixtures";
@@ -65,15 +65,15 @@ const restoreCommands = (runner: FakeRunner) =>
 const followOffsets = (runner: FakeRunner) => runner.matching(remote("sh", "-c")).filter((call) => call.remoteCommand![3] === "nixos-fleet-follow").map((call) => Number(call.remoteCommand![6]));
 
 describe("checkReadyToActivate (preflight)", { timeout: 1000 }, () => {
-    it("passes the activation lock and the wait to the preflight script, as root, and changes nothing", async () => {
+    it("passes the activation lock, its wait and the wait for another deploy (default 60 s) to the preflight script, as root, and changes nothing", async () => {
         const host = hostOnGeneration2();
         const { runner, connection } = setup(host, "deploy");
         await checkReadyToActivate(connection, 7);
-        expect(remoteCommandsOf(runner)).toEqual(["nixos-fleet-preflight /run/nixos/switch-to-configuration.lock 7"]);
+        expect(remoteCommandsOf(runner)).toEqual(["nixos-fleet-preflight /run/nixos/switch-to-configuration.lock 7 60"]);
         const call = runner.matching(remote("sh", "-c"))[0]!;
         expect(call.viaSudo).toBe(true);
-        // Bounded by the lock wait plus a margin.
-        expect(call.options.timeoutMs).toBe(37_000);
+        // Bounded by twice the longer wait plus a margin.
+        expect(call.options.timeoutMs).toBe(150_000);
         expect(host.state.profileGeneration).toBe(2);
     });
 
@@ -96,6 +96,21 @@ describe("checkReadyToActivate (preflight)", { timeout: 1000 }, () => {
         const error = await fleetErrorOf(checkReadyToActivate(connection));
         expect(error.message).toBe("the host has no systemd-run (or systemd is not running); nothing was changed");
         expect(error.hint).toContain("transient systemd unit");
+    });
+
+    it("exit 13: another deploy stayed under way through the wait (its units named); nothing was changed", async () => {
+        const host = hostOnGeneration2();
+        const stale = host.staleWatchdog("5a1e", "running", 1);
+        const { runner, connection } = setup(host);
+        const error = await fleetErrorOf(checkReadyToActivate(connection));
+        expect(error).toMatchObject({ phase: "activate", host: "alpha", outcome: "failed" });
+        expect(error.message).toBe(
+            "another deploy is under way on the host (nixos-fleet-activate-5a1e.service, nixos-fleet-watchdog-5a1e.service still running after 60s); nothing was changed",
+        );
+        expect(error.hint).toContain("a rollback watchdog ends when its deploy is confirmed or it has reverted the host");
+        expect(remoteCommandsOf(runner)).toEqual(["nixos-fleet-preflight /run/nixos/switch-to-configuration.lock 20 60"]);
+        expect(stale).toMatchObject({ stopped: false, reverted: false });
+        expect(host.state).toMatchObject({ profileGeneration: 2, current: v2 });
     });
 
     it("any other exit (sudo refused) says nothing was changed and shows the output", async () => {
@@ -550,6 +565,90 @@ describe("activate: a connection lost while the unit starts", { timeout: 1000 },
     });
 });
 
+describe("activate: a start or a profile change that does not answer", { timeout: 1000 }, () => {
+    const TIMED_OUT = { code: null, signal: "SIGKILL" as const, timedOut: true };
+    const NOT_IN_TIME = "starting the activation unit did not answer in time; asking systemd what became of it";
+
+    it("a start killed by its timeout after the unit started is not 'could not be started': follow and status learn how it ended", async () => {
+        const host = hostOnGeneration2();
+        host.timeoutAfterNextStart = true;
+        const { runner, connection, before, log, chunks, options } = setup(host);
+        const result = await activate(connection, next, "switch", before, options());
+        expect(result).toMatchObject({ kind: "switched", output: SWITCH_OUTPUT, after: { generation: 3, currentStorePath: next } });
+        expect(remoteCommandsOf(runner)).toEqual([SET_NEXT, ...activateCommands(next, "switch"), follow(0), STATUS]);
+        expect(log).toEqual([NOT_IN_TIME]);
+        expect(chunks.join("")).toBe(SWITCH_OUTPUT);
+        expect(host.units).toHaveLength(1);
+        expect(restoreCommands(runner)).toEqual([]);
+    });
+
+    it("a start that timed out, whose unit failed: failed with its output (the caller restores)", async () => {
+        const host = hostOnGeneration2();
+        host.failingSystems.add(next);
+        host.timeoutAfterNextStart = true;
+        const { connection, before, options } = setup(host);
+        const result = await activate(connection, next, "switch", before, options());
+        expect(result).toEqual({ kind: "failed", reason: "switch-to-configuration switch exited with 1", output: "activating the configuration...\nerror: the unit foo.service failed to start\n" });
+    });
+
+    it("a start that timed out before the unit existed (code null, no unit): outcome unknown, never 'could not be started', nothing restored", async () => {
+        const host = hostOnGeneration2();
+        const { runner, connection, before, log, options } = setup(host);
+        runner.once((call) => call.remoteCommand?.[3] === "nixos-fleet-activate", TIMED_OUT);
+        const error = await fleetErrorOf(activate(connection, next, "switch", before, options()));
+        expect(error).toMatchObject({ phase: "activate", host: "alpha", outcome: "unknown" });
+        expect(error.message).toMatch(new RegExp(`^outcome unknown: the host no longer knows the activation unit ${UNIT.replace(/\./g, "\\.")} `));
+        expect(remoteCommandsOf(runner)).toEqual([SET_NEXT, ...activateCommands(next, "switch"), follow(0), STATUS]);
+        expect(log).toEqual([NOT_IN_TIME]);
+        expect(host.units).toEqual([]);
+        expect(restoreCommands(runner)).toEqual([]);
+    });
+
+    it("a start that fails with an exit code after a long time is still 'could not be started' (only no answer means 'find out')", async () => {
+        const host = hostOnGeneration2();
+        const { runner, connection, before, options } = setup(host);
+        runner.once((call) => call.remoteCommand?.[3] === "nixos-fleet-activate", { code: 1, durationMs: 59_000, stderr: "Failed to start transient service unit: Unit exists\n" });
+        const result = await activate(connection, next, "switch", before, options());
+        expect(result).toMatchObject({ kind: "failed", reason: `the activation unit ${UNIT} could not be started (exit 1)` });
+        expect(remoteCommandsOf(runner)).toEqual([SET_NEXT, ...activateCommands(next, "switch")]);
+    });
+
+    it("the connection lost while setting the profile: outcome unknown (the profile may have moved), no unit started", async () => {
+        const host = hostOnGeneration2();
+        host.dropAfterNextProfileChange = true;
+        const { runner, connection, before, options } = setup(host);
+        const error = await fleetErrorOf(activate(connection, next, "switch", before, options()));
+        expect(error).toMatchObject({ phase: "activate", host: "alpha", outcome: "unknown" });
+        expect(error.message).toBe(
+            `outcome unknown: the connection was lost while setting the system profile (ssh to root@alpha.example.org failed); ` +
+                `the profile may point at ${next} while the host runs its previous system, so the next boot could run it`,
+        );
+        expect(error.hint).toContain("pulumi refresh");
+        expect(formatFleetError(error).split("\n")[0]).toMatch(/^host alpha: activate: outcome unknown: the connection was lost while setting the system profile/);
+        expect(remoteCommandsOf(runner)).toEqual([SET_NEXT]);
+        expect(host.units).toEqual([]);
+        expect(host.state).toMatchObject({ profileGeneration: 3, current: v2 });
+    });
+
+    it("the connection lost while switching the profile to a generation (rollback): outcome unknown as well", async () => {
+        const host = hostOnGeneration2();
+        host.dropAfterNextProfileChange = true;
+        const { runner, connection, before, options } = setup(host);
+        const error = await fleetErrorOf(activate(connection, v1, "switch", before, options({ switchToGeneration: 1 })));
+        expect(error).toMatchObject({ outcome: "unknown" });
+        expect(error.message).toContain(`the profile may point at ${v1}`);
+        expect(remoteCommandsOf(runner)).toEqual([`nix-env -p ${SYSTEM_PROFILE} --switch-generation 1`]);
+    });
+
+    it("a profile change that fails (not a lost connection) still says nothing was changed", async () => {
+        const host = hostOnGeneration2();
+        const { runner, connection, before, options } = setup(host);
+        runner.once(remote("nix-env"), { code: 1, stderr: "error: lock held\n" });
+        const error = await fleetErrorOf(activate(connection, next, "switch", before, options()));
+        expect(error).toMatchObject({ outcome: "failed", message: "setting the system profile failed; nothing was changed" });
+    });
+});
+
 describe("activate: the unit's state cannot be read", { timeout: 1000 }, () => {
     const isStatus = (call: RecordedCall) => call.remoteCommand?.[3] === "nixos-fleet-status";
 
@@ -597,6 +696,59 @@ describe("activate: the unit's state cannot be read", { timeout: 1000 }, () => {
         const report = await unitStatus(connection, activationUnit(TOKEN));
         expect(report.status).toMatchObject({ loadState: "not-found", mainPid: 0 });
         expect(report.host).toMatchObject({ generation: 2, currentStorePath: v2 });
+    });
+
+    it("systemctl not answering once (status exit 20): asked again a second later, and the activation's outcome is read", async () => {
+        const host = hostOnGeneration2();
+        host.systemctlFailsAtNextStatus = 1;
+        const { runner, connection, before, options } = setup(host);
+        const { value: result, fakeMs } = await inFakeTime(() => activate(connection, next, "switch", before, options()));
+        expect(result).toMatchObject({ kind: "switched", after: { generation: 3, currentStorePath: next } });
+        expect(remoteCommandsOf(runner)).toEqual([SET_NEXT, ...activateCommands(next, "switch"), follow(0), STATUS, STATUS]);
+        expect(fakeMs).toBeGreaterThanOrEqual(1000);
+        expect(fakeMs).toBeLessThan(2000);
+        expect(restoreCommands(runner)).toEqual([]);
+    });
+
+    it("unitStatus itself: exit 20 twice, then an answer: three reads, a second apart", async () => {
+        const host = hostOnGeneration2();
+        host.unitRunningPolls = 0;
+        const { runner, connection } = setup(host);
+        await activate(connection, next, "switch", parseHostState(host.stateOutput()), { token: TOKEN });
+        host.systemctlFailsAtNextStatus = 2;
+        const { value: report, fakeMs } = await inFakeTime(() => unitStatus(connection, activationUnit(TOKEN)));
+        expect(report.status).toMatchObject({ loadState: "loaded", subState: "exited", execMainCode: 1, execMainStatus: 0 });
+        expect(remoteCommandsOf(runner).slice(-3)).toEqual([STATUS, STATUS, STATUS]);
+        expect(fakeMs).toBeGreaterThanOrEqual(2000);
+        expect(fakeMs).toBeLessThan(3000);
+    });
+
+    it("unitStatus itself: exit 20 three times: outcome unknown (exit 20), with systemctl's words; no fourth read", async () => {
+        const host = hostOnGeneration2();
+        host.systemctlFailsAtNextStatus = 3;
+        const { runner, connection } = setup(host);
+        const { error } = await rejectionInFakeTime(() => unitStatus(connection, activationUnit(TOKEN)));
+        expect(error).toMatchObject({ phase: "activate", host: "alpha", outcome: "unknown" });
+        expect((error as Error).message).toBe(`outcome unknown: could not read the state of the activation unit ${UNIT} (exit 20)`);
+        expect((error as { detail?: string }).detail).toBe("Failed to get properties: Connection timed out");
+        expect(remoteCommandsOf(runner)).toEqual([STATUS, STATUS, STATUS]);
+    });
+
+    it("any other failing exit is not asked again", async () => {
+        const host = hostOnGeneration2();
+        const { runner, connection } = setup(host);
+        runner.once(isStatus, { code: 1, stderr: "sudo: a password is required\n" });
+        await fleetErrorOf(unitStatus(connection, activationUnit(TOKEN)));
+        expect(remoteCommandsOf(runner)).toEqual([STATUS]);
+    });
+
+    it("a status with no unit properties at all (systemctl said nothing) is not 'gone': the deployer looks again", async () => {
+        const host = hostOnGeneration2();
+        const { runner, connection, before, options } = setup(host);
+        runner.once(isStatus, () => ({ stdout: `@state\n${host.stateOutput()}` }));
+        const result = await activate(connection, next, "switch", before, options());
+        expect(result).toMatchObject({ kind: "switched" });
+        expect(remoteCommandsOf(runner)).toEqual([SET_NEXT, ...activateCommands(next, "switch"), follow(0), STATUS, follow(SWITCH_OUTPUT.length), STATUS]);
     });
 });
 
@@ -941,6 +1093,31 @@ describe("restorePrevious", { timeout: 1000 }, () => {
         expect(host.restores).toHaveLength(1);
     });
 
+    it("a restore start that does not answer in time: not 'could not be started'; the outcome is learned from systemd", async () => {
+        const host = hostOnGeneration2();
+        host.timeoutAfterNextRestoreStart = true;
+        const { runner, connection, before } = setup(host);
+        afterFailedDeploy(host, "switch");
+        const log: string[] = [];
+        const done = await restorePrevious(connection, before, "switch", false, restoreOptions(log));
+        expect(done).toEqual(ALL_STEPS);
+        expect(remoteCommandsOf(runner)).toEqual(restoreUnitCommands(`switch 2 ${v2} ${v2} ''`));
+        expect(log).toEqual(["starting the restore unit did not answer in time; asking systemd what became of it"]);
+        expect(host.restores).toHaveLength(1);
+        expect(host.state).toMatchObject({ profileGeneration: 2, current: v2, bootDefault: v2 });
+    });
+
+    it("a restore start that timed out before the unit existed: outcome unknown in the rollback phase, not 'could not be started'", async () => {
+        const host = hostOnGeneration2();
+        const { runner, connection, before } = setup(host);
+        afterFailedDeploy(host, "switch");
+        runner.once((call) => call.remoteCommand?.[3] === "nixos-fleet-restore-start", { code: null, signal: "SIGKILL", timedOut: true });
+        const error = await fleetErrorOf(restorePrevious(connection, before, "switch", false, restoreOptions([])));
+        expect(error).toMatchObject({ phase: "rollback", outcome: "unknown" });
+        expect(error.message).toMatch(/^outcome unknown: the host no longer knows the restore unit /);
+        expect(host.restores).toEqual([]);
+    });
+
     it("a host that never comes back during the restore: outcome unknown in the rollback phase, the unit left alone", async () => {
         const host = hostOnGeneration2();
         host.followDrops.push({ downFor: Infinity });
@@ -1017,6 +1194,20 @@ describe("removeUnit", { timeout: 1000 }, () => {
         await removeUnit(connection, activationUnit(TOKEN));
         expect(host.revertedFiles.size).toBe(0);
         expect(host.decided.size).toBe(0);
+    });
+
+    it("a unit that still runs is left alone by the removal: loaded, its log and the decision files kept", async () => {
+        const host = hostOnGeneration2();
+        host.unitRunningPolls = 1;
+        const { runner, connection, before } = setup(host);
+        await armWatchdog(connection, before, "switch", 30, TOKEN);
+        await runner.run(["ssh", "-o", "ControlMaster=no", "x"]).catch(() => undefined);
+        await connection.run(["sh", "-c", "START", "nixos-fleet-activate", UNIT, LOG, next, "switch", ""], { asRoot: true });
+        await claim(connection, { token: TOKEN, timeoutSeconds: 30, armedAt: 0 });
+        await removeUnit(connection, activationUnit(TOKEN));
+        expect(remoteCommandsOf(runner).slice(-1)).toEqual([CLEANUP]);
+        expect(host.unit(UNIT)).toMatchObject({ loaded: true, logExists: true });
+        expect([...host.decided]).toEqual([TOKEN]);
     });
 
     it("a restore unit carries no activation token: its removal passes an empty one", async () => {

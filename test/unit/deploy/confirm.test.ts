@@ -55,6 +55,23 @@ describe("claim", { timeout: 1000 }, () => {
         expect(host.watchdogs[0]).toMatchObject({ stopped: false, reverted: true });
     });
 
+    it("a deployer had claimed it already (exit 4: this deployer's answer was lost, or another's): true, remembered, the watchdog not stopped again", async () => {
+        const { host, runner, connection, watchdog } = await setup();
+        host.decided.add(TOKEN);
+        host.decidedBy.set(TOKEN, "deployer");
+        expect(await claim(connection, watchdog)).toBe(true);
+        expect(watchdog.claimed).toBe(true);
+        expect(disarms(runner)).toEqual([DISARM]);
+        expect(host.watchdogs[0]).toMatchObject({ stopped: false, reverted: false });
+    });
+
+    it("a decision directory without a by-file (its claimant never said) reads as the watchdog's: false", async () => {
+        const { host, connection, watchdog } = await setup();
+        host.decided.add(TOKEN);
+        expect(await claim(connection, watchdog)).toBe(false);
+        expect(watchdog.claimed).toBeFalsy();
+    });
+
     it("a watchdog claimed earlier over another connection is not disarmed again (mkdir would fail and read as the watchdog's claim)", async () => {
         const { runner, connection, watchdog } = await setup();
         const other = new SshConnection(target(), { runner: runner.run, runtimeDir: runtimeDir() });

@@ -98,6 +98,8 @@ const cleanupOf = (unit: string) => `nixos-fleet-cleanup ${unit} /run/nixos-flee
 const SWITCH_GEN_2 = `nix-env -p ${SYSTEM_PROFILE} --switch-generation 2`;
 const FULL_RESTORE_RAN = [SWITCH_GEN_2, `${v2}${STC} boot`, `${v2}${STC} test`];
 const MANUAL = `log in and run: nix-env -p ${SYSTEM_PROFILE} --switch-generation 2 && ${SYSTEM_PROFILE}/bin/switch-to-configuration switch`;
+/** The preflight: the activation lock, its wait, and the wait for another deploy under way. */
+const PREFLIGHT = "nixos-fleet-preflight /run/nixos/switch-to-configuration.lock 20 60";
 /** Matches the preflight command. */
 const isPreflight = (call: RecordedCall): boolean => call.remoteCommand?.[3] === "nixos-fleet-preflight";
 
@@ -178,7 +180,7 @@ describe("deployHost", { timeout: 1000 }, () => {
         expect(runner.matching(local("copy"))[0]!.argv).toContain("--substitute-on-destination");
     });
 
-    it("skips activation (no preflight, no unit, nothing copied) when the host already runs the system", async () => {
+    it("skips activation (no unit, no watchdog, nothing copied) when the host already runs the system, once the preflight found no other deploy under way", async () => {
         const host = FakeHost.withGenerations(v1, v2, next);
         host.state.store.add(lib);
         const { runner, context, log } = setup(host);
@@ -188,7 +190,8 @@ describe("deployHost", { timeout: 1000 }, () => {
         expect(outcome.copy.pathsCopied).toBe(0);
         expect(runner.matching(remote("nix-env"))).toHaveLength(0);
         expect(runner.matching(local("copy"))).toHaveLength(0);
-        expect(remoteCommandsOf(runner).filter((command) => command.startsWith("nixos-fleet-") || command.startsWith("systemd-run"))).toEqual([]);
+        // Only the preflight: no other deploy under way whose watchdog could revert the host after it was reported unchanged.
+        expect(remoteCommandsOf(runner).filter((command) => command.startsWith("nixos-fleet-") || command.startsWith("systemd-run"))).toEqual([PREFLIGHT]);
         expect(host.activations).toEqual([]);
         expect(log).toContain("already running this system: nothing to activate");
         expect(runner.matching(masterExit)).toHaveLength(1);
@@ -230,7 +233,7 @@ describe("deployHost", { timeout: 1000 }, () => {
             expect(formatFleetError(error).split("\n")[0]).toBe(
                 "host alpha: activate failed: another activation is running on the host (it has held /run/nixos/switch-to-configuration.lock for 20s); nothing was changed",
             );
-            expect(remoteCommandsOf(runner).slice(-1)).toEqual(["nixos-fleet-preflight /run/nixos/switch-to-configuration.lock 20"]);
+            expect(remoteCommandsOf(runner).slice(-1)).toEqual([PREFLIGHT]);
             expect(runner.matching(remote("nix-env"))).toHaveLength(0);
             expect(host.watchdogs).toEqual([]);
             expect(host.units).toEqual([]);
@@ -284,7 +287,7 @@ describe("deployHost", { timeout: 1000 }, () => {
             expect(outcome.activated).toBe(false);
             expect(outcome.before).toMatchObject({ generation: 3, profileStorePath: next, currentStorePath: next });
             expect(outcome.after).toEqual(outcome.before);
-            expect(log).toContain("already running this system (another deploy activated it meanwhile): nothing to activate");
+            expect(log).toContain("already running this system: nothing to activate");
             expect(runner.calls.map(step).slice(6)).toEqual(["remote nixos-fleet-preflight", "remote read state", "ssh master exit"]);
             expect(host.watchdogs).toEqual([]);
             expect(host.units).toEqual([]);
@@ -1006,6 +1009,200 @@ describe("deployHost", { timeout: 1000 }, () => {
             expect(error.message).toContain("the host no longer knows the activation unit");
             expect(deployerRestores(host)).toEqual([]);
             expect(disarms(runner)).toHaveLength(0);
+        });
+    });
+
+    describe("another deploy under way on the host (the preflight waits up to 60 s)", () => {
+        /** The token of an earlier deploy of `next` (over generation 2) that was killed before it confirmed. */
+        const STALE = "5a1e5a1e5a1e5a1e";
+        const STALE_ACTIVATION = `nixos-fleet-activate-${STALE}.service`;
+        const STALE_WATCHDOG = `nixos-fleet-watchdog-${STALE}.service`;
+
+        /** A host that runs `next` (generation 3), as the earlier deploy left it; its watchdog would put generation 2 back. */
+        function afterEarlierDeploy(activation: "ended" | "running", timeout = 30) {
+            const host = FakeHost.withGenerations(v1, v2, next);
+            host.state.store.add(lib);
+            const stale = host.staleWatchdog(STALE, activation, 2, timeout);
+            return { host, stale };
+        }
+
+        it("a watchdog an earlier deploy left armed, its activation ended: waited for before 'already running' is decided, so its revert is seen and the system activated again", async () => {
+            const { host, stale } = afterEarlierDeploy("ended");
+            const { runner, context, log } = setup(host);
+            const outcome = await deployHost(request({ confirmTimeout: 30 }), context);
+            // Not "unchanged": during the preflight's wait that watchdog put generation 2 back.
+            expect(stale).toMatchObject({ reverted: true, stopped: false });
+            expect(outcome.activated).toBe(true);
+            expect(outcome.before).toMatchObject({ generation: 2, currentStorePath: v2 });
+            expect(outcome.after).toMatchObject({ currentStorePath: next, profileStorePath: next });
+            expect(log).not.toContain("already running this system: nothing to activate");
+            expect(host.activations).toEqual([`${v2} boot`, `${v2} test`, `${next} switch`]);
+            expect(host.state).toMatchObject({ current: next, bootDefault: next });
+            expect(remoteCommandsOf(runner).filter((command) => command.startsWith("nixos-fleet-preflight"))).toEqual([PREFLIGHT]);
+        });
+
+        it("one whose activation still runs: after the wait the deploy fails naming both units, and nothing was changed", async () => {
+            const { host, stale } = afterEarlierDeploy("running");
+            const { runner, context } = setup(host);
+            const error = await fleetErrorOf(deployHost(request({ confirmTimeout: 30 }), context));
+            expect(error).toMatchObject({ phase: "activate", host: "alpha", outcome: "failed" });
+            expect(error.message).toBe(`another deploy is under way on the host (${STALE_ACTIVATION}, ${STALE_WATCHDOG} still running after 60s); nothing was changed`);
+            expect(error.hint).toContain("systemctl status");
+            expect(remoteCommandsOf(runner).slice(-1)).toEqual([PREFLIGHT]);
+            expect(runner.matching(remote("nix-env"))).toHaveLength(0);
+            expect(host.watchdogs).toEqual([stale]);
+            expect(stale).toMatchObject({ stopped: false, reverted: false });
+            expect(host.state).toMatchObject({ profileGeneration: 3, current: next });
+        });
+
+        it("a no-op deploy is not reported unchanged while such a watchdog is still armed past the wait (its confirmTimeout is longer)", async () => {
+            const { host, stale } = afterEarlierDeploy("ended", 300);
+            const { context, log } = setup(host);
+            const error = await fleetErrorOf(deployHost(request(), context));
+            expect(error.message).toBe(`another deploy is under way on the host (${STALE_WATCHDOG} still running after 60s); nothing was changed`);
+            expect(log).not.toContain("already running this system: nothing to activate");
+            expect(stale).toMatchObject({ stopped: false, reverted: false });
+        });
+
+        it("dry-activate changes nothing: it neither runs the preflight nor waits", async () => {
+            const { host } = afterEarlierDeploy("running");
+            const { runner, context } = setup(host);
+            await deployHost(request({ action: "dry-activate" }), context);
+            expect(remoteCommandsOf(runner).filter((command) => command.startsWith("nixos-fleet-preflight"))).toEqual([]);
+        });
+    });
+
+    describe("disarm exit 4: a deployer had claimed the decision already", () => {
+        /** Just before this deploy's disarm, the decision is found claimed by a deployer (decided-<token>/by says so). */
+        function claimedByADeployerFirst(host: FakeHost, runner: FakeRunner) {
+            host.beforeScript.set("nixos-fleet-disarm", () => {
+                const token = tokenOf(activationUnitOf(runner));
+                host.decided.add(token);
+                host.decidedBy.set(token, "deployer");
+                host.watchdogs[0]!.stopped = true;
+            });
+        }
+
+        it("at the confirmation: counted as claimed, the deploy is confirmed, no wait for a revert", async () => {
+            const { host, runner, context, log, slept } = setup();
+            claimedByADeployerFirst(host, runner);
+            const outcome = await deployHost(request({ confirmTimeout: 30 }), context);
+            expect(outcome.activated).toBe(true);
+            expect(log[log.length - 1]).toBe("confirmed over a new connection");
+            expect(disarms(runner)).toHaveLength(1);
+            expect(slept).toEqual([]);
+            expect(runner.calls.filter(onNewConnection).map(step)).toEqual(["ssh master start (new connection)", "remote nixos-fleet-disarm (new connection)", "ssh master exit (new connection)"]);
+            expect(host.watchdogs[0]).toMatchObject({ stopped: true, reverted: false });
+            expect(deployerRestores(host)).toEqual([]);
+            expect(host.state).toMatchObject({ profileGeneration: 3, current: next, bootDefault: next });
+        });
+
+        it("after a failed activation: counted as claimed, the deployer restores the host itself at once", async () => {
+            const { host, runner, context, slept } = setup();
+            host.failingSystems.add(next);
+            claimedByADeployerFirst(host, runner);
+            const error = await fleetErrorOf(deployHost(request({ confirmTimeout: 30 }), context));
+            expect(error).toMatchObject({ phase: "activate", host: "alpha", outcome: "failed" });
+            expect(error.message).toBe(`switch-to-configuration switch exited with 1; the deployer restored it to generation 2 ${FULL_RESTORE}`);
+            expect(slept).toEqual([]);
+            expect(disarms(runner)).toHaveLength(1);
+            expect(runner.calls.filter(onNewConnection)).toEqual([]);
+            expect(deployerRestores(host)).toEqual(FULL_RESTORE_RAN);
+            expect(host.state).toMatchObject({ profileGeneration: 2, current: v2, bootDefault: v2 });
+        });
+    });
+
+    describe("a disarm whose answer is lost (it ran on the host)", () => {
+        // The disarm stopped the watchdog and wrote by=deployer; asking again would answer exit 4
+        // (this deployer's own claim). The deployer does not ask again: after a failed activation it
+        // restores nothing, though nothing else will now, and says "connect failed" (not unknown).
+        it("lost while claiming the restore after a failed activation: the deployer asks again (exit 4) and restores the host", async () => {
+            const { host, context } = setup();
+            host.failingSystems.add(next);
+            host.dropAfterNextDisarm = true;
+            const error = await fleetErrorOf(deployHost(request({ confirmTimeout: 30 }), context));
+            // The watchdog is disarmed: the deployer is the only one left to restore the host.
+            expect(host.watchdogs[0]).toMatchObject({ stopped: true, reverted: false });
+            expect(error.message).toBe(`switch-to-configuration switch exited with 1; the deployer restored it to generation 2 ${FULL_RESTORE}`);
+            expect(host.state).toMatchObject({ profileGeneration: 2, current: v2, bootDefault: v2 });
+        });
+
+        // The same at the confirmation: it waits for a revert that cannot come, probes ten times and
+        // reports the host as not reachable as before, though it is, on the new system, confirmed.
+        it("lost at the confirmation: the deployer asks again (exit 4, its own claim) and the deploy is confirmed", async () => {
+            const { host, context, slept } = setup();
+            host.dropAfterNextDisarm = true;
+            const outcome = await deployHost(request({ confirmTimeout: 30 }), context).catch((error: FleetError) => error);
+            expect(host.watchdogs[0]).toMatchObject({ stopped: true, reverted: false });
+            expect(host.state).toMatchObject({ profileGeneration: 3, current: next });
+            expect(outcome).toMatchObject({ activated: true });
+            expect(slept).toEqual([1000]); // one pause before asking again
+        });
+    });
+
+    describe("an activation whose outcome the deployer cannot know", () => {
+        it("the connection lost while setting the profile: outcome unknown, the watchdog left armed, no disarm, no unit", async () => {
+            const { host, runner, context } = setup();
+            host.dropAfterNextProfileChange = true;
+            const error = await fleetErrorOf(deployHost(request({ confirmTimeout: 30 }), context));
+            expect(error).toMatchObject({ phase: "activate", host: "alpha", outcome: "unknown" });
+            expect(error.message).toBe(
+                `outcome unknown: the connection was lost while setting the system profile (ssh to deploy@alpha.example.org failed); ` +
+                    `the profile may point at ${next} while the host runs its previous system, so the next boot could run it`,
+            );
+            expect(error.hint).toContain("pulumi refresh");
+            expect(formatFleetError(error).split("\n")[0]).toMatch(/^host alpha: activate: outcome unknown: /);
+            expect(disarms(runner)).toEqual([]);
+            expect(host.watchdogs[0]).toMatchObject({ stopped: false, reverted: false });
+            expect(host.units).toEqual([]);
+            expect(cleanups(runner)).toEqual([]);
+            expect(deployerRestores(host)).toEqual([]);
+            // The profile did move: what the message warns about.
+            expect(host.state).toMatchObject({ profileGeneration: 3, current: v2 });
+        });
+
+        it("a plain Error during activation (not a FleetError): outcome unknown, no disarm sent, the unit not removed", async () => {
+            const { host, runner, context } = setup();
+            runner.once((call) => call.remoteCommand?.[3] === "nixos-fleet-follow", () => {
+                throw new Error("spawn ssh EAGAIN");
+            });
+            const error = await fleetErrorOf(deployHost(request({ confirmTimeout: 30 }), context));
+            const unit = activationUnitOf(runner);
+            expect(error).toMatchObject({ phase: "activate", host: "alpha", outcome: "unknown" });
+            expect(error.message).toBe("outcome unknown: the deployer failed during activation (spawn ssh EAGAIN)");
+            expect(error.hint).toContain(`systemctl status ${unit}`);
+            expect(error.hint).toContain("pulumi refresh");
+            expect(disarms(runner)).toEqual([]);
+            expect(host.watchdogs[0]).toMatchObject({ stopped: false, reverted: false });
+            expect(host.decided.size).toBe(0);
+            expect(cleanups(runner)).toEqual([]);
+            expect(deployerRestores(host)).toEqual([]);
+            expect(host.units[0]).toMatchObject({ loaded: true });
+            expect(runner.calls[runner.calls.length - 1]!.isMasterExit).toBe(true);
+        });
+
+        it("a plain Error without a watchdog: outcome unknown all the same", async () => {
+            const { runner, context } = setup();
+            runner.once((call) => call.remoteCommand?.[3] === "nixos-fleet-status", () => {
+                throw new Error("out of file descriptors");
+            });
+            const error = await fleetErrorOf(deployHost(request(), context));
+            expect(error).toMatchObject({ phase: "activate", outcome: "unknown", message: "outcome unknown: the deployer failed during activation (out of file descriptors)" });
+            expect(cleanups(runner)).toEqual([]);
+        });
+
+        it("a start that does not answer in time: the deploy learns the outcome from systemd and is confirmed", async () => {
+            const { host, runner, context, log } = setup();
+            host.timeoutAfterNextStart = true;
+            const outcome = await deployHost(request({ confirmTimeout: 30 }), context);
+            expect(outcome.after).toMatchObject({ generation: 3, currentStorePath: next });
+            expect(log).toContain("starting the activation unit did not answer in time; asking systemd what became of it");
+            expect(log[log.length - 1]).toBe("confirmed over a new connection");
+            const steps = runner.calls.map(step);
+            const start = steps.indexOf("remote nixos-fleet-activate");
+            expect(steps.slice(start, start + 3)).toEqual(["remote nixos-fleet-activate", "remote nixos-fleet-follow", "remote nixos-fleet-status"]);
+            expect(host.units).toHaveLength(1);
+            expect(host.watchdogs[0]).toMatchObject({ stopped: true, reverted: false });
         });
     });
 

@@ -104,10 +104,14 @@ describe("FakeHost (test helper)", { timeout: 1000 }, () => {
         expect(runner.matching(masterStart)).toHaveLength(3);
     });
 
-    it("disarm claims the decision once: 0, then 3; a watchdog that decided first reverts and the claim fails", async () => {
+    it("disarm claims the decision once: 0, then 4 (a deployer holds it); a watchdog that decided first reverts and the claim fails (3)", async () => {
         const first = host();
         expect((await first.run("nixos-fleet-disarm", "/run/nixos-fleet", "t1")).code).toBe(0);
-        expect((await first.run("nixos-fleet-disarm", "/run/nixos-fleet", "t1")).code).toBe(3);
+        expect(first.fake.decidedBy.get("t1")).toBe("deployer");
+        expect((await first.run("nixos-fleet-disarm", "/run/nixos-fleet", "t1")).code).toBe(4);
+        // A decision directory without a by-file (its claimant never said): read as the watchdog's.
+        first.fake.decided.add("t0");
+        expect((await first.run("nixos-fleet-disarm", "/run/nixos-fleet", "t0")).code).toBe(3);
 
         const { fake, runner, run } = host();
         fake.watchdogDecidesFirst = true;
@@ -117,8 +121,80 @@ describe("FakeHost (test helper)", { timeout: 1000 }, () => {
         fake.state.profileGeneration = 2;
         fake.state.current = next;
         expect((await run("nixos-fleet-disarm", "/run/nixos-fleet", "t2")).code).toBe(3);
+        expect(fake.decidedBy.get("t2")).toBe("watchdog");
+        expect((await run("nixos-fleet-disarm", "/run/nixos-fleet", "t2")).code).toBe(3);
         expect(fake.watchdogs[0]).toMatchObject({ token: "t2", reverted: true, stopped: false });
         expect(fake.state).toMatchObject({ profileGeneration: 1, current: v1, bootDefault: v1 });
+    });
+
+    it("the preflight waits for other deploys: an armed watchdog whose activation ended reverts within the wait, then ready; what runs on past it: exit 13, named", async () => {
+        const PRE = ["nixos-fleet-preflight", "/run/nixos/switch-to-configuration.lock", "20"] as const;
+        {
+            const { fake, run } = host();
+            fake.state.generations.set(2, next);
+            fake.state.profileGeneration = 2;
+            fake.state.current = next;
+            const stale = fake.staleWatchdog("e1", "ended", 1);
+            expect(await run(...PRE, "60")).toMatchObject({ code: 0, stdout: "" });
+            expect(stale).toMatchObject({ reverted: true, stopped: false });
+            expect(fake.decidedBy.get("e1")).toBe("watchdog");
+            expect(fake.state).toMatchObject({ profileGeneration: 1, current: v1 });
+        }
+        {
+            const { fake, run } = host();
+            fake.staleWatchdog("a1", "running", 1);
+            fake.staleWatchdog("f1", "failed", 1, 300);
+            const notStarted = fake.staleWatchdog("b1", "not started", 1);
+            const busy = await run(...PRE, "60");
+            expect(busy).toMatchObject({
+                code: 13,
+                stdout: "nixos-fleet-activate-a1.service nixos-fleet-watchdog-a1.service nixos-fleet-watchdog-f1.service nixos-fleet-watchdog-b1.service \n",
+            });
+            expect(fake.watchdogs.every((watchdog) => !watchdog.reverted && !watchdog.stopped)).toBe(true);
+            // Waiting 120 s: the watchdog whose activation never appeared gives up, reverting nothing; the rest run on.
+            const longer = await run(...PRE, "120");
+            expect(longer).toMatchObject({ code: 13, stdout: "nixos-fleet-activate-a1.service nixos-fleet-watchdog-a1.service nixos-fleet-watchdog-f1.service \n" });
+            expect(notStarted).toMatchObject({ gaveUp: true, reverted: false });
+            expect(fake.activations).toEqual([]);
+        }
+        {
+            const { fake, run } = host();
+            expect((await run("nixos-fleet-preflight", "/run/nixos/switch-to-configuration.lock", "20")).code).toBe(2);
+            fake.lockHeld = true;
+            expect((await run(...PRE, "60")).code).toBe(11);
+        }
+    });
+
+    it("the cleanup leaves a unit that still runs alone: loaded, its log and its decision files kept", async () => {
+        const { fake, run } = host();
+        fake.unitRunningPolls = 1;
+        await run("nixos-fleet-activate", UNIT, LOG, next, "switch", "");
+        fake.decided.add("feedfacefeedface");
+        await run("nixos-fleet-cleanup", UNIT, LOG, "feedfacefeedface");
+        expect(fake.unit(UNIT)).toMatchObject({ loaded: true, logExists: true });
+        expect([...fake.decided]).toEqual(["feedfacefeedface"]);
+        // Once it has ended, the same cleanup removes it.
+        await run("nixos-fleet-status", UNIT);
+        await run("nixos-fleet-cleanup", UNIT, LOG, "feedfacefeedface");
+        expect(fake.unit(UNIT)).toMatchObject({ loaded: false, logExists: false });
+        expect(fake.decided.size).toBe(0);
+    });
+
+    it("knobs: a start that times out after the unit started, a profile change whose answer is lost, systemctl failing (exit 20)", async () => {
+        const { fake, run, runner } = host();
+        fake.timeoutAfterNextStart = true;
+        expect(await run("nixos-fleet-activate", UNIT, LOG, next, "switch", "")).toMatchObject({ code: null, signal: "SIGKILL", timedOut: true });
+        expect(fake.unit(UNIT)).toMatchObject({ loaded: true });
+        fake.timeoutAfterNextRestoreStart = true;
+        expect(await run("nixos-fleet-restore-start", RUNIT, RLOG, "nixos-fleet-restore: done: ", "test", "", v1, v1, "")).toMatchObject({ timedOut: true });
+        expect(fake.restore(RUNIT)).toMatchObject({ loaded: true });
+        fake.systemctlFailsAtNextStatus = 1;
+        expect((await run("nixos-fleet-status", UNIT)).code).toBe(20);
+        expect((await run("nixos-fleet-status", UNIT)).code).toBe(0);
+        fake.dropAfterNextProfileChange = true;
+        const set = await runner.run(remoteArgv(["nix-env", "-p", SYSTEM_PROFILE, "--set", next]));
+        expect(set).toMatchObject({ code: 255, stderr: "Connection closed by 127.0.0.1 port 22\r\n" });
+        expect(fake.profileStorePath).toBe(next);
     });
 
     it("an unknown script name is refused loudly", async () => {

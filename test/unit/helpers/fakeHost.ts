@@ -6,12 +6,16 @@
 // commands, told apart by their $0 (NAME): nixos-fleet-preflight, -activate (systemd-run of
 // switch-to-configuration in a transient unit whose output goes to a log file), -follow (the log
 // from a byte offset), -status (systemctl show of the unit, "@state", the host state), -cleanup
-// (unit, log, token); the restore unit (nixos-fleet-restore-start: systemd-run of the restore
-// script, whose steps the fake runs on its own state); the watchdog's
-// `systemd-run --unit=nixos-fleet-watchdog-…` and its disarm (nixos-fleet-disarm).
+// (unit, log, token; nothing while the unit still runs); the restore unit (nixos-fleet-restore-start:
+// systemd-run of the restore script, whose steps the fake runs on its own state); the watchdog's
+// `systemd-run --unit=nixos-fleet-watchdog-…` and its disarm (nixos-fleet-disarm: exit 0 claimed
+// now, 4 a deployer had claimed it, 3 the watchdog did; the claimant written to decided-<token>/by).
+// The preflight (exit 0 ready, 10 no systemd-run, 11 the lock held, 13 another deploy under way)
+// waits, as the real one does on the host, for other deploys' units and armed watchdogs to end.
 // The fake runs a unit's work at once when it starts; knobs make the unit run on for some status
-// polls, drop the connection during a follow, keep the host away, reboot it, or let its watchdog
-// decide before the deployer.
+// polls, drop the connection during a follow, time out a start, keep the host away, reboot it, let
+// systemctl fail, leave earlier deploys' watchdogs armed, or let its watchdog decide before the
+// deployer.
 import { ACTIVATION_LOCK, RUNTIME_DIR } from "../../../src/deploy/activationUnit";
 import { SYSTEM_PROFILE } from "../../../src/deploy/hostState";
 import type { ClosurePath } from "../../../src/nix/closure";
@@ -103,7 +107,15 @@ export interface FakeWatchdog {
     stopped: boolean;
     /** It put the previous system back itself. */
     reverted: boolean;
+    /** Its activation never appeared within 120 s: it ended without reverting. */
+    gaveUp?: true;
 }
+
+/** Who claimed a deploy's decision (mkdir decided-<token>), as decided-<token>/by says. */
+export type Claimant = "deployer" | "watchdog";
+
+/** What became of the activation unit of an earlier deploy whose watchdog is still armed. */
+export type StaleActivation = "ended" | "failed" | "running" | "not started";
 
 /** The connection breaks during one follow of a unit's log (the activation's or the restore's). */
 export interface FollowDrop {
@@ -125,6 +137,8 @@ const RESTORE_UNIT = /^nixos-fleet-restore-[0-9a-f]+\.service$/;
 /** Every restore script says its steps this way (activationUnit.ts restoreSteps reads them). */
 const RESTORE_MARK = "nixos-fleet-restore: done: ";
 const UNITS_FAILED_NOTE = " (units of that system failed, see above)";
+/** What the runner gives back for a command killed by its timeout. */
+const TIMED_OUT: Reply = { code: null, signal: "SIGKILL", timedOut: true };
 
 export class FakeHost {
     readonly state: FakeHostState;
@@ -146,6 +160,12 @@ export class FakeHost {
     readonly watchdogs: FakeWatchdog[] = [];
     /** Tokens whose restore decision was claimed (mkdir of decided-<token>), by deployer or watchdog; removed by the cleanup. */
     readonly decided = new Set<string>();
+    /**
+     * decided-<token>/by: who claimed it (the disarm writes "deployer", the watchdog
+     * "watchdog"). A token in `decided` without an entry here has no by-file (the disarm reads that as
+     * the watchdog's claim).
+     */
+    readonly decidedBy = new Map<string, Claimant>();
     /** Tokens whose watchdog reverted the host (touch reverted-<token>); removed by the cleanup. */
     readonly revertedFiles = new Set<string>();
     /** Control sockets of the SSH masters that run now. */
@@ -170,6 +190,16 @@ export class FakeHost {
     dropAfterNextStart = false;
     /** The same for the next restore unit. */
     dropAfterNextRestoreStart = false;
+    /** The next activation unit starts, but the start command does not return in time (killed by its timeout). */
+    timeoutAfterNextStart = false;
+    /** The same for the next restore unit. */
+    timeoutAfterNextRestoreStart = false;
+    /** The next `nix-env` profile change is done, but the connection breaks before it returns. */
+    dropAfterNextProfileChange = false;
+    /** The next disarm is done on the host (whatever it decided), but the connection breaks before its answer arrives. */
+    dropAfterNextDisarm = false;
+    /** The next status polls find systemctl not answering (the status script exits 20), this many. */
+    systemctlFailsAtNextStatus = 0;
     /** `nix-env --switch-generation` fails with this message (e.g. another nix-env holds the profile's lock). */
     switchGenerationFails?: string;
     /** SSH master starts to refuse ("Connection refused"); Infinity: the host never comes back. */
@@ -178,6 +208,11 @@ export class FakeHost {
     unitGoneAtNextStatus = false;
     /** When the deployer disarms, the watchdog has already claimed the decision and reverted the host. */
     watchdogDecidesFirst = false;
+    /**
+     * Something else happens on the host just before the next script of this name ($0) runs, once
+     * (e.g. another deployer's disarm of this deploy's watchdog just before this deploy's own).
+     */
+    readonly beforeScript = new Map<string, () => void>();
 
     constructor(initial: Partial<FakeHostState> = {}) {
         this.state = {
@@ -258,6 +293,7 @@ export class FakeHost {
             unit.logExists = false;
         }
         this.decided.clear();
+        this.decidedBy.clear();
         this.revertedFiles.clear();
         this.state.current = this.state.bootDefault;
         this.state.booted = this.state.bootDefault;
@@ -325,11 +361,36 @@ export class FakeHost {
 
     // The activation scripts of activationUnit.ts and confirm.ts, by their $0.
 
-    private preflight([lock, wait]: string[]): Reply {
-        if (lock !== ACTIVATION_LOCK || !/^\d+$/.test(wait ?? "")) return { code: 2, stderr: `fake host: preflight arguments ${lock} ${wait}\n` };
+    /**
+     * The preflight: no systemd-run → 10; the lock held → 11; then it waits up to `busyWait` seconds
+     * while another deploy's activation or restore unit runs or a watchdog is armed. Meanwhile a
+     * watchdog whose activation has ended decides when its timeout is up (it reverts the host, see
+     * fireWatchdog), one whose activation never appeared gives up after 120 s; a unit that runs
+     * stays running. What is still under way then: exit 13, its units printed. (The real script
+     * counts the lock wait apart, so a watchdog's revert holding the lock late in the wait is waited
+     * for; see hostScripts.test.ts.)
+     */
+    private preflight(args: string[]): Reply {
+        const [lock, wait = "", busyWait = ""] = args;
+        if (args.length !== 3 || lock !== ACTIVATION_LOCK || !/^\d+$/.test(wait) || !/^\d+$/.test(busyWait)) {
+            return { code: 2, stderr: `fake host: preflight arguments ${args.join(" ")}\n` };
+        }
         if (!this.hasSystemdRun) return { code: 10 };
         if (this.lockHeld) return { code: 11 };
-        return {};
+        for (const watchdog of this.watchdogs) {
+            if (!this.watchdogActive(watchdog)) continue;
+            const activation = this.unit(`nixos-fleet-activate-${watchdog.token}.service`);
+            if (!activation) {
+                if (120 <= Number(busyWait)) watchdog.gaveUp = true;
+            } else if (!this.running(activation.name) && watchdog.timeout <= Number(busyWait)) {
+                this.fireWatchdog(watchdog);
+            }
+        }
+        const busy = [
+            ...[...this.units, ...this.restores].filter((unit) => this.running(unit.name)).map((unit) => unit.name),
+            ...this.watchdogs.filter((watchdog) => this.watchdogActive(watchdog)).map((watchdog) => `${watchdog.unit}.service`),
+        ];
+        return busy.length ? { code: 13, stdout: `${busy.join(" ")} \n` } : {};
     }
 
     private startUnit([name = "", log = "", toplevel = "", action = "", bootloader = ""]: string[]): Reply {
@@ -384,6 +445,10 @@ export class FakeHost {
     }
 
     private unitStatus([name = ""]: string[]): Reply {
+        if (this.systemctlFailsAtNextStatus > 0) {
+            this.systemctlFailsAtNextStatus -= 1;
+            return { code: 20, stderr: "Failed to get properties: Connection timed out\n" };
+        }
         const unit = this.anyUnit(name);
         if (unit && this.unitGoneAtNextStatus) {
             this.unitGoneAtNextStatus = false;
@@ -406,8 +471,12 @@ export class FakeHost {
         return { stdout: `${lines.join("")}@state\n${this.stateOutput()}` };
     }
 
-    /** The cleanup script: stop and forget the unit, delete its log; with a token, the decision files once no watchdog of it runs. */
+    /**
+     * The cleanup script: stop and forget the unit, delete its log; with a token, the decision files
+     * once no watchdog of it runs. Nothing at all while the unit still runs.
+     */
     private cleanupUnit([name = "", log = "", token = ""]: string[]): Reply {
+        if (this.running(name)) return {};
         for (const unit of [...this.units, ...this.restores]) {
             if (unit.name !== name) continue;
             unit.loaded = false;
@@ -415,14 +484,21 @@ export class FakeHost {
         }
         if (token && !this.watchdogs.some((watchdog) => watchdog.token === token && this.watchdogActive(watchdog))) {
             this.decided.delete(token);
+            this.decidedBy.delete(token);
             this.revertedFiles.delete(token);
         }
         return {};
     }
 
-    /** `systemctl is-active` of a watchdog: armed, and neither stopped by a disarm nor ended by its revert. */
+    /** `systemctl show --property=SubState --value <name>` says "running". */
+    private running(name: string): boolean {
+        const unit = this.anyUnit(name);
+        return unit !== undefined && unit.loaded && unit.runningPolls > 0;
+    }
+
+    /** `systemctl is-active` of a watchdog: armed, and neither stopped by a disarm nor ended by its revert (or by giving up). */
     watchdogActive(watchdog: FakeWatchdog): boolean {
-        return !watchdog.stopped && !watchdog.reverted;
+        return !watchdog.stopped && !watchdog.reverted && !watchdog.gaveUp;
     }
 
     /**
@@ -551,43 +627,106 @@ export class FakeHost {
 
     /** Every armed watchdog whose decision is still open times out now: it claims the decision and reverts the host. */
     fireWatchdogs(): void {
-        for (const watchdog of this.watchdogs) {
-            if (watchdog.stopped || watchdog.reverted || this.decided.has(watchdog.token)) continue;
-            this.decided.add(watchdog.token);
-            this.watchdogRevert(watchdog);
-        }
+        for (const watchdog of this.watchdogs) this.fireWatchdog(watchdog);
     }
 
+    /** This watchdog times out now: unless stopped or decided, it claims the decision (by watchdog) and reverts the host. */
+    private fireWatchdog(watchdog: FakeWatchdog): void {
+        if (!this.watchdogActive(watchdog) || this.decided.has(watchdog.token)) return;
+        this.decided.add(watchdog.token);
+        this.decidedBy.set(watchdog.token, "watchdog");
+        this.watchdogRevert(watchdog);
+    }
+
+    /** The disarm script: 0 this deployer claimed the decision now, 4 a deployer had claimed it already, 3 the watchdog had. */
     private disarm([dir = "", token = ""]: string[]): Reply {
         const watchdog = this.watchdogs.find((candidate) => candidate.token === token && candidate.dir === dir);
-        if (this.decided.has(token)) return { code: 3 };
+        if (this.decided.has(token)) return { code: this.decidedBy.get(token) === "deployer" ? 4 : 3 };
         this.decided.add(token);
         if (watchdog && this.watchdogDecidesFirst && !watchdog.stopped) {
             // The watchdog's mkdir came first: it reverts, the deployer's claim fails.
+            this.decidedBy.set(token, "watchdog");
             this.watchdogRevert(watchdog);
             return { code: 3 };
         }
+        this.decidedBy.set(token, "deployer");
         if (watchdog) watchdog.stopped = true;
         return {};
+    }
+
+    /**
+     * An earlier deploy (token) left its watchdog armed and went away (killed, or cut off): the
+     * watchdog would put generation `revertTo` back (switch). Its activation unit ended (exit 0) or
+     * failed (exit 1), still runs, or was never started.
+     */
+    staleWatchdog(token: string, activation: StaleActivation, revertTo: number, timeout = 30): FakeWatchdog {
+        const previous = this.state.generations.get(revertTo) ?? "";
+        const unit = `nixos-fleet-activate-${token}.service`;
+        const watchdog: FakeWatchdog = {
+            unit: `nixos-fleet-watchdog-${token}`,
+            dir: RUNTIME_DIR,
+            token,
+            timeout,
+            action: "switch",
+            generation: String(revertTo),
+            profilePath: previous,
+            current: previous,
+            activationUnit: unit,
+            stopped: false,
+            reverted: false,
+        };
+        this.watchdogs.push(watchdog);
+        if (activation !== "not started") {
+            const path = this.profileStorePath ?? "";
+            this.units.push({
+                name: unit,
+                log: `${RUNTIME_DIR}/${unit}.log`,
+                toplevel: path,
+                action: "switch",
+                bootloader: "",
+                output: "",
+                runningOutput: "",
+                exit: { code: activation === "failed" ? 1 : 0 },
+                runningPolls: activation === "running" ? Number.POSITIVE_INFINITY : 0,
+                loaded: true,
+                logExists: true,
+            });
+        }
+        return watchdog;
     }
 
     private shell(call: RecordedCall): Reply {
         const words = call.remoteCommand!;
         const script = words[2] ?? "";
         const args = words.slice(4);
+        const before = words[3] === undefined ? undefined : this.beforeScript.get(words[3]);
+        if (before) {
+            this.beforeScript.delete(words[3]!);
+            before();
+        }
         switch (words[3]) {
             case "nixos-fleet-preflight":
                 return this.preflight(args);
             case "nixos-fleet-activate": {
                 const started = this.startUnit(args);
-                if (!this.dropAfterNextStart || started.code) return started;
+                if (started.code) return started;
+                if (this.timeoutAfterNextStart) {
+                    this.timeoutAfterNextStart = false;
+                    return TIMED_OUT;
+                }
+                if (!this.dropAfterNextStart) return started;
                 this.dropAfterNextStart = false;
                 this.masters.delete(controlPathOf(call));
                 return { code: 255, stderr: "Connection closed by 127.0.0.1 port 22\r\n" };
             }
             case "nixos-fleet-restore-start": {
                 const started = this.startRestore(args);
-                if (!this.dropAfterNextRestoreStart || started.code) return started;
+                if (started.code) return started;
+                if (this.timeoutAfterNextRestoreStart) {
+                    this.timeoutAfterNextRestoreStart = false;
+                    return TIMED_OUT;
+                }
+                if (!this.dropAfterNextRestoreStart) return started;
                 this.dropAfterNextRestoreStart = false;
                 this.masters.delete(controlPathOf(call));
                 return { code: 255, stderr: "Connection closed by 127.0.0.1 port 22\r\n" };
@@ -598,8 +737,13 @@ export class FakeHost {
                 return this.unitStatus(args);
             case "nixos-fleet-cleanup":
                 return this.cleanupUnit(args);
-            case "nixos-fleet-disarm":
-                return this.disarm(args);
+            case "nixos-fleet-disarm": {
+                const decided = this.disarm(args);
+                if (!this.dropAfterNextDisarm) return decided;
+                this.dropAfterNextDisarm = false;
+                this.masters.delete(controlPathOf(call));
+                return { code: 255, stderr: "Connection closed by 127.0.0.1 port 22\r\n" };
+            }
             case undefined:
                 break;
             default:
@@ -652,7 +796,16 @@ export class FakeHost {
         });
         runner.on(remote("sh", "-c"), this.answer((call) => this.shell(call)));
         runner.on(remote("systemd-run"), this.answer((call) => this.armWatchdog(call.remoteCommand!)));
-        runner.on(remote("nix-env"), this.answer((call) => this.nixEnv(call.remoteCommand!)));
+        runner.on(
+            remote("nix-env"),
+            this.answer((call) => {
+                const reply = this.nixEnv(call.remoteCommand!);
+                if (!this.dropAfterNextProfileChange || reply.code) return reply;
+                this.dropAfterNextProfileChange = false;
+                this.masters.delete(controlPathOf(call));
+                return { code: 255, stderr: "Connection closed by 127.0.0.1 port 22\r\n" };
+            }),
+        );
         runner.on(
             remoteProgram("/bin/switch-to-configuration"),
             this.answer((call) => {
