@@ -1,6 +1,6 @@
 // The real Pulumi CLI built by scripts/bootstrap: pinned version, and the dev stack's preview
 // runs with no network at all (inside a network namespace that has only loopback).
-import { describe, expect, it, beforeAll } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { runProcess } from "../../src/process/runner";
@@ -26,9 +26,16 @@ describe("pulumi toolchain", () => {
     });
 
     describe("dev stack", () => {
+        const fleet = new SandboxFleet();
+        let started: string[] = [];
         beforeAll(async () => {
-            // The dev stack evaluates the default sandbox's flake.
-            await new SandboxFleet().start(["alpha", "beta", "gamma"]);
+            // The dev stack evaluates the default sandbox's flake; hosts this test starts, it stops.
+            const running = new Set((await fleet.status()).filter((h) => h.running).map((h) => h.name));
+            started = ["alpha", "beta", "gamma"].filter((name) => !running.has(name));
+            await fleet.start(["alpha", "beta", "gamma"]);
+        });
+        afterAll(async () => {
+            if (started.length) await fleet.stop(started);
         });
 
         it("previews offline: no network but loopback", async () => {
