@@ -255,6 +255,14 @@ export async function rollbackCommand(args: string[]): Promise<number> {
         description = `rollback ${hosts.join(",")} to ${describe(target)}`;
     }
 
+    if (notices.length && !values.yes && !values.preview && !process.stdin.isTTY) {
+        // Nothing to plan first: the answer is needed whatever the plan says, and there is no one to ask.
+        throw new FleetError({
+            phase: "select",
+            message: `${description} needs confirmation, and there is no terminal to ask on:\n  ${notices.join("\n  ")}`,
+            hint: "add --yes to roll back without asking, or --preview to only see the plan",
+        });
+    }
     writePins(file, changes);
     const restorePins = (names: string[]) => writePins(file, Object.fromEntries(names.map((host) => [host, previousPins[host]])));
     let outcome;
