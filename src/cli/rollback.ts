@@ -71,9 +71,11 @@ export function chooseDeployment(
             throw new FleetError({
                 phase: "select",
                 host,
-                message: history.length
-                    ? "the deployment this host was last rolled back to is no longer in its recorded history, so steps cannot be counted from it"
-                    : "the stack has no recorded deployment of this host",
+                message: !history.length
+                    ? "the stack has no recorded deployment of this host"
+                    : history[0]!.rollbackTo === undefined && history[0]!.kind === "rollback"
+                      ? `the host was last rolled back to generation ${history[0]!.generation ?? "-"}, which this stack did not deploy, so steps cannot be counted from it`
+                      : "the deployment this host was last rolled back to is no longer in its recorded history, so steps cannot be counted from it",
                 hint: `recorded deployments, newest first: ${recordedList}; use --to-generation N`,
             });
         }

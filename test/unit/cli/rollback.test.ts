@@ -127,3 +127,17 @@ describe("generations this stack did not deploy (--to-generation)", () => {
         );
     });
 });
+
+describe("steps after a rollback to a generation this stack did not deploy", () => {
+    it("says the host is on a generation the stack did not deploy, and to use --to-generation", () => {
+        const history = {
+            history: [
+                { generation: 2, storePath: path(2), action: "switch", activatedAt: "2026-11-21T10:05:00.000Z", kind: "rollback" },
+                { generation: 3, storePath: path(3), action: "switch", activatedAt: "2026-11-21T10:03:00.000Z", kind: "deploy" },
+            ],
+        } as unknown as HostOutputs;
+        const error = thrown(() => chooseDeployment("psi", history, { kind: "steps", steps: 1 }));
+        expect(error.message).toBe("the host was last rolled back to generation 2, which this stack did not deploy, so steps cannot be counted from it");
+        expect(error.hint).toMatch(/use --to-generation N/);
+    });
+});

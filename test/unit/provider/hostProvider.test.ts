@@ -563,6 +563,8 @@ describe("rollback marks: a rolled-back host is remembered, and a config without
         const rolled = asProps(outputsAfterDeploy(pinned(), outcome(before, back), deployed));
         expect(undoneRollback(rolled, asProps(inputs()))).toMatchObject({ generation: 2, storePath: v2 });
         expect(undoneRollback(rolled, asProps(pinned()))).toBeUndefined();
+        // A second rollback (a pin to another system) is not an undo either.
+        expect(undoneRollback(rolled, asProps(pinned({ storePath: v1, pin: { generation: 1 } })))).toBeUndefined();
         expect(undoneRollback(rolled, asProps(inputs({ storePath: v2 })))).toBeUndefined();
         expect(undoneRollback(asProps(deployed), asProps(inputs({ storePath: v1 })))).toBeUndefined();
         // States written before the mark existed have none.
