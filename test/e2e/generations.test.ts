@@ -219,8 +219,15 @@ describe("history and rollback you can trust (same fleet, in order)", () => {
         const rhoRuns = await project.hostSystem("rho");
         await project.sandbox.stop(["tau"]);
         try {
-            const result = await project.refresh();
+            // As the guide runs it: npm run pulumi -- refresh (scripts/pulumi), which exits 1 naming tau.
+            const result = await runProcess(["bash", "scripts/pulumi", "refresh", "--yes", "--skip-preview", "--non-interactive", "-s", project.stack], {
+                cwd: project.projectDir,
+                env: { ...project.env(), PULUMI_CONFIG_PASSPHRASE_FILE: undefined },
+                timeoutMs: 300_000,
+            });
             const text = say(result);
+            expect(result.code, text).toBe(1);
+            expect(result.stderr).toMatch(/error: refresh could not reach 1 host: tau; their last recorded state was kept, marked unreachable \(the others were recorded\)\n {2}tau: host tau: connect failed: root@tau refused the connection \(unreachable since \S+\)/);
             expect(text).toMatch(/warning: tau: unreachable, not refreshed \(connect failed: root@tau refused the connection\): its last recorded state is kept \(generation 1, \/nix\/store\/\S+\) and marked unreachable; last seen \S+/);
             // Pulumi's own summary counts it as errored: a refresh with a host down never looks clean.
             expect(text).toMatch(/error: tau: not refreshed: unreachable \(its recorded state is kept\)/);
