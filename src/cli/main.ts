@@ -8,13 +8,15 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
     deploy: async () => (await import("./deploy")).deployCommand,
     rollback: async () => (await import("./rollback")).rollbackCommand,
     generations: async () => (await import("./generations")).generationsCommand,
+    // Internal: run by scripts/pulumi after `pulumi refresh` (not an npm script).
+    "refresh-check": async () => (await import("./refreshCheck")).refreshCheckCommand,
 };
 
 async function main(argv: string[]): Promise<number> {
     const [name, ...args] = argv;
     const load = name === undefined ? undefined : COMMANDS[name];
     if (!load) {
-        process.stderr.write(`usage: nixos-fleet <${Object.keys(COMMANDS).join("|")}> [options]  (--help for a command's options)\n`);
+        process.stderr.write(`usage: nixos-fleet <${Object.keys(COMMANDS).filter((command) => command !== "refresh-check").join("|")}> [options]  (--help for a command's options)\n`);
         return 2;
     }
     return (await load())(args);

@@ -1,7 +1,8 @@
 // What `deploy` and `rollback` show while the engine works: one line per host per phase (from the
 // provider's progress messages), then a summary table built from the hosts' recorded outputs.
 import type { EngineEvent } from "@pulumi/pulumi/automation";
-import type { LastDeploy } from "../provider/hostInputs";
+import type { LastDeploy, RollbackMark } from "../provider/hostInputs";
+import { describeRollback, undoneRollback } from "../provider/hostMarks";
 import { hostNameOfUrn } from "./stack";
 
 /**
@@ -31,8 +32,10 @@ export interface HostSummary {
     result: HostResult;
     /** For failed: the phase it failed in (evaluate, build, connect, copy, activate, verify, …). */
     phase?: string;
-    /** For not attempted and held back: why. */
+    /** For not attempted and held back: why; for planned and deployed: the rollback it undoes. */
     reason?: string;
+    /** The plan deploys the configuration over this rollback (the config lacks its pin). */
+    undoesRollback?: RollbackMark;
     generationBefore: number | null;
     generationAfter: number | null;
     storePathBefore: string | null;
@@ -177,7 +180,14 @@ function summarize(host: string, record: HostRecord, planning: boolean): HostSum
             const reason = heldBack(record);
             return { ...base, result: reason ? "held back" : "no change planned", ...(reason ? { reason } : {}), generationAfter: null };
         }
-        return { ...base, result: "planned", storePathAfter: str(record.newInputs?.storePath) ?? base.storePathAfter, generationAfter: null };
+        const undone = undoneRollback(old, record.newInputs ?? {});
+        return {
+            ...base,
+            result: "planned",
+            storePathAfter: str(record.newInputs?.storePath) ?? base.storePathAfter,
+            generationAfter: null,
+            ...(undone ? { reason: `undoes ${describeRollback(undone)}`, undoesRollback: undone } : {}),
+        };
     }
     if (!changes) {
         const reason = heldBack(record);

@@ -8,6 +8,10 @@ import { FleetError } from "../errors";
 import type { DeploymentRecord, HostOutputs } from "../provider/hostInputs";
 import { currentStep, deploymentSteps, stepOf } from "../deploy/deployments";
 import { recordUpdate, type StackUpdate } from "../deploy/generations";
+import { makeRuntimeDir, removeRuntimeDir } from "../process/runtimeDir";
+import { runProcess } from "../process/runner";
+import type { HostConfig } from "../config";
+import { collectReports, type GenerationRow } from "./generations";
 import { DEPLOYMENT_OPTIONS, parseCommandArgs, positiveInteger } from "./args";
 import { hostsFromOption } from "./hostsOption";
 import { readPins, stackConfigFile, writePins } from "./pins";
@@ -67,9 +71,11 @@ export function chooseDeployment(
             throw new FleetError({
                 phase: "select",
                 host,
-                message: history.length
-                    ? "the deployment this host was last rolled back to is no longer in its recorded history, so steps cannot be counted from it"
-                    : "the stack has no recorded deployment of this host",
+                message: !history.length
+                    ? "the stack has no recorded deployment of this host"
+                    : history[0]!.rollbackTo === undefined && history[0]!.kind === "rollback"
+                      ? `the host was last rolled back to generation ${history[0]!.generation ?? "-"}, which this stack did not deploy, so steps cannot be counted from it`
+                      : "the deployment this host was last rolled back to is no longer in its recorded history, so steps cannot be counted from it",
                 hint: `recorded deployments, newest first: ${recordedList}; use --to-generation N`,
             });
         }
@@ -133,6 +139,50 @@ export async function stackVersionTarget(stack: HistorySource, version: number):
     return { target: { kind: "stackVersion", version, endTime: end ? new Date(end) : undefined }, updates };
 }
 
+/** Whether the stack recorded a deployment of the configuration that made generation N on the host. */
+export function recordsGeneration(recorded: HostOutputs | undefined, generation: number): boolean {
+    return deploymentSteps(recorded?.history ?? []).some((step) => step.generation === generation);
+}
+
+/**
+ * The pin for a generation the host has but this stack did not deploy (made by hand, by another
+ * stack, or before the host was adopted or the stack was recreated), from the host's own listing.
+ */
+export function hostGenerationPin(host: string, generations: readonly Pick<GenerationRow, "generation" | "storePath">[], generation: number, reason: string): Pin {
+    const found = generations.find((row) => row.generation === generation);
+    if (!found?.storePath) {
+        throw new FleetError({
+            phase: "select",
+            host,
+            message: found
+                ? `generation ${generation} is on the host, but its link no longer points at a system`
+                : `generation ${generation} is neither recorded by this stack nor on the host (the host has: ${generations.map((row) => row.generation).join(", ") || "none"})`,
+            hint: "npm run generations lists the host's generations",
+        });
+    }
+    return { storePath: found.storePath, generation, reason };
+}
+
+/** What the operator confirms for such a generation: it names the store path. */
+export function unrecordedNotice(host: string, pin: Pin): string {
+    return (
+        `${host}: generation ${pin.generation ?? "-"} (${pin.storePath}) was not deployed by this stack ` +
+        "(made by hand, by another stack, or before the stack recorded the host): it has no recorded revision or operator"
+    );
+}
+
+/** Reads one host's generations as `npm run generations` does (one SSH connection). */
+async function hostGenerations(host: HostConfig, recorded: HostOutputs | undefined): Promise<GenerationRow[]> {
+    const runtimeDir = makeRuntimeDir();
+    try {
+        const [report] = await collectReports({ hosts: [host], recorded: new Map(recorded ? [[host.name, recorded]] : []), updates: [], runner: runProcess, runtimeDir });
+        if (report?.error !== undefined) throw new Error(report.error);
+        return report?.generations ?? [];
+    } finally {
+        removeRuntimeDir(runtimeDir);
+    }
+}
+
 /** The pin that makes the next `up` deploy the chosen system, naming the deployment it goes back to. */
 export function pinFor(choice: RollbackChoice, reason: string): Pin {
     return {
@@ -178,6 +228,7 @@ export async function rollbackCommand(args: string[]): Promise<number> {
 
     let changes: Record<string, Pin | undefined>;
     let description: string;
+    const notices: string[] = [];
     if (values.clear) {
         changes = Object.fromEntries(hosts.map((host) => [host, undefined]));
         description = `rollback --clear ${hosts.join(",")}: deploy the configuration again`;
@@ -190,12 +241,30 @@ export async function rollbackCommand(args: string[]): Promise<number> {
                   : { target: { kind: "steps", steps: steps ?? 1 } as RollbackTarget, updates: [] };
         const recorded = await recordedHosts(fleet.stack);
         const when = new Date().toISOString();
-        changes = Object.fromEntries(
-            hosts.map((host) => [host, pinFor(chooseDeployment(host, recorded.get(host), target, updates), `rollback to ${describe(target)} (${when})`)]),
-        );
+        const reason = `rollback to ${describe(target)} (${when})`;
+        changes = {};
+        for (const host of hosts) {
+            if (target.kind === "generation" && !recordsGeneration(recorded.get(host), target.generation)) {
+                // Not deployed by this stack: the host's own generation, confirmed by its store path.
+                const config = fleet.hosts.find((candidate) => candidate.name === host)!;
+                const pin = hostGenerationPin(host, await hostGenerations(config, recorded.get(host)), target.generation, reason);
+                notices.push(unrecordedNotice(host, pin));
+                changes[host] = pin;
+            } else {
+                changes[host] = pinFor(chooseDeployment(host, recorded.get(host), target, updates), reason);
+            }
+        }
         description = `rollback ${hosts.join(",")} to ${describe(target)}`;
     }
 
+    if (notices.length && !values.yes && !values.preview && !process.stdin.isTTY) {
+        // Nothing to plan first: the answer is needed whatever the plan says, and there is no one to ask.
+        throw new FleetError({
+            phase: "select",
+            message: `${description} needs confirmation, and there is no terminal to ask on:\n  ${notices.join("\n  ")}`,
+            hint: "add --yes to roll back without asking, or --preview to only see the plan",
+        });
+    }
     writePins(file, changes);
     const restorePins = (names: string[]) => writePins(file, Object.fromEntries(names.map((host) => [host, previousPins[host]])));
     let outcome;
@@ -209,6 +278,7 @@ export async function rollbackCommand(args: string[]): Promise<number> {
             parallel: parallel ?? fleet.settings.parallel,
             json: values.json ?? false,
             description,
+            notices,
         });
     } catch (error) {
         restorePins(hosts);

@@ -4,6 +4,7 @@
 import { createInterface } from "node:readline/promises";
 import { CommandError, ConcurrentUpdateError, type Stack } from "@pulumi/pulumi/automation";
 import { FleetError } from "../errors";
+import { describeRollback } from "../provider/hostMarks";
 import { ProgressTracker, renderSummary, type HostSummary, type RunFailure } from "./progress";
 import { hostUrn } from "./stack";
 
@@ -18,6 +19,8 @@ export interface DeploymentOptions {
     json: boolean;
     /** What this run is, for the prompt and the update message (e.g. "rollback of psi"). */
     description: string;
+    /** What the operator must know before saying yes (e.g. a generation this stack did not deploy), shown before the prompt. */
+    notices?: string[];
 }
 
 export interface DeploymentReport {
@@ -134,11 +137,23 @@ function print(options: DeploymentOptions, deployment: DeploymentReport): Deploy
     return { code: exitCode(deployment), report: deployment };
 }
 
+/** What a yes covers beyond the plan's table: the caller's notices, then every rollback the plan undoes. */
+export function confirmationNotices(plan: Pick<DeploymentReport, "hosts">, notices: readonly string[]): string[] {
+    const undoing = plan.hosts.filter((h) => h.result === "planned" && h.undoesRollback);
+    return [
+        ...notices,
+        ...undoing.map(
+            (h) => `${h.host}: this deploy undoes ${describeRollback(h.undoesRollback!)}: the stack's config has no rollback pin for it (put the pin back and commit it to keep the rollback)`,
+        ),
+    ];
+}
+
 export async function runDeployment(options: DeploymentOptions): Promise<DeploymentOutcome> {
     const target = options.hosts.map((host) => hostUrn(options.stackName, host));
     // Progress goes to stderr when --json owns stdout.
     const line = (text: string) => (options.json ? process.stderr : process.stdout).write(`${text}\n`);
 
+    for (const notice of options.notices ?? []) line(`note: ${notice}`);
     if (options.preview || !options.yes) {
         const tracker = new ProgressTracker(line);
         let failure: unknown;
@@ -155,14 +170,18 @@ export async function runDeployment(options: DeploymentOptions): Promise<Deploym
             line("nothing to deploy");
             return { code: 0, report: plan };
         }
+        const notices = confirmationNotices(plan, options.notices ?? []);
+        // The caller's notices were printed before the plan; the undone rollbacks come from it.
+        for (const notice of notices.slice(options.notices?.length ?? 0)) line(`note: ${notice}`);
         if (!process.stdin.isTTY) {
+            // Never read a terminal we were not given: refuse, saying what the yes would have covered.
             throw new FleetError({
                 phase: "select",
-                message: `${options.description} needs confirmation, and there is no terminal to ask on`,
+                message: `${options.description} needs confirmation, and there is no terminal to ask on${notices.length ? `:\n  ${notices.join("\n  ")}` : ""}`,
                 hint: "add --yes to deploy without asking, or --preview to only see the plan",
             });
         }
-        if (!(await confirm(`deploy ${changing.map((h) => h.host).join(", ")} on stack ${options.stackName}? [y/N] `))) {
+        if (!(await confirm(`deploy ${changing.map((h) => h.host).join(", ")} on stack ${options.stackName}${notices.length ? ` (${notices.length === 1 ? "see the note above" : "see the notes above"})` : ""}? [y/N] `))) {
             line("cancelled; nothing was changed");
             if (options.json) process.stdout.write(`${JSON.stringify(cancelledReport(options.stackName, plan), null, 2)}\n`);
             return { code: 1, report: cancelledReport(options.stackName, plan), cancelled: true };

@@ -1,10 +1,9 @@
 // Two stacks that deploy the same server fight over it (each deploys its own system and records
 // its own generations). The program warns at every preview when another stack of the project
 // lists a host that this stack lists too.
-import { readdirSync, readFileSync } from "node:fs";
-import { join } from "node:path";
-import { parse } from "yaml";
-import { configSourceOf, loadStackHostsSync, readStackConfig, type HostConfig } from "../config";
+import { readdirSync } from "node:fs";
+import { loadStackHostsSync, type HostConfig } from "../config";
+import { readStackConfigFile } from "../config/stackFile";
 
 export interface Overlap {
     host: string;
@@ -24,12 +23,8 @@ export function otherStackHosts(projectRoot: string, currentStack: string): { st
         const match = /^Pulumi\.(.+)\.ya?ml$/.exec(file);
         if (!match || match[1] === currentStack) continue;
         try {
-            const config = ((parse(readFileSync(join(projectRoot, file), "utf8")) as { config?: Record<string, unknown> } | null)?.config ?? {});
-            const source = configSourceOf(
-                Object.fromEntries(Object.entries(config).map(([key, value]) => [key, typeof value === "string" ? value : JSON.stringify(value)])),
-            );
-            if (source.get("hosts") === undefined) continue;
-            const settings = readStackConfig(source, { baseDir: projectRoot, file });
+            // A stack without hosts fails to read: skipped like any other invalid one.
+            const settings = readStackConfigFile(projectRoot, match[1]!, file);
             stacks.push({ stack: match[1]!, hosts: loadStackHostsSync(settings, { file, checkFiles: false }) });
         } catch {
             // not ours to report

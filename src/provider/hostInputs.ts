@@ -115,6 +115,42 @@ export interface HostOutputs extends HostInputs {
     history: DeploymentRecord[];
     /** What the last deploy of this host did, for the operator's summary. */
     lastDeploy: LastDeploy;
+    /**
+     * Set while the host runs a system `rollback` pinned (null once the configuration is deployed
+     * again): a preview or update whose config lacks the pin says it undoes this (rollbackMark.ts).
+     * Absent in states written before it existed.
+     */
+    rolledBack?: RollbackMark | null;
+    /** When the stack last reached the host (a deploy, a refresh or the import). */
+    lastSeenAt?: string | null;
+    /** Set by a refresh that could not reach the host (its recorded state was kept); null once reached again. */
+    unreachable?: Unreachable | null;
+    /** When `pulumi import` adopted the host (nothing was activated then). */
+    adoptedAt?: string;
+}
+
+/** A host the stack rolled back: to what, when, by whom. */
+export interface RollbackMark {
+    generation: number | null;
+    storePath: string;
+    /** When the rollback was deployed (ISO time). */
+    at: string;
+    /** user@machine who ran it; null when the run could not tell. */
+    by: string | null;
+    /** The pin's reason, as `rollback` wrote it. */
+    reason: string | null;
+    /** activatedAt of the deployment it went back to; null for a generation this stack did not deploy. */
+    rollbackTo: string | null;
+}
+
+/** A refresh that could not read the host. */
+export interface Unreachable {
+    /** The first refresh that could not reach it (kept while it stays unreachable). */
+    since: string;
+    /** The latest refresh that tried. */
+    checkedAt: string;
+    /** Why (the first line of the connect error). */
+    error: string;
 }
 
 export interface LastDeploy {

@@ -11,6 +11,8 @@ import type { ProcessRunner } from "../process/runner";
 import { makeRuntimeDir } from "../process/runtimeDir";
 import type { EngineLogger } from "./engineLog";
 import { HOOK_TYPE, HookProvider } from "./hookProvider";
+import { adoptedOutputs, type ConfiguredInputs } from "./adopt";
+import { outputsWhenUnreachable, rollbackMarkAfterDeploy, stackOfUrn, undoWarning, undoneRollback, unreachableWarning } from "./hostMarks";
 import {
     DIFF_KEYS,
     HISTORY_LIMIT,
@@ -40,6 +42,13 @@ export interface HostProviderOptions {
     version: string;
     /** Where control sockets go; a fresh private directory by default. */
     runtimeDir?: string;
+    /**
+     * The inputs the stack's config gives a host, without its system (for `pulumi import`, which
+     * sends no properties): wired by main.ts; without it an import fails with a clear error.
+     */
+    configuredInputs?: ConfiguredInputs;
+    /** The time now (ISO); injectable for tests. */
+    now?: () => string;
 }
 
 const sameValue = (a: unknown, b: unknown): boolean => JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
@@ -130,6 +139,9 @@ export function outputsAfterDeploy(inputs: HostInputs, outcome: DeployOutcome, o
         bootedStorePath: after.bootedStorePath ?? null,
         profileStorePath: after.profileStorePath ?? null,
         history,
+        rolledBack: rollbackMarkAfterDeploy(inputs, record, old),
+        lastSeenAt: outcome.activatedAt,
+        unreachable: null,
         lastDeploy: {
             activated: outcome.activated,
             generationBefore: before.generation ?? null,
@@ -142,7 +154,7 @@ export function outputsAfterDeploy(inputs: HostInputs, outcome: DeployOutcome, o
 }
 
 /** Outputs after `pulumi refresh`: what the host really runs replaces what the stack believed. */
-export function outputsAfterRead(old: HostOutputs, state: HostState): HostOutputs {
+export function outputsAfterRead(old: HostOutputs, state: HostState, now: string = new Date().toISOString()): HostOutputs {
     const actual = deployedStorePath(state, old.action);
     return {
         ...old,
@@ -154,6 +166,8 @@ export function outputsAfterRead(old: HostOutputs, state: HostState): HostOutput
         runningStorePath: state.currentStorePath ?? null,
         bootedStorePath: state.bootedStorePath ?? null,
         profileStorePath: state.profileStorePath ?? null,
+        lastSeenAt: now,
+        unreachable: null,
     };
 }
 
@@ -226,6 +240,8 @@ export class HostProvider implements provider.Provider {
                     `is not the configured ${String(news.storePath)}: this update makes them agree`,
             );
         }
+        const undone = undoneRollback(olds, news);
+        if (undone) await this.options.logger.log("warning", urn, undoWarning(String(news.name), stackOfUrn(urn), undone, news.storePath));
         const diffs = [...new Set([...changed, ...converge])];
         return { changes: diffs.length > 0, replaces: [], deleteBeforeReplace: false };
     }
@@ -271,13 +287,30 @@ export class HostProvider implements provider.Provider {
         return { outs };
     }
 
+    private now(): string {
+        return this.options.now?.() ?? new Date().toISOString();
+    }
+
     async read(id: string, urn: string, props?: Record<string, unknown>): Promise<provider.ReadResult> {
         // A hook has nothing on the host to read back.
-        if (isHook(urn) || !props || props.name === undefined) return { id, props };
+        if (isHook(urn)) return { id, props };
+        // `pulumi import` sends no properties: adopt the running host.
+        if (!props || props.name === undefined) return this.adopt(id, urn);
         const old = props as unknown as HostOutputs;
+        let state: HostState;
         try {
-            const state = await inspectHost(sshTargetOf(old), { runner: this.options.runner, runtimeDir: this.runtimeDir });
-            const outputs = outputsAfterRead(old, state);
+            state = await inspectHost(sshTargetOf(old), { runner: this.options.runner, runtimeDir: this.runtimeDir });
+        } catch (error) {
+            // One host down must not stop the refresh of the others: its recorded state is kept,
+            // marked unreachable, and named in a warning and an error (see docs/operations: refresh).
+            const text = formatError(error);
+            await this.options.logger.log("warning", urn, unreachableWarning(old, text));
+            await this.options.logger.log("error", urn, `${old.name}: not refreshed: unreachable (its recorded state is kept)`);
+            const outputs = outputsWhenUnreachable(old, text, this.now());
+            return { id, props: outputs, inputs: pickInputs(outputs as unknown as Record<string, unknown>) };
+        }
+        try {
+            const outputs = outputsAfterRead(old, state, this.now());
             if (outputs.storePath !== old.storePath || outputs.generation !== old.generation) {
                 await this.options.logger.log(
                     "warning",
@@ -287,6 +320,25 @@ export class HostProvider implements provider.Provider {
             }
             const mismatch = profileMismatch(state, old.action);
             if (mismatch) await this.options.logger.log("warning", urn, `${old.name}: ${mismatch}`);
+            return { id, props: outputs, inputs: pickInputs(outputs as unknown as Record<string, unknown>) };
+        } catch (error) {
+            throw new Error(formatError(error));
+        }
+    }
+
+    /** `pulumi import nixos:index:Host <name> <name>`: records what the host runs; activates nothing. */
+    private async adopt(id: string, urn: string): Promise<provider.ReadResult> {
+        try {
+            const name = urn.slice(urn.lastIndexOf("::") + 2);
+            if (!this.options.configuredInputs) throw new Error("this provider cannot import hosts (no stack config reader)");
+            const configured = await this.options.configuredInputs(stackOfUrn(urn), id, name);
+            const state = await inspectHost(sshTargetOf({ ...configured, storePath: "" } as HostInputs), { runner: this.options.runner, runtimeDir: this.runtimeDir });
+            const outputs = adoptedOutputs(configured, state, this.now());
+            await this.options.logger.log(
+                "info",
+                urn,
+                `${id}: adopted: it runs generation ${outputs.generation ?? "-"} (${outputs.storePath}); recorded without activating anything`,
+            );
             return { id, props: outputs, inputs: pickInputs(outputs as unknown as Record<string, unknown>) };
         } catch (error) {
             throw new Error(formatError(error));

@@ -5,6 +5,8 @@ import { runProcess } from "../process/runner";
 import { removeOnExit, sweepStaleRuntimeDirs } from "../process/runtimeDir";
 import { connectEngineLogger, engineAddressFrom } from "./engineLog";
 import { HostProvider } from "./hostProvider";
+import { installImportShim } from "./importShim";
+import { configuredHostInputs } from "../program/adoption";
 
 const PROVIDER_VERSION = "0.1.0";
 
@@ -13,7 +15,11 @@ function main(args: string[]): Promise<void> {
     sweepStaleRuntimeDirs();
     removeOnExit();
     const logger = connectEngineLogger(engineAddressFrom(args));
-    return provider.main(new HostProvider({ runner: runProcess, logger, version: PROVIDER_VERSION }), args);
+    installImportShim();
+    // The engine starts the provider in the project directory: `pulumi import` reads the stack's
+    // config from there (the only place this plugin reaches into the program's layer).
+    const configuredInputs = configuredHostInputs(process.cwd());
+    return provider.main(new HostProvider({ runner: runProcess, logger, version: PROVIDER_VERSION, configuredInputs }), args);
 }
 
 main(process.argv.slice(2)).catch((error: unknown) => {

@@ -2,7 +2,7 @@
 // provider (src/provider). Its inputs are the host's connection settings and the system store
 // path the evaluation produced; a change to either updates the host in place.
 import * as pulumi from "@pulumi/pulumi";
-import type { DeploymentRecord, HostInputs, LastDeploy } from "../provider/hostInputs";
+import type { DeploymentRecord, HostInputs, LastDeploy, RollbackMark, Unreachable } from "../provider/hostInputs";
 
 export const HOST_TYPE = "nixos:index:Host";
 
@@ -22,6 +22,12 @@ export class Host extends pulumi.CustomResource {
     /** The recorded deployments, newest first, each with its revision, operator, time and stack update. */
     declare readonly history: pulumi.Output<DeploymentRecord[]>;
     declare readonly lastDeploy: pulumi.Output<LastDeploy>;
+    /** Set while the host runs a system `rollback` pinned: to what, when, by whom. */
+    declare readonly rolledBack: pulumi.Output<RollbackMark | null>;
+    /** When the stack last reached the host. */
+    declare readonly lastSeenAt: pulumi.Output<string | null>;
+    /** Set when the last refresh could not reach the host (its recorded state was kept). */
+    declare readonly unreachable: pulumi.Output<Unreachable | null>;
 
     constructor(name: string, args: HostArgs, opts?: pulumi.CustomResourceOptions) {
         super(
@@ -38,6 +44,9 @@ export class Host extends pulumi.CustomResource {
                 profileStorePath: undefined,
                 history: undefined,
                 lastDeploy: undefined,
+                rolledBack: undefined,
+                lastSeenAt: undefined,
+                unreachable: undefined,
             },
             opts,
         );

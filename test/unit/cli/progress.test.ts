@@ -4,7 +4,7 @@
 import { ConcurrentUpdateError, CommandError, type EngineEvent } from "@pulumi/pulumi/automation";
 import { describe, expect, it } from "vitest";
 import { ProgressTracker, phaseOf, renderSummary } from "../../../src/cli/progress";
-import { buildReport, cancelledReport, exitCode, lockedMessage } from "../../../src/cli/runDeployment";
+import { buildReport, cancelledReport, confirmationNotices, exitCode, lockedMessage } from "../../../src/cli/runDeployment";
 import { hostsToRestore } from "../../../src/cli/rollback";
 import { storePath } from "../helpers/fixtures";
 
@@ -216,5 +216,49 @@ describe("phaseOf", () => {
         expect(phaseOf("host psi: verify failed: 1 of 2 health checks failed")).toBe("verify");
         expect(phaseOf("error: host psi: connect failed: x")).toBe("connect");
         expect(phaseOf("something else")).toBeUndefined();
+    });
+});
+
+describe("a plan that undoes a rollback", () => {
+    const mark = { generation: 2, storePath: v(2), at: "2026-01-01T00:00:00.000Z", by: "alice@laptop", reason: "rollback to generation 2", rollbackTo: null };
+
+    it("says so on the host's planned row (table and --json), and the confirmation notices name it", () => {
+        const { report, table, code } = run(
+            [
+                pre("psi", "update", { ...recorded(2, v(2)), rolledBack: mark }, { storePath: v(4) }),
+                pre("rho", "update", recorded(3, v(3)), { storePath: v(4) }),
+            ],
+            ["psi", "rho"],
+            undefined,
+            true,
+        );
+        expect(report.hosts.map((h) => [h.host, h.result, h.reason])).toEqual([
+            ["psi", "planned", "undoes the rollback to generation 2 (by alice@laptop at 2026-01-01T00:00:00.000Z)"],
+            ["rho", "planned", undefined],
+        ]);
+        expect(report.hosts[0]!.undoesRollback).toEqual(mark);
+        expect(table).toMatch(/^psi .*planned: undoes the rollback to generation 2 \(by alice@laptop at 2026-01-01T00:00:00\.000Z\)$/m);
+        expect(code).toBe(0);
+        expect(confirmationNotices(report, ["first"])).toEqual([
+            "first",
+            "psi: this deploy undoes the rollback to generation 2 (by alice@laptop at 2026-01-01T00:00:00.000Z): the stack's config has no rollback pin for it (put the pin back and commit it to keep the rollback)",
+        ]);
+    });
+
+    it("with the pin still in the config, or the configuration equal to the rolled-back system: no such reason", () => {
+        const { report } = run(
+            [
+                pre("psi", "update", { ...recorded(2, v(2)), rolledBack: mark }, { storePath: v(2), pin: { generation: 2 }, port: 2 }),
+                pre("rho", "update", { ...recorded(2, v(2)), rolledBack: mark }, { storePath: v(2), port: 2 }),
+            ],
+            ["psi", "rho"],
+            undefined,
+            true,
+        );
+        expect(report.hosts.map((h) => [h.result, h.reason, h.undoesRollback])).toEqual([
+            ["planned", undefined, undefined],
+            ["planned", undefined, undefined],
+        ]);
+        expect(confirmationNotices(report, [])).toEqual([]);
     });
 });

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { chooseDeployment } from "../../../src/cli/rollback";
+import { chooseDeployment, hostGenerationPin, recordsGeneration, unrecordedNotice } from "../../../src/cli/rollback";
 import { readPins, writePins } from "../../../src/cli/pins";
 import { pinnedInputs } from "../../../src/program/fleet";
 import { isFleetError } from "../../../src/errors";
@@ -98,5 +98,46 @@ describe("pinnedInputs", () => {
         expect(pinned.storePath).toBe(path(3));
         expect(pinned.drvPath).toBeUndefined();
         expect(pinned.pin).toEqual({ generation: 3, reason: "rollback", configuredStorePath: path(5) });
+    });
+});
+
+describe("generations this stack did not deploy (--to-generation)", () => {
+    it("recordsGeneration: only deployments of the configuration count", () => {
+        expect(recordsGeneration(recorded, 3)).toBe(true);
+        expect(recordsGeneration(recorded, 2)).toBe(false);
+        expect(recordsGeneration(undefined, 1)).toBe(false);
+    });
+
+    it("hostGenerationPin: the host's own generation, by its store path; a missing one lists what the host has", () => {
+        const rows = [
+            { generation: 1, storePath: path(1) },
+            { generation: 2, storePath: path(2) },
+            { generation: 5, storePath: null },
+        ];
+        expect(hostGenerationPin("psi", rows, 2, "why")).toEqual({ storePath: path(2), generation: 2, reason: "why" });
+        const missing = thrown(() => hostGenerationPin("psi", rows, 7, "why"));
+        expect(missing.host).toBe("psi");
+        expect(missing.message).toBe("generation 7 is neither recorded by this stack nor on the host (the host has: 1, 2, 5)");
+        expect(thrown(() => hostGenerationPin("psi", rows, 5, "why")).message).toMatch(/generation 5 is on the host, but its link no longer points at a system/);
+    });
+
+    it("the confirmation names the store path and says the stack did not deploy it", () => {
+        expect(unrecordedNotice("psi", { storePath: path(2), generation: 2 })).toBe(
+            `psi: generation 2 (${path(2)}) was not deployed by this stack (made by hand, by another stack, or before the stack recorded the host): it has no recorded revision or operator`,
+        );
+    });
+});
+
+describe("steps after a rollback to a generation this stack did not deploy", () => {
+    it("says the host is on a generation the stack did not deploy, and to use --to-generation", () => {
+        const history = {
+            history: [
+                { generation: 2, storePath: path(2), action: "switch", activatedAt: "2026-11-21T10:05:00.000Z", kind: "rollback" },
+                { generation: 3, storePath: path(3), action: "switch", activatedAt: "2026-11-21T10:03:00.000Z", kind: "deploy" },
+            ],
+        } as unknown as HostOutputs;
+        const error = thrown(() => chooseDeployment("psi", history, { kind: "steps", steps: 1 }));
+        expect(error.message).toBe("the host was last rolled back to generation 2, which this stack did not deploy, so steps cannot be counted from it");
+        expect(error.hint).toMatch(/use --to-generation N/);
     });
 });

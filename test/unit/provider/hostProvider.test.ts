@@ -12,6 +12,9 @@ import {
     outputsAfterDeploy,
     outputsAfterRead,
 } from "../../../src/provider/hostProvider";
+import { adoptedOutputs, adoptedStorePath, type ConfiguredHost } from "../../../src/provider/adopt";
+import { describeRollback, outputsWhenUnreachable, stackOfUrn, undoneRollback } from "../../../src/provider/hostMarks";
+import { installImportShim } from "../../../src/provider/importShim";
 import { FakeHost, attachLocalNix } from "../helpers/fakeHost";
 import { FakeRunner } from "../helpers/fakeRunner";
 import { drvPath, runtimeDir, storePath } from "../helpers/fixtures";
@@ -455,17 +458,39 @@ describe("HostProvider", { timeout: 1000 }, () => {
         expect(logger.messages("warning")).toEqual([]);
     });
 
-    it("read of an unreachable host throws the formatted connect error", async () => {
-        const { provider, runner } = providerSetup();
+    it("read of an unreachable host keeps its recorded state, marks it unreachable and names it in a warning and an error", async () => {
+        const { provider, runner, logger } = providerSetup();
         const created = (await provider.create(URN, asProps(inputs()))).outs as HostOutputs;
+        logger.lines.length = 0;
         runner.on((call) => call.isMasterStart, { code: 255, stderr: "ssh: Could not resolve hostname alpha.example.org: Name or service not known\r\n" });
-        await expect(provider.read("alpha", URN, asProps(created))).rejects.toThrow(/^host alpha: connect failed: cannot resolve alpha.example.org/);
+        const result = await provider.read("alpha", URN, asProps(created));
+        const { unreachable, lastSeenAt, ...kept } = result.props as HostOutputs;
+        const { unreachable: _before, lastSeenAt: seenBefore, ...recorded } = created;
+        expect(kept).toEqual(recorded);
+        expect(lastSeenAt).toBe(seenBefore);
+        expect(unreachable).toMatchObject({ error: "host alpha: connect failed: cannot resolve alpha.example.org" });
+        expect(unreachable!.since).toBe(unreachable!.checkedAt);
+        expect(result.inputs).toMatchObject({ storePath: next, name: "alpha" });
+        expect(logger.messages("warning")).toEqual([
+            `alpha: unreachable, not refreshed (connect failed: cannot resolve alpha.example.org): its last recorded state is kept (generation 3, ${next}) and marked unreachable; last seen ${seenBefore}. Run pulumi refresh again when it is back`,
+        ]);
+        expect(logger.messages("error")).toEqual(["alpha: not refreshed: unreachable (its recorded state is kept)"]);
     });
 
-    it("read without recorded properties (import) returns them as they are, without connecting", async () => {
+    it("read of a host that stays down keeps 'since'; once it is back the mark goes and lastSeenAt is that read's time", async () => {
+        const times = ["2026-01-01T00:00:00.000Z", "2026-01-02T00:00:00.000Z", "2026-01-03T00:00:00.000Z"];
         const { provider, runner } = providerSetup();
-        expect(await provider.read("alpha", URN, undefined)).toEqual({ id: "alpha", props: undefined });
-        expect(runner.calls).toHaveLength(0);
+        const timed = new HostProvider({ runner: runner.run, logger: new FakeLogger(), version: "0", runtimeDir: runtimeDir(), now: () => times.shift()! });
+        const created = (await provider.create(URN, asProps(inputs()))).outs as HostOutputs;
+        const refused = { code: 255, stderr: "ssh: connect to host alpha.example.org port 22: Connection refused\r\n" };
+        runner.once((call) => call.isMasterStart, refused).once((call) => call.isMasterStart, refused);
+        const down = (await timed.read("alpha", URN, asProps(created))).props as HostOutputs;
+        const stillDown = (await timed.read("alpha", URN, asProps(down))).props as HostOutputs;
+        expect(stillDown.unreachable).toMatchObject({ since: "2026-01-01T00:00:00.000Z", checkedAt: "2026-01-02T00:00:00.000Z" });
+        expect(stillDown.lastSeenAt).toBe(created.lastSeenAt);
+        const back = (await timed.read("alpha", URN, asProps(stillDown))).props as HostOutputs;
+        expect(back.unreachable).toBeNull();
+        expect(back.lastSeenAt).toBe("2026-01-03T00:00:00.000Z");
     });
 
     it("delete touches nothing and logs that the server keeps running", async () => {
@@ -495,5 +520,173 @@ describe("resourceTypeOf", () => {
         const { resourceTypeOf } = await import("../../../src/provider/hostProvider");
         expect(resourceTypeOf("urn:pulumi:dev::nixos-fleet::nixos:index:Host::alpha")).toBe("nixos:index:Host");
         expect(resourceTypeOf("urn:pulumi:dev::nixos-fleet::nixos:index:Host$nixos:index:Hook::alpha-migrate")).toBe("nixos:index:Hook");
+    });
+});
+
+describe("rollback marks: a rolled-back host is remembered, and a config without its pin never undoes it silently", () => {
+    const before: HostState = { generation: 3, profileStorePath: next, currentStorePath: next };
+    const back: HostState = { generation: 2, profileStorePath: v2, currentStorePath: v2 };
+    const provenance = { stackUpdate: 7, operator: "alice@laptop", flake: null };
+    const deployed = outputsAfterDeploy(inputs({ provenance }), outcome({ generation: 2, profileStorePath: v2, currentStorePath: v2 }, before), {
+        history: [record(2, v2, "2025-01-01T00:00:00.000Z")],
+    });
+    const pinned = (extra: Partial<HostInputs> = {}) =>
+        inputs({
+            storePath: v2,
+            drvPath: undefined,
+            pin: { generation: 2, reason: "rollback to the previous deployment (t)", configuredStorePath: next, activatedAt: "2025-01-01T00:00:00.000Z" },
+            provenance: { ...provenance, stackUpdate: 8, operator: "bob@desk" },
+            ...extra,
+        });
+
+    it("a pinned deploy records the rollback: to which generation and store path, when, by whom, why", () => {
+        const outputs = outputsAfterDeploy(pinned(), outcome(before, back), deployed);
+        expect(outputs.rolledBack).toEqual({
+            generation: 2,
+            storePath: v2,
+            at: "2025-01-02T03:04:05.000Z",
+            by: "bob@desk",
+            reason: "rollback to the previous deployment (t)",
+            rollbackTo: "2025-01-01T00:00:00.000Z",
+        });
+        expect(deployed.rolledBack).toBeNull();
+    });
+
+    it("a pinned host updated again on the same system keeps the rollback's own time and operator; a deploy of the configuration ends it", () => {
+        const rolled = outputsAfterDeploy(pinned(), outcome(before, back), deployed);
+        const again = outputsAfterDeploy(pinned({ provenance: { ...provenance, operator: "carol@ci" } }), outcome(back, back, false), rolled);
+        expect(again.rolledBack).toEqual(rolled.rolledBack);
+        expect(outputsAfterDeploy(inputs(), outcome(back, before), rolled).rolledBack).toBeNull();
+    });
+
+    it("undoneRollback: only a rolled-back state, news without a pin, and another system", () => {
+        const rolled = asProps(outputsAfterDeploy(pinned(), outcome(before, back), deployed));
+        expect(undoneRollback(rolled, asProps(inputs()))).toMatchObject({ generation: 2, storePath: v2 });
+        expect(undoneRollback(rolled, asProps(pinned()))).toBeUndefined();
+        // A second rollback (a pin to another system) is not an undo either.
+        expect(undoneRollback(rolled, asProps(pinned({ storePath: v1, pin: { generation: 1 } })))).toBeUndefined();
+        expect(undoneRollback(rolled, asProps(inputs({ storePath: v2 })))).toBeUndefined();
+        expect(undoneRollback(asProps(deployed), asProps(inputs({ storePath: v1 })))).toBeUndefined();
+        // States written before the mark existed have none.
+        expect(undoneRollback({ storePath: v2 }, asProps(inputs()))).toBeUndefined();
+    });
+
+    it("diff of a rolled-back host whose config lacks the pin: a change, with a warning on its row naming the generation, the operator and the fix", async () => {
+        const { provider, logger } = providerSetup();
+        const rolled = asProps(outputsAfterDeploy(pinned(), outcome(before, back), deployed));
+        expect((await provider.diff("alpha", URN, rolled, asProps(inputs()))).changes).toBe(true);
+        expect(logger.lines).toEqual([
+            {
+                severity: "warning",
+                urn: URN,
+                message:
+                    "alpha: this update undoes the rollback to generation 2 (by bob@desk at 2025-01-02T03:04:05.000Z): the stack's config has no rollback pin for alpha, " +
+                    `so its configuration (${next}) replaces the rolled-back ${v2}. To keep the rollback, put the pin back in Pulumi.dev.yaml ` +
+                    "(nixos-fleet:pins.alpha, as `npm run rollback` wrote it) and commit it; to end the rollback on purpose: npm run rollback -- --clear --hosts alpha",
+                ephemeral: undefined,
+            },
+        ]);
+    });
+
+    it("diff with the pin in place, or of a host never rolled back: no such warning", async () => {
+        const { provider, logger } = providerSetup();
+        const rolled = asProps(outputsAfterDeploy(pinned(), outcome(before, back), deployed));
+        expect((await provider.diff("alpha", URN, rolled, asProps(pinned()))).changes).toBe(false);
+        await provider.diff("alpha", URN, asProps(deployed), asProps(inputs({ storePath: v1 })));
+        expect(logger.lines).toEqual([]);
+    });
+
+    it("describeRollback and stackOfUrn", () => {
+        expect(describeRollback({ generation: null, storePath: v1, at: "T", by: null, reason: null, rollbackTo: null })).toBe(
+            "the rollback to generation - (by an unknown operator at T)",
+        );
+        expect(stackOfUrn("urn:pulumi:prod::nixos-fleet::nixos:index:Host::psi")).toBe("prod");
+    });
+});
+
+describe("unreachable hosts on refresh (pure part)", () => {
+    it("keeps every recorded field, the first 'since', and falls back to activatedAt for lastSeenAt in older states", () => {
+        const old = outputsAfterDeploy(inputs(), outcome({ generation: 2 }, { generation: 3, currentStorePath: next, profileStorePath: next }));
+        const { lastSeenAt: _drop, ...older } = old;
+        const first = outputsWhenUnreachable(older as HostOutputs, "host alpha: connect failed: refused\n  hint: x", "2026-02-01T00:00:00.000Z");
+        expect(first).toMatchObject({ lastSeenAt: old.activatedAt, unreachable: { since: "2026-02-01T00:00:00.000Z", checkedAt: "2026-02-01T00:00:00.000Z", error: "host alpha: connect failed: refused" } });
+        const second = outputsWhenUnreachable(first, "host alpha: connect failed: timeout", "2026-02-02T00:00:00.000Z");
+        expect(second.unreachable).toEqual({ since: "2026-02-01T00:00:00.000Z", checkedAt: "2026-02-02T00:00:00.000Z", error: "host alpha: connect failed: timeout" });
+        expect(second.history).toEqual(old.history);
+        expect(second.storePath).toBe(old.storePath);
+    });
+});
+
+describe("import (adoption): read without properties", () => {
+    const configured = (): ConfiguredHost => {
+        const { storePath: _s, drvPath: _d, ...rest } = inputs();
+        return rest;
+    };
+
+    it("records what the host runs, with its generation, and activates nothing", async () => {
+        const { runner, host } = providerSetup();
+        const asked: string[][] = [];
+        const logger = new FakeLogger();
+        const provider = new HostProvider({
+            runner: runner.run,
+            logger,
+            version: "0",
+            runtimeDir: runtimeDir(),
+            now: () => "2026-03-01T00:00:00.000Z",
+            configuredInputs: async (stack, id, name) => {
+                asked.push([stack, id, name]);
+                return configured();
+            },
+        });
+        const result = await provider.read("alpha", URN, {});
+        expect(asked).toEqual([["dev", "alpha", "alpha"]]);
+        expect(result.id).toBe("alpha");
+        expect(result.props).toMatchObject({
+            name: "alpha",
+            storePath: v2,
+            generation: 2,
+            runningStorePath: v2,
+            profileStorePath: v2,
+            history: [],
+            adoptedAt: "2026-03-01T00:00:00.000Z",
+            lastSeenAt: "2026-03-01T00:00:00.000Z",
+            rolledBack: null,
+            lastDeploy: { activated: false, pathsCopied: 0 },
+        });
+        // The inputs are exactly what the program sends for a host running that system (no drvPath: not diffed).
+        expect(result.inputs).toEqual(asProps({ ...configured(), storePath: v2 }));
+        expect(host.activations).toEqual([]);
+        expect(runner.remoteCommands().some((command) => /switch-to-configuration|nix-env .*--set|systemd-run/.test(command))).toBe(false);
+        expect(logger.messages("info")).toEqual([`alpha: adopted: it runs generation 2 (${v2}); recorded without activating anything`]);
+        // The program's next inputs for the same system make no change.
+        expect(changedKeys(result.props!, asProps({ ...configured(), storePath: v2, drvPath: drvPath("x") }))).toEqual([]);
+    });
+
+    it("without a config reader, or for a host that runs nothing, a clear error", async () => {
+        const { provider } = providerSetup();
+        await expect(provider.read("alpha", URN, {})).rejects.toThrow(/cannot import hosts/);
+        expect(() => adoptedOutputs(configured(), {}, "t")).toThrow(/runs no NixOS system that could be adopted/);
+    });
+
+    it("adoptedStorePath: the running system, or the profile for a boot host", () => {
+        expect(adoptedStorePath({ currentStorePath: v1, profileStorePath: v2 }, "switch")).toBe(v1);
+        expect(adoptedStorePath({ currentStorePath: v1, profileStorePath: v2 }, "boot")).toBe(v2);
+        expect(adoptedStorePath({ profileStorePath: v2 }, "test")).toBe(v2);
+    });
+});
+
+describe("import shim: a ReadRequest without properties", () => {
+    it("reads as an empty Struct, as the SDK's read handler needs (it calls getProperties().toJavaScript())", async () => {
+        // eslint-disable-next-line @typescript-eslint/no-require-imports
+        const pb = require("@pulumi/pulumi/proto/provider_pb") as { ReadRequest: new () => { getProperties(): { toJavaScript(): unknown } | undefined; setId(id: string): void } };
+        const { Struct } = await import("google-protobuf/google/protobuf/struct_pb");
+        const request = new pb.ReadRequest();
+        request.setId("alpha");
+        installImportShim();
+        installImportShim();
+        expect(request.getProperties()!.toJavaScript()).toEqual({});
+        const withProps = new pb.ReadRequest() as unknown as { setProperties(s: unknown): void; getProperties(): { toJavaScript(): unknown } };
+        withProps.setProperties(Struct.fromJavaScript({ name: "alpha" }));
+        expect(withProps.getProperties().toJavaScript()).toEqual({ name: "alpha" });
     });
 });

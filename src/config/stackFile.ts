@@ -1,0 +1,32 @@
+// A stack's settings read straight from its Pulumi.<stack>.yaml, for code that runs without the
+// language host's config (the provider's import, other stacks' hosts): the same validation as the
+// program's, values handed over as Pulumi would (structured values as JSON text).
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { parse } from "yaml";
+import { FleetError } from "../errors";
+import { configSourceOf, readStackConfig, type StackConfig } from "./stackConfig";
+
+export function stackFileName(stack: string): string {
+    return `Pulumi.${stack}.yaml`;
+}
+
+/** The stack's nixos-fleet settings from the file's `config:` mapping; a missing file is a clear error. */
+export function readStackConfigFile(projectRoot: string, stack: string, file: string = stackFileName(stack)): StackConfig {
+    let text: string;
+    try {
+        text = readFileSync(join(projectRoot, file), "utf8");
+    } catch (error) {
+        throw new FleetError({
+            phase: "config",
+            message: `cannot read the stack's config file ${file}`,
+            hint: `run this from the project directory (where Pulumi.yaml is) for stack ${stack}`,
+            detail: error instanceof Error ? error.message : String(error),
+        });
+    }
+    const config = ((parse(text) as { config?: Record<string, unknown> } | null)?.config ?? {});
+    const source = configSourceOf(
+        Object.fromEntries(Object.entries(config).map(([key, value]) => [key, typeof value === "string" ? value : JSON.stringify(value)])),
+    );
+    return readStackConfig(source, { baseDir: projectRoot, file });
+}
