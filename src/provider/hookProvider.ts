@@ -10,6 +10,7 @@ import type { ProcessRunner } from "../process/runner";
 import { SshConnection } from "../ssh/connection";
 import type { EngineLogger } from "./engineLog";
 import { hostInputsSchema, sshTargetOf, type HostInputs } from "./hostInputs";
+import { checkFailures, unknownKeys } from "./unknowns";
 
 export const HOOK_TYPE = "nixos:index:Hook";
 
@@ -62,7 +63,9 @@ export class HookProvider {
     async check(news: Record<string, unknown>): Promise<provider.CheckResult> {
         const parsed = hookInputsSchema.safeParse(news);
         if (parsed.success) return { inputs: news };
-        return { failures: parsed.error.issues.map((issue) => ({ property: issue.path.join(".") || "(inputs)", reason: issue.message })) };
+        // The host's connection may come from resources not created yet: checked once known.
+        const failures = checkFailures(parsed.error.issues, unknownKeys(news));
+        return failures.length > 0 ? { failures } : { inputs: news };
     }
 
     async diff(olds: Record<string, unknown>, news: Record<string, unknown>): Promise<provider.DiffResult> {

@@ -11,6 +11,7 @@ import type { ProcessRunner } from "../process/runner";
 import { makeRuntimeDir } from "../process/runtimeDir";
 import type { EngineLogger } from "./engineLog";
 import { HOOK_TYPE, HookProvider } from "./hookProvider";
+import { checkFailures, pendingMessage, unknownKeys } from "./unknowns";
 import {
     DIFF_KEYS,
     HISTORY_LIMIT,
@@ -205,16 +206,18 @@ export class HostProvider implements provider.Provider {
             if (warning) await this.options.logger.log("warning", urn, warning);
             return { inputs: news };
         }
-        return {
-            failures: parsed.error.issues.map((issue) => ({
-                property: issue.path.join(".") || "(inputs)",
-                reason: issue.message,
-            })),
-        };
+        // Inputs that are other resources' Outputs not known yet are checked once they are.
+        const failures = checkFailures(parsed.error.issues, unknownKeys(news));
+        return failures.length > 0 ? { failures } : { inputs: news };
     }
 
     async diff(_id: string, urn: string, olds: Record<string, unknown>, news: Record<string, unknown>): Promise<provider.DiffResult> {
         if (isHook(urn)) return this.hooks.diff(olds, news);
+        const pending = unknownKeys(news);
+        if (pending.length > 0) {
+            await this.options.logger.log("info", urn, pendingMessage(news.name, pending));
+            return { changes: true, replaces: [], deleteBeforeReplace: false };
+        }
         // Never a replacement: a server is updated in place, not deleted and recreated.
         const changed = changedKeys(olds, news);
         const converge = convergenceKeys(olds, news);
