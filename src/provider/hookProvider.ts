@@ -41,11 +41,13 @@ export const hookInputsSchema = z.object({
 
 export type HookInputs = z.infer<typeof hookInputsSchema>;
 
-export interface HookOutputs extends HookInputs {
-    ranAt: string;
+export const hookOutputFieldsSchema = z.object({
+    ranAt: z.string(),
     /** The end of the hook's output, for the record. */
-    output: string;
-}
+    output: z.string(),
+});
+
+export type HookOutputs = HookInputs & z.infer<typeof hookOutputFieldsSchema>;
 
 export interface HookProviderOptions {
     runner: ProcessRunner;

@@ -81,51 +81,60 @@ export const hostInputsSchema = z.object({
 
 export type HostInputs = z.infer<typeof hostInputsSchema>;
 
-export interface DeploymentRecord {
-    generation: number | null;
-    storePath: string;
-    action: string;
+/** One recorded deployment of a host (newest first in `history`). */
+export const deploymentRecordSchema = z.object({
+    generation: z.number().int().nullable(),
+    storePath: z.string(),
+    action: z.string(),
     /** When the system was activated (ISO time): the record's time. */
-    activatedAt: string;
+    activatedAt: z.string(),
     /**
      * "deploy": the configuration was deployed; "rollback": a recorded system was deployed again by
      * `rollback` (pinned). Records made before this field: absent (see isRollbackRecord).
      */
-    kind?: "deploy" | "rollback";
+    kind: z.enum(["deploy", "rollback"]).optional(),
     /** For a rollback: activatedAt of the deploy record it went back to. */
-    rollbackTo?: string;
+    rollbackTo: z.string().optional(),
     /** The stack update that made the record; null when the program could not tell. */
-    stackUpdate?: number | null;
+    stackUpdate: z.number().int().nullable().optional(),
     /** user@machine who ran it. */
-    operator?: string | null;
+    operator: z.string().nullable().optional(),
     /** The flake revision of the deployed system (for a rollback: the one it went back to). */
-    flake?: FlakeRevision | null;
-}
+    flake: flakeRevisionSchema.nullable().optional(),
+});
 
-export interface HostOutputs extends HostInputs {
-    /** The profile generation deployed (null for test/dry-activate on a host without a profile). */
-    generation: number | null;
-    previousGeneration: number | null;
-    activatedAt: string;
-    nixosVersion: string | null;
-    runningStorePath: string | null;
-    bootedStorePath: string | null;
-    profileStorePath: string | null;
-    /** The last deployments, newest first, so rollback needs nothing but the current state. */
-    history: DeploymentRecord[];
-    /** What the last deploy of this host did, for the operator's summary. */
-    lastDeploy: LastDeploy;
-}
+export type DeploymentRecord = z.infer<typeof deploymentRecordSchema>;
 
-export interface LastDeploy {
-    activated: boolean;
-    generationBefore: number | null;
-    generationAfter: number | null;
-    pathsCopied: number;
-    bytesCopied: number;
+/** What the last deploy of this host did, for the operator's summary. */
+export const lastDeploySchema = z.object({
+    activated: z.boolean(),
+    generationBefore: z.number().int().nullable(),
+    generationAfter: z.number().int().nullable(),
+    pathsCopied: z.number().int(),
+    bytesCopied: z.number().int(),
     /** Milliseconds per phase (build, connect, copy, activate). */
-    timings: Record<string, number>;
-}
+    timings: z.record(z.string(), z.number()),
+});
+
+export type LastDeploy = z.infer<typeof lastDeploySchema>;
+
+/** What the stack records for a host beyond its inputs: the single definition of Host's outputs. */
+export const hostOutputFieldsSchema = z.object({
+    /** The profile generation deployed (null for test/dry-activate on a host without a profile). */
+    generation: z.number().int().nullable(),
+    previousGeneration: z.number().int().nullable(),
+    activatedAt: z.string(),
+    nixosVersion: z.string().nullable(),
+    runningStorePath: z.string().nullable(),
+    bootedStorePath: z.string().nullable(),
+    profileStorePath: z.string().nullable(),
+    /** The last deployments, newest first, so rollback needs nothing but the current state. */
+    history: z.array(deploymentRecordSchema),
+    /** What the last deploy of this host did, for the operator's summary. */
+    lastDeploy: lastDeploySchema,
+});
+
+export type HostOutputs = HostInputs & z.infer<typeof hostOutputFieldsSchema>;
 
 export const HISTORY_LIMIT = 20;
 

@@ -11,6 +11,7 @@ import type { ProcessRunner } from "../process/runner";
 import { makeRuntimeDir } from "../process/runtimeDir";
 import type { EngineLogger } from "./engineLog";
 import { HOOK_TYPE, HookProvider } from "./hookProvider";
+import { packageSchema } from "./schema";
 import { checkFailures, pendingMessage, unknownKeys } from "./unknowns";
 import {
     DIFF_KEYS,
@@ -195,6 +196,11 @@ export class HostProvider implements provider.Provider {
         // Removed when the provider exits, also on the engine's SIGINT/SIGTERM (src/process/runtimeDir.ts).
         this.runtimeDirCache ??= this.options.runtimeDir ?? makeRuntimeDir();
         return this.runtimeDirCache;
+    }
+
+    /** The package schema (`pulumi package get-schema`), derived from the input and output definitions. */
+    async getSchema(): Promise<string> {
+        return JSON.stringify(packageSchema(this.version), null, 2);
     }
 
     async check(urn: string, _olds: unknown, news: Record<string, unknown>): Promise<provider.CheckResult> {

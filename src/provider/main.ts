@@ -5,15 +5,15 @@ import { runProcess } from "../process/runner";
 import { removeOnExit, sweepStaleRuntimeDirs } from "../process/runtimeDir";
 import { connectEngineLogger, engineAddressFrom } from "./engineLog";
 import { HostProvider } from "./hostProvider";
+import { packageVersion } from "./version";
 
-const PROVIDER_VERSION = "0.1.0";
 
 function main(args: string[]): Promise<void> {
     // Runtime directories of providers that were killed outright; ours go when we exit.
     sweepStaleRuntimeDirs();
     removeOnExit();
     const logger = connectEngineLogger(engineAddressFrom(args));
-    return provider.main(new HostProvider({ runner: runProcess, logger, version: PROVIDER_VERSION }), args);
+    return provider.main(new HostProvider({ runner: runProcess, logger, version: packageVersion() }), args);
 }
 
 main(process.argv.slice(2)).catch((error: unknown) => {
