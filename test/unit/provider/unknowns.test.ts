@@ -52,21 +52,34 @@ describe("inputs not known yet (Outputs of resources still to be created)", () =
         expect(checkFailures(issues, ["port"])).toEqual([{ property: "storePath", reason: "must be a Nix store path" }]);
     });
 
-    it("check accepts a host whose address, port and host key are unknown, and still checks the rest", async () => {
-        const { provider } = setup();
+    it("check accepts a host whose address, port and host key are unknown, says it deploys once its server exists, and still checks the rest", async () => {
+        const { provider, logger } = setup();
         const news = pendingHost();
         expect(await provider.check(HOST_URN, {}, news)).toEqual({ inputs: news });
+        expect(logger.lines.map((l) => l.message)).toEqual([pendingMessage("web1", ["address", "port", "hostKey"])]);
+        expect(logger.lines[0]!.message).toMatch(/^web1: address, port, hostKey are not known until .* deployed once its server exists$/);
         const bad = await provider.check(HOST_URN, {}, { ...news, storePath: "/tmp/x" });
         expect(bad.failures?.map((f) => f.property)).toEqual(["storePath"]);
     });
 
-    it("diff of a host with unknown inputs is a change, and the preview says it deploys once its server exists", async () => {
-        const { provider, logger, runner } = setup();
+    it("check says so also when only string inputs are unknown (the sentinel is a valid string)", async () => {
+        const { provider, logger } = setup();
+        const news = { ...pendingHost(), port: 22, hostKey: "ssh-ed25519 AAAA" };
+        expect(await provider.check(HOST_URN, {}, news)).toEqual({ inputs: news });
+        expect(logger.lines.map((l) => l.message)).toEqual([pendingMessage("web1", ["address"])]);
+    });
+
+    it("check of a fully known host says nothing about servers", async () => {
+        const { provider, logger } = setup();
+        await provider.check(HOST_URN, {}, { ...pendingHost(), address: "10.0.0.5", port: 22, hostKey: "ssh-ed25519 AAAA" });
+        expect(logger.lines).toEqual([]);
+    });
+
+    it("diff of a host with unknown inputs is a change (an update in place), without touching the host", async () => {
+        const { provider, runner } = setup();
         const result = await provider.diff("web1", HOST_URN, { ...pendingHost(), address: "10.0.0.5", port: 22, hostKey: "ssh-ed25519 AAAA" }, pendingHost());
         expect(result.changes).toBe(true);
         expect(result.replaces).toEqual([]);
-        expect(logger.lines.map((l) => l.message)).toEqual([pendingMessage("web1", ["address", "port", "hostKey"])]);
-        expect(logger.lines[0]!.message).toMatch(/^web1: address, port, hostKey are not known until .* deployed once its server exists$/);
         expect(runner.calls).toEqual([]);
     });
 
