@@ -147,3 +147,19 @@ export async function evaluateSystems(
     }
     return systems;
 }
+
+/** A NixOS system as the Host resource takes it: where it comes from, and what it evaluates to. */
+export interface NixosSystem extends EvaluatedSystem {
+    flake: string;
+    attribute: string;
+}
+
+/**
+ * One system, for programs that build their own hosts (the library's `evaluateSystem`): the flake
+ * reference and attribute, and the store and .drv paths `nix eval` gives without building.
+ */
+export async function evaluateSystem(target: { flake: string; attribute: string }, options: EvaluateOptions): Promise<NixosSystem> {
+    const name = target.attribute.split(".").pop() ?? target.attribute;
+    const systems = await evaluateSystems([{ name, ...target }], options);
+    return { flake: target.flake, attribute: target.attribute, ...systems.get(name)! };
+}

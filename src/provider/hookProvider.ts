@@ -10,6 +10,7 @@ import type { ProcessRunner } from "../process/runner";
 import { SshConnection } from "../ssh/connection";
 import type { EngineLogger } from "./engineLog";
 import { hostInputsSchema, sshTargetOf, type HostInputs } from "./hostInputs";
+import { checkFailures, unknownKeys } from "./unknowns";
 
 export const HOOK_TYPE = "nixos:index:Hook";
 
@@ -40,11 +41,13 @@ export const hookInputsSchema = z.object({
 
 export type HookInputs = z.infer<typeof hookInputsSchema>;
 
-export interface HookOutputs extends HookInputs {
-    ranAt: string;
+export const hookOutputFieldsSchema = z.object({
+    ranAt: z.string(),
     /** The end of the hook's output, for the record. */
-    output: string;
-}
+    output: z.string(),
+});
+
+export type HookOutputs = HookInputs & z.infer<typeof hookOutputFieldsSchema>;
 
 export interface HookProviderOptions {
     runner: ProcessRunner;
@@ -62,7 +65,9 @@ export class HookProvider {
     async check(news: Record<string, unknown>): Promise<provider.CheckResult> {
         const parsed = hookInputsSchema.safeParse(news);
         if (parsed.success) return { inputs: news };
-        return { failures: parsed.error.issues.map((issue) => ({ property: issue.path.join(".") || "(inputs)", reason: issue.message })) };
+        // The host's connection may come from resources not created yet: checked once known.
+        const failures = checkFailures(parsed.error.issues, unknownKeys(news));
+        return failures.length > 0 ? { failures } : { inputs: news };
     }
 
     async diff(olds: Record<string, unknown>, news: Record<string, unknown>): Promise<provider.DiffResult> {

@@ -81,87 +81,100 @@ export const hostInputsSchema = z.object({
 
 export type HostInputs = z.infer<typeof hostInputsSchema>;
 
-export interface DeploymentRecord {
-    generation: number | null;
-    storePath: string;
-    action: string;
+/** One recorded deployment of a host (newest first in `history`). */
+export const deploymentRecordSchema = z.object({
+    generation: z.number().int().nullable(),
+    storePath: z.string(),
+    action: z.string(),
     /** When the system was activated (ISO time): the record's time. */
-    activatedAt: string;
+    activatedAt: z.string(),
     /**
      * "deploy": the configuration was deployed; "rollback": a recorded system was deployed again by
      * `rollback` (pinned). Records made before this field: absent (see isRollbackRecord).
      */
-    kind?: "deploy" | "rollback";
+    kind: z.enum(["deploy", "rollback"]).optional(),
     /** For a rollback: activatedAt of the deploy record it went back to. */
-    rollbackTo?: string;
+    rollbackTo: z.string().optional(),
     /** The stack update that made the record; null when the program could not tell. */
-    stackUpdate?: number | null;
+    stackUpdate: z.number().int().nullable().optional(),
     /** user@machine who ran it. */
-    operator?: string | null;
+    operator: z.string().nullable().optional(),
     /** The flake revision of the deployed system (for a rollback: the one it went back to). */
-    flake?: FlakeRevision | null;
-}
+    flake: flakeRevisionSchema.nullable().optional(),
+});
 
-export interface HostOutputs extends HostInputs {
+export type DeploymentRecord = z.infer<typeof deploymentRecordSchema>;
+
+/** A host the stack rolled back: to what, when, by whom. */
+export const rollbackMarkSchema = z.object({
+    generation: z.number().int().nullable(),
+    storePath: z.string(),
+    /** When the rollback was deployed (ISO time). */
+    at: z.string(),
+    /** user@machine who ran it; null when the run could not tell. */
+    by: z.string().nullable(),
+    /** The pin's reason, as `rollback` wrote it. */
+    reason: z.string().nullable(),
+    /** activatedAt of the deployment it went back to; null for a generation this stack did not deploy. */
+    rollbackTo: z.string().nullable(),
+});
+
+export type RollbackMark = z.infer<typeof rollbackMarkSchema>;
+
+/** A refresh that could not read the host. */
+export const unreachableSchema = z.object({
+    /** The first refresh that could not reach it (kept while it stays unreachable). */
+    since: z.string(),
+    /** The latest refresh that tried. */
+    checkedAt: z.string(),
+    /** Why (the first line of the connect error). */
+    error: z.string(),
+});
+
+export type Unreachable = z.infer<typeof unreachableSchema>;
+
+/** What the last deploy of this host did, for the operator's summary. */
+export const lastDeploySchema = z.object({
+    activated: z.boolean(),
+    generationBefore: z.number().int().nullable(),
+    generationAfter: z.number().int().nullable(),
+    pathsCopied: z.number().int(),
+    bytesCopied: z.number().int(),
+    /** Milliseconds per phase (build, connect, copy, activate). */
+    timings: z.record(z.string(), z.number()),
+});
+
+export type LastDeploy = z.infer<typeof lastDeploySchema>;
+
+/** What the stack records for a host beyond its inputs: the single definition of Host's outputs. */
+export const hostOutputFieldsSchema = z.object({
     /** The profile generation deployed (null for test/dry-activate on a host without a profile). */
-    generation: number | null;
-    previousGeneration: number | null;
-    activatedAt: string;
-    nixosVersion: string | null;
-    runningStorePath: string | null;
-    bootedStorePath: string | null;
-    profileStorePath: string | null;
+    generation: z.number().int().nullable(),
+    previousGeneration: z.number().int().nullable(),
+    activatedAt: z.string(),
+    nixosVersion: z.string().nullable(),
+    runningStorePath: z.string().nullable(),
+    bootedStorePath: z.string().nullable(),
+    profileStorePath: z.string().nullable(),
     /** The last deployments, newest first, so rollback needs nothing but the current state. */
-    history: DeploymentRecord[];
+    history: z.array(deploymentRecordSchema),
     /** What the last deploy of this host did, for the operator's summary. */
-    lastDeploy: LastDeploy;
+    lastDeploy: lastDeploySchema,
     /**
      * Set while the host runs a system `rollback` pinned (null once the configuration is deployed
      * again): a preview or update whose config lacks the pin says it undoes this (rollbackMark.ts).
      * Absent in states written before it existed.
      */
-    rolledBack?: RollbackMark | null;
+    rolledBack: rollbackMarkSchema.nullable().optional(),
     /** When the stack last reached the host (a deploy, a refresh or the import). */
-    lastSeenAt?: string | null;
+    lastSeenAt: z.string().nullable().optional(),
     /** Set by a refresh that could not reach the host (its recorded state was kept); null once reached again. */
-    unreachable?: Unreachable | null;
+    unreachable: unreachableSchema.nullable().optional(),
     /** When `pulumi import` adopted the host (nothing was activated then). */
-    adoptedAt?: string;
-}
+    adoptedAt: z.string().optional(),
+});
 
-/** A host the stack rolled back: to what, when, by whom. */
-export interface RollbackMark {
-    generation: number | null;
-    storePath: string;
-    /** When the rollback was deployed (ISO time). */
-    at: string;
-    /** user@machine who ran it; null when the run could not tell. */
-    by: string | null;
-    /** The pin's reason, as `rollback` wrote it. */
-    reason: string | null;
-    /** activatedAt of the deployment it went back to; null for a generation this stack did not deploy. */
-    rollbackTo: string | null;
-}
-
-/** A refresh that could not read the host. */
-export interface Unreachable {
-    /** The first refresh that could not reach it (kept while it stays unreachable). */
-    since: string;
-    /** The latest refresh that tried. */
-    checkedAt: string;
-    /** Why (the first line of the connect error). */
-    error: string;
-}
-
-export interface LastDeploy {
-    activated: boolean;
-    generationBefore: number | null;
-    generationAfter: number | null;
-    pathsCopied: number;
-    bytesCopied: number;
-    /** Milliseconds per phase (build, connect, copy, activate). */
-    timings: Record<string, number>;
-}
+export type HostOutputs = HostInputs & z.infer<typeof hostOutputFieldsSchema>;
 
 export const HISTORY_LIMIT = 20;
 

@@ -13,6 +13,8 @@ import type { EngineLogger } from "./engineLog";
 import { HOOK_TYPE, HookProvider } from "./hookProvider";
 import { adoptedOutputs, type ConfiguredInputs } from "./adopt";
 import { outputsWhenUnreachable, rollbackMarkAfterDeploy, stackOfUrn, undoWarning, undoneRollback, unreachableWarning } from "./hostMarks";
+import { packageSchema } from "./schema";
+import { checkFailures, pendingMessage, unknownKeys } from "./unknowns";
 import {
     DIFF_KEYS,
     HISTORY_LIMIT,
@@ -210,25 +212,34 @@ export class HostProvider implements provider.Provider {
         return this.runtimeDirCache;
     }
 
+    /** The package schema (`pulumi package get-schema`), derived from the input and output definitions. */
+    async getSchema(): Promise<string> {
+        return JSON.stringify(packageSchema(this.version), null, 2);
+    }
+
     async check(urn: string, _olds: unknown, news: Record<string, unknown>): Promise<provider.CheckResult> {
         if (isHook(urn)) return this.hooks.check(news);
+        // Inputs that are other resources' Outputs not known yet are checked once they are.
+        const pending = unknownKeys(news);
         const parsed = hostInputsSchema.safeParse(news);
-        if (parsed.success) {
+        if (!parsed.success) {
+            const failures = checkFailures(parsed.error.issues, pending);
+            if (failures.length > 0) return { failures };
+        }
+        if (pending.length > 0) {
+            await this.options.logger.log("info", urn, pendingMessage(news.name, pending));
+        } else if (parsed.success) {
             // check runs at every preview and up: a host without host-key checking is never quiet.
             const warning = insecureHostWarning(parsed.data);
             if (warning) await this.options.logger.log("warning", urn, warning);
-            return { inputs: news };
         }
-        return {
-            failures: parsed.error.issues.map((issue) => ({
-                property: issue.path.join(".") || "(inputs)",
-                reason: issue.message,
-            })),
-        };
+        return { inputs: news };
     }
 
     async diff(_id: string, urn: string, olds: Record<string, unknown>, news: Record<string, unknown>): Promise<provider.DiffResult> {
         if (isHook(urn)) return this.hooks.diff(olds, news);
+        // Inputs not known yet (check said so): whatever they become, the host is deployed again.
+        if (unknownKeys(news).length > 0) return { changes: true, replaces: [], deleteBeforeReplace: false };
         // Never a replacement: a server is updated in place, not deleted and recreated.
         const changed = changedKeys(olds, news);
         const converge = convergenceKeys(olds, news);

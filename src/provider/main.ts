@@ -7,8 +7,8 @@ import { connectEngineLogger, engineAddressFrom } from "./engineLog";
 import { HostProvider } from "./hostProvider";
 import { installImportShim } from "./importShim";
 import { configuredHostInputs } from "../program/adoption";
+import { packageVersion } from "./version";
 
-const PROVIDER_VERSION = "0.1.0";
 
 function main(args: string[]): Promise<void> {
     // Runtime directories of providers that were killed outright; ours go when we exit.
@@ -19,7 +19,7 @@ function main(args: string[]): Promise<void> {
     // The engine starts the provider in the project directory: `pulumi import` reads the stack's
     // config from there (the only place this plugin reaches into the program's layer).
     const configuredInputs = configuredHostInputs(process.cwd());
-    return provider.main(new HostProvider({ runner: runProcess, logger, version: PROVIDER_VERSION, configuredInputs }), args);
+    return provider.main(new HostProvider({ runner: runProcess, logger, version: packageVersion(), configuredInputs }), args);
 }
 
 main(process.argv.slice(2)).catch((error: unknown) => {

@@ -1,13 +1,30 @@
 // Program side of the nixos:index:Host resource: one NixOS server, deployed by nixos-fleet's
 // provider (src/provider). Its inputs are the host's connection settings and the system store
-// path the evaluation produced; a change to either updates the host in place.
+// path the evaluation produced; a change to either updates the host in place. Any input may be
+// an Output of another resource (e.g. the address and host key of a server created in the same
+// program): the preview then says the host is deployed once that server exists.
 import * as pulumi from "@pulumi/pulumi";
+import { HOST_DEFAULTS } from "../config/hostSchema";
 import type { DeploymentRecord, HostInputs, LastDeploy, RollbackMark, Unreachable } from "../provider/hostInputs";
 
 export const HOST_TYPE = "nixos:index:Host";
 
-/** The arguments of a Host: everything the provider needs to deploy it. */
-export type HostArgs = { [K in keyof HostInputs]: pulumi.Input<HostInputs[K]> };
+/** Inputs a Host fills in when they are left out. */
+type Defaulted = "name" | "user" | "buildOn" | "action" | "substituteOnDestination" | "tags";
+type AllArgs = { [K in keyof HostInputs]: pulumi.Input<HostInputs[K]> };
+
+/**
+ * The arguments of a Host: everything the provider needs to deploy it. `name` defaults to the
+ * resource name; `user`, `buildOn`, `action`, `substituteOnDestination` and `tags` to the same
+ * defaults as host files (docs/host-config.md). `flake`, `attribute`, `storePath` and `drvPath`
+ * are what `evaluateSystem` returns.
+ */
+export type HostArgs = Omit<AllArgs, Defaulted> & Partial<Pick<AllArgs, Defaulted>>;
+
+/** Args without the keys set to undefined, so an explicit `user: undefined` still gets the default. */
+function definedOnly<T extends object>(args: T): Partial<T> {
+    return Object.fromEntries(Object.entries(args).filter(([, value]) => value !== undefined)) as Partial<T>;
+}
 
 export class Host extends pulumi.CustomResource {
     /** Store path of the system deployed (or, after a refresh, the one the host really runs). */
@@ -34,7 +51,13 @@ export class Host extends pulumi.CustomResource {
             HOST_TYPE,
             name,
             {
-                ...args,
+                name,
+                user: HOST_DEFAULTS.user,
+                buildOn: HOST_DEFAULTS.buildOn,
+                action: HOST_DEFAULTS.action,
+                substituteOnDestination: HOST_DEFAULTS.substituteOnDestination,
+                tags: [],
+                ...definedOnly(args),
                 generation: undefined,
                 previousGeneration: undefined,
                 activatedAt: undefined,

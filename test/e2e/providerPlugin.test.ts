@@ -3,7 +3,8 @@
 import { describe, expect, it } from "vitest";
 import { spawn } from "node:child_process";
 import { join } from "node:path";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
+import { runProcess } from "../../src/process/runner";
 import { ROOT } from "./helpers/fleetProject";
 
 /** Starts the plugin and returns the first line it prints (the engine reads its port from it). */
@@ -34,5 +35,19 @@ describe("bin/pulumi-resource-nixos", () => {
 
     it("runs from the sources when asked (as it does when a source is newer than the build)", async () => {
         expect(await firstLine({ NIXOS_FLEET_PROVIDER_FROM_SOURCE: "1" })).toMatch(/^\d+$/);
+    });
+});
+
+describe("the plugin's schema", () => {
+    it("`pulumi package get-schema ./bin/pulumi-resource-nixos` prints the package with Host and Hook", async () => {
+        const result = await runProcess(["pulumi", "package", "get-schema", "./bin/pulumi-resource-nixos"], { cwd: ROOT, timeoutMs: 60_000 });
+        expect(result.code, result.stderr).toBe(0);
+        const schema = JSON.parse(result.stdout) as { name: string; version: string; resources: Record<string, { inputProperties: Record<string, unknown>; properties: Record<string, unknown> }> };
+        expect(schema.name).toBe("nixos");
+        expect(schema.version).toBe(JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")).version);
+        expect(Object.keys(schema.resources).sort()).toEqual(["nixos:index:Hook", "nixos:index:Host"]);
+        const host = schema.resources["nixos:index:Host"]!;
+        expect(Object.keys(host.inputProperties)).toEqual(expect.arrayContaining(["address", "port", "hostKey", "storePath", "flake", "attribute"]));
+        expect(Object.keys(host.properties)).toEqual(expect.arrayContaining(["generation", "history", "lastDeploy"]));
     });
 });

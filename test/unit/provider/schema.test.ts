@@ -1,0 +1,52 @@
+import { describe, expect, it } from "vitest";
+import { hookInputsSchema, hookOutputFieldsSchema } from "../../../src/provider/hookProvider";
+import { hostInputsSchema, hostOutputFieldsSchema } from "../../../src/provider/hostInputs";
+import { packageSchema, type ObjectTypeSpec, type PropertySpec } from "../../../src/provider/schema";
+import { packageVersion } from "../../../src/provider/version";
+
+type Resource = { inputProperties: Record<string, PropertySpec>; requiredInputs: string[]; properties: Record<string, PropertySpec>; required: string[] };
+const schema = packageSchema("1.2.3") as { name: string; version: string; resources: Record<string, Resource>; types: Record<string, ObjectTypeSpec> };
+
+/** Every $ref in a spec tree. */
+function refs(value: unknown): string[] {
+    if (Array.isArray(value)) return value.flatMap(refs);
+    if (value === null || typeof value !== "object") return [];
+    return Object.entries(value).flatMap(([key, inner]) => (key === "$ref" && typeof inner === "string" ? [inner] : refs(inner)));
+}
+
+describe("the package schema", () => {
+    it("names the package and its version", () => {
+        expect(schema.name).toBe("nixos");
+        expect(schema.version).toBe("1.2.3");
+    });
+
+    it("Host's inputs and outputs are exactly the fields of their zod definitions", () => {
+        const host = schema.resources["nixos:index:Host"]!;
+        expect(Object.keys(host.inputProperties).sort()).toEqual(Object.keys(hostInputsSchema.shape).sort());
+        expect(Object.keys(host.properties).sort()).toEqual([...Object.keys(hostInputsSchema.shape), ...Object.keys(hostOutputFieldsSchema.shape)].sort());
+        expect(host.requiredInputs).toEqual(expect.arrayContaining(["address", "storePath"]));
+        expect(host.requiredInputs).not.toContain("port");
+        expect(host.inputProperties.port).toEqual({ type: "integer" });
+        expect(host.inputProperties.sshOptions).toEqual({ type: "array", items: { type: "string" } });
+    });
+
+    it("Hook's too", () => {
+        const hook = schema.resources["nixos:index:Hook"]!;
+        expect(Object.keys(hook.inputProperties).sort()).toEqual(Object.keys(hookInputsSchema.shape).sort());
+        expect(Object.keys(hook.properties).sort()).toEqual([...Object.keys(hookInputsSchema.shape), ...Object.keys(hookOutputFieldsSchema.shape)].sort());
+    });
+
+    it("nested objects are named types, and every reference resolves", () => {
+        expect(schema.resources["nixos:index:Host"]!.properties.history).toEqual({ type: "array", items: { $ref: "#/types/nixos:index:DeploymentRecord" } });
+        for (const ref of refs(schema)) {
+            if (ref.startsWith("pulumi.json#")) continue;
+            expect(schema.types[ref.replace("#/types/", "")], ref).toBeDefined();
+        }
+        // Inputs may leave out what has a default: a type shared by inputs and outputs requires only what both do.
+        expect(schema.types["nixos:index:HealthCheckTcp"]!.required).toEqual(["port"]);
+    });
+
+    it("the plugin's version is the package's", () => {
+        expect(packageVersion()).toBe(require("../../../package.json").version);
+    });
+});
