@@ -5,6 +5,7 @@ import { z } from "zod";
 import { STORE_PATH } from "../nix/flags";
 import { healthChecksSchema } from "../config/healthChecks";
 import { sshOption } from "../config/sshRules";
+import { SECRET_NAME_PATTERN, resolvedSecretFileSchema, type SecretFile } from "../config/secretFiles";
 import type { SshTarget } from "../ssh/target";
 import type { DeployRequest } from "../deploy/deployHost";
 
@@ -77,6 +78,8 @@ export const hostInputsSchema = z.object({
         .optional(),
     /** Revision, operator and stack update of this run: recorded with a deployment, not diffed. */
     provenance: provenanceSchema.optional(),
+    /** Secret files by name; each value is a secret (encrypted in the state, `[secret]` in previews). */
+    secrets: z.record(z.string().regex(SECRET_NAME_PATTERN, "must be a secret name"), resolvedSecretFileSchema).optional(),
 });
 
 export type HostInputs = z.infer<typeof hostInputsSchema>;
@@ -152,8 +155,19 @@ export function sshTargetOf(inputs: HostInputs): SshTarget {
     };
 }
 
-export function deployRequestOf(inputs: HostInputs): DeployRequest {
+/** The secret files a deploy writes, and the recorded ones it deletes (removed, or moved to another path). */
+export function secretChanges(inputs: Pick<HostInputs, "secrets">, old?: Pick<HostInputs, "secrets">): Pick<DeployRequest, "secrets" | "removedSecrets"> {
+    const secrets = Object.entries(inputs.secrets ?? {}).map(([name, file]) => ({ name, ...file }));
+    const kept = new Set(secrets.map((file) => file.path));
+    const removedSecrets = Object.entries(old?.secrets ?? {})
+        .filter(([, file]) => !kept.has(file.path))
+        .map(([name, file]) => ({ name, path: file.path }));
+    return { secrets, removedSecrets };
+}
+
+export function deployRequestOf(inputs: HostInputs, old?: Pick<HostInputs, "secrets">): DeployRequest {
     return {
+        ...secretChanges(inputs, old),
         target: sshTargetOf(inputs),
         storePath: inputs.storePath,
         drvPath: inputs.drvPath,

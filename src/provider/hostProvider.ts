@@ -9,7 +9,8 @@ import type { HostState } from "../deploy/hostState";
 import { formatError } from "../errors";
 import type { ProcessRunner } from "../process/runner";
 import { makeRuntimeDir } from "../process/runtimeDir";
-import type { EngineLogger } from "./engineLog";
+import { maskingLogger, type EngineLogger } from "./engineLog";
+import { maskSecrets, unwrapSecrets, wrapSecrets, type PropertyPath } from "./secretMarkers";
 import { HOOK_TYPE, HookProvider } from "./hookProvider";
 import {
     DIFF_KEYS,
@@ -176,6 +177,21 @@ export function insecureHostWarning(inputs: Pick<HostInputs, "name" | "address" 
     );
 }
 
+/** Top-level keys that hold a secret in the new inputs but held none in the recorded ones. */
+export function newlySecretKeys(oldPaths: readonly PropertyPath[], newPaths: readonly PropertyPath[]): string[] {
+    const key = (path: PropertyPath) => JSON.stringify(path);
+    const old = new Set(oldPaths.map(key));
+    return [...new Set(newPaths.filter((path) => !old.has(key(path))).map((path) => String(path[0] ?? "")))].filter(Boolean);
+}
+
+/** The outputs without the secret files the host no longer has, so the next `up` writes them again. */
+export function withoutMissingSecrets(outputs: HostOutputs, missingPaths: readonly string[]): HostOutputs {
+    if (!outputs.secrets || missingPaths.length === 0) return outputs;
+    const kept = Object.entries(outputs.secrets).filter(([, file]) => !missingPaths.includes(file.path));
+    const { secrets: _all, ...rest } = outputs;
+    return kept.length ? { ...rest, secrets: Object.fromEntries(kept) } : (rest as HostOutputs);
+}
+
 export class HostProvider implements provider.Provider {
     readonly version: string;
     private readonly options: HostProviderOptions;
@@ -198,25 +214,32 @@ export class HostProvider implements provider.Provider {
 
     async check(urn: string, _olds: unknown, news: Record<string, unknown>): Promise<provider.CheckResult> {
         if (isHook(urn)) return this.hooks.check(news);
-        const parsed = hostInputsSchema.safeParse(news);
+        // Secrets are checked unwrapped; the inputs go back as they came, wrappers and all.
+        const plain = unwrapSecrets<Record<string, unknown>>(news);
+        const parsed = hostInputsSchema.safeParse(plain.value);
         if (parsed.success) {
             // check runs at every preview and up: a host without host-key checking is never quiet.
             const warning = insecureHostWarning(parsed.data);
-            if (warning) await this.options.logger.log("warning", urn, warning);
+            if (warning) await maskingLogger(this.options.logger, plain.texts).log("warning", urn, warning);
             return { inputs: news };
         }
         return {
             failures: parsed.error.issues.map((issue) => ({
                 property: issue.path.join(".") || "(inputs)",
-                reason: issue.message,
+                reason: maskSecrets(issue.message, plain.texts),
             })),
         };
     }
 
     async diff(_id: string, urn: string, olds: Record<string, unknown>, news: Record<string, unknown>): Promise<provider.DiffResult> {
         if (isHook(urn)) return this.hooks.diff(olds, news);
+        const old = unwrapSecrets<Record<string, unknown>>(olds);
+        const next = unwrapSecrets<Record<string, unknown>>(news);
+        olds = old.value;
+        news = next.value;
         // Never a replacement: a server is updated in place, not deleted and recreated.
-        const changed = changedKeys(olds, news);
+        // A value that became secret is a change too: the update records it encrypted.
+        const changed = [...changedKeys(olds, news), ...newlySecretKeys(old.paths, next.paths)];
         const converge = convergenceKeys(olds, news);
         if (converge.length > 0) {
             await this.options.logger.log(
@@ -230,12 +253,13 @@ export class HostProvider implements provider.Provider {
         return { changes: diffs.length > 0, replaces: [], deleteBeforeReplace: false };
     }
 
-    private async deploy(urn: string, inputs: HostInputs, old?: HostOutputs): Promise<HostOutputs> {
-        const log = (message: string) => void this.options.logger.log("info", urn, `${inputs.name}: ${message}`, true);
+    private async deploy(urn: string, inputs: HostInputs, old: HostOutputs | undefined, secrets: readonly string[]): Promise<HostOutputs> {
+        const logger = maskingLogger(this.options.logger, secrets);
+        const log = (message: string) => void logger.log("info", urn, `${inputs.name}: ${message}`, true);
         try {
             // The recorded history is what rollback can reach; cleanup keeps exactly those generations.
             const kept = trimHistory(old?.history ?? [], historyLimit(inputs) - 1);
-            const request = { ...deployRequestOf(inputs), protectedStorePaths: kept.map((entry) => entry.storePath) };
+            const request = { ...deployRequestOf(inputs, old), protectedStorePaths: kept.map((entry) => entry.storePath) };
             const outcome = await deployHost(request, {
                 runner: this.options.runner,
                 runtimeDir: this.runtimeDir,
@@ -243,7 +267,7 @@ export class HostProvider implements provider.Provider {
             });
             const outputs = outputsAfterDeploy(inputs, outcome, old);
             const from = old?.generation ?? outcome.before.generation;
-            await this.options.logger.log(
+            await logger.log(
                 "info",
                 urn,
                 outcome.activated
@@ -253,43 +277,64 @@ export class HostProvider implements provider.Provider {
             return outputs;
         } catch (error) {
             // The engine shows this text as the host's error; the state keeps its previous value.
-            throw new Error(formatError(error));
+            throw new Error(maskSecrets(formatError(error), secrets));
         }
     }
 
     async create(urn: string, news: Record<string, unknown>): Promise<provider.CreateResult> {
         if (isHook(urn)) return this.hooks.create(urn, news);
-        const inputs = hostInputsSchema.parse(news);
-        const outs = await this.deploy(urn, inputs);
-        return { id: inputs.name, outs };
+        const plain = unwrapSecrets(news);
+        const inputs = hostInputsSchema.parse(plain.value);
+        const outs = await this.deploy(urn, inputs, undefined, plain.texts);
+        // The engine keeps an output secret only when it comes back wrapped.
+        return { id: inputs.name, outs: wrapSecrets(outs, plain.paths) };
     }
 
     async update(_id: string, urn: string, olds: Record<string, unknown>, news: Record<string, unknown>): Promise<provider.UpdateResult> {
-        if (isHook(urn)) return this.hooks.update(urn, news);
-        const inputs = hostInputsSchema.parse(news);
-        const outs = await this.deploy(urn, inputs, olds as unknown as HostOutputs);
-        return { outs };
+        if (isHook(urn)) return this.hooks.update(urn, olds, news);
+        const plain = unwrapSecrets(news);
+        const old = unwrapSecrets<HostOutputs>(olds);
+        const inputs = hostInputsSchema.parse(plain.value);
+        const outs = await this.deploy(urn, inputs, old.value, [...plain.texts, ...old.texts]);
+        return { outs: wrapSecrets(outs, plain.paths) };
     }
 
     async read(id: string, urn: string, props?: Record<string, unknown>): Promise<provider.ReadResult> {
         // A hook has nothing on the host to read back.
         if (isHook(urn) || !props || props.name === undefined) return { id, props };
-        const old = props as unknown as HostOutputs;
+        const recorded = unwrapSecrets<HostOutputs>(props);
+        const old = recorded.value;
+        const logger = maskingLogger(this.options.logger, recorded.texts);
         try {
-            const state = await inspectHost(sshTargetOf(old), { runner: this.options.runner, runtimeDir: this.runtimeDir });
-            const outputs = outputsAfterRead(old, state);
+            const secretFiles = Object.entries(old.secrets ?? {});
+            const state = await inspectHost(
+                sshTargetOf(old),
+                { runner: this.options.runner, runtimeDir: this.runtimeDir },
+                secretFiles.map(([, file]) => file.path),
+            );
+            const { missingSecrets, ...hostState } = state;
+            const outputs = withoutMissingSecrets(outputsAfterRead(old, hostState), missingSecrets);
+            if (missingSecrets.length > 0) {
+                const names = secretFiles.filter(([, file]) => missingSecrets.includes(file.path)).map(([name, file]) => `${name} (${file.path})`);
+                await logger.log(
+                    "warning",
+                    urn,
+                    `${old.name}: secret file(s) missing on the host: ${names.join(", ")} (a reboot empties /run/keys); the state no longer records them, so the next \`pulumi up\` writes them again`,
+                );
+            }
             if (outputs.storePath !== old.storePath || outputs.generation !== old.generation) {
-                await this.options.logger.log(
+                await logger.log(
                     "warning",
                     urn,
                     `${old.name}: drift: the stack recorded generation ${old.generation ?? "-"} (${old.storePath}), the host runs generation ${outputs.generation ?? "-"} (${outputs.storePath}); the next \`pulumi up\` deploys the configured system again`,
                 );
             }
-            const mismatch = profileMismatch(state, old.action);
-            if (mismatch) await this.options.logger.log("warning", urn, `${old.name}: ${mismatch}`);
-            return { id, props: outputs, inputs: pickInputs(outputs as unknown as Record<string, unknown>) };
+            const mismatch = profileMismatch(hostState, old.action);
+            if (mismatch) await logger.log("warning", urn, `${old.name}: ${mismatch}`);
+            const props = wrapSecrets(outputs, recorded.paths);
+            return { id, props, inputs: pickInputs(props as unknown as Record<string, unknown>) };
         } catch (error) {
-            throw new Error(formatError(error));
+            throw new Error(maskSecrets(formatError(error), recorded.texts));
         }
     }
 
