@@ -12,7 +12,7 @@ import { connectionOf } from "./src/program/hostInputs";
 import { programConfig } from "./src/program/configSource";
 import { readProvenance } from "./src/program/provenance";
 import { maskSecrets, programSecretPaths, secretHostFields, secretTexts } from "./src/program/secretConfig";
-import { parseConfigEnvironment } from "./src/program/configSource";
+import { namespaceValues, parseConfigEnvironment } from "./src/program/configSource";
 
 export = async () => {
     let plan;
@@ -104,18 +104,3 @@ export = async () => {
         ),
     };
 };
-
-/** The namespace's values, keyed without "<namespace>:", each JSON-decoded when it can be. */
-function namespaceValues(all: Record<string, unknown>, namespace: string): Record<string, unknown> {
-    const values: Record<string, unknown> = {};
-    for (const [key, value] of Object.entries(all)) {
-        if (!key.startsWith(`${namespace}:`)) continue;
-        const name = key.slice(namespace.length + 1).replace(/^config:/, "");
-        try {
-            values[name] = typeof value === "string" ? JSON.parse(value) : value;
-        } catch {
-            values[name] = value;
-        }
-    }
-    return values;
-}
