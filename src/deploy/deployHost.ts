@@ -152,17 +152,22 @@ export async function deployHost(request: DeployRequest, context: DeployContext)
             // we copied or waited, and a restore must go back to what really ran.
             before = await readHostState(connection);
         }
-        const secrets = request.secrets ?? [];
+        // A dry run changes nothing on the host, secret files included.
+        const secrets = request.action === "dry-activate" ? [] : (request.secrets ?? []);
+        if (request.action === "dry-activate" && (request.secrets?.length || request.removedSecrets?.length)) {
+            log("dry-activate: secret files are not written or deleted");
+        }
+        const removedSecrets = request.action === "dry-activate" ? [] : (request.removedSecrets ?? []);
         const preSecrets = secrets.filter((file) => file.uploadAt === "pre-activation");
         const postSecrets = secrets.filter((file) => file.uploadAt === "post-activation");
         // After the copy, before the new system starts (its services may read them at start).
         if (preSecrets.length) await timed(timings, "secrets", () => uploadSecrets(connection, name, preSecrets, log));
         if (alreadyDeployed(before, request.storePath, request.action)) {
             log("already running this system: nothing to activate");
-            if (postSecrets.length || request.removedSecrets?.length) {
+            if (postSecrets.length || removedSecrets.length) {
                 await timed(timings, "secrets", async () => {
                     await uploadSecrets(connection, name, postSecrets, log);
-                    await removeSecrets(connection, name, request.removedSecrets ?? [], log);
+                    await removeSecrets(connection, name, removedSecrets, log);
                 });
             }
             return { before, after: before, copy, activated: false, activatedAt: new Date().toISOString(), timings, sshHandshakes: connection.handshakes };
@@ -221,7 +226,7 @@ export async function deployHost(request: DeployRequest, context: DeployContext)
             const checks = request.healthChecks;
             await timed(timings, "verify", () => verifyHealth(restore, checks));
         }
-        if (request.removedSecrets?.length) await timed(timings, "secrets", () => removeSecrets(connection, name, request.removedSecrets!, log));
+        if (removedSecrets.length) await timed(timings, "secrets", () => removeSecrets(connection, name, removedSecrets, log));
         if (request.cleanup) await cleanupAfterDeploy(connection, request, log);
         return {
             before,

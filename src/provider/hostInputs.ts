@@ -155,6 +155,29 @@ export function sshTargetOf(inputs: HostInputs): SshTarget {
     };
 }
 
+/**
+ * How each secret file changes between the recorded inputs and the new ones, by name (never a
+ * value): the engine shows a change inside a secret as nothing at all, so the preview says it.
+ */
+export function secretFileChanges(olds: Pick<HostInputs, "secrets">, news: Pick<HostInputs, "secrets">): string[] {
+    const before = olds.secrets ?? {};
+    const after = news.secrets ?? {};
+    const changes: string[] = [];
+    for (const [name, file] of Object.entries(after)) {
+        const old = before[name];
+        if (!old) changes.push(`${name} (new)`);
+        else {
+            const what = [
+                old.value !== file.value ? "value" : undefined,
+                ...(["path", "owner", "group", "mode", "uploadAt"] as const).filter((key) => old[key] !== file[key]),
+            ].filter((item): item is string => item !== undefined);
+            if (what.length) changes.push(`${name} (${what.join(", ")} changed)`);
+        }
+    }
+    for (const name of Object.keys(before)) if (!after[name]) changes.push(`${name} (removed: deleted from the host)`);
+    return changes;
+}
+
 /** The secret files a deploy writes, and the recorded ones it deletes (removed, or moved to another path). */
 export function secretChanges(inputs: Pick<HostInputs, "secrets">, old?: Pick<HostInputs, "secrets">): Pick<DeployRequest, "secrets" | "removedSecrets"> {
     const secrets = Object.entries(inputs.secrets ?? {}).map(([name, file]) => ({ name, ...file }));

@@ -18,6 +18,7 @@ import {
     deployRequestOf,
     hostInputsSchema,
     pickInputs,
+    secretFileChanges,
     sshTargetOf,
     type DeploymentRecord,
     type HostInputs,
@@ -248,6 +249,10 @@ export class HostProvider implements provider.Provider {
                 `${String(news.name)}: the host's ${converge.map((key) => (key === "profileStorePath" ? `system profile (${String(olds.profileStorePath)})` : `running system (${String(olds.runningStorePath)})`)).join(" and ")} ` +
                     `is not the configured ${String(news.storePath)}: this update makes them agree`,
             );
+        }
+        const secretFiles = secretFileChanges(olds as Pick<HostInputs, "secrets">, news as Pick<HostInputs, "secrets">);
+        if (secretFiles.length > 0) {
+            await this.options.logger.log("info", urn, `${String(news.name)}: secret files to write: ${secretFiles.join(", ")}`);
         }
         const diffs = [...new Set([...changed, ...converge])];
         return { changes: diffs.length > 0, replaces: [], deleteBeforeReplace: false };

@@ -97,6 +97,13 @@ describe("secret files in a deploy", () => {
         expect(removed).toEqual(["/run/keys/old"]);
     });
 
+    it("writes and deletes nothing for dry-activate", async () => {
+        const { runner, context, log } = setup();
+        await deployHost(request({ action: "dry-activate", secrets: [dbpass], removedSecrets: [{ name: "old", path: "/run/keys/old" }] }), context);
+        expect(order(runner.calls).filter((step) => step !== "activate")).toEqual([]);
+        expect(log).toContain("dry-activate: secret files are not written or deleted");
+    });
+
     it("names the secret (never its value) when a write fails, before anything is activated", async () => {
         const { runner, context } = setup();
         runner.on(remote("sh", "-c", SECRET_PUT_SCRIPT), { code: 1, stderr: "chown: invalid user: 'postgres:root'" });

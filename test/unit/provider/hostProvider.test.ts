@@ -3,7 +3,7 @@ import type { DeployOutcome } from "../../../src/deploy/deployHost";
 import type { HostState } from "../../../src/deploy/hostState";
 import type { ClosurePath } from "../../../src/nix/closure";
 import type { EngineLogger, Severity } from "../../../src/provider/engineLog";
-import { HISTORY_LIMIT, secretChanges, type DeploymentRecord, type HostInputs, type HostOutputs } from "../../../src/provider/hostInputs";
+import { HISTORY_LIMIT, secretChanges, secretFileChanges, type DeploymentRecord, type HostInputs, type HostOutputs } from "../../../src/provider/hostInputs";
 import { isSecretValue, maskSecrets, secretValue, unwrapSecrets, wrapSecrets } from "../../../src/provider/secretMarkers";
 import { HOOK_OUTPUT_CHARS, hookOutputRecord } from "../../../src/provider/hookProvider";
 import {
@@ -551,6 +551,25 @@ describe("HostProvider and secrets", { timeout: 2000 }, () => {
         expect((await provider.diff("alpha", URN, wrapped, changedValue)).changes).toBe(true);
     });
 
+    it("diff names the secret files that change (never their values) for the preview", async () => {
+        const { provider, logger } = providerSetup();
+        const olds = wrappedNews();
+        const news = {
+            ...wrappedNews(),
+            secrets: {
+                dbpass: { ...secretFile, value: secretValue("another-s3cret") },
+                extra: { ...secretFile, path: "/run/keys/extra", value: secretValue("x-s3cret") },
+            },
+        };
+        expect((await provider.diff("alpha", URN, olds, news)).changes).toBe(true);
+        expect(logger.messages("info")).toEqual(["alpha: secret files to write: dbpass (value changed), extra (new)"]);
+        expect(secretFileChanges({ secrets: { a: secretFile, b: secretFile } }, { secrets: { a: { ...secretFile, mode: "0440" } } })).toEqual([
+            "a (mode changed)",
+            "b (removed: deleted from the host)",
+        ]);
+        expect((await provider.diff("alpha", URN, olds, wrappedNews())).changes).toBe(false);
+    });
+
     it("read keeps secrets wrapped and drops secret files the host lost, so the next up writes them again", async () => {
         const { provider, runner, logger } = providerSetup();
         runner.on((call) => call.remoteCommand?.[3] === "nixos-fleet-secret-put", {});
@@ -596,5 +615,39 @@ describe("secret markers", () => {
         expect(record.length).toBeLessThanOrEqual(HOOK_OUTPUT_CHARS + 1);
         expect(record).toMatch(/line 99/);
         expect(hookOutputRecord("ok\n")).toBe("ok");
+    });
+});
+
+describe("Hook outputs and secrets", { timeout: 2000 }, () => {
+    const HOOK_URN = "urn:pulumi:dev::nixos-fleet::nixos:index:Host$nixos:index:Hook::alpha-migrate";
+    const hookNews = () =>
+        ({
+            name: "alpha",
+            address: "alpha.example.org",
+            user: "root",
+            sshOptions: secretValue(["RekeyLimit=738194062517"]),
+            hook: "migrate",
+            command: ["migrate", "--all"],
+            trigger: "1:/nix/store/x",
+        }) as Record<string, unknown>;
+
+    it("records the hook's output as a secret, keeps secret inputs wrapped and masks them in the output", async () => {
+        const { provider, runner } = providerSetup();
+        runner.on((call) => call.remoteCommand?.[0] === "migrate", { stdout: "migrated; password=db-pass-1234\nRekeyLimit=738194062517 seen\n" });
+        const outs = (await provider.create(HOOK_URN, hookNews())).outs as Record<string, unknown>;
+        expect(isSecretValue(outs.output)).toBe(true);
+        expect(isSecretValue(outs.sshOptions)).toBe(true);
+        const output = (outs.output as { value: string }).value;
+        expect(output).toMatch(/migrated; password=db-pass-1234/);
+        expect(output).not.toMatch(/738194062517/);
+        expect(output).toMatch(/RekeyLimit=\[secret\]|\[secret\] seen/);
+    });
+
+    it("a failing hook's error masks the secret inputs", async () => {
+        const { provider, runner } = providerSetup();
+        runner.on((call) => call.remoteCommand?.[0] === "migrate", { code: 1, stderr: "bad option RekeyLimit=738194062517\n" });
+        const error = (await provider.create(HOOK_URN, hookNews()).catch((e: unknown) => e)) as Error;
+        expect(error.message).toMatch(/hook migrate exited with 1/);
+        expect(error.message).not.toMatch(/738194062517/);
     });
 });
