@@ -8,6 +8,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse } from "yaml";
 import type { FieldPath } from "../config/issues";
+import { hostFieldsShape } from "../config/hostSchema";
 import { MIN_MASKED_LENGTH } from "../provider/secretMarkers";
 
 export { maskSecrets } from "../provider/secretMarkers";
@@ -65,11 +66,25 @@ export function secretConfigPaths(options: { namespace: string; secretKeys: read
 
 /** The secret paths of the stack the program runs in (Pulumi.<stack>.yaml beside Pulumi.yaml). */
 export function programSecretPaths(namespace: string, projectRoot: string, stack: string, env: NodeJS.ProcessEnv = process.env): ConfigPath[] {
-    const secretKeys = secretTopKeys(env.PULUMI_CONFIG_SECRET_KEYS, namespace);
-    if (secretKeys.length === 0) return [];
     const file = join(projectRoot, `Pulumi.${stack}.yaml`);
     const stackFileText = existsSync(file) ? readFileSync(file, "utf8") : undefined;
+    // A language host that does not name the secret keys: the stack file's secure: leaves say it.
+    const secretKeys = env.PULUMI_CONFIG_SECRET_KEYS === undefined ? stackFileSecretKeys(stackFileText, namespace) : secretTopKeys(env.PULUMI_CONFIG_SECRET_KEYS, namespace);
+    if (secretKeys.length === 0) return [];
     return secretConfigPaths({ namespace, secretKeys, stackFileText });
+}
+
+/** The namespace's keys (without "<namespace>:") that hold a `secure:` value in the stack file. */
+export function stackFileSecretKeys(stackFileText: string | undefined, namespace: string): string[] {
+    let config: Record<string, unknown> = {};
+    try {
+        config = (stackFileText ? (parse(stackFileText) as { config?: Record<string, unknown> } | null)?.config : undefined) ?? {};
+    } catch {
+        return [];
+    }
+    return Object.entries(config)
+        .filter(([key, value]) => key.startsWith(`${namespace}:`) && secureLeaves(value).length > 0)
+        .map(([key]) => key.slice(namespace.length + 1).replace(/^config:/, ""));
 }
 
 /** Whether one path lies inside the other (either way round): a value there is (or holds) a secret. */
@@ -88,7 +103,8 @@ export function isSecretAt(paths: readonly ConfigPath[], at: ConfigPath): boolea
  * `defaults.<field>` (or the whole `overrides`/`defaults` key) holds a secret.
  */
 export function secretHostFields(paths: readonly ConfigPath[], host: string, fields: readonly string[]): string[] {
-    return fields.filter((field) => isSecretAt(paths, ["overrides", host, field]) || isSecretAt(paths, ["defaults", field]));
+    // Only host fields come from defaults and overrides: name, storePath, secrets, … never do.
+    return fields.filter((field) => field in hostFieldsShape && (isSecretAt(paths, ["overrides", host, field]) || isSecretAt(paths, ["defaults", field])));
 }
 
 /** Every text under the secret paths of a raw config (for masking messages); short values are left out. */

@@ -2,7 +2,10 @@
 // secret files whose value is not encrypted refused, secret texts masked.
 import { describe, expect, it } from "vitest";
 import { hostSecretFiles } from "../../../src/program/fleet";
-import { isSecretAt, maskSecrets, secretConfigPaths, secretHostFields, secretTexts, secretTopKeys } from "../../../src/program/secretConfig";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { isSecretAt, maskSecrets, programSecretPaths, secretConfigPaths, secretHostFields, secretTexts, secretTopKeys } from "../../../src/program/secretConfig";
 import { FleetConfigError } from "../../../src/config";
 
 const STACK_FILE = `config:
@@ -39,6 +42,22 @@ describe("secret config paths", () => {
         expect(secretHostFields(narrow, "alpha", ["port", "sshOptions"])).toEqual(["sshOptions"]);
         expect(secretHostFields(narrow, "beta", ["port", "sshOptions"])).toEqual([]);
         expect(isSecretAt(narrow, ["secrets", "alpha", "plain", "value"])).toBe(false);
+    });
+
+    it("never marks fields that do not come from the config, even when a whole key is secret", () => {
+        expect(secretHostFields([["overrides"]], "alpha", ["name", "storePath", "secrets", "port"])).toEqual(["port"]);
+    });
+
+    it("reads the stack file beside Pulumi.yaml; without the language host's list, its secure: leaves decide", () => {
+        const root = fs.mkdtempSync(path.join(os.tmpdir(), "nf-secret-config-"));
+        try {
+            fs.writeFileSync(path.join(root, "Pulumi.prod.yaml"), STACK_FILE);
+            expect(programSecretPaths("nixos-fleet", root, "prod", {})).toEqual([["overrides", "alpha", "sshOptions", 0], ["secrets", "alpha", "dbpass", "value"]]);
+            expect(programSecretPaths("nixos-fleet", root, "prod", { PULUMI_CONFIG_SECRET_KEYS: '["nixos-fleet:secrets"]' })).toEqual([["secrets", "alpha", "dbpass", "value"]]);
+            expect(programSecretPaths("nixos-fleet", root, "prod", { PULUMI_CONFIG_SECRET_KEYS: "[]" })).toEqual([]);
+        } finally {
+            fs.rmSync(root, { recursive: true, force: true });
+        }
     });
 
     it("collects the secret texts of a config and masks them", () => {
