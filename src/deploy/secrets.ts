@@ -17,6 +17,8 @@ export const SECRET_PUT_SCRIPT = [
     "set -eu",
     'path=$1 owner=$2 group=$3 mode=$4',
     'dir=${path%/*}; [ -n "$dir" ] || dir=/',
+    // mv onto a directory would put the file inside it.
+    'if [ -d "$path" ]; then echo "$path is a directory" >&2; exit 1; fi',
     // Directories made here can be entered, not listed, by others: the owner may not be root.
     'if [ ! -d "$dir" ]; then (umask 022; mkdir -p -- "$dir"); chmod 0711 -- "$dir"; fi',
     "umask 077",

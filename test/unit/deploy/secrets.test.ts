@@ -159,6 +159,20 @@ describe("the secret scripts under sh", () => {
         }
     });
 
+    it("refuses a path that is a directory, leaving it untouched", () => {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "nf-secret-"));
+        try {
+            fs.mkdirSync(path.join(dir, "conf"));
+            const put = sh(SECRET_PUT_SCRIPT, [path.join(dir, "conf"), user, group, "0400"], "s3cret");
+            expect(put.status).not.toBe(0);
+            expect(put.stderr).toMatch(/is a directory/);
+            expect(fs.readdirSync(path.join(dir, "conf"))).toEqual([]);
+            expect(fs.readdirSync(dir)).toEqual(["conf"]);
+        } finally {
+            fs.rmSync(dir, { recursive: true, force: true });
+        }
+    });
+
     it("fails for an unknown owner and leaves neither the file nor a temporary one", () => {
         const dir = fs.mkdtempSync(path.join(os.tmpdir(), "nf-secret-"));
         try {
