@@ -5,7 +5,7 @@ import { z } from "zod";
 import { STORE_PATH } from "../nix/flags";
 import { healthChecksSchema } from "../config/healthChecks";
 import { sshOption } from "../config/sshRules";
-import { SECRET_NAME_PATTERN, resolvedSecretFileSchema, type SecretFile } from "../config/secretFiles";
+import { SECRET_NAME_PATTERN, resolvedSecretFileSchema } from "../config/secretFiles";
 import type { SshTarget } from "../ssh/target";
 import type { DeployRequest } from "../deploy/deployHost";
 
