@@ -81,6 +81,9 @@ describe("secrets", () => {
         const state = (await project.hostStates()).kappa!;
         expect(JSON.stringify(state.sshOptions)).toMatch(/4dabf18193072939515e22adb298388d/);
         expect(JSON.stringify((state.secrets as Record<string, unknown>).dbpass)).toMatch(/4dabf18193072939515e22adb298388d/);
+        // The operator commands still reach the host with its connection settings recorded as secrets.
+        const generations = JSON.parse(await npm("generations", ["--json"])) as { host: string; error?: string; generations: unknown[] }[];
+        expect(generations.map((host) => [host.host, host.error, host.generations.length > 0])).toEqual([["kappa", undefined, true]]);
     });
 
     it("shows which secrets change in the preview, never their values, and writes a changed value again", async () => {
