@@ -6,15 +6,20 @@ import { formatError } from "./src/errors";
 import { planFleet } from "./src/program/fleet";
 import { findOverlaps, otherStackHosts } from "./src/program/overlaps";
 import { runProcess } from "./src/process/runner";
-import { Host } from "./src/resources/host";
+import { Host, secretHostArgs } from "./src/resources/host";
 import { Hook } from "./src/resources/hook";
 import { connectionOf } from "./src/program/hostInputs";
 import { programConfig } from "./src/program/configSource";
 import { readProvenance } from "./src/program/provenance";
+import { maskSecrets, programSecretPaths, secretHostFields, secretTexts } from "./src/program/secretConfig";
+import { namespaceValues, parseConfigEnvironment } from "./src/program/configSource";
 
 export = async () => {
     let plan;
     const started = Date.now();
+    // Which config values are secret (`config set --secret`): what they reach stays secret.
+    const secretPaths = programSecretPaths("nixos-fleet", process.cwd(), pulumi.getStack());
+    const secretConfigTexts = secretTexts(secretPaths, namespaceValues(parseConfigEnvironment(process.env.PULUMI_CONFIG), "nixos-fleet"));
     try {
         plan = await planFleet({
             // Not pulumi.Config: a stack without config must read as empty, not crash (see
@@ -24,6 +29,7 @@ export = async () => {
             stackName: pulumi.getStack(),
             runner: runProcess,
             env: process.env,
+            secretPaths,
             // Only an update records where a deployment came from; a preview does not pay for
             // reading the stack's history and the flakes' revisions (it is not diffed).
             provenance: pulumi.runtime.isDryRun()
@@ -34,7 +40,7 @@ export = async () => {
         // A readable error (file, line, host, phase, hint) instead of a stack trace. Exiting with
         // the SDK's "error already reported" code ends the run at once; a thrown error would leave
         // the SDK's gRPC channels holding the process open for ~20 s.
-        await pulumi.log.error(formatError(error));
+        await pulumi.log.error(maskSecrets(formatError(error), secretConfigTexts));
         process.exit(32);
     }
 
@@ -49,20 +55,27 @@ export = async () => {
     );
     const hosts: Record<string, Host> = {};
     for (const { config, inputs, pin } of plan.hosts) {
-        const host = new Host(config.name, inputs);
+        // Fields whose value came from secret config are secret inputs and, by the engine, outputs.
+        const secretKeys = secretHostFields(secretPaths, config.name, Object.keys(inputs));
+        const host = new Host(config.name, secretHostArgs(inputs, secretKeys), { additionalSecretOutputs: secretKeys });
+        const hookSecret = secretHostFields(secretPaths, config.name, ["hooks"]).length > 0;
+        const connection = connectionOf(inputs);
+        const connectionArgs = Object.fromEntries(
+            Object.entries(connection).map(([key, value]) => [key, secretKeys.includes(key) ? pulumi.secret(value) : value]),
+        ) as unknown as ReturnType<typeof connectionOf>;
         hosts[config.name] = host;
         for (const hook of config.hooks) {
             // Runs after the host is deployed, and again whenever its generation or system changes.
             new Hook(
                 `${config.name}-${hook.name}`,
                 {
-                    ...connectionOf(inputs),
+                    ...connectionArgs,
                     hook: hook.name,
-                    command: [...hook.command],
-                    runAs: hook.runAs,
+                    command: hookSecret ? pulumi.secret([...hook.command]) : [...hook.command],
+                    runAs: hookSecret && hook.runAs !== undefined ? pulumi.secret(hook.runAs) : hook.runAs,
                     trigger: pulumi.interpolate`${host.generation}:${host.storePath}`,
                 },
-                { parent: host, dependsOn: [host] },
+                { parent: host, dependsOn: [host], additionalSecretOutputs: Object.keys(connection).filter((key) => secretKeys.includes(key)) },
             );
         }
         for (const overlap of overlaps.filter((o) => o.host === config.name)) {

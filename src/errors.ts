@@ -13,6 +13,7 @@ export type Phase =
     | "rollback"
     | "verify"
     | "hook"
+    | "secrets"
     | "read";
 
 export interface FleetErrorFields {

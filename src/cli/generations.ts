@@ -15,6 +15,7 @@ import { formatError } from "../errors";
 import { runProcess, type ProcessRunner } from "../process/runner";
 import { hostInputsOf } from "../program/hostInputs";
 import { describeRevision } from "../program/provenance";
+import { isSecretValue } from "../provider/secretMarkers";
 import { sshTargetOf, type DeploymentRecord, type FlakeRevision, type HostOutputs } from "../provider/hostInputs";
 import { SshConnection } from "../ssh/connection";
 import type { SshTarget } from "../ssh/target";
@@ -67,7 +68,10 @@ export interface HostReport {
 
 /** How to reach a host: the recorded state's inputs (what the last deploy used), else the host's config. */
 export function targetFor(host: HostConfig, recorded: HostOutputs | undefined): SshTarget {
-    if (recorded) return sshTargetOf(recorded);
+    // A connection setting recorded as a secret is only ciphertext in the exported state: the
+    // configuration (its secrets decrypted) says how to connect then.
+    const target = recorded ? sshTargetOf(recorded) : undefined;
+    if (target && !Object.values(target).some(isSecretValue)) return target;
     // The same mapping the program uses for a deploy; the system paths play no part in it.
     return sshTargetOf(hostInputsOf(host, { storePath: "", drvPath: "" }));
 }

@@ -8,6 +8,7 @@ import { hostPatchSchema, type HostPatch } from "./hostSchema";
 import { countFieldProblems, fieldProblems, formatFieldPath, type FieldPath } from "./issues";
 import { HOST_NAME_PATTERN, HOST_NAME_RULE, TAG_PATTERN, hostName } from "./names";
 import { storePath } from "./nixRules";
+import { hostSecretsSchema, type SecretFileConfig } from "./secretFiles";
 import { expecting, failure, integerIn, listOf } from "./rules";
 
 export const CONFIG_NAMESPACE = "nixos-fleet";
@@ -60,6 +61,8 @@ export const stackConfigSchema = z.strictObject(
         overrides: z.record(hostName(), hostPatchSchema, expecting("a mapping from host name to host fields")).default({}),
         /** Per-host pinned system closures, for rollback. */
         pins: z.record(hostName(), pinSchema, expecting("a mapping from host name to a pin")).default({}),
+        /** Per-host secret files, uploaded over ssh (never the Nix store); values set with `config set --secret`. */
+        secrets: z.record(hostName(), hostSecretsSchema, expecting("a mapping from host name to its secrets")).default({}),
         /** How many hosts to deploy at once; unset means no limit beyond Pulumi's own. */
         parallel: integerIn(1, 1000, "a number of hosts from 1 to 1000").optional(),
     },
@@ -79,6 +82,7 @@ export interface StackConfig {
     readonly defaults: HostPatch;
     readonly overrides: Readonly<Record<string, HostPatch>>;
     readonly pins: Readonly<Record<string, Pin>>;
+    readonly secrets: Readonly<Record<string, Readonly<Record<string, SecretFileConfig>>>>;
     readonly parallel?: number;
 }
 
@@ -187,6 +191,9 @@ export function configKey(path: FieldPath): string {
 function settingHint(path: FieldPath): string {
     const [top] = path;
     if (top === "hosts") return `list the stack's hosts in Pulumi.<stack>.yaml, e.g. ${CONFIG_NAMESPACE}:hosts: [alpha, "@web"]`;
+    if (top === "secrets") {
+        return "e.g. npm run pulumi -- config set --secret --path 'nixos-fleet:secrets.<host>.<name>.value' …; optional path, owner, group, mode, uploadAt (see \"Secret files\" in docs/host-config.md)";
+    }
     if (top === "overrides" || top === "defaults") return "overrides and defaults take the same fields as a host file; see docs/host-config.md";
     return 'see "Stack settings" in docs/host-config.md';
 }

@@ -16,6 +16,7 @@ import { join } from "node:path";
 import { cleanupGenerations, type CleanupPolicy } from "./cleanup";
 import { formatHealthFailures, runHealthChecks, summarizeHealthFailures } from "./healthChecks";
 import { hasChecks, type HealthChecks } from "../config/healthChecks";
+import { missingSecretPaths, removeSecrets, uploadSecrets, type NamedSecretFile } from "./secrets";
 
 export interface DeployRequest {
     target: SshTarget;
@@ -39,6 +40,10 @@ export interface DeployRequest {
     cleanup?: CleanupPolicy;
     /** Store paths the stack's recorded history points to: their generations are never deleted. */
     protectedStorePaths?: string[];
+    /** Secret files to write (all of them, each deploy): before or after activation, as each says. */
+    secrets?: NamedSecretFile[];
+    /** Recorded secret files no longer configured: deleted from the host after a successful deploy. */
+    removedSecrets?: { name: string; path: string }[];
 }
 
 export interface DeployContext {
@@ -50,7 +55,7 @@ export interface DeployContext {
     sleep?: (ms: number) => Promise<void>;
 }
 
-export type PhaseName = "build" | "connect" | "copy" | "activate" | "confirm" | "verify";
+export type PhaseName = "build" | "connect" | "copy" | "secrets" | "activate" | "confirm" | "verify";
 
 export interface DeployOutcome {
     before: HostState;
@@ -147,8 +152,24 @@ export async function deployHost(request: DeployRequest, context: DeployContext)
             // we copied or waited, and a restore must go back to what really ran.
             before = await readHostState(connection);
         }
+        // A dry run changes nothing on the host, secret files included.
+        const secrets = request.action === "dry-activate" ? [] : (request.secrets ?? []);
+        if (request.action === "dry-activate" && (request.secrets?.length || request.removedSecrets?.length)) {
+            log("dry-activate: secret files are not written or deleted");
+        }
+        const removedSecrets = request.action === "dry-activate" ? [] : (request.removedSecrets ?? []);
+        const preSecrets = secrets.filter((file) => file.uploadAt === "pre-activation");
+        const postSecrets = secrets.filter((file) => file.uploadAt === "post-activation");
+        // After the copy, before the new system starts (its services may read them at start).
+        if (preSecrets.length) await timed(timings, "secrets", () => uploadSecrets(connection, name, preSecrets, log));
         if (alreadyDeployed(before, request.storePath, request.action)) {
             log("already running this system: nothing to activate");
+            if (postSecrets.length || removedSecrets.length) {
+                await timed(timings, "secrets", async () => {
+                    await uploadSecrets(connection, name, postSecrets, log);
+                    await removeSecrets(connection, name, removedSecrets, log);
+                });
+            }
             return { before, after: before, copy, activated: false, activatedAt: new Date().toISOString(), timings, sshHandshakes: connection.handshakes };
         }
         const token = newToken();
@@ -188,6 +209,8 @@ export async function deployHost(request: DeployRequest, context: DeployContext)
         if (watchdog) watchdog.activationEndedAt = Date.now();
         try {
             await finishActivation(activation, restore, request.healthChecks?.keepGoing ?? false);
+            // After the activation (owners the new system creates exist now), before it is confirmed.
+            if (postSecrets.length) await uploadAfterActivation(restore, postSecrets, timings);
             if (watchdog) {
                 await timed(timings, "confirm", () =>
                     confirmOrAwaitRevert(request.target, before, watchdog, { runner, runtimeDir: join(context.runtimeDir, "confirm"), log, sleep: context.sleep }),
@@ -203,6 +226,7 @@ export async function deployHost(request: DeployRequest, context: DeployContext)
             const checks = request.healthChecks;
             await timed(timings, "verify", () => verifyHealth(restore, checks));
         }
+        if (removedSecrets.length) await timed(timings, "secrets", () => removeSecrets(connection, name, removedSecrets, log));
         if (request.cleanup) await cleanupAfterDeploy(connection, request, log);
         return {
             before,
@@ -325,6 +349,21 @@ async function finishActivation(activation: ActivationResult, context: RestoreCo
     }
 }
 
+/** Post-activation secrets: a failed upload restores the previous system, as a failed check would. */
+async function uploadAfterActivation(context: RestoreContext, files: NamedSecretFile[], timings: DeployOutcome["timings"]): Promise<void> {
+    try {
+        await timed(timings, "secrets", () => uploadSecrets(context.connection, context.request.target.name, files, context.log));
+    } catch (error) {
+        if (!(error instanceof FleetError) || error.phase !== "secrets") throw error;
+        return restoreBecause(context, {
+            phase: "activate",
+            message: `the new system is active, but ${error.message}`,
+            hint: error.hint ?? "check the secret's owner and path",
+            detail: error.detail ?? "",
+        });
+    }
+}
+
 /** Runs the host's health checks; failing ones restore the previous system unless keepGoing. */
 async function verifyHealth(context: RestoreContext, checks: HealthChecks): Promise<void> {
     const { connection, request, runner, log } = context;
@@ -381,11 +420,12 @@ async function copyPinned(connection: SshConnection, request: DeployRequest, run
 }
 
 /** Reads a host's state over a short-lived connection (for `pulumi refresh`). */
-export async function inspectHost(target: SshTarget, context: DeployContext): Promise<HostState> {
+export async function inspectHost(target: SshTarget, context: DeployContext, secretPaths: readonly string[] = []): Promise<HostState & { missingSecrets: string[] }> {
     const connection = new SshConnection(target, { runner: context.runner, runtimeDir: context.runtimeDir });
     try {
         await connection.open();
-        return await readHostState(connection);
+        const state = await readHostState(connection);
+        return { ...state, missingSecrets: await missingSecretPaths(connection, secretPaths) };
     } finally {
         await connection.close().catch(() => undefined);
     }

@@ -50,3 +50,18 @@ export function namespaceConfig(all: Record<string, unknown>, namespace: string)
 export function programConfig(namespace: string, text: string | undefined = process.env.PULUMI_CONFIG): Required<ConfigSource> {
     return namespaceConfig(parseConfigEnvironment(text), namespace);
 }
+
+/** The namespace's values, keyed without "<namespace>:", each JSON-decoded when it can be. */
+export function namespaceValues(all: Record<string, unknown>, namespace: string): Record<string, unknown> {
+    const values: Record<string, unknown> = {};
+    for (const [key, value] of Object.entries(all)) {
+        if (!key.startsWith(`${namespace}:`)) continue;
+        const name = key.slice(namespace.length + 1).replace(/^config:/, "");
+        try {
+            values[name] = typeof value === "string" ? JSON.parse(value) : value;
+        } catch {
+            values[name] = value;
+        }
+    }
+    return values;
+}

@@ -7,6 +7,10 @@ import type { HostInputs } from "../provider/hostInputs";
 import { hostInputsOf } from "./hostInputs";
 import { provenanceFor, type ProvenanceResult } from "./provenance";
 import { passphraseProblem, type Environment } from "./passphrase";
+import { isSecretAt, type ConfigPath } from "./secretConfig";
+import { resolveSecretFile, type SecretFile } from "../config/secretFiles";
+import { FleetConfigError, configProblem } from "../config/configError";
+import { configKey } from "../config/stackConfig";
 
 export interface FleetPlanOptions {
     /** The `nixos-fleet` config namespace of the stack (e.g. new pulumi.Config("nixos-fleet")). */
@@ -19,6 +23,11 @@ export interface FleetPlanOptions {
     provenance?: (flakes: string[]) => Promise<ProvenanceResult>;
     /** The environment Pulumi was started with: the passphrase rule (passphrase.ts) is checked against it. */
     env?: Environment;
+    /**
+     * The config paths that hold secrets (program/secretConfig.ts). When given, a secret file's
+     * value must be one of them: a value set without --secret is refused, not uploaded.
+     */
+    secretPaths?: readonly ConfigPath[];
 }
 
 export interface PlannedHost {
@@ -56,6 +65,7 @@ export async function planFleet(options: FleetPlanOptions): Promise<FleetPlan> {
     const file = `Pulumi.${options.stackName}.yaml`;
     const stack = readStackConfig(options.config, { baseDir: options.projectRoot, file });
     const hosts = await loadStackHosts(stack, { file });
+    const secretFiles = hostSecretFiles(stack, hosts.map((host) => host.name), { file, secretPaths: options.secretPaths });
     // The revisions and the update number are read while Nix evaluates.
     const [systems, provenance] = await Promise.all([
         evaluateSystems(
@@ -67,11 +77,53 @@ export async function planFleet(options: FleetPlanOptions): Promise<FleetPlan> {
     return {
         stack,
         hosts: hosts.map((host) => {
-            const evaluated = hostInputsOf(host, systems.get(host.name)!);
+            const evaluated = hostInputsOf(host, systems.get(host.name)!, secretFiles[host.name]);
             const inputs = provenance ? { ...evaluated, provenance: provenanceFor(host.flake, provenance) } : evaluated;
             const pin = stack.pins[host.name];
             return { config: host, inputs: pin ? pinnedInputs(inputs, pin) : inputs, pin };
         }),
         warnings: provenance?.warnings ?? [],
     };
+}
+
+/**
+ * Each host's secret files, every setting resolved. Secrets for a host the stack does not deploy
+ * and values stored in plaintext are errors naming the stack key: neither would do what was meant.
+ */
+export function hostSecretFiles(
+    stack: Pick<StackConfig, "secrets">,
+    hostNames: readonly string[],
+    options: { file?: string; secretPaths?: readonly ConfigPath[] },
+): Record<string, Record<string, SecretFile>> {
+    const problems = [];
+    const files: Record<string, Record<string, SecretFile>> = {};
+    for (const [host, secrets] of Object.entries(stack.secrets)) {
+        if (!hostNames.includes(host)) {
+            problems.push(
+                configProblem({
+                    message: `secrets for ${host}, which this stack does not deploy`,
+                    field: configKey(["secrets", host]),
+                    file: options.file,
+                    hint: `add ${host} to nixos-fleet:hosts, or remove its secrets (npm run pulumi -- config rm --path 'nixos-fleet:secrets.${host}')`,
+                }),
+            );
+            continue;
+        }
+        for (const [name, secret] of Object.entries(secrets)) {
+            if (options.secretPaths && !isSecretAt(options.secretPaths, ["secrets", host, name, "value"])) {
+                problems.push(
+                    configProblem({
+                        message: `the value of secret ${name} is stored in plaintext in the stack config`,
+                        field: configKey(["secrets", host, name, "value"]),
+                        file: options.file,
+                        hint: `set it encrypted: npm run pulumi -- config set --secret --path 'nixos-fleet:secrets.${host}.${name}.value' <value>`,
+                    }),
+                );
+                continue;
+            }
+            (files[host] ??= {})[name] = resolveSecretFile(name, secret);
+        }
+    }
+    if (problems.length) throw new FleetConfigError(problems, "invalid secrets in the stack configuration");
+    return files;
 }

@@ -3,9 +3,10 @@ import { hasChecks } from "../config/healthChecks";
 import type { HostConfig } from "../config/hostSchema";
 import type { EvaluatedSystem } from "../nix/evaluate";
 import type { HostInputs } from "../provider/hostInputs";
+import type { SecretFile } from "../config/secretFiles";
 
 
-export function hostInputsOf(host: HostConfig, system: EvaluatedSystem): HostInputs {
+export function hostInputsOf(host: HostConfig, system: EvaluatedSystem, secrets?: Record<string, SecretFile>): HostInputs {
     const inputs: HostInputs = {
         name: host.name,
         address: host.address,
@@ -35,6 +36,8 @@ export function hostInputsOf(host: HostConfig, system: EvaluatedSystem): HostInp
         tags: [...host.tags],
         storePath: system.storePath,
         drvPath: system.drvPath,
+        // The program marks each value secret (resources/host.ts); names and settings stay readable.
+        secrets: secrets && Object.keys(secrets).length ? secrets : undefined,
     };
     // Pulumi drops undefined properties anyway; dropping them here keeps diffs exact.
     return Object.fromEntries(Object.entries(inputs).filter(([, value]) => value !== undefined)) as HostInputs;

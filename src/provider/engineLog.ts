@@ -3,6 +3,7 @@
 // ourselves, with the engine address the engine passed us on the command line.
 /* eslint-disable @typescript-eslint/no-require-imports */
 import * as grpc from "@grpc/grpc-js";
+import { maskSecrets } from "./secretMarkers";
 
 // Generated protobuf stubs shipped inside @pulumi/pulumi (CommonJS, no type declarations we rely on).
 const enginePb = require("@pulumi/pulumi/proto/engine_pb") as {
@@ -24,6 +25,12 @@ export type Severity = "debug" | "info" | "warning" | "error";
 
 export interface EngineLogger {
     log(severity: Severity, urn: string, message: string, ephemeral?: boolean): Promise<void>;
+}
+
+/** A logger that masks the given secret texts in every message. */
+export function maskingLogger(logger: EngineLogger, secrets: readonly string[]): EngineLogger {
+    if (secrets.length === 0) return logger;
+    return { log: (severity, urn, message, ephemeral) => logger.log(severity, urn, maskSecrets(message, secrets), ephemeral) };
 }
 
 /** The engine address is the first non-flag argument the engine starts a provider with. */

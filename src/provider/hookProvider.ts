@@ -8,7 +8,8 @@ import { z } from "zod";
 import { FleetError, formatError, tail } from "../errors";
 import type { ProcessRunner } from "../process/runner";
 import { SshConnection } from "../ssh/connection";
-import type { EngineLogger } from "./engineLog";
+import { maskingLogger, type EngineLogger } from "./engineLog";
+import { maskSecrets, secretValue, unwrapSecrets, wrapSecrets } from "./secretMarkers";
 import { hostInputsSchema, sshTargetOf, type HostInputs } from "./hostInputs";
 import { checkFailures, unknownKeys } from "./unknowns";
 
@@ -43,11 +44,23 @@ export type HookInputs = z.infer<typeof hookInputsSchema>;
 
 export const hookOutputFieldsSchema = z.object({
     ranAt: z.string(),
-    /** The end of the hook's output, for the record. */
+    /**
+     * The end of the hook's output (HOOK_OUTPUT_LINES lines, HOOK_OUTPUT_CHARS characters), for the
+     * record. A hook may print secrets, so it is always recorded as a secret (encrypted, `[secret]`).
+     */
     output: z.string(),
 });
 
 export type HookOutputs = HookInputs & z.infer<typeof hookOutputFieldsSchema>;
+
+export const HOOK_OUTPUT_LINES = 20;
+export const HOOK_OUTPUT_CHARS = 2000;
+
+/** The recorded end of a hook's output: its last lines, and at most HOOK_OUTPUT_CHARS characters. */
+export function hookOutputRecord(text: string): string {
+    const end = tail(text, HOOK_OUTPUT_LINES);
+    return end.length <= HOOK_OUTPUT_CHARS ? end : `…${end.slice(-HOOK_OUTPUT_CHARS)}`;
+}
 
 export interface HookProviderOptions {
     runner: ProcessRunner;
@@ -63,27 +76,35 @@ export class HookProvider {
     constructor(private readonly options: HookProviderOptions) {}
 
     async check(news: Record<string, unknown>): Promise<provider.CheckResult> {
-        const parsed = hookInputsSchema.safeParse(news);
+        const plain = unwrapSecrets(news);
+        const parsed = hookInputsSchema.safeParse(plain.value);
         if (parsed.success) return { inputs: news };
         // The host's connection may come from resources not created yet: checked once known.
-        const failures = checkFailures(parsed.error.issues, unknownKeys(news));
-        return failures.length > 0 ? { failures } : { inputs: news };
+        const failures = checkFailures(parsed.error.issues, unknownKeys(plain.value as Record<string, unknown>));
+        if (failures.length === 0) return { inputs: news };
+        return { failures: failures.map((failure) => ({ ...failure, reason: maskSecrets(failure.reason, plain.texts) })) };
     }
 
     async diff(olds: Record<string, unknown>, news: Record<string, unknown>): Promise<provider.DiffResult> {
+        const old = unwrapSecrets<Record<string, unknown>>(olds).value;
+        const next = unwrapSecrets<Record<string, unknown>>(news).value;
         const keys = Object.keys(hookInputsSchema.shape);
-        const changed = keys.some((key) => JSON.stringify(olds[key] ?? null) !== JSON.stringify(news[key] ?? null));
+        const changed = keys.some((key) => JSON.stringify(old[key] ?? null) !== JSON.stringify(next[key] ?? null));
         return { changes: changed, replaces: [], deleteBeforeReplace: false };
     }
 
-    private async run(urn: string, news: Record<string, unknown>): Promise<HookOutputs> {
-        const inputs = hookInputsSchema.parse(news);
+    private async run(urn: string, news: Record<string, unknown>, olds?: Record<string, unknown>): Promise<Record<string, unknown>> {
+        const plain = unwrapSecrets(news);
+        // The recorded output may hold secrets too: never echo them either.
+        const secrets = [...plain.texts, ...(olds ? unwrapSecrets(olds).texts : [])];
+        const logger = maskingLogger(this.options.logger, secrets);
+        const inputs = hookInputsSchema.parse(plain.value);
         const target = sshTargetOf(inputs as unknown as HostInputs);
         const connection = new SshConnection(target, { runner: this.options.runner, runtimeDir: this.options.runtimeDir() });
-        await this.options.logger.log("info", urn, `${inputs.name}: hook ${inputs.hook}: ${inputs.command.join(" ")}`, true);
+        await logger.log("info", urn, `${inputs.name}: hook ${inputs.hook}: ${inputs.command.join(" ")}`, true);
         try {
             const result = await connection.run(hookArgv(inputs), { timeoutMs: (inputs.timeoutSeconds ?? 600) * 1000 });
-            const output = tail(`${result.stdout}${result.stderr}`, 20);
+            const output = hookOutputRecord(maskSecrets(`${result.stdout}${result.stderr}`, secrets));
             if (result.code !== 0) {
                 throw new FleetError({
                     phase: "hook",
@@ -93,9 +114,10 @@ export class HookProvider {
                     detail: output,
                 });
             }
-            return { ...inputs, ranAt: new Date().toISOString(), output };
+            const outputs: HookOutputs = { ...inputs, ranAt: new Date().toISOString(), output };
+            return { ...wrapSecrets(outputs as unknown as Record<string, unknown>, plain.paths), output: secretValue(output) };
         } catch (error) {
-            throw new Error(formatError(error));
+            throw new Error(maskSecrets(formatError(error), secrets));
         } finally {
             await connection.close().catch(() => undefined);
         }
@@ -103,10 +125,11 @@ export class HookProvider {
 
     async create(urn: string, news: Record<string, unknown>): Promise<provider.CreateResult> {
         const outs = await this.run(urn, news);
-        return { id: `${outs.name}/${outs.hook}`, outs };
+        const plain = unwrapSecrets<HookInputs>(news).value;
+        return { id: `${plain.name}/${plain.hook}`, outs };
     }
 
-    async update(urn: string, news: Record<string, unknown>): Promise<provider.UpdateResult> {
-        return { outs: await this.run(urn, news) };
+    async update(urn: string, olds: Record<string, unknown>, news: Record<string, unknown>): Promise<provider.UpdateResult> {
+        return { outs: await this.run(urn, news, olds) };
     }
 }

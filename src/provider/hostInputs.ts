@@ -5,6 +5,7 @@ import { z } from "zod";
 import { STORE_PATH } from "../nix/flags";
 import { healthChecksSchema } from "../config/healthChecks";
 import { sshOption } from "../config/sshRules";
+import { SECRET_NAME_PATTERN, resolvedSecretFileSchema } from "../config/secretFiles";
 import type { SshTarget } from "../ssh/target";
 import type { DeployRequest } from "../deploy/deployHost";
 
@@ -77,6 +78,8 @@ export const hostInputsSchema = z.object({
         .optional(),
     /** Revision, operator and stack update of this run: recorded with a deployment, not diffed. */
     provenance: provenanceSchema.optional(),
+    /** Secret files by name; each value is a secret (encrypted in the state, `[secret]` in previews). */
+    secrets: z.record(z.string().regex(SECRET_NAME_PATTERN, "must be a secret name"), resolvedSecretFileSchema).optional(),
 });
 
 export type HostInputs = z.infer<typeof hostInputsSchema>;
@@ -201,8 +204,42 @@ export function sshTargetOf(inputs: HostInputs): SshTarget {
     };
 }
 
-export function deployRequestOf(inputs: HostInputs): DeployRequest {
+/**
+ * How each secret file changes between the recorded inputs and the new ones, by name (never a
+ * value): the engine shows a change inside a secret as nothing at all, so the preview says it.
+ */
+export function secretFileChanges(olds: Pick<HostInputs, "secrets">, news: Pick<HostInputs, "secrets">): string[] {
+    const before = olds.secrets ?? {};
+    const after = news.secrets ?? {};
+    const changes: string[] = [];
+    for (const [name, file] of Object.entries(after)) {
+        const old = before[name];
+        if (!old) changes.push(`${name} (new)`);
+        else {
+            const what = [
+                old.value !== file.value ? "value" : undefined,
+                ...(["path", "owner", "group", "mode", "uploadAt"] as const).filter((key) => old[key] !== file[key]),
+            ].filter((item): item is string => item !== undefined);
+            if (what.length) changes.push(`${name} (${what.join(", ")} changed)`);
+        }
+    }
+    for (const name of Object.keys(before)) if (!after[name]) changes.push(`${name} (removed: deleted from the host)`);
+    return changes;
+}
+
+/** The secret files a deploy writes, and the recorded ones it deletes (removed, or moved to another path). */
+export function secretChanges(inputs: Pick<HostInputs, "secrets">, old?: Pick<HostInputs, "secrets">): Pick<DeployRequest, "secrets" | "removedSecrets"> {
+    const secrets = Object.entries(inputs.secrets ?? {}).map(([name, file]) => ({ name, ...file }));
+    const kept = new Set(secrets.map((file) => file.path));
+    const removedSecrets = Object.entries(old?.secrets ?? {})
+        .filter(([, file]) => !kept.has(file.path))
+        .map(([name, file]) => ({ name, path: file.path }));
+    return { secrets, removedSecrets };
+}
+
+export function deployRequestOf(inputs: HostInputs, old?: Pick<HostInputs, "secrets">): DeployRequest {
     return {
+        ...secretChanges(inputs, old),
         target: sshTargetOf(inputs),
         storePath: inputs.storePath,
         drvPath: inputs.drvPath,

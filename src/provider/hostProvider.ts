@@ -9,7 +9,8 @@ import type { HostState } from "../deploy/hostState";
 import { formatError } from "../errors";
 import type { ProcessRunner } from "../process/runner";
 import { makeRuntimeDir } from "../process/runtimeDir";
-import type { EngineLogger } from "./engineLog";
+import { maskingLogger, type EngineLogger } from "./engineLog";
+import { maskSecrets, unwrapSecrets, wrapSecrets, type PropertyPath } from "./secretMarkers";
 import { HOOK_TYPE, HookProvider } from "./hookProvider";
 import { adoptedOutputs, type ConfiguredInputs } from "./adopt";
 import { outputsWhenUnreachable, rollbackMarkAfterDeploy, stackOfUrn, undoWarning, undoneRollback, unreachableWarning } from "./hostMarks";
@@ -21,6 +22,7 @@ import {
     deployRequestOf,
     hostInputsSchema,
     pickInputs,
+    secretFileChanges,
     sshTargetOf,
     type DeploymentRecord,
     type HostInputs,
@@ -192,6 +194,21 @@ export function insecureHostWarning(inputs: Pick<HostInputs, "name" | "address" 
     );
 }
 
+/** Top-level keys that hold a secret in the new inputs but held none in the recorded ones. */
+export function newlySecretKeys(oldPaths: readonly PropertyPath[], newPaths: readonly PropertyPath[]): string[] {
+    const key = (path: PropertyPath) => JSON.stringify(path);
+    const old = new Set(oldPaths.map(key));
+    return [...new Set(newPaths.filter((path) => !old.has(key(path))).map((path) => String(path[0] ?? "")))].filter(Boolean);
+}
+
+/** The outputs without the secret files the host no longer has, so the next `up` writes them again. */
+export function withoutMissingSecrets(outputs: HostOutputs, missingPaths: readonly string[]): HostOutputs {
+    if (!outputs.secrets || missingPaths.length === 0) return outputs;
+    const kept = Object.entries(outputs.secrets).filter(([, file]) => !missingPaths.includes(file.path));
+    const { secrets: _all, ...rest } = outputs;
+    return kept.length ? { ...rest, secrets: Object.fromEntries(kept) } : (rest as HostOutputs);
+}
+
 export class HostProvider implements provider.Provider {
     readonly version: string;
     private readonly options: HostProviderOptions;
@@ -219,29 +236,36 @@ export class HostProvider implements provider.Provider {
 
     async check(urn: string, _olds: unknown, news: Record<string, unknown>): Promise<provider.CheckResult> {
         if (isHook(urn)) return this.hooks.check(news);
+        // Secrets are checked unwrapped; the inputs go back as they came, wrappers and all.
+        const plain = unwrapSecrets<Record<string, unknown>>(news);
         // Inputs that are other resources' Outputs not known yet are checked once they are.
-        const pending = unknownKeys(news);
-        const parsed = hostInputsSchema.safeParse(news);
+        const pending = unknownKeys(plain.value);
+        const parsed = hostInputsSchema.safeParse(plain.value);
         if (!parsed.success) {
             const failures = checkFailures(parsed.error.issues, pending);
-            if (failures.length > 0) return { failures };
+            if (failures.length > 0) return { failures: failures.map((failure) => ({ ...failure, reason: maskSecrets(failure.reason, plain.texts) })) };
         }
         if (pending.length > 0) {
-            await this.options.logger.log("info", urn, pendingMessage(news.name, pending));
+            await this.options.logger.log("info", urn, pendingMessage(plain.value.name, pending));
         } else if (parsed.success) {
             // check runs at every preview and up: a host without host-key checking is never quiet.
             const warning = insecureHostWarning(parsed.data);
-            if (warning) await this.options.logger.log("warning", urn, warning);
+            if (warning) await maskingLogger(this.options.logger, plain.texts).log("warning", urn, warning);
         }
         return { inputs: news };
     }
 
     async diff(_id: string, urn: string, olds: Record<string, unknown>, news: Record<string, unknown>): Promise<provider.DiffResult> {
         if (isHook(urn)) return this.hooks.diff(olds, news);
+        const old = unwrapSecrets<Record<string, unknown>>(olds);
+        const next = unwrapSecrets<Record<string, unknown>>(news);
+        olds = old.value;
+        news = next.value;
         // Inputs not known yet (check said so): whatever they become, the host is deployed again.
         if (unknownKeys(news).length > 0) return { changes: true, replaces: [], deleteBeforeReplace: false };
         // Never a replacement: a server is updated in place, not deleted and recreated.
-        const changed = changedKeys(olds, news);
+        // A value that became secret is a change too: the update records it encrypted.
+        const changed = [...changedKeys(olds, news), ...newlySecretKeys(old.paths, next.paths)];
         const converge = convergenceKeys(olds, news);
         if (converge.length > 0) {
             await this.options.logger.log(
@@ -253,16 +277,21 @@ export class HostProvider implements provider.Provider {
         }
         const undone = undoneRollback(olds, news);
         if (undone) await this.options.logger.log("warning", urn, undoWarning(String(news.name), stackOfUrn(urn), undone, news.storePath));
+        const secretFiles = secretFileChanges(olds as Pick<HostInputs, "secrets">, news as Pick<HostInputs, "secrets">);
+        if (secretFiles.length > 0) {
+            await this.options.logger.log("info", urn, `${String(news.name)}: secret files to write: ${secretFiles.join(", ")}`);
+        }
         const diffs = [...new Set([...changed, ...converge])];
         return { changes: diffs.length > 0, replaces: [], deleteBeforeReplace: false };
     }
 
-    private async deploy(urn: string, inputs: HostInputs, old?: HostOutputs): Promise<HostOutputs> {
-        const log = (message: string) => void this.options.logger.log("info", urn, `${inputs.name}: ${message}`, true);
+    private async deploy(urn: string, inputs: HostInputs, old: HostOutputs | undefined, secrets: readonly string[]): Promise<HostOutputs> {
+        const logger = maskingLogger(this.options.logger, secrets);
+        const log = (message: string) => void logger.log("info", urn, `${inputs.name}: ${message}`, true);
         try {
             // The recorded history is what rollback can reach; cleanup keeps exactly those generations.
             const kept = trimHistory(old?.history ?? [], historyLimit(inputs) - 1);
-            const request = { ...deployRequestOf(inputs), protectedStorePaths: kept.map((entry) => entry.storePath) };
+            const request = { ...deployRequestOf(inputs, old), protectedStorePaths: kept.map((entry) => entry.storePath) };
             const outcome = await deployHost(request, {
                 runner: this.options.runner,
                 runtimeDir: this.runtimeDir,
@@ -270,7 +299,7 @@ export class HostProvider implements provider.Provider {
             });
             const outputs = outputsAfterDeploy(inputs, outcome, old);
             const from = old?.generation ?? outcome.before.generation;
-            await this.options.logger.log(
+            await logger.log(
                 "info",
                 urn,
                 outcome.activated
@@ -280,22 +309,26 @@ export class HostProvider implements provider.Provider {
             return outputs;
         } catch (error) {
             // The engine shows this text as the host's error; the state keeps its previous value.
-            throw new Error(formatError(error));
+            throw new Error(maskSecrets(formatError(error), secrets));
         }
     }
 
     async create(urn: string, news: Record<string, unknown>): Promise<provider.CreateResult> {
         if (isHook(urn)) return this.hooks.create(urn, news);
-        const inputs = hostInputsSchema.parse(news);
-        const outs = await this.deploy(urn, inputs);
-        return { id: inputs.name, outs };
+        const plain = unwrapSecrets(news);
+        const inputs = hostInputsSchema.parse(plain.value);
+        const outs = await this.deploy(urn, inputs, undefined, plain.texts);
+        // The engine keeps an output secret only when it comes back wrapped.
+        return { id: inputs.name, outs: wrapSecrets(outs, plain.paths) };
     }
 
     async update(_id: string, urn: string, olds: Record<string, unknown>, news: Record<string, unknown>): Promise<provider.UpdateResult> {
-        if (isHook(urn)) return this.hooks.update(urn, news);
-        const inputs = hostInputsSchema.parse(news);
-        const outs = await this.deploy(urn, inputs, olds as unknown as HostOutputs);
-        return { outs };
+        if (isHook(urn)) return this.hooks.update(urn, olds, news);
+        const plain = unwrapSecrets(news);
+        const old = unwrapSecrets<HostOutputs>(olds);
+        const inputs = hostInputsSchema.parse(plain.value);
+        const outs = await this.deploy(urn, inputs, old.value, [...plain.texts, ...old.texts]);
+        return { outs: wrapSecrets(outs, plain.paths) };
     }
 
     private now(): string {
@@ -307,33 +340,50 @@ export class HostProvider implements provider.Provider {
         if (isHook(urn)) return { id, props };
         // `pulumi import` sends no properties: adopt the running host.
         if (!props || props.name === undefined) return this.adopt(id, urn);
-        const old = props as unknown as HostOutputs;
-        let state: HostState;
+        const recorded = unwrapSecrets<HostOutputs>(props);
+        const old = recorded.value;
+        const logger = maskingLogger(this.options.logger, recorded.texts);
+        const secretFiles = Object.entries(old.secrets ?? {});
+        let state: Awaited<ReturnType<typeof inspectHost>>;
         try {
-            state = await inspectHost(sshTargetOf(old), { runner: this.options.runner, runtimeDir: this.runtimeDir });
+            state = await inspectHost(
+                sshTargetOf(old),
+                { runner: this.options.runner, runtimeDir: this.runtimeDir },
+                secretFiles.map(([, file]) => file.path),
+            );
         } catch (error) {
             // One host down must not stop the refresh of the others: its recorded state is kept,
             // marked unreachable, and named in a warning and an error (see docs/operations: refresh).
-            const text = formatError(error);
-            await this.options.logger.log("warning", urn, unreachableWarning(old, text));
-            await this.options.logger.log("error", urn, `${old.name}: not refreshed: unreachable (its recorded state is kept)`);
-            const outputs = outputsWhenUnreachable(old, text, this.now());
+            const text = maskSecrets(formatError(error), recorded.texts);
+            await logger.log("warning", urn, unreachableWarning(old, text));
+            await logger.log("error", urn, `${old.name}: not refreshed: unreachable (its recorded state is kept)`);
+            const outputs = wrapSecrets(outputsWhenUnreachable(old, text, this.now()), recorded.paths);
             return { id, props: outputs, inputs: pickInputs(outputs as unknown as Record<string, unknown>) };
         }
         try {
-            const outputs = outputsAfterRead(old, state, this.now());
+            const { missingSecrets, ...hostState } = state;
+            const outputs = withoutMissingSecrets(outputsAfterRead(old, hostState, this.now()), missingSecrets);
+            if (missingSecrets.length > 0) {
+                const names = secretFiles.filter(([, file]) => missingSecrets.includes(file.path)).map(([name, file]) => `${name} (${file.path})`);
+                await logger.log(
+                    "warning",
+                    urn,
+                    `${old.name}: secret file(s) missing on the host: ${names.join(", ")} (a reboot empties /run/keys); the state no longer records them, so the next \`pulumi up\` writes them again`,
+                );
+            }
             if (outputs.storePath !== old.storePath || outputs.generation !== old.generation) {
-                await this.options.logger.log(
+                await logger.log(
                     "warning",
                     urn,
                     `${old.name}: drift: the stack recorded generation ${old.generation ?? "-"} (${old.storePath}), the host runs generation ${outputs.generation ?? "-"} (${outputs.storePath}); the next \`pulumi up\` deploys the configured system again`,
                 );
             }
-            const mismatch = profileMismatch(state, old.action);
-            if (mismatch) await this.options.logger.log("warning", urn, `${old.name}: ${mismatch}`);
-            return { id, props: outputs, inputs: pickInputs(outputs as unknown as Record<string, unknown>) };
+            const mismatch = profileMismatch(hostState, old.action);
+            if (mismatch) await logger.log("warning", urn, `${old.name}: ${mismatch}`);
+            const props = wrapSecrets(outputs, recorded.paths);
+            return { id, props, inputs: pickInputs(props as unknown as Record<string, unknown>) };
         } catch (error) {
-            throw new Error(formatError(error));
+            throw new Error(maskSecrets(formatError(error), recorded.texts));
         }
     }
 

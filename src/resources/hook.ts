@@ -13,6 +13,7 @@ export class Hook extends pulumi.CustomResource {
     declare readonly output: pulumi.Output<string>;
 
     constructor(name: string, args: HookArgs, opts?: pulumi.CustomResourceOptions) {
-        super(HOOK_TYPE, name, { ...args, ranAt: undefined, output: undefined }, opts);
+        // A hook may print secrets: its output is recorded as a secret (the provider marks it too).
+        super(HOOK_TYPE, name, { ...args, ranAt: undefined, output: undefined }, { ...opts, additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), "output"] });
     }
 }

@@ -26,6 +26,20 @@ function definedOnly<T extends object>(args: T): Partial<T> {
     return Object.fromEntries(Object.entries(args).filter(([, value]) => value !== undefined)) as Partial<T>;
 }
 
+/**
+ * The Host's arguments with the given input keys as secrets (their values came from secret
+ * config) and each secret file's value a secret of its own: the names and settings of secret files
+ * stay readable in a preview, their values show as [secret] and are encrypted in the state.
+ */
+export function secretHostArgs(inputs: HostInputs, secretKeys: readonly string[]): HostArgs {
+    const args: Record<string, unknown> = { ...inputs };
+    for (const key of secretKeys) if (args[key] !== undefined) args[key] = pulumi.secret(args[key]);
+    if (inputs.secrets && !secretKeys.includes("secrets")) {
+        args.secrets = Object.fromEntries(Object.entries(inputs.secrets).map(([name, file]) => [name, { ...file, value: pulumi.secret(file.value) }]));
+    }
+    return args as HostArgs;
+}
+
 export class Host extends pulumi.CustomResource {
     /** Store path of the system deployed (or, after a refresh, the one the host really runs). */
     declare readonly storePath: pulumi.Output<string>;

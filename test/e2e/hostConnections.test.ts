@@ -3,6 +3,10 @@
 // unreachable hosts, bad host files and flake attributes, and independent stacks.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createServer, type Server } from "node:net";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { runProcess } from "../../src/process/runner";
+import { shellQuote } from "../../src/ssh/quote";
 
 import { FleetProject } from "./helpers/fleetProject";
 
@@ -88,6 +92,21 @@ beforeAll(async () => {
     await project.initStack("silent", { hosts: ["zeta"], hostsDir: "hosts-fail" });
     await project.initStack("badattr", { hosts: ["eta"], hostsDir: "hosts-fail" });
 
+    // zeta behind delta as a jump host whose key nobody knows: the known_hosts has zeta's key only.
+    const zeta = sandbox.host("zeta");
+    const zetaOnly = join(project.dir, "zeta-only-known_hosts");
+    writeFileSync(zetaOnly, `[127.0.0.1]:${zeta.port} ${zeta.hostPublicKey}\n`);
+    project.writeHostIn("hosts-jump", "zeta", {
+        address: "127.0.0.1",
+        port: zeta.port,
+        identityFile: zeta.identityFile,
+        knownHostsFile: zetaOnly,
+        proxyJump: `localhost:${delta.port}`,
+        connectTimeout: 3,
+        flake,
+    });
+    await project.initStack("jumpunknown", { hosts: ["zeta"], hostsDir: "hosts-jump" });
+
     project.writeHostIn(
         "hosts-malformed",
         "delta",
@@ -172,6 +191,27 @@ describe("errors the operator can act on", () => {
         const output = result.stdout + result.stderr;
         expect(result.code).not.toBe(0);
         expect(output).toMatch(/host zeta: connect failed: .* did not answer within 2s/);
+    });
+
+    it("refuses a jump host with an unknown key under a terminal, within the connect timeout, naming the jump host", async () => {
+        const delta = project.sandbox.host("delta");
+        const before = await project.hostSystem("zeta");
+        // `script` gives pulumi (and so ssh) a terminal: a hop that could prompt would hang here.
+        const command = ["pulumi", "up", "--yes", "--skip-preview", "--non-interactive", "-s", "jumpunknown"].map(shellQuote).join(" ");
+        const started = Date.now();
+        const result = await runProcess(["script", "-qec", command, "/dev/null"], {
+            cwd: project.projectDir,
+            env: { ...project.env(), PULUMI_CONFIG_PASSPHRASE_FILE: undefined },
+            timeoutMs: 90_000,
+        });
+        // Without the terminal's colours and queries.
+        const output = (result.stdout + result.stderr).replace(/\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x1b]*\x1b\\/g, "");
+        expect(result.timedOut, output).toBe(false);
+        expect(result.code, output).not.toBe(0);
+        // pulumi's own start and the program take seconds; the hop itself gets connectTimeout (3 s).
+        expect(Date.now() - started).toBeLessThan(45_000);
+        expect(output).toMatch(new RegExp(`the host key of jump host localhost:${delta.port} is not known`));
+        expect(await project.hostSystem("zeta")).toEqual(before);
     });
 
     it("stops before anything runs on a malformed host file, naming file, line and field", async () => {

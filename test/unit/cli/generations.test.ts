@@ -111,6 +111,12 @@ describe("targetFor", () => {
         expect(target).toMatchObject({ name: "psi", address: "psi-recorded.lab.example.org", port: 2222, user: "deploy" });
     });
 
+    it("the host's config when a recorded connection setting is a secret (only ciphertext in the exported state)", () => {
+        const secret = { "4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", ciphertext: "v1:abc" };
+        const target = targetFor(host("psi"), { ...recorded("psi"), sshOptions: secret } as unknown as Parameters<typeof targetFor>[1]);
+        expect(target.address).toBe("psi.lab.example.org");
+    });
+
     it("else the host's config, passing the port only when the file sets it", () => {
         expect(targetFor(host("rho"), undefined)).toMatchObject({ name: "rho", address: "rho.lab.example.org", user: "root", port: undefined, connectTimeout: 10 });
         expect(targetFor(host("rho", { port: 2200, user: "ops" }), undefined)).toMatchObject({ port: 2200, user: "ops" });

@@ -16,6 +16,7 @@ describe("parseStackConfig", () => {
             defaults: {},
             overrides: {},
             pins: {},
+            secrets: {},
         });
     });
 

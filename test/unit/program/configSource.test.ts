@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { formatError, isFleetError } from "../../../src/errors";
-import { namespaceConfig, parseConfigEnvironment, programConfig } from "../../../src/program/configSource";
+import { namespaceConfig, namespaceValues, parseConfigEnvironment, programConfig } from "../../../src/program/configSource";
 import { planFleet } from "../../../src/program/fleet";
 import type { ProcessRunner } from "../../../src/process/runner";
 
@@ -43,5 +43,12 @@ describe("the program's config source", () => {
         expect(text).not.toMatch(/Cannot convert undefined or null/);
         expect(text).toContain("set nixos-fleet:hosts to the hosts this stack deploys");
         expect(text).toContain("npm run pulumi -- config set --path 'nixos-fleet:hosts[0]' psi --stack new");
+    });
+});
+
+describe("namespaceValues", () => {
+    it("keeps the namespace's keys, without the prefix, JSON-decoded when they can be", () => {
+        const values = namespaceValues({ "nixos-fleet:overrides": '{"alpha":{"port":22}}', "nixos-fleet:config:parallel": "2", "nixos-fleet:note": "plain text", "aws:region": "x" }, "nixos-fleet");
+        expect(values).toEqual({ overrides: { alpha: { port: 22 } }, parallel: 2, note: "plain text" });
     });
 });

@@ -3,12 +3,15 @@ import type { DeployOutcome } from "../../../src/deploy/deployHost";
 import type { HostState } from "../../../src/deploy/hostState";
 import type { ClosurePath } from "../../../src/nix/closure";
 import type { EngineLogger, Severity } from "../../../src/provider/engineLog";
-import { HISTORY_LIMIT, type DeploymentRecord, type HostInputs, type HostOutputs } from "../../../src/provider/hostInputs";
+import { HISTORY_LIMIT, secretChanges, secretFileChanges, type DeploymentRecord, type HostInputs, type HostOutputs } from "../../../src/provider/hostInputs";
+import { isSecretValue, maskSecrets, secretValue, unwrapSecrets, wrapSecrets } from "../../../src/provider/secretMarkers";
+import { HOOK_OUTPUT_CHARS, hookOutputRecord } from "../../../src/provider/hookProvider";
 import {
     HostProvider,
     changedKeys,
     convergenceKeys,
     deployedStorePath,
+    newlySecretKeys,
     outputsAfterDeploy,
     outputsAfterRead,
 } from "../../../src/provider/hostProvider";
@@ -688,5 +691,156 @@ describe("import shim: a ReadRequest without properties", () => {
         const withProps = new pb.ReadRequest() as unknown as { setProperties(s: unknown): void; getProperties(): { toJavaScript(): unknown } };
         withProps.setProperties(Struct.fromJavaScript({ name: "alpha" }));
         expect(withProps.getProperties().toJavaScript()).toEqual({ name: "alpha" });
+    });
+});
+
+describe("HostProvider and secrets", { timeout: 2000 }, () => {
+    const SECRET_OPTION = "RekeyLimit=738194062517";
+    const secretFile = { path: "/run/keys/dbpass", owner: "root", group: "root", mode: "0400", uploadAt: "pre-activation" as const, value: "db-s3cret-value" };
+    /** The props as the engine sends them: the secret sshOptions and the file's value wrapped. */
+    const wrappedNews = () =>
+        ({
+            ...asProps(inputs()),
+            sshOptions: secretValue([SECRET_OPTION]),
+            secrets: { dbpass: { ...secretFile, value: secretValue(secretFile.value) } },
+        }) as Record<string, unknown>;
+
+    it("check validates secrets unwrapped and hands the inputs back wrapped", async () => {
+        const { provider } = providerSetup();
+        const news = wrappedNews();
+        expect(await provider.check(URN, {}, news)).toEqual({ inputs: news });
+    });
+
+    it("check failures never show a secret value", async () => {
+        const { provider } = providerSetup();
+        const news = { ...wrappedNews(), sshOptions: secretValue(["ProxyCommand=leak-this-secret-value"]) };
+        const result = await provider.check(URN, {}, news);
+        expect(JSON.stringify(result.failures)).not.toMatch(/leak-this-secret-value/);
+        expect(result.failures!.map((failure) => failure.property)).toEqual(["sshOptions.0"]);
+    });
+
+    it("create returns the secret inputs wrapped in its outputs, writes the file from stdin and logs no value", async () => {
+        const { provider, runner, logger } = providerSetup();
+        runner.on((call) => call.remoteCommand?.[3] === "nixos-fleet-secret-put", {});
+        const outs = (await provider.create(URN, wrappedNews())).outs as Record<string, unknown>;
+        expect(isSecretValue(outs.sshOptions)).toBe(true);
+        const secrets = outs.secrets as Record<string, Record<string, unknown>>;
+        expect(isSecretValue(secrets.dbpass!.value)).toBe(true);
+        expect(secrets.dbpass!.path).toBe("/run/keys/dbpass");
+        const put = runner.calls.find((call) => call.remoteCommand?.[3] === "nixos-fleet-secret-put")!;
+        expect(put.options.input).toBe("db-s3cret-value");
+        expect(runner.calls.map((call) => call.argv.join(" ")).join("\n")).not.toMatch(/db-s3cret-value/);
+        expect(logger.messages().join("\n")).not.toMatch(/db-s3cret-value|738194062517/);
+    });
+
+    it("diff compares unwrapped values, and a value that became secret is a change (the state then records it encrypted)", async () => {
+        const { provider } = providerSetup();
+        const plain = { ...asProps(inputs()), sshOptions: [SECRET_OPTION] };
+        const wrapped = { ...asProps(inputs()), sshOptions: secretValue([SECRET_OPTION]) };
+        expect((await provider.diff("alpha", URN, wrapped, wrapped)).changes).toBe(false);
+        expect((await provider.diff("alpha", URN, plain, wrapped)).changes).toBe(true);
+        expect(newlySecretKeys([], [["sshOptions"]])).toEqual(["sshOptions"]);
+        const changedValue = { ...wrapped, sshOptions: secretValue(["RekeyLimit=1G"]) };
+        expect((await provider.diff("alpha", URN, wrapped, changedValue)).changes).toBe(true);
+    });
+
+    it("diff names the secret files that change (never their values) for the preview", async () => {
+        const { provider, logger } = providerSetup();
+        const olds = wrappedNews();
+        const news = {
+            ...wrappedNews(),
+            secrets: {
+                dbpass: { ...secretFile, value: secretValue("another-s3cret") },
+                extra: { ...secretFile, path: "/run/keys/extra", value: secretValue("x-s3cret") },
+            },
+        };
+        expect((await provider.diff("alpha", URN, olds, news)).changes).toBe(true);
+        expect(logger.messages("info")).toEqual(["alpha: secret files to write: dbpass (value changed), extra (new)"]);
+        expect(secretFileChanges({ secrets: { a: secretFile, b: secretFile } }, { secrets: { a: { ...secretFile, mode: "0440" } } })).toEqual([
+            "a (mode changed)",
+            "b (removed: deleted from the host)",
+        ]);
+        expect((await provider.diff("alpha", URN, olds, wrappedNews())).changes).toBe(false);
+    });
+
+    it("read keeps secrets wrapped and drops secret files the host lost, so the next up writes them again", async () => {
+        const { provider, runner, logger } = providerSetup();
+        runner.on((call) => call.remoteCommand?.[3] === "nixos-fleet-secret-put", {});
+        const created = (await provider.create(URN, wrappedNews())).outs as Record<string, unknown>;
+        runner.on((call) => call.remoteCommand?.[3] === "nixos-fleet-secret-check", { stdout: "/run/keys/dbpass\n" });
+        const read = await provider.read("alpha", URN, created);
+        const props = read.props as Record<string, unknown>;
+        expect(isSecretValue(props.sshOptions)).toBe(true);
+        expect(props.secrets).toBeUndefined();
+        expect((read.inputs as Record<string, unknown>).secrets).toBeUndefined();
+        expect(logger.messages("warning").join("\n")).toMatch(/secret file\(s\) missing on the host: dbpass \(\/run\/keys\/dbpass\)/);
+    });
+
+    it("an update deletes the secrets that left the configuration", async () => {
+        const { provider, runner } = providerSetup();
+        runner.on((call) => call.remoteCommand?.[3] === "nixos-fleet-secret-put", {});
+        runner.on((call) => call.remoteCommand?.[3] === "nixos-fleet-secret-rm", {});
+        const created = (await provider.create(URN, wrappedNews())).outs as Record<string, unknown>;
+        const { secrets: _gone, ...news } = wrappedNews();
+        await provider.update("alpha", URN, created, news);
+        const rm = runner.calls.find((call) => call.remoteCommand?.[3] === "nixos-fleet-secret-rm")!;
+        expect(rm.remoteCommand!.slice(4)).toEqual(["/run/keys/dbpass"]);
+        expect(secretChanges({ secrets: { a: secretFile } }, { secrets: { a: { ...secretFile, path: "/run/keys/old" } } }).removedSecrets).toEqual([
+            { name: "a", path: "/run/keys/old" },
+        ]);
+    });
+});
+
+describe("secret markers", () => {
+    it("unwraps and wraps the same places back, collecting the texts", () => {
+        const value = { a: secretValue("x-secret"), b: [1, secretValue({ c: "inner-secret" })], d: "plain" };
+        const plain = unwrapSecrets<Record<string, unknown>>(value);
+        expect(plain.value).toEqual({ a: "x-secret", b: [1, { c: "inner-secret" }], d: "plain" });
+        expect(plain.paths).toEqual([["a"], ["b", 1]]);
+        expect(plain.texts.sort()).toEqual(["inner-secret", "x-secret"]);
+        expect(wrapSecrets(plain.value, plain.paths)).toEqual(value);
+        expect(maskSecrets('ssh said "x-secret" twice: x-secret; 22', ["x-secret", "22"])).toBe('ssh said "[secret]" twice: [secret]; 22');
+    });
+
+    it("keeps a hook's recorded output short", () => {
+        const long = Array.from({ length: 100 }, (_, i) => `line ${i} ${"x".repeat(200)}`).join("\n");
+        const record = hookOutputRecord(long);
+        expect(record.length).toBeLessThanOrEqual(HOOK_OUTPUT_CHARS + 1);
+        expect(record).toMatch(/line 99/);
+        expect(hookOutputRecord("ok\n")).toBe("ok");
+    });
+});
+
+describe("Hook outputs and secrets", { timeout: 2000 }, () => {
+    const HOOK_URN = "urn:pulumi:dev::nixos-fleet::nixos:index:Host$nixos:index:Hook::alpha-migrate";
+    const hookNews = () =>
+        ({
+            name: "alpha",
+            address: "alpha.example.org",
+            user: "root",
+            sshOptions: secretValue(["RekeyLimit=738194062517"]),
+            hook: "migrate",
+            command: ["migrate", "--all"],
+            trigger: "1:/nix/store/x",
+        }) as Record<string, unknown>;
+
+    it("records the hook's output as a secret, keeps secret inputs wrapped and masks them in the output", async () => {
+        const { provider, runner } = providerSetup();
+        runner.on((call) => call.remoteCommand?.[0] === "migrate", { stdout: "migrated; password=db-pass-1234\nRekeyLimit=738194062517 seen\n" });
+        const outs = (await provider.create(HOOK_URN, hookNews())).outs as Record<string, unknown>;
+        expect(isSecretValue(outs.output)).toBe(true);
+        expect(isSecretValue(outs.sshOptions)).toBe(true);
+        const output = (outs.output as { value: string }).value;
+        expect(output).toMatch(/migrated; password=db-pass-1234/);
+        expect(output).not.toMatch(/738194062517/);
+        expect(output).toMatch(/RekeyLimit=\[secret\]|\[secret\] seen/);
+    });
+
+    it("a failing hook's error masks the secret inputs", async () => {
+        const { provider, runner } = providerSetup();
+        runner.on((call) => call.remoteCommand?.[0] === "migrate", { code: 1, stderr: "bad option RekeyLimit=738194062517\n" });
+        const error = (await provider.create(HOOK_URN, hookNews()).catch((e: unknown) => e)) as Error;
+        expect(error.message).toMatch(/hook migrate exited with 1/);
+        expect(error.message).not.toMatch(/738194062517/);
     });
 });
