@@ -6,6 +6,8 @@ import { CommandError, ConcurrentUpdateError, type Stack } from "@pulumi/pulumi/
 import { FleetError } from "../errors";
 import { ProgressTracker, renderSummary, type HostSummary, type RunFailure } from "./progress";
 import { hostUrn } from "./stack";
+import { planHost } from "../deploy/plan";
+import { runProcess, type ProcessRunner } from "../process/runner";
 
 export interface DeploymentOptions {
     stack: Stack;
@@ -18,6 +20,8 @@ export interface DeploymentOptions {
     json: boolean;
     /** What this run is, for the prompt and the update message (e.g. "rollback of psi"). */
     description: string;
+    /** Queries the local Nix store for the plans; runProcess unless a test fakes it. */
+    runner?: ProcessRunner;
 }
 
 export interface DeploymentReport {
@@ -134,20 +138,31 @@ function print(options: DeploymentOptions, deployment: DeploymentReport): Deploy
     return { code: exitCode(deployment), report: deployment };
 }
 
+/** Adds each planned host's plan (package changes, builds, copies) to its row. */
+export async function withPlans(report: DeploymentReport, tracker: ProgressTracker, runner: ProcessRunner): Promise<DeploymentReport> {
+    const hosts = await Promise.all(
+        report.hosts.map(async (row) => {
+            const request = row.result === "planned" ? tracker.planRequest(row.host) : undefined;
+            return request ? { ...row, plan: await planHost(runner, request) } : row;
+        }),
+    );
+    return { ...report, hosts };
+}
+
 export async function runDeployment(options: DeploymentOptions): Promise<DeploymentOutcome> {
     const target = options.hosts.map((host) => hostUrn(options.stackName, host));
     // Progress goes to stderr when --json owns stdout.
     const line = (text: string) => (options.json ? process.stderr : process.stdout).write(`${text}\n`);
 
     if (options.preview || !options.yes) {
-        const tracker = new ProgressTracker(line);
+        const tracker = new ProgressTracker(line, { hidePlans: true });
         let failure: unknown;
         try {
             await options.stack.preview({ target, targetDependents: true, parallel: options.parallel, onEvent: tracker.onEvent, message: options.description });
         } catch (error) {
             failure = error;
         }
-        const plan = buildReport(options, tracker, true, failure);
+        const plan = await withPlans(buildReport(options, tracker, true, failure), tracker, options.runner ?? runProcess);
         if (options.preview || exitCode(plan) !== 0) return print(options, plan);
         const changing = plan.hosts.filter((h) => h.result === "planned");
         process.stdout.write(`\n${renderSummary(plan.hosts)}\n\n`);

@@ -7,6 +7,7 @@ import { changesRunningSystem, setsProfile } from "../deploy/activate";
 import { stepOf, trimHistory } from "../deploy/deployments";
 import type { HostState } from "../deploy/hostState";
 import { formatError } from "../errors";
+import { formatPlan, planHost, type PlanSide } from "../deploy/plan";
 import type { ProcessRunner } from "../process/runner";
 import { makeRuntimeDir } from "../process/runtimeDir";
 import type { EngineLogger } from "./engineLog";
@@ -144,8 +145,10 @@ export function outputsAfterDeploy(inputs: HostInputs, outcome: DeployOutcome, o
 /** Outputs after `pulumi refresh`: what the host really runs replaces what the stack believed. */
 export function outputsAfterRead(old: HostOutputs, state: HostState): HostOutputs {
     const actual = deployedStorePath(state, old.action);
+    // A host found running another system: the recorded derivation is not what it runs.
+    const { drvPath, ...rest } = old;
     return {
-        ...old,
+        ...(actual === undefined || actual === old.storePath ? { ...rest, ...(drvPath !== undefined ? { drvPath } : {}) } : rest),
         storePath: actual ?? old.storePath,
         // The profile's generation holds the recorded store path only when the profile points at
         // it; otherwise which generation (if any) holds the running system is not known.
@@ -176,6 +179,12 @@ export function insecureHostWarning(inputs: Pick<HostInputs, "name" | "address" 
     );
 }
 
+/** The recorded side of a plan: the store path the state holds and the derivation it came from. */
+export function recordedSide(olds: Record<string, unknown>): PlanSide | undefined {
+    if (typeof olds.storePath !== "string") return undefined;
+    return { storePath: olds.storePath, ...(typeof olds.drvPath === "string" ? { drvPath: olds.drvPath } : {}) };
+}
+
 export class HostProvider implements provider.Provider {
     readonly version: string;
     private readonly options: HostProviderOptions;
@@ -196,13 +205,15 @@ export class HostProvider implements provider.Provider {
         return this.runtimeDirCache;
     }
 
-    async check(urn: string, _olds: unknown, news: Record<string, unknown>): Promise<provider.CheckResult> {
+    async check(urn: string, olds: unknown, news: Record<string, unknown>): Promise<provider.CheckResult> {
         if (isHook(urn)) return this.hooks.check(news);
         const parsed = hostInputsSchema.safeParse(news);
         if (parsed.success) {
             // check runs at every preview and up: a host without host-key checking is never quiet.
             const warning = insecureHostWarning(parsed.data);
             if (warning) await this.options.logger.log("warning", urn, warning);
+            // A host new to the stack gets no diff call: its plan is shown here.
+            if (recordedSide((olds ?? {}) as Record<string, unknown>) === undefined) await this.logPlan(urn, undefined, parsed.data);
             return { inputs: news };
         }
         return {
@@ -227,7 +238,23 @@ export class HostProvider implements provider.Provider {
             );
         }
         const diffs = [...new Set([...changed, ...converge])];
+        if (diffs.length > 0 && olds.storePath !== news.storePath) {
+            const parsed = hostInputsSchema.safeParse(news);
+            if (parsed.success) await this.logPlan(urn, recordedSide(olds), parsed.data);
+        }
         return { changes: diffs.length > 0, replaces: [], deleteBeforeReplace: false };
+    }
+
+    /** Logs the host's plan (package changes, builds, copies) to its row; a plan that cannot be made never fails the diff. */
+    private async logPlan(urn: string, old: PlanSide | undefined, inputs: HostInputs): Promise<void> {
+        let text: string;
+        try {
+            const plan = await planHost(this.options.runner, { old, new: { storePath: inputs.storePath, drvPath: inputs.drvPath }, buildOn: inputs.buildOn });
+            text = [`${inputs.name}: plan`, ...formatPlan(plan, "  ")].join("\n");
+        } catch (error) {
+            text = `${inputs.name}: plan: unknown (${error instanceof Error ? error.message : String(error)})`;
+        }
+        await this.options.logger.log("info", urn, text);
     }
 
     private async deploy(urn: string, inputs: HostInputs, old?: HostOutputs): Promise<HostOutputs> {
