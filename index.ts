@@ -39,9 +39,10 @@ export = async () => {
     }
 
     for (const warning of plan.warnings) void pulumi.log.warn(warning);
-    const flakes = new Set(plan.hosts.map((host) => host.config.flake)).size;
+    const { evaluated, cached } = plan.evaluation;
     void pulumi.log.info(
-        `evaluate: ${plan.hosts.length} host(s) in ${((Date.now() - started) / 1000).toFixed(1)}s (${flakes} nix eval${flakes === 1 ? "" : "s"}, one per flake)`,
+        `evaluate: ${plan.hosts.length} host(s) in ${((Date.now() - started) / 1000).toFixed(1)}s ` +
+            `(${evaluated} nix eval${evaluated === 1 ? "" : "s"}, one per flake; ${cached} unchanged flake${cached === 1 ? "" : "s"} from the evaluation cache)`,
     );
     const overlaps = findOverlaps(
         plan.hosts.map((host) => host.config),

@@ -2,6 +2,7 @@
 // evaluate every host's system in one Nix evaluation per flake. Nothing here touches a host.
 import { loadStackHosts, readStackConfig, type ConfigSource, type HostConfig, type Pin, type StackConfig } from "../config";
 import { evaluateSystems } from "../nix/evaluate";
+import { evaluationCache } from "../nix/evalCache";
 import type { ProcessRunner } from "../process/runner";
 import type { HostInputs } from "../provider/hostInputs";
 import { hostInputsOf } from "./hostInputs";
@@ -48,6 +49,8 @@ export interface FleetPlan {
     hosts: PlannedHost[];
     /** Things the program should warn about (e.g. a flake revision that could not be read). */
     warnings: string[];
+    /** How many `nix eval` runs this plan took, and how many flake evaluations came from the cache. */
+    evaluation: { evaluated: number; cached: number };
 }
 
 export async function planFleet(options: FleetPlanOptions): Promise<FleetPlan> {
@@ -56,11 +59,13 @@ export async function planFleet(options: FleetPlanOptions): Promise<FleetPlan> {
     const file = `Pulumi.${options.stackName}.yaml`;
     const stack = readStackConfig(options.config, { baseDir: options.projectRoot, file });
     const hosts = await loadStackHosts(stack, { file });
+    // NIXOS_FLEET_EVAL_CACHE=0 evaluates every flake every time.
+    const cache = options.env?.NIXOS_FLEET_EVAL_CACHE === "0" ? undefined : evaluationCache({ runner: options.runner, cwd: options.projectRoot, env: options.env });
     // The revisions and the update number are read while Nix evaluates.
     const [systems, provenance] = await Promise.all([
         evaluateSystems(
             hosts.map((host) => ({ name: host.name, flake: host.flake, attribute: host.attribute })),
-            { runner: options.runner, cwd: options.projectRoot },
+            { runner: options.runner, cwd: options.projectRoot, cache },
         ),
         options.provenance?.([...new Set(hosts.map((host) => host.flake))]),
     ]);
@@ -73,5 +78,6 @@ export async function planFleet(options: FleetPlanOptions): Promise<FleetPlan> {
             return { config: host, inputs: pin ? pinnedInputs(inputs, pin) : inputs, pin };
         }),
         warnings: provenance?.warnings ?? [],
+        evaluation: cache ? { evaluated: cache.misses, cached: cache.hits } : { evaluated: new Set(hosts.map((host) => host.flake)).size, cached: 0 },
     };
 }
