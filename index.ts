@@ -40,10 +40,11 @@ export = async () => {
 
     for (const warning of plan.warnings) void pulumi.log.warn(warning);
     const { evaluated, cached } = plan.evaluation;
-    void pulumi.log.info(
-        `evaluate: ${plan.hosts.length} host(s) in ${((Date.now() - started) / 1000).toFixed(1)}s ` +
-            `(${evaluated} nix eval${evaluated === 1 ? "" : "s"}, one per flake; ${cached} unchanged flake${cached === 1 ? "" : "s"} from the evaluation cache)`,
-    );
+    const how = [
+        ...(evaluated ? [`${evaluated} nix eval${evaluated === 1 ? "" : "s"}, one per flake`] : []),
+        ...(cached ? [`${cached} unchanged flake${cached === 1 ? "" : "s"} from the evaluation cache`] : []),
+    ];
+    void pulumi.log.info(`evaluate: ${plan.hosts.length} host(s) in ${((Date.now() - started) / 1000).toFixed(1)}s (${how.join("; ") || "nothing to evaluate"})`);
     const overlaps = findOverlaps(
         plan.hosts.map((host) => host.config),
         otherStackHosts(process.cwd(), pulumi.getStack()),

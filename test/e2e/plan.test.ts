@@ -1,5 +1,5 @@
 // The plan before a deploy, end to end: package changes from the derivation closures in plain
-// `pulumi preview` and in `npm run deploy -- --preview` (table and --json). Real pulumi, Nix and
+// `pulumi preview` and in `npm run deploy -- --preview` (table and --json); the evaluation cache. Real pulumi, Nix and
 // OpenSSH against sandbox hosts; one fleet shared by the file, the tests run in order.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { join } from "node:path";
@@ -86,5 +86,23 @@ describe("the plan", () => {
         expect(table.code, table.stderr).toBe(0);
         expect(table.stdout).toContain(`${short(recorded)} → ${short(configured)}`);
         expect(table.stdout).toMatch(/psi:\n  system: .*\n  packages: 1 added, 1 removed, 1 changed; build: 3 derivations;.*\n    - curl 8\.0\n    ~ hello 2\.12 → 2\.13\n    \+ jq 1\.7\n/);
+    });
+
+    it("an unchanged flake is not evaluated again; editing one file of it is evaluated again, with the edit's result", async () => {
+        const plain = () => project.pulumi(["preview", "--non-interactive", "-s", project.stack]);
+        const unchanged = await plain();
+        expect(unchanged.code, unchanged.stderr).toBe(0);
+        expect(unchanged.stdout).toMatch(/evaluate: 2 host\(s\) in [\d.]+s \(1 unchanged flake from the evaluation cache\)/);
+
+        // One file of the flake: rho's knob file.
+        await project.sandbox.set("rho", { version: 2 });
+        const edited = await project.previewJson();
+        expect(edited.diagnostics?.map((d) => d.message).join("\n")).toMatch(/evaluate: 2 host\(s\) in [\d.]+s \(1 nix eval, one per flake\)/);
+        const rho = edited.steps.find((step) => step.urn.endsWith("::rho"))!;
+        expect(rho.op).toBe("update");
+        expect(rho.newState?.inputs?.storePath).toBe(await project.evaluatedStorePath("rho"));
+
+        const again = await plain();
+        expect(again.stdout).toMatch(/\(1 unchanged flake from the evaluation cache\)/);
     });
 });
