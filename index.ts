@@ -8,9 +8,10 @@ import { findOverlaps, otherStackHosts } from "./src/program/overlaps";
 import { runProcess } from "./src/process/runner";
 import { Host } from "./src/resources/host";
 import { Hook } from "./src/resources/hook";
-import { connectionOf } from "./src/program/hostInputs";
+import { connectionOf, notEvaluatedInputsOf } from "./src/program/hostInputs";
 import { programConfig } from "./src/program/configSource";
 import { readProvenance } from "./src/program/provenance";
+import { targetedHosts } from "./src/program/targets";
 
 export = async () => {
     let plan;
@@ -24,6 +25,9 @@ export = async () => {
             stackName: pulumi.getStack(),
             runner: runProcess,
             env: process.env,
+            // `deploy --hosts` / `pulumi up --target`: only those hosts are evaluated and registered;
+            // a targeted run keeps every other host's recorded state as it is.
+            targets: targetedHosts(process.env),
             // Only an update records where a deployment came from; a preview does not pay for
             // reading the stack's history and the flakes' revisions (it is not diffed).
             provenance: pulumi.runtime.isDryRun()
@@ -43,6 +47,7 @@ export = async () => {
     const how = [
         ...(evaluated ? [`${evaluated} nix eval${evaluated === 1 ? "" : "s"}, one per flake`] : []),
         ...(cached ? [`${cached} unchanged flake${cached === 1 ? "" : "s"} from the evaluation cache`] : []),
+        ...(plan.notTargeted.length ? [`not targeted, not evaluated: ${plan.notTargeted.map((host) => host.name).join(", ")}`] : []),
     ];
     void pulumi.log.info(`evaluate: ${plan.hosts.length} host(s) in ${((Date.now() - started) / 1000).toFixed(1)}s (${how.join("; ") || "nothing to evaluate"})`);
     const overlaps = findOverlaps(
@@ -50,6 +55,9 @@ export = async () => {
         otherStackHosts(process.cwd(), pulumi.getStack()),
     );
     const hosts: Record<string, Host> = {};
+    // Registered (never evaluated) so the engine keeps their recorded state and the stack's outputs
+    // still list them; a targeted run does not check, update or delete them.
+    for (const config of plan.notTargeted) hosts[config.name] = new Host(config.name, notEvaluatedInputsOf(config, "not targeted"));
     for (const { config, inputs, pin } of plan.hosts) {
         const host = new Host(config.name, inputs);
         hosts[config.name] = host;

@@ -8,6 +8,7 @@ import { ProgressTracker, renderSummary, type HostSummary, type RunFailure } fro
 import { hostUrn } from "./stack";
 import { planHost } from "../deploy/plan";
 import { runProcess, type ProcessRunner } from "../process/runner";
+import { TARGET_HOSTS_ENV } from "../program/targets";
 
 export interface DeploymentOptions {
     stack: Stack;
@@ -151,6 +152,8 @@ export async function withPlans(report: DeploymentReport, tracker: ProgressTrack
 
 export async function runDeployment(options: DeploymentOptions): Promise<DeploymentOutcome> {
     const target = options.hosts.map((host) => hostUrn(options.stackName, host));
+    // The program evaluates only these hosts (program/targets.ts); the engine keeps the others' state.
+    options.stack.workspace.envVars[TARGET_HOSTS_ENV] = options.hosts.join(",");
     // Progress goes to stderr when --json owns stdout.
     const line = (text: string) => (options.json ? process.stderr : process.stdout).write(`${text}\n`);
 

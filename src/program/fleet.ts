@@ -20,6 +20,8 @@ export interface FleetPlanOptions {
     provenance?: (flakes: string[]) => Promise<ProvenanceResult>;
     /** The environment Pulumi was started with: the passphrase rule (passphrase.ts) is checked against it. */
     env?: Environment;
+    /** The hosts this run targets (program/targets.ts); the others are neither evaluated nor registered. */
+    targets?: readonly string[];
 }
 
 export interface PlannedHost {
@@ -51,6 +53,8 @@ export interface FleetPlan {
     warnings: string[];
     /** How many `nix eval` runs this plan took, and how many flake evaluations came from the cache. */
     evaluation: { evaluated: number; cached: number };
+    /** Hosts of the stack this run does not target: not evaluated; the engine keeps their recorded state. */
+    notTargeted: HostConfig[];
 }
 
 export async function planFleet(options: FleetPlanOptions): Promise<FleetPlan> {
@@ -58,7 +62,9 @@ export async function planFleet(options: FleetPlanOptions): Promise<FleetPlan> {
     if (secrets) throw secrets;
     const file = `Pulumi.${options.stackName}.yaml`;
     const stack = readStackConfig(options.config, { baseDir: options.projectRoot, file });
-    const hosts = await loadStackHosts(stack, { file });
+    const all = await loadStackHosts(stack, { file });
+    // Every host's file is still read and checked; only the targeted ones are evaluated.
+    const hosts = options.targets ? all.filter((host) => options.targets!.includes(host.name)) : all;
     // NIXOS_FLEET_EVAL_CACHE=0 evaluates every flake every time.
     const cache = options.env?.NIXOS_FLEET_EVAL_CACHE === "0" ? undefined : evaluationCache({ runner: options.runner, cwd: options.projectRoot, env: options.env });
     // The revisions and the update number are read while Nix evaluates.
@@ -78,6 +84,7 @@ export async function planFleet(options: FleetPlanOptions): Promise<FleetPlan> {
             return { config: host, inputs: pin ? pinnedInputs(inputs, pin) : inputs, pin };
         }),
         warnings: provenance?.warnings ?? [],
+        notTargeted: all.filter((host) => !hosts.includes(host)),
         evaluation: cache ? { evaluated: cache.misses, cached: cache.hits } : { evaluated: new Set(hosts.map((host) => host.flake)).size, cached: 0 },
     };
 }

@@ -79,6 +79,17 @@ export const hostInputsSchema = z.object({
     provenance: provenanceSchema.optional(),
 });
 
+/**
+ * What the program registers for a host a targeted run does not deploy (`deploy --hosts`,
+ * `pulumi up --target`): its settings without an evaluated system. The engine keeps such a
+ * host's recorded state and never checks these inputs; if it ever did, check refuses them, so a
+ * host that was not evaluated is never deployed.
+ */
+export const NOT_EVALUATED = "notEvaluated";
+
+/** A host's inputs without an evaluated system, with the reason (NOT_EVALUATED). */
+export type NotEvaluatedInputs = Omit<HostInputs, "storePath" | "drvPath"> & { [NOT_EVALUATED]: string };
+
 export type HostInputs = z.infer<typeof hostInputsSchema>;
 
 export interface DeploymentRecord {
@@ -134,6 +145,12 @@ export const HISTORY_LIMIT = 20;
  * describes the run (a new revision with the same system is no reason to deploy), so both are left out.
  */
 export const DIFF_KEYS = (Object.keys(hostInputsSchema.shape) as (keyof HostInputs)[]).filter((key) => key !== "drvPath" && key !== "provenance");
+
+/** The reason a host was registered without evaluation (NOT_EVALUATED), if it was. */
+export function notEvaluatedReason(news: Record<string, unknown>): string | undefined {
+    const reason = news[NOT_EVALUATED];
+    return typeof reason === "string" ? reason : undefined;
+}
 
 export function sshTargetOf(inputs: HostInputs): SshTarget {
     return {

@@ -17,6 +17,7 @@ import {
     HISTORY_LIMIT,
     deployRequestOf,
     hostInputsSchema,
+    notEvaluatedReason,
     pickInputs,
     sshTargetOf,
     type DeploymentRecord,
@@ -207,6 +208,10 @@ export class HostProvider implements provider.Provider {
 
     async check(urn: string, olds: unknown, news: Record<string, unknown>): Promise<provider.CheckResult> {
         if (isHook(urn)) return this.hooks.check(news);
+        const notEvaluated = notEvaluatedReason(news);
+        if (notEvaluated !== undefined) {
+            return { failures: [{ property: "storePath", reason: `${String(news.name)} was not evaluated in this run (${notEvaluated}), so it cannot be deployed by it; deploy it by name (npm run deploy -- --hosts ${String(news.name)})` }] };
+        }
         const parsed = hostInputsSchema.safeParse(news);
         if (parsed.success) {
             // check runs at every preview and up: a host without host-key checking is never quiet.

@@ -242,6 +242,14 @@ describe("HostProvider", { timeout: 1000 }, () => {
         expect(logger.messages("info")).toHaveLength(1);
     });
 
+    it("check refuses a host registered without evaluation (a targeted run's other hosts), saying how to deploy it", async () => {
+        const { provider } = providerSetup();
+        const { storePath: _s, drvPath: _d, ...settings } = asProps(inputs());
+        const result = await provider.check(URN, {}, { ...settings, notEvaluated: "not targeted" });
+        expect(result.inputs).toBeUndefined();
+        expect(result.failures).toEqual([{ property: "storePath", reason: expect.stringMatching(/^alpha was not evaluated in this run \(not targeted\).*npm run deploy -- --hosts alpha/) }]);
+    });
+
     it("check failures name each bad property", async () => {
         const { provider } = providerSetup();
         const result = await provider.check(URN, {}, asProps(inputs({ port: 70_000, storePath: "/tmp/not-a-store-path", address: "-oProxyCommand=x" })));
