@@ -48,6 +48,11 @@ export interface DeployContext {
     log?: (message: string) => void;
     /** Waits between reconnect attempts and for the watchdog; injectable so unit tests need not wait. */
     sleep?: (ms: number) => Promise<void>;
+    /**
+     * Realises the system's derivation here (buildOn: local); says which hosts shared the build.
+     * The provider passes its SharedBuilder (nix/sharedBuild.ts); default: this host's own build.
+     */
+    build?: (drvPath: string, host: string) => Promise<{ hosts: string[] }>;
 }
 
 export type PhaseName = "build" | "connect" | "copy" | "activate" | "confirm" | "verify";
@@ -93,7 +98,10 @@ export async function deployHost(request: DeployRequest, context: DeployContext)
         if (request.buildOn === "local" && request.drvPath !== undefined) {
             const drvPath = request.drvPath;
             log(`build ${request.storePath}`);
-            await timed(timings, "build", () => buildLocally(runner, drvPath, name));
+            const build = context.build ?? ((drv: string, host: string) => buildLocally(runner, drv, host).then(() => ({ hosts: [host] })));
+            const built = await timed(timings, "build", () => build(drvPath, name));
+            const others = built.hosts.filter((host) => host !== name);
+            if (others.length) log(`built in one nix-store --realise with ${others.join(", ")}`);
         }
         log("connect");
         let before = await timed(timings, "connect", async () => {

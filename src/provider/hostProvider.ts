@@ -7,6 +7,7 @@ import { changesRunningSystem, setsProfile } from "../deploy/activate";
 import { stepOf, trimHistory } from "../deploy/deployments";
 import type { HostState } from "../deploy/hostState";
 import { formatError } from "../errors";
+import { SharedBuilder } from "../nix/sharedBuild";
 import { formatPlan, planHost, type PlanSide } from "../deploy/plan";
 import type { ProcessRunner } from "../process/runner";
 import { makeRuntimeDir } from "../process/runtimeDir";
@@ -192,9 +193,12 @@ export class HostProvider implements provider.Provider {
     private runtimeDirCache?: string;
 
     private readonly hooks: HookProvider;
+    /** Hosts updated together in this run build their systems in one `nix-store --realise`. */
+    private readonly builder: SharedBuilder;
 
     constructor(options: HostProviderOptions) {
         this.options = options;
+        this.builder = new SharedBuilder(options.runner);
         this.version = options.version;
         this.hooks = new HookProvider({ runner: options.runner, logger: options.logger, runtimeDir: () => this.runtimeDir });
     }
@@ -272,6 +276,7 @@ export class HostProvider implements provider.Provider {
                 runner: this.options.runner,
                 runtimeDir: this.runtimeDir,
                 log,
+                build: (drvPath, host) => this.builder.build(drvPath, host),
             });
             const outputs = outputsAfterDeploy(inputs, outcome, old);
             const from = old?.generation ?? outcome.before.generation;
