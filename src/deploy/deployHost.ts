@@ -49,10 +49,10 @@ export interface DeployContext {
     /** Waits between reconnect attempts and for the watchdog; injectable so unit tests need not wait. */
     sleep?: (ms: number) => Promise<void>;
     /**
-     * Realises the system's derivation here (buildOn: local); says which hosts shared the build.
+     * Realises the system's derivation here (buildOn: local); says how many systems shared the build.
      * The provider passes its SharedBuilder (nix/sharedBuild.ts); default: this host's own build.
      */
-    build?: (drvPath: string, host: string) => Promise<{ hosts: string[] }>;
+    build?: (drvPath: string, host: string) => Promise<{ systems: number }>;
 }
 
 export type PhaseName = "build" | "connect" | "copy" | "activate" | "confirm" | "verify";
@@ -98,10 +98,9 @@ export async function deployHost(request: DeployRequest, context: DeployContext)
         if (request.buildOn === "local" && request.drvPath !== undefined) {
             const drvPath = request.drvPath;
             log(`build ${request.storePath}`);
-            const build = context.build ?? ((drv: string, host: string) => buildLocally(runner, drv, host).then(() => ({ hosts: [host] })));
+            const build = context.build ?? ((drv: string, host: string) => buildLocally(runner, drv, host).then(() => ({ systems: 1 })));
             const built = await timed(timings, "build", () => build(drvPath, name));
-            const others = built.hosts.filter((host) => host !== name);
-            if (others.length) log(`built in one nix-store --realise with ${others.join(", ")}`);
+            if (built.systems > 1) log(`built in one nix-store --realise of ${built.systems} systems (the hosts updated in this run)`);
         }
         log("connect");
         let before = await timed(timings, "connect", async () => {

@@ -75,10 +75,12 @@ export async function planFleet(options: FleetPlanOptions): Promise<FleetPlan> {
         ),
         options.provenance?.([...new Set(hosts.map((host) => host.flake))]),
     ]);
+    // The hosts of this run that build here: their changed systems are built together (nix/sharedBuild.ts).
+    const buildGroup = hosts.filter((host) => host.buildOn === "local" && !stack.pins[host.name]).map((host) => host.name);
     return {
         stack,
         hosts: hosts.map((host) => {
-            const evaluated = hostInputsOf(host, systems.get(host.name)!);
+            const evaluated = { ...hostInputsOf(host, systems.get(host.name)!), ...(buildGroup.length > 1 && buildGroup.includes(host.name) ? { buildGroup } : {}) };
             const inputs = provenance ? { ...evaluated, provenance: provenanceFor(host.flake, provenance) } : evaluated;
             const pin = stack.pins[host.name];
             return { config: host, inputs: pin ? pinnedInputs(inputs, pin) : inputs, pin };

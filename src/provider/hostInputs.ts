@@ -77,6 +77,11 @@ export const hostInputsSchema = z.object({
         .optional(),
     /** Revision, operator and stack update of this run: recorded with a deployment, not diffed. */
     provenance: provenanceSchema.optional(),
+    /**
+     * The hosts this run evaluated that build here (buildOn: local): their changed systems are
+     * built in one `nix-store --realise` (nix/sharedBuild.ts). Describes the run: not diffed, not recorded.
+     */
+    buildGroup: z.array(z.string()).optional(),
 });
 
 /**
@@ -144,7 +149,7 @@ export const HISTORY_LIMIT = 20;
  * Input keys whose change means an update. drvPath is derived from storePath, and provenance only
  * describes the run (a new revision with the same system is no reason to deploy), so both are left out.
  */
-export const DIFF_KEYS = (Object.keys(hostInputsSchema.shape) as (keyof HostInputs)[]).filter((key) => key !== "drvPath" && key !== "provenance");
+export const DIFF_KEYS = (Object.keys(hostInputsSchema.shape) as (keyof HostInputs)[]).filter((key) => key !== "drvPath" && key !== "provenance" && key !== "buildGroup");
 
 /** The reason a host was registered without evaluation (NOT_EVALUATED), if it was. */
 export function notEvaluatedReason(news: Record<string, unknown>): string | undefined {

@@ -123,8 +123,9 @@ export function outputsAfterDeploy(inputs: HostInputs, outcome: DeployOutcome, o
     const record = deploymentRecord(inputs, generation, outcome.activatedAt, previous);
     const unchanged = previous[0] && previous[0].storePath === record.storePath && previous[0].generation === record.generation;
     const history = trimHistory(unchanged ? previous : [record, ...previous], historyLimit(inputs));
+    const { buildGroup: _group, ...recorded } = inputs;
     return {
-        ...inputs,
+        ...recorded,
         generation,
         previousGeneration: outcome.activated ? (before.generation ?? null) : (old?.previousGeneration ?? before.generation ?? null),
         activatedAt: outcome.activated ? outcome.activatedAt : (old?.activatedAt ?? outcome.activatedAt),
@@ -222,7 +223,10 @@ export class HostProvider implements provider.Provider {
             const warning = insecureHostWarning(parsed.data);
             if (warning) await this.options.logger.log("warning", urn, warning);
             // A host new to the stack gets no diff call: its plan is shown here.
-            if (recordedSide((olds ?? {}) as Record<string, unknown>) === undefined) await this.logPlan(urn, undefined, parsed.data);
+            if (recordedSide((olds ?? {}) as Record<string, unknown>) === undefined) {
+                this.noteBuild(parsed.data, true);
+                await this.logPlan(urn, undefined, parsed.data);
+            }
             return { inputs: news };
         }
         return {
@@ -247,11 +251,15 @@ export class HostProvider implements provider.Provider {
             );
         }
         const diffs = [...new Set([...changed, ...converge])];
-        if (diffs.length > 0 && olds.storePath !== news.storePath) {
-            const parsed = hostInputsSchema.safeParse(news);
-            if (parsed.success) await this.logPlan(urn, recordedSide(olds), parsed.data);
-        }
+        const parsed = hostInputsSchema.safeParse(news);
+        if (parsed.success) this.noteBuild(parsed.data, diffs.length > 0);
+        if (diffs.length > 0 && olds.storePath !== news.storePath && parsed.success) await this.logPlan(urn, recordedSide(olds), parsed.data);
         return { changes: diffs.length > 0, replaces: [], deleteBeforeReplace: false };
+    }
+
+    /** The engine has looked at this host; when it changes, its update builds its system here (SharedBuilder). */
+    private noteBuild(inputs: HostInputs, changes: boolean): void {
+        this.builder.note(inputs.name, changes && inputs.buildOn === "local" && inputs.drvPath ? inputs.drvPath : undefined);
     }
 
     /** Logs the host's plan (package changes, builds, copies) to its row; a plan that cannot be made never fails the diff. */
@@ -276,7 +284,7 @@ export class HostProvider implements provider.Provider {
                 runner: this.options.runner,
                 runtimeDir: this.runtimeDir,
                 log,
-                build: (drvPath, host) => this.builder.build(drvPath, host),
+                build: (drvPath, host) => this.builder.build(drvPath, host, inputs.buildGroup ?? []),
             });
             const outputs = outputsAfterDeploy(inputs, outcome, old);
             const from = old?.generation ?? outcome.before.generation;

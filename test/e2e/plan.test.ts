@@ -1,6 +1,7 @@
 // The plan before a deploy, end to end: package changes from the derivation closures in plain
 // `pulumi preview` and in `npm run deploy -- --preview` (table and --json); the evaluation cache;
-// targeted evaluation (a deploy of one host while another host's evaluation is broken). Real pulumi, Nix and
+// targeted evaluation (a deploy of one host while another host's evaluation is broken); one build
+// for hosts updated together. Real pulumi, Nix and
 // OpenSSH against sandbox hosts; one fleet shared by the file, the tests run in order.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { join } from "node:path";
@@ -23,6 +24,7 @@ async function cli(command: string, args: string[]): Promise<RunResult> {
 interface PlannedRow {
     host: string;
     result: string;
+    timings?: Record<string, number>;
     plan?: {
         storePathBefore: string | null;
         storePathAfter: string;
@@ -129,5 +131,19 @@ describe("the plan", () => {
         const targeted = await project.pulumi(["preview", "--non-interactive", "-s", project.stack, "--target", `urn:pulumi:${project.stack}::nixos-fleet::nixos:index:Host::psi`]);
         expect(targeted.code, targeted.stdout + targeted.stderr).toBe(0);
         expect(targeted.stdout).toMatch(/not targeted, not evaluated: rho/);
+    });
+
+    it("hosts updated together build their systems in one nix-store --realise, and finish together", async () => {
+        const knobFile = project.sandbox.layout.knobFile("rho");
+        writeFileSync(knobFile, JSON.stringify({ ...JSON.parse(readFileSync(knobFile, "utf8")), size: 0 }));
+        await project.sandbox.set("psi", { version: 2 });
+        await project.sandbox.set("rho", { version: 3 });
+        const deploy = await cli("deploy", ["--stack", project.stack, "--yes", "--json"]);
+        expect(deploy.code, deploy.stderr).toBe(0);
+        const rows = (JSON.parse(deploy.stdout) as { hosts: PlannedRow[] }).hosts;
+        expect(rows.map((row) => [row.host, row.result])).toEqual([["psi", "deployed"], ["rho", "deployed"]]);
+        expect(deploy.stderr).toMatch(/\[(psi|rho)\] built in one nix-store --realise of 2 systems/);
+        // Neither waited on the other's build lock: their builds took the same time.
+        expect(Math.abs(rows[0]!.timings!.build! - rows[1]!.timings!.build!)).toBeLessThan(1000);
     });
 });
