@@ -8,11 +8,12 @@ import { findOverlaps, otherStackHosts } from "./src/program/overlaps";
 import { runProcess } from "./src/process/runner";
 import { Host, secretHostArgs } from "./src/resources/host";
 import { Hook } from "./src/resources/hook";
-import { connectionOf } from "./src/program/hostInputs";
+import { connectionOf, notEvaluatedInputsOf } from "./src/program/hostInputs";
 import { programConfig } from "./src/program/configSource";
 import { readProvenance } from "./src/program/provenance";
 import { maskSecrets, programSecretPaths, secretHostFields, secretTexts } from "./src/program/secretConfig";
 import { namespaceValues, parseConfigEnvironment } from "./src/program/configSource";
+import { targetedHosts } from "./src/program/targets";
 
 export = async () => {
     let plan;
@@ -30,6 +31,9 @@ export = async () => {
             runner: runProcess,
             env: process.env,
             secretPaths,
+            // `deploy --hosts` / `pulumi up --target`: only those hosts are evaluated and registered;
+            // a targeted run keeps every other host's recorded state as it is.
+            targets: targetedHosts(process.env),
             // Only an update records where a deployment came from; a preview does not pay for
             // reading the stack's history and the flakes' revisions (it is not diffed).
             provenance: pulumi.runtime.isDryRun()
@@ -45,15 +49,25 @@ export = async () => {
     }
 
     for (const warning of plan.warnings) void pulumi.log.warn(warning);
-    const flakes = new Set(plan.hosts.map((host) => host.config.flake)).size;
-    void pulumi.log.info(
-        `evaluate: ${plan.hosts.length} host(s) in ${((Date.now() - started) / 1000).toFixed(1)}s (${flakes} nix eval${flakes === 1 ? "" : "s"}, one per flake)`,
-    );
+    const { evaluated, cached } = plan.evaluation;
+    const how = [
+        ...(evaluated ? [`${evaluated} nix eval${evaluated === 1 ? "" : "s"}, one per flake`] : []),
+        ...(cached ? [`${cached} unchanged flake${cached === 1 ? "" : "s"} from the evaluation cache`] : []),
+        ...(plan.notTargeted.length ? [`not targeted, not evaluated: ${plan.notTargeted.map((host) => host.name).join(", ")}`] : []),
+    ];
+    void pulumi.log.info(`evaluate: ${plan.hosts.length} host(s) in ${((Date.now() - started) / 1000).toFixed(1)}s (${how.join("; ") || "nothing to evaluate"})`);
     const overlaps = findOverlaps(
         plan.hosts.map((host) => host.config),
         otherStackHosts(process.cwd(), pulumi.getStack()),
     );
     const hosts: Record<string, Host> = {};
+    // Registered (never evaluated) so the engine keeps their recorded state and the stack's outputs
+    // still list them; a targeted run does not check, update or delete them.
+    for (const config of plan.notTargeted) {
+        const inputs = notEvaluatedInputsOf(config, "not targeted");
+        const secretKeys = secretHostFields(secretPaths, config.name, Object.keys(inputs));
+        hosts[config.name] = new Host(config.name, secretHostArgs(inputs, secretKeys), { additionalSecretOutputs: secretKeys });
+    }
     for (const { config, inputs, pin } of plan.hosts) {
         // Fields whose value came from secret config are secret inputs and, by the engine, outputs.
         const secretKeys = secretHostFields(secretPaths, config.name, Object.keys(inputs));

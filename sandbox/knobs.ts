@@ -5,6 +5,8 @@ import * as path from "node:path";
 import { z } from "zod";
 
 const UNIT_NAME = /^[a-z][a-z0-9-]{0,40}$/;
+/** hello@2.12: a name without a dash before a digit (so the version reads back), a version starting with a digit. */
+const PACKAGE = /^[a-z][a-z0-9]*(?:-[a-z][a-z0-9]*)*@[0-9][0-9a-z.]{0,20}$/;
 
 export const knobsSchema = z.object({
     /** Configuration version: a new one is a new system (new per-host store paths). */
@@ -19,6 +21,8 @@ export const knobsSchema = z.object({
     slow: z.number().int().min(0),
     /** Units (without .service) that fail for real when started: web, or any other name (a unit that only fails). */
     failedUnits: z.array(z.string().regex(UNIT_NAME)),
+    /** Extra packages of the system, as name@version: each a derivation named <name>-<version> (package diffs). */
+    packages: z.array(z.string().regex(PACKAGE)),
 });
 export type Knobs = z.infer<typeof knobsSchema>;
 export type KnobName = keyof Knobs;
@@ -31,7 +35,7 @@ export interface KnobFile extends Knobs {
     webPort: number;
 }
 
-export const DEFAULT_KNOBS: Knobs = { version: 1, fail: false, breakSsh: false, size: 0, slow: 0, failedUnits: [] };
+export const DEFAULT_KNOBS: Knobs = { version: 1, fail: false, breakSsh: false, size: 0, slow: 0, failedUnits: [], packages: [] };
 
 const BOOLEAN_KNOBS: ReadonlySet<string> = new Set(["fail", "breakSsh"]);
 const KNOB_NAMES: readonly string[] = Object.keys(DEFAULT_KNOBS);
@@ -39,6 +43,15 @@ const KNOB_NAMES: readonly string[] = Object.keys(DEFAULT_KNOBS);
 const LIST_KNOBS: ReadonlySet<string> = new Set(["failedUnits"]);
 
 function parseValue(key: string, raw: string): number | boolean | string[] {
+    if (key === "packages") {
+        const items = raw.split(",").map((item) => item.trim()).filter(Boolean);
+        const bad = items.find((item) => !PACKAGE.test(item));
+        if (bad !== undefined) throw new Error(`knob packages takes name@version items like hello@2.12,curl@8.0, not '${bad}'`);
+        const names = items.map((item) => item.split("@")[0]);
+        const twice = names.find((name, i) => names.indexOf(name) !== i);
+        if (twice !== undefined) throw new Error(`knob packages names ${twice} more than once`);
+        return items;
+    }
     if (LIST_KNOBS.has(key)) {
         const items = raw.split(",").map((item) => item.trim().replace(/\.service$/, "")).filter(Boolean);
         const bad = items.find((item) => !UNIT_NAME.test(item));

@@ -22,7 +22,7 @@
 
       defaults = {
         system = "x86_64-linux"; version = 1; fail = false; breakSsh = false; size = 0; slow = 0;
-        failedUnits = [ ]; authorizedKeys = [ ]; webPort = 0;
+        failedUnits = [ ]; packages = [ ]; authorizedKeys = [ ]; webPort = 0;
       };
 
       # Shared by every host of a system type; unchanged when one host's knobs change.
@@ -85,6 +85,17 @@
             failedUnits = builtins.concatStringsSep " " cfg.failedUnits;
           };
 
+          # Extra packages (knob packages = [ "hello@2.12" … ]): one derivation per name and version,
+          # the same for every host that names it, like a nixpkgs package.
+          extraPackages = map (spec:
+            let parts = builtins.match "([^@]+)@(.+)" spec;
+                pname = builtins.elemAt parts 0; pversion = builtins.elemAt parts 1;
+            in mkDrv cfg.system "${pname}-${pversion}" ''
+              mkdir -p $out/bin
+              printf '#!/bin/sh\necho "%s %s"\n' "$pname" "$pversion" > $out/bin/$pname
+              chmod +x $out/bin/$pname
+            '' { inherit pname pversion; }) cfg.packages;
+
           # Optional payload of `size` MiB, for copy benchmarks.
           blob = mkDrv cfg.system "sandbox-blob-${name}-${version}-${toString cfg.size}M" ''
             mkdir -p $out
@@ -105,7 +116,10 @@
             chmod +x $out/bin/* $out/activate
             ln -s $out/bin/nixos-version $out/sw/bin/nixos-version
             ln -s $tools/bin/sandbox-hello $out/sw/bin/sandbox-hello
+            mkdir -p $out/sw/packages
+            for p in $packages; do ln -s $p $out/sw/packages/; done
           '' {
+            packages = extraPackages;
             inherit (shared) base tools activationScript;
             inherit etc nixosVersion;
             blob = if cfg.size > 0 then blob else "";

@@ -3,6 +3,8 @@
 import type { EngineEvent } from "@pulumi/pulumi/automation";
 import type { LastDeploy, RollbackMark } from "../provider/hostInputs";
 import { describeRollback, undoneRollback } from "../provider/hostMarks";
+import { formatPlan, type HostPlan, type PlanRequest } from "../deploy/plan";
+import { shortStorePath } from "../nix/flags";
 import { hostNameOfUrn } from "./stack";
 
 /**
@@ -44,6 +46,8 @@ export interface HostSummary {
     bytesCopied: number;
     timings: Record<string, number>;
     error?: string;
+    /** For planned: the packages added, removed and changed, builds and copies (deploy/plan.ts). */
+    plan?: HostPlan;
 }
 
 interface HostRecord {
@@ -60,7 +64,24 @@ export class ProgressTracker {
     readonly programErrors: string[] = [];
     readonly warnings: string[] = [];
 
-    constructor(private readonly print: (line: string) => void) {}
+    /** hidePlans: the provider's plan lines are not echoed (a preview shows them under its table). */
+    constructor(
+        private readonly print: (line: string) => void,
+        private readonly options: { hidePlans?: boolean } = {},
+    ) {}
+
+    /** What the plan of a host that the preview found changing compares: recorded state and new inputs. */
+    planRequest(host: string): PlanRequest | undefined {
+        const record = this.hosts.get(host);
+        const inputs = record?.newInputs;
+        if (!record || record.op === undefined || record.op === "same" || typeof inputs?.storePath !== "string") return undefined;
+        const old = record.oldOutputs;
+        return {
+            old: typeof old?.storePath === "string" ? { storePath: old.storePath, ...(typeof old.drvPath === "string" ? { drvPath: old.drvPath } : {}) } : undefined,
+            new: { storePath: inputs.storePath, ...(typeof inputs.drvPath === "string" ? { drvPath: inputs.drvPath } : {}) },
+            buildOn: inputs.buildOn === "target" ? "target" : "local",
+        };
+    }
 
     private record(host: string): HostRecord {
         let record = this.hosts.get(host);
@@ -104,6 +125,8 @@ export class ProgressTracker {
                 this.print(host ? `[${host}] warning: ${message}` : `warning: ${message}`);
             } else if (diagnostic.severity !== "info" && diagnostic.severity !== "info#err") {
                 // debug chatter from the engine and SDK
+            } else if (host && this.options.hidePlans && message.startsWith(`${host}: plan`)) {
+                // shown with the preview's table
             } else if (host) {
                 // The provider prefixes its lines with the host name.
                 this.print(`[${host}] ${message.startsWith(`${host}: `) ? message.slice(host.length + 2) : message}`);
@@ -227,7 +250,7 @@ function seconds(ms: number | undefined): string {
     return ms === undefined ? "-" : `${(ms / 1000).toFixed(1)}s`;
 }
 
-const shortPath = (path: string | null): string => (path ? path.replace(/^\/nix\/store\/[a-z0-9]{32}-/, "") : "-");
+const shortPath = (path: string | null): string => shortStorePath(path);
 
 function resultCell(s: HostSummary): string {
     if (s.result === "failed") return `FAILED${s.phase ? ` (${s.phase})` : ""}: ${firstLine(s.error ?? "")}`;
@@ -257,5 +280,7 @@ export function renderSummary(summaries: readonly HostSummary[]): string {
     ]);
     const widths = header.map((_, i) => Math.max(header[i]!.length, ...rows.map((row) => row[i]!.length)));
     const line = (cells: string[]) => cells.map((cell, i) => (i === cells.length - 1 ? cell : cell.padEnd(widths[i]!))).join("  ");
-    return [line(header), ...rows.map(line)].join("\n");
+    const table = [line(header), ...rows.map(line)];
+    const plans = summaries.filter((s) => s.plan).flatMap((s) => ["", `${s.host}:`, ...formatPlan(s.plan!, "  ")]);
+    return [...table, ...plans].join("\n");
 }

@@ -7,6 +7,9 @@ import { FleetError } from "../errors";
 import { describeRollback } from "../provider/hostMarks";
 import { ProgressTracker, renderSummary, type HostSummary, type RunFailure } from "./progress";
 import { hostUrn } from "./stack";
+import { planHost } from "../deploy/plan";
+import { runProcess, type ProcessRunner } from "../process/runner";
+import { TARGET_HOSTS_ENV } from "../program/targets";
 
 export interface DeploymentOptions {
     stack: Stack;
@@ -21,6 +24,8 @@ export interface DeploymentOptions {
     description: string;
     /** What the operator must know before saying yes (e.g. a generation this stack did not deploy), shown before the prompt. */
     notices?: string[];
+    /** Queries the local Nix store for the plans; runProcess unless a test fakes it. */
+    runner?: ProcessRunner;
 }
 
 export interface DeploymentReport {
@@ -148,21 +153,34 @@ export function confirmationNotices(plan: Pick<DeploymentReport, "hosts">, notic
     ];
 }
 
+/** Adds each planned host's plan (package changes, builds, copies) to its row. */
+export async function withPlans(report: DeploymentReport, tracker: ProgressTracker, runner: ProcessRunner): Promise<DeploymentReport> {
+    const hosts = await Promise.all(
+        report.hosts.map(async (row) => {
+            const request = row.result === "planned" ? tracker.planRequest(row.host) : undefined;
+            return request ? { ...row, plan: await planHost(runner, request) } : row;
+        }),
+    );
+    return { ...report, hosts };
+}
+
 export async function runDeployment(options: DeploymentOptions): Promise<DeploymentOutcome> {
     const target = options.hosts.map((host) => hostUrn(options.stackName, host));
+    // The program evaluates only these hosts (program/targets.ts); the engine keeps the others' state.
+    options.stack.workspace.envVars[TARGET_HOSTS_ENV] = options.hosts.join(",");
     // Progress goes to stderr when --json owns stdout.
     const line = (text: string) => (options.json ? process.stderr : process.stdout).write(`${text}\n`);
 
     for (const notice of options.notices ?? []) line(`note: ${notice}`);
     if (options.preview || !options.yes) {
-        const tracker = new ProgressTracker(line);
+        const tracker = new ProgressTracker(line, { hidePlans: true });
         let failure: unknown;
         try {
             await options.stack.preview({ target, targetDependents: true, parallel: options.parallel, onEvent: tracker.onEvent, message: options.description });
         } catch (error) {
             failure = error;
         }
-        const plan = buildReport(options, tracker, true, failure);
+        const plan = await withPlans(buildReport(options, tracker, true, failure), tracker, options.runner ?? runProcess);
         if (options.preview || exitCode(plan) !== 0) return print(options, plan);
         const changing = plan.hosts.filter((h) => h.result === "planned");
         process.stdout.write(`\n${renderSummary(plan.hosts)}\n\n`);

@@ -53,6 +53,11 @@ export interface DeployContext {
     log?: (message: string) => void;
     /** Waits between reconnect attempts and for the watchdog; injectable so unit tests need not wait. */
     sleep?: (ms: number) => Promise<void>;
+    /**
+     * Realises the system's derivation here (buildOn: local); says how many systems shared the build.
+     * The provider passes its SharedBuilder (nix/sharedBuild.ts); default: this host's own build.
+     */
+    build?: (drvPath: string, host: string) => Promise<{ systems: number }>;
 }
 
 export type PhaseName = "build" | "connect" | "copy" | "secrets" | "activate" | "confirm" | "verify";
@@ -98,7 +103,9 @@ export async function deployHost(request: DeployRequest, context: DeployContext)
         if (request.buildOn === "local" && request.drvPath !== undefined) {
             const drvPath = request.drvPath;
             log(`build ${request.storePath}`);
-            await timed(timings, "build", () => buildLocally(runner, drvPath, name));
+            const build = context.build ?? ((drv: string, host: string) => buildLocally(runner, drv, host).then(() => ({ systems: 1 })));
+            const built = await timed(timings, "build", () => build(drvPath, name));
+            if (built.systems > 1) log(`built in one nix-store --realise of ${built.systems} systems (the hosts updated in this run)`);
         }
         log("connect");
         let before = await timed(timings, "connect", async () => {

@@ -3,6 +3,7 @@
 import { FleetError, tail } from "../errors";
 import type { ProcessRunner } from "../process/runner";
 import { NIX_FLAGS, isStorePath } from "./flags";
+import { evalCacheKey, lockedContent, type CachedSystems, type EvaluationCache } from "./evalCache";
 
 export interface EvaluationTarget {
     name: string;
@@ -19,6 +20,8 @@ export interface EvaluatedSystem {
 export interface EvaluateOptions {
     runner: ProcessRunner;
     cwd?: string;
+    /** Skips flakes whose content (and everything else that matters) is unchanged (evalCache.ts). */
+    cache?: EvaluationCache;
 }
 
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_'-]*$/;
@@ -109,6 +112,34 @@ function evaluationError(host: string | undefined, group: Group, stderr: string)
     });
 }
 
+/** The group's cache key, or undefined when the flake's locked content cannot be read (then no cache). */
+async function groupKey(group: Group, cache: EvaluationCache, options: { fresh?: boolean } = {}): Promise<string | undefined> {
+    const content = lockedContent(await cache.metadata(group.flake, options));
+    if (!content) return undefined;
+    return evalCacheKey({ flake: group.flake, ...content, output: group.prefix, expression: applyExpression(group.hosts), nix: cache.nix });
+}
+
+/** A cache entry is used only when it names every host and its .drv files are still in the store. */
+function usable(entry: CachedSystems | undefined, group: Group, cache: EvaluationCache): entry is CachedSystems {
+    if (!entry) return false;
+    const drvs = group.hosts.map((host) => entry[host.name]?.drv);
+    return drvs.every((drv): drv is string => typeof drv === "string") && cache.valid(drvs);
+}
+
+async function failedGroup(group: Group, options: EvaluateOptions, stderr: string): Promise<never> {
+    const errors = group.hosts.length > 1 ? await blameHosts(group, options) : [];
+    if (errors.length === 1) throw errors[0]!;
+    if (errors.length > 1) {
+        throw new FleetError({
+            phase: "evaluate",
+            message: `evaluation failed for ${errors.length} hosts: ${errors.map((e) => e.host).join(", ")}`,
+            hint: errors[0]!.hint,
+            detail: errors.map((e) => `${e.host}:\n${e.detail ?? ""}`).join("\n"),
+        });
+    }
+    throw evaluationError(group.hosts.length === 1 ? group.hosts[0]!.name : undefined, group, stderr);
+}
+
 /** Evaluates all targets; throws a FleetError naming each failing host. */
 export async function evaluateSystems(
     targets: EvaluationTarget[],
@@ -116,21 +147,23 @@ export async function evaluateSystems(
 ): Promise<Map<string, EvaluatedSystem>> {
     const systems = new Map<string, EvaluatedSystem>();
     for (const group of groupByFlake(targets)) {
-        const result = await evalGroup(group, options);
-        if (result.code !== 0) {
-            const errors = group.hosts.length > 1 ? await blameHosts(group, options) : [];
-            if (errors.length === 1) throw errors[0]!;
-            if (errors.length > 1) {
-                throw new FleetError({
-                    phase: "evaluate",
-                    message: `evaluation failed for ${errors.length} hosts: ${errors.map((e) => e.host).join(", ")}`,
-                    hint: errors[0]!.hint,
-                    detail: errors.map((e) => `${e.host}:\n${e.detail ?? ""}`).join("\n"),
-                });
-            }
-            throw evaluationError(group.hosts.length === 1 ? group.hosts[0]!.name : undefined, group, result.stderr);
+        const cache = options.cache;
+        const key = cache ? await groupKey(group, cache) : undefined;
+        const cached = key && cache ? cache.store.get(key) : undefined;
+        let parsed: Record<string, { out?: unknown; drv?: unknown }>;
+        let printed: string;
+        if (cache && usable(cached, group, cache)) {
+            cache.hits += 1;
+            parsed = cached;
+            printed = JSON.stringify(cached);
+        } else {
+            if (cache) cache.misses += 1;
+            const result = await evalGroup(group, options);
+            if (result.code !== 0) await failedGroup(group, options, result.stderr);
+            parsed = JSON.parse(result.stdout) as typeof parsed;
+            printed = result.stdout;
         }
-        const parsed = JSON.parse(result.stdout) as Record<string, { out?: unknown; drv?: unknown }>;
+        const evaluated: CachedSystems = {};
         for (const host of group.hosts) {
             const entry = parsed[host.name];
             if (!entry || !isStorePath(entry.out) || typeof entry.drv !== "string") {
@@ -139,11 +172,14 @@ export async function evaluateSystems(
                     host: host.name,
                     message: "the evaluation did not produce a system store path",
                     hint: "the attribute must be a NixOS configuration (with config.system.build.toplevel)",
-                    detail: result.stdout.slice(0, 2000),
+                    detail: printed.slice(0, 2000),
                 });
             }
             systems.set(host.name, { storePath: entry.out, drvPath: entry.drv });
+            evaluated[host.name] = { out: entry.out, drv: entry.drv };
         }
+        // Stored only when the flake did not change while Nix evaluated it (else the key would name other content).
+        if (key && cache && cached !== parsed && (await groupKey(group, cache, { fresh: true })) === key) cache.store.set(key, evaluated);
     }
     return systems;
 }

@@ -2,6 +2,7 @@
 // evaluate every host's system in one Nix evaluation per flake. Nothing here touches a host.
 import { loadStackHosts, readStackConfig, type ConfigSource, type HostConfig, type Pin, type StackConfig } from "../config";
 import { evaluateSystems } from "../nix/evaluate";
+import { evaluationCache } from "../nix/evalCache";
 import type { ProcessRunner } from "../process/runner";
 import type { HostInputs } from "../provider/hostInputs";
 import { hostInputsOf } from "./hostInputs";
@@ -28,6 +29,8 @@ export interface FleetPlanOptions {
      * value must be one of them: a value set without --secret is refused, not uploaded.
      */
     secretPaths?: readonly ConfigPath[];
+    /** The hosts this run targets (program/targets.ts); the others are neither evaluated nor registered. */
+    targets?: readonly string[];
 }
 
 export interface PlannedHost {
@@ -57,6 +60,10 @@ export interface FleetPlan {
     hosts: PlannedHost[];
     /** Things the program should warn about (e.g. a flake revision that could not be read). */
     warnings: string[];
+    /** How many `nix eval` runs this plan took, and how many flake evaluations came from the cache. */
+    evaluation: { evaluated: number; cached: number };
+    /** Hosts of the stack this run does not target: not evaluated; the engine keeps their recorded state. */
+    notTargeted: HostConfig[];
 }
 
 export async function planFleet(options: FleetPlanOptions): Promise<FleetPlan> {
@@ -64,25 +71,33 @@ export async function planFleet(options: FleetPlanOptions): Promise<FleetPlan> {
     if (secrets) throw secrets;
     const file = `Pulumi.${options.stackName}.yaml`;
     const stack = readStackConfig(options.config, { baseDir: options.projectRoot, file });
-    const hosts = await loadStackHosts(stack, { file });
-    const secretFiles = hostSecretFiles(stack, hosts.map((host) => host.name), { file, secretPaths: options.secretPaths });
+    const all = await loadStackHosts(stack, { file });
+    // Every host's file is still read and checked; only the targeted ones are evaluated.
+    const secretFiles = hostSecretFiles(stack, all.map((host) => host.name), { file, secretPaths: options.secretPaths });
+    const hosts = options.targets ? all.filter((host) => options.targets!.includes(host.name)) : all;
+    // NIXOS_FLEET_EVAL_CACHE=0 evaluates every flake every time.
+    const cache = options.env?.NIXOS_FLEET_EVAL_CACHE === "0" ? undefined : evaluationCache({ runner: options.runner, cwd: options.projectRoot, env: options.env });
     // The revisions and the update number are read while Nix evaluates.
     const [systems, provenance] = await Promise.all([
         evaluateSystems(
             hosts.map((host) => ({ name: host.name, flake: host.flake, attribute: host.attribute })),
-            { runner: options.runner, cwd: options.projectRoot },
+            { runner: options.runner, cwd: options.projectRoot, cache },
         ),
         options.provenance?.([...new Set(hosts.map((host) => host.flake))]),
     ]);
+    // The hosts of this run that build here: their changed systems are built together (nix/sharedBuild.ts).
+    const buildGroup = hosts.filter((host) => host.buildOn === "local" && !stack.pins[host.name]).map((host) => host.name);
     return {
         stack,
         hosts: hosts.map((host) => {
-            const evaluated = hostInputsOf(host, systems.get(host.name)!, secretFiles[host.name]);
+            const evaluated = { ...hostInputsOf(host, systems.get(host.name)!, secretFiles[host.name]), ...(buildGroup.length > 1 && buildGroup.includes(host.name) ? { buildGroup } : {}) };
             const inputs = provenance ? { ...evaluated, provenance: provenanceFor(host.flake, provenance) } : evaluated;
             const pin = stack.pins[host.name];
             return { config: host, inputs: pin ? pinnedInputs(inputs, pin) : inputs, pin };
         }),
         warnings: provenance?.warnings ?? [],
+        notTargeted: all.filter((host) => !hosts.includes(host)),
+        evaluation: cache ? { evaluated: cache.misses, cached: cache.hits } : { evaluated: new Set(hosts.map((host) => host.flake)).size, cached: 0 },
     };
 }
 

@@ -2,7 +2,7 @@
 import { hasChecks } from "../config/healthChecks";
 import type { HostConfig } from "../config/hostSchema";
 import type { EvaluatedSystem } from "../nix/evaluate";
-import type { HostInputs } from "../provider/hostInputs";
+import { NOT_EVALUATED, type HostInputs, type NotEvaluatedInputs } from "../provider/hostInputs";
 import type { SecretFile } from "../config/secretFiles";
 
 
@@ -41,6 +41,12 @@ export function hostInputsOf(host: HostConfig, system: EvaluatedSystem, secrets?
     };
     // Pulumi drops undefined properties anyway; dropping them here keeps diffs exact.
     return Object.fromEntries(Object.entries(inputs).filter(([, value]) => value !== undefined)) as HostInputs;
+}
+
+/** A host's settings without an evaluated system, for a run that does not target it (see NOT_EVALUATED). */
+export function notEvaluatedInputsOf(host: HostConfig, reason: string): NotEvaluatedInputs {
+    const { storePath: _storePath, drvPath: _drvPath, ...settings } = hostInputsOf(host, { storePath: "", drvPath: "" });
+    return { ...settings, [NOT_EVALUATED]: reason };
 }
 
 /** The connection part of a host's inputs (what a Hook on that host needs). */

@@ -80,7 +80,23 @@ export const hostInputsSchema = z.object({
     provenance: provenanceSchema.optional(),
     /** Secret files by name; each value is a secret (encrypted in the state, `[secret]` in previews). */
     secrets: z.record(z.string().regex(SECRET_NAME_PATTERN, "must be a secret name"), resolvedSecretFileSchema).optional(),
+    /**
+     * The hosts this run evaluated that build here (buildOn: local): their changed systems are
+     * built in one `nix-store --realise` (nix/sharedBuild.ts). Describes the run: not diffed, not recorded.
+     */
+    buildGroup: z.array(z.string()).optional(),
 });
+
+/**
+ * What the program registers for a host a targeted run does not deploy (`deploy --hosts`,
+ * `pulumi up --target`): its settings without an evaluated system. The engine keeps such a
+ * host's recorded state and never checks these inputs; if it ever did, check refuses them, so a
+ * host that was not evaluated is never deployed.
+ */
+export const NOT_EVALUATED = "notEvaluated";
+
+/** A host's inputs without an evaluated system, with the reason (NOT_EVALUATED). */
+export type NotEvaluatedInputs = Omit<HostInputs, "storePath" | "drvPath"> & { [NOT_EVALUATED]: string };
 
 export type HostInputs = z.infer<typeof hostInputsSchema>;
 
@@ -185,7 +201,13 @@ export const HISTORY_LIMIT = 20;
  * Input keys whose change means an update. drvPath is derived from storePath, and provenance only
  * describes the run (a new revision with the same system is no reason to deploy), so both are left out.
  */
-export const DIFF_KEYS = (Object.keys(hostInputsSchema.shape) as (keyof HostInputs)[]).filter((key) => key !== "drvPath" && key !== "provenance");
+export const DIFF_KEYS = (Object.keys(hostInputsSchema.shape) as (keyof HostInputs)[]).filter((key) => key !== "drvPath" && key !== "provenance" && key !== "buildGroup");
+
+/** The reason a host was registered without evaluation (NOT_EVALUATED), if it was. */
+export function notEvaluatedReason(news: Record<string, unknown>): string | undefined {
+    const reason = news[NOT_EVALUATED];
+    return typeof reason === "string" ? reason : undefined;
+}
 
 export function sshTargetOf(inputs: HostInputs): SshTarget {
     return {

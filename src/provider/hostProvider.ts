@@ -7,6 +7,8 @@ import { changesRunningSystem, setsProfile } from "../deploy/activate";
 import { stepOf, trimHistory } from "../deploy/deployments";
 import type { HostState } from "../deploy/hostState";
 import { formatError } from "../errors";
+import { SharedBuilder } from "../nix/sharedBuild";
+import { formatPlan, planHost, type PlanSide } from "../deploy/plan";
 import type { ProcessRunner } from "../process/runner";
 import { makeRuntimeDir } from "../process/runtimeDir";
 import { maskingLogger, type EngineLogger } from "./engineLog";
@@ -21,6 +23,7 @@ import {
     HISTORY_LIMIT,
     deployRequestOf,
     hostInputsSchema,
+    notEvaluatedReason,
     pickInputs,
     secretFileChanges,
     sshTargetOf,
@@ -133,8 +136,9 @@ export function outputsAfterDeploy(inputs: HostInputs, outcome: DeployOutcome, o
     const record = deploymentRecord(inputs, generation, outcome.activatedAt, previous);
     const unchanged = previous[0] && previous[0].storePath === record.storePath && previous[0].generation === record.generation;
     const history = trimHistory(unchanged ? previous : [record, ...previous], historyLimit(inputs));
+    const { buildGroup: _group, ...recorded } = inputs;
     return {
-        ...inputs,
+        ...recorded,
         generation,
         previousGeneration: outcome.activated ? (before.generation ?? null) : (old?.previousGeneration ?? before.generation ?? null),
         activatedAt: outcome.activated ? outcome.activatedAt : (old?.activatedAt ?? outcome.activatedAt),
@@ -160,8 +164,10 @@ export function outputsAfterDeploy(inputs: HostInputs, outcome: DeployOutcome, o
 /** Outputs after `pulumi refresh`: what the host really runs replaces what the stack believed. */
 export function outputsAfterRead(old: HostOutputs, state: HostState, now: string = new Date().toISOString()): HostOutputs {
     const actual = deployedStorePath(state, old.action);
+    // A host found running another system: the recorded derivation is not what it runs.
+    const { drvPath, ...rest } = old;
     return {
-        ...old,
+        ...(actual === undefined || actual === old.storePath ? { ...rest, ...(drvPath !== undefined ? { drvPath } : {}) } : rest),
         storePath: actual ?? old.storePath,
         // The profile's generation holds the recorded store path only when the profile points at
         // it; otherwise which generation (if any) holds the running system is not known.
@@ -209,15 +215,24 @@ export function withoutMissingSecrets(outputs: HostOutputs, missingPaths: readon
     return kept.length ? { ...rest, secrets: Object.fromEntries(kept) } : (rest as HostOutputs);
 }
 
+/** The recorded side of a plan: the store path the state holds and the derivation it came from. */
+export function recordedSide(olds: Record<string, unknown>): PlanSide | undefined {
+    if (typeof olds.storePath !== "string") return undefined;
+    return { storePath: olds.storePath, ...(typeof olds.drvPath === "string" ? { drvPath: olds.drvPath } : {}) };
+}
+
 export class HostProvider implements provider.Provider {
     readonly version: string;
     private readonly options: HostProviderOptions;
     private runtimeDirCache?: string;
 
     private readonly hooks: HookProvider;
+    /** Hosts updated together in this run build their systems in one `nix-store --realise`. */
+    private readonly builder: SharedBuilder;
 
     constructor(options: HostProviderOptions) {
         this.options = options;
+        this.builder = new SharedBuilder(options.runner);
         this.version = options.version;
         this.hooks = new HookProvider({ runner: options.runner, logger: options.logger, runtimeDir: () => this.runtimeDir });
     }
@@ -234,10 +249,15 @@ export class HostProvider implements provider.Provider {
         return JSON.stringify(packageSchema(this.version), null, 2);
     }
 
-    async check(urn: string, _olds: unknown, news: Record<string, unknown>): Promise<provider.CheckResult> {
+    async check(urn: string, olds: unknown, news: Record<string, unknown>): Promise<provider.CheckResult> {
         if (isHook(urn)) return this.hooks.check(news);
         // Secrets are checked unwrapped; the inputs go back as they came, wrappers and all.
         const plain = unwrapSecrets<Record<string, unknown>>(news);
+        const notEvaluated = notEvaluatedReason(plain.value);
+        if (notEvaluated !== undefined) {
+            const name = String(plain.value.name);
+            return { failures: [{ property: "storePath", reason: `${name} was not evaluated in this run (${notEvaluated}), so it cannot be deployed by it; deploy it by name (npm run deploy -- --hosts ${name})` }] };
+        }
         // Inputs that are other resources' Outputs not known yet are checked once they are.
         const pending = unknownKeys(plain.value);
         const parsed = hostInputsSchema.safeParse(plain.value);
@@ -251,6 +271,11 @@ export class HostProvider implements provider.Provider {
             // check runs at every preview and up: a host without host-key checking is never quiet.
             const warning = insecureHostWarning(parsed.data);
             if (warning) await maskingLogger(this.options.logger, plain.texts).log("warning", urn, warning);
+            // A host new to the stack gets no diff call: its plan is shown here.
+            if (recordedSide(unwrapSecrets<Record<string, unknown>>((olds ?? {}) as Record<string, unknown>).value) === undefined) {
+                this.noteBuild(parsed.data, true);
+                await this.logPlan(urn, undefined, parsed.data);
+            }
         }
         return { inputs: news };
     }
@@ -282,7 +307,27 @@ export class HostProvider implements provider.Provider {
             await this.options.logger.log("info", urn, `${String(news.name)}: secret files to write: ${secretFiles.join(", ")}`);
         }
         const diffs = [...new Set([...changed, ...converge])];
+        const parsed = hostInputsSchema.safeParse(news);
+        if (parsed.success) this.noteBuild(parsed.data, diffs.length > 0);
+        if (diffs.length > 0 && olds.storePath !== news.storePath && parsed.success) await this.logPlan(urn, recordedSide(olds), parsed.data);
         return { changes: diffs.length > 0, replaces: [], deleteBeforeReplace: false };
+    }
+
+    /** The engine has looked at this host; when it changes, its update builds its system here (SharedBuilder). */
+    private noteBuild(inputs: HostInputs, changes: boolean): void {
+        this.builder.note(inputs.name, changes && inputs.buildOn === "local" && inputs.drvPath ? inputs.drvPath : undefined);
+    }
+
+    /** Logs the host's plan (package changes, builds, copies) to its row; a plan that cannot be made never fails the diff. */
+    private async logPlan(urn: string, old: PlanSide | undefined, inputs: HostInputs): Promise<void> {
+        let text: string;
+        try {
+            const plan = await planHost(this.options.runner, { old, new: { storePath: inputs.storePath, drvPath: inputs.drvPath }, buildOn: inputs.buildOn });
+            text = [`${inputs.name}: plan`, ...formatPlan(plan, "  ")].join("\n");
+        } catch (error) {
+            text = `${inputs.name}: plan: unknown (${error instanceof Error ? error.message : String(error)})`;
+        }
+        await this.options.logger.log("info", urn, text);
     }
 
     private async deploy(urn: string, inputs: HostInputs, old: HostOutputs | undefined, secrets: readonly string[]): Promise<HostOutputs> {
@@ -296,6 +341,7 @@ export class HostProvider implements provider.Provider {
                 runner: this.options.runner,
                 runtimeDir: this.runtimeDir,
                 log,
+                build: (drvPath, host) => this.builder.build(drvPath, host, inputs.buildGroup ?? []),
             });
             const outputs = outputsAfterDeploy(inputs, outcome, old);
             const from = old?.generation ?? outcome.before.generation;

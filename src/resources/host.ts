@@ -5,7 +5,7 @@
 // program): the preview then says the host is deployed once that server exists.
 import * as pulumi from "@pulumi/pulumi";
 import { HOST_DEFAULTS } from "../config/hostSchema";
-import type { DeploymentRecord, HostInputs, LastDeploy, RollbackMark, Unreachable } from "../provider/hostInputs";
+import type { DeploymentRecord, HostInputs, LastDeploy, NotEvaluatedInputs, RollbackMark, Unreachable } from "../provider/hostInputs";
 
 export const HOST_TYPE = "nixos:index:Host";
 
@@ -31,14 +31,18 @@ function definedOnly<T extends object>(args: T): Partial<T> {
  * config) and each secret file's value a secret of its own: the names and settings of secret files
  * stay readable in a preview, their values show as [secret] and are encrypted in the state.
  */
-export function secretHostArgs(inputs: HostInputs, secretKeys: readonly string[]): HostArgs {
+export function secretHostArgs<T extends HostInputs | NotEvaluatedInputs>(inputs: T, secretKeys: readonly string[]): { [K in keyof T]: pulumi.Input<T[K]> } {
     const args: Record<string, unknown> = { ...inputs };
     for (const key of secretKeys) if (args[key] !== undefined) args[key] = pulumi.secret(args[key]);
-    if (inputs.secrets && !secretKeys.includes("secrets")) {
-        args.secrets = Object.fromEntries(Object.entries(inputs.secrets).map(([name, file]) => [name, { ...file, value: pulumi.secret(file.value) }]));
+    const files = (inputs as Partial<HostInputs>).secrets;
+    if (files && !secretKeys.includes("secrets")) {
+        args.secrets = Object.fromEntries(Object.entries(files).map(([name, file]) => [name, { ...file, value: pulumi.secret(file.value) }]));
     }
-    return args as HostArgs;
+    return args as { [K in keyof T]: pulumi.Input<T[K]> };
 }
+
+/** A host a targeted run does not deploy: registered so the engine keeps (and reports) its recorded state. */
+export type NotEvaluatedHostArgs = { [K in keyof NotEvaluatedInputs]: pulumi.Input<NotEvaluatedInputs[K]> };
 
 export class Host extends pulumi.CustomResource {
     /** Store path of the system deployed (or, after a refresh, the one the host really runs). */
@@ -60,11 +64,13 @@ export class Host extends pulumi.CustomResource {
     /** Set when the last refresh could not reach the host (its recorded state was kept). */
     declare readonly unreachable: pulumi.Output<Unreachable | null>;
 
-    constructor(name: string, args: HostArgs, opts?: pulumi.CustomResourceOptions) {
+    constructor(name: string, args: HostArgs | NotEvaluatedHostArgs, opts?: pulumi.CustomResourceOptions) {
         super(
             HOST_TYPE,
             name,
             {
+                // Every output is declared, also for a host registered without an evaluated system.
+                storePath: undefined,
                 name,
                 user: HOST_DEFAULTS.user,
                 buildOn: HOST_DEFAULTS.buildOn,

@@ -262,3 +262,31 @@ describe("a plan that undoes a rollback", () => {
         expect(confirmationNotices(report, [])).toEqual([]);
     });
 });
+
+describe("the plan in a preview", () => {
+    it("shows store paths with 8 characters of their hash, so a change never reads X → X", () => {
+        const a = storePath("nixos-system-psi-1");
+        const b = storePath("nixos-system-psi-1x").replace(/x$/, "");
+        const { table } = run([pre("psi", "update", recorded(1, a), { storePath: b })], ["psi"], undefined, true);
+        expect(table).toContain(`${a.slice(11, 19)}-nixos-system-psi-1 → ${b.slice(11, 19)}-nixos-system-psi-1`);
+    });
+
+    it("the provider's plan lines are not echoed when the preview prints its own table; otherwise they are", () => {
+        const events = [pre("psi", "update", recorded(1, v(1)), { storePath: v(2) }), diagnostic("psi: plan\n  system: a → b", "info", "psi"), diagnostic("psi: something else", "info", "psi")];
+        const hidden: string[] = [];
+        const tracker = new ProgressTracker((line) => hidden.push(line), { hidePlans: true });
+        for (const event of events) tracker.onEvent(event);
+        expect(hidden).toEqual(["[psi] something else"]);
+        expect(run(events, ["psi"]).lines).toEqual(["[psi] plan\n  system: a → b", "[psi] something else"]);
+    });
+
+    it("planRequest compares the recorded outputs with the new inputs, for changing hosts only", () => {
+        const tracker = new ProgressTracker(() => undefined);
+        tracker.onEvent(pre("psi", "update", { ...recorded(1, v(1)), drvPath: `${v(1)}.drv` }, { storePath: v(2), drvPath: `${v(2)}.drv`, buildOn: "local" }));
+        tracker.onEvent(pre("rho", "same", recorded(1, v(1)), { storePath: v(1) }));
+        tracker.onEvent(pre("tau", "create", undefined, { storePath: v(3), buildOn: "target" }));
+        expect(tracker.planRequest("psi")).toEqual({ old: { storePath: v(1), drvPath: `${v(1)}.drv` }, new: { storePath: v(2), drvPath: `${v(2)}.drv` }, buildOn: "local" });
+        expect(tracker.planRequest("rho")).toBeUndefined();
+        expect(tracker.planRequest("tau")).toEqual({ old: undefined, new: { storePath: v(3) }, buildOn: "target" });
+    });
+});

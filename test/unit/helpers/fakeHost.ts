@@ -838,6 +838,8 @@ function controlPathOf(call: RecordedCall): string {
  */
 export function attachLocalNix(runner: FakeRunner, host: FakeHost, closures: Map<string, ClosurePath[]>): void {
     runner.on(local("nix-store", "--realise"), {});
+    // A derivation's closure (the plan's package diff): the derivation alone.
+    runner.on(local("nix-store", "--query", "--requisites"), (call) => ({ stdout: `${call.argv[call.argv.length - 1]}\n` }));
     runner.on(local("path-info", "--json", "--recursive"), (call) => {
         const closure = closures.get(call.argv[call.argv.length - 1]!);
         if (!closure) return { code: 1, stderr: "error: path is not valid\n" };

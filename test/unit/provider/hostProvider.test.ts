@@ -151,6 +151,12 @@ describe("outputsAfterRead", () => {
     const deployed = (action: HostInputs["action"]): HostOutputs =>
         outputsAfterDeploy(inputs({ action }), outcome({ generation: 2, profileStorePath: v2, currentStorePath: v2 }, { generation: 3, profileStorePath: next, currentStorePath: next }));
 
+    it("keeps the recorded derivation only while the host runs the recorded system (the plan's old side)", () => {
+        const withDrv = { ...deployed("switch"), drvPath: `${next}.drv` };
+        expect(outputsAfterRead(withDrv, { generation: 3, profileStorePath: next, currentStorePath: next }).drvPath).toBe(`${next}.drv`);
+        expect(outputsAfterRead(withDrv, { generation: 2, profileStorePath: v2, currentStorePath: v2 })).not.toHaveProperty("drvPath");
+    });
+
     it("switch: storePath follows what runs (drift when changed by hand)", () => {
         const read = outputsAfterRead(deployed("switch"), { generation: 2, profileStorePath: v2, currentStorePath: v2 });
         expect(read).toMatchObject({ storePath: v2, generation: 2, runningStorePath: v2, profileStorePath: v2 });
@@ -231,6 +237,23 @@ describe("HostProvider", { timeout: 1000 }, () => {
         const { provider } = providerSetup();
         const news = asProps(inputs());
         expect(await provider.check(URN, {}, news)).toEqual({ inputs: news });
+    });
+
+    it("check shows the plan of a host new to the stack (it gets no diff); a recorded host's plan comes from diff", async () => {
+        const { provider, logger } = providerSetup();
+        const news = asProps(inputs());
+        await provider.check(URN, {}, news);
+        expect(logger.messages("info")).toEqual([expect.stringMatching(/^alpha: plan\n  system: \(none recorded\) → \w{8}-.*\n  packages: unknown \(no recorded deployment to compare with\); build: /)]);
+        await provider.check(URN, news, news);
+        expect(logger.messages("info")).toHaveLength(1);
+    });
+
+    it("check refuses a host registered without evaluation (a targeted run's other hosts), saying how to deploy it", async () => {
+        const { provider } = providerSetup();
+        const { storePath: _s, drvPath: _d, ...settings } = asProps(inputs());
+        const result = await provider.check(URN, {}, { ...settings, notEvaluated: "not targeted" });
+        expect(result.inputs).toBeUndefined();
+        expect(result.failures).toEqual([{ property: "storePath", reason: expect.stringMatching(/^alpha was not evaluated in this run \(not targeted\).*npm run deploy -- --hosts alpha/) }]);
     });
 
     it("check failures name each bad property", async () => {
@@ -323,7 +346,11 @@ describe("HostProvider", { timeout: 1000 }, () => {
             const news = asProps(inputs({ storePath: storePath("nixos-system-alpha-4") }));
             expect(convergenceKeys(olds, news)).toEqual([]);
             expect(await provider.diff("alpha", URN, olds, news)).toEqual({ changes: true, replaces: [], deleteBeforeReplace: false });
-            expect(logger.lines).toEqual([]);
+            expect(logger.messages("warning")).toEqual([]);
+            // The change's plan goes to the host's row (deploy/plan.ts; its content is tested there).
+            const [plan, ...more] = logger.messages("info");
+            expect(more).toEqual([]);
+            expect(plan).toMatch(/^alpha: plan\n  system: \w{8}-nixos-system-alpha[^ ]* → \w{8}-nixos-system-alpha-4\n  packages: /);
         });
 
         it("a host that agrees with the state and the configuration: no change, no warning", async () => {
@@ -578,7 +605,8 @@ describe("rollback marks: a rolled-back host is remembered, and a config without
         const { provider, logger } = providerSetup();
         const rolled = asProps(outputsAfterDeploy(pinned(), outcome(before, back), deployed));
         expect((await provider.diff("alpha", URN, rolled, asProps(inputs()))).changes).toBe(true);
-        expect(logger.lines).toEqual([
+        // (The host's plan follows as an info line.)
+        expect(logger.lines.filter((line) => line.severity === "warning")).toEqual([
             {
                 severity: "warning",
                 urn: URN,
@@ -596,7 +624,8 @@ describe("rollback marks: a rolled-back host is remembered, and a config without
         const rolled = asProps(outputsAfterDeploy(pinned(), outcome(before, back), deployed));
         expect((await provider.diff("alpha", URN, rolled, asProps(pinned()))).changes).toBe(false);
         await provider.diff("alpha", URN, asProps(deployed), asProps(inputs({ storePath: v1 })));
-        expect(logger.lines).toEqual([]);
+        expect(logger.lines.filter((line) => line.severity === "warning")).toEqual([]);
+        expect(logger.messages().join("\n")).not.toMatch(/undoes the rollback/);
     });
 
     it("describeRollback and stackOfUrn", () => {

@@ -14,6 +14,16 @@ describe("sandbox knobs", () => {
         }
     });
 
+    it("packages=name@version[,…]: extra packages; an empty value removes them all", () => {
+        expect(parseKnobAssignments(["packages=hello@2.12,curl-lite@8.0.1"])).toEqual({ packages: ["hello@2.12", "curl-lite@8.0.1"] });
+        expect(parseKnobAssignments(["packages="])).toEqual({ packages: [] });
+        // A name with a dash before a digit would not read back as name and version.
+        for (const bad of ["packages=hello", "packages=hello@", "packages=foo-2@1.0", "packages=hello@x1", "packages=$(x)@1", "packages=Hello@1"]) {
+            expect(() => parseKnobAssignments([bad]), bad).toThrow(/knob packages takes name@version/);
+        }
+        expect(() => parseKnobAssignments(["packages=hello@1,hello@2"])).toThrow(/names hello more than once/);
+    });
+
     it("keeps the other knobs' rules", () => {
         expect(parseKnobAssignments(["version=3", "slow=12", "fail=true"])).toEqual({ version: 3, slow: 12, fail: true });
         expect(() => parseKnobAssignments(["slow=-1"])).toThrow(/whole number/);

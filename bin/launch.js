@@ -1,0 +1,47 @@
+// How nixos-fleet's entry points start: from the JavaScript scripts/bootstrap compiled into dist/
+// (no TypeScript compiler loaded at every start), unless a source file is newer than that build
+// (or NIXOS_FLEET_FROM_SOURCE is set): then from the sources through ts-node, so an edit is never
+// ignored. Plain JavaScript on purpose: it runs before anything is compiled.
+"use strict";
+const fs = require("node:fs");
+const path = require("node:path");
+
+const root = path.resolve(__dirname, "..");
+const stamp = path.join(root, "dist", ".built");
+
+/** True when some .ts file under dir (or the file itself) is newer than `since` (ms). */
+function newerThan(entry, since) {
+    let stat;
+    try {
+        stat = fs.statSync(entry);
+    } catch {
+        return false;
+    }
+    if (stat.isFile()) return entry.endsWith(".ts") && stat.mtimeMs > since;
+    if (!stat.isDirectory()) return false;
+    return fs.readdirSync(entry).some((name) => newerThan(path.join(entry, name), since));
+}
+
+/** Whether dist/ holds a build of the current sources (index.ts and src/). */
+function compiledIsCurrent() {
+    if (process.env.NIXOS_FLEET_FROM_SOURCE || process.env.NIXOS_FLEET_PROVIDER_FROM_SOURCE) return false;
+    let built;
+    try {
+        built = fs.statSync(stamp).mtimeMs;
+    } catch {
+        return false;
+    }
+    return !newerThan(path.join(root, "index.ts"), built) && !newerThan(path.join(root, "src"), built);
+}
+
+/**
+ * The file to require for an entry point given without extension, relative to the project root
+ * (e.g. "src/provider/main"): dist/<entry>.js, or <entry>.ts with ts-node registered.
+ */
+function entry(name) {
+    if (compiledIsCurrent()) return path.join(root, "dist", `${name}.js`);
+    require(require.resolve("ts-node", { paths: [root] })).register({ transpileOnly: true, project: path.join(root, "tsconfig.json") });
+    return path.join(root, `${name}.ts`);
+}
+
+module.exports = { entry, compiledIsCurrent };

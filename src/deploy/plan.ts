@@ -1,0 +1,102 @@
+// The plan of one host, before anything is built: which packages the update adds, removes and
+// changes (from the two derivation closures), how many derivations must be built here and how
+// many store paths at most must be copied. Shown by `pulumi preview` (the host's diagnostics)
+// and by `npm run deploy -- --preview` (table and --json). Whatever cannot be known says why.
+import { localClosure } from "../nix/closure";
+import { shortStorePath } from "../nix/flags";
+import { countChanges, derivationClosure, diffPackages, formatChange, packagesOf, pendingWork, type PackageChange } from "../nix/packages";
+import type { ProcessRunner } from "../process/runner";
+
+/** One side of the plan: a system's store path and, when known, the derivation it comes from. */
+export interface PlanSide {
+    storePath: string;
+    drvPath?: string;
+}
+
+export interface PlanRequest {
+    /** The recorded deployment; undefined for a host never deployed by this stack. */
+    old?: PlanSide;
+    new: PlanSide;
+    buildOn: "local" | "target";
+}
+
+export type Known<T> = { known: true } & T;
+export type Unknown = { known: false; reason: string };
+
+export interface HostPlan {
+    storePathBefore: string | null;
+    storePathAfter: string;
+    packages: Known<{ changes: PackageChange[] }> | Unknown;
+    /** Derivations to build on this machine (buildOn: local). */
+    build: Known<{ derivations: number }> | Unknown;
+    /** Store paths of the new system the host may lack: its closure minus the recorded system's (which the host holds). */
+    copy: Known<{ paths: number; bytes: number }> | Unknown;
+}
+
+const unknown = (reason: string): Unknown => ({ known: false, reason });
+
+async function packageChanges(runner: ProcessRunner, request: PlanRequest): Promise<HostPlan["packages"]> {
+    if (!request.old) return unknown("no recorded deployment to compare with");
+    if (!request.old.drvPath) return unknown("the recorded deployment has no derivation (pinned by rollback, or read back by refresh)");
+    if (!request.new.drvPath) return unknown("the new system has no derivation (pinned by rollback)");
+    const [before, after] = await Promise.all([derivationClosure(runner, request.old.drvPath), derivationClosure(runner, request.new.drvPath)]);
+    if (!before) return unknown(`the recorded derivation ${shortStorePath(request.old.drvPath)} is not in this machine's Nix store (garbage-collected, or deployed from another machine)`);
+    if (!after) return unknown(`the new derivation ${shortStorePath(request.new.drvPath)} is not in this machine's Nix store`);
+    return { known: true, changes: diffPackages(packagesOf(before), packagesOf(after)) };
+}
+
+async function buildCount(runner: ProcessRunner, request: PlanRequest): Promise<HostPlan["build"]> {
+    if (request.buildOn === "target") return unknown("built on the host");
+    if (!request.new.drvPath) return { known: true, derivations: 0 };
+    const work = await pendingWork(runner, request.new.drvPath);
+    return work ? { known: true, derivations: work.build.length } : unknown("nix-store --realise --dry-run could not tell");
+}
+
+async function closureOrUndefined(runner: ProcessRunner, storePath: string) {
+    return localClosure(runner, storePath).catch(() => undefined);
+}
+
+async function copyCount(runner: ProcessRunner, request: PlanRequest): Promise<HostPlan["copy"]> {
+    if (request.buildOn === "target") return unknown("built on the host");
+    const after = await closureOrUndefined(runner, request.new.storePath);
+    if (!after) return unknown("known once the system is built");
+    const before = request.old ? await closureOrUndefined(runner, request.old.storePath) : undefined;
+    const held = new Set((before ?? []).map((entry) => entry.path));
+    const missing = after.filter((entry) => !held.has(entry.path));
+    return { known: true, paths: missing.length, bytes: missing.reduce((sum, entry) => sum + entry.narSize, 0) };
+}
+
+/** The host's plan; queries the local Nix store only (never the host). */
+export async function planHost(runner: ProcessRunner, request: PlanRequest): Promise<HostPlan> {
+    const [packages, build, copy] = await Promise.all([packageChanges(runner, request), buildCount(runner, request), copyCount(runner, request)]);
+    return { storePathBefore: request.old?.storePath ?? null, storePathAfter: request.new.storePath, packages, build, copy };
+}
+
+/** Package lines shown before "… and N more". */
+export const LISTED_CHANGES = 40;
+
+function bytes(n: number): string {
+    if (n < 1024) return `${n} B`;
+    if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
+    return `${(n / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+/** One line: `packages: 1 added, 2 changed; build: 3 derivations; copy: at most 4 paths (1.2 KiB)`. */
+export function planSummary(plan: HostPlan): string {
+    const packages = plan.packages.known ? countChanges(plan.packages.changes) : `unknown (${plan.packages.reason})`;
+    const build = plan.build.known ? `${plan.build.derivations} derivation${plan.build.derivations === 1 ? "" : "s"}` : `unknown (${plan.build.reason})`;
+    const copy = plan.copy.known ? `at most ${plan.copy.paths} path${plan.copy.paths === 1 ? "" : "s"} (${bytes(plan.copy.bytes)})` : `unknown (${plan.copy.reason})`;
+    return `packages: ${packages}; build: ${build}; copy: ${copy}`;
+}
+
+/** The plan for people: the system change, the summary, then one line per package change. */
+export function formatPlan(plan: HostPlan, indent = ""): string[] {
+    const system = plan.storePathBefore === null ? `(none recorded) → ${shortStorePath(plan.storePathAfter)}` : `${shortStorePath(plan.storePathBefore)} → ${shortStorePath(plan.storePathAfter)}`;
+    const lines = [`${indent}system: ${system}`, `${indent}${planSummary(plan)}`];
+    if (plan.packages.known) {
+        const changes = plan.packages.changes;
+        lines.push(...changes.slice(0, LISTED_CHANGES).map((change) => `${indent}  ${formatChange(change)}`));
+        if (changes.length > LISTED_CHANGES) lines.push(`${indent}  … and ${changes.length - LISTED_CHANGES} more (npm run deploy -- --preview --json lists all)`);
+    }
+    return lines;
+}

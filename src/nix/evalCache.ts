@@ -1,0 +1,190 @@
+// The evaluation cache: an unchanged flake is not evaluated again. An entry is keyed by
+// everything that can change what `nix eval` prints: the flake's locked content (narHash from
+// `nix flake metadata`, and its lock file's nodes), the flake output and the --apply expression
+// (which names each host's attribute), the Nix binary, and Nix's configuration (NIX_CONFIG and the
+// nix.conf files). An entry is used only while the .drv files it names are still in the store.
+import { createHash } from "node:crypto";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import type { ProcessRunner } from "../process/runner";
+import { NIX_FLAGS } from "./flags";
+
+/** What one group evaluation printed: per host, its system's out and drv paths. */
+export type CachedSystems = Record<string, { out: string; drv: string }>;
+
+export interface EvalCacheKeyParts {
+    /** The flake reference as the host files name it. */
+    flake: string;
+    /** locked.narHash from `nix flake metadata`: the flake's content. */
+    narHash: string;
+    /** The lock file's nodes (`locks`): every input's locked revision and hash. */
+    locks: unknown;
+    /** The flake output evaluated (e.g. nixosConfigurations). */
+    output: string;
+    /** The --apply expression (names each host and its attribute). */
+    expression: string;
+    /** Nix binary and configuration (nixIdentity). */
+    nix: string;
+}
+
+/** Canonical JSON: object keys sorted, so equal parts always give the same key. */
+function canonical(value: unknown): string {
+    if (Array.isArray(value)) return `[${value.map(canonical).join(",")}]`;
+    if (value && typeof value === "object") {
+        const entries = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+        return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonical(v)}`).join(",")}}`;
+    }
+    return JSON.stringify(value ?? null);
+}
+
+export const CACHE_FORMAT = 1;
+
+export function evalCacheKey(parts: EvalCacheKeyParts): string {
+    return createHash("sha256").update(canonical({ format: CACHE_FORMAT, ...parts })).digest("hex");
+}
+
+/** The flake's locked content from `nix flake metadata --json`; undefined when it has no narHash (then nothing is cached). */
+export function lockedContent(metadata: unknown): { narHash: string; locks: unknown } | undefined {
+    const m = (metadata ?? {}) as { locked?: { narHash?: unknown }; locks?: unknown };
+    const narHash = m.locked?.narHash;
+    if (typeof narHash !== "string" || !narHash) return undefined;
+    return { narHash, locks: m.locks ?? null };
+}
+
+function fileFingerprint(file: string): string {
+    try {
+        return createHash("sha256").update(fs.readFileSync(file)).digest("hex");
+    } catch {
+        return "-";
+    }
+}
+
+function which(program: string, env: NodeJS.ProcessEnv): string | undefined {
+    for (const dir of (env.PATH ?? "").split(":").filter(Boolean)) {
+        const candidate = path.join(dir, program);
+        try {
+            fs.accessSync(candidate, fs.constants.X_OK);
+            return candidate;
+        } catch {
+            // not here
+        }
+    }
+    return undefined;
+}
+
+/**
+ * Which Nix evaluates and how it is configured, without starting it: the nix binary's real path,
+ * size and time (a new Nix is a new binary), NIX_CONFIG and the nix.conf files it reads.
+ */
+export function nixIdentity(env: NodeJS.ProcessEnv = process.env): string {
+    const nix = which("nix", env);
+    let binary = "none";
+    if (nix) {
+        const real = fs.realpathSync(nix);
+        const stat = fs.statSync(real);
+        binary = `${real}:${stat.size}:${stat.mtimeMs}`;
+    }
+    const confDir = env.NIX_CONF_DIR ?? "/etc/nix";
+    const userConf = path.join(env.XDG_CONFIG_HOME ?? path.join(os.homedir(), ".config"), "nix", "nix.conf");
+    return canonical({
+        binary,
+        NIX_CONFIG: env.NIX_CONFIG ?? null,
+        NIX_USER_CONF_FILES: env.NIX_USER_CONF_FILES ?? null,
+        NIX_REMOTE: env.NIX_REMOTE ?? null,
+        systemConf: fileFingerprint(path.join(confDir, "nix.conf")),
+        userConf: fileFingerprint(userConf),
+    });
+}
+
+export interface EvalCacheStore {
+    get(key: string): CachedSystems | undefined;
+    set(key: string, systems: CachedSystems): void;
+}
+
+/** Entries kept; the oldest beyond this are removed when a new one is written. */
+export const CACHE_ENTRIES = 256;
+
+/** The cache directory: NIXOS_FLEET_CACHE_DIR, else $XDG_CACHE_HOME/nixos-fleet (~/.cache/nixos-fleet). */
+export function cacheDir(env: NodeJS.ProcessEnv = process.env): string {
+    if (env.NIXOS_FLEET_CACHE_DIR) return env.NIXOS_FLEET_CACHE_DIR;
+    return path.join(env.XDG_CACHE_HOME ?? path.join(os.homedir(), ".cache"), "nixos-fleet");
+}
+
+/** One JSON file per key under dir/eval; writes are atomic (a reader never sees half an entry). */
+export function fileEvalCache(dir: string): EvalCacheStore {
+    const folder = path.join(dir, "eval");
+    const file = (key: string) => path.join(folder, `${key}.json`);
+    return {
+        get(key) {
+            try {
+                const parsed = JSON.parse(fs.readFileSync(file(key), "utf8")) as { systems?: CachedSystems };
+                return parsed.systems;
+            } catch {
+                return undefined;
+            }
+        },
+        set(key, systems) {
+            try {
+                fs.mkdirSync(folder, { recursive: true, mode: 0o700 });
+                const tmp = `${file(key)}.${process.pid}.tmp`;
+                fs.writeFileSync(tmp, JSON.stringify({ systems }));
+                fs.renameSync(tmp, file(key));
+                prune(folder);
+            } catch {
+                // A cache that cannot be written only costs the next run an evaluation.
+            }
+        },
+    };
+}
+
+function prune(folder: string): void {
+    const entries = fs.readdirSync(folder).filter((name) => name.endsWith(".json"));
+    if (entries.length <= CACHE_ENTRIES) return;
+    const aged = entries.map((name) => ({ name, mtime: fs.statSync(path.join(folder, name)).mtimeMs })).sort((a, b) => a.mtime - b.mtime);
+    for (const { name } of aged.slice(0, entries.length - CACHE_ENTRIES)) fs.rmSync(path.join(folder, name), { force: true });
+}
+
+/** What the evaluation uses to skip unchanged flakes; counts what it did for the program's log line. */
+export interface EvaluationCache {
+    store: EvalCacheStore;
+    /** nixIdentity() of this run. */
+    nix: string;
+    /** The flake's metadata (`nix flake metadata --json`), or undefined when it cannot be read; read once per run unless fresh. */
+    metadata(flake: string, options?: { fresh?: boolean }): Promise<unknown>;
+    /** True when every derivation is still in the store (an entry whose .drv files were collected is not used). */
+    valid(drvPaths: string[]): boolean;
+    hits: number;
+    misses: number;
+}
+
+/** `nix flake metadata --json <flake>`, parsed; undefined when Nix cannot say. */
+export async function readFlakeMetadata(runner: ProcessRunner, flake: string, cwd?: string): Promise<unknown> {
+    try {
+        const result = await runner(["nix", ...NIX_FLAGS, "flake", "metadata", "--json", flake], { cwd });
+        if (result.code !== 0) return undefined;
+        return JSON.parse(result.stdout) as unknown;
+    } catch {
+        return undefined;
+    }
+}
+
+export function evaluationCache(options: { runner: ProcessRunner; cwd?: string; env?: NodeJS.ProcessEnv; store?: EvalCacheStore }): EvaluationCache {
+    const env = options.env ?? process.env;
+    const read = new Map<string, Promise<unknown>>();
+    return {
+        store: options.store ?? fileEvalCache(cacheDir(env)),
+        nix: nixIdentity(env),
+        metadata: (flake, { fresh = false } = {}) => {
+            let metadata = fresh ? undefined : read.get(flake);
+            if (!metadata) {
+                metadata = readFlakeMetadata(options.runner, flake, options.cwd);
+                read.set(flake, metadata);
+            }
+            return metadata;
+        },
+        valid: (drvPaths) => drvPaths.every((drv) => fs.existsSync(drv)),
+        hits: 0,
+        misses: 0,
+    };
+}

@@ -1,0 +1,99 @@
+// One build for the hosts updated together: the engine updates hosts in parallel, and separate
+// `nix-store --realise` runs of systems that share derivations wait on each other's build locks
+// (Nix polls a held lock every few seconds). The program tells every host which hosts this run
+// evaluated (its build group); the provider tells its SharedBuilder, while it checks and diffs,
+// which of them change and so need their systems built here (note). The first host that needs
+// its system built waits until every host of its group was diffed (at most a few seconds), then
+// starts ONE `nix-store --realise` of all those systems; every other host whose system is in it
+// waits for that build instead of starting its own. When the shared build fails, each host builds
+// its own system again, so each gets its own error (or goes on when another system was broken).
+import type { ProcessRunner } from "../process/runner";
+import { buildLocally } from "./build";
+
+export interface SharedBuildResult {
+    /** How many systems the `nix-store --realise` that built this one realised (1: built alone). */
+    systems: number;
+}
+
+interface Batch {
+    drvs: string[];
+    /** Resolves true when all of them were built, false when the shared build failed. */
+    done: Promise<boolean>;
+}
+
+export interface SharedBuilderOptions {
+    /** The longest a build waits for the rest of its group to be diffed (ms). */
+    maxWaitMs?: number;
+}
+
+export class SharedBuilder {
+    /** Systems a coming update will build, not yet in a batch. */
+    private readonly expected = new Set<string>();
+    private readonly batches = new Map<string, Batch>();
+    /** Hosts the engine has checked or diffed in this run. */
+    private readonly seen = new Set<string>();
+    private readonly waiting = new Set<() => void>();
+    private readonly maxWaitMs: number;
+
+    constructor(
+        private readonly runner: ProcessRunner,
+        options: SharedBuilderOptions = {},
+    ) {
+        this.maxWaitMs = options.maxWaitMs ?? 3000;
+    }
+
+    /** The engine diffed (or checked) host; drvPath when its update will build that system here. */
+    note(host: string, drvPath?: string): void {
+        this.seen.add(host);
+        if (drvPath !== undefined && !this.batches.has(drvPath)) this.expected.add(drvPath);
+        for (const wake of [...this.waiting]) wake();
+    }
+
+    /** Resolves when every host of the group was noted, or after maxWaitMs. */
+    private groupNoted(group: readonly string[]): Promise<void> {
+        return new Promise((resolve) => {
+            const check = () => {
+                if (!group.every((host) => this.seen.has(host))) return;
+                finish();
+            };
+            const timer = setTimeout(() => finish(), this.maxWaitMs);
+            const finish = () => {
+                clearTimeout(timer);
+                this.waiting.delete(check);
+                resolve();
+            };
+            this.waiting.add(check);
+            check();
+        });
+    }
+
+    /** Realises drvPath for host: in the shared build that holds it, or in a new one with every expected system of the run. */
+    async build(drvPath: string, host: string, group: readonly string[] = []): Promise<SharedBuildResult> {
+        if (!this.batches.has(drvPath) && group.some((other) => other !== host && !this.seen.has(other))) await this.groupNoted(group);
+        let batch = this.batches.get(drvPath);
+        if (!batch) {
+            const drvs = [drvPath, ...[...this.expected].filter((drv) => drv !== drvPath && !this.batches.has(drv))];
+            if (drvs.length === 1) {
+                // Only this system: the plain build, as a host deployed alone always had.
+                this.expected.delete(drvPath);
+                await buildLocally(this.runner, drvPath, host);
+                return { systems: 1 };
+            }
+            // --keep-going: every system that can be built is, even when another one fails.
+            const done = this.runner(["nix-store", "--realise", "--keep-going", ...drvs]).then(
+                (result) => result.code === 0,
+                () => false,
+            );
+            batch = { drvs, done };
+            for (const drv of drvs) {
+                this.expected.delete(drv);
+                this.batches.set(drv, batch);
+            }
+        }
+        if (await batch.done) return { systems: batch.drvs.length };
+        // The shared build failed: this host builds its own system (quick for what the shared
+        // build realised) and fails with its own error when its system is the broken one.
+        await buildLocally(this.runner, drvPath, host);
+        return { systems: 1 };
+    }
+}

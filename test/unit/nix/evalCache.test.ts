@@ -1,0 +1,159 @@
+import { describe, expect, it } from "vitest";
+import { mkdtempSync, rmSync, writeFileSync, chmodSync, mkdirSync, readdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { evalCacheKey, evaluationCache, fileEvalCache, lockedContent, nixIdentity, type CachedSystems, type EvalCacheKeyParts, type EvalCacheStore } from "../../../src/nix/evalCache";
+import { evaluateSystems, type EvaluationTarget } from "../../../src/nix/evaluate";
+import { FakeRunner, local } from "../helpers/fakeRunner";
+import { drvPath, storePath } from "../helpers/fixtures";
+
+const parts: EvalCacheKeyParts = {
+    flake: "path:/srv/infra",
+    narHash: "sha256-AAAA",
+    locks: { nodes: { root: { inputs: { nixpkgs: "nixpkgs" } }, nixpkgs: { locked: { narHash: "sha256-NNNN", rev: "abc" } } }, root: "root", version: 7 },
+    output: "nixosConfigurations",
+    expression: 'o: { "psi" = … }',
+    nix: "nix-2.8",
+};
+
+describe("evalCacheKey", () => {
+    it("is the same for the same parts, whatever the order of their keys", () => {
+        const reordered = { nix: parts.nix, expression: parts.expression, output: parts.output, locks: { version: 7, root: "root", nodes: (parts.locks as { nodes: unknown }).nodes }, narHash: parts.narHash, flake: parts.flake };
+        expect(evalCacheKey(reordered)).toBe(evalCacheKey(parts));
+        expect(evalCacheKey(parts)).toMatch(/^[0-9a-f]{64}$/);
+    });
+
+    it("changes with anything that can change the result: content, inputs, output, attributes, Nix", () => {
+        const changed: EvalCacheKeyParts[] = [
+            { ...parts, flake: "path:/srv/other" },
+            { ...parts, narHash: "sha256-BBBB" },
+            { ...parts, locks: { ...(parts.locks as object), nodes: { root: {}, nixpkgs: { locked: { narHash: "sha256-MMMM", rev: "def" } } } } },
+            { ...parts, output: "colmenaHive" },
+            { ...parts, expression: 'o: { "psi" = … "rho" = … }' },
+            { ...parts, nix: "nix-2.18" },
+        ];
+        const keys = new Set([evalCacheKey(parts), ...changed.map(evalCacheKey)]);
+        expect(keys.size).toBe(changed.length + 1);
+    });
+});
+
+describe("lockedContent", () => {
+    it("reads locked.narHash and the lock nodes from nix flake metadata; no narHash, no caching", () => {
+        expect(lockedContent({ locked: { narHash: "sha256-X", type: "path" }, locks: { root: "root" } })).toEqual({ narHash: "sha256-X", locks: { root: "root" } });
+        expect(lockedContent({ locked: { type: "path" } })).toBeUndefined();
+        expect(lockedContent(undefined)).toBeUndefined();
+    });
+});
+
+describe("nixIdentity", () => {
+    it("changes with the nix binary, NIX_CONFIG and nix.conf", () => {
+        const dir = mkdtempSync(join(tmpdir(), "nf-nixid-"));
+        try {
+            mkdirSync(join(dir, "bin"));
+            mkdirSync(join(dir, "etc"));
+            const nix = join(dir, "bin", "nix");
+            writeFileSync(nix, "#!/bin/sh\n# nix 2.8\n");
+            chmodSync(nix, 0o755);
+            const env = { PATH: join(dir, "bin"), NIX_CONF_DIR: join(dir, "etc"), XDG_CONFIG_HOME: join(dir, "config") };
+            const first = nixIdentity(env);
+            expect(nixIdentity(env)).toBe(first);
+            expect(nixIdentity({ ...env, NIX_CONFIG: "system = aarch64-linux" })).not.toBe(first);
+            writeFileSync(join(dir, "etc", "nix.conf"), "allow-import-from-derivation = false\n");
+            const withConf = nixIdentity(env);
+            expect(withConf).not.toBe(first);
+            writeFileSync(nix, "#!/bin/sh\n# nix 2.18, a bigger binary\n");
+            expect(nixIdentity(env)).not.toBe(withConf);
+        } finally {
+            rmSync(dir, { recursive: true, force: true });
+        }
+    });
+});
+
+describe("fileEvalCache", () => {
+    it("keeps entries as files, reads them back, and ignores a broken one", () => {
+        const dir = mkdtempSync(join(tmpdir(), "nf-cache-"));
+        try {
+            const store = fileEvalCache(dir);
+            const systems = { psi: { out: storePath("a"), drv: drvPath("a") } };
+            expect(store.get("k1")).toBeUndefined();
+            store.set("k1", systems);
+            expect(store.get("k1")).toEqual(systems);
+            writeFileSync(join(dir, "eval", "k2.json"), "{not json");
+            expect(store.get("k2")).toBeUndefined();
+            expect(readdirSync(join(dir, "eval")).filter((name) => name.endsWith(".tmp"))).toEqual([]);
+        } finally {
+            rmSync(dir, { recursive: true, force: true });
+        }
+    });
+});
+
+// evaluateSystems with the cache: a fake flake whose narHash the test changes ("edits a file").
+function memoryStore(): EvalCacheStore & { entries: Map<string, CachedSystems> } {
+    const entries = new Map<string, CachedSystems>();
+    return { entries, get: (key) => entries.get(key), set: (key, value) => void entries.set(key, value) };
+}
+
+function fakeFlake(runner: FakeRunner, state: { narHash: string; version: number; changeDuringEval?: string }): void {
+    runner.on(local("flake", "metadata"), () => ({ stdout: JSON.stringify({ locked: { narHash: state.narHash, type: "path" }, locks: { nodes: { root: {} }, root: "root", version: 7 } }) }));
+    runner.on(local("eval", "--json"), () => {
+        const out = { psi: { out: storePath(`nixos-system-psi-${state.version}`), drv: drvPath(`nixos-system-psi-${state.version}`) } };
+        if (state.changeDuringEval) state.narHash = state.changeDuringEval;
+        return { stdout: JSON.stringify(out) };
+    });
+}
+
+describe("evaluateSystems with the evaluation cache", () => {
+    const psi: EvaluationTarget = { name: "psi", flake: "path:/srv/infra", attribute: "nixosConfigurations.psi" };
+    const evals = (runner: FakeRunner) => runner.matching(local("eval", "--json")).length;
+
+    it("evaluates an unchanged flake once; an edit (new narHash) evaluates again and gives the new system", async () => {
+        const runner = new FakeRunner();
+        const flake = { narHash: "sha256-v1", version: 1 };
+        fakeFlake(runner, flake);
+        const store = memoryStore();
+        const cache = () => Object.assign(evaluationCache({ runner: runner.run, store, env: {} }), { valid: () => true });
+
+        const first = cache();
+        expect((await evaluateSystems([psi], { runner: runner.run, cache: first })).get("psi")!.storePath).toBe(storePath("nixos-system-psi-1"));
+        expect([first.misses, first.hits, evals(runner)]).toEqual([1, 0, 1]);
+
+        const second = cache();
+        expect((await evaluateSystems([psi], { runner: runner.run, cache: second })).get("psi")!.storePath).toBe(storePath("nixos-system-psi-1"));
+        expect([second.misses, second.hits, evals(runner)]).toEqual([0, 1, 1]);
+
+        flake.narHash = "sha256-v2";
+        flake.version = 2;
+        const third = cache();
+        expect((await evaluateSystems([psi], { runner: runner.run, cache: third })).get("psi")!.storePath).toBe(storePath("nixos-system-psi-2"));
+        expect([third.misses, third.hits, evals(runner)]).toEqual([1, 0, 2]);
+        expect(store.entries.size).toBe(2);
+    });
+
+    it("evaluates again when the cached derivations were garbage-collected", async () => {
+        const runner = new FakeRunner();
+        fakeFlake(runner, { narHash: "sha256-v1", version: 1 });
+        const store = memoryStore();
+        await evaluateSystems([psi], { runner: runner.run, cache: Object.assign(evaluationCache({ runner: runner.run, store, env: {} }), { valid: () => true }) });
+        const gone = Object.assign(evaluationCache({ runner: runner.run, store, env: {} }), { valid: () => false });
+        await evaluateSystems([psi], { runner: runner.run, cache: gone });
+        expect([gone.misses, gone.hits, evals(runner)]).toEqual([1, 0, 2]);
+    });
+
+    it("stores nothing when the flake changed while Nix evaluated it", async () => {
+        const runner = new FakeRunner();
+        fakeFlake(runner, { narHash: "sha256-v1", version: 1, changeDuringEval: "sha256-v2" });
+        const store = memoryStore();
+        await evaluateSystems([psi], { runner: runner.run, cache: Object.assign(evaluationCache({ runner: runner.run, store, env: {} }), { valid: () => true }) });
+        expect(store.entries.size).toBe(0);
+    });
+
+    it("a flake whose metadata cannot be read is evaluated every time", async () => {
+        const runner = new FakeRunner();
+        fakeFlake(runner, { narHash: "sha256-v1", version: 1 });
+        runner.on(local("flake", "metadata"), { code: 1, stderr: "error: cannot read" });
+        const store = memoryStore();
+        for (let i = 0; i < 2; i++) await evaluateSystems([psi], { runner: runner.run, cache: evaluationCache({ runner: runner.run, store, env: {} }) });
+        expect(evals(runner)).toBe(2);
+        expect(store.entries.size).toBe(0);
+    });
+});
