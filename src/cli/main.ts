@@ -1,4 +1,4 @@
-// nixos-fleet's operator commands: `npm run deploy|rollback|generations -- …`. Each command is
+// nixos-fleet's operator commands: `npm run deploy|rollback|generations|exec|build -- …`. Each command is
 // one file in this folder; errors are printed by formatError, never as a stack trace.
 import { formatError } from "../errors";
 
@@ -8,6 +8,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
     deploy: async () => (await import("./deploy")).deployCommand,
     rollback: async () => (await import("./rollback")).rollbackCommand,
     generations: async () => (await import("./generations")).generationsCommand,
+    exec: async () => (await import("./exec")).execCommand,
 };
 
 async function main(argv: string[]): Promise<number> {
