@@ -9,6 +9,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
     rollback: async () => (await import("./rollback")).rollbackCommand,
     generations: async () => (await import("./generations")).generationsCommand,
     exec: async () => (await import("./exec")).execCommand,
+    build: async () => (await import("./build")).buildCommand,
 };
 
 async function main(argv: string[]): Promise<number> {

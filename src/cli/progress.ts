@@ -207,7 +207,7 @@ function summarize(host: string, record: HostRecord, planning: boolean): HostSum
     };
 }
 
-function bytes(n: number): string {
+export function bytes(n: number): string {
     if (n < 1024) return `${n} B`;
     if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
     return `${(n / 1024 / 1024).toFixed(1)} MiB`;

@@ -1,0 +1,98 @@
+// Fleet operations end to end through the real CLI entry point, pulumi, Nix and OpenSSH against
+// sandbox hosts: exec on a selection, build without deploying, staged rollouts (canary, batches,
+// held-back hosts). One fleet shared by the file; the tests run in order and build on each other.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { join } from "node:path";
+import { runProcess, type RunResult } from "../../src/process/runner";
+import { FleetProject, ROOT } from "./helpers/fleetProject";
+
+const HOSTS = ["psi", "rho", "tau"];
+let project: FleetProject;
+
+/** Runs `npm run <command> -- args` the way scripts/cli does, in the test project. */
+async function cli(command: string, args: string[]): Promise<RunResult> {
+    return runProcess(["node", "-r", "ts-node/register/transpile-only", join(ROOT, "src", "cli", "main.ts"), command, ...args], {
+        cwd: project.projectDir,
+        env: { ...project.env(), TS_NODE_PROJECT: join(ROOT, "tsconfig.json"), PULUMI_CONFIG_PASSPHRASE_FILE: undefined },
+        timeoutMs: 300_000,
+    });
+}
+
+/** Activations the host's switch-to-configuration recorded (the sandbox's own log). */
+async function activations(name: string): Promise<number> {
+    const out = await project.onHost(name, ["sh", "-c", "cat /nix/var/nix/sandbox/activations.log 2>/dev/null || true"]);
+    return out.split("\n").filter(Boolean).length;
+}
+
+const stackConfig = (extra: Record<string, unknown> = {}) => ({ hosts: HOSTS, defaults: { sshConfigFile: project.sandbox.layout.sshConfigFile }, ...extra });
+
+beforeAll(async () => {
+    project = await FleetProject.create({ hosts: HOSTS, portBase: 36800 });
+    // rho and tau are web servers (for @web); rho builds its system itself.
+    project.writeHost("rho", { ...project.defaultHostFile("rho"), tags: ["sandbox", "web"], buildOn: "target" });
+    project.writeHost("tau", { ...project.defaultHostFile("tau"), tags: ["sandbox", "web"] });
+});
+
+afterAll(async () => {
+    await project?.dispose();
+});
+
+describe("exec", () => {
+    it("runs the argv on the @web hosts only, word by word, each line prefixed with its host", async () => {
+        const logins = await project.acceptedLogins("psi");
+        const result = await cli("exec", ["--hosts", "@web", "--stack", project.stack, "--", "sh", "-c", 'echo "arg=$1"; echo "to stderr" >&2', "_", "a b; touch /tmp/injected"]);
+        expect(result.code, result.stdout + result.stderr).toBe(0);
+        for (const name of ["rho", "tau"]) {
+            expect(result.stdout).toContain(`[${name}] arg=a b; touch /tmp/injected\n`);
+            expect(result.stderr).toContain(`[${name}] to stderr\n`);
+            expect(await project.onHost(name, ["sh", "-c", "test -e /tmp/injected && echo yes || echo no"])).toBe("no");
+        }
+        expect(result.stdout).toMatch(/\nrho\s+ok \(exit status 0\)\ntau\s+ok \(exit status 0\)\n\nexec: 2 of 2 hosts ok\n$/);
+        expect(result.stdout + result.stderr).not.toMatch(/\[psi\]/);
+        expect(await project.acceptedLogins("psi")).toBe(logins);
+    });
+
+    it("a failing exec exits 1 naming the hosts where it failed, and an unreachable host as such", async () => {
+        await project.onHost("rho", ["touch", "/tmp/fail-marker"]);
+        // tau's port points at nothing for this run: it cannot be reached.
+        project.writeStackConfig(stackConfig({ overrides: { tau: { port: 36999 } } }));
+        try {
+            const result = await cli("exec", ["--stack", project.stack, "--parallel", "2", "--", "sh", "-c", "test ! -e /tmp/fail-marker || { echo marker found; exit 3; }"]);
+            expect(result.code, result.stdout + result.stderr).toBe(1);
+            expect(result.stdout).toContain("[rho] marker found\n");
+            expect(result.stdout).toMatch(/\npsi\s+ok \(exit status 0\)\nrho\s+failed: exit status 3\ntau\s+unreachable: host tau: connect failed: /);
+            expect(result.stdout).toMatch(/exec: 1 of 3 hosts ok\nfailed on: rho \(exit status 3\)\nunreachable: tau\n$/);
+        } finally {
+            project.writeStackConfig(stackConfig());
+            await project.onHost("rho", ["rm", "-f", "/tmp/fail-marker"]);
+        }
+    });
+});
+
+describe("build", () => {
+    it("builds the systems where buildOn says and prints store paths and closure sizes; no host is changed", async () => {
+        await project.sandbox.set("psi", { version: 2 });
+        await project.sandbox.set("rho", { version: 2 });
+        const before = { psi: await project.hostSystem("psi"), rho: await project.hostSystem("rho") };
+        const logins = await project.acceptedLogins("psi");
+        const want = { psi: await project.evaluatedStorePath("psi"), rho: await project.evaluatedStorePath("rho") };
+
+        const result = await cli("build", ["--hosts", "psi,rho", "--stack", project.stack]);
+        expect(result.code, result.stdout + result.stderr).toBe(0);
+        expect(result.stdout).toMatch(new RegExp(`\\npsi\\s+here\\s+${want.psi}\\s+\\d+ paths, [\\d.]+ (B|KiB|MiB)\\s+[\\d.]+s\\n`));
+        expect(result.stdout).toMatch(new RegExp(`\\nrho\\s+host\\s+${want.rho}\\s+\\d+ paths, [\\d.]+ (B|KiB|MiB)\\s+[\\d.]+s\\n`));
+        expect(result.stdout).toContain("build: 2 of 2 systems built; no host was changed");
+
+        // psi's system is in the local store, and psi was never contacted.
+        const valid = await runProcess(["nix-store", "--check-validity", want.psi]);
+        expect(valid.code, valid.stderr).toBe(0);
+        expect(await project.acceptedLogins("psi")).toBe(logins);
+        // rho's is in rho's store; neither host runs or boots anything new.
+        await project.onHost("rho", ["nix-store", "--check-validity", want.rho]);
+        expect(await project.hostSystem("psi")).toEqual(before.psi);
+        expect(await project.hostSystem("rho")).toEqual(before.rho);
+        expect(await activations("psi")).toBe(0);
+        expect(await activations("rho")).toBe(0);
+        expect(await project.hostStates()).toEqual({});
+    });
+});
