@@ -47,9 +47,15 @@ export = async () => {
         plan.hosts.map((host) => host.config),
         otherStackHosts(process.cwd(), pulumi.getStack()),
     );
+    if (plan.rolloutNotice) void pulumi.log.info(plan.rolloutNotice);
     const hosts: Record<string, Host> = {};
+    const batchOf = new Map(plan.batches.flatMap((batch) => batch.hosts.map((name) => [name, batch.number] as const)));
     for (const { config, inputs, pin } of plan.hosts) {
-        const host = new Host(config.name, inputs);
+        // A staged rollout: the engine starts this host only after every host of the batch before
+        // it deployed and passed its checks; a failure there stops it (src/program/rollout.ts).
+        const batch = batchOf.get(config.name)!;
+        const before = plan.batches.find((b) => b.number === batch - 1)?.hosts.map((name) => hosts[name]!) ?? [];
+        const host = new Host(config.name, inputs, before.length ? { dependsOn: before } : undefined);
         hosts[config.name] = host;
         for (const hook of config.hooks) {
             // Runs after the host is deployed, and again whenever its generation or system changes.

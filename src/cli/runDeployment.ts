@@ -5,6 +5,7 @@ import { createInterface } from "node:readline/promises";
 import { CommandError, ConcurrentUpdateError, type Stack } from "@pulumi/pulumi/automation";
 import { FleetError } from "../errors";
 import { ProgressTracker, renderSummary, type HostSummary, type RunFailure } from "./progress";
+import { heldBackBy, type RolloutBatch } from "../program/rollout";
 import { hostUrn } from "./stack";
 
 export interface DeploymentOptions {
@@ -18,6 +19,10 @@ export interface DeploymentOptions {
     json: boolean;
     /** What this run is, for the prompt and the update message (e.g. "rollback of psi"). */
     description: string;
+    /** The URNs to target: the hosts and their hooks (deploymentTargets); default: the hosts alone. */
+    targets?: string[];
+    /** The stack's rollout batches: a host of a batch after a failed one is reported held back. */
+    batches?: readonly RolloutBatch[];
 }
 
 export interface DeploymentReport {
@@ -76,17 +81,30 @@ export function classifyFailure(stack: string, error: unknown, programErrors: re
 }
 
 export function buildReport(
-    options: Pick<DeploymentOptions, "stackName" | "hosts">,
+    options: Pick<DeploymentOptions, "stackName" | "hosts" | "batches">,
     tracker: ProgressTracker,
     planning: boolean,
     error?: unknown,
 ): DeploymentReport {
     const failure = error === undefined ? undefined : classifyFailure(options.stackName, error, tracker.programErrors);
-    const hosts = tracker.summaries(options.hosts, planning, failure);
+    const hosts = heldBackByRollout(tracker.summaries(options.hosts, planning, failure), options.batches ?? []);
     const errors = [...tracker.programErrors];
     if (failure?.kind === "locked") errors.push(failure.message);
     else if (failure?.kind === "engine" && hosts.every((h) => h.result !== "failed" && h.result !== "unknown")) errors.push(failure.message);
     return reportOf(options.stackName, planning, hosts, errors);
+}
+
+/**
+ * Hosts the run never reached because a host of an earlier rollout batch failed (or ended
+ * unknown): the engine did not start them, since their batch depends on the failed one.
+ */
+export function heldBackByRollout(rows: HostSummary[], batches: readonly RolloutBatch[]): HostSummary[] {
+    const stopped = rows.filter((row) => row.result === "failed" || row.result === "unknown").map((row) => row.host);
+    const held = heldBackBy(batches, stopped);
+    return rows.map((row) => {
+        const reason = row.result === "not attempted" ? held.get(row.host) : undefined;
+        return reason ? { ...row, result: "held back", reason } : row;
+    });
 }
 
 function reportOf(stack: string, planning: boolean, hosts: HostSummary[], errors: string[]): DeploymentReport {
@@ -130,12 +148,14 @@ function print(options: DeploymentOptions, deployment: DeploymentReport): Deploy
             process.stdout.write(`\noutcome unknown: ${deployment.unknown.join(", ")} (npm run pulumi -- refresh records what they run)\n`);
         }
         if (deployment.notAttempted.length) process.stdout.write(`${deployment.failed.length ? "" : "\n"}not attempted: ${deployment.notAttempted.join(", ")}\n`);
+        const heldBack = deployment.hosts.filter((h) => h.result === "held back" && h.reason?.startsWith("rollout: "));
+        if (heldBack.length) process.stdout.write(`held back by the rollout (not touched): ${heldBack.map((h) => h.host).join(", ")}\n`);
     }
     return { code: exitCode(deployment), report: deployment };
 }
 
 export async function runDeployment(options: DeploymentOptions): Promise<DeploymentOutcome> {
-    const target = options.hosts.map((host) => hostUrn(options.stackName, host));
+    const target = options.targets ?? options.hosts.map((host) => hostUrn(options.stackName, host));
     // Progress goes to stderr when --json owns stdout.
     const line = (text: string) => (options.json ? process.stderr : process.stdout).write(`${text}\n`);
 
@@ -143,7 +163,7 @@ export async function runDeployment(options: DeploymentOptions): Promise<Deploym
         const tracker = new ProgressTracker(line);
         let failure: unknown;
         try {
-            await options.stack.preview({ target, targetDependents: true, parallel: options.parallel, onEvent: tracker.onEvent, message: options.description });
+            await options.stack.preview({ target, parallel: options.parallel, onEvent: tracker.onEvent, message: options.description });
         } catch (error) {
             failure = error;
         }
@@ -172,8 +192,9 @@ export async function runDeployment(options: DeploymentOptions): Promise<Deploym
     const tracker = new ProgressTracker(line);
     let failure: unknown;
     try {
-        // Dependents too: a host's hooks run after it.
-        await options.stack.up({ target, targetDependents: true, parallel: options.parallel, onEvent: tracker.onEvent, message: options.description });
+        // The hosts and their hooks (which run after them), not the engine's dependents: later
+        // rollout batches depend on earlier ones and are deployed only when selected.
+        await options.stack.up({ target, parallel: options.parallel, onEvent: tracker.onEvent, message: options.description });
     } catch (error) {
         failure = error;
     }

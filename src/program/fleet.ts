@@ -7,6 +7,8 @@ import type { HostInputs } from "../provider/hostInputs";
 import { hostInputsOf } from "./hostInputs";
 import { provenanceFor, type ProvenanceResult } from "./provenance";
 import { passphraseProblem, type Environment } from "./passphrase";
+import { BATCH_SIZE_ENV, planRollout, rolloutNotice, type RolloutBatch } from "./rollout";
+import { parseBatchSizeOption } from "../config/rollout";
 
 export interface FleetPlanOptions {
     /** The `nixos-fleet` config namespace of the stack (e.g. new pulumi.Config("nixos-fleet")). */
@@ -45,7 +47,12 @@ export function pinnedInputs(inputs: HostInputs, pin: Pin): HostInputs {
 
 export interface FleetPlan {
     stack: StackConfig;
+    /** In deploy order: the hosts of each batch depend on every host of the batch before. */
     hosts: PlannedHost[];
+    /** The rollout's batches (one batch without a rollout). */
+    batches: RolloutBatch[];
+    /** The rollout, said once per run (undefined for a single batch). */
+    rolloutNotice?: string;
     /** Things the program should warn about (e.g. a flake revision that could not be read). */
     warnings: string[];
 }
@@ -56,6 +63,9 @@ export async function planFleet(options: FleetPlanOptions): Promise<FleetPlan> {
     const file = `Pulumi.${options.stackName}.yaml`;
     const stack = readStackConfig(options.config, { baseDir: options.projectRoot, file });
     const hosts = await loadStackHosts(stack, { file });
+    // `deploy --batch-size` for one run (src/cli/deploy.ts sets it).
+    const override = parseBatchSizeOption(options.env?.[BATCH_SIZE_ENV] || undefined, `${BATCH_SIZE_ENV} (deploy --batch-size)`);
+    const batches = planRollout(hosts, stack.rollout, override);
     // The revisions and the update number are read while Nix evaluates.
     const [systems, provenance] = await Promise.all([
         evaluateSystems(
@@ -64,14 +74,30 @@ export async function planFleet(options: FleetPlanOptions): Promise<FleetPlan> {
         ),
         options.provenance?.([...new Set(hosts.map((host) => host.flake))]),
     ]);
+    const byName = new Map(hosts.map((host) => [host.name, host]));
     return {
         stack,
-        hosts: hosts.map((host) => {
-            const evaluated = hostInputsOf(host, systems.get(host.name)!);
-            const inputs = provenance ? { ...evaluated, provenance: provenanceFor(host.flake, provenance) } : evaluated;
-            const pin = stack.pins[host.name];
-            return { config: host, inputs: pin ? pinnedInputs(inputs, pin) : inputs, pin };
-        }),
+        hosts: batches.flatMap((batch) =>
+            batch.hosts.map((name) => {
+                const host = byName.get(name)!;
+                const evaluated = hostInputsOf(host, systems.get(host.name)!);
+                const described = provenance ? { ...evaluated, provenance: provenanceFor(host.flake, provenance) } : evaluated;
+                const inputs = batches.length > 1 ? { ...described, rollout: rolloutInput(batches, batch) } : described;
+                const pin = stack.pins[host.name];
+                return { config: host, inputs: pin ? pinnedInputs(inputs, pin) : inputs, pin };
+            }),
+        ),
+        batches,
+        rolloutNotice: rolloutNotice(batches, override ?? stack.rollout?.batchSize, override !== undefined),
         warnings: provenance?.warnings ?? [],
+    };
+}
+
+function rolloutInput(batches: readonly RolloutBatch[], batch: RolloutBatch): NonNullable<HostInputs["rollout"]> {
+    return {
+        batch: batch.number,
+        batches: batches.length,
+        canary: batch.canary,
+        later: batches.filter((b) => b.number > batch.number).flatMap((b) => b.hosts),
     };
 }

@@ -77,6 +77,16 @@ export const hostInputsSchema = z.object({
         .optional(),
     /** Revision, operator and stack update of this run: recorded with a deployment, not diffed. */
     provenance: provenanceSchema.optional(),
+    /** The host's place in a staged rollout (program/rollout.ts): said in its error, not diffed. */
+    rollout: z
+        .object({
+            batch: z.number().int().positive(),
+            batches: z.number().int().positive(),
+            canary: z.boolean(),
+            /** The hosts of later batches, which a failure of this host holds back. */
+            later: z.array(z.string()),
+        })
+        .optional(),
 });
 
 export type HostInputs = z.infer<typeof hostInputsSchema>;
@@ -130,10 +140,13 @@ export interface LastDeploy {
 export const HISTORY_LIMIT = 20;
 
 /**
- * Input keys whose change means an update. drvPath is derived from storePath, and provenance only
- * describes the run (a new revision with the same system is no reason to deploy), so both are left out.
+ * Input keys whose change means an update. drvPath is derived from storePath, and provenance and
+ * rollout only describe the run (a new revision with the same system, or a new batch, is no reason
+ * to deploy), so they are left out.
  */
-export const DIFF_KEYS = (Object.keys(hostInputsSchema.shape) as (keyof HostInputs)[]).filter((key) => key !== "drvPath" && key !== "provenance");
+export const DIFF_KEYS = (Object.keys(hostInputsSchema.shape) as (keyof HostInputs)[]).filter(
+    (key) => key !== "drvPath" && key !== "provenance" && key !== "rollout",
+);
 
 export function sshTargetOf(inputs: HostInputs): SshTarget {
     return {

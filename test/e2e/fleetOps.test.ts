@@ -96,3 +96,56 @@ describe("build", () => {
         expect(await project.hostStates()).toEqual({});
     });
 });
+
+interface DeployReport {
+    hosts: { host: string; result: string; phase?: string; reason?: string; generationAfter: number | null }[];
+    failed: string[];
+}
+
+describe("rollout", () => {
+    it("a failed canary holds the later batches back, untouched, in deploy and in plain pulumi up; fixed, it converges batch by batch", async () => {
+        project.writeStackConfig(stackConfig({ rollout: { canary: ["psi"], batchSize: 1 } }));
+        await project.sandbox.set("psi", { fail: true });
+        const logins = { rho: await project.acceptedLogins("rho"), tau: await project.acceptedLogins("tau") };
+
+        const failed = await cli("deploy", ["--stack", project.stack, "--yes", "--json"]);
+        expect(failed.code, failed.stderr).toBe(1);
+        expect(failed.stderr).toContain("rollout, batches of 1 host: batch 1 (canary): psi; batch 2: rho; batch 3: tau.");
+        const report = JSON.parse(failed.stdout) as DeployReport;
+        const reason = "rollout: batch 1 (canary) failed (psi), so later batches were not started";
+        expect(report.hosts.map((h) => [h.host, h.result, h.phase ?? h.reason])).toEqual([
+            ["psi", "failed", "activate"],
+            ["rho", "held back", reason],
+            ["tau", "held back", reason],
+        ]);
+        expect(failed.stderr).toContain("rollout: batch 1 of 3 (canary) failed here, so the hosts of later batches are held back (not touched): rho, tau");
+
+        // Plain `pulumi up` honours the same order and says the same.
+        const up = await project.up();
+        expect(up.code).not.toBe(0);
+        expect(up.stdout + up.stderr).toContain("rollout: batch 1 of 3 (canary) failed here, so the hosts of later batches are held back (not touched): rho, tau");
+
+        // rho and tau were never contacted: no login, no activation, nothing recorded.
+        expect(await project.acceptedLogins("rho")).toBe(logins.rho);
+        expect(await project.acceptedLogins("tau")).toBe(logins.tau);
+        expect(await activations("rho")).toBe(0);
+        expect(await activations("tau")).toBe(0);
+        expect(Object.keys(await project.hostStates())).not.toContain("rho");
+
+        // Fixed: the canary first, then the rest (one batch of two for this run).
+        await project.sandbox.set("psi", { fail: false });
+        const fixed = await cli("deploy", ["--stack", project.stack, "--yes", "--json", "--batch-size", "2"]);
+        expect(fixed.code, fixed.stderr).toBe(0);
+        expect(fixed.stderr).toContain("rollout, batches of 2 hosts (--batch-size for this run): batch 1 (canary): psi; batch 2: rho, tau.");
+        expect((JSON.parse(fixed.stdout) as DeployReport).hosts.map((h) => [h.host, h.result])).toEqual([
+            ["psi", "deployed"],
+            ["rho", "deployed"],
+            ["tau", "deployed"],
+        ]);
+        const psiDone = fixed.stderr.indexOf("[psi] switch done");
+        expect(psiDone).toBeGreaterThan(0);
+        expect(fixed.stderr.indexOf("[rho] ")).toBeGreaterThan(psiDone);
+        expect(fixed.stderr.indexOf("[tau] ")).toBeGreaterThan(psiDone);
+        for (const name of HOSTS) expect((await project.hostSystem(name)).current).toBe(await project.evaluatedStorePath(name));
+    });
+});
