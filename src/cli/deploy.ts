@@ -28,6 +28,7 @@ export async function deployCommand(args: string[]): Promise<number> {
     const hosts = hostsFromOption(fleet.hosts, values.hosts);
     // The program plans the same batches from the same settings (src/program/fleet.ts).
     const batches = planRollout(fleet.hosts, fleet.settings.rollout, batchSize);
+    const maxFailures = fleet.settings.rollout?.maxFailures ?? 0;
     if (values["batch-size"] !== undefined) (fleet.stack.workspace as LocalWorkspace).envVars[BATCH_SIZE_ENV] = values["batch-size"];
     const { code } = await runDeployment({
         stack: fleet.stack,
@@ -35,6 +36,7 @@ export async function deployCommand(args: string[]): Promise<number> {
         hosts: hosts.map((host) => host.name),
         targets: deploymentTargets(stackName, hosts),
         batches,
+        maxFailures,
         preview: values.preview ?? false,
         yes: values.yes ?? false,
         parallel: positiveInteger(values.parallel, "--parallel") ?? fleet.settings.parallel,

@@ -5,7 +5,7 @@ import { createInterface } from "node:readline/promises";
 import { CommandError, ConcurrentUpdateError, type Stack } from "@pulumi/pulumi/automation";
 import { FleetError } from "../errors";
 import { ProgressTracker, renderSummary, type HostSummary, type RunFailure } from "./progress";
-import { heldBackBy, type RolloutBatch } from "../program/rollout";
+import { heldBackBy, stopReason, type RolloutBatch } from "../program/rollout";
 import { hostUrn } from "./stack";
 
 export interface DeploymentOptions {
@@ -19,10 +19,16 @@ export interface DeploymentOptions {
     json: boolean;
     /** What this run is, for the prompt and the update message (e.g. "rollback of psi"). */
     description: string;
-    /** The URNs to target: the hosts and their hooks (deploymentTargets); default: the hosts alone. */
-    targets?: string[];
+    /** The URNs to target for each host: the host and its hooks (deploymentTargets); default: the host alone. */
+    targets?: ReadonlyMap<string, readonly string[]>;
     /** The stack's rollout batches: a host of a batch after a failed one is reported held back. */
     batches?: readonly RolloutBatch[];
+    /**
+     * Failed hosts the rollout tolerates. Above 0 the batches run as one targeted update each
+     * (the engine skips whatever depends on a failed host), and later batches start while no more
+     * than this many hosts failed.
+     */
+    maxFailures?: number;
 }
 
 export interface DeploymentReport {
@@ -155,7 +161,7 @@ function print(options: DeploymentOptions, deployment: DeploymentReport): Deploy
 }
 
 export async function runDeployment(options: DeploymentOptions): Promise<DeploymentOutcome> {
-    const target = options.targets ?? options.hosts.map((host) => hostUrn(options.stackName, host));
+    const target = urnsOf(options, options.hosts);
     // Progress goes to stderr when --json owns stdout.
     const line = (text: string) => (options.json ? process.stderr : process.stdout).write(`${text}\n`);
 
@@ -189,6 +195,8 @@ export async function runDeployment(options: DeploymentOptions): Promise<Deploym
         }
     }
 
+    if ((options.maxFailures ?? 0) > 0 && (options.batches?.length ?? 0) > 1) return print(options, await runBatches(options, line));
+
     const tracker = new ProgressTracker(line);
     let failure: unknown;
     try {
@@ -199,4 +207,65 @@ export async function runDeployment(options: DeploymentOptions): Promise<Deploym
         failure = error;
     }
     return print(options, buildReport(options, tracker, false, failure));
+}
+
+function urnsOf(options: Pick<DeploymentOptions, "targets" | "stackName">, hosts: readonly string[]): string[] {
+    return hosts.flatMap((host) => options.targets?.get(host) ?? [hostUrn(options.stackName, host)]);
+}
+
+/**
+ * A rollout that tolerates failures (maxFailures > 0): the engine stops an update at a failed
+ * host, so each batch runs as updates of its own, targeted at its hosts, at most `parallel` hosts
+ * each (all of them start at once, so one's failure stops none of the others). Later batches
+ * start while no more than maxFailures hosts failed (or ended unknown); an update that ended with
+ * an error of its own (locked stack, program) or left hosts not attempted stops the rollout.
+ */
+export async function runBatches(options: DeploymentOptions, line: (text: string) => void): Promise<DeploymentReport> {
+    const maxFailures = options.maxFailures ?? 0;
+    const rows: HostSummary[] = [];
+    const errors: string[] = [];
+    const failed: string[] = [];
+    let stop: { result: "held back" | "not attempted"; reason: string } | undefined;
+    for (const batch of options.batches ?? []) {
+        const hosts = batch.hosts.filter((host) => options.hosts.includes(host));
+        if (hosts.length === 0) continue;
+        if (stop !== undefined) {
+            rows.push(...hosts.map((host) => untouchedRow(host, stop!.result, stop!.reason)));
+            continue;
+        }
+        line(`rollout: batch ${batch.number}${batch.canary ? " (canary)" : ""}: ${hosts.join(", ")}`);
+        const width = options.parallel ?? hosts.length;
+        for (let at = 0; at < hosts.length; at += width) {
+            const chunk = hosts.slice(at, at + width);
+            if (stop !== undefined) {
+                rows.push(...chunk.map((host) => untouchedRow(host, "not attempted", stop!.reason)));
+                continue;
+            }
+            const tracker = new ProgressTracker(line);
+            let failure: unknown;
+            try {
+                await options.stack.up({ target: urnsOf(options, chunk), onEvent: tracker.onEvent, message: `${options.description} (rollout batch ${batch.number})` });
+            } catch (error) {
+                failure = error;
+            }
+            const report = buildReport({ stackName: options.stackName, hosts: chunk }, tracker, false, failure);
+            rows.push(...report.hosts);
+            errors.push(...report.errors);
+            failed.push(...report.failed, ...report.unknown);
+            if (report.errors.length) {
+                stop = { result: "not attempted", reason: `the update of rollout batch ${batch.number} ended with an error (above), so later hosts were not started` };
+            } else if (report.notAttempted.length) {
+                stop = { result: "not attempted", reason: `rollout batch ${batch.number} did not finish (not attempted: ${report.notAttempted.join(", ")}), so later hosts were not started` };
+            }
+        }
+        if (stop === undefined && failed.length > maxFailures) stop = { result: "held back", reason: stopReason(batch, failed, maxFailures) };
+    }
+    const order = new Map(options.hosts.map((host, index) => [host, index]));
+    rows.sort((a, b) => (order.get(a.host) ?? 0) - (order.get(b.host) ?? 0));
+    return reportOf(options.stackName, false, rows, errors);
+}
+
+/** The row of a host a rollout did not start: nothing about it changed (its recorded state stays). */
+function untouchedRow(host: string, result: "held back" | "not attempted", reason: string): HostSummary {
+    return { host, result, reason, generationBefore: null, generationAfter: null, storePathBefore: null, storePathAfter: null, pathsCopied: 0, bytesCopied: 0, timings: {} };
 }

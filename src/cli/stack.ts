@@ -34,8 +34,8 @@ export function hookUrns(stack: string, host: Pick<HostConfig, "name" | "hooks">
  * What a run on these hosts targets: each Host and its hooks. Not the engine's "dependents": in a
  * staged rollout the hosts of later batches depend on earlier ones and must not be pulled in.
  */
-export function deploymentTargets(stack: string, hosts: readonly Pick<HostConfig, "name" | "hooks">[]): string[] {
-    return hosts.flatMap((host) => [hostUrn(stack, host.name), ...hookUrns(stack, host)]);
+export function deploymentTargets(stack: string, hosts: readonly Pick<HostConfig, "name" | "hooks">[]): Map<string, string[]> {
+    return new Map(hosts.map((host) => [host.name, [hostUrn(stack, host.name), ...hookUrns(stack, host)]]));
 }
 
 export function hostNameOfUrn(urn: string): string | undefined {

@@ -1,6 +1,6 @@
 // Staged rollouts, as the stack says them (`nixos-fleet:rollout`): canary hosts first, then the
 // rest in batches of `batchSize` (a number of hosts or a percentage of the rest), stopping when
-// more than `maxFailures` hosts failed. How batches become an order of deploys: program/rollout.ts.
+// more than `maxFailures` hosts failed (plain `pulumi up` stops at the first; see program/rollout.ts). How batches become an order of deploys: program/rollout.ts.
 import { z } from "zod";
 import { FleetError } from "../errors";
 import { hostSelector } from "./names";
@@ -49,7 +49,7 @@ export const rolloutSchema = z.strictObject(
             })
             .optional(),
         /** Failed hosts the rollout tolerates before it holds back the later batches. */
-        maxFailures: integerIn(0, 0, "0 (the rollout stops at the first failed host; more is not supported yet)").default(0),
+        maxFailures: integerIn(0, 10_000, "a number of hosts from 0 to 10000").default(0),
     },
     expecting("a mapping with canary, batchSize, maxFailures"),
 );

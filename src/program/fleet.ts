@@ -82,19 +82,20 @@ export async function planFleet(options: FleetPlanOptions): Promise<FleetPlan> {
                 const host = byName.get(name)!;
                 const evaluated = hostInputsOf(host, systems.get(host.name)!);
                 const described = provenance ? { ...evaluated, provenance: provenanceFor(host.flake, provenance) } : evaluated;
-                const inputs = batches.length > 1 ? { ...described, rollout: rolloutInput(batches, batch) } : described;
+                const inputs = batches.length > 1 ? { ...described, rollout: rolloutInput(batches, batch, stack.rollout?.maxFailures ?? 0) } : described;
                 const pin = stack.pins[host.name];
                 return { config: host, inputs: pin ? pinnedInputs(inputs, pin) : inputs, pin };
             }),
         ),
         batches,
-        rolloutNotice: rolloutNotice(batches, override ?? stack.rollout?.batchSize, override !== undefined),
+        rolloutNotice: rolloutNotice(batches, override ?? stack.rollout?.batchSize, override !== undefined, stack.rollout?.maxFailures),
         warnings: provenance?.warnings ?? [],
     };
 }
 
-function rolloutInput(batches: readonly RolloutBatch[], batch: RolloutBatch): NonNullable<HostInputs["rollout"]> {
+function rolloutInput(batches: readonly RolloutBatch[], batch: RolloutBatch, maxFailures: number): NonNullable<HostInputs["rollout"]> {
     return {
+        maxFailures,
         batch: batch.number,
         batches: batches.length,
         canary: batch.canary,

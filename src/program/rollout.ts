@@ -23,6 +23,7 @@ export interface RolloutBatch {
 /** The environment variable `deploy --batch-size` sets for one run (the program reads it). */
 export const BATCH_SIZE_ENV = "NIXOS_FLEET_BATCH_SIZE";
 
+
 /**
  * The batches, in order. Without a rollout (and without a batch size for this run) every host is
  * in one batch. Canary selectors that match no host are config errors naming the setting.
@@ -72,13 +73,14 @@ export function describeBatches(batches: readonly RolloutBatch[]): string {
 }
 
 /** The line the program logs at every preview and update of a staged stack (nothing for one batch). */
-export function rolloutNotice(batches: readonly RolloutBatch[], size: BatchSize | undefined, overridden: boolean): string | undefined {
+export function rolloutNotice(batches: readonly RolloutBatch[], size: BatchSize | undefined, overridden: boolean, maxFailures = 0): string | undefined {
     if (batches.length < 2) return undefined;
     const sized = size ? `, batches of ${describeBatchSize(size)}${overridden ? " (--batch-size for this run)" : ""}` : "";
-    return (
-        `rollout${sized}: ${describeBatches(batches)}. A batch starts only when every host of the one before deployed and passed its checks; ` +
-        "when a host fails, the hosts of later batches are held back (not touched)"
-    );
+    const stop =
+        maxFailures === 0
+            ? "when a host fails, the hosts of later batches are held back (not touched)"
+            : `when a host fails, pulumi up holds the hosts of later batches back (not touched); npm run deploy goes on while at most ${maxFailures} host${maxFailures === 1 ? "" : "s"} failed`;
+    return `rollout${sized}: ${describeBatches(batches)}. A batch starts only when every host of the one before deployed and passed its checks; ${stop}`;
 }
 
 /** The batch of each host. */
@@ -91,14 +93,30 @@ export function batchOf(batches: readonly RolloutBatch[]): Map<string, RolloutBa
  * unknown) host, each with the reason. Hosts outside the batches are not in the result.
  */
 export function heldBackBy(batches: readonly RolloutBatch[], failedHosts: readonly string[]): Map<string, string> {
-    const failedBatches = batches.filter((batch) => batch.hosts.some((host) => failedHosts.includes(host)));
-    const first = failedBatches[0];
+    return heldBackAfter(batches, failedHosts, 0);
+}
+
+/**
+ * With `maxFailures`: the hosts of the batches after the one whose failures brought the count of
+ * failed hosts above maxFailures (how `deploy` runs a rollout that tolerates failures).
+ */
+export function heldBackAfter(batches: readonly RolloutBatch[], failedHosts: readonly string[], maxFailures: number): Map<string, string> {
     const held = new Map<string, string>();
-    if (!first) return held;
-    const failedThere = first.hosts.filter((host) => failedHosts.includes(host));
-    const reason = `rollout: batch ${first.number}${first.canary ? " (canary)" : ""} failed (${failedThere.join(", ")}), so later batches were not started`;
-    for (const batch of batches) {
-        if (batch.number > first.number) for (const host of batch.hosts) held.set(host, reason);
+    let failedSoFar: string[] = [];
+    for (const [index, batch] of batches.entries()) {
+        failedSoFar = [...failedSoFar, ...batch.hosts.filter((host) => failedHosts.includes(host))];
+        if (failedSoFar.length > maxFailures) {
+            const reason = stopReason(batch, failedSoFar, maxFailures);
+            for (const later of batches.slice(index + 1)) for (const host of later.hosts) held.set(host, reason);
+            return held;
+        }
     }
     return held;
+}
+
+/** Why the batches after `batch` were not started. */
+export function stopReason(batch: RolloutBatch, failedSoFar: readonly string[], maxFailures: number): string {
+    const where = `batch ${batch.number}${batch.canary ? " (canary)" : ""}`;
+    if (maxFailures === 0) return `rollout: ${where} failed (${batch.hosts.filter((host) => failedSoFar.includes(host)).join(", ")}), so later batches were not started`;
+    return `rollout: after ${where}, ${failedSoFar.length} hosts failed (${failedSoFar.join(", ")}), more than maxFailures (${maxFailures}), so later batches were not started`;
 }

@@ -83,6 +83,8 @@ export const hostInputsSchema = z.object({
             batch: z.number().int().positive(),
             batches: z.number().int().positive(),
             canary: z.boolean(),
+            /** Failed hosts `deploy` tolerates before it holds back later batches (plain `pulumi up` stops at the first). */
+            maxFailures: z.number().int().min(0).optional(),
             /** The hosts of later batches, which a failure of this host holds back. */
             later: z.array(z.string()),
         })

@@ -175,9 +175,12 @@ export function rolloutConsequence(inputs: Pick<HostInputs, "rollout">, error: u
     const rollout = inputs.rollout;
     if (!rollout || rollout.later.length === 0) return "";
     const how = error instanceof FleetError && error.outcome === "unknown" ? "did not end as it should (outcome unknown)" : "failed";
+    const where = `\n  rollout: batch ${rollout.batch} of ${rollout.batches}${rollout.canary ? " (canary)" : ""} ${how} here`;
+    const tolerated = rollout.maxFailures ?? 0;
+    if (tolerated === 0) return `${where}, so the hosts of later batches are held back (not touched): ${rollout.later.join(", ")}`;
     return (
-        `\n  rollout: batch ${rollout.batch} of ${rollout.batches}${rollout.canary ? " (canary)" : ""} ${how} here, ` +
-        `so the hosts of later batches are held back (not touched): ${rollout.later.join(", ")}`
+        `${where}: pulumi up holds the hosts of later batches back (not touched): ${rollout.later.join(", ")}; ` +
+        `npm run deploy goes on while at most ${tolerated} host${tolerated === 1 ? "" : "s"} failed`
     );
 }
 

@@ -148,4 +148,22 @@ describe("rollout", () => {
         expect(fixed.stderr.indexOf("[tau] ")).toBeGreaterThan(psiDone);
         for (const name of HOSTS) expect((await project.hostSystem(name)).current).toBe(await project.evaluatedStorePath(name));
     });
+
+    it("maxFailures: deploy runs the batches one update each and goes on past a tolerated failure", async () => {
+        project.writeStackConfig(stackConfig({ rollout: { canary: ["psi"], batchSize: 1, maxFailures: 1 } }));
+        for (const name of HOSTS) await project.sandbox.set(name, { version: 3 });
+        await project.sandbox.set("rho", { fail: true });
+        const result = await cli("deploy", ["--stack", project.stack, "--yes", "--json"]);
+        expect(result.code, result.stderr).toBe(1);
+        expect(result.stderr).toMatch(/rollout: batch 1 \(canary\): psi\n[\s\S]*rollout: batch 2: rho\n[\s\S]*rollout: batch 3: tau\n/);
+        expect(result.stderr).toContain("npm run deploy goes on while at most 1 host failed");
+        expect((JSON.parse(result.stdout) as DeployReport).hosts.map((h) => [h.host, h.result])).toEqual([
+            ["psi", "deployed"],
+            ["rho", "failed"],
+            ["tau", "deployed"],
+        ]);
+        expect((await project.hostSystem("tau")).current).toBe(await project.evaluatedStorePath("tau"));
+        expect((await project.hostSystem("rho")).current).not.toBe(await project.evaluatedStorePath("rho"));
+        await project.sandbox.set("rho", { fail: false });
+    });
 });

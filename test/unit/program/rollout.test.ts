@@ -1,9 +1,10 @@
 import { describe, expect, it } from "vitest";
 import { parseStackConfig } from "../../../src/config";
 import { batchSizeOf, parseBatchSizeOption } from "../../../src/config/rollout";
-import { heldBackByRollout } from "../../../src/cli/runDeployment";
+import { heldBackByRollout, runBatches } from "../../../src/cli/runDeployment";
+import type { EngineEvent, Stack, UpOptions } from "@pulumi/pulumi/automation";
 import { deploymentTargets, hostUrn } from "../../../src/cli/stack";
-import { heldBackBy, planRollout, rolloutNotice } from "../../../src/program/rollout";
+import { heldBackAfter, heldBackBy, planRollout, rolloutNotice } from "../../../src/program/rollout";
 import { rolloutConsequence } from "../../../src/provider/hostProvider";
 import { FleetError } from "../../../src/errors";
 import type { HostSummary } from "../../../src/cli/progress";
@@ -43,9 +44,12 @@ describe("nixos-fleet:rollout in the stack settings", () => {
         problems = bad({ batchsize: 2 });
         expect(problems[0]!.message).toMatch(/batchsize/);
         expect(problems[0]!.field).toMatch(/^nixos-fleet:rollout/);
-        problems = bad({ maxFailures: 2 });
-        expect(problems[0]).toMatchObject({ field: "nixos-fleet:rollout.maxFailures" });
-        expect(problems[0]!.message).toMatch(/more is not supported yet/);
+        for (const value of [-1, 1.5, "1"]) {
+            problems = bad({ maxFailures: value });
+            expect(problems[0]).toMatchObject({ field: "nixos-fleet:rollout.maxFailures" });
+            expect(problems[0]!.message).toMatch(/expected a number of hosts from 0 to 10000/);
+        }
+        expect(parseStackConfig({ hosts: ["a"], rollout: { maxFailures: 2 } }, { baseDir }).rollout?.maxFailures).toBe(2);
         problems = bad("canary");
         expect(problems[0]!.message).toMatch(/expected a mapping with canary, batchSize, maxFailures/);
     });
@@ -105,6 +109,9 @@ describe("planRollout", () => {
                 "A batch starts only when every host of the one before deployed and passed its checks; when a host fails, the hosts of later batches are held back (not touched)",
         );
         expect(rolloutNotice(planRollout(fleet, undefined), undefined, false)).toBeUndefined();
+        expect(rolloutNotice(batches, undefined, false, 2)).toMatch(
+            /^rollout: batch 1 \(canary\): alpha; .*; when a host fails, pulumi up holds the hosts of later batches back \(not touched\); npm run deploy goes on while at most 2 hosts failed$/,
+        );
     });
 });
 
@@ -157,6 +164,9 @@ describe("held back by a failed batch", () => {
         const unknown = new FleetError({ phase: "activate", message: "outcome unknown: gone", outcome: "unknown" });
         expect(rolloutConsequence({ rollout: { ...rollout, canary: false, batch: 2 } }, unknown)).toMatch(/^\n {2}rollout: batch 2 of 3 did not end as it should \(outcome unknown\) here/);
         expect(rolloutConsequence({ rollout: { ...rollout, later: [] } }, new Error("x"))).toBe("");
+        expect(rolloutConsequence({ rollout: { ...rollout, maxFailures: 1 } }, new Error("x"))).toBe(
+            "\n  rollout: batch 1 of 3 (canary) failed here: pulumi up holds the hosts of later batches back (not touched): beta, gamma; npm run deploy goes on while at most 1 host failed",
+        );
         expect(rolloutConsequence({}, new Error("x"))).toBe("");
     });
 });
@@ -164,11 +174,124 @@ describe("held back by a failed batch", () => {
 describe("deploymentTargets", () => {
     it("each host and its hooks, never the engine's dependents", () => {
         const hooks = [{ name: "notify" }, { name: "warm" }] as never;
-        expect(deploymentTargets("prod", [{ name: "psi", hooks }, { name: "rho", hooks: [] }])).toEqual([
-            hostUrn("prod", "psi"),
-            "urn:pulumi:prod::nixos-fleet::nixos:index:Host$nixos:index:Hook::psi-notify",
-            "urn:pulumi:prod::nixos-fleet::nixos:index:Host$nixos:index:Hook::psi-warm",
-            hostUrn("prod", "rho"),
+        expect(deploymentTargets("prod", [{ name: "psi", hooks }, { name: "rho", hooks: [] }])).toEqual(
+            new Map([
+                [
+                    "psi",
+                    [
+                        hostUrn("prod", "psi"),
+                        "urn:pulumi:prod::nixos-fleet::nixos:index:Host$nixos:index:Hook::psi-notify",
+                        "urn:pulumi:prod::nixos-fleet::nixos:index:Host$nixos:index:Hook::psi-warm",
+                    ],
+                ],
+                ["rho", [hostUrn("prod", "rho")]],
+            ]),
+        );
+    });
+});
+
+describe("maxFailures: deploy runs the batches itself", () => {
+    const batches = planRollout(fleet, { canary: ["alpha"], batchSize: { count: 2 }, maxFailures: 1 });
+    // alpha | beta, gamma | delta, epsilon | zeta
+
+    it("heldBackAfter: later batches start while no more than maxFailures hosts failed in all", () => {
+        expect(heldBackAfter(batches, ["alpha"], 1).size).toBe(0);
+        const held = heldBackAfter(batches, ["alpha", "delta"], 1);
+        expect([...held.keys()]).toEqual(["zeta"]);
+        expect(held.get("zeta")).toBe("rollout: after batch 3, 2 hosts failed (alpha, delta), more than maxFailures (1), so later batches were not started");
+        expect([...heldBackAfter(batches, ["beta", "gamma"], 1).keys()]).toEqual(["delta", "epsilon", "zeta"]);
+    });
+
+    /** A fake stack whose updates deploy every targeted host except those in `failing`. */
+    function fakeStack(failing: string[]) {
+        const calls: UpOptions[] = [];
+        let sequence = 0;
+        const event = (e: Record<string, unknown>) => ({ sequence: sequence++, timestamp: 0, ...e }) as unknown as EngineEvent;
+        const stack = {
+            up: async (options: UpOptions) => {
+                calls.push(options);
+                for (const urn of options.target ?? []) {
+                    const host = urn.slice(urn.lastIndexOf("::") + 2);
+                    options.onEvent!(event({ resourcePreEvent: { metadata: { op: "update", urn, old: { outputs: { generation: 1, storePath: "/nix/store/old" } }, new: { inputs: {} } } } }));
+                    if (failing.includes(host)) {
+                        options.onEvent!(event({ diagnosticEvent: { urn, severity: "error", message: `host ${host}: activate failed: boom` } }));
+                    } else {
+                        options.onEvent!(event({ resOutputsEvent: { metadata: { op: "update", urn, new: { outputs: { generation: 2, storePath: "/nix/store/new", lastDeploy: { activated: true, generationBefore: 1 } } } } } }));
+                    }
+                }
+                if (options.target?.some((urn) => failing.some((host) => urn.endsWith(`::${host}`)))) throw new Error("update failed");
+                return {};
+            },
+        };
+        return { stack: stack as unknown as Stack, calls };
+    }
+
+    const options = (stack: Stack, hosts = fleet.map((h) => h.name)) => ({
+        stack,
+        stackName: "prod",
+        hosts,
+        preview: false,
+        yes: true,
+        json: true,
+        description: "deploy all hosts",
+        batches,
+        maxFailures: 1,
+    });
+
+    it("one targeted update per batch, in order, going on past failures up to maxFailures; then the rest held back, untouched", async () => {
+        const { stack, calls } = fakeStack(["beta", "delta"]);
+        const lines: string[] = [];
+        const report = await runBatches(options(stack), (line) => lines.push(line));
+        expect(calls.map((call) => call.target!.map((urn) => urn.slice(urn.lastIndexOf("::") + 2)))).toEqual([["alpha"], ["beta", "gamma"], ["delta", "epsilon"]]);
+        expect(calls.map((call) => call.message)).toEqual(["deploy all hosts (rollout batch 1)", "deploy all hosts (rollout batch 2)", "deploy all hosts (rollout batch 3)"]);
+        expect(report.hosts.map((h) => [h.host, h.result])).toEqual([
+            ["alpha", "deployed"],
+            ["beta", "failed"],
+            ["gamma", "deployed"],
+            ["delta", "failed"],
+            ["epsilon", "deployed"],
+            ["zeta", "held back"],
+        ]);
+        expect(report.hosts[5]!.reason).toBe("rollout: after batch 3, 2 hosts failed (beta, delta), more than maxFailures (1), so later batches were not started");
+        expect(report.failed).toEqual(["beta", "delta"]);
+        expect(lines).toContain("rollout: batch 2: beta, gamma");
+        expect(lines).toContain("[beta] error: host beta: activate failed: boom");
+    });
+
+    it("--parallel splits a batch into updates of at most that many hosts; hosts an update did not reach stop the rollout", async () => {
+        const { stack, calls } = fakeStack([]);
+        const report = await runBatches({ ...options(stack), parallel: 1 }, () => undefined);
+        expect(calls.map((call) => call.target!.length)).toEqual([1, 1, 1, 1, 1, 1]);
+        expect(report.hosts.every((h) => h.result === "deployed")).toBe(true);
+
+        // an update that ends before reaching a host (no events for it): nothing later starts
+        const silent = {
+            up: async (o: UpOptions) => {
+                calls.length = 0;
+                if (o.target!.some((urn) => urn.endsWith("::beta"))) throw new Error("update failed");
+                return {};
+            },
+        } as unknown as Stack;
+        const stopped = await runBatches(options(silent), () => undefined);
+        expect(stopped.hosts.map((h) => [h.host, h.result])).toEqual([
+            ["alpha", "not attempted"],
+            ["beta", "not attempted"],
+            ["gamma", "not attempted"],
+            ["delta", "not attempted"],
+            ["epsilon", "not attempted"],
+            ["zeta", "not attempted"],
+        ]);
+        expect(stopped.hosts[3]!.reason).toMatch(/rollout batch 1 did not finish \(not attempted: alpha\), so later hosts were not started/);
+    });
+
+    it("only the selected hosts, in their batches; a run without failures deploys them all", async () => {
+        const { stack, calls } = fakeStack([]);
+        const report = await runBatches(options(stack, ["alpha", "zeta", "gamma"]), () => undefined);
+        expect(calls.map((call) => call.target!.length)).toEqual([1, 1, 1]);
+        expect(report.hosts.map((h) => [h.host, h.result])).toEqual([
+            ["alpha", "deployed"],
+            ["zeta", "deployed"],
+            ["gamma", "deployed"],
         ]);
     });
 });
