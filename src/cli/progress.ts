@@ -14,7 +14,9 @@ import { hostNameOfUrn } from "./stack";
  *   while its deploy was under way): `pulumi refresh` reads what it runs;
  * - not attempted: the run ended before this host was deployed, with why (another host failed,
  *   the stack is locked, cancelled, the program failed);
- * - held back: pinned by `rollback`, so its configuration is not deployed until `rollback --clear`.
+ * - held back: pinned by `rollback`, so its configuration is not deployed until `rollback --clear`;
+ *   or, in a staged rollout, not started because a host of an earlier batch failed (the reason says
+ *   which; see heldBackByRollout in runDeployment.ts).
  * A preview says planned / no change planned / held back instead.
  */
 export type HostResult = "deployed" | "unchanged" | "failed" | "unknown" | "not attempted" | "held back" | "planned" | "no change planned";

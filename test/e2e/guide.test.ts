@@ -267,6 +267,12 @@ describe("(c) the guide's deploy, verify and rollback sequence on psi, rho, tau"
         const preview = await project.preview();
         expect(preview.stdout + preview.stderr).not.toMatch(/pinned/);
 
+        // Staged rollouts: --batch-size for one run; the batches are said, the run is honest.
+        output = await ok(next(/^npm run deploy -- --hosts @compute --batch-size 1$/));
+        expect(output).toContain("rollout, batches of 1 host (--batch-size for this run): batch 1: psi; batch 2: rho; batch 3: tau.");
+        expect(output).toMatch(/^rho +\S+ → \S+ .*unchanged$/m);
+        expect(output).toMatch(/^tau +\S+ → \S+ .*unchanged$/m);
+
         // exec: the command on the @compute servers only, each line with its server's name.
         const psiBefore = await project.acceptedLogins("psi");
         output = await ok(next(/^npm run exec -- --hosts @compute -- systemctl is-active web$/));
