@@ -287,8 +287,9 @@ describe("(c) the guide's deploy, verify and rollback sequence on psi, rho, tau"
         output = await ok(next(/^npm run build -- --hosts psi$/));
         expect(output).toContain(`${await project.evaluatedStorePath("psi")}  `);
         expect(output).toMatch(/^build: 1 of 1 system built; no host was changed$/m);
-        expect((await project.hostSystem("psi")).current).toBe(psi4);
+        // (before hostSystem, which logs in itself)
         expect(await project.acceptedLogins("psi")).toBe(psiBefore);
+        expect((await project.hostSystem("psi")).current).toBe(psi4);
 
         // Every command of the guide was run (or checked) above, in the guide's order.
         expect(commands.slice(index), "guide commands this test does not run yet").toEqual([]);
