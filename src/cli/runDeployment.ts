@@ -24,9 +24,9 @@ export interface DeploymentOptions {
     /** The stack's rollout batches: a host of a batch after a failed one is reported held back. */
     batches?: readonly RolloutBatch[];
     /**
-     * Failed hosts the rollout tolerates. Above 0 the batches run as one targeted update each
-     * (the engine skips whatever depends on a failed host), and later batches start while no more
-     * than this many hosts failed.
+     * Failed hosts the rollout tolerates. Above 0 the batches run as targeted updates of their own
+     * (the engine ends an update at a failed host), and later batches start while no more than this
+     * many hosts failed (runBatches).
      */
     maxFailures?: number;
 }
