@@ -5,7 +5,7 @@ import { BATCH_SIZE_ENV, planRollout } from "../program/rollout";
 import { DEPLOYMENT_OPTIONS, parseCommandArgs, positiveInteger } from "./args";
 import { hostsFromOption } from "./hostsOption";
 import { runDeployment } from "./runDeployment";
-import { deploymentTargets, openFleetStack, resolveStackName } from "./stack";
+import { deploymentTargets, openFleetStack, recordedHosts, resolveStackName } from "./stack";
 
 export const DEPLOY_USAGE = "npm run deploy -- [--hosts psi,rho|@tag] [--stack NAME] [--preview] [--yes] [--parallel N] [--batch-size N|P%] [--json]";
 
@@ -30,12 +30,15 @@ export async function deployCommand(args: string[]): Promise<number> {
     const batches = planRollout(fleet.hosts, fleet.settings.rollout, batchSize);
     const maxFailures = fleet.settings.rollout?.maxFailures ?? 0;
     if (values["batch-size"] !== undefined) (fleet.stack.workspace as LocalWorkspace).envVars[BATCH_SIZE_ENV] = values["batch-size"];
+    // A staged run may hold hosts back: their rows show what the stack recorded for them.
+    const recorded = batches.length > 1 ? await recordedHosts(fleet.stack) : undefined;
     const { code } = await runDeployment({
         stack: fleet.stack,
         stackName,
         hosts: hosts.map((host) => host.name),
         targets: deploymentTargets(stackName, hosts),
         batches,
+        recorded,
         maxFailures,
         preview: values.preview ?? false,
         yes: values.yes ?? false,

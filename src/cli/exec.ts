@@ -165,7 +165,7 @@ export function renderExecSummary(results: readonly ExecHostResult[]): string {
     const ok = results.length - failed.length - unreachable.length;
     const tally = `exec: ${ok} of ${results.length} host${results.length === 1 ? "" : "s"} ok`;
     const tail = [
-        ...(failed.length ? [`failed on: ${failed.map((r) => `${r.host} (${r.code === null ? r.reason : `exit status ${r.code}`})`).join(", ")}`] : []),
+        ...(failed.length ? [`failed on: ${failed.map((r) => `${r.host} (${r.code === null ? (r.reason ?? "").split("\n")[0] : `exit status ${r.code}`})`).join(", ")}`] : []),
         ...(unreachable.length ? [`unreachable: ${unreachable.map((r) => r.host).join(", ")}`] : []),
     ];
     return [...lines, "", tally, ...tail].join("\n");

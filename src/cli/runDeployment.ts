@@ -6,6 +6,7 @@ import { CommandError, ConcurrentUpdateError, type Stack } from "@pulumi/pulumi/
 import { FleetError } from "../errors";
 import { ProgressTracker, renderSummary, type HostSummary, type RunFailure } from "./progress";
 import { heldBackBy, stopReason, type RolloutBatch } from "../program/rollout";
+import type { HostOutputs } from "../provider/hostInputs";
 import { hostUrn } from "./stack";
 
 export interface DeploymentOptions {
@@ -23,6 +24,8 @@ export interface DeploymentOptions {
     targets?: ReadonlyMap<string, readonly string[]>;
     /** The stack's rollout batches: a host of a batch after a failed one is reported held back. */
     batches?: readonly RolloutBatch[];
+    /** What the stack recorded for each host: the rows of hosts a rollout held back show it. */
+    recorded?: ReadonlyMap<string, Pick<HostOutputs, "generation" | "storePath">>;
     /**
      * Failed hosts the rollout tolerates. Above 0 the batches run as targeted updates of their own
      * (the engine ends an update at a failed host), and later batches start while no more than this
@@ -87,13 +90,13 @@ export function classifyFailure(stack: string, error: unknown, programErrors: re
 }
 
 export function buildReport(
-    options: Pick<DeploymentOptions, "stackName" | "hosts" | "batches">,
+    options: Pick<DeploymentOptions, "stackName" | "hosts" | "batches" | "recorded">,
     tracker: ProgressTracker,
     planning: boolean,
     error?: unknown,
 ): DeploymentReport {
     const failure = error === undefined ? undefined : classifyFailure(options.stackName, error, tracker.programErrors);
-    const hosts = heldBackByRollout(tracker.summaries(options.hosts, planning, failure), options.batches ?? []);
+    const hosts = heldBackByRollout(tracker.summaries(options.hosts, planning, failure), options.batches ?? [], options.recorded);
     const errors = [...tracker.programErrors];
     if (failure?.kind === "locked") errors.push(failure.message);
     else if (failure?.kind === "engine" && hosts.every((h) => h.result !== "failed" && h.result !== "unknown")) errors.push(failure.message);
@@ -104,13 +107,23 @@ export function buildReport(
  * Hosts the run never reached because a host of an earlier rollout batch failed (or ended
  * unknown): the engine did not start them, since their batch depends on the failed one.
  */
-export function heldBackByRollout(rows: HostSummary[], batches: readonly RolloutBatch[]): HostSummary[] {
+export function heldBackByRollout(
+    rows: HostSummary[],
+    batches: readonly RolloutBatch[],
+    recorded?: DeploymentOptions["recorded"],
+): HostSummary[] {
     const stopped = rows.filter((row) => row.result === "failed" || row.result === "unknown").map((row) => row.host);
     const held = heldBackBy(batches, stopped);
     return rows.map((row) => {
         const reason = row.result === "not attempted" ? held.get(row.host) : undefined;
-        return reason ? { ...row, result: "held back", reason } : row;
+        return reason ? { ...row, ...recordedSystem(recorded?.get(row.host)), result: "held back", reason } : row;
     });
+}
+
+/** A host the run did not touch keeps what the stack recorded for it (nothing, for a host never deployed). */
+function recordedSystem(outputs: Pick<HostOutputs, "generation" | "storePath"> | undefined): Partial<HostSummary> {
+    if (!outputs) return {};
+    return { generationBefore: outputs.generation, generationAfter: outputs.generation, storePathBefore: outputs.storePath, storePathAfter: outputs.storePath };
 }
 
 function reportOf(stack: string, planning: boolean, hosts: HostSummary[], errors: string[]): DeploymentReport {
@@ -230,7 +243,7 @@ export async function runBatches(options: DeploymentOptions, line: (text: string
         const hosts = batch.hosts.filter((host) => options.hosts.includes(host));
         if (hosts.length === 0) continue;
         if (stop !== undefined) {
-            rows.push(...hosts.map((host) => untouchedRow(host, stop!.result, stop!.reason)));
+            rows.push(...hosts.map((host) => untouchedRow(host, stop!.result, stop!.reason, options.recorded)));
             continue;
         }
         line(`rollout: batch ${batch.number}${batch.canary ? " (canary)" : ""}: ${hosts.join(", ")}`);
@@ -238,7 +251,7 @@ export async function runBatches(options: DeploymentOptions, line: (text: string
         for (let at = 0; at < hosts.length; at += width) {
             const chunk = hosts.slice(at, at + width);
             if (stop !== undefined) {
-                rows.push(...chunk.map((host) => untouchedRow(host, "not attempted", stop!.reason)));
+                rows.push(...chunk.map((host) => untouchedRow(host, "not attempted", stop!.reason, options.recorded)));
                 continue;
             }
             const tracker = new ProgressTracker(line);
@@ -266,6 +279,7 @@ export async function runBatches(options: DeploymentOptions, line: (text: string
 }
 
 /** The row of a host a rollout did not start: nothing about it changed (its recorded state stays). */
-function untouchedRow(host: string, result: "held back" | "not attempted", reason: string): HostSummary {
-    return { host, result, reason, generationBefore: null, generationAfter: null, storePathBefore: null, storePathAfter: null, pathsCopied: 0, bytesCopied: 0, timings: {} };
+function untouchedRow(host: string, result: "held back" | "not attempted", reason: string, recorded?: DeploymentOptions["recorded"]): HostSummary {
+    const base: HostSummary = { host, result, reason, generationBefore: null, generationAfter: null, storePathBefore: null, storePathAfter: null, pathsCopied: 0, bytesCopied: 0, timings: {} };
+    return { ...base, ...recordedSystem(recorded?.get(host)) };
 }

@@ -153,6 +153,10 @@ describe("held back by a failed batch", () => {
             ["epsilon", "held back", "rollout: batch 2 failed (beta), so later batches were not started"],
             ["zeta", "unchanged", undefined],
         ]);
+        // with the stack's records, a held-back row shows what the host keeps running
+        const recorded = new Map([["delta", { generation: 4, storePath: "/nix/store/x-delta" }]]);
+        const withRecords = heldBackByRollout([row("beta", "failed"), row("delta", "not attempted", "x")], batches, recorded);
+        expect(withRecords[1]).toMatchObject({ result: "held back", generationBefore: 4, generationAfter: 4, storePathBefore: "/nix/store/x-delta", storePathAfter: "/nix/store/x-delta" });
         // no failure, no rollout: rows as they were
         const plain = [row("alpha", "not attempted", "the stack is locked by another update")];
         expect(heldBackByRollout(plain, batches)).toEqual(plain);
