@@ -94,7 +94,12 @@ export class ProgressTracker {
         if (diagnostic) {
             const host = diagnostic.urn ? hostNameOfUrn(diagnostic.urn) : undefined;
             const message = diagnostic.message.trimEnd();
-            if (diagnostic.severity === "error") {
+            if (diagnostic.severity === "error" && DUPLICATE_URN.test(message)) {
+                // Not the host's failure: the engine refused the update before deploying it.
+                const explained = duplicateUrnMessage(message, host);
+                this.programErrors.push(explained);
+                this.print(`error: ${explained}`);
+            } else if (diagnostic.severity === "error") {
                 if (host) this.record(host).errors.push(message);
                 else if (!/^update failed$|^preview failed$/.test(message.trim())) this.programErrors.push(message);
                 this.print(host ? `[${host}] error: ${message}` : `error: ${message}`);
@@ -117,6 +122,21 @@ export class ProgressTracker {
         const failed = rows.filter((row) => row.result === "failed").map((row) => row.host);
         return rows.map((row) => (row.result === "not attempted" ? { ...row, reason: notAttemptedReason(failed, failure, planning) } : row));
     }
+}
+
+const DUPLICATE_URN = /^Duplicate resource URN '/;
+
+/**
+ * Pulumi's engine can refuse a targeted update with "Duplicate resource URN" when the
+ * dependencies between hosts changed since the last update (the rollout's batches): a known
+ * engine bug (pulumi/pulumi#24303). One untargeted update records the new order.
+ */
+export function duplicateUrnMessage(message: string, host: string | undefined): string {
+    return (
+        `${message.trim()}: Pulumi refused this targeted update${host ? ` before deploying ${host}` : ""}; this is a known Pulumi engine bug ` +
+        "(pulumi/pulumi#24303) after the dependencies between hosts changed (e.g. the rollout's canary or batches)\n" +
+        "  hint: run one update of the whole stack, `npm run pulumi -- up`, which records the new order; targeted runs (deploy --hosts, rollouts with maxFailures) work again after it"
+    );
 }
 
 /** Why a host the run never reached was not attempted. */

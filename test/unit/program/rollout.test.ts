@@ -7,7 +7,8 @@ import { deploymentTargets, hostUrn } from "../../../src/cli/stack";
 import { heldBackAfter, heldBackBy, planRollout, rolloutNotice } from "../../../src/program/rollout";
 import { rolloutConsequence } from "../../../src/provider/hostProvider";
 import { FleetError } from "../../../src/errors";
-import type { HostSummary } from "../../../src/cli/progress";
+import { ProgressTracker, type HostSummary } from "../../../src/cli/progress";
+import { buildReport } from "../../../src/cli/runDeployment";
 import { onlyProblem, problemsOf } from "../config/helpers";
 
 const baseDir = "/project";
@@ -297,5 +298,20 @@ describe("maxFailures: deploy runs the batches itself", () => {
             ["zeta", "deployed"],
             ["gamma", "deployed"],
         ]);
+    });
+});
+
+describe("the engine's duplicate-URN refusal (pulumi/pulumi#24303)", () => {
+    it("is not the host's failure: the host is not attempted and the error says what to do", () => {
+        const lines: string[] = [];
+        const tracker = new ProgressTracker((line) => lines.push(line));
+        const urn = "urn:pulumi:prod::nixos-fleet::nixos:index:Host::psi";
+        tracker.onEvent({ sequence: 1, timestamp: 0, diagnosticEvent: { urn, severity: "error", color: "never", message: `Duplicate resource URN '${urn}'; try giving it a unique name\n` } } as unknown as EngineEvent);
+        const report = buildReport({ stackName: "prod", hosts: ["psi"] }, tracker, false, new Error("update failed"));
+        expect(report.hosts[0]).toMatchObject({ host: "psi", result: "not attempted", reason: "the program failed before this host was reached" });
+        expect(report.failed).toEqual([]);
+        expect(report.errors[0]).toMatch(/^Duplicate resource URN '.*::psi'; try giving it a unique name: Pulumi refused this targeted update before deploying psi; this is a known Pulumi engine bug \(pulumi\/pulumi#24303\)/);
+        expect(report.errors[0]).toContain("hint: run one update of the whole stack, `npm run pulumi -- up`");
+        expect(lines[0]).toMatch(/^error: Duplicate resource URN/);
     });
 });
