@@ -23,7 +23,6 @@ export interface RolloutBatch {
 /** The environment variable `deploy --batch-size` sets for one run (the program reads it). */
 export const BATCH_SIZE_ENV = "NIXOS_FLEET_BATCH_SIZE";
 
-
 /**
  * The batches, in order. Without a rollout (and without a batch size for this run) every host is
  * in one batch. Canary selectors that match no host are config errors naming the setting.
