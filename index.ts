@@ -60,6 +60,7 @@ export = async () => {
         plan.hosts.map((host) => host.config),
         otherStackHosts(process.cwd(), pulumi.getStack()),
     );
+    if (plan.rolloutNotice) void pulumi.log.info(plan.rolloutNotice);
     const hosts: Record<string, Host> = {};
     // Registered (never evaluated) so the engine keeps their recorded state and the stack's outputs
     // still list them; a targeted run does not check, update or delete them.
@@ -68,10 +69,18 @@ export = async () => {
         const secretKeys = secretHostFields(secretPaths, config.name, Object.keys(inputs));
         hosts[config.name] = new Host(config.name, secretHostArgs(inputs, secretKeys), { additionalSecretOutputs: secretKeys });
     }
+    const batchOf = new Map(plan.batches.flatMap((batch) => batch.hosts.map((name) => [name, batch.number] as const)));
     for (const { config, inputs, pin } of plan.hosts) {
+        // A staged rollout: the engine starts this host only after every host of the batch before
+        // it deployed and passed its checks; a failure there stops it (src/program/rollout.ts).
+        const batch = batchOf.get(config.name)!;
+        const before = plan.batches.find((b) => b.number === batch - 1)?.hosts.map((name) => hosts[name]!) ?? [];
         // Fields whose value came from secret config are secret inputs and, by the engine, outputs.
         const secretKeys = secretHostFields(secretPaths, config.name, Object.keys(inputs));
-        const host = new Host(config.name, secretHostArgs(inputs, secretKeys), { additionalSecretOutputs: secretKeys });
+        const host = new Host(config.name, secretHostArgs(inputs, secretKeys), {
+            additionalSecretOutputs: secretKeys,
+            ...(before.length ? { dependsOn: before } : {}),
+        });
         const hookSecret = secretHostFields(secretPaths, config.name, ["hooks"]).length > 0;
         const connection = connectionOf(inputs);
         const connectionArgs = Object.fromEntries(

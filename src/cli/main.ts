@@ -1,4 +1,4 @@
-// nixos-fleet's operator commands: `npm run deploy|rollback|generations -- …`. Each command is
+// nixos-fleet's operator commands: `npm run deploy|rollback|generations|exec|build -- …`. Each command is
 // one file in this folder; errors are printed by formatError, never as a stack trace.
 import { formatError } from "../errors";
 
@@ -10,6 +10,8 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
     generations: async () => (await import("./generations")).generationsCommand,
     // Internal: run by scripts/pulumi after `pulumi refresh` (not an npm script).
     "refresh-check": async () => (await import("./refreshCheck")).refreshCheckCommand,
+    exec: async () => (await import("./exec")).execCommand,
+    build: async () => (await import("./build")).buildCommand,
 };
 
 async function main(argv: string[]): Promise<number> {

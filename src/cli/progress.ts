@@ -17,7 +17,9 @@ import { hostNameOfUrn } from "./stack";
  *   while its deploy was under way): `pulumi refresh` reads what it runs;
  * - not attempted: the run ended before this host was deployed, with why (another host failed,
  *   the stack is locked, cancelled, the program failed);
- * - held back: pinned by `rollback`, so its configuration is not deployed until `rollback --clear`.
+ * - held back: pinned by `rollback`, so its configuration is not deployed until `rollback --clear`;
+ *   or, in a staged rollout, not started because a host of an earlier batch failed (the reason says
+ *   which; see heldBackByRollout in runDeployment.ts).
  * A preview says planned / no change planned / held back instead.
  */
 export type HostResult = "deployed" | "unchanged" | "failed" | "unknown" | "not attempted" | "held back" | "planned" | "no change planned";
@@ -116,7 +118,12 @@ export class ProgressTracker {
         if (diagnostic) {
             const host = diagnostic.urn ? hostNameOfUrn(diagnostic.urn) : undefined;
             const message = diagnostic.message.trimEnd();
-            if (diagnostic.severity === "error") {
+            if (diagnostic.severity === "error" && DUPLICATE_URN.test(message)) {
+                // Not the host's failure: the engine refused the update before deploying it.
+                const explained = duplicateUrnMessage(message, host);
+                this.programErrors.push(explained);
+                this.print(`error: ${explained}`);
+            } else if (diagnostic.severity === "error") {
                 if (host) this.record(host).errors.push(message);
                 else if (!/^update failed$|^preview failed$/.test(message.trim())) this.programErrors.push(message);
                 this.print(host ? `[${host}] error: ${message}` : `error: ${message}`);
@@ -141,6 +148,21 @@ export class ProgressTracker {
         const failed = rows.filter((row) => row.result === "failed").map((row) => row.host);
         return rows.map((row) => (row.result === "not attempted" ? { ...row, reason: notAttemptedReason(failed, failure, planning) } : row));
     }
+}
+
+const DUPLICATE_URN = /^Duplicate resource URN '/;
+
+/**
+ * Pulumi's engine can refuse a targeted update with "Duplicate resource URN" when the
+ * dependencies between hosts changed since the last update (the rollout's batches): a known
+ * engine bug (pulumi/pulumi#24303). One untargeted update records the new order.
+ */
+export function duplicateUrnMessage(message: string, host: string | undefined): string {
+    return (
+        `${message.trim()}: Pulumi refused this targeted update${host ? ` before deploying ${host}` : ""}; this is a known Pulumi engine bug ` +
+        "(pulumi/pulumi#24303) after the dependencies between hosts changed (e.g. the rollout's canary or batches)\n" +
+        "  hint: run one update of the whole stack, `npm run pulumi -- up`, which records the new order; targeted runs (deploy --hosts, rollouts with maxFailures) work again after it"
+    );
 }
 
 /** Why a host the run never reached was not attempted. */
@@ -240,7 +262,7 @@ function summarize(host: string, record: HostRecord, planning: boolean): HostSum
     };
 }
 
-function bytes(n: number): string {
+export function bytes(n: number): string {
     if (n < 1024) return `${n} B`;
     if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
     return `${(n / 1024 / 1024).toFixed(1)} MiB`;

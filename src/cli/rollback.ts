@@ -16,7 +16,7 @@ import { DEPLOYMENT_OPTIONS, parseCommandArgs, positiveInteger } from "./args";
 import { hostsFromOption } from "./hostsOption";
 import { readPins, stackConfigFile, writePins } from "./pins";
 import { runDeployment, type DeploymentOutcome } from "./runDeployment";
-import { openFleetStack, recordedHosts, resolveStackName, stackUpdates, type HistorySource } from "./stack";
+import { deploymentTargets, openFleetStack, recordedHosts, resolveStackName, stackUpdates, type HistorySource } from "./stack";
 
 export const ROLLBACK_USAGE =
     "npm run rollback -- --hosts psi,rho|@tag [--steps K | --to-generation N | --to-stack-version V | --clear] [--stack NAME] [--preview] [--yes] [--parallel N] [--json]";
@@ -222,7 +222,8 @@ export async function rollbackCommand(args: string[]): Promise<number> {
     const projectRoot = process.cwd();
     const stackName = await resolveStackName(values.stack, projectRoot);
     const fleet = await openFleetStack(stackName, projectRoot);
-    const hosts = hostsFromOption(fleet.hosts, values.hosts).map((host) => host.name);
+    const selected = hostsFromOption(fleet.hosts, values.hosts);
+    const hosts = selected.map((host) => host.name);
     const file = stackConfigFile(projectRoot, stackName);
     const previousPins = readPins(file);
 
@@ -273,6 +274,7 @@ export async function rollbackCommand(args: string[]): Promise<number> {
             stack: fleet.stack,
             stackName,
             hosts,
+            targets: deploymentTargets(stackName, selected),
             preview: values.preview ?? false,
             yes: values.yes ?? false,
             parallel: parallel ?? fleet.settings.parallel,

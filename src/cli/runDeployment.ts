@@ -6,6 +6,8 @@ import { CommandError, ConcurrentUpdateError, type Stack } from "@pulumi/pulumi/
 import { FleetError } from "../errors";
 import { describeRollback } from "../provider/hostMarks";
 import { ProgressTracker, renderSummary, type HostSummary, type RunFailure } from "./progress";
+import { heldBackBy, stopReason, type RolloutBatch } from "../program/rollout";
+import type { HostOutputs } from "../provider/hostInputs";
 import { hostUrn } from "./stack";
 import { planHost } from "../deploy/plan";
 import { runProcess, type ProcessRunner } from "../process/runner";
@@ -26,6 +28,18 @@ export interface DeploymentOptions {
     notices?: string[];
     /** Queries the local Nix store for the plans; runProcess unless a test fakes it. */
     runner?: ProcessRunner;
+    /** The URNs to target for each host: the host and its hooks (deploymentTargets); default: the host alone. */
+    targets?: ReadonlyMap<string, readonly string[]>;
+    /** The stack's rollout batches: a host of a batch after a failed one is reported held back. */
+    batches?: readonly RolloutBatch[];
+    /** What the stack recorded for each host: the rows of hosts a rollout held back show it. */
+    recorded?: ReadonlyMap<string, Pick<HostOutputs, "generation" | "storePath">>;
+    /**
+     * Failed hosts the rollout tolerates. Above 0 the batches run as targeted updates of their own
+     * (the engine ends an update at a failed host), and later batches start while no more than this
+     * many hosts failed (runBatches).
+     */
+    maxFailures?: number;
 }
 
 export interface DeploymentReport {
@@ -84,17 +98,40 @@ export function classifyFailure(stack: string, error: unknown, programErrors: re
 }
 
 export function buildReport(
-    options: Pick<DeploymentOptions, "stackName" | "hosts">,
+    options: Pick<DeploymentOptions, "stackName" | "hosts" | "batches" | "recorded">,
     tracker: ProgressTracker,
     planning: boolean,
     error?: unknown,
 ): DeploymentReport {
     const failure = error === undefined ? undefined : classifyFailure(options.stackName, error, tracker.programErrors);
-    const hosts = tracker.summaries(options.hosts, planning, failure);
+    const hosts = heldBackByRollout(tracker.summaries(options.hosts, planning, failure), options.batches ?? [], options.recorded);
     const errors = [...tracker.programErrors];
     if (failure?.kind === "locked") errors.push(failure.message);
     else if (failure?.kind === "engine" && hosts.every((h) => h.result !== "failed" && h.result !== "unknown")) errors.push(failure.message);
     return reportOf(options.stackName, planning, hosts, errors);
+}
+
+/**
+ * Hosts the run never reached because a host of an earlier rollout batch failed (or ended
+ * unknown): the engine did not start them, since their batch depends on the failed one.
+ */
+export function heldBackByRollout(
+    rows: HostSummary[],
+    batches: readonly RolloutBatch[],
+    recorded?: DeploymentOptions["recorded"],
+): HostSummary[] {
+    const stopped = rows.filter((row) => row.result === "failed" || row.result === "unknown").map((row) => row.host);
+    const held = heldBackBy(batches, stopped);
+    return rows.map((row) => {
+        const reason = row.result === "not attempted" ? held.get(row.host) : undefined;
+        return reason ? { ...row, ...recordedSystem(recorded?.get(row.host)), result: "held back", reason } : row;
+    });
+}
+
+/** A host the run did not touch keeps what the stack recorded for it (nothing, for a host never deployed). */
+function recordedSystem(outputs: Pick<HostOutputs, "generation" | "storePath"> | undefined): Partial<HostSummary> {
+    if (!outputs) return {};
+    return { generationBefore: outputs.generation, generationAfter: outputs.generation, storePathBefore: outputs.storePath, storePathAfter: outputs.storePath };
 }
 
 function reportOf(stack: string, planning: boolean, hosts: HostSummary[], errors: string[]): DeploymentReport {
@@ -138,6 +175,8 @@ function print(options: DeploymentOptions, deployment: DeploymentReport): Deploy
             process.stdout.write(`\noutcome unknown: ${deployment.unknown.join(", ")} (npm run pulumi -- refresh records what they run)\n`);
         }
         if (deployment.notAttempted.length) process.stdout.write(`${deployment.failed.length ? "" : "\n"}not attempted: ${deployment.notAttempted.join(", ")}\n`);
+        const heldBack = deployment.hosts.filter((h) => h.result === "held back" && h.reason?.startsWith("rollout: "));
+        if (heldBack.length) process.stdout.write(`held back by the rollout (not touched): ${heldBack.map((h) => h.host).join(", ")}\n`);
     }
     return { code: exitCode(deployment), report: deployment };
 }
@@ -165,7 +204,7 @@ export async function withPlans(report: DeploymentReport, tracker: ProgressTrack
 }
 
 export async function runDeployment(options: DeploymentOptions): Promise<DeploymentOutcome> {
-    const target = options.hosts.map((host) => hostUrn(options.stackName, host));
+    const target = urnsOf(options, options.hosts);
     // The program evaluates only these hosts (program/targets.ts); the engine keeps the others' state.
     options.stack.workspace.envVars[TARGET_HOSTS_ENV] = options.hosts.join(",");
     // Progress goes to stderr when --json owns stdout.
@@ -176,7 +215,7 @@ export async function runDeployment(options: DeploymentOptions): Promise<Deploym
         const tracker = new ProgressTracker(line, { hidePlans: true });
         let failure: unknown;
         try {
-            await options.stack.preview({ target, targetDependents: true, parallel: options.parallel, onEvent: tracker.onEvent, message: options.description });
+            await options.stack.preview({ target, parallel: options.parallel, onEvent: tracker.onEvent, message: options.description });
         } catch (error) {
             failure = error;
         }
@@ -206,13 +245,78 @@ export async function runDeployment(options: DeploymentOptions): Promise<Deploym
         }
     }
 
+    if ((options.maxFailures ?? 0) > 0 && (options.batches?.length ?? 0) > 1) return print(options, await runBatches(options, line));
+
     const tracker = new ProgressTracker(line);
     let failure: unknown;
     try {
-        // Dependents too: a host's hooks run after it.
-        await options.stack.up({ target, targetDependents: true, parallel: options.parallel, onEvent: tracker.onEvent, message: options.description });
+        // The hosts and their hooks (which run after them), not the engine's dependents: later
+        // rollout batches depend on earlier ones and are deployed only when selected.
+        await options.stack.up({ target, parallel: options.parallel, onEvent: tracker.onEvent, message: options.description });
     } catch (error) {
         failure = error;
     }
     return print(options, buildReport(options, tracker, false, failure));
+}
+
+function urnsOf(options: Pick<DeploymentOptions, "targets" | "stackName">, hosts: readonly string[]): string[] {
+    return hosts.flatMap((host) => options.targets?.get(host) ?? [hostUrn(options.stackName, host)]);
+}
+
+/**
+ * A rollout that tolerates failures (maxFailures > 0): the engine stops an update at a failed
+ * host, so each batch runs as updates of its own, targeted at its hosts, at most `parallel` hosts
+ * each (all of them start at once, so one's failure stops none of the others). Later batches
+ * start while no more than maxFailures hosts failed (or ended unknown); an update that ended with
+ * an error of its own (locked stack, program) or left hosts not attempted stops the rollout.
+ */
+export async function runBatches(options: DeploymentOptions, line: (text: string) => void): Promise<DeploymentReport> {
+    const maxFailures = options.maxFailures ?? 0;
+    const rows: HostSummary[] = [];
+    const errors: string[] = [];
+    const failed: string[] = [];
+    let stop: { result: "held back" | "not attempted"; reason: string } | undefined;
+    for (const batch of options.batches ?? []) {
+        const hosts = batch.hosts.filter((host) => options.hosts.includes(host));
+        if (hosts.length === 0) continue;
+        if (stop !== undefined) {
+            rows.push(...hosts.map((host) => untouchedRow(host, stop!.result, stop!.reason, options.recorded)));
+            continue;
+        }
+        line(`rollout: batch ${batch.number}${batch.canary ? " (canary)" : ""}: ${hosts.join(", ")}`);
+        const width = options.parallel ?? hosts.length;
+        for (let at = 0; at < hosts.length; at += width) {
+            const chunk = hosts.slice(at, at + width);
+            if (stop !== undefined) {
+                rows.push(...chunk.map((host) => untouchedRow(host, "not attempted", stop!.reason, options.recorded)));
+                continue;
+            }
+            const tracker = new ProgressTracker(line);
+            let failure: unknown;
+            try {
+                await options.stack.up({ target: urnsOf(options, chunk), onEvent: tracker.onEvent, message: `${options.description} (rollout batch ${batch.number})` });
+            } catch (error) {
+                failure = error;
+            }
+            const report = buildReport({ stackName: options.stackName, hosts: chunk }, tracker, false, failure);
+            rows.push(...report.hosts);
+            errors.push(...report.errors);
+            failed.push(...report.failed, ...report.unknown);
+            if (report.errors.length) {
+                stop = { result: "not attempted", reason: `the update of rollout batch ${batch.number} ended with an error (above), so later hosts were not started` };
+            } else if (report.notAttempted.length) {
+                stop = { result: "not attempted", reason: `rollout batch ${batch.number} did not finish (not attempted: ${report.notAttempted.join(", ")}), so later hosts were not started` };
+            }
+        }
+        if (stop === undefined && failed.length > maxFailures) stop = { result: "held back", reason: stopReason(batch, failed, maxFailures) };
+    }
+    const order = new Map(options.hosts.map((host, index) => [host, index]));
+    rows.sort((a, b) => (order.get(a.host) ?? 0) - (order.get(b.host) ?? 0));
+    return reportOf(options.stackName, false, rows, errors);
+}
+
+/** The row of a host a rollout did not start: nothing about it changed (its recorded state stays). */
+function untouchedRow(host: string, result: "held back" | "not attempted", reason: string, recorded?: DeploymentOptions["recorded"]): HostSummary {
+    const base: HostSummary = { host, result, reason, generationBefore: null, generationAfter: null, storePathBefore: null, storePathAfter: null, pathsCopied: 0, bytesCopied: 0, timings: {} };
+    return { ...base, ...recordedSystem(recorded?.get(host)) };
 }

@@ -5,6 +5,7 @@ import { configSourceOf, loadStackHosts, readStackConfig, type HostConfig, type 
 import { FleetError } from "../errors";
 import type { HostOutputs } from "../provider/hostInputs";
 import { HOST_TYPE } from "../resources/host";
+import { HOOK_TYPE } from "../resources/hook";
 import { numberedUpdates, readAllUpdates } from "../deploy/generations";
 import { passphraseEnvFor, type Environment } from "../program/passphrase";
 
@@ -22,6 +23,19 @@ export interface FleetStack {
 
 export function hostUrn(stack: string, host: string): string {
     return `urn:pulumi:${stack}::${PROJECT}::${HOST_TYPE}::${host}`;
+}
+
+/** A host's hook resources (children of its Host): a deploy of the host runs them too. */
+export function hookUrns(stack: string, host: Pick<HostConfig, "name" | "hooks">): string[] {
+    return host.hooks.map((hook) => `urn:pulumi:${stack}::${PROJECT}::${HOST_TYPE}$${HOOK_TYPE}::${host.name}-${hook.name}`);
+}
+
+/**
+ * What a run on these hosts targets: each Host and its hooks. Not the engine's "dependents": in a
+ * staged rollout the hosts of later batches depend on earlier ones and must not be pulled in.
+ */
+export function deploymentTargets(stack: string, hosts: readonly Pick<HostConfig, "name" | "hooks">[]): Map<string, string[]> {
+    return new Map(hosts.map((host) => [host.name, [hostUrn(stack, host.name), ...hookUrns(stack, host)]]));
 }
 
 export function hostNameOfUrn(urn: string): string | undefined {

@@ -2,7 +2,8 @@
 // resource name, the default Nix attribute (nixosConfigurations.<name>) and often an ssh alias,
 // so it follows the strictest of those: a lowercase DNS label that starts with a letter (Nix
 // identifiers cannot start with a digit).
-import { matching } from "./rules";
+import { z } from "zod";
+import { expecting, matching } from "./rules";
 
 export const HOST_NAME_PATTERN = /^[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 export const HOST_NAME_RULE =
@@ -22,3 +23,14 @@ export function isTag(value: string): boolean {
 
 export const hostName = () => matching(HOST_NAME_PATTERN, HOST_NAME_RULE);
 export const tag = () => matching(TAG_PATTERN, TAG_RULE);
+
+/** A host name, or `@tag` for every host with that tag. */
+export const hostSelector = () =>
+    z.string(expecting('a host name or "@tag"')).refine(isSelector, {
+        ...expecting('a host name or "@tag"'),
+        params: { hint: HOST_NAME_RULE.replace(/^a host name: /, "names and tags use ") },
+    });
+
+export function isSelector(value: string): boolean {
+    return value.startsWith("@") ? TAG_PATTERN.test(value.slice(1)) : HOST_NAME_PATTERN.test(value);
+}

@@ -6,23 +6,15 @@ import { z } from "zod";
 import { FleetConfigError, configProblem } from "./configError";
 import { hostPatchSchema, type HostPatch } from "./hostSchema";
 import { countFieldProblems, fieldProblems, formatFieldPath, type FieldPath } from "./issues";
-import { HOST_NAME_PATTERN, HOST_NAME_RULE, TAG_PATTERN, hostName } from "./names";
+import { hostName, hostSelector } from "./names";
+import { rolloutSchema, type Rollout } from "./rollout";
 import { storePath } from "./nixRules";
 import { hostSecretsSchema, type SecretFileConfig } from "./secretFiles";
 import { expecting, failure, integerIn, listOf } from "./rules";
 
 export const CONFIG_NAMESPACE = "nixos-fleet";
 
-/** A host name, or `@tag` for every host with that tag. */
-export const hostSelector = () =>
-    z.string(expecting('a host name or "@tag"')).refine(isSelector, {
-        ...expecting('a host name or "@tag"'),
-        params: { hint: HOST_NAME_RULE.replace(/^a host name: /, "names and tags use ") },
-    });
-
-export function isSelector(value: string): boolean {
-    return value.startsWith("@") ? TAG_PATTERN.test(value.slice(1)) : HOST_NAME_PATTERN.test(value);
-}
+export { hostSelector, isSelector } from "./names";
 
 /** A generation to roll back to (or stay on): used by rollback. */
 export const pinSchema = z.strictObject(
@@ -65,6 +57,8 @@ export const stackConfigSchema = z.strictObject(
         secrets: z.record(hostName(), hostSecretsSchema, expecting("a mapping from host name to its secrets")).default({}),
         /** How many hosts to deploy at once; unset means no limit beyond Pulumi's own. */
         parallel: integerIn(1, 1000, "a number of hosts from 1 to 1000").optional(),
+        /** Staged deploys: canary hosts first, then batches; later batches wait for the earlier ones' success. */
+        rollout: rolloutSchema.optional(),
     },
     expecting("a mapping of nixos-fleet settings"),
 );
@@ -84,6 +78,7 @@ export interface StackConfig {
     readonly pins: Readonly<Record<string, Pin>>;
     readonly secrets: Readonly<Record<string, Readonly<Record<string, SecretFileConfig>>>>;
     readonly parallel?: number;
+    readonly rollout?: Rollout;
 }
 
 export interface StackConfigOptions {
@@ -195,5 +190,6 @@ function settingHint(path: FieldPath): string {
         return "e.g. npm run pulumi -- config set --secret --path 'nixos-fleet:secrets.<host>.<name>.value' …; optional path, owner, group, mode, uploadAt (see \"Secret files\" in docs/host-config.md)";
     }
     if (top === "overrides" || top === "defaults") return "overrides and defaults take the same fields as a host file; see docs/host-config.md";
+    if (top === "rollout") return 'rollout takes canary (host names and @tags), batchSize (e.g. 2 or "25%") and maxFailures; see "Staged rollouts" in docs/operations.en.md';
     return 'see "Stack settings" in docs/host-config.md';
 }

@@ -22,12 +22,31 @@ export async function localClosure(runner: ProcessRunner, storePath: string, hos
             detail: tail(result.stderr),
         });
     }
-    const parsed = JSON.parse(result.stdout) as unknown;
-    // Nix 2.8 prints a list of {path, narSize, …}; newer Nix prints an object keyed by path.
-    const entries: [string, { narSize?: number }][] = Array.isArray(parsed)
+    return parsePathInfo(result.stdout);
+}
+
+/** `nix path-info --json` output: Nix 2.8 prints a list of {path, narSize, …}; newer Nix an object keyed by path. */
+export function parsePathInfo(stdout: string): ClosurePath[] {
+    const parsed = JSON.parse(stdout) as unknown;
+    const entries: [string, { narSize?: number } | null][] = Array.isArray(parsed)
         ? (parsed as { path: string; narSize?: number }[]).map((entry) => [entry.path, entry])
-        : Object.entries(parsed as Record<string, { narSize?: number }>);
-    return entries.map(([path, info]) => ({ path, narSize: info.narSize ?? 0 }));
+        : Object.entries(parsed as Record<string, { narSize?: number } | null>);
+    return entries.map(([path, info]) => ({ path, narSize: info?.narSize ?? 0 }));
+}
+
+/** The closure of storePath in the host's store (e.g. a system built there), with NAR sizes. */
+export async function hostClosure(connection: SshConnection, storePath: string): Promise<ClosurePath[]> {
+    const result = await connection.run(["nix", ...NIX_FLAGS, "path-info", "--json", "--recursive", storePath]);
+    if (result.code !== 0) {
+        throw new FleetError({
+            phase: "build",
+            host: connection.target.name,
+            message: `could not read the closure of ${storePath} in the host's store`,
+            hint: "the build on the host should have left it there; nix path-info on the host reproduces the error",
+            detail: tail(result.stderr),
+        });
+    }
+    return parsePathInfo(result.stdout);
 }
 
 /** The subset of paths that are not valid in the host's store (one command over the master). */

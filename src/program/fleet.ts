@@ -12,6 +12,8 @@ import { isSecretAt, type ConfigPath } from "./secretConfig";
 import { resolveSecretFile, type SecretFile } from "../config/secretFiles";
 import { FleetConfigError, configProblem } from "../config/configError";
 import { configKey } from "../config/stackConfig";
+import { BATCH_SIZE_ENV, planRollout, rolloutNotice, type RolloutBatch } from "./rollout";
+import { parseBatchSizeOption } from "../config/rollout";
 
 export interface FleetPlanOptions {
     /** The `nixos-fleet` config namespace of the stack (e.g. new pulumi.Config("nixos-fleet")). */
@@ -57,7 +59,12 @@ export function pinnedInputs(inputs: HostInputs, pin: Pin): HostInputs {
 
 export interface FleetPlan {
     stack: StackConfig;
+    /** In deploy order: the hosts of each batch depend on every host of the batch before. */
     hosts: PlannedHost[];
+    /** The rollout's batches (one batch without a rollout). */
+    batches: RolloutBatch[];
+    /** The rollout, said once per run (undefined for a single batch). */
+    rolloutNotice?: string;
     /** Things the program should warn about (e.g. a flake revision that could not be read). */
     warnings: string[];
     /** How many `nix eval` runs this plan took, and how many flake evaluations came from the cache. */
@@ -77,6 +84,10 @@ export async function planFleet(options: FleetPlanOptions): Promise<FleetPlan> {
     const hosts = options.targets ? all.filter((host) => options.targets!.includes(host.name)) : all;
     // NIXOS_FLEET_EVAL_CACHE=0 evaluates every flake every time.
     const cache = options.env?.NIXOS_FLEET_EVAL_CACHE === "0" ? undefined : evaluationCache({ runner: options.runner, cwd: options.projectRoot, env: options.env });
+    // `deploy --batch-size` for one run (src/cli/deploy.ts sets it). Batches are planned over all
+    // hosts, so a targeted run keeps the order (its other hosts are registered, not evaluated).
+    const override = parseBatchSizeOption(options.env?.[BATCH_SIZE_ENV] || undefined, `${BATCH_SIZE_ENV} (deploy --batch-size)`);
+    const batches = planRollout(all, stack.rollout, override);
     // The revisions and the update number are read while Nix evaluates.
     const [systems, provenance] = await Promise.all([
         evaluateSystems(
@@ -87,14 +98,26 @@ export async function planFleet(options: FleetPlanOptions): Promise<FleetPlan> {
     ]);
     // The hosts of this run that build here: their changed systems are built together (nix/sharedBuild.ts).
     const buildGroup = hosts.filter((host) => host.buildOn === "local" && !stack.pins[host.name]).map((host) => host.name);
+    const byName = new Map(hosts.map((host) => [host.name, host]));
     return {
         stack,
-        hosts: hosts.map((host) => {
-            const evaluated = { ...hostInputsOf(host, systems.get(host.name)!, secretFiles[host.name]), ...(buildGroup.length > 1 && buildGroup.includes(host.name) ? { buildGroup } : {}) };
-            const inputs = provenance ? { ...evaluated, provenance: provenanceFor(host.flake, provenance) } : evaluated;
-            const pin = stack.pins[host.name];
-            return { config: host, inputs: pin ? pinnedInputs(inputs, pin) : inputs, pin };
-        }),
+        hosts: batches.flatMap((batch) =>
+            batch.hosts
+                .filter((name) => byName.has(name))
+                .map((name) => {
+                    const host = byName.get(name)!;
+                    const evaluated = {
+                        ...hostInputsOf(host, systems.get(host.name)!, secretFiles[host.name]),
+                        ...(buildGroup.length > 1 && buildGroup.includes(host.name) ? { buildGroup } : {}),
+                    };
+                    const described = provenance ? { ...evaluated, provenance: provenanceFor(host.flake, provenance) } : evaluated;
+                    const inputs = batches.length > 1 ? { ...described, rollout: rolloutInput(batches, batch, stack.rollout?.maxFailures ?? 0) } : described;
+                    const pin = stack.pins[host.name];
+                    return { config: host, inputs: pin ? pinnedInputs(inputs, pin) : inputs, pin };
+                }),
+        ),
+        batches,
+        rolloutNotice: rolloutNotice(batches, override ?? stack.rollout?.batchSize, override !== undefined, stack.rollout?.maxFailures),
         warnings: provenance?.warnings ?? [],
         notTargeted: all.filter((host) => !hosts.includes(host)),
         evaluation: cache ? { evaluated: cache.misses, cached: cache.hits } : { evaluated: new Set(hosts.map((host) => host.flake)).size, cached: 0 },
@@ -141,4 +164,14 @@ export function hostSecretFiles(
     }
     if (problems.length) throw new FleetConfigError(problems, "invalid secrets in the stack configuration");
     return files;
+}
+
+function rolloutInput(batches: readonly RolloutBatch[], batch: RolloutBatch, maxFailures: number): NonNullable<HostInputs["rollout"]> {
+    return {
+        maxFailures,
+        batch: batch.number,
+        batches: batches.length,
+        canary: batch.canary,
+        later: batches.filter((b) => b.number > batch.number).flatMap((b) => b.hosts),
+    };
 }

@@ -85,6 +85,18 @@ export const hostInputsSchema = z.object({
      * built in one `nix-store --realise` (nix/sharedBuild.ts). Describes the run: not diffed, not recorded.
      */
     buildGroup: z.array(z.string()).optional(),
+    /** The host's place in a staged rollout (program/rollout.ts): said in its error, not diffed. */
+    rollout: z
+        .object({
+            batch: z.number().int().positive(),
+            batches: z.number().int().positive(),
+            canary: z.boolean(),
+            /** Failed hosts `deploy` tolerates before it holds back later batches (plain `pulumi up` stops at the first). */
+            maxFailures: z.number().int().min(0).optional(),
+            /** The hosts of later batches, which a failure of this host holds back. */
+            later: z.array(z.string()),
+        })
+        .optional(),
 });
 
 /**
@@ -198,10 +210,13 @@ export type HostOutputs = HostInputs & z.infer<typeof hostOutputFieldsSchema>;
 export const HISTORY_LIMIT = 20;
 
 /**
- * Input keys whose change means an update. drvPath is derived from storePath, and provenance only
- * describes the run (a new revision with the same system is no reason to deploy), so both are left out.
+ * Input keys whose change means an update. drvPath is derived from storePath, and provenance and
+ * rollout only describe the run (a new revision with the same system, or a new batch, is no reason
+ * to deploy), so they are left out.
  */
-export const DIFF_KEYS = (Object.keys(hostInputsSchema.shape) as (keyof HostInputs)[]).filter((key) => key !== "drvPath" && key !== "provenance" && key !== "buildGroup");
+export const DIFF_KEYS = (Object.keys(hostInputsSchema.shape) as (keyof HostInputs)[]).filter(
+    (key) => key !== "drvPath" && key !== "provenance" && key !== "buildGroup" && key !== "rollout",
+);
 
 /** The reason a host was registered without evaluation (NOT_EVALUATED), if it was. */
 export function notEvaluatedReason(news: Record<string, unknown>): string | undefined {

@@ -6,7 +6,7 @@ import { deployHost, inspectHost, type DeployOutcome } from "../deploy/deployHos
 import { changesRunningSystem, setsProfile } from "../deploy/activate";
 import { stepOf, trimHistory } from "../deploy/deployments";
 import type { HostState } from "../deploy/hostState";
-import { formatError } from "../errors";
+import { FleetError, formatError } from "../errors";
 import { SharedBuilder } from "../nix/sharedBuild";
 import { formatPlan, planHost, type PlanSide } from "../deploy/plan";
 import type { ProcessRunner } from "../process/runner";
@@ -191,6 +191,23 @@ export function profileMismatch(state: HostState, action: HostInputs["action"]):
     return `the system profile (generation ${state.generation ?? "-"}, ${state.profileStorePath}) is not the running system (${state.currentStorePath}): the next switch-to-configuration boot (or nixos-rebuild) would make it the boot default; the next \`pulumi up\` makes the profile, the boot default and the running system agree with the configured one`;
 }
 
+/**
+ * What a failed host of a staged rollout means for the others, as the last line of its error: the
+ * engine starts no later batch (each depends on the batch before), so plain `pulumi up` says so too.
+ */
+export function rolloutConsequence(inputs: Pick<HostInputs, "rollout">, error: unknown): string {
+    const rollout = inputs.rollout;
+    if (!rollout || rollout.later.length === 0) return "";
+    const how = error instanceof FleetError && error.outcome === "unknown" ? "did not end as it should (outcome unknown)" : "failed";
+    const where = `\n  rollout: batch ${rollout.batch} of ${rollout.batches}${rollout.canary ? " (canary)" : ""} ${how} here`;
+    const tolerated = rollout.maxFailures ?? 0;
+    if (tolerated === 0) return `${where}, so the hosts of later batches are held back (not touched): ${rollout.later.join(", ")}`;
+    return (
+        `${where}: pulumi up holds the hosts of later batches back (not touched): ${rollout.later.join(", ")}; ` +
+        `npm run deploy goes on while at most ${tolerated} host${tolerated === 1 ? "" : "s"} failed`
+    );
+}
+
 /** The warning for a host deployed without host-key checking, or undefined. */
 export function insecureHostWarning(inputs: Pick<HostInputs, "name" | "address" | "insecureSkipHostKeyCheck">): string | undefined {
     if (!inputs.insecureSkipHostKeyCheck) return undefined;
@@ -355,7 +372,7 @@ export class HostProvider implements provider.Provider {
             return outputs;
         } catch (error) {
             // The engine shows this text as the host's error; the state keeps its previous value.
-            throw new Error(maskSecrets(formatError(error), secrets));
+            throw new Error(maskSecrets(`${formatError(error)}${rolloutConsequence(inputs, error)}`, secrets));
         }
     }
 

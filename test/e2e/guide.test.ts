@@ -10,7 +10,7 @@ import { runProcess, type RunResult } from "../../src/process/runner";
 import { FleetProject, ROOT } from "./helpers/fleetProject";
 
 const GUIDES = ["docs/operations.ko.md", "docs/operations.en.md"];
-const OPERATOR_COMMANDS = ["deploy", "rollback", "generations"];
+const OPERATOR_COMMANDS = ["deploy", "rollback", "generations", "exec", "build"];
 
 /** Every line starting with `npm run` inside a fenced code block (also fences indented in lists). */
 export function guideCommands(markdown: string): string[] {
@@ -43,7 +43,9 @@ function parseCommand(line: string): ParsedCommand {
     return { line, script, args: rest.slice(1) };
 }
 
-const optionNames = (args: string[]): string[] => args.filter((arg) => arg.startsWith("-")).map((arg) => arg.split("=")[0]!);
+/** The command's own options: for exec, only those before the `--` that starts the remote command. */
+const ownArgs = (args: string[]): string[] => (args.includes("--") ? args.slice(0, args.indexOf("--")) : args);
+const optionNames = (args: string[]): string[] => ownArgs(args).filter((arg) => arg.startsWith("-")).map((arg) => arg.split("=")[0]!);
 
 const commandsOf = (file: string) => guideCommands(readFileSync(join(ROOT, file), "utf8"));
 
@@ -118,7 +120,9 @@ async function runGuideCommand(line: string, substitute: Record<string, string> 
     // The guide's own --stack (e.g. prod) becomes the test stack.
     const stackAt = words.indexOf("--stack");
     if (stackAt >= 0) words.splice(stackAt, 2);
-    words.push("--stack", project.stack);
+    // Before exec's remote command (after its `--`), which is not ours to change.
+    const end = words.includes("--") ? words.indexOf("--") : words.length;
+    words.splice(end, 0, "--stack", project.stack);
     const applies = script === "deploy" || script === "rollback" || (script === "pulumi" && words[0] === "refresh");
     if (applies && !words.includes("--preview")) words.push("--yes");
     return runProcess(["npm", "run", "--silent", script, "--", ...words], {
@@ -262,6 +266,30 @@ describe("(c) the guide's deploy, verify and rollback sequence on psi, rho, tau"
         expect(readFileSync(join(project.projectDir, `Pulumi.${project.stack}.yaml`), "utf8")).not.toMatch(/pins/);
         const preview = await project.preview();
         expect(preview.stdout + preview.stderr).not.toMatch(/pinned/);
+
+        // Staged rollouts: --batch-size for one run; the batches are said, the run is honest.
+        output = await ok(next(/^npm run deploy -- --hosts @compute --batch-size 1$/));
+        expect(output).toContain("rollout, batches of 1 host (--batch-size for this run): batch 1: psi; batch 2: rho; batch 3: tau.");
+        expect(output).toMatch(/^rho +\S+ → \S+ .*unchanged$/m);
+        expect(output).toMatch(/^tau +\S+ → \S+ .*unchanged$/m);
+
+        // exec: the command on the @compute servers only, each line with its server's name.
+        const psiBefore = await project.acceptedLogins("psi");
+        output = await ok(next(/^npm run exec -- --hosts @compute -- systemctl is-active web$/));
+        expect(output).toMatch(/^\[rho\] active$/m);
+        expect(output).toMatch(/^\[tau\] active$/m);
+        expect(output).toMatch(/^exec: 2 of 2 hosts ok$/m);
+        expect(output).not.toMatch(/\[psi\]/);
+        expect(await project.acceptedLogins("psi")).toBe(psiBefore);
+
+        // build: psi's next system is built, psi is not contacted and keeps running what it ran.
+        await project.sandbox.set("psi", { version: 5 });
+        output = await ok(next(/^npm run build -- --hosts psi$/));
+        expect(output).toContain(`${await project.evaluatedStorePath("psi")}  `);
+        expect(output).toMatch(/^build: 1 of 1 system built; no host was changed$/m);
+        // (before hostSystem, which logs in itself)
+        expect(await project.acceptedLogins("psi")).toBe(psiBefore);
+        expect((await project.hostSystem("psi")).current).toBe(psi4);
 
         // Every command of the guide was run (or checked) above, in the guide's order.
         expect(commands.slice(index), "guide commands this test does not run yet").toEqual([]);
