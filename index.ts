@@ -11,7 +11,7 @@ import { Hook } from "./src/resources/hook";
 import { connectionOf } from "./src/program/hostInputs";
 import { programConfig } from "./src/program/configSource";
 import { readProvenance } from "./src/program/provenance";
-import { maskSecrets, programSecretPaths, secretHostFields, secretTexts } from "./src/program/secretConfig";
+import { maskSecrets, programSecretPaths, secretFileFields, secretHostFields, secretTexts } from "./src/program/secretConfig";
 import { namespaceValues, parseConfigEnvironment } from "./src/program/configSource";
 
 export = async () => {
@@ -57,7 +57,8 @@ export = async () => {
     for (const { config, inputs, pin } of plan.hosts) {
         // Fields whose value came from secret config are secret inputs and, by the engine, outputs.
         const secretKeys = secretHostFields(secretPaths, config.name, Object.keys(inputs));
-        const host = new Host(config.name, secretHostArgs(inputs, secretKeys), { additionalSecretOutputs: secretKeys });
+        const fileKeys = secretFileFields(secretPaths, config.name, inputs.secrets ?? {});
+        const host = new Host(config.name, secretHostArgs(inputs, secretKeys, fileKeys), { additionalSecretOutputs: secretKeys });
         const hookSecret = secretHostFields(secretPaths, config.name, ["hooks"]).length > 0;
         const connection = connectionOf(inputs);
         const connectionArgs = Object.fromEntries(

@@ -5,6 +5,7 @@
 // program): the preview then says the host is deployed once that server exists.
 import * as pulumi from "@pulumi/pulumi";
 import { HOST_DEFAULTS } from "../config/hostSchema";
+import type { SecretFile } from "../config/secretFiles";
 import type { DeploymentRecord, HostInputs, LastDeploy, RollbackMark, Unreachable } from "../provider/hostInputs";
 
 export const HOST_TYPE = "nixos:index:Host";
@@ -31,13 +32,20 @@ function definedOnly<T extends object>(args: T): Partial<T> {
  * config) and each secret file's value a secret of its own: the names and settings of secret files
  * stay readable in a preview, their values show as [secret] and are encrypted in the state.
  */
-export function secretHostArgs(inputs: HostInputs, secretKeys: readonly string[]): HostArgs {
+export function secretHostArgs(inputs: HostInputs, secretKeys: readonly string[], secretFileFields: Readonly<Record<string, readonly string[]>> = {}): HostArgs {
     const args: Record<string, unknown> = { ...inputs };
     for (const key of secretKeys) if (args[key] !== undefined) args[key] = pulumi.secret(args[key]);
     if (inputs.secrets && !secretKeys.includes("secrets")) {
-        args.secrets = Object.fromEntries(Object.entries(inputs.secrets).map(([name, file]) => [name, { ...file, value: pulumi.secret(file.value) }]));
+        args.secrets = Object.fromEntries(Object.entries(inputs.secrets).map(([name, file]) => [name, secretFileArgs(file, secretFileFields[name] ?? [])]));
     }
     return args as HostArgs;
+}
+
+/** One secret file's settings with its value, and the settings set with --secret, as secrets. */
+function secretFileArgs(file: SecretFile, secretFields: readonly string[]): Record<string, unknown> {
+    const args: Record<string, unknown> = { ...file, value: pulumi.secret(file.value) };
+    for (const field of secretFields) if (field !== "value" && args[field] !== undefined) args[field] = pulumi.secret(args[field]);
+    return args;
 }
 
 export class Host extends pulumi.CustomResource {
