@@ -96,7 +96,7 @@ describe("hostSecretFiles", () => {
 describe("secret file settings set with --secret", () => {
     const file = { path: "/run/keys/hidden-name", owner: "svc", group: "root", mode: "0400", uploadAt: "pre-activation" as const, value: "v4lue" };
     const inputs = { name: "alpha", storePath: "/nix/store/x", secrets: { tok: file, plain: { ...file, path: "/run/keys/plain" } } } as unknown as HostInputs;
-    const isSecret = (value: unknown) => (pulumi.Output.isInstance(value) ? value.isSecret : Promise.resolve(false));
+    const isSecret = (value: unknown) => (pulumi.Output.isInstance(value) ? pulumi.isSecret(value) : Promise.resolve(false));
 
     it("names the settings of each file that hold a secret (the value always does)", () => {
         const paths = [["secrets", "alpha", "tok", "path"], ["secrets", "alpha", "tok", "owner"], ["secrets", "alpha", "tok", "value"]];
