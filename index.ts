@@ -11,7 +11,7 @@ import { Hook } from "./src/resources/hook";
 import { connectionOf, notEvaluatedInputsOf } from "./src/program/hostInputs";
 import { programConfig } from "./src/program/configSource";
 import { readProvenance } from "./src/program/provenance";
-import { maskSecrets, programSecretPaths, secretHostFields, secretTexts } from "./src/program/secretConfig";
+import { maskSecrets, programSecretPaths, secretFileFields, secretHostFields, secretTexts } from "./src/program/secretConfig";
 import { namespaceValues, parseConfigEnvironment } from "./src/program/configSource";
 import { targetedHosts } from "./src/program/targets";
 
@@ -77,7 +77,8 @@ export = async () => {
         const before = plan.batches.find((b) => b.number === batch - 1)?.hosts.map((name) => hosts[name]!) ?? [];
         // Fields whose value came from secret config are secret inputs and, by the engine, outputs.
         const secretKeys = secretHostFields(secretPaths, config.name, Object.keys(inputs));
-        const host = new Host(config.name, secretHostArgs(inputs, secretKeys), {
+        const fileKeys = secretFileFields(secretPaths, config.name, inputs.secrets ?? {});
+        const host = new Host(config.name, secretHostArgs(inputs, secretKeys, fileKeys), {
             additionalSecretOutputs: secretKeys,
             ...(before.length ? { dependsOn: before } : {}),
         });

@@ -94,6 +94,16 @@ function entryProblem(entry: HostEntry, stat: fs.Stats | NodeJS.ErrnoException, 
     if (!stat.isFile()) {
         return configProblem({ message: `${link || ""}is not a regular file`, file, host, hint: "host files are plain YAML files (symbolic links to them are followed)" });
     }
+    // A link committed to the repository could make a preview print any file of the deployer
+    // (/etc/shadow, a passphrase file, a private key) line by line in its problems.
+    if (entry.symlink && !insideDir(entry.path, baseDir)) {
+        return configProblem({
+            message: `${link}is outside the project (${baseDir}), so it is not read`,
+            file,
+            host,
+            hint: "keep host files in the repository: copy the file into the project, or link to a file inside it",
+        });
+    }
     if (stat.size > MAX_HOST_FILE_BYTES) {
         return configProblem({
             message: `${link}is ${formatBytes(stat.size)}; host files are limited to ${formatBytes(MAX_HOST_FILE_BYTES)}`,
@@ -103,6 +113,16 @@ function entryProblem(entry: HostEntry, stat: fs.Stats | NodeJS.ErrnoException, 
         });
     }
     return undefined;
+}
+
+/** Whether the file a link leads to lies inside dir (both resolved, symlinks and all). */
+function insideDir(file: string, dir: string): boolean {
+    try {
+        const relative = path.relative(fs.realpathSync(dir), fs.realpathSync(file));
+        return relative !== "" && !relative.startsWith("..") && !path.isAbsolute(relative);
+    } catch {
+        return false;
+    }
 }
 
 function linkTarget(file: string): string {

@@ -12,28 +12,78 @@ export interface NamedSecretFile extends SecretFile {
     name: string;
 }
 
+/**
+ * Shell functions: `walk DIR` fails unless every existing component of DIR (from /) belongs to root
+ * (or the user running the script) and no other user can change it: a directory writable by group
+ * or others (unless sticky), or a symlink another user made, would let them redirect the write,
+ * chown, chmod or rm of a secret to any file (a service's own /var/lib/<service>, /etc/shadow).
+ */
+const TRUSTED_PATH_FUNCTIONS = [
+    "me=$(id -u)",
+    "trusted() {",
+    "    info=$(stat -c '%u %a %F' -- \"$1\") || exit 1",
+    // sh has no local variables: these names are the function's alone.
+    '    uid=${info%% *} info=${info#* }',
+    '    perm=${info%% *} kind=${info#* }',
+    '    if [ "$uid" != 0 ] && [ "$uid" != "$me" ]; then',
+    '        echo "$1 belongs to uid $uid: a secret\'s directories must be changeable by root only (another user could redirect the file)" >&2; exit 1',
+    "    fi",
+    '    if [ "$kind" = directory ] && [ $((0$perm & 01000)) -eq 0 ] && [ $((0$perm & 022)) -ne 0 ]; then',
+    '        echo "$1 is writable by group or others: a secret\'s directories must be changeable by root only" >&2; exit 1',
+    "    fi",
+    "}",
+    "walk() {",
+    "    trusted /",
+    '    at= rest=${1#/}',
+    '    while [ -n "$rest" ]; do',
+    '        part=${rest%%/*}',
+    '        if [ "$part" = "$rest" ]; then rest=; else rest=${rest#*/}; fi',
+    '        at=$at/$part',
+    '        [ -e "$at" ] || [ -L "$at" ] || return 0',
+    '        trusted "$at"',
+    "    done",
+    "}",
+    // The directory as written and where its symlinks lead.
+    'walk_dir() { walk "$1"; walk "$(cd -P -- "$1" && pwd -P)"; }',
+].join("\n");
+
 /** `sh -c SCRIPT nixos-fleet-secret-put PATH OWNER GROUP MODE`, content on stdin. */
 export const SECRET_PUT_SCRIPT = [
     "set -eu",
     'path=$1 owner=$2 group=$3 mode=$4',
     'dir=${path%/*}; [ -n "$dir" ] || dir=/',
-    // mv onto a directory would put the file inside it.
-    'if [ -d "$path" ]; then echo "$path is a directory" >&2; exit 1; fi',
+    TRUSTED_PATH_FUNCTIONS,
+    'walk "$dir"',
     // Directories made here can be entered, not listed, by others: the owner may not be root.
     'if [ ! -d "$dir" ]; then (umask 022; mkdir -p -- "$dir"); chmod 0711 -- "$dir"; fi',
+    'walk_dir "$dir"',
+    // From here on, names relative to the checked directory: nothing on the way can change.
+    'cd -P -- "$dir"',
+    'name=${path##*/}',
+    // mv onto a directory would put the file inside it.
+    'if [ -d "$name" ]; then echo "$path is a directory" >&2; exit 1; fi',
     "umask 077",
-    'tmp=$(mktemp -- "$dir/.nixos-fleet-secret.XXXXXX")',
+    'tmp=$(mktemp -- ./.nixos-fleet-secret.XXXXXX)',
     'trap \'rm -f -- "$tmp"\' EXIT',
     'chown -- "$owner:$group" "$tmp"',
     'chmod -- "$mode" "$tmp"',
     'cat > "$tmp"',
     'sync -- "$tmp" 2>/dev/null || sync',
-    'mv -f -- "$tmp" "$path"',
+    'mv -f -- "$tmp" "./$name"',
     "trap - EXIT",
 ].join("\n");
 
 /** `sh -c SCRIPT nixos-fleet-secret-rm PATH…`: removes each file; a missing one is fine. */
-export const SECRET_REMOVE_SCRIPT = 'set -eu\nfor path; do rm -f -- "$path"; done';
+export const SECRET_REMOVE_SCRIPT = [
+    "set -eu",
+    TRUSTED_PATH_FUNCTIONS,
+    "for path; do",
+    '    dir=${path%/*}; [ -n "$dir" ] || dir=/',
+    '    [ -d "$dir" ] || continue',
+    '    walk_dir "$dir"',
+    '    rm -f -- "$path"',
+    "done",
+].join("\n");
 
 /** `sh -c SCRIPT nixos-fleet-secret-check PATH…`: prints the paths that are not regular files. */
 export const SECRET_CHECK_SCRIPT = 'for path; do [ -f "$path" ] || printf "%s\\n" "$path"; done';
@@ -73,8 +123,8 @@ export async function uploadSecrets(connection: SshConnection, host: string, fil
                 message: `could not write secret ${file.name} to ${file.path} (${file.uploadAt})${result.timedOut ? ": timed out" : ""}`,
                 hint:
                     file.uploadAt === "pre-activation"
-                        ? `check that ${file.owner}:${file.group} exist on the host (an account the new system creates needs uploadAt: post-activation)`
-                        : `check that ${file.owner}:${file.group} exist on the host and the directory is writable`,
+                        ? `check that ${file.owner}:${file.group} exist on the host (an account the new system creates needs uploadAt: post-activation) and that only root can change the directories of ${file.path}`
+                        : `check that ${file.owner}:${file.group} exist on the host and that only root can change the directories of ${file.path}`,
                 detail: tail(result.stderr),
             });
         }

@@ -68,6 +68,12 @@ export function usesPassphraseProvider(stackFileText: string | undefined, env: E
     return /^(file|s3|gs|azblob):\/\//.test(env.PULUMI_BACKEND_URL ?? "");
 }
 
+/** The passphrase Pulumi reads: the variable when set (even empty), else the file's text (undefined when unreadable). */
+function givenPassphrase(env: Environment): string | undefined {
+    if (env.PULUMI_CONFIG_PASSPHRASE !== undefined) return env.PULUMI_CONFIG_PASSPHRASE;
+    return env.PULUMI_CONFIG_PASSPHRASE_FILE ? readText(env.PULUMI_CONFIG_PASSPHRASE_FILE) : undefined;
+}
+
 /** Why this stack may not run with this environment's passphrase settings, or undefined. */
 export function passphraseProblem(options: { stack: string; projectRoot: string; env: Environment; stackFileText?: string }): FleetError | undefined {
     const { stack, projectRoot, env } = options;
@@ -79,8 +85,16 @@ export function passphraseProblem(options: { stack: string; projectRoot: string;
             hint: `give ${stack} its own: ${HOW_TO_SET.replace("<stack>", stack)}`,
         });
     }
-    if (env.PULUMI_CONFIG_PASSPHRASE !== undefined || env.PULUMI_CONFIG_PASSPHRASE_FILE) return undefined;
     const text = options.stackFileText ?? readText(join(projectRoot, `Pulumi.${stack}.yaml`));
+    if (env.PULUMI_CONFIG_PASSPHRASE !== undefined || env.PULUMI_CONFIG_PASSPHRASE_FILE) {
+        // An empty passphrase encrypts as well as a public one: `PULUMI_CONFIG_PASSPHRASE=` is not a passphrase.
+        if (givenPassphrase(env)?.trim() !== "" || !usesPassphraseProvider(text, env)) return undefined;
+        return new FleetError({
+            phase: "config",
+            message: `stack ${stack} is given an empty passphrase (${env.PULUMI_CONFIG_PASSPHRASE !== undefined ? "PULUMI_CONFIG_PASSPHRASE is empty" : "PULUMI_CONFIG_PASSPHRASE_FILE is an empty file"}), which protects its secrets no better than none`,
+            hint: HOW_TO_SET.replace("<stack>", stack),
+        });
+    }
     if (!usesPassphraseProvider(text, env)) return undefined;
     return new FleetError({
         phase: "config",

@@ -107,6 +107,19 @@ export function secretHostFields(paths: readonly ConfigPath[], host: string, fie
     return fields.filter((field) => field in hostFieldsShape && (isSecretAt(paths, ["overrides", host, field]) || isSecretAt(paths, ["defaults", field])));
 }
 
+/**
+ * The settings of each secret file of a host that came from secret config (`secrets.<host>.<name>.path`
+ * set with --secret, or a whole secret `secrets` key), by secret name. The value is always secret.
+ */
+export function secretFileFields(paths: readonly ConfigPath[], host: string, files: Readonly<Record<string, object>>): Record<string, string[]> {
+    const fields: Record<string, string[]> = {};
+    for (const [name, file] of Object.entries(files)) {
+        const secret = Object.keys(file).filter((field) => field !== "value" && isSecretAt(paths, ["secrets", host, name, field]));
+        if (secret.length > 0) fields[name] = secret;
+    }
+    return fields;
+}
+
 /** Every text under the secret paths of a raw config (for masking messages); short values are left out. */
 export function secretTexts(paths: readonly ConfigPath[], raw: Record<string, unknown>): string[] {
     const texts = new Set<string>();

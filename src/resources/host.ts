@@ -5,6 +5,7 @@
 // program): the preview then says the host is deployed once that server exists.
 import * as pulumi from "@pulumi/pulumi";
 import { HOST_DEFAULTS } from "../config/hostSchema";
+import type { SecretFile } from "../config/secretFiles";
 import type { DeploymentRecord, HostInputs, LastDeploy, NotEvaluatedInputs, RollbackMark, Unreachable } from "../provider/hostInputs";
 
 export const HOST_TYPE = "nixos:index:Host";
@@ -31,14 +32,25 @@ function definedOnly<T extends object>(args: T): Partial<T> {
  * config) and each secret file's value a secret of its own: the names and settings of secret files
  * stay readable in a preview, their values show as [secret] and are encrypted in the state.
  */
-export function secretHostArgs<T extends HostInputs | NotEvaluatedInputs>(inputs: T, secretKeys: readonly string[]): { [K in keyof T]: pulumi.Input<T[K]> } {
+export function secretHostArgs<T extends HostInputs | NotEvaluatedInputs>(
+    inputs: T,
+    secretKeys: readonly string[],
+    secretFileFields: Readonly<Record<string, readonly string[]>> = {},
+): { [K in keyof T]: pulumi.Input<T[K]> } {
     const args: Record<string, unknown> = { ...inputs };
     for (const key of secretKeys) if (args[key] !== undefined) args[key] = pulumi.secret(args[key]);
     const files = (inputs as Partial<HostInputs>).secrets;
     if (files && !secretKeys.includes("secrets")) {
-        args.secrets = Object.fromEntries(Object.entries(files).map(([name, file]) => [name, { ...file, value: pulumi.secret(file.value) }]));
+        args.secrets = Object.fromEntries(Object.entries(files).map(([name, file]) => [name, secretFileArgs(file, secretFileFields[name] ?? [])]));
     }
     return args as { [K in keyof T]: pulumi.Input<T[K]> };
+}
+
+/** One secret file's settings with its value, and the settings set with --secret, as secrets. */
+function secretFileArgs(file: SecretFile, secretFields: readonly string[]): Record<string, unknown> {
+    const args: Record<string, unknown> = { ...file, value: pulumi.secret(file.value) };
+    for (const field of secretFields) if (field !== "value" && args[field] !== undefined) args[field] = pulumi.secret(args[field]);
+    return args;
 }
 
 /** A host a targeted run does not deploy: registered so the engine keeps (and reports) its recorded state. */

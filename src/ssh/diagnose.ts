@@ -149,5 +149,14 @@ export function diagnoseSshFailure(target: SshTarget, stderr: string, timedOut: 
 
 export function sshError(target: SshTarget, stderr: string, timedOut: boolean): FleetError {
     const { message, hint } = diagnoseSshFailure(target, stderr, timedOut);
-    return new FleetError({ phase: "connect", host: target.name, message, hint, detail: stderr });
+    return new FleetError({ phase: "connect", host: target.name, message, hint, detail: withoutConfigText(stderr) });
+}
+
+/**
+ * ssh's complaints about a config file quote the line ("<file> line 1: Bad configuration option:
+ * <first word>"): an sshConfigFile pointing at /etc/shadow or a passphrase file would put its
+ * content into the deploy's output. The file and line are kept, the quoted text is not.
+ */
+export function withoutConfigText(stderr: string): string {
+    return stderr.replace(/^(.+? line \d+): .*$/gm, "$1: not a valid ssh_config line (ssh's message quotes the line, so it is not shown)");
 }

@@ -154,7 +154,19 @@ const CONFIG_FILE_REFUSED: Readonly<Record<string, string>> = {
     pkcs11provider: "use identityFile, or an ssh-agent that holds the key",
     securitykeyprovider: "use identityFile, or an ssh-agent that holds the key",
     include: "put everything the hosts need into this one file",
+    // Run for X11 forwarding.
+    xauthlocation: "remove it; nothing runs locally",
 };
+
+/**
+ * The words of an ssh_config line as ssh finds its keyword: ssh splits on whitespace, '=' and
+ * quotes and skips an empty first word, so `=ProxyCommand …`, `""ProxyCommand …` and
+ * `"ProxyCommand"…` are all ProxyCommand. Quotes become separators here (a line that ssh reads
+ * differently is at worst refused, never let through).
+ */
+function configWords(line: string): string[] {
+    return line.split(/["=\s]+/).filter(Boolean);
+}
 
 export interface ConfigFileRefusal extends OptionRefusal {
     /** 1-based line in the file. */
@@ -170,13 +182,12 @@ export interface ConfigFileRefusal extends OptionRefusal {
 export function sshConfigRefusals(text: string): ConfigFileRefusal[] {
     const refusals: ConfigFileRefusal[] = [];
     text.split(/\r?\n/).forEach((raw, index) => {
-        const match = /^\s*"?([A-Za-z0-9]+)"?\s*(?:=\s*|\s+)(.*)$/.exec(raw);
-        if (!match || raw.trimStart().startsWith("#")) return;
-        const keyword = (match[1] ?? "").toLowerCase();
-        const args = match[2] ?? "";
+        const [word, ...args] = configWords(raw);
+        if (word === undefined || word.startsWith("#")) return;
+        const keyword = word.toLowerCase();
         const hint = CONFIG_FILE_REFUSED[keyword];
-        if (hint) refusals.push({ line: index + 1, message: `${match[1]} runs a command, loads code or reads other files`, hint });
-        else if (keyword === "match" && /(^|[\s!"])exec\b/i.test(args)) {
+        if (hint) refusals.push({ line: index + 1, message: `${word} runs a command, loads code or reads other files`, hint });
+        else if (keyword === "match" && args.some((arg) => /^!?exec$/i.test(arg))) {
             refusals.push({ line: index + 1, message: "Match exec runs a command", hint: "match on host, user or originalhost instead" });
         }
     });

@@ -17,6 +17,8 @@ const FIELD_SECRET = "738194062517"; // RekeyLimit=… in sshOptions: harmless, 
 const FILE_SECRET = "nf-file-secret-5b1e9d77";
 const FILE_SECRET_2 = "nf-file-secret-changed-c04a61";
 const POST_SECRET = "nf-post-secret-9e3f02aa";
+/** A file's path set with --secret: encrypted in the state like a value. */
+const SECRET_PATH = "/var/lib/nf-test/token-3d8a61";
 
 async function pulumi(args: string[]): Promise<string> {
     const result = await project.pulumi(args);
@@ -61,7 +63,7 @@ beforeAll(async () => {
     await setPlain("nixos-fleet:secrets.kappa.dbpass.owner", "deployer");
     await setSecret("nixos-fleet:secrets.kappa.token.value", POST_SECRET);
     await setPlain("nixos-fleet:secrets.kappa.token.uploadAt", "post-activation");
-    await setPlain("nixos-fleet:secrets.kappa.token.path", "/var/lib/nf-test/token");
+    await setSecret("nixos-fleet:secrets.kappa.token.path", SECRET_PATH);
 });
 
 afterAll(async () => {
@@ -75,7 +77,7 @@ describe("secrets", () => {
         // The file: mode 0400, owned by deployer, the value exactly; not in the host's store.
         expect(await project.onHost("kappa", ["stat", "-c", "%a %U", "/run/keys/dbpass"])).toBe("400 deployer");
         expect(await project.onHost("kappa", ["cat", "/run/keys/dbpass"])).toBe(FILE_SECRET);
-        expect(await project.onHost("kappa", ["stat", "-c", "%a %U", "/var/lib/nf-test/token"])).toBe("400 root");
+        expect(await project.onHost("kappa", ["stat", "-c", "%a %U", SECRET_PATH])).toBe("400 root");
         expect(await project.onHost("kappa", ["sh", "-c", `grep -rlF ${FILE_SECRET} /nix/store || true`])).toBe("");
         // The state records the host field and the values as secrets.
         const state = (await project.hostStates()).kappa!;
@@ -102,7 +104,7 @@ describe("secrets", () => {
         await pulumi(["config", "rm", "--path", "nixos-fleet:secrets.kappa.token", "-s", project.stack]);
         await pulumi(["config", "rm", "--path", "nixos-fleet:overrides.kappa", "-s", project.stack]);
         await pulumi(["up", "--yes", "--skip-preview", "--non-interactive", "-s", project.stack]);
-        expect(await project.onHost("kappa", ["sh", "-c", "test -e /var/lib/nf-test/token && echo present || echo gone"])).toBe("gone");
+        expect(await project.onHost("kappa", ["sh", "-c", `test -e ${SECRET_PATH} && echo present || echo gone`])).toBe("gone");
 
         await project.onHost("kappa", ["rm", "-f", "/run/keys/dbpass"]); // what a reboot does to /run
         const refresh = await pulumi(["refresh", "--yes", "--skip-preview", "--non-interactive", "-s", project.stack]);
@@ -114,7 +116,7 @@ describe("secrets", () => {
     it("never wrote a secret value in plaintext to the state directory (backups, history) or the output", () => {
         expect(filesUnder(project.stateDir).some((file) => file.includes("backups"))).toBe(true);
         expect(filesUnder(project.stateDir).some((file) => file.includes("history"))).toBe(true);
-        for (const secret of [FIELD_SECRET, FILE_SECRET, FILE_SECRET_2, POST_SECRET]) {
+        for (const secret of [FIELD_SECRET, FILE_SECRET, FILE_SECRET_2, POST_SECRET, SECRET_PATH]) {
             expect(stateFilesHolding(secret), secret).toEqual([]);
             expect(printed.includes(secret), `pulumi printed ${secret}`).toBe(false);
         }

@@ -97,6 +97,13 @@ describe("sshConfigRefusals", () => {
         "Match exec \"touch /tmp/z\"",
         "Match host x !exec true",
         "match Exec=true",
+        // ssh skips an empty first word: each of these is ProxyCommand to ssh (ssh -G shows it).
+        "=ProxyCommand touch /tmp/pwned",
+        " = ProxyCommand touch /tmp/pwned",
+        '""ProxyCommand touch /tmp/pwned',
+        '"" ProxyCommand touch /tmp/pwned',
+        '"ProxyCommand"touch /tmp/pwned',
+        "XAuthLocation /tmp/evil",
     ])("refuses %j", (line) => {
         expect(sshConfigRefusals(`Host a\n${line}\n`)).toEqual([expect.objectContaining({ line: 2 })]);
     });

@@ -20,6 +20,24 @@ describe("symbolic links and other entries in hosts/", () => {
         expect((await loadHostFiles("hosts", { baseDir: root })).map((host) => host.name)).toEqual(["web1"]);
     });
 
+    it("refuses a link out of the project without reading it, so its content never reaches a message", async () => {
+        const root = projectWithHosts({ "ok.yaml": "address: ok\n" });
+        const outside = fs.mkdtempSync(path.join(path.dirname(root), "nf-outside-"));
+        try {
+            // What a committed link could point at: a passphrase file, /etc/shadow, a private key.
+            fs.writeFileSync(path.join(outside, "prod-passphrase"), "hunter2-passphrase-91f3\n");
+            fs.symlinkSync(path.join(outside, "prod-passphrase"), path.join(hostsOf(root), "leak.yaml"));
+            for (const problems of [problemsOf(() => loadHostFilesSync("hosts", { baseDir: root })), await problemsOfAsync(() => loadHostFiles("hosts", { baseDir: root }))]) {
+                expect(problems).toHaveLength(1);
+                expect(problems[0]).toMatchObject({ file: "hosts/leak.yaml", host: "leak" });
+                expect(problems[0]!.message).toMatch(/^is a symbolic link to .*prod-passphrase, which is outside the project \(.*\), so it is not read$/);
+                expect(JSON.stringify(problems)).not.toMatch(/hunter2/);
+            }
+        } finally {
+            fs.rmSync(outside, { recursive: true, force: true });
+        }
+    });
+
     it("refuses a dangling link, naming the file and where it points", async () => {
         const root = projectWithHosts({ "ok.yaml": "address: ok\n" });
         fs.symlinkSync("../gone.yaml", path.join(hostsOf(root), "web1.yaml"));

@@ -184,4 +184,50 @@ describe("the secret scripts under sh", () => {
             fs.rmSync(dir, { recursive: true, force: true });
         }
     });
+
+    it("refuses a directory on the way that another user can change, so a planted symlink cannot redirect the file", () => {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "nf-secret-"));
+        try {
+            const elsewhere = path.join(dir, "elsewhere");
+            fs.mkdirSync(elsewhere);
+            // A directory anyone can write (not sticky): its owner-to-be could swap in a symlink.
+            const open = path.join(dir, "open");
+            fs.mkdirSync(open);
+            fs.chmodSync(open, 0o777);
+            fs.symlinkSync(elsewhere, path.join(open, "link"));
+            const put = sh(SECRET_PUT_SCRIPT, [path.join(open, "link", "dbpass"), user, group, "0400"], "s3cret");
+            expect(put.status).not.toBe(0);
+            expect(put.stderr).toMatch(/open is writable by group or others/);
+            expect(fs.readdirSync(elsewhere)).toEqual([]);
+            fs.writeFileSync(path.join(elsewhere, "keep"), "x");
+            expect(sh(SECRET_REMOVE_SCRIPT, [path.join(open, "link", "keep")]).status).not.toBe(0);
+            expect(fs.readdirSync(elsewhere)).toEqual(["keep"]);
+        } finally {
+            fs.rmSync(dir, { recursive: true, force: true });
+        }
+    });
+
+    it.runIf(process.getuid?.() === 0)("as root, refuses a service user's own directory holding the user's symlink to /etc-like places", () => {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "nf-secret-"));
+        try {
+            const etc = path.join(dir, "etc");
+            fs.mkdirSync(etc);
+            const service = path.join(dir, "service");
+            fs.mkdirSync(service);
+            fs.chownSync(service, 65534, 65534); // nobody: the service account that owns its state directory
+            fs.symlinkSync(etc, path.join(service, "conf"));
+            fs.lchownSync(path.join(service, "conf"), 65534, 65534);
+            const put = sh(SECRET_PUT_SCRIPT, [path.join(service, "conf", "dbpass"), "root", "root", "0400"], "s3cret");
+            expect(put.status).not.toBe(0);
+            expect(put.stderr).toMatch(/service belongs to uid 65534/);
+            expect(fs.readdirSync(etc)).toEqual([]);
+            // A root-owned directory in a sticky one (like /run/keys under /tmp) is fine.
+            const sticky = path.join(dir, "sticky");
+            fs.mkdirSync(sticky);
+            fs.chmodSync(sticky, 0o1777);
+            expect(sh(SECRET_PUT_SCRIPT, [path.join(sticky, "keys", "dbpass"), "root", "root", "0400"], "s3cret").status).toBe(0);
+        } finally {
+            fs.rmSync(dir, { recursive: true, force: true });
+        }
+    });
 });

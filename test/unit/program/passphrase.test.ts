@@ -52,6 +52,17 @@ describe("the dev passphrase is for the dev stack only", () => {
         expect(passphraseProblem({ stack: "prod", projectRoot: root, env: { PULUMI_CONFIG_PASSPHRASE_FILE: "" } })).toBeDefined();
     });
 
+    it("another stack given an empty passphrase (variable or file) is refused like one without", () => {
+        const root = project({ prod: SALT, kms: "secretsprovider: awskms://alias/fleet\nencryptedkey: abc\n" });
+        const empty = path.join(root, "empty-passphrase");
+        fs.writeFileSync(empty, "\n");
+        expect(passphraseProblem({ stack: "prod", projectRoot: root, env: { PULUMI_CONFIG_PASSPHRASE: "" } })?.message).toMatch(/stack prod is given an empty passphrase \(PULUMI_CONFIG_PASSPHRASE is empty\)/);
+        expect(passphraseProblem({ stack: "prod", projectRoot: root, env: { PULUMI_CONFIG_PASSPHRASE_FILE: empty } })?.message).toMatch(/PULUMI_CONFIG_PASSPHRASE_FILE is an empty file/);
+        expect(() => passphraseEnvFor("prod", root, { PULUMI_CONFIG_PASSPHRASE: " " })).toThrow(/empty passphrase/);
+        // Not a passphrase stack: the variable does not matter.
+        expect(passphraseProblem({ stack: "kms", projectRoot: root, env: { PULUMI_CONFIG_PASSPHRASE: "" } })).toBeUndefined();
+    });
+
     it("another stack with its own passphrase, or another secrets provider, is fine", () => {
         const root = project({ prod: SALT, kms: "secretsprovider: awskms://alias/fleet\nencryptedkey: abc\n" });
         expect(passphraseEnvFor("prod", root, { PULUMI_CONFIG_PASSPHRASE_FILE: "/home/ops/.config/nixos-fleet/prod" })).toEqual({});

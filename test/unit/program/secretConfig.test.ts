@@ -5,7 +5,10 @@ import { hostSecretFiles } from "../../../src/program/fleet";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { isSecretAt, maskSecrets, programSecretPaths, secretConfigPaths, secretHostFields, secretTexts, secretTopKeys } from "../../../src/program/secretConfig";
+import * as pulumi from "@pulumi/pulumi";
+import { isSecretAt, maskSecrets, programSecretPaths, secretConfigPaths, secretFileFields, secretHostFields, secretTexts, secretTopKeys } from "../../../src/program/secretConfig";
+import { secretHostArgs } from "../../../src/resources/host";
+import type { HostInputs } from "../../../src/provider/hostInputs";
 import { FleetConfigError } from "../../../src/config";
 
 const STACK_FILE = `config:
@@ -87,5 +90,30 @@ describe("hostSecretFiles", () => {
         const problems = (error as FleetConfigError).problems;
         expect(problems.map((problem) => problem.field).sort()).toEqual(["nixos-fleet:secrets.alpha.dbpass.value", "nixos-fleet:secrets.gamma"]);
         expect(problems.find((problem) => problem.field === "nixos-fleet:secrets.alpha.dbpass.value")!.hint).toMatch(/config set --secret --path 'nixos-fleet:secrets\.alpha\.dbpass\.value'/);
+    });
+});
+
+describe("secret file settings set with --secret", () => {
+    const file = { path: "/run/keys/hidden-name", owner: "svc", group: "root", mode: "0400", uploadAt: "pre-activation" as const, value: "v4lue" };
+    const inputs = { name: "alpha", storePath: "/nix/store/x", secrets: { tok: file, plain: { ...file, path: "/run/keys/plain" } } } as unknown as HostInputs;
+    const isSecret = (value: unknown) => (pulumi.Output.isInstance(value) ? pulumi.isSecret(value) : Promise.resolve(false));
+
+    it("names the settings of each file that hold a secret (the value always does)", () => {
+        const paths = [["secrets", "alpha", "tok", "path"], ["secrets", "alpha", "tok", "owner"], ["secrets", "alpha", "tok", "value"]];
+        expect(secretFileFields(paths, "alpha", inputs.secrets!)).toEqual({ tok: ["path", "owner"] });
+        expect(secretFileFields(paths, "beta", inputs.secrets!)).toEqual({});
+        // A whole secret `secrets` key (no secure: leaf in the stack file) covers every setting.
+        expect(secretFileFields([["secrets"]], "alpha", { tok: file }).tok).toEqual(["path", "owner", "group", "mode", "uploadAt"]);
+    });
+
+    it("passes a secret path or owner to the Host as a secret, so the state keeps it encrypted", async () => {
+        const args = secretHostArgs(inputs, [], { tok: ["path", "owner"] }) as unknown as { secrets: Record<string, Record<string, unknown>> };
+        const { tok, plain } = args.secrets;
+        expect(await isSecret(tok!.path)).toBe(true);
+        expect(await isSecret(tok!.owner)).toBe(true);
+        expect(await isSecret(tok!.value)).toBe(true);
+        expect(await isSecret(tok!.mode)).toBe(false);
+        expect(await isSecret(plain!.path)).toBe(false);
+        expect(await isSecret(plain!.value)).toBe(true);
     });
 });

@@ -144,3 +144,17 @@ describe("diagnoseSshFailure through jump hosts", () => {
         expect(d.message).toMatch(/^the host key of jump host \[127.0.0.1\]:26201, one of delta, epsilon is not known/);
     });
 });
+
+describe("ssh's complaints about a config file", () => {
+    it("keep the file and line but not the quoted text (an sshConfigFile pointing at a passphrase or /etc/shadow)", () => {
+        const stderr =
+            '/home/ops/.config/prod-passphrase line 1: no argument after keyword "hunter2-passphrase"\r\n' +
+            "/etc/shadow line 1: Bad configuration option: root:$y$j9T$abcdefhash:19000:0:99999:7:::\n" +
+            "/etc/shadow: terminating, 1 bad configuration options\n";
+        const detail = sshError(alpha, stderr, false).detail ?? "";
+        expect(detail).not.toMatch(/hunter2|\$y\$j9T/);
+        expect(detail).toMatch(/^\/home\/ops\/\.config\/prod-passphrase line 1: not a valid ssh_config line/m);
+        expect(detail).toMatch(/^\/etc\/shadow line 1: not a valid ssh_config line/m);
+        expect(detail).toMatch(/^\/etc\/shadow: terminating/m);
+    });
+});
