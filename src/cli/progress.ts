@@ -34,7 +34,7 @@ export interface HostSummary {
     phase?: string;
     /** For not attempted and held back: why; for planned and deployed: the rollback it undoes. */
     reason?: string;
-    /** The plan deploys the configuration over this rollback (the config lacks its pin). */
+    /** The plan deploys (or the run deployed) the configuration over this rollback (the config lacks its pin). */
     undoesRollback?: RollbackMark;
     generationBefore: number | null;
     generationAfter: number | null;
@@ -204,8 +204,11 @@ function summarize(host: string, record: HostRecord, planning: boolean): HostSum
         };
     }
     const last = (record.newOutputs.lastDeploy ?? {}) as Partial<LastDeploy>;
+    // A deploy without the pin (`deploy --yes`, `pulumi up`) says on its row which rollback it undid.
+    const undone = undoneRollback(old, record.newInputs ?? {});
     return {
         ...base,
+        ...(undone ? { reason: `undid ${describeRollback(undone)}`, undoesRollback: undone } : {}),
         // The provider read the host and found it already running this system: nothing was activated.
         result: last.activated === false ? "unchanged" : "deployed",
         generationBefore: last.generationBefore ?? base.generationBefore,

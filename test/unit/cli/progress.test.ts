@@ -245,6 +245,26 @@ describe("a plan that undoes a rollback", () => {
         ]);
     });
 
+    it("deploy --yes (no plan first): the deployed row says which rollback it undid (table and --json)", () => {
+        const { report, table, json, code } = run(
+            [
+                pre("psi", "update", { ...recorded(2, v(2)), rolledBack: mark }, { storePath: v(4) }),
+                outputs("psi", "update", deployedOutputs(2, 4, v(4))),
+                pre("rho", "update", recorded(3, v(3)), { storePath: v(4) }),
+                outputs("rho", "update", deployedOutputs(3, 4, v(4))),
+            ],
+            ["psi", "rho"],
+        );
+        expect(json.hosts.map((h) => [h.host, h.result, h.reason, h.undoesRollback])).toEqual([
+            ["psi", "deployed", "undid the rollback to generation 2 (by alice@laptop at 2026-01-01T00:00:00.000Z)", mark],
+            ["rho", "deployed", undefined, undefined],
+        ]);
+        expect(table).toMatch(/^psi .*deployed: undid the rollback to generation 2 \(by alice@laptop at 2026-01-01T00:00:00\.000Z\)$/m);
+        expect(table).toMatch(/^rho .*deployed$/m);
+        expect(code).toBe(0);
+        expect(report.hosts[0]!.generationAfter).toBe(4);
+    });
+
     it("with the pin still in the config, or the configuration equal to the rolled-back system: no such reason", () => {
         const { report } = run(
             [
