@@ -4,7 +4,7 @@
 import { ConcurrentUpdateError, CommandError, type EngineEvent } from "@pulumi/pulumi/automation";
 import { describe, expect, it } from "vitest";
 import { ProgressTracker, phaseOf, renderSummary } from "../../../src/cli/progress";
-import { buildReport, cancelledReport, confirmationNotices, exitCode, lockedMessage } from "../../../src/cli/runDeployment";
+import { buildReport, cancelledReport, confirmationNotices, exitCode, lockedMessage, untilEngineEnds } from "../../../src/cli/runDeployment";
 import { hostsToRestore } from "../../../src/cli/rollback";
 import { storePath } from "../helpers/fixtures";
 
@@ -280,5 +280,43 @@ describe("a plan that undoes a rollback", () => {
             ["planned", undefined, undefined],
         ]);
         expect(confirmationNotices(report, [])).toEqual([]);
+    });
+});
+
+describe("Ctrl-C during a run", () => {
+    it("the process stays to report: the engine's failure is 'cancelled', started hosts unknown, the rest not attempted (cancelled)", async () => {
+        const { EventEmitter } = await import("node:events");
+        const proc = new EventEmitter();
+        const lines: string[] = [];
+        const tracker = new ProgressTracker((line) => lines.push(line));
+        const engineFailure = new CommandError(new CommandResult("", "error: update canceled\n", 255) as never);
+        const { error, interrupted } = await untilEngineEnds(
+            async () => {
+                tracker.onEvent(pre("psi", "update", recorded(2, v(2)), { storePath: v(3) }));
+                proc.emit("SIGINT");
+                proc.emit("SIGINT"); // npm forwards it too
+                throw engineFailure;
+            },
+            (line) => lines.push(line),
+            proc as never,
+        );
+        expect(interrupted).toBe(true);
+        expect(error).toBe(engineFailure);
+        expect(proc.listenerCount("SIGINT")).toBe(0);
+        expect(lines.filter((line) => line.startsWith("interrupted:"))).toHaveLength(1);
+        const report = buildReport({ stackName: STACK, hosts: ["psi", "rho"] }, tracker, false, error, interrupted);
+        expect(report.hosts.map((h) => [h.host, h.result, h.reason])).toEqual([
+            ["psi", "unknown", undefined],
+            ["rho", "not attempted", "cancelled"],
+        ]);
+        expect(report.errors).toEqual(["the run was interrupted (Ctrl-C): hosts not yet started were not attempted"]);
+        expect(exitCode(report)).toBe(1);
+    });
+
+    it("a lock held by another update stays 'locked' even when interrupted", async () => {
+        const tracker = new ProgressTracker(() => undefined);
+        const locked = new CommandError(new CommandResult("", "error: the stack is currently locked by 1 lock(s)\n", 255) as never);
+        const report = buildReport({ stackName: STACK, hosts: ["psi"] }, tracker, false, locked, true);
+        expect(report.hosts[0]!.reason).toBe("the stack is locked by another update");
     });
 });
