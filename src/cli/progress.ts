@@ -2,7 +2,7 @@
 // provider's progress messages), then a summary table built from the hosts' recorded outputs.
 import type { EngineEvent } from "@pulumi/pulumi/automation";
 import type { LastDeploy, RollbackMark } from "../provider/hostInputs";
-import { describeRollback, undoneRollback } from "../provider/hostMarks";
+import { undoneRollback, undoneRollbackReason } from "../provider/hostMarks";
 import { hostNameOfUrn } from "./stack";
 
 /**
@@ -186,7 +186,7 @@ function summarize(host: string, record: HostRecord, planning: boolean): HostSum
             result: "planned",
             storePathAfter: str(record.newInputs?.storePath) ?? base.storePathAfter,
             generationAfter: null,
-            ...(undone ? { reason: `undoes ${describeRollback(undone)}`, undoesRollback: undone } : {}),
+            ...(undone ? { reason: undoneRollbackReason(undone, record.newInputs ?? {}, "plan"), undoesRollback: undone } : {}),
         };
     }
     if (!changes) {
@@ -208,7 +208,7 @@ function summarize(host: string, record: HostRecord, planning: boolean): HostSum
     const undone = undoneRollback(old, record.newInputs ?? {});
     return {
         ...base,
-        ...(undone ? { reason: `undid ${describeRollback(undone)}`, undoesRollback: undone } : {}),
+        ...(undone ? { reason: undoneRollbackReason(undone, record.newInputs ?? {}, "done"), undoesRollback: undone } : {}),
         // The provider read the host and found it already running this system: nothing was activated.
         result: last.activated === false ? "unchanged" : "deployed",
         generationBefore: last.generationBefore ?? base.generationBefore,

@@ -169,8 +169,10 @@ export function confirmationNotices(plan: Pick<DeploymentReport, "hosts">, notic
     const undoing = plan.hosts.filter((h) => h.result === "planned" && h.undoesRollback);
     return [
         ...notices,
-        ...undoing.map(
-            (h) => `${h.host}: this deploy undoes ${describeRollback(h.undoesRollback!)}: the stack's config has no rollback pin for it (put the pin back and commit it to keep the rollback)`,
+        ...undoing.map((h) =>
+            h.reason?.startsWith("replaces ")
+                ? `${h.host}: this deploy ${h.reason} (if that pin is stale, put back the pin the newer rollback wrote and commit it)`
+                : `${h.host}: this deploy undoes ${describeRollback(h.undoesRollback!)}: the stack's config has no rollback pin for it (put the pin back and commit it to keep the rollback)`,
         ),
     ];
 }

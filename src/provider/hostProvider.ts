@@ -241,7 +241,7 @@ export class HostProvider implements provider.Provider {
             );
         }
         const undone = undoneRollback(olds, news);
-        if (undone) await this.options.logger.log("warning", urn, undoWarning(String(news.name), stackOfUrn(urn), undone, news.storePath));
+        if (undone) await this.options.logger.log("warning", urn, undoWarning(String(news.name), stackOfUrn(urn), undone, news));
         const diffs = [...new Set([...changed, ...converge])];
         return { changes: diffs.length > 0, replaces: [], deleteBeforeReplace: false };
     }

@@ -265,6 +265,16 @@ describe("a plan that undoes a rollback", () => {
         expect(report.hosts[0]!.generationAfter).toBe(4);
     });
 
+    it("a stale pin (to another system than the rolled-back one) says on the row and in the notices which rollback it replaces", () => {
+        const { report } = run([pre("psi", "update", { ...recorded(2, v(2)), rolledBack: mark }, { storePath: v(1), pin: { generation: 1, reason: "old" } })], ["psi"], undefined, true);
+        expect(report.hosts.map((h) => [h.result, h.reason])).toEqual([
+            ["planned", "replaces the rollback to generation 2 (by alice@laptop at 2026-01-01T00:00:00.000Z) with the config's pin to generation 1 (old)"],
+        ]);
+        expect(confirmationNotices(report, [])).toEqual([
+            "psi: this deploy replaces the rollback to generation 2 (by alice@laptop at 2026-01-01T00:00:00.000Z) with the config's pin to generation 1 (old) (if that pin is stale, put back the pin the newer rollback wrote and commit it)",
+        ]);
+    });
+
     it("with the pin still in the config, or the configuration equal to the rolled-back system: no such reason", () => {
         const { report } = run(
             [
