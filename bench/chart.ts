@@ -1,6 +1,7 @@
 // The benchmark chart (docs/benchmarks.svg) from a results file: one bar per figure, as a share of
 // its target (the dashed line is the target; a bar past it misses). Pure rendering + a small CLI:
-//   node -r ts-node/register/transpile-only bench/chart.ts bench/results/<date>.json docs/benchmarks.svg
+//   npm run bench:chart -- docs/benchmarks.svg bench/results/<time>.json [more.json…]
+// (several files: their figures in one chart, e.g. runs of different sizes.)
 import { readFileSync, writeFileSync } from "node:fs";
 import { formatValue, type Figure } from "./stats";
 
@@ -51,12 +52,25 @@ export function renderChart(results: BenchResults): string {
     ].join("\n");
 }
 
+/** Several runs' results as one (figures in the order given; dates joined). */
+export function combineResults(runs: readonly BenchResults[]): BenchResults {
+    if (runs.length === 0) throw new Error("no results to combine");
+    const unique = (values: string[]) => [...new Set(values)].join(", ");
+    return {
+        date: unique(runs.map((run) => run.date)),
+        machine: unique(runs.map((run) => run.machine)),
+        options: {},
+        figures: runs.flatMap((run) => run.figures),
+    };
+}
+
 if (require.main === module) {
-    const [input, output] = process.argv.slice(2);
-    if (!input || !output) {
-        console.error("usage: bench/chart.ts <results.json> <chart.svg>");
+    const [output, ...inputs] = process.argv.slice(2);
+    if (!output?.endsWith(".svg") || inputs.length === 0) {
+        console.error("usage: npm run bench:chart -- <chart.svg> <results.json> [more.json…]");
         process.exit(2);
     }
-    writeFileSync(output, renderChart(JSON.parse(readFileSync(input, "utf8")) as BenchResults));
+    const runs = inputs.map((input) => JSON.parse(readFileSync(input, "utf8")) as BenchResults);
+    writeFileSync(output, renderChart(combineResults(runs)));
     console.log(`wrote ${output}`);
 }

@@ -6,7 +6,7 @@ export interface BenchOptions {
     only: ScenarioId[];
     /** Fleet size for P1 (large case), P2, P3, P5. */
     hosts: number;
-    /** Hosts changed in P3. */
+    /** Hosts changed in P3 (default 20, or --hosts when fewer). */
     changed: number;
     /** Extra store paths per changed host's system in P3 (the sandbox knob paths=N). */
     paths: number;
@@ -46,6 +46,7 @@ function wholeNumber(flag: string, raw: string | undefined, min: number): number
 
 export function parseBenchArgs(argv: readonly string[]): BenchOptions {
     const options: BenchOptions = { ...DEFAULT_OPTIONS, only: [...DEFAULT_OPTIONS.only] };
+    const given = new Set<string>();
     for (let i = 0; i < argv.length; i++) {
         const arg = argv[i]!;
         const [flag, inline] = arg.includes("=") ? [arg.slice(0, arg.indexOf("=")), arg.slice(arg.indexOf("=") + 1)] : [arg, undefined];
@@ -60,10 +61,13 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
             const key = NUMERIC[flag]!;
             const min = key === "paths" ? 0 : key === "portBase" ? 1024 : 1;
             options[key] = wholeNumber(flag, value(), min);
+            given.add(key);
         } else {
             throw new Error(`unknown option '${arg}' (${USAGE})`);
         }
     }
+    // Without --changed, P3 changes 20 hosts or all of a smaller fleet.
+    if (!given.has("changed")) options.changed = Math.min(options.changed, options.hosts);
     if (options.changed > options.hosts) throw new Error(`--changed ${options.changed} is more than --hosts ${options.hosts}`);
     if (options.only.includes("P1") && options.hosts < 3) throw new Error("P1 compares 3 hosts with --hosts: give --hosts 3 or more");
     return options;

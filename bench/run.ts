@@ -58,8 +58,11 @@ class Fleet {
         checked("pulumi up")(await this.project.up());
     }
 
-    async preview(): Promise<void> {
-        checked("pulumi preview")(await this.project.preview());
+    /** A no-op preview: fails when the preview plans any change (the figure would not be P1's). */
+    async noOpPreview(): Promise<void> {
+        const result = await this.project.preview();
+        checked("pulumi preview")(result);
+        if (/to (create|update|replace|delete)/.test(result.stdout)) throw new Error(`P1: the preview is not a no-op:\n${result.stdout.slice(-3000)}`);
     }
 
     async deployCli(hosts: string[]): Promise<void> {
@@ -113,6 +116,8 @@ async function fleetScenarios(options: BenchOptions, empty: EmptyProgram, figure
     const names = Array.from({ length: options.hosts }, (_, i) => `bench${i}`);
     log(`starting ${names.length} sandbox hosts (ports from ${options.portBase})`);
     const project = await FleetProject.create({ hosts: names, portBase: options.portBase });
+    stopOnSignal(project);
+    log(`fleet in ${project.dir} (if the bench dies: npm run sandbox -- destroy with SANDBOX_DIR=${project.sandbox.dir})`);
     const fleet = new Fleet(project, names);
     try {
         const want = (id: string) => options.only.includes(id as never);
@@ -122,9 +127,9 @@ async function fleetScenarios(options: BenchOptions, empty: EmptyProgram, figure
                 fleet.stackConfig(hosts);
                 log(`P1: deploying ${size} hosts, then ${options.rounds} no-op previews`);
                 await fleet.up();
-                await fleet.preview(); // warms the evaluation cache, as any earlier run would have
+                await fleet.noOpPreview(); // warms the evaluation cache, as any earlier run would have
                 const t = await rounds(options.rounds, async () => ({
-                    preview: await timeIt(() => fleet.preview()),
+                    preview: await timeIt(() => fleet.noOpPreview()),
                     emptyPreview: await timeIt(() => empty.preview()),
                     nixEval: await timeIt(() => fleet.evaluate(hosts)),
                 }));
@@ -185,6 +190,16 @@ async function fleetScenarios(options: BenchOptions, empty: EmptyProgram, figure
     } finally {
         log("stopping the sandbox hosts");
         await project.dispose();
+    }
+}
+
+/** SIGINT/SIGTERM (Ctrl-C, a timeout) stop the sandbox hosts before the bench exits. */
+function stopOnSignal(project: FleetProject): void {
+    for (const signal of ["SIGINT", "SIGTERM"] as const) {
+        process.once(signal, () => {
+            log(`${signal}: stopping the sandbox hosts`);
+            void project.dispose().finally(() => process.exit(130));
+        });
     }
 }
 
