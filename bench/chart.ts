@@ -15,8 +15,8 @@ export interface BenchResults {
 const escape = (text: string): string =>
     text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
 
-const WIDTH = 760;
-const LABEL = 300;
+const WIDTH = 900;
+const LABEL = 400;
 const BAR = 300;
 const ROW = 28;
 const TOP = 48;

@@ -68,7 +68,7 @@ describe("bench chart", () => {
     it("draws one bar per figure as a share of its target, coloured by whether it is met, text escaped", () => {
         const svg = renderChart(results);
         expect(svg.startsWith("<svg xmlns=\"http://www.w3.org/2000/svg\"")).toBe(true);
-        const bars = [...svg.matchAll(/<rect x="300" y="[\d.]+" width="([\d.]+)" height="\d+" fill="(#[0-9a-f]+)"\/>/g)];
+        const bars = [...svg.matchAll(/<rect x="400" y="[\d.]+" width="([\d.]+)" height="\d+" fill="(#[0-9a-f]+)"\/>/g)];
         expect(bars.map((bar) => bar[2])).toEqual(["#c0392b", "#3a7d44"]);
         // P1 is at 2× its target (the scale's end, 300 px), P6 at half of it.
         expect(Number(bars[0]![1])).toBeCloseTo(300);
@@ -76,8 +76,8 @@ describe("bench chart", () => {
         expect(svg).toContain("P1 no-op &lt;preview&gt;, 3 hosts");
         expect(svg).toContain("2.60× (target ≤ 1.30×)");
         expect(svg).not.toContain("<preview>");
-        // The target line sits at share 1 of a scale running to 2: 300 + 150.
-        expect(svg).toMatch(/<line x1="450\.0"/);
+        // The target line sits at share 1 of a scale running to 2: 400 + 150.
+        expect(svg).toMatch(/<line x1="550\.0"/);
     });
 
     it("refuses an empty result set", () => {
