@@ -52,7 +52,7 @@ export function renderChart(results: BenchResults): string {
     ].join("\n");
 }
 
-/** Several runs' results as one (figures in the order given; dates joined). */
+/** Several runs' results as one (figures by scenario; dates joined). */
 export function combineResults(runs: readonly BenchResults[]): BenchResults {
     if (runs.length === 0) throw new Error("no results to combine");
     const unique = (values: string[]) => [...new Set(values)].join(", ");
@@ -60,7 +60,8 @@ export function combineResults(runs: readonly BenchResults[]): BenchResults {
         date: unique(runs.map((run) => run.date)),
         machine: unique(runs.map((run) => run.machine)),
         options: {},
-        figures: runs.flatMap((run) => run.figures),
+        // By scenario (stable: a scenario's figures keep the order of the runs given).
+        figures: runs.flatMap((run) => run.figures).sort((a, b) => a.id.localeCompare(b.id)),
     };
 }
 

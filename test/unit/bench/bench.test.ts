@@ -115,12 +115,12 @@ describe("P5's flake", () => {
 });
 
 describe("bench chart of several runs", () => {
-    it("joins the runs' figures in order and their distinct dates", () => {
+    it("joins the runs' figures by scenario and their distinct dates", () => {
         const run = (date: string, id: string): BenchResults => ({
             date, machine: "2 cores", options: {},
             figures: [figure({ id, label: "x", size: "1 host", unit: "x", target: 1, value: 0.5 })],
         });
-        const combined = combineResults([run("d1", "P1"), run("d1", "P5"), run("d2", "P6")]);
+        const combined = combineResults([run("d1", "P5"), run("d1", "P1"), run("d2", "P6")]);
         expect(combined.date).toBe("d1, d2");
         expect(combined.machine).toBe("2 cores");
         expect(combined.figures.map((f) => f.id)).toEqual(["P1", "P5", "P6"]);
