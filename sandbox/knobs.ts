@@ -8,6 +8,9 @@ const UNIT_NAME = /^[a-z][a-z0-9-]{0,40}$/;
 /** hello@2.12: a name without a dash before a digit (so the version reads back), a version starting with a digit. */
 const PACKAGE = /^[a-z][a-z0-9]*(?:-[a-z][a-z0-9]*)*@[0-9][0-9a-z.]{0,20}$/;
 
+/** More would take minutes to build on a small machine; a real closure has 1,000–2,000. */
+export const MAX_PATHS = 5000;
+
 export const knobsSchema = z.object({
     /** Configuration version: a new one is a new system (new per-host store paths). */
     version: z.number().int().min(1),
@@ -23,6 +26,12 @@ export const knobsSchema = z.object({
     failedUnits: z.array(z.string().regex(UNIT_NAME)),
     /** Extra packages of the system, as name@version: each a derivation named <name>-<version> (package diffs). */
     packages: z.array(z.string().regex(PACKAGE)),
+    /**
+     * Extra store paths in the closure, like a real NixOS system's 1,000–2,000 (benchmarks): sizes
+     * spread as in a real closure (most a few KiB, some hundreds of KiB, one in twenty MiBs); shared
+     * by every host at the same version, all new with a new version (a nixpkgs bump).
+     */
+    paths: z.number().int().min(0).max(MAX_PATHS),
 });
 export type Knobs = z.infer<typeof knobsSchema>;
 export type KnobName = keyof Knobs;
@@ -35,7 +44,7 @@ export interface KnobFile extends Knobs {
     webPort: number;
 }
 
-export const DEFAULT_KNOBS: Knobs = { version: 1, fail: false, breakSsh: false, size: 0, slow: 0, failedUnits: [], packages: [] };
+export const DEFAULT_KNOBS: Knobs = { version: 1, fail: false, breakSsh: false, size: 0, slow: 0, failedUnits: [], packages: [], paths: 0 };
 
 const BOOLEAN_KNOBS: ReadonlySet<string> = new Set(["fail", "breakSsh"]);
 const KNOB_NAMES: readonly string[] = Object.keys(DEFAULT_KNOBS);

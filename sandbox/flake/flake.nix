@@ -22,7 +22,7 @@
 
       defaults = {
         system = "x86_64-linux"; version = 1; fail = false; breakSsh = false; size = 0; slow = 0;
-        failedUnits = [ ]; packages = [ ]; authorizedKeys = [ ]; webPort = 0;
+        failedUnits = [ ]; packages = [ ]; paths = 0; authorizedKeys = [ ]; webPort = 0;
       };
 
       # Shared by every host of a system type; unchanged when one host's knobs change.
@@ -96,6 +96,22 @@
               chmod +x $out/bin/$pname
             '' { inherit pname pversion; }) cfg.packages;
 
+          # Extra store paths (knob paths = N), sized like a real closure's: of every 20, one of
+          # 1–8 MiB, three of 64 KiB–1 MiB, sixteen of 1–64 KiB (about 330 KiB on average).
+          # Named by version only, so hosts at the same version share them and a new version
+          # brings all new ones (like a nixpkgs bump).
+          pathBytes = i:
+            let r = i - (i / 20) * 20; spread = i * 7919;
+                mod = a: b: a - (a / b) * b;
+            in if r == 0 then 1048576 * (1 + mod spread 8)
+               else if r <= 3 then 65536 * (1 + mod spread 16)
+               else 1024 * (1 + mod spread 64);
+          extraPaths = builtins.genList (i:
+            mkDrv cfg.system "sandbox-lib${toString i}-${version}" ''
+              mkdir -p $out
+              head -c "$bytes" /dev/urandom > $out/data
+            '' { bytes = toString (pathBytes i); }) cfg.paths;
+
           # Optional payload of `size` MiB, for copy benchmarks.
           blob = mkDrv cfg.system "sandbox-blob-${name}-${version}-${toString cfg.size}M" ''
             mkdir -p $out
@@ -118,8 +134,10 @@
             ln -s $tools/bin/sandbox-hello $out/sw/bin/sandbox-hello
             mkdir -p $out/sw/packages
             for p in $packages; do ln -s $p $out/sw/packages/; done
+            for p in $extraPaths; do echo "$p"; done > $out/sw/paths
           '' {
             packages = extraPackages;
+            inherit extraPaths;
             inherit (shared) base tools activationScript;
             inherit etc nixosVersion;
             blob = if cfg.size > 0 then blob else "";

@@ -3,7 +3,7 @@
 // and node_modules are the checkout's own (symlinked), so the tests exercise the real code.
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync, copyFileSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { stringify } from "yaml";
 import { runProcess, type RunResult } from "../../../src/process/runner";
 import { SandboxFleet } from "../../../sandbox/fleet";
@@ -18,6 +18,8 @@ export interface FleetProjectOptions {
     portBase: number;
     /** Stack config under the nixos-fleet namespace; default: all hosts, the sandbox ssh_config. */
     config?: Record<string, unknown>;
+    /** false: only the hosts' configurations (knob files), no containers (previews of new hosts; benchmarks). */
+    start?: boolean;
 }
 
 export class FleetProject {
@@ -46,7 +48,13 @@ export class FleetProject {
 
     static async create(options: FleetProjectOptions): Promise<FleetProject> {
         const project = new FleetProject(options);
-        await project.sandbox.start(options.hosts);
+        if (options.start === false) {
+            for (const name of options.hosts) await project.sandbox.set(name, {});
+            mkdirSync(dirname(project.sandbox.layout.sshConfigFile), { recursive: true });
+            if (!existsSync(project.sandbox.layout.sshConfigFile)) writeFileSync(project.sandbox.layout.sshConfigFile, "");
+        } else {
+            await project.sandbox.start(options.hosts);
+        }
         for (const name of options.hosts) project.writeHost(name, project.defaultHostFile(name));
         project.writeStackConfig(
             options.config ?? { hosts: options.hosts, defaults: { sshConfigFile: project.sandbox.layout.sshConfigFile } },

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { parseKnobAssignments } from "../../../sandbox/knobs";
+import { MAX_PATHS, parseKnobAssignments } from "../../../sandbox/knobs";
 import { parseUnitStatus, progressOf, failedUnitsOf } from "../../../src/deploy/activationUnit";
 
 describe("sandbox knobs", () => {
@@ -22,6 +22,15 @@ describe("sandbox knobs", () => {
             expect(() => parseKnobAssignments([bad]), bad).toThrow(/knob packages takes name@version/);
         }
         expect(() => parseKnobAssignments(["packages=hello@1,hello@2"])).toThrow(/names hello more than once/);
+    });
+
+    it("paths=N: extra store paths, a whole number up to MAX_PATHS", () => {
+        expect(parseKnobAssignments(["paths=300"])).toEqual({ paths: 300 });
+        expect(parseKnobAssignments(["paths=0"])).toEqual({ paths: 0 });
+        expect(parseKnobAssignments([`paths=${MAX_PATHS}`])).toEqual({ paths: MAX_PATHS });
+        expect(() => parseKnobAssignments(["paths=-1"])).toThrow(/knob paths takes a whole number/);
+        expect(() => parseKnobAssignments(["paths=1e3"])).toThrow(/knob paths takes a whole number/);
+        expect(() => parseKnobAssignments([`paths=${MAX_PATHS + 1}`])).toThrow();
     });
 
     it("keeps the other knobs' rules", () => {
