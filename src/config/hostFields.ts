@@ -35,6 +35,8 @@ export interface HostFieldSpec {
     readonly toInput?: (value: never, declared: Declared) => unknown;
     /** A connection setting: part of the SSH target and of each Hook's inputs. */
     readonly connection?: true;
+    /** A local file path: made absolute against the project root when the host is resolved. */
+    readonly localPath?: true;
 }
 
 const portRule = z.number().int().min(1).max(65535);
@@ -67,6 +69,7 @@ export const HOST_FIELDS = {
         file: sshOptsPath("a path to an ssh private key").optional(),
         input: z.string().optional(),
         connection: true,
+        localPath: true,
     },
     /** ssh -J syntax: [user@]host[:port][,...] */
     proxyJump: { file: proxyJump().optional(), input: z.string().optional(), connection: true },
@@ -76,12 +79,14 @@ export const HOST_FIELDS = {
         file: sshOptsPath("a path to a known_hosts file").optional(),
         input: z.string().optional(),
         connection: true,
+        localPath: true,
     },
     /** ssh_config used instead of ~/.ssh/config (ssh -F). */
     sshConfigFile: {
         file: sshOptsPath("a path to an ssh_config file").optional(),
         input: z.string().optional(),
         connection: true,
+        localPath: true,
     },
     /** Extra `-o Key=Value` options, without the -o. */
     sshOptions: {
@@ -175,6 +180,7 @@ type KeysWhere<Condition> = { [K in HostFieldName]: Fields[K] extends Condition 
 type DefaultedField = KeysWhere<{ default: unknown }>;
 type InputField = KeysWhere<{ input: z.ZodType }>;
 type ConnectionField = KeysWhere<{ connection: true }>;
+type LocalPathField = KeysWhere<{ localPath: true }>;
 type AlwaysSet = DefaultedField | KeysWhere<{ derivedDefault: true }>;
 
 /** Field rules shared by host files, stack `defaults` and stack `overrides`. */
@@ -204,6 +210,11 @@ export const hostFieldInputsShape = Object.fromEntries(
 export const CONNECTION_FIELDS = (Object.keys(HOST_FIELDS) as HostFieldName[]).filter(
     (name) => (HOST_FIELDS[name] as HostFieldSpec).connection,
 ) as ConnectionField[];
+
+/** The fields holding local file paths (resolved against the project root). */
+export const LOCAL_PATH_FIELDS = (Object.keys(HOST_FIELDS) as HostFieldName[]).filter(
+    (name) => (HOST_FIELDS[name] as HostFieldSpec).localPath,
+) as LocalPathField[];
 
 /** The host fields passed to the resource, in input order. */
 export const INPUT_FIELDS = Object.keys(hostFieldInputsShape) as InputField[];

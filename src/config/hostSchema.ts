@@ -2,7 +2,7 @@
 // schema (in HOST_DEFAULTS) so a parsed file still tells which fields it set: stack defaults
 // fill only what the file leaves unset, and overrides are layered on top of the file.
 import { z } from "zod";
-import { HOST_DEFAULTS, hostFieldsShape, type ResolvedHostFields } from "./hostFields";
+import { HOST_DEFAULTS, LOCAL_PATH_FIELDS, hostFieldsShape, type ResolvedHostFields } from "./hostFields";
 import { resolveFlakeRef, resolveLocalPath } from "./paths";
 import { expecting, failure } from "./rules";
 import { jumpHopHost } from "./sshRules";
@@ -70,7 +70,7 @@ export function needsSudo(host: Pick<HostConfig, "user">): boolean {
 /** Makes every local path in a set of host fields absolute (idempotent). */
 export function resolveFieldPaths<T extends HostPatch>(fields: T, baseDir: string): T {
     const resolved: T = { ...fields };
-    for (const key of ["identityFile", "knownHostsFile", "sshConfigFile"] as const) {
+    for (const key of LOCAL_PATH_FIELDS) {
         const value = fields[key];
         if (value !== undefined) resolved[key] = resolveLocalPath(value, baseDir);
     }

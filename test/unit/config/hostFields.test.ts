@@ -80,6 +80,14 @@ describe.each(Object.entries(HOST_FIELDS) as [HostFieldName, HostFieldSpec][])("
         if (name !== "address") expect(set[name]).not.toEqual(bare[name]);
     });
 
+    if (spec.localPath) {
+        it("is a local path: resolved against the project root", () => {
+            const fields = hostPatchSchema.parse({ [name]: "keys/file" });
+            const resolved = resolveHost({ address: "web1.example.org", ...fields }, source) as unknown as Record<string, unknown>;
+            expect(resolved[name]).toBe("/project/keys/file");
+        });
+    }
+
     it(spec.input ? "is a Host input, in the resource's schema and passed from the host" : "is not passed to the Host resource", () => {
         const inputs = hostInputsOf(hostSetting(name), system) as unknown as Record<string, unknown>;
         if (spec.input) {
