@@ -2,7 +2,7 @@
 // provider's progress messages), then a summary table built from the hosts' recorded outputs.
 import type { EngineEvent } from "@pulumi/pulumi/automation";
 import type { LastDeploy, RollbackMark } from "../provider/hostInputs";
-import { describeRollback, undoneRollback } from "../provider/hostMarks";
+import { describeRollback, undoneRollback, undoneRollbackReason } from "../provider/hostMarks";
 import { formatPlan, type HostPlan, type PlanRequest } from "../deploy/plan";
 import { shortStorePath } from "../nix/flags";
 import { hostNameOfUrn } from "./stack";
@@ -38,7 +38,7 @@ export interface HostSummary {
     phase?: string;
     /** For not attempted and held back: why; for planned and deployed: the rollback it undoes. */
     reason?: string;
-    /** The plan deploys the configuration over this rollback (the config lacks its pin). */
+    /** The plan deploys (or the run deployed) the configuration over this rollback (the config lacks its pin). */
     undoesRollback?: RollbackMark;
     generationBefore: number | null;
     generationAfter: number | null;
@@ -231,7 +231,7 @@ function summarize(host: string, record: HostRecord, planning: boolean): HostSum
             result: "planned",
             storePathAfter: str(record.newInputs?.storePath) ?? base.storePathAfter,
             generationAfter: null,
-            ...(undone ? { reason: `undoes ${describeRollback(undone)}`, undoesRollback: undone } : {}),
+            ...(undone ? { reason: undoneRollbackReason(undone, record.newInputs ?? {}, "plan"), undoesRollback: undone } : {}),
         };
     }
     if (!changes) {
@@ -249,8 +249,11 @@ function summarize(host: string, record: HostRecord, planning: boolean): HostSum
         };
     }
     const last = (record.newOutputs.lastDeploy ?? {}) as Partial<LastDeploy>;
+    // A deploy without the pin (`deploy --yes`, `pulumi up`) says on its row which rollback it undid.
+    const undone = undoneRollback(old, record.newInputs ?? {});
     return {
         ...base,
+        ...(undone ? { reason: undoneRollbackReason(undone, record.newInputs ?? {}, "done"), undoesRollback: undone } : {}),
         // The provider read the host and found it already running this system: nothing was activated.
         result: last.activated === false ? "unchanged" : "deployed",
         generationBefore: last.generationBefore ?? base.generationBefore,

@@ -97,16 +97,43 @@ export function classifyFailure(stack: string, error: unknown, programErrors: re
     return { kind: "engine", message: (said.length ? said : lines.filter(Boolean).slice(-3)).join("\n") };
 }
 
+/**
+ * Runs the engine with Ctrl-C left to it: the terminal sends SIGINT to the whole process group, so
+ * the pulumi CLI gets it too and cancels gracefully (hosts under way finish, the others are not
+ * started). This process does not die with it: it waits for the engine and reports every host,
+ * the ones never reached as not attempted because the run was cancelled.
+ */
+export async function untilEngineEnds(work: () => Promise<unknown>, line: (text: string) => void, proc: Pick<NodeJS.Process, "on" | "off"> = process): Promise<{ error?: unknown; interrupted: boolean }> {
+    let interrupted = false;
+    const onSignal = () => {
+        if (!interrupted) line("interrupted: pulumi is cancelling the update; hosts under way finish first, the rest are not started");
+        interrupted = true;
+    };
+    proc.on("SIGINT", onSignal);
+    try {
+        await work();
+        return { interrupted };
+    } catch (error) {
+        return { error, interrupted };
+    } finally {
+        proc.off("SIGINT", onSignal);
+    }
+}
+
 export function buildReport(
     options: Pick<DeploymentOptions, "stackName" | "hosts" | "batches" | "recorded">,
     tracker: ProgressTracker,
     planning: boolean,
     error?: unknown,
+    interrupted = false,
 ): DeploymentReport {
-    const failure = error === undefined ? undefined : classifyFailure(options.stackName, error, tracker.programErrors);
+    const classified = error === undefined ? undefined : classifyFailure(options.stackName, error, tracker.programErrors);
+    // An interrupted run that failed was cancelled (the engine's own error only says the update failed).
+    const failure: RunFailure | undefined = interrupted && error !== undefined && classified?.kind !== "locked" ? { kind: "cancelled" } : classified;
     const hosts = heldBackByRollout(tracker.summaries(options.hosts, planning, failure), options.batches ?? [], options.recorded);
     const errors = [...tracker.programErrors];
     if (failure?.kind === "locked") errors.push(failure.message);
+    else if (failure?.kind === "cancelled") errors.push("the run was interrupted (Ctrl-C): hosts not yet started were not attempted");
     else if (failure?.kind === "engine" && hosts.every((h) => h.result !== "failed" && h.result !== "unknown")) errors.push(failure.message);
     return reportOf(options.stackName, planning, hosts, errors);
 }
@@ -186,8 +213,10 @@ export function confirmationNotices(plan: Pick<DeploymentReport, "hosts">, notic
     const undoing = plan.hosts.filter((h) => h.result === "planned" && h.undoesRollback);
     return [
         ...notices,
-        ...undoing.map(
-            (h) => `${h.host}: this deploy undoes ${describeRollback(h.undoesRollback!)}: the stack's config has no rollback pin for it (put the pin back and commit it to keep the rollback)`,
+        ...undoing.map((h) =>
+            h.reason?.startsWith("replaces ")
+                ? `${h.host}: this deploy ${h.reason} (if that pin is stale, put back the pin the newer rollback wrote and commit it)`
+                : `${h.host}: this deploy undoes ${describeRollback(h.undoesRollback!)}: the stack's config has no rollback pin for it (put the pin back and commit it to keep the rollback)`,
         ),
     ];
 }
@@ -213,14 +242,17 @@ export async function runDeployment(options: DeploymentOptions): Promise<Deploym
     for (const notice of options.notices ?? []) line(`note: ${notice}`);
     if (options.preview || !options.yes) {
         const tracker = new ProgressTracker(line, { hidePlans: true });
-        let failure: unknown;
-        try {
-            await options.stack.preview({ target, parallel: options.parallel, onEvent: tracker.onEvent, message: options.description });
-        } catch (error) {
-            failure = error;
-        }
-        const plan = await withPlans(buildReport(options, tracker, true, failure), tracker, options.runner ?? runProcess);
+        const { error: failure, interrupted } = await untilEngineEnds(
+            () => options.stack.preview({ target, parallel: options.parallel, onEvent: tracker.onEvent, message: options.description }),
+            line,
+        );
+        const plan = await withPlans(buildReport(options, tracker, true, failure, interrupted), tracker, options.runner ?? runProcess);
         if (options.preview || exitCode(plan) !== 0) return print(options, plan);
+        if (interrupted) {
+            // Ctrl-C while planning: nothing is deployed.
+            line("cancelled; nothing was changed");
+            return { ...print(options, cancelledReport(options.stackName, plan)), cancelled: true };
+        }
         const changing = plan.hosts.filter((h) => h.result === "planned");
         process.stdout.write(`\n${renderSummary(plan.hosts)}\n\n`);
         if (changing.length === 0) {
@@ -248,15 +280,13 @@ export async function runDeployment(options: DeploymentOptions): Promise<Deploym
     if ((options.maxFailures ?? 0) > 0 && (options.batches?.length ?? 0) > 1) return print(options, await runBatches(options, line));
 
     const tracker = new ProgressTracker(line);
-    let failure: unknown;
-    try {
+    const { error: failure, interrupted } = await untilEngineEnds(
         // The hosts and their hooks (which run after them), not the engine's dependents: later
         // rollout batches depend on earlier ones and are deployed only when selected.
-        await options.stack.up({ target, parallel: options.parallel, onEvent: tracker.onEvent, message: options.description });
-    } catch (error) {
-        failure = error;
-    }
-    return print(options, buildReport(options, tracker, false, failure));
+        () => options.stack.up({ target, parallel: options.parallel, onEvent: tracker.onEvent, message: options.description }),
+        line,
+    );
+    return print(options, buildReport(options, tracker, false, failure, interrupted));
 }
 
 function urnsOf(options: Pick<DeploymentOptions, "targets" | "stackName">, hosts: readonly string[]): string[] {

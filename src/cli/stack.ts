@@ -1,7 +1,10 @@
 // The operator commands work on the same stacks and state as `pulumi up`, through Pulumi's
 // Automation API: this file opens a stack and reads what the commands need from it.
 import { LocalWorkspace, type Stack, type UpdateSummary } from "@pulumi/pulumi/automation";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { configSourceOf, loadStackHosts, readStackConfig, type HostConfig, type StackConfig } from "../config";
+import { stackFileName, stackFileYamlError } from "../config/stackFile";
 import { FleetError } from "../errors";
 import type { HostOutputs } from "../provider/hostInputs";
 import { HOST_TYPE } from "../resources/host";
@@ -58,12 +61,36 @@ export async function openFleetStack(name: string, projectRoot: string, env: Env
             detail: error instanceof Error ? error.message : String(error),
         });
     }
-    const all = await stack.getAllConfig();
+    let all: Awaited<ReturnType<Stack["getAllConfig"]>>;
+    try {
+        all = await stack.getAllConfig();
+    } catch (error) {
+        throw unreadableConfig(name, projectRoot, error);
+    }
     const source = configSourceOf(Object.fromEntries(Object.entries(all).map(([key, value]) => [key, value.value])));
     const file = `Pulumi.${name}.yaml`;
     const settings = readStackConfig(source, { baseDir: projectRoot, file });
     const hosts = await loadStackHosts(settings, { file });
     return { stack, name, projectRoot, settings, hosts };
+}
+
+/** Why `pulumi config` could not read the stack's config: the file's YAML error (file:line:column), else pulumi's own error line. */
+export function unreadableConfig(name: string, projectRoot: string, error: unknown): FleetError {
+    const file = stackFileName(name);
+    let text: string | undefined;
+    try {
+        text = readFileSync(join(projectRoot, file), "utf8");
+    } catch {
+        text = undefined;
+    }
+    const invalid = text === undefined ? undefined : stackFileYamlError(text, file);
+    if (invalid) return invalid;
+    const said = (error instanceof Error ? error.message : String(error)).split("\n").filter((line) => /^error: /.test(line.trim()));
+    return new FleetError({
+        phase: "config",
+        message: `cannot read the config of stack ${name}${said.length ? `: ${said[said.length - 1]!.trim().slice(7)}` : ""}`,
+        hint: `check ${file}, or run: npm run pulumi -- config --stack ${name}`,
+    });
 }
 
 /** --stack, or else the stack selected with `pulumi stack select` (as plain pulumi does). */

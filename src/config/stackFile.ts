@@ -3,7 +3,7 @@
 // program's, values handed over as Pulumi would (structured values as JSON text).
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { parse } from "yaml";
+import { parse, parseDocument } from "yaml";
 import { FleetError } from "../errors";
 import { configSourceOf, readStackConfig, type StackConfig } from "./stackConfig";
 
@@ -24,9 +24,23 @@ export function readStackConfigFile(projectRoot: string, stack: string, file: st
             detail: error instanceof Error ? error.message : String(error),
         });
     }
+    const invalid = stackFileYamlError(text, file);
+    if (invalid) throw invalid;
     const config = ((parse(text) as { config?: Record<string, unknown> } | null)?.config ?? {});
     const source = configSourceOf(
         Object.fromEntries(Object.entries(config).map(([key, value]) => [key, typeof value === "string" ? value : JSON.stringify(value)])),
     );
     return readStackConfig(source, { baseDir: projectRoot, file });
+}
+
+/** The error for a Pulumi.<stack>.yaml that is not valid YAML, naming its file, line and column; undefined when it is valid. */
+export function stackFileYamlError(text: string, file: string): FleetError | undefined {
+    const error = parseDocument(text).errors[0];
+    if (!error) return undefined;
+    const at = error.linePos?.[0];
+    return new FleetError({
+        phase: "config",
+        message: `${file}${at ? `:${at.line}:${at.col}` : ""}: not valid YAML: ${error.message.split("\n")[0]!.replace(/ at line \d+, column \d+:?$/, "")}`,
+        hint: `fix ${file}: pulumi reads the stack's config from it`,
+    });
 }

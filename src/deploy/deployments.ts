@@ -4,13 +4,16 @@
 import type { DeploymentRecord } from "../provider/hostInputs";
 
 /**
- * Whether a record is a rollback. Records say so (kind); older ones do not, but a rollback then
- * switched to a generation an older record had already made: same generation, same system.
+ * Whether a record is not a step of its own: a rollback (records say so in kind; older ones do
+ * not), or any record that went back to a generation an older record had already made (same
+ * generation, same system). A deploy of the configuration does that when the newest generation
+ * already holds it (nix-env reuses it: `rollback --clear`, or a pin dropped from the config), so
+ * it returns to that step instead of becoming a second one.
  */
 export function isRollbackRecord(history: readonly DeploymentRecord[], index: number): boolean {
     const entry = history[index];
     if (!entry) return false;
-    if (entry.kind !== undefined) return entry.kind === "rollback";
+    if (entry.kind === "rollback") return true;
     if (entry.generation === null) return false;
     return history.slice(index + 1).some((older) => older.generation === entry.generation && older.storePath === entry.storePath);
 }

@@ -17,6 +17,7 @@ export interface ProcessLike {
     readonly pid: number;
     on(event: "exit", listener: () => void): unknown;
     once(event: keyof typeof SIGNALS, listener: () => void): unknown;
+    listenerCount(event: keyof typeof SIGNALS): number;
     exit(code: number): never | void;
 }
 
@@ -33,7 +34,11 @@ export function removeRuntimeDir(dir: string): void {
     live.delete(dir);
 }
 
-/** Removes the directories on exit, and turns SIGINT/SIGTERM/SIGHUP into an exit (128 + signal) that does. */
+/**
+ * Removes the directories on exit, and turns SIGINT/SIGTERM/SIGHUP into an exit (128 + signal) that
+ * does, unless another handler of that signal is installed (the operator commands wait for the
+ * engine on Ctrl-C to report every host): then the directories go and that handler decides.
+ */
 export function removeOnExit(proc: ProcessLike = process): void {
     if (installed.has(proc)) return;
     installed.add(proc);
@@ -41,7 +46,7 @@ export function removeOnExit(proc: ProcessLike = process): void {
     for (const [signal, number] of Object.entries(SIGNALS) as [keyof typeof SIGNALS, number][]) {
         proc.once(signal, () => {
             removeRuntimeDirs();
-            proc.exit(128 + number);
+            if (proc.listenerCount(signal) === 0) proc.exit(128 + number);
         });
     }
 }

@@ -31,13 +31,14 @@ function isMark(value: unknown): value is RollbackMark {
 }
 
 /**
- * The rollback a planned update undoes: the state says the host is rolled back, the new inputs carry
- * no pin, and they deploy another system than the rolled-back one. Undefined otherwise (also when
+ * The rollback a planned update undoes: the state says the host is rolled back and the new inputs
+ * deploy another system than the rolled-back one: the configuration (no pin), or another pin (a
+ * new rollback, or a stale pin from an older Pulumi.<stack>.yaml). Undefined otherwise (also when
  * the configuration happens to be the rolled-back system: nothing on the host changes).
  */
 export function undoneRollback(olds: Record<string, unknown>, news: Record<string, unknown>): RollbackMark | undefined {
     const mark = olds.rolledBack;
-    if (!isMark(mark) || news.pin !== undefined) return undefined;
+    if (!isMark(mark)) return undefined;
     if (news.storePath === mark.storePath) return undefined;
     return mark;
 }
@@ -47,11 +48,36 @@ export function describeRollback(mark: RollbackMark): string {
     return `the rollback to generation ${mark.generation ?? "-"} (by ${mark.by ?? "an unknown operator"} at ${mark.at})`;
 }
 
+/** The config's pin in a host's inputs, if any. */
+function pinOf(news: Record<string, unknown>): { generation?: number; reason?: string } | undefined {
+    const pin = news.pin;
+    return typeof pin === "object" && pin !== null ? (pin as { generation?: number; reason?: string }) : undefined;
+}
+
+/** `the config's pin to generation 1 (rollback to … (time))`. */
+function describePin(pin: { generation?: number; reason?: string }): string {
+    return `the config's pin to generation ${pin.generation ?? "-"}${pin.reason ? ` (${pin.reason})` : ""}`;
+}
+
+/** What a row says of the rollback an update undoes: `undoes …`, or with a pin `replaces … with the config's pin …`. */
+export function undoneRollbackReason(mark: RollbackMark, news: Record<string, unknown>, tense: "plan" | "done"): string {
+    const pin = pinOf(news);
+    if (pin) return `${tense === "plan" ? "replaces" : "replaced"} ${describeRollback(mark)} with ${describePin(pin)}`;
+    return `${tense === "plan" ? "undoes" : "undid"} ${describeRollback(mark)}`;
+}
+
 /** The warning on the host's row of a preview or update that undoes its rollback. */
-export function undoWarning(name: string, stack: string, mark: RollbackMark, configured: unknown): string {
+export function undoWarning(name: string, stack: string, mark: RollbackMark, news: Record<string, unknown>): string {
+    const pin = pinOf(news);
+    if (pin) {
+        return (
+            `${name}: this update replaces ${describeRollback(mark)} (${mark.storePath}) with ${describePin(pin)} (${String(news.storePath)}). ` +
+            `If that pin is stale (an older Pulumi.${stack}.yaml), put back the pin the rollback wrote (nixos-fleet:pins.${name}) and commit it`
+        );
+    }
     return (
         `${name}: this update undoes ${describeRollback(mark)}: the stack's config has no rollback pin for ${name}, ` +
-        `so its configuration (${String(configured)}) replaces the rolled-back ${mark.storePath}. ` +
+        `so its configuration (${String(news.storePath)}) replaces the rolled-back ${mark.storePath}. ` +
         `To keep the rollback, put the pin back in Pulumi.${stack}.yaml (nixos-fleet:pins.${name}, as \`npm run rollback\` wrote it) and commit it; ` +
         `to end the rollback on purpose: npm run rollback -- --clear --hosts ${name}`
     );

@@ -318,7 +318,7 @@ export class HostProvider implements provider.Provider {
             );
         }
         const undone = undoneRollback(olds, news);
-        if (undone) await this.options.logger.log("warning", urn, undoWarning(String(news.name), stackOfUrn(urn), undone, news.storePath));
+        if (undone) await this.options.logger.log("warning", urn, undoWarning(String(news.name), stackOfUrn(urn), undone, news));
         const secretFiles = secretFileChanges(olds as Pick<HostInputs, "secrets">, news as Pick<HostInputs, "secrets">);
         if (secretFiles.length > 0) {
             await this.options.logger.log("info", urn, `${String(news.name)}: secret files to write: ${secretFiles.join(", ")}`);

@@ -321,6 +321,14 @@ describe("history and rollback you can trust (same fleet, in order)", () => {
         expect(confirmed.code, say(confirmed)).toBe(0);
         expect((await project.hostSystem("psi")).current).toMatch(/nixos-system-psi-24\.05\.3-sandbox$/);
         expect((await project.hostStates()).psi!.rolledBack).toBeNull();
+        // With --yes there is no plan to show it: the row says it afterwards.
+        expect(confirmed.stdout).toMatch(/^psi .*deployed: undid the rollback to generation 1 \(by \S+@\S+ at \S+\)$/m);
+
+        // That deploy went back to the newest generation (nix-env reuses it): not a step of its own,
+        // so the next rollback goes to the deployment before it, not "unchanged" on the same one.
+        const again = await cli("rollback", ["--hosts", "psi", "--stack", project.stack, "--yes"]);
+        expect(again.code, say(again)).toBe(0);
+        expect((await project.hostSystem("psi")).current).toMatch(/nixos-system-psi-24\.05\.2-sandbox$/);
     });
 
     it("more than 10 updates: labels never change, and a 3-host --to-stack-version rollback to the first puts each host on what it ran after it", async () => {

@@ -39,7 +39,7 @@ export class FleetProject {
             copyFileSync(join(ROOT, file), join(this.projectDir, file));
         }
         // scripts/ too: `npm run deploy|rollback|generations` run scripts/cli from the project directory.
-        for (const link of ["index.ts", "src", "node_modules", "bin", "scripts"]) {
+        for (const link of ["index.ts", "program.js", "src", "node_modules", "bin", "scripts"]) {
             symlinkSync(join(ROOT, link), join(this.projectDir, link));
         }
     }

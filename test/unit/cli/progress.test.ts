@@ -4,7 +4,7 @@
 import { ConcurrentUpdateError, CommandError, type EngineEvent } from "@pulumi/pulumi/automation";
 import { describe, expect, it } from "vitest";
 import { ProgressTracker, phaseOf, renderSummary } from "../../../src/cli/progress";
-import { buildReport, cancelledReport, confirmationNotices, exitCode, lockedMessage } from "../../../src/cli/runDeployment";
+import { buildReport, cancelledReport, confirmationNotices, exitCode, lockedMessage, untilEngineEnds } from "../../../src/cli/runDeployment";
 import { hostsToRestore } from "../../../src/cli/rollback";
 import { storePath } from "../helpers/fixtures";
 
@@ -245,6 +245,36 @@ describe("a plan that undoes a rollback", () => {
         ]);
     });
 
+    it("deploy --yes (no plan first): the deployed row says which rollback it undid (table and --json)", () => {
+        const { report, table, json, code } = run(
+            [
+                pre("psi", "update", { ...recorded(2, v(2)), rolledBack: mark }, { storePath: v(4) }),
+                outputs("psi", "update", deployedOutputs(2, 4, v(4))),
+                pre("rho", "update", recorded(3, v(3)), { storePath: v(4) }),
+                outputs("rho", "update", deployedOutputs(3, 4, v(4))),
+            ],
+            ["psi", "rho"],
+        );
+        expect(json.hosts.map((h) => [h.host, h.result, h.reason, h.undoesRollback])).toEqual([
+            ["psi", "deployed", "undid the rollback to generation 2 (by alice@laptop at 2026-01-01T00:00:00.000Z)", mark],
+            ["rho", "deployed", undefined, undefined],
+        ]);
+        expect(table).toMatch(/^psi .*deployed: undid the rollback to generation 2 \(by alice@laptop at 2026-01-01T00:00:00\.000Z\)$/m);
+        expect(table).toMatch(/^rho .*deployed$/m);
+        expect(code).toBe(0);
+        expect(report.hosts[0]!.generationAfter).toBe(4);
+    });
+
+    it("a stale pin (to another system than the rolled-back one) says on the row and in the notices which rollback it replaces", () => {
+        const { report } = run([pre("psi", "update", { ...recorded(2, v(2)), rolledBack: mark }, { storePath: v(1), pin: { generation: 1, reason: "old" } })], ["psi"], undefined, true);
+        expect(report.hosts.map((h) => [h.result, h.reason])).toEqual([
+            ["planned", "replaces the rollback to generation 2 (by alice@laptop at 2026-01-01T00:00:00.000Z) with the config's pin to generation 1 (old)"],
+        ]);
+        expect(confirmationNotices(report, [])).toEqual([
+            "psi: this deploy replaces the rollback to generation 2 (by alice@laptop at 2026-01-01T00:00:00.000Z) with the config's pin to generation 1 (old) (if that pin is stale, put back the pin the newer rollback wrote and commit it)",
+        ]);
+    });
+
     it("with the pin still in the config, or the configuration equal to the rolled-back system: no such reason", () => {
         const { report } = run(
             [
@@ -288,5 +318,43 @@ describe("the plan in a preview", () => {
         expect(tracker.planRequest("psi")).toEqual({ old: { storePath: v(1), drvPath: `${v(1)}.drv` }, new: { storePath: v(2), drvPath: `${v(2)}.drv` }, buildOn: "local" });
         expect(tracker.planRequest("rho")).toBeUndefined();
         expect(tracker.planRequest("tau")).toEqual({ old: undefined, new: { storePath: v(3) }, buildOn: "target" });
+    });
+});
+
+describe("Ctrl-C during a run", () => {
+    it("the process stays to report: the engine's failure is 'cancelled', started hosts unknown, the rest not attempted (cancelled)", async () => {
+        const { EventEmitter } = await import("node:events");
+        const proc = new EventEmitter();
+        const lines: string[] = [];
+        const tracker = new ProgressTracker((line) => lines.push(line));
+        const engineFailure = new CommandError(new CommandResult("", "error: update canceled\n", 255) as never);
+        const { error, interrupted } = await untilEngineEnds(
+            async () => {
+                tracker.onEvent(pre("psi", "update", recorded(2, v(2)), { storePath: v(3) }));
+                proc.emit("SIGINT");
+                proc.emit("SIGINT"); // npm forwards it too
+                throw engineFailure;
+            },
+            (line) => lines.push(line),
+            proc as never,
+        );
+        expect(interrupted).toBe(true);
+        expect(error).toBe(engineFailure);
+        expect(proc.listenerCount("SIGINT")).toBe(0);
+        expect(lines.filter((line) => line.startsWith("interrupted:"))).toHaveLength(1);
+        const report = buildReport({ stackName: STACK, hosts: ["psi", "rho"] }, tracker, false, error, interrupted);
+        expect(report.hosts.map((h) => [h.host, h.result, h.reason])).toEqual([
+            ["psi", "unknown", undefined],
+            ["rho", "not attempted", "cancelled"],
+        ]);
+        expect(report.errors).toEqual(["the run was interrupted (Ctrl-C): hosts not yet started were not attempted"]);
+        expect(exitCode(report)).toBe(1);
+    });
+
+    it("a lock held by another update stays 'locked' even when interrupted", async () => {
+        const tracker = new ProgressTracker(() => undefined);
+        const locked = new CommandError(new CommandResult("", "error: the stack is currently locked by 1 lock(s)\n", 255) as never);
+        const report = buildReport({ stackName: STACK, hosts: ["psi"] }, tracker, false, locked, true);
+        expect(report.hosts[0]!.reason).toBe("the stack is locked by another update");
     });
 });

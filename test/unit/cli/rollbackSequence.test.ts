@@ -64,6 +64,21 @@ class SimulatedHost {
         this.apply(this.inputs(system(v), { stackUpdate: this.update, operator: "alice@laptop", flake: { url: "/srv/infra", revision: `rev${v}`, dirty: false, lastModified: v, narHash: null } }), generation);
     }
 
+    /**
+     * `rollback --clear` (or a config without the pin): deploys configuration v again. Like
+     * nix-env --set, the profile reuses its newest generation when that holds the same system.
+     */
+    clear(v: number): void {
+        this.update += 1;
+        const newest = Math.max(0, ...this.generations.keys());
+        let generation = newest;
+        if (this.generations.get(newest) !== system(v)) {
+            generation = newest + 1;
+            this.generations.set(generation, system(v));
+        }
+        this.apply(this.inputs(system(v), { stackUpdate: this.update, operator: "alice@laptop", flake: null }), generation);
+    }
+
     /** `npm run rollback`: choose, pin, deploy the pin (switching to the generation holding it). */
     rollback(target: RollbackTarget, configured = 99): void {
         const choice = chooseDeployment("psi", this.outputs, target);
@@ -137,6 +152,19 @@ describe("rollback semantics (Nix profiles)", () => {
         host.rollback({ kind: "steps", steps: 1 });
         expect(host.runningGeneration).toBe(4);
         host.rollback({ kind: "steps", steps: 1 });
+        expect(host.runningGeneration).toBe(3);
+    });
+
+    it("rollback --clear back to the newest generation, then rollback goes back again (the clear is not a step of its own)", () => {
+        const host = deployed(5);
+        host.rollback({ kind: "steps", steps: 1 }); // on generation 4
+        host.clear(5); // generation 5 again: nix-env reuses it
+        expect(host.runningGeneration).toBe(5);
+        expect(deploymentSteps(host.outputs!.history).map((entry) => entry.generation)).toEqual([5, 4, 3, 2, 1]);
+        host.rollback({ kind: "steps", steps: 1 });
+        expect(host.runningGeneration).toBe(4);
+        host.clear(5);
+        host.rollback({ kind: "steps", steps: 2 });
         expect(host.runningGeneration).toBe(3);
     });
 

@@ -53,6 +53,18 @@ describe("makeRuntimeDir", () => {
         for (const dir of dirs) expect(fs.existsSync(dir)).toBe(false);
     });
 
+    it("on a signal another handler takes (an operator command waiting for the engine), removes its directories but does not exit", () => {
+        const proc = new FakeProcess();
+        const dir = makeRuntimeDir({ parent: scratch(), proc });
+        fill(dir);
+        let handled = 0;
+        proc.on("SIGINT", () => handled++);
+        proc.emit("SIGINT");
+        expect(handled).toBe(1);
+        expect(proc.exitCode).toBeUndefined();
+        expect(fs.existsSync(dir)).toBe(false);
+    });
+
     it("removes its directories on a normal exit", () => {
         const proc = new FakeProcess();
         const dir = makeRuntimeDir({ parent: scratch(), proc });

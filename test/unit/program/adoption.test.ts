@@ -7,6 +7,7 @@ import { describe, expect, it } from "vitest";
 import { stringify } from "yaml";
 import { loadStackHosts } from "../../../src/config";
 import { readStackConfigFile } from "../../../src/config/stackFile";
+import { unreadableConfig } from "../../../src/cli/stack";
 import { configuredHostInputs } from "../../../src/program/adoption";
 import { hostInputsOf } from "../../../src/program/hostInputs";
 
@@ -41,5 +42,24 @@ describe("configuredHostInputs (pulumi import)", () => {
     it("a stack file without hosts says to set them", async () => {
         const dir = project({ "nixos-fleet:parallel": 2 });
         expect(() => readStackConfigFile(dir, "prod")).toThrow(/the stack does not list its hosts/);
+    });
+});
+
+describe("a malformed Pulumi.<stack>.yaml", () => {
+    const text = "config:\n  nixos-fleet:hosts: [alpha\n  bad: : :\n";
+
+    it("names the file, line and column (import and the operator commands), not a raw parser or Automation API dump", async () => {
+        const dir = project(null);
+        writeFileSync(join(dir, "Pulumi.prod.yaml"), text);
+        expect(() => readStackConfigFile(dir, "prod")).toThrow(/^Pulumi\.prod\.yaml:3:3: not valid YAML: Flow sequence in block collection must be sufficiently indented and end with a \]$/);
+        const automationError = new Error("code: -2\n stderr: Command failed with exit code 1: pulumi config --show-secrets --json --stack prod\nerror: invalid YAML file: yaml: line 1: did not find expected ',' or ']'\n");
+        const error = unreadableConfig("prod", dir, automationError);
+        expect(error).toMatchObject({ phase: "config", message: expect.stringMatching(/^Pulumi\.prod\.yaml:3:3: not valid YAML: /), hint: "fix Pulumi.prod.yaml: pulumi reads the stack's config from it" });
+    });
+
+    it("another config failure says pulumi's own error line", () => {
+        const dir = project({ "nixos-fleet:hosts": ["gamma"] });
+        const error = unreadableConfig("prod", dir, new Error("code: 255\n stderr: ...\nerror: could not decrypt configuration value\n"));
+        expect(error).toMatchObject({ message: "cannot read the config of stack prod: could not decrypt configuration value", hint: "check Pulumi.prod.yaml, or run: npm run pulumi -- config --stack prod" });
     });
 });

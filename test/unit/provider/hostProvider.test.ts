@@ -16,7 +16,7 @@ import {
     outputsAfterRead,
 } from "../../../src/provider/hostProvider";
 import { adoptedOutputs, adoptedStorePath, type ConfiguredHost } from "../../../src/provider/adopt";
-import { describeRollback, outputsWhenUnreachable, stackOfUrn, undoneRollback } from "../../../src/provider/hostMarks";
+import { describeRollback, outputsWhenUnreachable, stackOfUrn, undoneRollback, undoneRollbackReason } from "../../../src/provider/hostMarks";
 import { installImportShim } from "../../../src/provider/importShim";
 import { FakeHost, attachLocalNix } from "../helpers/fakeHost";
 import { FakeRunner } from "../helpers/fakeRunner";
@@ -589,12 +589,12 @@ describe("rollback marks: a rolled-back host is remembered, and a config without
         expect(outputsAfterDeploy(inputs(), outcome(back, before), rolled).rolledBack).toBeNull();
     });
 
-    it("undoneRollback: only a rolled-back state, news without a pin, and another system", () => {
+    it("undoneRollback: only a rolled-back state and news that deploy another system (the configuration, or another pin)", () => {
         const rolled = asProps(outputsAfterDeploy(pinned(), outcome(before, back), deployed));
         expect(undoneRollback(rolled, asProps(inputs()))).toMatchObject({ generation: 2, storePath: v2 });
         expect(undoneRollback(rolled, asProps(pinned()))).toBeUndefined();
-        // A second rollback (a pin to another system) is not an undo either.
-        expect(undoneRollback(rolled, asProps(pinned({ storePath: v1, pin: { generation: 1 } })))).toBeUndefined();
+        // A pin to another system (a new rollback, or a stale pin from an older checkout) replaces this rollback: said too.
+        expect(undoneRollback(rolled, asProps(pinned({ storePath: v1, pin: { generation: 1 } })))).toMatchObject({ generation: 2, storePath: v2 });
         expect(undoneRollback(rolled, asProps(inputs({ storePath: v2 })))).toBeUndefined();
         expect(undoneRollback(asProps(deployed), asProps(inputs({ storePath: v1 })))).toBeUndefined();
         // States written before the mark existed have none.
@@ -617,6 +617,25 @@ describe("rollback marks: a rolled-back host is remembered, and a config without
                 ephemeral: undefined,
             },
         ]);
+    });
+
+    it("diff of a rolled-back host whose config has a pin to another system (a stale pin from an older checkout): the warning says which rollback it replaces", async () => {
+        const { provider, logger } = providerSetup();
+        const rolled = asProps(outputsAfterDeploy(pinned(), outcome(before, back), deployed));
+        const stale = asProps(pinned({ storePath: v1, pin: { generation: 1, reason: "rollback to generation 1 (2024-12-31T00:00:00.000Z)" } }));
+        expect((await provider.diff("alpha", URN, rolled, stale)).changes).toBe(true);
+        expect(logger.lines.filter((line) => !line.message.startsWith("alpha: plan")).map((line) => [line.severity, line.message])).toEqual([
+            [
+                "warning",
+                `alpha: this update replaces the rollback to generation 2 (by bob@desk at 2025-01-02T03:04:05.000Z) (${v2}) with the config's pin to generation 1 ` +
+                    `(rollback to generation 1 (2024-12-31T00:00:00.000Z)) (${v1}). If that pin is stale (an older Pulumi.dev.yaml), put back the pin the rollback wrote (nixos-fleet:pins.alpha) and commit it`,
+            ],
+        ]);
+        const mark = undoneRollback(rolled, stale)!;
+        expect(undoneRollbackReason(mark, stale, "plan")).toBe(
+            "replaces the rollback to generation 2 (by bob@desk at 2025-01-02T03:04:05.000Z) with the config's pin to generation 1 (rollback to generation 1 (2024-12-31T00:00:00.000Z))",
+        );
+        expect(undoneRollbackReason(mark, asProps(inputs()), "done")).toBe("undid the rollback to generation 2 (by bob@desk at 2025-01-02T03:04:05.000Z)");
     });
 
     it("diff with the pin in place, or of a host never rolled back: no such warning", async () => {

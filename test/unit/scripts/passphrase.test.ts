@@ -59,6 +59,12 @@ describe("scripts/pulumi (npm run pulumi)", () => {
         expect(pulumi("preview -s prod", { FAKE_SELECTED: "dev" })).toBe("file= value=unset args=preview -s prod");
     });
 
+    it("import: no code generation unless asked (the provider has no schema, so pulumi would exit 1 after importing)", () => {
+        expect(pulumi("import -s prod nixos:index:Host psi psi --yes")).toBe("file= value=unset args=import -s prod nixos:index:Host psi psi --yes --generate-code=false");
+        expect(pulumi("import -s prod nixos:index:Host psi psi --generate-code=true")).toBe("file= value=unset args=import -s prod nixos:index:Host psi psi --generate-code=true");
+        expect(pulumi("preview -s prod")).toBe("file= value=unset args=preview -s prod");
+    });
+
     it("never replaces a passphrase the operator set", () => {
         expect(pulumi("preview -s dev", { PULUMI_CONFIG_PASSPHRASE_FILE: "/home/ops/p" })).toBe("file=/home/ops/p value=unset args=preview -s dev");
         expect(pulumi("preview -s dev", { PULUMI_CONFIG_PASSPHRASE: "" })).toBe("file= value= args=preview -s dev");
