@@ -4,6 +4,8 @@
 //   const system = await evaluateSystem({ flake: ".", attribute: "nixosConfigurations.web1" });
 //   new Host("web1", { address: server.ip, hostKey: server.hostKey, ...system });
 //
+// `Fleet` does what nixos-fleet's own program does: every host of a hosts/ folder and the stack's
+// `nixos-fleet:*` config, as Hosts and Hooks (`export = async () => (await Fleet.create()).outputs`).
 // `Host` is the nixos:index:Host resource (served by the pulumi-resource-nixos plugin this
 // package ships in bin/); `Hook` runs a command on a host after each deploy that changed it.
 import { evaluateSystem as evaluate, type NixosSystem } from "./nix/evaluate";
@@ -11,6 +13,7 @@ import { runProcess } from "./process/runner";
 
 export { Host, HOST_TYPE, type HostArgs } from "./resources/host";
 export { Hook, HOOK_TYPE, type HookArgs } from "./resources/hook";
+export { Fleet, FleetReportedError, type FleetArgs, type FleetHostOutputs, type FleetRegistration } from "./program/fleetResources";
 export type { DeploymentRecord, HostInputs, HostOutputs, LastDeploy } from "./provider/hostInputs";
 export type { NixosSystem } from "./nix/evaluate";
 export { FleetError, formatError } from "./errors";

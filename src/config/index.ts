@@ -4,6 +4,7 @@ export {
     ACTIONS,
     BUILD_LOCATIONS,
     HOST_DEFAULTS,
+    HOST_FIELDS,
     hostFileSchema,
     hostPatchSchema,
     needsSudo,

@@ -1,46 +1,23 @@
 // From a host's validated config and its evaluated system to the resource's inputs.
-import { hasChecks } from "../config/healthChecks";
+import { fieldInputsOf } from "../config/hostFields";
 import type { HostConfig } from "../config/hostSchema";
 import type { EvaluatedSystem } from "../nix/evaluate";
-import { NOT_EVALUATED, type HostInputs, type NotEvaluatedInputs } from "../provider/hostInputs";
+import { NOT_EVALUATED, connectionInputsOf, type ConnectionInputs, type HostInputs, type NotEvaluatedInputs } from "../provider/hostInputs";
 import type { SecretFile } from "../config/secretFiles";
 
 
 export function hostInputsOf(host: HostConfig, system: EvaluatedSystem, secrets?: Record<string, SecretFile>): HostInputs {
-    const inputs: HostInputs = {
+    // Each host field as its declaration says (config/hostFields.ts); Pulumi drops undefined
+    // properties anyway, leaving them out here keeps diffs exact.
+    const inputs = {
         name: host.name,
-        address: host.address,
-        // Only an explicit port is passed to ssh, so an ssh_config alias keeps its own Port.
-        port: host.declared.port,
-        user: host.user,
-        identityFile: host.identityFile,
-        proxyJump: host.proxyJump,
-        hostKey: host.hostKey,
-        knownHostsFile: host.knownHostsFile,
-        sshConfigFile: host.sshConfigFile,
-        sshOptions: host.sshOptions.length ? [...host.sshOptions] : undefined,
-        insecureSkipHostKeyCheck: host.insecureSkipHostKeyCheck || undefined,
-        connectTimeout: host.connectTimeout,
-        confirmTimeout: host.confirmTimeout,
-        reconnectTimeout: host.reconnectTimeout,
-        keepGenerations: host.keepGenerations,
-        deleteOlderThan: host.deleteOlderThan,
-        gc: host.gc || undefined,
-        // keepGoing alone matters too: it keeps a host whose activation left units failed.
-        healthChecks: hasChecks(host.healthChecks) || host.healthChecks.keepGoing ? host.healthChecks : undefined,
-        flake: host.flake,
-        attribute: host.attribute,
-        buildOn: host.buildOn,
-        action: host.action,
-        substituteOnDestination: host.substituteOnDestination,
-        tags: [...host.tags],
+        ...fieldInputsOf(host, host.declared),
         storePath: system.storePath,
         drvPath: system.drvPath,
         // The program marks each value secret (resources/host.ts); names and settings stay readable.
         secrets: secrets && Object.keys(secrets).length ? secrets : undefined,
     };
-    // Pulumi drops undefined properties anyway; dropping them here keeps diffs exact.
-    return Object.fromEntries(Object.entries(inputs).filter(([, value]) => value !== undefined)) as HostInputs;
+    return Object.fromEntries(Object.entries(inputs).filter(([, value]) => value !== undefined)) as unknown as HostInputs;
 }
 
 /** A host's settings without an evaluated system, for a run that does not target it (see NOT_EVALUATED). */
@@ -50,11 +27,6 @@ export function notEvaluatedInputsOf(host: HostConfig, reason: string): NotEvalu
 }
 
 /** The connection part of a host's inputs (what a Hook on that host needs). */
-export function connectionOf(inputs: HostInputs): Pick<
-    HostInputs,
-    "name" | "address" | "port" | "user" | "identityFile" | "proxyJump" | "hostKey" | "knownHostsFile" | "sshConfigFile" | "sshOptions" | "insecureSkipHostKeyCheck" | "connectTimeout"
-> {
-    const { name, address, port, user, identityFile, proxyJump, hostKey, knownHostsFile, sshConfigFile, sshOptions, insecureSkipHostKeyCheck, connectTimeout } = inputs;
-    const picked = { name, address, port, user, identityFile, proxyJump, hostKey, knownHostsFile, sshConfigFile, sshOptions, insecureSkipHostKeyCheck, connectTimeout };
-    return Object.fromEntries(Object.entries(picked).filter(([, value]) => value !== undefined)) as ReturnType<typeof connectionOf>;
+export function connectionOf(inputs: HostInputs): ConnectionInputs {
+    return connectionInputsOf(inputs);
 }

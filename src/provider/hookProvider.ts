@@ -10,25 +10,13 @@ import type { ProcessRunner } from "../process/runner";
 import { SshConnection } from "../ssh/connection";
 import { maskingLogger, type EngineLogger } from "./engineLog";
 import { maskSecrets, secretValue, unwrapSecrets, wrapSecrets } from "./secretMarkers";
-import { hostInputsSchema, sshTargetOf, type HostInputs } from "./hostInputs";
+import { CONNECTION_KEYS, hostInputsSchema, sshTargetOf, type HostInputs } from "./hostInputs";
 import { checkFailures, unknownKeys } from "./unknowns";
 
 export const HOOK_TYPE = "nixos:index:Hook";
 
-const connectionShape = hostInputsSchema.pick({
-    name: true,
-    address: true,
-    port: true,
-    user: true,
-    identityFile: true,
-    proxyJump: true,
-    hostKey: true,
-    knownHostsFile: true,
-    sshConfigFile: true,
-    sshOptions: true,
-    insecureSkipHostKeyCheck: true,
-    connectTimeout: true,
-}).shape;
+/** The host's connection inputs (config/hostFields.ts says which fields they are). */
+const connectionShape = hostInputsSchema.pick(Object.fromEntries(CONNECTION_KEYS.map((key) => [key, true])) as { [K in (typeof CONNECTION_KEYS)[number]]: true }).shape;
 
 export const hookInputsSchema = z.object({
     ...connectionShape,

@@ -3,8 +3,7 @@
 // them from an old state or another program.
 import { z } from "zod";
 import { STORE_PATH } from "../nix/flags";
-import { healthChecksSchema } from "../config/healthChecks";
-import { sshOption } from "../config/sshRules";
+import { CONNECTION_FIELDS, hostFieldInputsShape } from "../config/hostFields";
 import { SECRET_NAME_PATTERN, resolvedSecretFileSchema } from "../config/secretFiles";
 import type { SshTarget } from "../ssh/target";
 import type { DeployRequest } from "../deploy/deployHost";
@@ -38,30 +37,8 @@ export type Provenance = z.infer<typeof provenanceSchema>;
 
 export const hostInputsSchema = z.object({
     name: z.string().min(1),
-    address: z.string().min(1).refine((value) => !value.startsWith("-"), "must not start with '-'"),
-    port: z.number().int().min(1).max(65535).optional(),
-    user: z.string().min(1).regex(/^[a-z_][a-z0-9_.-]*$/i, "must be a user name"),
-    identityFile: z.string().optional(),
-    proxyJump: z.string().optional(),
-    hostKey: z.string().optional(),
-    knownHostsFile: z.string().optional(),
-    sshConfigFile: z.string().optional(),
-    // The same allow-list as host files: inputs may also come from an old state or another program.
-    sshOptions: z.array(sshOption()).optional(),
-    insecureSkipHostKeyCheck: z.boolean().optional(),
-    connectTimeout: z.number().positive().optional(),
-    confirmTimeout: z.number().min(0).optional(),
-    reconnectTimeout: z.number().positive().optional(),
-    keepGenerations: z.number().int().positive().optional(),
-    deleteOlderThan: z.string().regex(/^\d+d$/, "must be a number of days like 30d").optional(),
-    gc: z.boolean().optional(),
-    healthChecks: healthChecksSchema.optional(),
-    flake: z.string().min(1),
-    attribute: z.string().min(1),
-    buildOn: z.enum(["local", "target"]),
-    action: z.enum(["switch", "boot", "test", "dry-activate"]),
-    substituteOnDestination: z.boolean(),
-    tags: z.array(z.string()),
+    // Every host field the resource takes, declared once with its host-file rule (config/hostFields.ts).
+    ...hostFieldInputsShape,
     storePath,
     /** Absent for a pinned (rolled back) host: its store path is not this evaluation's. */
     drvPath: z.string().regex(/^\/nix\/store\/.+\.drv$/, "must be a .drv store path").optional(),
@@ -224,21 +201,24 @@ export function notEvaluatedReason(news: Record<string, unknown>): string | unde
     return typeof reason === "string" ? reason : undefined;
 }
 
-export function sshTargetOf(inputs: HostInputs): SshTarget {
-    return {
-        name: inputs.name,
-        address: inputs.address,
-        port: inputs.port,
-        user: inputs.user,
-        identityFile: inputs.identityFile,
-        proxyJump: inputs.proxyJump,
-        hostKey: inputs.hostKey,
-        knownHostsFile: inputs.knownHostsFile,
-        sshConfigFile: inputs.sshConfigFile,
-        sshOptions: inputs.sshOptions,
-        insecureSkipHostKeyCheck: inputs.insecureSkipHostKeyCheck,
-        connectTimeout: inputs.connectTimeout,
-    };
+/** The connection inputs: the host's name and every connection field (config/hostFields.ts). */
+export const CONNECTION_KEYS = ["name", ...CONNECTION_FIELDS] as const;
+
+/** The connection part of a host's (or hook's) inputs; absent fields stay absent. */
+export type ConnectionInputs = Pick<HostInputs, (typeof CONNECTION_KEYS)[number]>;
+
+/** The connection part of a set of inputs, without the fields they leave unset. */
+export function connectionInputsOf(inputs: ConnectionInputs): ConnectionInputs {
+    const picked: Record<string, unknown> = {};
+    for (const key of CONNECTION_KEYS) if (inputs[key] !== undefined) picked[key] = inputs[key];
+    return picked as ConnectionInputs;
+}
+
+/** How to reach the host: every connection key, unset ones as undefined. */
+export function sshTargetOf(inputs: ConnectionInputs): SshTarget {
+    // Typed as the connection inputs, so a connection field SshTarget lacks (or types otherwise) fails to compile.
+    const target = Object.fromEntries(CONNECTION_KEYS.map((key) => [key, inputs[key]])) as ConnectionInputs;
+    return target;
 }
 
 /**

@@ -1,0 +1,242 @@
+// The one list of host fields. Each field is declared here once: its rule in host files (and stack
+// `defaults`/`overrides`), its default, its rule as an input of the nixos:index:Host resource (and
+// so in the provider's Pulumi schema), how a host's value becomes that input, and whether it is a
+// connection setting (the SSH target, and the inputs of a nixos:index:Hook on the host). The host
+// file schema (hostSchema.ts), HOST_DEFAULTS, HostConfig, the resource's input schema
+// (provider/hostInputs.ts), hostInputsOf/connectionOf (program/hostInputs.ts), sshTargetOf and the
+// Hook's connection inputs are all derived from HOST_FIELDS: adding a field is one entry here.
+import { z } from "zod";
+import { NO_HEALTH_CHECKS, hasChecks, healthChecksSchema, type HealthChecks } from "./healthChecks";
+import { hooksSchema, type Hook } from "./hooks";
+import { tag } from "./names";
+import { deleteOlderThan, flakeRef, nixAttributePath } from "./nixRules";
+import { boolean, distinctListOf, expecting, integerIn, listOf, seconds, sshOptsPath } from "./rules";
+import { address, hostKey, proxyJump, sshOption, userName } from "./sshRules";
+
+export const BUILD_LOCATIONS = ["local", "target"] as const;
+export const ACTIONS = ["switch", "boot", "test", "dry-activate"] as const;
+export type BuildLocation = (typeof BUILD_LOCATIONS)[number];
+export type Action = (typeof ACTIONS)[number];
+
+/** The validated fields of a host file, as far as a field's input mapping needs them. */
+type Declared = Readonly<Record<string, unknown>>;
+
+/** One host field. */
+export interface HostFieldSpec {
+    /** Its rule in host files, stack `defaults` and `overrides` (optional there unless always required). */
+    readonly file: z.ZodType;
+    /** The value when no layer sets it (absent: no default; the field stays unset). */
+    readonly default?: unknown;
+    /** Always set after resolution although it has no constant default (e.g. `attribute`, from the host's name). */
+    readonly derivedDefault?: true;
+    /** Its rule as a nixos:index:Host input; absent: the field is not passed to the resource. */
+    readonly input?: z.ZodType;
+    /** How the resolved value becomes the input (default: as it is); undefined leaves the input out. */
+    readonly toInput?: (value: never, declared: Declared) => unknown;
+    /** A connection setting: part of the SSH target and of each Hook's inputs. */
+    readonly connection?: true;
+    /** A local file path: made absolute against the project root when the host is resolved. */
+    readonly localPath?: true;
+}
+
+const portRule = z.number().int().min(1).max(65535);
+
+/** Every host field, in the order of the resource's inputs (connection settings first). */
+export const HOST_FIELDS = {
+    // Connection
+    /** Host name, IP address or ssh_config alias. */
+    address: {
+        file: address(),
+        input: z.string().min(1).refine((value) => !value.startsWith("-"), "must not start with '-'"),
+        connection: true,
+    },
+    port: {
+        file: integerIn(1, 65535).optional(),
+        default: 22,
+        input: portRule.optional(),
+        // Only an explicit port is passed to ssh, so an ssh_config alias keeps its own Port.
+        toInput: (_value: number, declared: Declared) => declared.port,
+        connection: true,
+    },
+    /** Deploy user; anyone but root activates with `sudo -n`. */
+    user: {
+        file: userName().optional(),
+        default: "root",
+        input: z.string().min(1).regex(/^[a-z_][a-z0-9_.-]*$/i, "must be a user name"),
+        connection: true,
+    },
+    identityFile: {
+        file: sshOptsPath("a path to an ssh private key").optional(),
+        input: z.string().optional(),
+        connection: true,
+        localPath: true,
+    },
+    /** ssh -J syntax: [user@]host[:port][,...] */
+    proxyJump: { file: proxyJump().optional(), input: z.string().optional(), connection: true },
+    /** Pinned public host key, "<type> <base64>". */
+    hostKey: { file: hostKey().optional(), input: z.string().optional(), connection: true },
+    knownHostsFile: {
+        file: sshOptsPath("a path to a known_hosts file").optional(),
+        input: z.string().optional(),
+        connection: true,
+        localPath: true,
+    },
+    /** ssh_config used instead of ~/.ssh/config (ssh -F). */
+    sshConfigFile: {
+        file: sshOptsPath("a path to an ssh_config file").optional(),
+        input: z.string().optional(),
+        connection: true,
+        localPath: true,
+    },
+    /** Extra `-o Key=Value` options, without the -o. */
+    sshOptions: {
+        file: listOf(sshOption(), 'a list of ssh options like "ServerAliveInterval=15"').optional(),
+        default: [] as string[],
+        // The same allow-list as host files: inputs may also come from an old state or another program.
+        input: z.array(sshOption()).optional(),
+        toInput: (value: readonly string[]) => (value.length ? [...value] : undefined),
+        connection: true,
+    },
+    /** Dangerous: accept any host key. */
+    insecureSkipHostKeyCheck: {
+        file: boolean().optional(),
+        default: false,
+        input: z.boolean().optional(),
+        toInput: (value: boolean) => value || undefined,
+        connection: true,
+    },
+    /** Seconds ssh waits for a connection. */
+    connectTimeout: {
+        file: seconds({ max: 3600 }).optional(),
+        default: 10,
+        input: z.number().positive().optional(),
+        connection: true,
+    },
+    // Confirm/rollback, health checks, generation cleanup
+    /** Seconds to wait for confirmation after activation before rolling back; 0 disables. */
+    confirmTimeout: {
+        file: seconds({ allowZero: true, max: 3600 }).optional(),
+        default: 30,
+        input: z.number().min(0).optional(),
+    },
+    /** Seconds to keep trying to reach a host whose connection dropped during activation. */
+    reconnectTimeout: {
+        file: seconds({ max: 3600 }).optional(),
+        default: 60,
+        input: z.number().positive().optional(),
+    },
+    keepGenerations: {
+        file: integerIn(1, 10_000, "a number of generations of at least 1").optional(),
+        input: z.number().int().positive().optional(),
+    },
+    deleteOlderThan: {
+        file: deleteOlderThan().optional(),
+        input: z.string().regex(/^\d+d$/, "must be a number of days like 30d").optional(),
+    },
+    gc: {
+        file: boolean().optional(),
+        default: false,
+        input: z.boolean().optional(),
+        toInput: (value: boolean) => value || undefined,
+    },
+    healthChecks: {
+        file: healthChecksSchema.optional(),
+        default: NO_HEALTH_CHECKS as HealthChecks,
+        input: healthChecksSchema.optional(),
+        // keepGoing alone matters too: it keeps a host whose activation left units failed.
+        toInput: (value: HealthChecks) => (hasChecks(value) || value.keepGoing ? value : undefined),
+    },
+    // What to build and how to activate it
+    /** Flake reference; local paths are absolute. */
+    flake: { file: flakeRef().optional(), default: ".", input: z.string().min(1) },
+    /** Attribute of the flake to build, e.g. nixosConfigurations.alpha (default: nixosConfigurations.<name>). */
+    attribute: { file: nixAttributePath().optional(), derivedDefault: true, input: z.string().min(1) },
+    buildOn: {
+        file: z.enum(BUILD_LOCATIONS, expecting('"local" or "target"')).optional(),
+        default: "local" as BuildLocation,
+        input: z.enum(BUILD_LOCATIONS),
+    },
+    action: {
+        file: z.enum(ACTIONS, expecting('"switch", "boot", "test" or "dry-activate"')).optional(),
+        default: "switch" as Action,
+        input: z.enum(ACTIONS),
+    },
+    /** Let the target fetch from its substituters instead of receiving everything over ssh. */
+    substituteOnDestination: { file: boolean().optional(), default: false, input: z.boolean() },
+    tags: {
+        file: distinctListOf(tag(), "a list of tags").optional(),
+        default: [] as string[],
+        input: z.array(z.string()),
+        toInput: (value: readonly string[]) => [...value],
+    },
+    // Not passed to the resource: the program registers each hook as a nixos:index:Hook.
+    hooks: { file: hooksSchema.optional(), default: [] as Hook[] },
+} as const satisfies Record<string, HostFieldSpec>;
+
+type Fields = typeof HOST_FIELDS;
+export type HostFieldName = keyof Fields;
+
+type KeysWhere<Condition> = { [K in HostFieldName]: Fields[K] extends Condition ? K : never }[HostFieldName];
+type DefaultedField = KeysWhere<{ default: unknown }>;
+type InputField = KeysWhere<{ input: z.ZodType }>;
+type ConnectionField = KeysWhere<{ connection: true }>;
+type LocalPathField = KeysWhere<{ localPath: true }>;
+type AlwaysSet = DefaultedField | KeysWhere<{ derivedDefault: true }>;
+
+/** Field rules shared by host files, stack `defaults` and stack `overrides`. */
+export const hostFieldsShape = mapFields((spec) => spec.file) as { [K in HostFieldName]: Fields[K]["file"] };
+
+/** Values for the fields a host file leaves out (`attribute` defaults to nixosConfigurations.<name>). */
+export const HOST_DEFAULTS = Object.fromEntries(
+    Object.entries(HOST_FIELDS as Record<string, HostFieldSpec>)
+        .filter(([, spec]) => "default" in spec)
+        .map(([name, spec]) => [name, spec.default]),
+) as { readonly [K in DefaultedField]: Fields[K]["default"] };
+
+type ReadonlyArrays<T> = T extends readonly (infer E)[] ? readonly E[] : T;
+type FieldValue<K extends HostFieldName> = ReadonlyArrays<z.output<Fields[K]["file"]>>;
+
+/** Every host field after defaults: a field with a default (or derived one) is always set. */
+export type ResolvedHostFields = { readonly [K in AlwaysSet]: NonNullable<FieldValue<K>> } & {
+    readonly [K in Exclude<HostFieldName, AlwaysSet>]?: FieldValue<K>;
+} & { readonly address: string };
+
+/** The Host resource's inputs that are host fields (`name`, the system and run data are added in provider/hostInputs.ts). */
+export const hostFieldInputsShape = Object.fromEntries(
+    Object.entries(HOST_FIELDS as Record<string, HostFieldSpec>).flatMap(([name, spec]) => (spec.input ? [[name, spec.input]] : [])),
+) as { [K in InputField]: Fields[K]["input"] };
+
+/** The connection fields (SSH target, Hook connection), in input order. */
+export const CONNECTION_FIELDS = (Object.keys(HOST_FIELDS) as HostFieldName[]).filter(
+    (name) => (HOST_FIELDS[name] as HostFieldSpec).connection,
+) as ConnectionField[];
+
+/** The fields holding local file paths (resolved against the project root). */
+export const LOCAL_PATH_FIELDS = (Object.keys(HOST_FIELDS) as HostFieldName[]).filter(
+    (name) => (HOST_FIELDS[name] as HostFieldSpec).localPath,
+) as LocalPathField[];
+
+/** The host fields passed to the resource, in input order. */
+export const INPUT_FIELDS = Object.keys(hostFieldInputsShape) as InputField[];
+
+export type ConnectionFieldName = ConnectionField;
+export type InputFieldName = InputField;
+
+/**
+ * A resolved host's fields as resource inputs: each field's toInput (or the value), without the
+ * fields that map to undefined. `declared` is what the host's files set, before defaults.
+ */
+export function fieldInputsOf(host: ResolvedHostFields, declared: Declared): Record<string, unknown> {
+    const inputs: Record<string, unknown> = {};
+    for (const name of INPUT_FIELDS) {
+        const spec = HOST_FIELDS[name] as HostFieldSpec;
+        const value = (host as Record<string, unknown>)[name];
+        const input = spec.toInput ? spec.toInput(value as never, declared) : value;
+        if (input !== undefined) inputs[name] = input;
+    }
+    return inputs;
+}
+
+function mapFields<T>(map: (spec: HostFieldSpec) => T): Record<HostFieldName, T> {
+    return Object.fromEntries(Object.entries(HOST_FIELDS as Record<string, HostFieldSpec>).map(([name, spec]) => [name, map(spec)])) as Record<HostFieldName, T>;
+}

@@ -1,0 +1,215 @@
+// The Fleet: every host of a stack as a nixos:index:Host resource. The stack's config
+// (Pulumi.<stack>.yaml, namespace nixos-fleet) says which hosts belong to it; hosts/*.yaml describe
+// them; one Nix evaluation per flake gives each host's system store path. index.ts is nothing but
+//
+//   export = async () => (await Fleet.create()).outputs;
+//
+// Why Fleet is a plain class and not a pulumi.ComponentResource: a component would become the
+// parent of every Host, and a resource's URN names its parent's type
+// (urn:…::nixos:index:Fleet$nixos:index:Host::psi instead of urn:…::nixos:index:Host::psi). Every
+// existing stack would then need aliases to keep its hosts (without them: delete + create of each
+// host, i.e. a redeploy with its history lost), and every URN this project builds or parses would
+// have to follow: `deploy --hosts` and `rollback` target hosts and hooks by URN (cli/stack.ts),
+// `pulumi up --target` is read back into host names (targets.ts), refresh-check and generations
+// read hosts out of the state by URN type. A plain class registers the same top-level resources
+// with the same names as before, so existing stacks preview with no changes and all of the above
+// keeps working. (A component would add nothing a user of the library needs: Fleet's hosts and
+// hooks are its properties.)
+import * as pulumi from "@pulumi/pulumi";
+import { formatError } from "../errors";
+import { runProcess, type ProcessRunner } from "../process/runner";
+import { Hook } from "../resources/hook";
+import { Host, secretHostArgs } from "../resources/host";
+import { namespaceValues, parseConfigEnvironment, programConfig } from "./configSource";
+import { planFleet, type FleetPlan } from "./fleet";
+import { connectionOf, notEvaluatedInputsOf } from "./hostInputs";
+import { findOverlaps, otherStackHosts } from "./overlaps";
+import { readProvenance } from "./provenance";
+import { maskSecrets, programSecretPaths, secretFileFields, secretHostFields, secretTexts, type ConfigPath } from "./secretConfig";
+import { targetedHosts } from "./targets";
+
+/** The Pulumi config namespace of the fleet's settings (`nixos-fleet:hosts`, `nixos-fleet:defaults`, ...). */
+export const CONFIG_NAMESPACE = "nixos-fleet";
+
+/** Where a Fleet finds its stack and hosts; every field defaults to what `pulumi up` gives the program. */
+export interface FleetArgs {
+    /** Project root: where Pulumi.yaml, Pulumi.<stack>.yaml and hosts/ are (default: the working directory). */
+    projectRoot?: string;
+    /** The stack (default: pulumi.getStack()). */
+    stackName?: string;
+    /** The environment the engine started the program with (default: process.env). */
+    env?: NodeJS.ProcessEnv;
+    /** Runs nix and git (default: the real process runner; tests pass a fake). */
+    runner?: ProcessRunner;
+}
+
+/** What a Fleet needs besides its plan to register it. */
+export interface FleetRegistration {
+    /** The config paths that hold secrets: what they reach is registered as secret (secretConfig.ts). */
+    secretPaths: readonly ConfigPath[];
+    /** The hosts of the project's other stacks, for the overlap warning (overlaps.ts). */
+    otherStacks: ReturnType<typeof otherStackHosts>;
+}
+
+/** A host's stack outputs. */
+export interface FleetHostOutputs {
+    storePath: pulumi.Output<string>;
+    generation: pulumi.Output<number | null>;
+    nixosVersion: pulumi.Output<string | null>;
+}
+
+/**
+ * Thrown by Fleet.create when the fleet's config is wrong, after the error (file, line, host,
+ * phase, hint; secret config values masked) was logged to the engine. index.ts ends the run at
+ * once on it: a thrown error would leave the SDK's gRPC channels holding the process for ~20 s.
+ */
+export class FleetReportedError extends Error {
+    constructor(cause: unknown) {
+        super("nixos-fleet: the fleet's configuration has errors (reported above)", { cause });
+    }
+}
+
+/**
+ * Every host of a stack, registered in rollout order: each Host (secret where its config is), its
+ * hooks, the hosts a targeted run leaves alone (registered, not evaluated, so the engine keeps
+ * their state), and warnings for hosts another stack deploys too and for pinned hosts.
+ */
+export class Fleet {
+    /** The Host resources by host name, in rollout order. */
+    readonly hosts: Readonly<Record<string, Host>>;
+    /** The Hook resources by resource name (`<host>-<hook>`). */
+    readonly hooks: Readonly<Record<string, Hook>>;
+
+    /** Plans the fleet from the stack's config and hosts/ (one Nix evaluation per flake) and registers it. */
+    static async create(args: FleetArgs = {}): Promise<Fleet> {
+        const started = Date.now();
+        const projectRoot = args.projectRoot ?? process.cwd();
+        const stackName = args.stackName ?? pulumi.getStack();
+        const env = args.env ?? process.env;
+        const runner = args.runner ?? runProcess;
+        // Which config values are secret (`config set --secret`): what they reach stays secret.
+        const secretPaths = programSecretPaths(CONFIG_NAMESPACE, projectRoot, stackName, env);
+        let plan: FleetPlan;
+        try {
+            plan = await planFleet({
+                // Not pulumi.Config: a stack without config must read as empty, not crash (see
+                // configSource); every nixos-fleet:* key, so a misspelt one is an error, not ignored.
+                config: programConfig(CONFIG_NAMESPACE, env.PULUMI_CONFIG),
+                projectRoot,
+                stackName,
+                runner,
+                env,
+                secretPaths,
+                // `deploy --hosts` / `pulumi up --target`: only those hosts are evaluated and registered;
+                // a targeted run keeps every other host's recorded state as it is.
+                targets: targetedHosts(env),
+                // Only an update records where a deployment came from; a preview does not pay for
+                // reading the stack's history and the flakes' revisions (it is not diffed).
+                provenance: pulumi.runtime.isDryRun() ? undefined : (flakes) => readProvenance(flakes, { runner, projectRoot, stackName }),
+            });
+        } catch (error) {
+            // A readable error (file, line, host, phase, hint) instead of a stack trace.
+            const secretConfigTexts = secretTexts(secretPaths, namespaceValues(parseConfigEnvironment(env.PULUMI_CONFIG), CONFIG_NAMESPACE));
+            await pulumi.log.error(maskSecrets(formatError(error), secretConfigTexts));
+            throw new FleetReportedError(error);
+        }
+        for (const warning of plan.warnings) void pulumi.log.warn(warning);
+        void pulumi.log.info(evaluationSummary(plan, Date.now() - started));
+        return new Fleet(plan, { secretPaths, otherStacks: otherStackHosts(projectRoot, stackName) });
+    }
+
+    /** Registers a planned fleet (Fleet.create plans it; tests pass a plan of their own). */
+    constructor(plan: FleetPlan, registration: FleetRegistration) {
+        const { secretPaths } = registration;
+        const overlaps = findOverlaps(
+            plan.hosts.map((host) => host.config),
+            registration.otherStacks,
+        );
+        if (plan.rolloutNotice) void pulumi.log.info(plan.rolloutNotice);
+        const hosts: Record<string, Host> = {};
+        const hooks: Record<string, Hook> = {};
+        // Registered (never evaluated) so the engine keeps their recorded state and the stack's outputs
+        // still list them; a targeted run does not check, update or delete them.
+        for (const config of plan.notTargeted) {
+            const inputs = notEvaluatedInputsOf(config, "not targeted");
+            const secretKeys = secretHostFields(secretPaths, config.name, Object.keys(inputs));
+            hosts[config.name] = new Host(config.name, secretHostArgs(inputs, secretKeys), { additionalSecretOutputs: secretKeys });
+        }
+        const batchOf = new Map(plan.batches.flatMap((batch) => batch.hosts.map((name) => [name, batch.number] as const)));
+        for (const { config, inputs, pin } of plan.hosts) {
+            // A staged rollout: the engine starts this host only after every host of the batch before
+            // it deployed and passed its checks; a failure there stops it (src/program/rollout.ts).
+            const batch = batchOf.get(config.name)!;
+            const before = plan.batches.find((b) => b.number === batch - 1)?.hosts.map((name) => hosts[name]!) ?? [];
+            // Fields whose value came from secret config are secret inputs and, by the engine, outputs.
+            const secretKeys = secretHostFields(secretPaths, config.name, Object.keys(inputs));
+            const fileKeys = secretFileFields(secretPaths, config.name, inputs.secrets ?? {});
+            const host = new Host(config.name, secretHostArgs(inputs, secretKeys, fileKeys), {
+                additionalSecretOutputs: secretKeys,
+                ...(before.length ? { dependsOn: before } : {}),
+            });
+            hosts[config.name] = host;
+            const hookSecret = secretHostFields(secretPaths, config.name, ["hooks"]).length > 0;
+            const connection = connectionOf(inputs);
+            const connectionArgs = Object.fromEntries(
+                Object.entries(connection).map(([key, value]) => [key, secretKeys.includes(key) ? pulumi.secret(value) : value]),
+            ) as unknown as ReturnType<typeof connectionOf>;
+            for (const hook of config.hooks) {
+                // Runs after the host is deployed, and again whenever its generation or system changes.
+                const name = `${config.name}-${hook.name}`;
+                hooks[name] = new Hook(
+                    name,
+                    {
+                        ...connectionArgs,
+                        hook: hook.name,
+                        command: hookSecret ? pulumi.secret([...hook.command]) : [...hook.command],
+                        runAs: hookSecret && hook.runAs !== undefined ? pulumi.secret(hook.runAs) : hook.runAs,
+                        trigger: pulumi.interpolate`${host.generation}:${host.storePath}`,
+                    },
+                    { parent: host, dependsOn: [host], additionalSecretOutputs: Object.keys(connection).filter((key) => secretKeys.includes(key)) },
+                );
+            }
+            for (const overlap of overlaps.filter((o) => o.host === config.name)) {
+                void pulumi.log.warn(
+                    `${config.name} is also deployed by stack ${overlap.otherStack} (as ${overlap.otherHost}): ` +
+                        "two stacks deploying one server overwrite each other's systems; keep each server in one stack",
+                    host,
+                );
+            }
+            if (pin) {
+                // Flagged in every preview and deploy until `rollback --clear` removes the pin.
+                void pulumi.log.warn(
+                    `${config.name} is pinned to ${pin.storePath}${pin.generation ? ` (generation ${pin.generation})` : ""}` +
+                        `${pin.reason ? `: ${pin.reason}` : ""}; its configuration (${inputs.pin?.configuredStorePath}) is not deployed ` +
+                        `until \`npm run rollback -- --clear --hosts ${config.name}\``,
+                    host,
+                );
+            }
+        }
+        this.hosts = hosts;
+        this.hooks = hooks;
+    }
+
+    /** The stack outputs of nixos-fleet's program: each host's deployed store path, generation and NixOS version. */
+    get outputs(): { hosts: Record<string, FleetHostOutputs> } {
+        return {
+            hosts: Object.fromEntries(
+                Object.entries(this.hosts).map(([name, host]) => [
+                    name,
+                    { storePath: host.storePath, generation: host.generation, nixosVersion: host.nixosVersion },
+                ]),
+            ),
+        };
+    }
+}
+
+/** One line on the evaluation: how many hosts, how long, how many nix evals and cache hits. */
+function evaluationSummary(plan: FleetPlan, milliseconds: number): string {
+    const { evaluated, cached } = plan.evaluation;
+    const how = [
+        ...(evaluated ? [`${evaluated} nix eval${evaluated === 1 ? "" : "s"}, one per flake`] : []),
+        ...(cached ? [`${cached} unchanged flake${cached === 1 ? "" : "s"} from the evaluation cache`] : []),
+        ...(plan.notTargeted.length ? [`not targeted, not evaluated: ${plan.notTargeted.map((host) => host.name).join(", ")}`] : []),
+    ];
+    return `evaluate: ${plan.hosts.length} host(s) in ${(milliseconds / 1000).toFixed(1)}s (${how.join("; ") || "nothing to evaluate"})`;
+}
