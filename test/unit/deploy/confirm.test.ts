@@ -6,7 +6,7 @@ import { parseHostState } from "../../../src/deploy/hostState";
 import { SshConnection } from "../../../src/ssh/connection";
 import { FakeHost, remoteCommandsOf } from "../helpers/fakeHost";
 import { FakeRunner, masterStart, remote } from "../helpers/fakeRunner";
-import { fleetErrorOf, runtimeDir, storePath, target } from "../helpers/fixtures";
+import { REAL_SCRIPT_TIMEOUT, fleetErrorOf, runtimeDir, storePath, target } from "../helpers/fixtures";
 
 const v1 = storePath("nixos-system-alpha-1");
 const v2 = storePath("nixos-system-alpha-2");
@@ -121,7 +121,7 @@ describe("awaitWatchdogRevert", { timeout: 1000 }, () => {
     });
 });
 
-describe("the watchdog's script", { timeout: 1000 }, () => {
+describe("the watchdog's script", { timeout: REAL_SCRIPT_TIMEOUT }, () => {
     /** The script armWatchdog hands to systemd-run (after `-- sh -c`). */
     async function watchdogScript(): Promise<string> {
         const { runner } = await setup();

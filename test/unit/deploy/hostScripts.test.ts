@@ -15,7 +15,7 @@ import { parseHostState } from "../../../src/deploy/hostState";
 import { SshConnection } from "../../../src/ssh/connection";
 import { FakeHost, type Claimant, type StaleActivation } from "../helpers/fakeHost";
 import { FakeRunner, remote } from "../helpers/fakeRunner";
-import { runtimeDir, storePath, target } from "../helpers/fixtures";
+import { REAL_SCRIPT_TIMEOUT, runtimeDir, storePath, target } from "../helpers/fixtures";
 
 const v1 = storePath("nixos-system-alpha-1");
 const v2 = storePath("nixos-system-alpha-2");
@@ -130,7 +130,7 @@ function sandbox() {
     };
 }
 
-describe("the preflight script: waits while another nixos-fleet deploy is under way", { timeout: 1000 }, () => {
+describe("the preflight script: waits while another nixos-fleet deploy is under way", { timeout: REAL_SCRIPT_TIMEOUT }, () => {
     const STALE = "5a1e5a1e5a1e5a1e";
     const preflightWords = (lockWait: number, busyWait: number) => sent((connection) => checkReadyToActivate(connection, lockWait, busyWait).catch(() => undefined));
 
@@ -208,7 +208,7 @@ describe("the preflight script: waits while another nixos-fleet deploy is under 
     });
 });
 
-describe("the disarm and watchdog scripts: who decided, in decided-<token>/by", { timeout: 1000 }, () => {
+describe("the disarm and watchdog scripts: who decided, in decided-<token>/by", { timeout: REAL_SCRIPT_TIMEOUT }, () => {
     const TOKEN = "0a1b2c3d4e5f6a7b";
 
     for (const [name, by, code] of [
@@ -274,7 +274,7 @@ describe("the disarm and watchdog scripts: who decided, in decided-<token>/by", 
     });
 });
 
-describe("the activation unit's scripts", { timeout: 1000 }, () => {
+describe("the activation unit's scripts", { timeout: REAL_SCRIPT_TIMEOUT }, () => {
     const { unit: UNIT, log: LOG } = activationUnit("0a1b2c3d4e5f6a7b");
 
     it("the follow is bounded: tail --pid runs under `timeout 30`; a tail that fails waits 1 s and the follow still exits 0", async () => {

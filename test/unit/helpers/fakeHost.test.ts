@@ -17,7 +17,7 @@ import { parseHostState, SYSTEM_PROFILE } from "../../../src/deploy/hostState";
 import { SshConnection } from "../../../src/ssh/connection";
 import { FakeHost, shortCommand } from "./fakeHost";
 import { FakeRunner, masterCheck, masterStart, remote } from "./fakeRunner";
-import { runtimeDir, storePath, target } from "./fixtures";
+import { REAL_SCRIPT_TIMEOUT, runtimeDir, storePath, target } from "./fixtures";
 
 // The fake host stands in for systemd in most deploy tests: check that what it prints means to
 // activationUnit.ts's parsers what the real `systemctl show` output means.
@@ -270,7 +270,7 @@ describe("FakeHost (test helper)", { timeout: 1000 }, () => {
 // run here by sh with stand-ins on PATH (nix-env, rm: they only record) and previous systems whose
 // switch-to-configuration records and exits as the fake's knobs say: the same commands in the same
 // order, the same "nixos-fleet-restore:" lines, the same exit status.
-describe("FakeHost's restore against the real restore script", { timeout: 1000 }, () => {
+describe("FakeHost's restore against the real restore script", { timeout: REAL_SCRIPT_TIMEOUT }, () => {
     /** The scripts startRestoreUnit sends: the unit's start script and the restore script, with the arguments. */
     async function restoreCommand(args: RestoreArguments): Promise<string[]> {
         const runner = new FakeRunner();

@@ -48,3 +48,10 @@ export function fleetErrorOfSync(action: () => unknown): FleetError {
     }
     throw new Error("expected a FleetError, but nothing was thrown");
 }
+
+/**
+ * Timeout for tests that run the real host scripts under sh (with stand-in commands): they start
+ * real processes, which take more than a second when the machine is busy (tests run two files at
+ * a time, beside end-to-end fleets). Tests that only use fakes keep 1 s, which catches real waits.
+ */
+export const REAL_SCRIPT_TIMEOUT = 15_000;
