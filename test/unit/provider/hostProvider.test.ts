@@ -281,6 +281,11 @@ describe("HostProvider", { timeout: 1000 }, () => {
             expect(result.inputs, JSON.stringify(override)).toBeUndefined();
             expect(result.failures, JSON.stringify(override)).toEqual([{ property, reason: expect.stringMatching(reason) }]);
         }
+        // A name (the library's Host defaults it to the resource name) that cannot name the host's ssh files.
+        for (const name of ["web 1", "../x", "a/b"]) {
+            const result = await provider.check(URN, {}, asProps(inputs({ name })));
+            expect(result.failures, name).toEqual([{ property: "name", reason: expect.stringMatching(/must be a name of letters, digits/) }]);
+        }
         const good = asProps(inputs({ address: "2001:db8::7", hostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl root@web1", proxyJump: "ops@bastion:2222" }));
         expect(await provider.check(URN, {}, good)).toEqual({ inputs: good });
     });
