@@ -9,7 +9,7 @@ import { join, relative } from "node:path";
 import { describe, expect, it } from "vitest";
 
 const root = join(__dirname, "..", "..");
-const manifest = JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as { dependencies: Record<string, string> };
+const manifest = JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as { dependencies: Record<string, string>; scripts: Record<string, string> };
 
 /** The sources of what the package ships: src/ (compiled into dist/src) and bin/'s scripts. */
 function shippedSources(dir: string): string[] {
@@ -58,5 +58,17 @@ describe("package.json dependencies", () => {
     it("everything the shipped code loads is a declared dependency", () => {
         const undeclared = [...used.entries()].filter(([name]) => !(name in manifest.dependencies));
         expect(Object.fromEntries(undeclared), "packages loaded but not in dependencies").toEqual({});
+    });
+});
+
+describe("npm pack", () => {
+    it("builds dist/ first with the script bootstrap uses (an installed package has no sources to fall back on)", () => {
+        // Without it a tarball packed after an edit shipped the previous build, or none from a fresh clone.
+        expect(manifest.scripts.prepack).toBe("bash scripts/build-dist");
+        expect(readFileSync(join(root, "scripts", "bootstrap"), "utf8")).toContain("bash scripts/build-dist");
+        const build = readFileSync(join(root, "scripts", "build-dist"), "utf8");
+        expect(build).toContain("tsconfig.build.json");
+        expect(build).toContain("tsconfig.types.json");
+        expect(build).toContain("touch dist/.built");
     });
 });
