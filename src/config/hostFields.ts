@@ -47,7 +47,8 @@ export const HOST_FIELDS = {
     /** Host name, IP address or ssh_config alias. */
     address: {
         file: address(),
-        input: z.string().min(1).refine((value) => !value.startsWith("-"), "must not start with '-'"),
+        // The host-file rule too: the library's Host (and another program) reach the provider without a host file.
+        input: z.string().min(1).refine((value) => !value.startsWith("-"), "must not start with '-'").pipe(address()),
         connection: true,
     },
     port: {
@@ -72,9 +73,9 @@ export const HOST_FIELDS = {
         localPath: true,
     },
     /** ssh -J syntax: [user@]host[:port][,...] */
-    proxyJump: { file: proxyJump().optional(), input: z.string().optional(), connection: true },
+    proxyJump: { file: proxyJump().optional(), input: proxyJump().optional(), connection: true },
     /** Pinned public host key, "<type> <base64>". */
-    hostKey: { file: hostKey().optional(), input: z.string().optional(), connection: true },
+    hostKey: { file: hostKey().optional(), input: hostKey().optional(), connection: true },
     knownHostsFile: {
         file: sshOptsPath("a path to a known_hosts file").optional(),
         input: z.string().optional(),

@@ -107,5 +107,6 @@ export const resolvedSecretFileSchema = z.strictObject({
     group: account(),
     mode: mode(),
     uploadAt: z.enum(UPLOAD_AT),
-    value: z.string(),
+    /** The file's content: a secret (the provider's schema says so; Host wraps it as one). */
+    value: z.string().meta({ secret: true }),
 });

@@ -2,7 +2,8 @@
 // The TypeScript provider SDK gives CRUD methods no logger, so we speak the engine's Log RPC
 // ourselves, with the engine address the engine passed us on the command line.
 /* eslint-disable @typescript-eslint/no-require-imports */
-import * as grpc from "@grpc/grpc-js";
+import type * as grpcModule from "@grpc/grpc-js";
+import { grpc } from "./pulumiDeps";
 import { maskSecrets } from "./secretMarkers";
 
 // Generated protobuf stubs shipped inside @pulumi/pulumi (CommonJS, no type declarations we rely on).
@@ -16,7 +17,7 @@ const enginePb = require("@pulumi/pulumi/proto/engine_pb") as {
     LogSeverity: { DEBUG: number; INFO: number; WARNING: number; ERROR: number };
 };
 const engineGrpc = require("@pulumi/pulumi/proto/engine_grpc_pb") as {
-    EngineClient: new (address: string, credentials: grpc.ChannelCredentials) => {
+    EngineClient: new (address: string, credentials: grpcModule.ChannelCredentials) => {
         log(request: unknown, callback: (error: Error | null) => void): void;
     };
 };

@@ -5,7 +5,7 @@ import { z } from "zod";
 import { STORE_PATH } from "../nix/flags";
 import { CONNECTION_FIELDS, hostFieldInputsShape } from "../config/hostFields";
 import { SECRET_NAME_PATTERN, resolvedSecretFileSchema } from "../config/secretFiles";
-import type { SshTarget } from "../ssh/target";
+import { NAMES_FILES_RULE, namesFiles, type SshTarget } from "../ssh/target";
 import type { DeployRequest } from "../deploy/deployHost";
 
 const storePath = z.string().regex(STORE_PATH, "must be a Nix store path (/nix/store/<hash>-<name>)");
@@ -36,7 +36,9 @@ export const provenanceSchema = z.object({
 export type Provenance = z.infer<typeof provenanceSchema>;
 
 export const hostInputsSchema = z.object({
-    name: z.string().min(1),
+    // The host's name (the library's Host: its resource name) names its ssh files: refused here,
+    // at preview, rather than when the deploy opens its connection.
+    name: z.string().min(1).refine(namesFiles, `must be a name of ${NAMES_FILES_RULE}`),
     // Every host field the resource takes, declared once with its host-file rule (config/hostFields.ts).
     ...hostFieldInputsShape,
     storePath,

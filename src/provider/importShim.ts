@@ -4,11 +4,12 @@
 // undefined (reading 'toJavaScript')" before our read() is ever called. This makes an absent
 // properties (and inputs) Struct read as an empty one, so read() sees `{}` and can adopt the host.
 /* eslint-disable @typescript-eslint/no-require-imports */
-import * as structproto from "google-protobuf/google/protobuf/struct_pb";
+import type * as structModule from "google-protobuf/google/protobuf/struct_pb";
+import { structproto } from "./pulumiDeps";
 
 interface ReadRequestPrototype {
-    getProperties(): structproto.Struct | undefined;
-    getInputs(): structproto.Struct | undefined;
+    getProperties(): structModule.Struct | undefined;
+    getInputs(): structModule.Struct | undefined;
     __nixosFleetImportShim?: true;
 }
 

@@ -15,6 +15,8 @@ export interface PropertySpec {
     additionalProperties?: PropertySpec;
     $ref?: string;
     description?: string;
+    /** The value is a secret: encrypted in the state, [secret] in previews (zod `.meta({ secret: true })`). */
+    secret?: true;
 }
 
 export interface ObjectTypeSpec {
@@ -35,6 +37,7 @@ interface JsonSchema {
     enum?: unknown[];
     const?: unknown;
     description?: string;
+    secret?: boolean;
 }
 
 const ANY: PropertySpec = { $ref: "pulumi.json#/Any" };
@@ -47,6 +50,7 @@ const TYPE_NAMES: Record<string, string> = {
     commands: "HealthCheckCommand",
     tcp: "HealthCheckTcp",
     http: "HealthCheckHttp",
+    secrets: "SecretFile",
 };
 
 /** Turns JSON Schema (from zod) into Pulumi property specs; nested objects become named types. */
@@ -54,7 +58,11 @@ class SchemaBuilder {
     readonly types: Record<string, ObjectTypeSpec> = {};
 
     property(schema: JsonSchema, typeName: string): PropertySpec {
-        const described = (spec: PropertySpec): PropertySpec => (schema.description ? { ...spec, description: schema.description } : spec);
+        const described = (spec: PropertySpec): PropertySpec => ({
+            ...spec,
+            ...(schema.description ? { description: schema.description } : {}),
+            ...(schema.secret === true ? { secret: true as const } : {}),
+        });
         const variants = (schema.anyOf ?? schema.oneOf)?.filter((variant) => variant.type !== "null");
         if (variants) return variants.length === 1 ? described(this.property(variants[0]!, typeName)) : described(ANY);
         const type = Array.isArray(schema.type) ? schema.type.find((t) => t !== "null") : schema.type;

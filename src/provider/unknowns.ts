@@ -25,8 +25,12 @@ export function pendingMessage(name: unknown, keys: readonly string[]): string {
 }
 
 /** Check failures, leaving out the inputs that are not known yet (they are checked when they are). */
-export function checkFailures(issues: readonly { path: PropertyKey[]; message: string }[], unknown: readonly string[]): CheckFailure[] {
+export function checkFailures(issues: readonly { path: PropertyKey[]; message: string; params?: { hint?: unknown } }[], unknown: readonly string[]): CheckFailure[] {
     return issues
         .filter((issue) => !unknown.includes(String(issue.path[0])))
-        .map((issue) => ({ property: issue.path.map(String).join(".") || "(inputs)", reason: issue.message }));
+        .map((issue) => ({
+            property: issue.path.map(String).join(".") || "(inputs)",
+            // The rules shared with host files carry a hint (config/rules.ts failure()): say it here too.
+            reason: typeof issue.params?.hint === "string" ? `${issue.message} (${issue.params.hint})` : issue.message,
+        }));
 }

@@ -53,6 +53,27 @@ function secretFileArgs(file: SecretFile, secretFields: readonly string[]): Reco
     return args;
 }
 
+/**
+ * The Host's `secrets` with each file's value a secret, whoever calls: a program that passes
+ * plain values (the library's Host, not only Fleet's secretHostArgs) must not get them written in
+ * plaintext into the state, nor shown in a preview. The names and settings stay readable; an
+ * Output or promise for the whole map or one file becomes a secret as a whole.
+ */
+export function secretFilesInput(secrets: unknown): unknown {
+    if (secrets === undefined || secrets === null) return secrets;
+    if (pulumi.Output.isInstance(secrets) || secrets instanceof Promise || typeof secrets !== "object") return pulumi.secret(secrets);
+    return Object.fromEntries(
+        Object.entries(secrets as Record<string, unknown>).map(([name, file]) => [
+            name,
+            file === null || typeof file !== "object" || pulumi.Output.isInstance(file) || file instanceof Promise
+                ? pulumi.secret(file)
+                : "value" in file
+                  ? { ...file, value: pulumi.secret((file as { value: unknown }).value) }
+                  : file,
+        ]),
+    );
+}
+
 /** A host a targeted run does not deploy: registered so the engine keeps (and reports) its recorded state. */
 export type NotEvaluatedHostArgs = { [K in keyof NotEvaluatedInputs]: pulumi.Input<NotEvaluatedInputs[K]> };
 
@@ -77,6 +98,8 @@ export class Host extends pulumi.CustomResource {
     declare readonly unreachable: pulumi.Output<Unreachable | null>;
 
     constructor(name: string, args: HostArgs | NotEvaluatedHostArgs, opts?: pulumi.CustomResourceOptions) {
+        const given = definedOnly(args) as Record<string, unknown>;
+        if (given.secrets !== undefined) given.secrets = secretFilesInput(given.secrets);
         super(
             HOST_TYPE,
             name,
@@ -89,7 +112,7 @@ export class Host extends pulumi.CustomResource {
                 action: HOST_DEFAULTS.action,
                 substituteOnDestination: HOST_DEFAULTS.substituteOnDestination,
                 tags: [],
-                ...definedOnly(args),
+                ...given,
                 generation: undefined,
                 previousGeneration: undefined,
                 activatedAt: undefined,

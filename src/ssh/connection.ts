@@ -8,7 +8,7 @@ import { sshError } from "./diagnose";
 import { jumpSshConfig, lastHop } from "./jumpHosts";
 import { sshConfigRefusals, sshOptionRefusal } from "./optionPolicy";
 import { remoteCommand } from "./quote";
-import { destination, hostKeyAlias, type SshTarget } from "./target";
+import { destination, hostKeyAlias, namesFiles, type SshTarget } from "./target";
 
 export interface SshConnectionOptions {
     runner: ProcessRunner;
@@ -53,7 +53,7 @@ function singleLineKey(target: SshTarget): string {
 
 /** The host's name becomes file names in the runtime directory: nothing that could leave it. */
 function assertSafeName(target: SshTarget): void {
-    if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$/.test(target.name) || target.name.includes("..")) {
+    if (!namesFiles(target.name)) {
         throw new FleetError({ phase: "connect", host: target.name, message: `host name ${JSON.stringify(target.name)} cannot name files`, hint: "host names are lowercase DNS labels (docs/host-config.md)" });
     }
 }

@@ -24,6 +24,16 @@ export interface SshTarget {
     connectTimeout?: number;
 }
 
+/**
+ * Whether a host's name can name its files in the runtime directory (control socket, pinned
+ * known_hosts, generated ssh_config): nothing that could leave the directory or need quoting.
+ */
+export function namesFiles(name: string): boolean {
+    return /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$/.test(name) && !name.includes("..");
+}
+
+export const NAMES_FILES_RULE = "letters, digits, '_', '.' and '-' (no '..'), starting with a letter, digit or '_', at most 63 characters";
+
 /** user@address, as ssh and Nix store URIs want it. */
 export function destination(target: SshTarget): string {
     return `${target.user}@${target.address}`;

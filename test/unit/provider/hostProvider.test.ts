@@ -266,6 +266,30 @@ describe("HostProvider", { timeout: 1000 }, () => {
         expect(result.failures!.find((failure) => failure.property === "address")!.reason).toContain("must not start with '-'");
     });
 
+    it("check applies the host-file rules to connection inputs a program passes directly (the library's Host)", async () => {
+        const { provider } = providerSetup();
+        const cases: [Partial<HostInputs>, string, RegExp][] = [
+            [{ address: "root@203.0.113.7" }, "address", /contains a user.*write "address: 203\.0\.113\.7" and "user: root"/],
+            [{ address: "203.0.113.7:2222" }, "address", /contains a port/],
+            [{ address: "web 1" }, "address", /expected a host name, IP address or ssh_config alias/],
+            [{ hostKey: "ssh-ed25519 AAAA" }, "hostKey", /not a valid ssh-ed25519 key/],
+            [{ hostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n* ssh-ed25519 AAAA" }, "hostKey", /host key/],
+            [{ proxyJump: "bastion\n  ProxyCommand touch /tmp/x" }, "proxyJump", /jump list/],
+        ];
+        for (const [override, property, reason] of cases) {
+            const result = await provider.check(URN, {}, asProps(inputs(override)));
+            expect(result.inputs, JSON.stringify(override)).toBeUndefined();
+            expect(result.failures, JSON.stringify(override)).toEqual([{ property, reason: expect.stringMatching(reason) }]);
+        }
+        // A name (the library's Host defaults it to the resource name) that cannot name the host's ssh files.
+        for (const name of ["web 1", "../x", "a/b"]) {
+            const result = await provider.check(URN, {}, asProps(inputs({ name })));
+            expect(result.failures, name).toEqual([{ property: "name", reason: expect.stringMatching(/must be a name of letters, digits/) }]);
+        }
+        const good = asProps(inputs({ address: "2001:db8::7", hostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl root@web1", proxyJump: "ops@bastion:2222" }));
+        expect(await provider.check(URN, {}, good)).toEqual({ inputs: good });
+    });
+
     it("check warns about a host without host-key checking, naming it, at every check (every preview and up)", async () => {
         const { provider, logger } = providerSetup();
         const news = asProps(inputs({ insecureSkipHostKeyCheck: true }));

@@ -46,6 +46,17 @@ describe("the package schema", () => {
         expect(schema.types["nixos:index:HealthCheckTcp"]!.required).toEqual(["port"]);
     });
 
+    it("marks secret files' values secret (an SDK or YAML program generated from the schema encrypts them)", () => {
+        const host = schema.resources["nixos:index:Host"]!;
+        expect(host.inputProperties.secrets).toEqual({ type: "object", additionalProperties: { $ref: "#/types/nixos:index:SecretFile" } });
+        const file = schema.types["nixos:index:SecretFile"]!;
+        expect(file.properties.value).toEqual({ type: "string", secret: true });
+        // Only the values: names and settings stay readable.
+        expect(file.properties.path!.secret).toBeUndefined();
+        const secretProperties = JSON.stringify(schema).match(/"secret":true/g) ?? [];
+        expect(secretProperties).toHaveLength(1);
+    });
+
     it("the plugin's version is the package's", () => {
         expect(packageVersion()).toBe(require("../../../package.json").version);
     });

@@ -1,0 +1,60 @@
+// The library's Host (src/resources/host.ts) as a program registers it: defaults filled in, and
+// secret files' values sent as secrets even when the program passed them plain, so they are
+// encrypted in the state and [secret] in a preview (Fleet wraps them itself; a library user
+// calling `new Host` directly must get the same).
+import * as pulumi from "@pulumi/pulumi";
+import { beforeAll, describe, expect, it } from "vitest";
+import { Host } from "../../../src/resources/host";
+import { SECRET_SIG } from "../../../src/provider/secretMarkers";
+
+const registered = new Map<string, Record<string, unknown>>();
+
+beforeAll(() => {
+    pulumi.runtime.setMocks(
+        {
+            newResource: (args) => {
+                registered.set(args.name, args.inputs as Record<string, unknown>);
+                return { id: `${args.name}-id`, state: args.inputs };
+            },
+            call: () => ({}),
+        },
+        "consumer",
+        "dev",
+        true,
+    );
+});
+
+const isSecret = (value: unknown): boolean =>
+    value !== null && typeof value === "object" && Object.values(value as Record<string, unknown>).includes(SECRET_SIG);
+
+const system = { flake: ".", attribute: "nixosConfigurations.web1", storePath: `/nix/store/${"a".repeat(32)}-nixos-system-web1` };
+const file = { path: "/run/keys/db", owner: "root", group: "root", mode: "0400", uploadAt: "pre-activation" as const };
+
+async function register(name: string, args: ConstructorParameters<typeof Host>[1]): Promise<Record<string, unknown>> {
+    const host = new Host(name, args);
+    await new Promise((resolve) => host.urn.apply(resolve));
+    const inputs = registered.get(name);
+    if (!inputs) throw new Error(`${name} was not registered`);
+    return inputs;
+}
+
+describe("Host (the library's resource)", () => {
+    it("fills in the host-file defaults and the name", async () => {
+        const inputs = await register("web1", { ...system, address: "192.0.2.1" });
+        expect(inputs).toMatchObject({ name: "web1", user: "root", buildOn: "local", action: "switch", substituteOnDestination: false, tags: [] });
+    });
+
+    it("sends each secret file's value as a secret", async () => {
+        // (The mock monitor reports a nested secret as its top-level property being secret.)
+        const inputs = await register("web2", { ...system, address: "192.0.2.2", secrets: { db: { ...file, value: "hunter2" } } });
+        expect(isSecret(inputs.secrets)).toBe(true);
+        expect((inputs.secrets as { value: unknown }).value).toEqual({ db: { ...file, value: "hunter2" } });
+        // The other inputs stay plain.
+        expect(isSecret(inputs.address)).toBe(false);
+    });
+
+    it("makes secrets given as an Output a secret as a whole", async () => {
+        const inputs = await register("web3", { ...system, address: "192.0.2.3", secrets: pulumi.output({ db: { ...file, value: "hunter2" } }) });
+        expect(isSecret(inputs.secrets)).toBe(true);
+    });
+});
