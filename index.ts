@@ -1,9 +1,14 @@
 // nixos-fleet: every host of this stack as a nixos:index:Host resource, through the library's
 // Fleet (src/program/fleetResources.ts): the stack's config (Pulumi.<stack>.yaml, namespace
 // nixos-fleet) says which hosts belong to it; hosts/*.yaml describe them.
-import { Fleet, FleetReportedError } from "./src/program/fleetResources";
+import { startProvider } from "./src/program/providerStart";
+
+// First thing: the engine starts the provider plugin while the program loads (Fleet's modules are
+// required below, not imported at the top) and evaluates the fleet.
+void startProvider();
 
 export = async () => {
+    const { Fleet, FleetReportedError } = await import("./src/program/fleetResources");
     try {
         return (await Fleet.create()).outputs;
     } catch (error) {

@@ -4,6 +4,7 @@
 // stops a provider). A process killed outright (SIGKILL) cannot clean up after itself, so the next
 // one removes directories whose process is gone.
 import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
+import { readdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -71,14 +72,33 @@ function alive(pid: number): boolean {
 
 /** Removes runtime directories of ours whose process no longer runs (left by a SIGKILL). Returns them. */
 export function sweepStaleRuntimeDirs(parent = tmpdir()): string[] {
-    const removed: string[] = [];
-    const uid = process.getuid?.();
     let names: string[];
     try {
         names = readdirSync(parent);
     } catch {
-        return removed;
+        return [];
     }
+    return removeStale(parent, names);
+}
+
+/**
+ * The same sweep without holding up a start: the listing of a crowded /tmp (tens of thousands of
+ * entries on a busy machine) is read off the main thread; the provider serves the engine meanwhile.
+ */
+export async function sweepStaleRuntimeDirsInBackground(parent = tmpdir()): Promise<string[]> {
+    let names: string[];
+    try {
+        names = await readdir(parent);
+    } catch {
+        return [];
+    }
+    return removeStale(parent, names);
+}
+
+/** Removes the runtime directories among `names` (entries of `parent`) whose process is gone. */
+function removeStale(parent: string, names: readonly string[]): string[] {
+    const removed: string[] = [];
+    const uid = process.getuid?.();
     for (const name of names) {
         const pid = NAME.exec(name)?.[1];
         if (pid === undefined || alive(Number(pid))) continue;

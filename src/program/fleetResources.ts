@@ -15,13 +15,15 @@
 // with the same names as before, so existing stacks preview with no changes and all of the above
 // keeps working. (A component would add nothing a user of the library needs: Fleet's hosts and
 // hooks are its properties.)
-import * as pulumi from "@pulumi/pulumi";
+import * as pulumi from "../resources/pulumiSdk";
 import { formatError } from "../errors";
 import { runProcess, type ProcessRunner } from "../process/runner";
 import { Hook } from "../resources/hook";
 import { Host, secretHostArgs } from "../resources/host";
 import { namespaceValues, parseConfigEnvironment, programConfig } from "./configSource";
 import { planFleet, type FleetPlan } from "./fleet";
+import { providerVersionWarning, startProvider } from "./providerStart";
+import { packageVersion } from "../provider/version";
 import { connectionOf, notEvaluatedInputsOf } from "./hostInputs";
 import { findOverlaps, otherStackHosts } from "./overlaps";
 import { readProvenance } from "./provenance";
@@ -83,6 +85,8 @@ export class Fleet {
     /** Plans the fleet from the stack's config and hosts/ (one Nix evaluation per flake) and registers it. */
     static async create(args: FleetArgs = {}): Promise<Fleet> {
         const started = Date.now();
+        // The engine starts the provider plugin while this program reads and evaluates the fleet.
+        const provider = startProvider();
         const projectRoot = args.projectRoot ?? process.cwd();
         const stackName = args.stackName ?? pulumi.getStack();
         const env = args.env ?? process.env;
@@ -115,6 +119,8 @@ export class Fleet {
         }
         for (const warning of plan.warnings) void pulumi.log.warn(warning);
         void pulumi.log.info(evaluationSummary(plan, Date.now() - started));
+        const stale = providerVersionWarning(await provider, packageVersion());
+        if (stale) void pulumi.log.warn(stale);
         return new Fleet(plan, { secretPaths, otherStacks: otherStackHosts(projectRoot, stackName) });
     }
 

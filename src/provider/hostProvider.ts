@@ -17,6 +17,7 @@ import { HOOK_TYPE, HookProvider } from "./hookProvider";
 import { adoptedOutputs, type ConfiguredInputs } from "./adopt";
 import { outputsWhenUnreachable, rollbackMarkAfterDeploy, stackOfUrn, undoWarning, undoneRollback, unreachableWarning } from "./hostMarks";
 import { packageSchema } from "./schema";
+import { PROVIDER_INFO_TOKEN, type ProviderInfo } from "./providerInfo";
 import { checkFailures, pendingMessage, unknownKeys } from "./unknowns";
 import {
     DIFF_KEYS,
@@ -264,6 +265,12 @@ export class HostProvider implements provider.Provider {
     /** The package schema (`pulumi package get-schema`), derived from the input and output definitions. */
     async getSchema(): Promise<string> {
         return JSON.stringify(packageSchema(this.version), null, 2);
+    }
+
+    /** `nixos:index:providerInfo`: which provider serves the stack (the program asks first: program/providerStart.ts). */
+    async invoke(token: string, _inputs: unknown): Promise<provider.InvokeResult> {
+        if (token === PROVIDER_INFO_TOKEN) return { outputs: { version: this.version } satisfies ProviderInfo };
+        return { failures: [{ property: "", reason: `the nixos provider has no function ${token} (it serves ${PROVIDER_INFO_TOKEN})` }] };
     }
 
     async check(urn: string, olds: unknown, news: Record<string, unknown>): Promise<provider.CheckResult> {

@@ -2,23 +2,32 @@
 // nixos:index:Host resource to the Pulumi engine over gRPC.
 import * as provider from "@pulumi/pulumi/provider";
 import { runProcess } from "../process/runner";
-import { removeOnExit, sweepStaleRuntimeDirs } from "../process/runtimeDir";
+import { removeOnExit, sweepStaleRuntimeDirsInBackground } from "../process/runtimeDir";
+import type { ConfiguredInputs } from "./adopt";
 import { connectEngineLogger, engineAddressFrom } from "./engineLog";
 import { HostProvider } from "./hostProvider";
 import { installImportShim } from "./importShim";
-import { configuredHostInputs } from "../program/adoption";
 import { packageVersion } from "./version";
 
+/**
+ * `pulumi import` reads the stack's config from the project directory (the engine starts the
+ * provider there; the only place this plugin reaches into the program's layer). Loaded when an
+ * import asks: the host-file reader (YAML and all) is not needed to start serving previews.
+ */
+function configuredInputsFrom(projectRoot: string): ConfiguredInputs {
+    return async (stack, id, resourceName) => {
+        const { configuredHostInputs } = await import("../program/adoption");
+        return configuredHostInputs(projectRoot)(stack, id, resourceName);
+    };
+}
 
 function main(args: string[]): Promise<void> {
-    // Runtime directories of providers that were killed outright; ours go when we exit.
-    sweepStaleRuntimeDirs();
     removeOnExit();
+    // Runtime directories of providers that were killed outright; ours go when we exit.
+    void sweepStaleRuntimeDirsInBackground();
     const logger = connectEngineLogger(engineAddressFrom(args));
     installImportShim();
-    // The engine starts the provider in the project directory: `pulumi import` reads the stack's
-    // config from there (the only place this plugin reaches into the program's layer).
-    const configuredInputs = configuredHostInputs(process.cwd());
+    const configuredInputs = configuredInputsFrom(process.cwd());
     return provider.main(new HostProvider({ runner: runProcess, logger, version: packageVersion(), configuredInputs }), args);
 }
 

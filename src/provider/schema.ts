@@ -4,6 +4,7 @@
 import { z } from "zod";
 import { HOOK_TYPE, hookInputsSchema, hookOutputFieldsSchema } from "./hookProvider";
 import { hostInputsSchema, hostOutputFieldsSchema } from "./hostInputs";
+import { PROVIDER_INFO_TOKEN } from "./providerInfo";
 
 export const PACKAGE_NAME = "nixos";
 const HOST_TYPE = "nixos:index:Host";
@@ -153,6 +154,12 @@ export function packageSchema(version: string): Record<string, unknown> {
         license: "Apache-2.0",
         meta: { moduleFormat: "(.*)" },
         resources,
+        functions: {
+            [PROVIDER_INFO_TOKEN]: {
+                description: "Which nixos-fleet provider serves the stack (nixos-fleet's program calls it first, which also starts the plugin early).",
+                outputs: { properties: { version: { type: "string", description: "The nixos-fleet package version of the provider plugin." } }, required: ["version"] },
+            },
+        },
         types: builder.types,
     };
 }

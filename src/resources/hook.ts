@@ -1,6 +1,6 @@
 // Program side of nixos:index:Hook: a command run on a host after each deploy that changed its
 // generation (see src/provider/hookProvider.ts).
-import * as pulumi from "@pulumi/pulumi";
+import * as pulumi from "./pulumiSdk";
 import type { HookInputs } from "../provider/hookProvider";
 
 export const HOOK_TYPE = "nixos:index:Hook";

@@ -3,7 +3,7 @@
 // path the evaluation produced; a change to either updates the host in place. Any input may be
 // an Output of another resource (e.g. the address and host key of a server created in the same
 // program): the preview then says the host is deployed once that server exists.
-import * as pulumi from "@pulumi/pulumi";
+import * as pulumi from "./pulumiSdk";
 import { HOST_DEFAULTS } from "../config/hostSchema";
 import type { SecretFile } from "../config/secretFiles";
 import type { DeploymentRecord, HostInputs, LastDeploy, NotEvaluatedInputs, RollbackMark, Unreachable } from "../provider/hostInputs";

@@ -4,7 +4,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
-import { makeRuntimeDir, removeRuntimeDirs, sweepStaleRuntimeDirs, type ProcessLike } from "../../../src/process/runtimeDir";
+import { makeRuntimeDir, removeRuntimeDirs, sweepStaleRuntimeDirs, sweepStaleRuntimeDirsInBackground, type ProcessLike } from "../../../src/process/runtimeDir";
 import { HostProvider } from "../../../src/provider/hostProvider";
 import type { EngineLogger } from "../../../src/provider/engineLog";
 import { FakeRunner, sshOption } from "../helpers/fakeRunner";
@@ -136,8 +136,19 @@ describe("sweepStaleRuntimeDirs", () => {
         expect([dead, mine, other, file].map((entry) => fs.existsSync(entry))).toEqual([false, true, true, true]);
     });
 
-    it("a missing parent directory is nothing to sweep", () => {
+    it("a missing parent directory is nothing to sweep", async () => {
         expect(sweepStaleRuntimeDirs(path.join(scratch(), "missing"))).toEqual([]);
+        expect(await sweepStaleRuntimeDirsInBackground(path.join(scratch(), "missing"))).toEqual([]);
+    });
+
+    it("in the background (the provider's start) removes the same directories", async () => {
+        const parent = scratch();
+        const dead = path.join(parent, "nf-4194997-abcDEF");
+        const mine = path.join(parent, `nf-${process.pid}-ghijkl`);
+        for (const dir of [dead, mine]) fs.mkdirSync(dir);
+        fill(dead);
+        expect(await sweepStaleRuntimeDirsInBackground(parent)).toEqual([dead]);
+        expect([dead, mine].map((entry) => fs.existsSync(entry))).toEqual([false, true]);
     });
 });
 

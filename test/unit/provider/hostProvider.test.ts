@@ -18,6 +18,7 @@ import {
 import { adoptedOutputs, adoptedStorePath, type ConfiguredHost } from "../../../src/provider/adopt";
 import { describeRollback, outputsWhenUnreachable, stackOfUrn, undoneRollback, undoneRollbackReason } from "../../../src/provider/hostMarks";
 import { installImportShim } from "../../../src/provider/importShim";
+import { PROVIDER_INFO_TOKEN } from "../../../src/provider/providerInfo";
 import { FakeHost, attachLocalNix } from "../helpers/fakeHost";
 import { FakeRunner } from "../helpers/fakeRunner";
 import { drvPath, runtimeDir, storePath } from "../helpers/fixtures";
@@ -914,5 +915,14 @@ describe("Hook outputs and secrets", { timeout: 2000 }, () => {
         const error = (await provider.create(HOOK_URN, hookNews()).catch((e: unknown) => e)) as Error;
         expect(error.message).toMatch(/hook migrate exited with 1/);
         expect(error.message).not.toMatch(/738194062517/);
+    });
+});
+
+describe("HostProvider.invoke", () => {
+    it("answers providerInfo with its version and refuses any other function by name", async () => {
+        const provider = new HostProvider({ runner: new FakeRunner().run, logger: new FakeLogger(), version: "4.5.6", runtimeDir: runtimeDir() });
+        expect(await provider.invoke(PROVIDER_INFO_TOKEN, {})).toEqual({ outputs: { version: "4.5.6" } });
+        const other = await provider.invoke("nixos:index:other", {});
+        expect(other.failures?.[0]?.reason).toContain("no function nixos:index:other");
     });
 });

@@ -61,3 +61,11 @@ describe("the package schema", () => {
         expect(packageVersion()).toBe(require("../../../package.json").version);
     });
 });
+
+describe("the schema's functions", () => {
+    it("lists the one function the provider serves, with its output", () => {
+        const schema = packageSchema("9.9.9") as { functions: Record<string, { outputs: { required: string[] } }> };
+        expect(Object.keys(schema.functions)).toEqual(["nixos:index:providerInfo"]);
+        expect(schema.functions["nixos:index:providerInfo"]!.outputs.required).toEqual(["version"]);
+    });
+});
