@@ -23,6 +23,7 @@ import { Host, secretHostArgs } from "../resources/host";
 import { namespaceValues, parseConfigEnvironment, programConfig } from "./configSource";
 import { planFleet, type FleetPlan } from "./fleet";
 import { providerVersionWarning, startProvider } from "./providerStart";
+import { withShortStackTraces } from "./shortStacks";
 import { packageVersion } from "../provider/version";
 import { connectionOf, notEvaluatedInputsOf } from "./hostInputs";
 import { findOverlaps, otherStackHosts } from "./overlaps";
@@ -126,6 +127,13 @@ export class Fleet {
 
     /** Registers a planned fleet (Fleet.create plans it; tests pass a plan of their own). */
     constructor(plan: FleetPlan, registration: FleetRegistration) {
+        // Short stacks: the SDK's per-promise stack traces are most of a large fleet's registration.
+        const registered = withShortStackTraces(() => Fleet.register(plan, registration));
+        this.hosts = registered.hosts;
+        this.hooks = registered.hooks;
+    }
+
+    private static register(plan: FleetPlan, registration: FleetRegistration): Pick<Fleet, "hosts" | "hooks"> {
         const { secretPaths } = registration;
         const overlaps = findOverlaps(
             plan.hosts.map((host) => host.config),
@@ -192,8 +200,7 @@ export class Fleet {
                 );
             }
         }
-        this.hosts = hosts;
-        this.hooks = hooks;
+        return { hosts, hooks };
     }
 
     /** The stack outputs of nixos-fleet's program: each host's deployed store path, generation and NixOS version. */
