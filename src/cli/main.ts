@@ -1,6 +1,10 @@
 // nixos-fleet's operator commands: `npm run deploy|rollback|generations|exec|build -- …`. Each command is
 // one file in this folder; errors are printed by formatError, never as a stack trace.
 import { formatError } from "../errors";
+import { deferRuntimeIndex } from "./sdkRuntime";
+
+// Before any command loads the Automation API (see sdkRuntime.ts).
+deferRuntimeIndex();
 
 type Command = (args: string[]) => Promise<number>;
 

@@ -45,13 +45,26 @@ export function hostNameOfUrn(urn: string): string | undefined {
     return urn.includes(`::${HOST_TYPE}::`) ? urn.slice(urn.lastIndexOf("::") + 2) : undefined;
 }
 
+/**
+ * The Automation API's up() and refresh() end by reading the stack's outputs (twice: plain and
+ * with secrets) and its newest history entry: three more pulumi runs, over a second, whose answers
+ * the commands never use (their reports come from the engine's events as they happen). The stack
+ * answers those two reads with nothing instead; nothing else of ours calls them.
+ */
+export function withoutResultQueries(stack: Stack): Stack {
+    return Object.assign(stack, {
+        outputs: async () => ({}),
+        info: async () => undefined,
+    });
+}
+
 /** Opens an existing stack of the project in projectRoot and loads its hosts (no evaluation). */
 export async function openFleetStack(name: string, projectRoot: string, env: Environment = process.env): Promise<FleetStack> {
     // The dev passphrase for the dev stack only; any other stack brings its own (or fails here, saying how).
     const envVars = passphraseEnvFor(name, projectRoot, env);
     let stack: Stack;
     try {
-        stack = await LocalWorkspace.selectStack({ stackName: name, workDir: projectRoot }, { envVars });
+        stack = withoutResultQueries(await LocalWorkspace.selectStack({ stackName: name, workDir: projectRoot }, { envVars }));
     } catch (error) {
         const known = await listStacks(projectRoot).catch(() => []);
         throw new FleetError({
