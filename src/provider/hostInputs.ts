@@ -152,6 +152,8 @@ export const lastDeploySchema = z.object({
     bytesCopied: z.number().int(),
     /** Milliseconds per phase (build, connect, copy, activate). */
     timings: z.record(z.string(), z.number()),
+    /** Where the system was built: "local" (the deployer), the host's own name (buildOn: target) or its build host's; null when nothing was built (a rollback). Absent in older states. */
+    builtOn: z.string().nullable().optional(),
 });
 
 export type LastDeploy = z.infer<typeof lastDeploySchema>;
@@ -265,6 +267,7 @@ export function deployRequestOf(inputs: HostInputs, old?: Pick<HostInputs, "secr
         flake: inputs.flake,
         attribute: inputs.attribute,
         buildOn: inputs.buildOn,
+        ...(inputs.buildHost ? { buildHost: inputs.buildHost } : {}),
         action: inputs.action,
         substituteOnDestination: inputs.substituteOnDestination,
         pinnedGeneration: inputs.pin?.generation,
