@@ -38,7 +38,7 @@ function buildHostError(error: unknown, build: SshConnection, host: string): unk
         host,
         outcome: error.outcome,
         message: `the build host ${name} (${where(build)}): ${error.message}`,
-        hint: `${host} is built on ${name} (buildHost): ${error.hint ?? "check that it is up and reachable"}; or remove buildHost to build on this machine`,
+        hint: `${host} is built on ${name} (buildHost); for ${name}: ${error.hint ?? "check that it is up and reachable"}; or remove buildHost to build on this machine`,
         detail: error.detail,
     });
 }
