@@ -205,7 +205,7 @@ export class Fleet {
 }
 
 /** buildHost carries the build host's connection settings: secret when any of them came from secret config. */
-function withSecretBuildHost(secretKeys: string[], secretPaths: readonly ConfigPath[], buildHost: string | undefined): string[] {
+export function withSecretBuildHost(secretKeys: string[], secretPaths: readonly ConfigPath[], buildHost: string | undefined): string[] {
     if (buildHost === undefined || secretKeys.includes("buildHost")) return secretKeys;
     return secretHostFields(secretPaths, buildHost, CONNECTION_FIELDS).length > 0 ? [...secretKeys, "buildHost"] : secretKeys;
 }

@@ -193,10 +193,11 @@ export const HISTORY_LIMIT = 20;
 /**
  * Input keys whose change means an update. drvPath is derived from storePath, and provenance and
  * rollout only describe the run (a new revision with the same system, or a new batch, is no reason
- * to deploy), so they are left out.
+ * to deploy), so they are left out; so is buildHost (another build host, or a change of its
+ * connection settings, builds the same system: the next deploy uses the new one).
  */
 export const DIFF_KEYS = (Object.keys(hostInputsSchema.shape) as (keyof HostInputs)[]).filter(
-    (key) => key !== "drvPath" && key !== "provenance" && key !== "buildGroup" && key !== "rollout",
+    (key) => key !== "drvPath" && key !== "provenance" && key !== "buildGroup" && key !== "rollout" && key !== "buildHost",
 );
 
 /** The reason a host was registered without evaluation (NOT_EVALUATED), if it was. */

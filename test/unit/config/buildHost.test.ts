@@ -10,6 +10,7 @@ import { formatPlan, planHost } from "../../../src/deploy/plan";
 import { FakeRunner } from "../helpers/fakeRunner";
 import { problemsOf, projectWithHosts } from "./helpers";
 import { storePath } from "../helpers/fixtures";
+import { withSecretBuildHost } from "../../../src/program/fleetResources";
 
 const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBuildHostKeyBuildHostKeyBuildHostKey0";
 
@@ -101,6 +102,16 @@ describe("buildHost in host files and the stack", () => {
         const root = projectWithHosts({ "alpha.yaml": "address: a\nbuildHost: Beta_1\n" });
         const problems = problemsOf(() => loadHostFilesSync("hosts", { baseDir: root }));
         expect(problems[0]).toMatchObject({ host: "alpha", field: "buildHost", line: 2 });
+    });
+});
+
+describe("a build host's secret connection settings", () => {
+    it("make the buildHost input secret (it carries them)", () => {
+        expect(withSecretBuildHost([], [["overrides", "beta", "hostKey"]], "beta")).toEqual(["buildHost"]);
+        expect(withSecretBuildHost(["address"], [["defaults", "port"]], "beta")).toEqual(["address", "buildHost"]);
+        expect(withSecretBuildHost([], [["overrides", "gamma", "hostKey"]], "beta")).toEqual([]);
+        expect(withSecretBuildHost([], [["overrides", "beta", "tags"]], "beta")).toEqual([]);
+        expect(withSecretBuildHost([], [["overrides", "beta", "hostKey"]], undefined)).toEqual([]);
     });
 });
 

@@ -161,6 +161,17 @@ describe("deploy with a build host", () => {
         expect(error.hint).toMatch(/both bb and alpha/);
     });
 
+    it("a rollback to a system the target no longer has copies it again from the build host; nothing is built", async () => {
+        const { host, runner, context } = setup();
+        const outcome = await deployHost(request({ drvPath: undefined }), context);
+        expect(outcome.builtOn).toBeNull();
+        expect(host.state.current).toBe(next);
+        expect(runner.matching(local("--derivation"))).toHaveLength(0);
+        expect(runner.matching(buildHostCall("nix-store", "--realise"))).toHaveLength(0);
+        expect(runner.matching(local("copy", "--no-check-sigs", "--from"))).toHaveLength(1);
+        expect(runner.localCalls().filter((call) => call.argv.includes("path-info"))).toHaveLength(0);
+    });
+
     it("without a build host, the system is built here as before", async () => {
         const { runner, context } = setup();
         const outcome = await deployHost(request({ buildHost: undefined }), context).catch((error) => error);
