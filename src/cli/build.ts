@@ -159,9 +159,12 @@ async function buildOnTarget({ host, system, recorded }: BuildTarget, options: B
     }
 }
 
+let buildHostConnections = 0;
+
 /** buildHost: the derivation evaluated here is built on the build host (as a deploy's build phase does); its store then holds the system. */
 async function buildOnItsBuildHost({ host, system }: BuildTarget, buildHost: NonNullable<BuildTarget["buildHost"]>, options: BuildOptions): Promise<ClosurePath[]> {
-    const connection = new SshConnection(targetFor(buildHost.host, buildHost.recorded), { runner: options.runner, runtimeDir: join(options.runtimeDir, `b-${host.name}`) });
+    // Its own directory (short: it holds a unix socket): builds for several hosts may share one build host.
+    const connection = new SshConnection(targetFor(buildHost.host, buildHost.recorded), { runner: options.runner, runtimeDir: join(options.runtimeDir, `b${++buildHostConnections}`) });
     try {
         options.log(`[${host.name}] build ${system.storePath} on the build host ${buildHost.host.name} (buildHost)`);
         await buildOnBuildHost(connection, system.drvPath, system.storePath, { runner: options.runner, host: host.name });

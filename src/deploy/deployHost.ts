@@ -144,7 +144,15 @@ export async function deployHost(request: DeployRequest, context: DeployContext)
             }
         } else if (buildConnection) {
             const build = buildConnection;
-            copy = await timed(timings, "copy", () => copyFromBuildHost(build, connection, request.storePath, { runner, host: name, log, runtimeDir: context.runtimeDir }));
+            copy = await timed(timings, "copy", () =>
+                copyFromBuildHost(build, connection, request.storePath, {
+                    runner,
+                    host: name,
+                    log,
+                    runtimeDir: context.runtimeDir,
+                    substituteOnDestination: request.substituteOnDestination,
+                }),
+            );
             log(`copy from ${build.target.name}: ${copy.pathsCopied} of ${copy.closurePaths} paths, ${copy.bytesCopied} bytes`);
         } else if (request.buildOn === "local") {
             copy = await timed(timings, "copy", () =>
@@ -437,7 +445,7 @@ async function cleanupAfterDeploy(connection: SshConnection, request: DeployRequ
 async function copyPinned(connection: SshConnection, request: DeployRequest, runner: ProcessRunner, log: (m: string) => void, build: SshConnection | undefined, runtimeDir: string): Promise<CopyResult> {
     if (build) {
         // Built on the build host: that is where the pinned system may still be.
-        return copyFromBuildHost(build, connection, request.storePath, { runner, host: request.target.name, log, runtimeDir });
+        return copyFromBuildHost(build, connection, request.storePath, { runner, host: request.target.name, log, runtimeDir, substituteOnDestination: request.substituteOnDestination });
     }
     try {
         return await copyClosure(connection, request.storePath, { runner, substituteOnDestination: request.substituteOnDestination, onProgress: log });

@@ -103,6 +103,8 @@ export async function buildOnBuildHost(build: SshConnection, drvPath: string, st
 export interface CopyBetweenOptions extends BuildHostContext {
     /** A private directory (the deploy's runtime directory) for the generated ssh_config. */
     runtimeDir: string;
+    /** Let the target fetch what it can from its own binary caches. */
+    substituteOnDestination?: boolean;
 }
 
 /** The store URI aliases of the build host and the target in the generated ssh_config. */
@@ -137,7 +139,9 @@ export async function copyFromBuildHost(build: SshConnection, target: SshConnect
     writeFileSync(config, `# nixos-fleet: ${build.target.name} → ${options.host}, generated for one nix copy\n${build.storeAliasBlock(BUILD_ALIAS)}${target.storeAliasBlock(TARGET_ALIAS)}`, {
         mode: 0o600,
     });
-    const argv = ["nix", ...NIX_FLAGS, "copy", "--no-check-sigs", "--from", `ssh-ng://${BUILD_ALIAS}`, "--to", `ssh-ng://${TARGET_ALIAS}`, storePath];
+    const argv = ["nix", ...NIX_FLAGS, "copy", "--no-check-sigs", "--from", `ssh-ng://${BUILD_ALIAS}`, "--to", `ssh-ng://${TARGET_ALIAS}`];
+    if (options.substituteOnDestination) argv.push("--substitute-on-destination");
+    argv.push(storePath);
     const copy = await options.runner(argv, { env: { NIX_SSHOPTS: `-F ${config}` } });
     if (copy.code !== 0) {
         throw new FleetError({

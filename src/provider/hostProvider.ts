@@ -283,6 +283,10 @@ export class HostProvider implements provider.Provider {
             const failures = checkFailures(parsed.error.issues, pending);
             if (failures.length > 0) return { failures: failures.map((failure) => ({ ...failure, reason: maskSecrets(failure.reason, plain.texts) })) };
         }
+        // Host files refuse this combination; inputs may also come from the library's Host or another program.
+        if (parsed.success && parsed.data.buildHost && parsed.data.buildOn === "target") {
+            return { failures: [{ property: "buildHost", reason: "buildHost contradicts buildOn: target (buildOn: target builds on the host itself, buildHost on the host it names): keep one of them" }] };
+        }
         if (pending.length > 0) {
             await this.options.logger.log("info", urn, pendingMessage(plain.value.name, pending));
         } else if (parsed.success) {

@@ -161,6 +161,13 @@ describe("deploy with a build host", () => {
         expect(error.hint).toMatch(/both bb and alpha/);
     });
 
+    it("substituteOnDestination: the target may fetch from its own caches during the copy from the build host", async () => {
+        const { runner, context } = setup();
+        await deployHost(request({ substituteOnDestination: true }), context);
+        const copy = runner.matching(local("copy", "--no-check-sigs", "--from"));
+        expect(copy[0]!.argv.slice(-2)).toEqual(["--substitute-on-destination", next]);
+    });
+
     it("a rollback to a system the target no longer has copies it again from the build host; nothing is built", async () => {
         const { host, runner, context } = setup();
         const outcome = await deployHost(request({ drvPath: undefined }), context);
