@@ -47,7 +47,7 @@ export interface HostSummary {
     pathsCopied: number;
     bytesCopied: number;
     timings: Record<string, number>;
-    /** Where the system was built, when not here: the host itself (buildOn: target) or its build host. */
+    /** The build host that built the system (buildHost), when another host did. */
     builtOn?: string;
     error?: string;
     /** For planned: the packages added, removed and changed, builds and copies (deploy/plan.ts). */
@@ -265,7 +265,8 @@ function summarize(host: string, record: HostRecord, planning: boolean): HostSum
         pathsCopied: last.pathsCopied ?? 0,
         bytesCopied: last.bytesCopied ?? 0,
         timings: last.timings ?? {},
-        ...(last.builtOn && last.builtOn !== "local" ? { builtOn: last.builtOn } : {}),
+        // Said only for a build host: "here" and "on the host itself" are what buildOn already says.
+        ...(last.builtOn && last.builtOn !== "local" && last.builtOn !== host ? { builtOn: last.builtOn } : {}),
     };
 }
 
