@@ -2,10 +2,13 @@
 // the selected hosts' systems where their `buildOn` says, and prints each store path and closure
 // size. Nothing is activated and no profile changes: with `buildOn: local` no host is contacted at
 // all; with `buildOn: target` the flake's sources go to the host and the system is built in its
-// store (which then holds it, as after a deploy's build phase), nothing more.
+// store (which then holds it, as after a deploy's build phase), nothing more; with a `buildHost`
+// the derivation evaluated here is built in the build host's store.
+import { join } from "node:path";
 import type { HostConfig, Pin } from "../config";
 import { FleetError, formatError } from "../errors";
 import { buildLocally, buildOnHost, sendFlake } from "../nix/build";
+import { buildOnBuildHost } from "../nix/buildHost";
 import { hostClosure, localClosure, type ClosurePath } from "../nix/closure";
 import { evaluateSystems, type EvaluatedSystem } from "../nix/evaluate";
 import { mapLimit } from "../process/pool";
@@ -26,7 +29,8 @@ const BUILD_HELP = `usage: ${BUILD_USAGE}
 Evaluates and builds the systems of the selected hosts (all hosts of the stack without --hosts)
 without deploying them: buildOn: local builds here and contacts no host; buildOn: target sends
 the flake to the host and builds there (its store gains the system; nothing is activated, no
-profile changes). Prints each system's store path and closure size.
+profile changes); a host with a buildHost is built in the build host's store. Prints each
+system's store path and closure size.
 
 options:
   --hosts LIST   hosts of the stack: names and @tags, comma-separated (default: all)
@@ -69,6 +73,8 @@ export function parseBuildArgs(args: readonly string[]): BuildArgs {
 export interface BuildResult {
     host: string;
     buildOn: "local" | "target";
+    /** The host that built it (buildHost), when another one did. */
+    buildHost?: string;
     status: "built" | "failed";
     storePath: string;
     closurePaths?: number;
@@ -84,6 +90,8 @@ export interface BuildTarget {
     system: EvaluatedSystem;
     recorded?: HostOutputs;
     pin?: Pin;
+    /** The host's build host (buildHost): its configuration, and its recorded state (how the last deploy reached it). */
+    buildHost?: { host: HostConfig; recorded?: HostOutputs };
 }
 
 export interface BuildOptions {
@@ -106,11 +114,16 @@ async function buildOne(target: BuildTarget, options: BuildOptions): Promise<Bui
     const base = {
         host: host.name,
         buildOn: host.buildOn,
+        ...(host.buildHost ? { buildHost: host.buildHost } : {}),
         storePath: system.storePath,
         ...(target.pin ? { pinnedTo: target.pin.storePath } : {}),
     };
     try {
-        const closure = host.buildOn === "local" ? await buildHere(target, options) : await buildOnTarget(target, options);
+        const closure = target.buildHost
+            ? await buildOnItsBuildHost(target, target.buildHost, options)
+            : host.buildOn === "local"
+              ? await buildHere(target, options)
+              : await buildOnTarget(target, options);
         const closureBytes = closure.reduce((sum, path) => sum + path.narSize, 0);
         options.log(`[${host.name}] built ${system.storePath}: ${closure.length} paths, ${bytes(closureBytes)}`);
         return { ...base, status: "built", closurePaths: closure.length, closureBytes, durationMs: Date.now() - started };
@@ -146,6 +159,21 @@ async function buildOnTarget({ host, system, recorded }: BuildTarget, options: B
     }
 }
 
+let buildHostConnections = 0;
+
+/** buildHost: the derivation evaluated here is built on the build host (as a deploy's build phase does); its store then holds the system. */
+async function buildOnItsBuildHost({ host, system }: BuildTarget, buildHost: NonNullable<BuildTarget["buildHost"]>, options: BuildOptions): Promise<ClosurePath[]> {
+    // Its own directory (short: it holds a unix socket): builds for several hosts may share one build host.
+    const connection = new SshConnection(targetFor(buildHost.host, buildHost.recorded), { runner: options.runner, runtimeDir: join(options.runtimeDir, `b${++buildHostConnections}`) });
+    try {
+        options.log(`[${host.name}] build ${system.storePath} on the build host ${buildHost.host.name} (buildHost)`);
+        await buildOnBuildHost(connection, system.drvPath, system.storePath, { runner: options.runner, host: host.name });
+        return await hostClosure(connection, system.storePath);
+    } finally {
+        await connection.close().catch(() => undefined);
+    }
+}
+
 const shortPath = (path: string): string => path.replace(/^\/nix\/store\/[a-z0-9]{32}-/, "");
 
 /** The table for people, then which hosts failed. */
@@ -153,7 +181,7 @@ export function renderBuildSummary(results: readonly BuildResult[]): string {
     const header = ["host", "built on", "store path", "closure", "time"];
     const rows = results.map((r) => [
         r.host,
-        r.buildOn === "local" ? "here" : "host",
+        r.buildHost ?? (r.buildOn === "local" ? "here" : "host"),
         r.storePath,
         r.status === "built" ? `${r.closurePaths} paths, ${bytes(r.closureBytes ?? 0)}` : `FAILED: ${firstLine(r.error)}`,
         `${(r.durationMs / 1000).toFixed(1)}s`,
@@ -200,12 +228,16 @@ export async function buildCommand(args: string[]): Promise<number> {
         { runner: runProcess, cwd: projectRoot },
     );
     log(`evaluate: ${hosts.length} host(s) in ${((Date.now() - started) / 1000).toFixed(1)}s`);
-    const recorded = hosts.some((host) => host.buildOn === "target") ? await recordedHosts(fleet.stack) : new Map<string, HostOutputs>();
+    const recorded = hosts.some((host) => host.buildOn === "target" || host.buildHost) ? await recordedHosts(fleet.stack) : new Map<string, HostOutputs>();
+    const buildHostOf = (host: HostConfig) => {
+        const config = host.buildHost === undefined ? undefined : fleet.hosts.find((candidate) => candidate.name === host.buildHost);
+        return config ? { buildHost: { host: config, recorded: recorded.get(config.name) } } : {};
+    };
     const runtimeDir = makeRuntimeDir();
     let results: BuildResult[];
     try {
         results = await buildSystems({
-            targets: hosts.map((host) => ({ host, system: systems.get(host.name)!, recorded: recorded.get(host.name), pin: fleet.settings.pins[host.name] })),
+            targets: hosts.map((host) => ({ host, system: systems.get(host.name)!, recorded: recorded.get(host.name), pin: fleet.settings.pins[host.name], ...buildHostOf(host) })),
             parallel: parsed.parallel ?? fleet.settings.parallel,
             runner: runProcess,
             runtimeDir,

@@ -73,7 +73,8 @@ export function targetFor(host: HostConfig, recorded: HostOutputs | undefined): 
     const target = recorded ? sshTargetOf(recorded) : undefined;
     if (target && !Object.values(target).some(isSecretValue)) return target;
     // The same mapping the program uses for a deploy; the system paths play no part in it.
-    return sshTargetOf(hostInputsOf(host, { storePath: "", drvPath: "" }));
+    // Only the connection matters here: the build host is left out (it is not looked up).
+    return sshTargetOf(hostInputsOf({ ...host, buildHost: undefined }, { storePath: "", drvPath: "" }));
 }
 
 export function rowsOf(generations: HostGeneration[], history: readonly DeploymentRecord[], updates: readonly StackUpdate[]): GenerationRow[] {

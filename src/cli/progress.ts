@@ -47,6 +47,8 @@ export interface HostSummary {
     pathsCopied: number;
     bytesCopied: number;
     timings: Record<string, number>;
+    /** The build host that built the system (buildHost), when another host did. */
+    builtOn?: string;
     error?: string;
     /** For planned: the packages added, removed and changed, builds and copies (deploy/plan.ts). */
     plan?: HostPlan;
@@ -82,6 +84,7 @@ export class ProgressTracker {
             old: typeof old?.storePath === "string" ? { storePath: old.storePath, ...(typeof old.drvPath === "string" ? { drvPath: old.drvPath } : {}) } : undefined,
             new: { storePath: inputs.storePath, ...(typeof inputs.drvPath === "string" ? { drvPath: inputs.drvPath } : {}) },
             buildOn: inputs.buildOn === "target" ? "target" : "local",
+            ...(buildHostName(inputs.buildHost) ? { buildHost: buildHostName(inputs.buildHost) } : {}),
         };
     }
 
@@ -262,7 +265,15 @@ function summarize(host: string, record: HostRecord, planning: boolean): HostSum
         pathsCopied: last.pathsCopied ?? 0,
         bytesCopied: last.bytesCopied ?? 0,
         timings: last.timings ?? {},
+        // Said only for a build host: "here" and "on the host itself" are what buildOn already says.
+        ...(last.builtOn && last.builtOn !== "local" && last.builtOn !== host ? { builtOn: last.builtOn } : {}),
     };
+}
+
+/** The name in a buildHost input (a secret one stays unknown here). */
+function buildHostName(input: unknown): string | undefined {
+    const name = typeof input === "object" && input !== null ? (input as { name?: unknown }).name : undefined;
+    return typeof name === "string" ? name : undefined;
 }
 
 export function bytes(n: number): string {
@@ -298,7 +309,7 @@ export function renderSummary(summaries: readonly HostSummary[]): string {
         `${s.generationBefore ?? "-"} → ${s.generationAfter ?? "-"}`,
         s.storePathBefore === s.storePathAfter ? shortPath(s.storePathAfter) : `${shortPath(s.storePathBefore)} → ${shortPath(s.storePathAfter)}`,
         s.result === "deployed" ? `${s.pathsCopied} paths, ${bytes(s.bytesCopied)}` : "-",
-        seconds(s.timings.build),
+        `${seconds(s.timings.build)}${s.builtOn ? ` on ${s.builtOn}` : ""}`,
         seconds(s.timings.copy),
         seconds(s.timings.activate),
         resultCell(s),

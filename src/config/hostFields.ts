@@ -8,10 +8,11 @@
 import { z } from "zod";
 import { NO_HEALTH_CHECKS, hasChecks, healthChecksSchema, type HealthChecks } from "./healthChecks";
 import { hooksSchema, type Hook } from "./hooks";
-import { tag } from "./names";
+import { hostName, tag } from "./names";
 import { deleteOlderThan, flakeRef, nixAttributePath } from "./nixRules";
 import { boolean, distinctListOf, expecting, integerIn, listOf, seconds, sshOptsPath } from "./rules";
 import { address, hostKey, proxyJump, sshOption, userName } from "./sshRules";
+import type { SshTarget } from "../ssh/target";
 
 export const BUILD_LOCATIONS = ["local", "target"] as const;
 export const ACTIONS = ["switch", "boot", "test", "dry-activate"] as const;
@@ -31,8 +32,11 @@ export interface HostFieldSpec {
     readonly derivedDefault?: true;
     /** Its rule as a nixos:index:Host input; absent: the field is not passed to the resource. */
     readonly input?: z.ZodType;
-    /** How the resolved value becomes the input (default: as it is); undefined leaves the input out. */
-    readonly toInput?: (value: never, declared: Declared) => unknown;
+    /**
+     * How the resolved value becomes the input (default: as it is); undefined leaves the input out.
+     * `hosts` finds the stack's other hosts (for a field that names one: buildHost).
+     */
+    readonly toInput?: (value: never, declared: Declared, hosts: HostLookup) => unknown;
     /** A connection setting: part of the SSH target and of each Hook's inputs. */
     readonly connection?: true;
     /** A local file path: made absolute against the project root when the host is resolved. */
@@ -170,9 +174,41 @@ export const HOST_FIELDS = {
         input: z.array(z.string()),
         toInput: (value: readonly string[]) => [...value],
     },
+    /**
+     * Another host of the stack on which this host's system is built (nix/buildHost.ts). The
+     * resource gets that host's name and connection settings, so the provider reaches it (verified
+     * like the host itself) without reading host files.
+     */
+    buildHost: {
+        file: hostName().optional(),
+        input: z.lazy((): z.ZodType<SshTarget> => buildHostInputSchema()).optional(),
+        toInput: (name: string, _declared: Declared, hosts: HostLookup) => buildHostInput(name, hosts),
+    },
     // Not passed to the resource: the program registers each hook as a nixos:index:Hook.
     hooks: { file: hooksSchema.optional(), default: [] as Hook[] },
 } as const satisfies Record<string, HostFieldSpec>;
+
+/**
+ * The stack's hosts by name, resolved (with what their files and layers set): what buildHost names.
+ * Typed loosely (a resolved host is a ResolvedHostFields) so HOST_FIELDS's type does not refer to itself.
+ */
+export type HostLookup = (name: string) => ({ readonly declared: Declared } & Readonly<Record<string, unknown>>) | undefined;
+
+const NO_HOSTS: HostLookup = () => undefined;
+
+/** The buildHost input: the build host's name and its connection inputs, with the same rules as a host's own. */
+function buildHostInputSchema(): z.ZodType<SshTarget> {
+    const connection = Object.fromEntries(CONNECTION_FIELDS.map((name) => [name, hostFieldInputsShape[name]]));
+    return z.strictObject({ name: hostName(), ...connection }) as unknown as z.ZodType<SshTarget>;
+}
+
+/** The build host's name and connection inputs; a name that is not a host of the stack is a bug here (the stack check refuses it first). */
+function buildHostInput(name: string, hosts: HostLookup): SshTarget {
+    const host = hosts(name);
+    if (!host) throw new Error(`buildHost ${JSON.stringify(name)} is not a host of this stack`);
+    const inputs = fieldInputsOf(host as unknown as ResolvedHostFields, host.declared, hosts);
+    return Object.fromEntries([["name", name], ...CONNECTION_FIELDS.flatMap((field) => (inputs[field] === undefined ? [] : [[field, inputs[field]]]))]) as unknown as SshTarget;
+}
 
 type Fields = typeof HOST_FIELDS;
 export type HostFieldName = keyof Fields;
@@ -227,12 +263,13 @@ export type InputFieldName = InputField;
  * A resolved host's fields as resource inputs: each field's toInput (or the value), without the
  * fields that map to undefined. `declared` is what the host's files set, before defaults.
  */
-export function fieldInputsOf(host: ResolvedHostFields, declared: Declared): Record<string, unknown> {
+export function fieldInputsOf(host: ResolvedHostFields, declared: Declared, hosts: HostLookup = NO_HOSTS): Record<string, unknown> {
     const inputs: Record<string, unknown> = {};
     for (const name of INPUT_FIELDS) {
         const spec = HOST_FIELDS[name] as HostFieldSpec;
         const value = (host as Record<string, unknown>)[name];
-        const input = spec.toInput ? spec.toInput(value as never, declared) : value;
+        if (value === undefined && !("default" in spec)) continue;
+        const input = spec.toInput ? spec.toInput(value as never, declared, hosts) : value;
         if (input !== undefined) inputs[name] = input;
     }
     return inputs;

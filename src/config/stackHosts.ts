@@ -28,7 +28,63 @@ export function resolveStackHosts(all: readonly HostConfig[], stack: StackConfig
         }
     }
     throwIfProblems(problems, "invalid host configuration after applying stack settings");
+    throwIfProblems(buildHostProblems(hosts, all, stack, options.file), "invalid host configuration");
     return hosts;
+}
+
+/**
+ * A host's buildHost must name a host of this stack (its connection settings, with this stack's
+ * layers, are then known and checked) and cannot be combined with buildOn: target (which builds on
+ * the host itself). A host may name itself: it then builds from the derivation evaluated here in its
+ * own store (docs/operations: Build host).
+ */
+export function buildHostProblems(hosts: readonly HostConfig[], fileHosts: readonly HostConfig[], stack: Pick<StackConfig, "overrides">, file?: string): FleetError[] {
+    const names = hosts.map((host) => host.name);
+    const problems: FleetError[] = [];
+    for (const host of hosts) {
+        const buildHost = host.buildHost;
+        if (buildHost === undefined) continue;
+        const where = fieldLocation(host, "buildHost", fileHosts, stack, file);
+        if (!names.includes(buildHost)) {
+            problems.push(
+                configProblem({
+                    message: `buildHost "${buildHost}" is not a host of this stack`,
+                    hint: `${didYouMean(buildHost, names)}the build host must be one of the stack's hosts (nixos-fleet:hosts): ${[...names].sort().join(", ")}`,
+                    host: host.name,
+                    ...where,
+                }),
+            );
+        } else if (host.buildOn === "target") {
+            problems.push(
+                configProblem({
+                    message: `buildHost "${buildHost}" contradicts buildOn: target`,
+                    hint: "buildOn: target builds on the host itself, buildHost on the host it names: keep one of them",
+                    host: host.name,
+                    ...where,
+                }),
+            );
+        }
+    }
+    return problems;
+}
+
+/** Where a host's field was set: the stack override, the host file (with its line), or stack defaults. */
+function fieldLocation(host: HostConfig, field: "buildHost", fileHosts: readonly HostConfig[], stack: Pick<StackConfig, "overrides">, file?: string): { file?: string; line?: number; field: string } {
+    if (stack.overrides[host.name]?.[field] !== undefined) return { file, field: configKey(["overrides", host.name, field]) };
+    if (fileHosts.find((h) => h.name === host.name)?.declared[field] !== undefined) {
+        return { file: path.relative(host.baseDir, host.file) || host.file, line: topLevelKeyLine(host.file, field), field };
+    }
+    return { file, field: configKey(["defaults", field]) };
+}
+
+/** The line of a top-level key in a YAML file (undefined when the file cannot be read). */
+function topLevelKeyLine(file: string, key: string): number | undefined {
+    try {
+        const index = fs.readFileSync(file, "utf8").split("\n").findIndex((line) => new RegExp(`^["']?${key}["']?\\s*:`).test(line));
+        return index >= 0 ? index + 1 : undefined;
+    } catch {
+        return undefined;
+    }
 }
 
 export interface LoadStackHostsOptions {

@@ -5,6 +5,7 @@ import type { ProcessRunner } from "../process/runner";
 import { SshConnection } from "../ssh/connection";
 import type { SshTarget } from "../ssh/target";
 import { buildLocally, buildOnHost, sendFlake } from "../nix/build";
+import { buildOnBuildHost, copyFromBuildHost } from "../nix/buildHost";
 import { copyClosure, type CopyResult } from "../nix/copy";
 import { FleetError, tail } from "../errors";
 import { activate, changesRunningSystem, checkReadyToActivate, restorePrevious, setsProfile, type Action, type ActivationResult } from "./activate";
@@ -28,6 +29,8 @@ export interface DeployRequest {
     flake: string;
     attribute: string;
     buildOn: "local" | "target";
+    /** Another host that builds the system (buildHost); the closure goes from there to this host. */
+    buildHost?: SshTarget;
     action: Action;
     substituteOnDestination: boolean;
     /** Seconds the host waits, after the activation ended, for a confirmation over a new connection before reverting itself; 0 or absent disables. */
@@ -71,6 +74,8 @@ export interface DeployOutcome {
     activatedAt: string;
     timings: Partial<Record<PhaseName, number>>;
     sshHandshakes: number;
+    /** Where the system was built: "local" (this machine), the host's or its build host's name; null when nothing was built (rollback). */
+    builtOn?: string | null;
 }
 
 const NOTHING_COPIED: CopyResult = { pathsCopied: 0, bytesCopied: 0, closurePaths: 0, closureBytes: 0 };
@@ -92,15 +97,28 @@ async function timed<T>(timings: DeployOutcome["timings"], phase: PhaseName, wor
     }
 }
 
+/** Each build-host connection gets its own directory: the build host may be deployed (or build) in the same run. */
+let buildConnections = 0;
+
 export async function deployHost(request: DeployRequest, context: DeployContext): Promise<DeployOutcome> {
     const { runner } = context;
     const name = request.target.name;
     const log = context.log ?? (() => undefined);
     const timings: DeployOutcome["timings"] = {};
     const connection = new SshConnection(request.target, { runner, runtimeDir: context.runtimeDir });
+    let buildConnection: SshConnection | undefined;
     try {
         const pinned = request.drvPath === undefined;
-        if (request.buildOn === "local" && request.drvPath !== undefined) {
+        if (request.buildHost) {
+            buildConnection = new SshConnection(request.buildHost, { runner, runtimeDir: join(context.runtimeDir, `b${++buildConnections}`) });
+        }
+        let builtOn: string | null = pinned ? null : request.buildOn === "target" ? name : "local";
+        if (buildConnection && request.drvPath !== undefined) {
+            const [drvPath, build] = [request.drvPath, buildConnection];
+            builtOn = build.target.name;
+            log(`build ${request.storePath} on the build host ${builtOn}`);
+            await timed(timings, "build", () => buildOnBuildHost(build, drvPath, request.storePath, { runner, host: name, log }));
+        } else if (request.buildOn === "local" && request.drvPath !== undefined) {
             const drvPath = request.drvPath;
             log(`build ${request.storePath}`);
             const build = context.build ?? ((drv: string, host: string) => buildLocally(runner, drv, host).then(() => ({ systems: 1 })));
@@ -122,8 +140,20 @@ export async function deployHost(request: DeployRequest, context: DeployContext)
                 log(`generation ${switchToGeneration} still holds ${request.storePath}: switching to it, nothing to copy`);
             } else {
                 log(`no generation on the host holds ${request.storePath} any more: copying it again`);
-                copy = await timed(timings, "copy", () => copyPinned(connection, request, runner, log));
+                copy = await timed(timings, "copy", () => copyPinned(connection, request, runner, log, buildConnection, context.runtimeDir));
             }
+        } else if (buildConnection) {
+            const build = buildConnection;
+            copy = await timed(timings, "copy", () =>
+                copyFromBuildHost(build, connection, request.storePath, {
+                    runner,
+                    host: name,
+                    log,
+                    runtimeDir: context.runtimeDir,
+                    substituteOnDestination: request.substituteOnDestination,
+                }),
+            );
+            log(`copy from ${build.target.name}: ${copy.pathsCopied} of ${copy.closurePaths} paths, ${copy.bytesCopied} bytes`);
         } else if (request.buildOn === "local") {
             copy = await timed(timings, "copy", () =>
                 copyClosure(connection, request.storePath, {
@@ -177,7 +207,7 @@ export async function deployHost(request: DeployRequest, context: DeployContext)
                     await removeSecrets(connection, name, removedSecrets, log);
                 });
             }
-            return { before, after: before, copy, activated: false, activatedAt: new Date().toISOString(), timings, sshHandshakes: connection.handshakes };
+            return { before, after: before, copy, activated: false, activatedAt: new Date().toISOString(), timings, sshHandshakes: connection.handshakes, builtOn };
         }
         const token = newToken();
         const watchdog = needsConfirmation(request.action, confirmTimeout)
@@ -243,9 +273,11 @@ export async function deployHost(request: DeployRequest, context: DeployContext)
             activatedAt: new Date().toISOString(),
             timings,
             sshHandshakes: connection.handshakes,
+            builtOn,
         };
     } finally {
         await connection.close().catch(() => undefined);
+        await buildConnection?.close().catch(() => undefined);
     }
 }
 
@@ -410,7 +442,11 @@ async function cleanupAfterDeploy(connection: SshConnection, request: DeployRequ
     }
 }
 
-async function copyPinned(connection: SshConnection, request: DeployRequest, runner: ProcessRunner, log: (m: string) => void): Promise<CopyResult> {
+async function copyPinned(connection: SshConnection, request: DeployRequest, runner: ProcessRunner, log: (m: string) => void, build: SshConnection | undefined, runtimeDir: string): Promise<CopyResult> {
+    if (build) {
+        // Built on the build host: that is where the pinned system may still be.
+        return copyFromBuildHost(build, connection, request.storePath, { runner, host: request.target.name, log, runtimeDir, substituteOnDestination: request.substituteOnDestination });
+    }
     try {
         return await copyClosure(connection, request.storePath, { runner, substituteOnDestination: request.substituteOnDestination, onProgress: log });
     } catch (error) {

@@ -18,6 +18,8 @@ export interface PlanRequest {
     old?: PlanSide;
     new: PlanSide;
     buildOn: "local" | "target";
+    /** The host that builds the system (buildHost), when another one does. */
+    buildHost?: string;
 }
 
 export type Known<T> = { known: true } & T;
@@ -26,6 +28,8 @@ export type Unknown = { known: false; reason: string };
 export interface HostPlan {
     storePathBefore: string | null;
     storePathAfter: string;
+    /** The build host, when the system is built there (buildHost). */
+    buildHost?: string;
     packages: Known<{ changes: PackageChange[] }> | Unknown;
     /** Derivations to build on this machine (buildOn: local). */
     build: Known<{ derivations: number }> | Unknown;
@@ -47,6 +51,7 @@ async function packageChanges(runner: ProcessRunner, request: PlanRequest): Prom
 
 async function buildCount(runner: ProcessRunner, request: PlanRequest): Promise<HostPlan["build"]> {
     if (request.buildOn === "target") return unknown("built on the host");
+    if (request.buildHost !== undefined) return unknown(`built on the build host ${request.buildHost}`);
     if (!request.new.drvPath) return { known: true, derivations: 0 };
     const work = await pendingWork(runner, request.new.drvPath);
     return work ? { known: true, derivations: work.build.length } : unknown("nix-store --realise --dry-run could not tell");
@@ -58,6 +63,7 @@ async function closureOrUndefined(runner: ProcessRunner, storePath: string) {
 
 async function copyCount(runner: ProcessRunner, request: PlanRequest): Promise<HostPlan["copy"]> {
     if (request.buildOn === "target") return unknown("built on the host");
+    if (request.buildHost !== undefined) return unknown(`copied from the build host ${request.buildHost} once built there`);
     const after = await closureOrUndefined(runner, request.new.storePath);
     if (!after) return unknown("known once the system is built");
     const before = request.old ? await closureOrUndefined(runner, request.old.storePath) : undefined;
@@ -69,7 +75,14 @@ async function copyCount(runner: ProcessRunner, request: PlanRequest): Promise<H
 /** The host's plan; queries the local Nix store only (never the host). */
 export async function planHost(runner: ProcessRunner, request: PlanRequest): Promise<HostPlan> {
     const [packages, build, copy] = await Promise.all([packageChanges(runner, request), buildCount(runner, request), copyCount(runner, request)]);
-    return { storePathBefore: request.old?.storePath ?? null, storePathAfter: request.new.storePath, packages, build, copy };
+    return {
+        storePathBefore: request.old?.storePath ?? null,
+        storePathAfter: request.new.storePath,
+        ...(request.buildHost !== undefined ? { buildHost: request.buildHost } : {}),
+        packages,
+        build,
+        copy,
+    };
 }
 
 /** Package lines shown before "… and N more". */
@@ -92,7 +105,7 @@ export function planSummary(plan: HostPlan): string {
 /** The plan for people: the system change, the summary, then one line per package change. */
 export function formatPlan(plan: HostPlan, indent = ""): string[] {
     const system = plan.storePathBefore === null ? `(none recorded) → ${shortStorePath(plan.storePathAfter)}` : `${shortStorePath(plan.storePathBefore)} → ${shortStorePath(plan.storePathAfter)}`;
-    const lines = [`${indent}system: ${system}`, `${indent}${planSummary(plan)}`];
+    const lines = [`${indent}system: ${system}`, ...(plan.buildHost ? [`${indent}built on: ${plan.buildHost} (buildHost)`] : []), `${indent}${planSummary(plan)}`];
     if (plan.packages.known) {
         const changes = plan.packages.changes;
         lines.push(...changes.slice(0, LISTED_CHANGES).map((change) => `${indent}  ${formatChange(change)}`));

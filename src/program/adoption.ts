@@ -5,7 +5,7 @@ import { loadStackHosts } from "../config";
 import { readStackConfigFile, stackFileName } from "../config/stackFile";
 import { FleetError } from "../errors";
 import type { ConfiguredHost, ConfiguredInputs } from "../provider/adopt";
-import { hostInputsOf } from "./hostInputs";
+import { hostInputsOf, hostLookup } from "./hostInputs";
 
 export function configuredHostInputs(projectRoot: string): ConfiguredInputs {
     return async (stack, id, resourceName) => {
@@ -30,7 +30,7 @@ export function configuredHostInputs(projectRoot: string): ConfiguredInputs {
                 file,
             });
         }
-        const { storePath: _storePath, drvPath: _drvPath, ...configured } = hostInputsOf(host, { storePath: "", drvPath: "" });
+        const { storePath: _storePath, drvPath: _drvPath, ...configured } = hostInputsOf(host, { storePath: "", drvPath: "" }, undefined, hostLookup(hosts));
         return configured as ConfiguredHost;
     };
 }

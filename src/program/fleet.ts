@@ -5,7 +5,7 @@ import { evaluateSystems } from "../nix/evaluate";
 import { evaluationCache } from "../nix/evalCache";
 import type { ProcessRunner } from "../process/runner";
 import type { HostInputs } from "../provider/hostInputs";
-import { hostInputsOf } from "./hostInputs";
+import { hostInputsOf, hostLookup } from "./hostInputs";
 import { provenanceFor, type ProvenanceResult } from "./provenance";
 import { passphraseProblem, type Environment } from "./passphrase";
 import { isSecretAt, type ConfigPath } from "./secretConfig";
@@ -14,6 +14,7 @@ import { FleetConfigError, configProblem } from "../config/configError";
 import { configKey } from "../config/stackConfig";
 import { BATCH_SIZE_ENV, planRollout, rolloutNotice, type RolloutBatch } from "./rollout";
 import { parseBatchSizeOption } from "../config/rollout";
+import type { HostLookup } from "../config/hostFields";
 
 export interface FleetPlanOptions {
     /** The `nixos-fleet` config namespace of the stack (e.g. new pulumi.Config("nixos-fleet")). */
@@ -71,6 +72,8 @@ export interface FleetPlan {
     evaluation: { evaluated: number; cached: number };
     /** Hosts of the stack this run does not target: not evaluated; the engine keeps their recorded state. */
     notTargeted: HostConfig[];
+    /** Every host of the stack by name (a host's buildHost is one of them). */
+    lookup?: HostLookup;
 }
 
 export async function planFleet(options: FleetPlanOptions): Promise<FleetPlan> {
@@ -97,7 +100,9 @@ export async function planFleet(options: FleetPlanOptions): Promise<FleetPlan> {
         options.provenance?.([...new Set(hosts.map((host) => host.flake))]),
     ]);
     // The hosts of this run that build here: their changed systems are built together (nix/sharedBuild.ts).
-    const buildGroup = hosts.filter((host) => host.buildOn === "local" && !stack.pins[host.name]).map((host) => host.name);
+    // A host with a buildHost builds there, not here.
+    const buildGroup = hosts.filter((host) => host.buildOn === "local" && !host.buildHost && !stack.pins[host.name]).map((host) => host.name);
+    const lookup = hostLookup(all);
     const byName = new Map(hosts.map((host) => [host.name, host]));
     return {
         stack,
@@ -107,7 +112,7 @@ export async function planFleet(options: FleetPlanOptions): Promise<FleetPlan> {
                 .map((name) => {
                     const host = byName.get(name)!;
                     const evaluated = {
-                        ...hostInputsOf(host, systems.get(host.name)!, secretFiles[host.name]),
+                        ...hostInputsOf(host, systems.get(host.name)!, secretFiles[host.name], lookup),
                         ...(buildGroup.length > 1 && buildGroup.includes(host.name) ? { buildGroup } : {}),
                     };
                     const described = provenance ? { ...evaluated, provenance: provenanceFor(host.flake, provenance) } : evaluated;
@@ -120,6 +125,7 @@ export async function planFleet(options: FleetPlanOptions): Promise<FleetPlan> {
         rolloutNotice: rolloutNotice(batches, override ?? stack.rollout?.batchSize, override !== undefined, stack.rollout?.maxFailures),
         warnings: provenance?.warnings ?? [],
         notTargeted: all.filter((host) => !hosts.includes(host)),
+        lookup,
         evaluation: cache ? { evaluated: cache.misses, cached: cache.hits } : { evaluated: new Set(hosts.map((host) => host.flake)).size, cached: 0 },
     };
 }

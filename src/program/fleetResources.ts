@@ -16,6 +16,7 @@
 // keeps working. (A component would add nothing a user of the library needs: Fleet's hosts and
 // hooks are its properties.)
 import * as pulumi from "../resources/pulumiSdk";
+import { CONNECTION_FIELDS } from "../config/hostFields";
 import { formatError } from "../errors";
 import { runProcess, type ProcessRunner } from "../process/runner";
 import { Hook } from "../resources/hook";
@@ -145,8 +146,8 @@ export class Fleet {
         // Registered (never evaluated) so the engine keeps their recorded state and the stack's outputs
         // still list them; a targeted run does not check, update or delete them.
         for (const config of plan.notTargeted) {
-            const inputs = notEvaluatedInputsOf(config, "not targeted");
-            const secretKeys = secretHostFields(secretPaths, config.name, Object.keys(inputs));
+            const inputs = notEvaluatedInputsOf(config, "not targeted", plan.lookup);
+            const secretKeys = withSecretBuildHost(secretHostFields(secretPaths, config.name, Object.keys(inputs)), secretPaths, config.buildHost);
             hosts[config.name] = new Host(config.name, secretHostArgs(inputs, secretKeys), { additionalSecretOutputs: secretKeys });
         }
         const batchOf = new Map(plan.batches.flatMap((batch) => batch.hosts.map((name) => [name, batch.number] as const)));
@@ -156,7 +157,7 @@ export class Fleet {
             const batch = batchOf.get(config.name)!;
             const before = plan.batches.find((b) => b.number === batch - 1)?.hosts.map((name) => hosts[name]!) ?? [];
             // Fields whose value came from secret config are secret inputs and, by the engine, outputs.
-            const secretKeys = secretHostFields(secretPaths, config.name, Object.keys(inputs));
+            const secretKeys = withSecretBuildHost(secretHostFields(secretPaths, config.name, Object.keys(inputs)), secretPaths, config.buildHost);
             const fileKeys = secretFileFields(secretPaths, config.name, inputs.secrets ?? {});
             const host = new Host(config.name, secretHostArgs(inputs, secretKeys, fileKeys), {
                 additionalSecretOutputs: secretKeys,
@@ -214,6 +215,12 @@ export class Fleet {
             ),
         };
     }
+}
+
+/** buildHost carries the build host's connection settings: secret when any of them came from secret config. */
+export function withSecretBuildHost(secretKeys: string[], secretPaths: readonly ConfigPath[], buildHost: string | undefined): string[] {
+    if (buildHost === undefined || secretKeys.includes("buildHost")) return secretKeys;
+    return secretHostFields(secretPaths, buildHost, CONNECTION_FIELDS).length > 0 ? [...secretKeys, "buildHost"] : secretKeys;
 }
 
 /** One line on the evaluation: how many hosts, how long, how many nix evals and cache hits. */

@@ -1,17 +1,23 @@
 // From a host's validated config and its evaluated system to the resource's inputs.
-import { fieldInputsOf } from "../config/hostFields";
+import { fieldInputsOf, type HostLookup } from "../config/hostFields";
 import type { HostConfig } from "../config/hostSchema";
 import type { EvaluatedSystem } from "../nix/evaluate";
 import { NOT_EVALUATED, connectionInputsOf, type ConnectionInputs, type HostInputs, type NotEvaluatedInputs } from "../provider/hostInputs";
 import type { SecretFile } from "../config/secretFiles";
 
 
-export function hostInputsOf(host: HostConfig, system: EvaluatedSystem, secrets?: Record<string, SecretFile>): HostInputs {
+/** The stack's hosts as a HostLookup (what buildHost names resolves against). */
+export function hostLookup(hosts: readonly HostConfig[]): HostLookup {
+    const byName = new Map(hosts.map((host) => [host.name, host]));
+    return (name) => byName.get(name);
+}
+
+export function hostInputsOf(host: HostConfig, system: EvaluatedSystem, secrets?: Record<string, SecretFile>, hosts?: HostLookup): HostInputs {
     // Each host field as its declaration says (config/hostFields.ts); Pulumi drops undefined
     // properties anyway, leaving them out here keeps diffs exact.
     const inputs = {
         name: host.name,
-        ...fieldInputsOf(host, host.declared),
+        ...fieldInputsOf(host, host.declared, hosts),
         storePath: system.storePath,
         drvPath: system.drvPath,
         // The program marks each value secret (resources/host.ts); names and settings stay readable.
@@ -21,8 +27,8 @@ export function hostInputsOf(host: HostConfig, system: EvaluatedSystem, secrets?
 }
 
 /** A host's settings without an evaluated system, for a run that does not target it (see NOT_EVALUATED). */
-export function notEvaluatedInputsOf(host: HostConfig, reason: string): NotEvaluatedInputs {
-    const { storePath: _storePath, drvPath: _drvPath, ...settings } = hostInputsOf(host, { storePath: "", drvPath: "" });
+export function notEvaluatedInputsOf(host: HostConfig, reason: string, hosts?: HostLookup): NotEvaluatedInputs {
+    const { storePath: _storePath, drvPath: _drvPath, ...settings } = hostInputsOf(host, { storePath: "", drvPath: "" }, undefined, hosts);
     return { ...settings, [NOT_EVALUATED]: reason };
 }
 

@@ -152,6 +152,8 @@ export const lastDeploySchema = z.object({
     bytesCopied: z.number().int(),
     /** Milliseconds per phase (build, connect, copy, activate). */
     timings: z.record(z.string(), z.number()),
+    /** Where the system was built: "local" (the deployer), the host's own name (buildOn: target) or its build host's; null when nothing was built (a rollback). Absent in older states. */
+    builtOn: z.string().nullable().optional(),
 });
 
 export type LastDeploy = z.infer<typeof lastDeploySchema>;
@@ -191,10 +193,11 @@ export const HISTORY_LIMIT = 20;
 /**
  * Input keys whose change means an update. drvPath is derived from storePath, and provenance and
  * rollout only describe the run (a new revision with the same system, or a new batch, is no reason
- * to deploy), so they are left out.
+ * to deploy), so they are left out; so is buildHost (another build host, or a change of its
+ * connection settings, builds the same system: the next deploy uses the new one).
  */
 export const DIFF_KEYS = (Object.keys(hostInputsSchema.shape) as (keyof HostInputs)[]).filter(
-    (key) => key !== "drvPath" && key !== "provenance" && key !== "buildGroup" && key !== "rollout",
+    (key) => key !== "drvPath" && key !== "provenance" && key !== "buildGroup" && key !== "rollout" && key !== "buildHost",
 );
 
 /** The reason a host was registered without evaluation (NOT_EVALUATED), if it was. */
@@ -265,6 +268,7 @@ export function deployRequestOf(inputs: HostInputs, old?: Pick<HostInputs, "secr
         flake: inputs.flake,
         attribute: inputs.attribute,
         buildOn: inputs.buildOn,
+        ...(inputs.buildHost ? { buildHost: inputs.buildHost } : {}),
         action: inputs.action,
         substituteOnDestination: inputs.substituteOnDestination,
         pinnedGeneration: inputs.pin?.generation,

@@ -158,6 +158,7 @@ export function outputsAfterDeploy(inputs: HostInputs, outcome: DeployOutcome, o
             pathsCopied: outcome.copy.pathsCopied,
             bytesCopied: outcome.copy.bytesCopied,
             timings: { ...outcome.timings },
+            ...(outcome.builtOn !== undefined ? { builtOn: outcome.builtOn } : {}),
         },
     };
 }
@@ -289,12 +290,20 @@ export class HostProvider implements provider.Provider {
             const failures = checkFailures(parsed.error.issues, pending);
             if (failures.length > 0) return { failures: failures.map((failure) => ({ ...failure, reason: maskSecrets(failure.reason, plain.texts) })) };
         }
+        // Host files refuse this combination; inputs may also come from the library's Host or another program.
+        if (parsed.success && parsed.data.buildHost && parsed.data.buildOn === "target") {
+            return { failures: [{ property: "buildHost", reason: "buildHost contradicts buildOn: target (buildOn: target builds on the host itself, buildHost on the host it names): keep one of them" }] };
+        }
         if (pending.length > 0) {
             await this.options.logger.log("info", urn, pendingMessage(plain.value.name, pending));
         } else if (parsed.success) {
             // check runs at every preview and up: a host without host-key checking is never quiet.
             const warning = insecureHostWarning(parsed.data);
             if (warning) await maskingLogger(this.options.logger, plain.texts).log("warning", urn, warning);
+            // The build host is reached the same way: its own setting, said on this host's row too.
+            const buildHost = parsed.data.buildHost;
+            const buildWarning = buildHost && insecureHostWarning(buildHost);
+            if (buildWarning) await maskingLogger(this.options.logger, plain.texts).log("warning", urn, `${parsed.data.name}'s build host ${buildWarning}`);
             // A host new to the stack gets no diff call: its plan is shown here.
             if (recordedSide(unwrapSecrets<Record<string, unknown>>((olds ?? {}) as Record<string, unknown>).value) === undefined) {
                 this.noteBuild(parsed.data, true);
@@ -339,14 +348,19 @@ export class HostProvider implements provider.Provider {
 
     /** The engine has looked at this host; when it changes, its update builds its system here (SharedBuilder). */
     private noteBuild(inputs: HostInputs, changes: boolean): void {
-        this.builder.note(inputs.name, changes && inputs.buildOn === "local" && inputs.drvPath ? inputs.drvPath : undefined);
+        this.builder.note(inputs.name, changes && inputs.buildOn === "local" && !inputs.buildHost && inputs.drvPath ? inputs.drvPath : undefined);
     }
 
     /** Logs the host's plan (package changes, builds, copies) to its row; a plan that cannot be made never fails the diff. */
     private async logPlan(urn: string, old: PlanSide | undefined, inputs: HostInputs): Promise<void> {
         let text: string;
         try {
-            const plan = await planHost(this.options.runner, { old, new: { storePath: inputs.storePath, drvPath: inputs.drvPath }, buildOn: inputs.buildOn });
+            const plan = await planHost(this.options.runner, {
+                old,
+                new: { storePath: inputs.storePath, drvPath: inputs.drvPath },
+                buildOn: inputs.buildOn,
+                ...(inputs.buildHost ? { buildHost: inputs.buildHost.name } : {}),
+            });
             text = [`${inputs.name}: plan`, ...formatPlan(plan, "  ")].join("\n");
         } catch (error) {
             text = `${inputs.name}: plan: unknown (${error instanceof Error ? error.message : String(error)})`;
@@ -373,7 +387,7 @@ export class HostProvider implements provider.Provider {
                 "info",
                 urn,
                 outcome.activated
-                    ? `${inputs.name}: ${inputs.action} done, generation ${from ?? "-"} → ${outputs.generation ?? "-"}, copied ${outcome.copy.pathsCopied} paths (${outcome.copy.bytesCopied} bytes)`
+                    ? `${inputs.name}: ${inputs.action} done, generation ${from ?? "-"} → ${outputs.generation ?? "-"}, ${inputs.buildHost && outcome.builtOn ? `built on ${outcome.builtOn}, ` : ""}copied ${outcome.copy.pathsCopied} paths (${outcome.copy.bytesCopied} bytes)`
                     : `${inputs.name}: already running ${inputs.storePath}`,
             );
             return outputs;

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { FleetError } from "../errors";
 import type { ProcessRunner, RunResult } from "../process/runner";
 import { sshError } from "./diagnose";
-import { jumpSshConfig, lastHop } from "./jumpHosts";
+import { configValue, jumpSshConfig, lastHop } from "./jumpHosts";
 import { sshConfigRefusals, sshOptionRefusal } from "./optionPolicy";
 import { remoteCommand } from "./quote";
 import { destination, hostKeyAlias, namesFiles, type SshTarget } from "./target";
@@ -136,6 +136,8 @@ export class SshConnection {
     private readonly runner: ProcessRunner;
     private readonly options: string[];
     private readonly persistSeconds: number;
+    /** The pinned known_hosts file (a hostKey is set), for storeAliasBlock. */
+    private readonly pinnedKnownHosts?: string;
     private opened = false;
 
     constructor(target: SshTarget, options: SshConnectionOptions) {
@@ -157,6 +159,7 @@ export class SshConnection {
             jumpConfig = join(options.runtimeDir, `${target.name}.ssh_config`);
             writeFileSync(jumpConfig, jumpSshConfig(target), { mode: 0o600 });
         }
+        this.pinnedKnownHosts = pinned;
         this.options = [...targetSshOptions(target, pinned, jumpConfig), "-o", `ControlPath=${this.controlPath}`];
         assertNoWhitespace(target, this.options);
     }
@@ -174,6 +177,31 @@ export class SshConnection {
     /** The Nix store URI of the host (ssh-ng: the daemon protocol, as colmena and deploy-rs use). */
     storeUri(): string {
         return `ssh-ng://${destination(this.target)}`;
+    }
+
+    /**
+     * An ssh_config Host block naming this host `alias`, riding on this connection's master, for
+     * the one Nix command that talks to two hosts at once (`nix copy --from A --to B`): NIX_SSHOPTS
+     * is one set of options for both, so the per-host ones go into a generated ssh_config instead
+     * (nix/buildHost.ts). Should the master be gone, ssh would connect anew with the host's address,
+     * port, user, key and the same strict host-key check (it may then not find its way through jump
+     * hosts or an ssh_config alias, and fails rather than connect unchecked).
+     */
+    storeAliasBlock(alias: string): string {
+        const target = this.target;
+        const value = (text: string) => configValue(target, text);
+        const lines = [`Host ${alias}`, `    HostName ${value(target.address)}`, `    User ${value(target.user)}`];
+        if (target.port !== undefined) lines.push(`    Port ${target.port}`);
+        lines.push(`    ControlPath ${value(this.controlPath)}`, "    ControlMaster no", "    BatchMode yes", `    ConnectTimeout ${target.connectTimeout ?? 10}`);
+        if (target.identityFile) lines.push(`    IdentityFile ${value(target.identityFile)}`, "    IdentitiesOnly yes");
+        if (target.insecureSkipHostKeyCheck) {
+            lines.push("    StrictHostKeyChecking no", "    UserKnownHostsFile /dev/null");
+        } else {
+            lines.push("    StrictHostKeyChecking yes");
+            if (this.pinnedKnownHosts) lines.push(`    UserKnownHostsFile ${value(this.pinnedKnownHosts)}`, `    HostKeyAlias ${hostKeyAlias(target)}`);
+            else if (target.knownHostsFile) lines.push(`    UserKnownHostsFile ${value(target.knownHostsFile)}`);
+        }
+        return `${lines.join("\n")}\n`;
     }
 
     /** Starts the master connection (one SSH handshake). Throws a FleetError saying why not. */

@@ -59,7 +59,7 @@ export function includedConfigs(target: Pick<SshTarget, "sshConfigFile">, home =
 }
 
 /** A value in ssh_config, double-quoted; anything that could break out of the quotes is refused. */
-function configValue(target: Pick<SshTarget, "name">, value: string): string {
+export function configValue(target: Pick<SshTarget, "name">, value: string): string {
     if (/["\\\s\u0000-\u001f\u007f]/.test(value)) {
         throw new FleetError({
             phase: "connect",

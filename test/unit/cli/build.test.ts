@@ -48,6 +48,29 @@ describe("buildSystems", () => {
         expect(lines).toContain(`[psi] built ${psi.storePath}: 2 paths, 3.0 KiB`);
     });
 
+    it("buildHost: sends the derivation to the build host and builds it there; the target is not contacted", async () => {
+        const tau = system("tau");
+        const runner = new FakeRunner()
+            .on(local("copy", "--no-check-sigs", "--derivation"), {})
+            .on(remote("nix-store", "--realise"), { stdout: `${tau.storePath}\n` })
+            .on(remote("nix"), { stdout: pathInfo([[tau.storePath, 100], [storePath("base"), 50]]) });
+        const builder = host("bld");
+        const results = await buildSystems({
+            targets: [{ host: host("tau", { buildHost: "bld" }), system: tau, buildHost: { host: builder } }],
+            runner: runner.run,
+            runtimeDir: runtimeDir(),
+            log: () => undefined,
+        });
+        expect(results[0]).toMatchObject({ host: "tau", buildHost: "bld", status: "built", closurePaths: 2, closureBytes: 150 });
+        // One connection, to the build host only.
+        const masters = runner.matching(masterStart);
+        expect(masters).toHaveLength(1);
+        expect(masters[0]!.argv[masters[0]!.argv.length - 1]).toBe("root@bld.lab.example.org");
+        expect(runner.localCalls().map((call) => call.argv.slice(3, 7))).toEqual([["copy", "--no-check-sigs", "--derivation", "--to"]]);
+        expect(runner.remoteCommands()).toEqual([`nix-store --realise ${tau.drvPath}`, expect.stringMatching(/ path-info --json --recursive /)]);
+        expect(renderBuildSummary(results)).toMatch(/\ntau\s+bld\s+\/nix\/store\//);
+    });
+
     it("buildOn target: sends the flake, builds on the host, reads the closure there; nothing is activated", async () => {
         const rho = system("rho");
         const source = storePath("source");

@@ -71,6 +71,28 @@ describe("honest rows", () => {
         expect(code).toBe(0);
     });
 
+    it("a system built on a build host says so in the build column; built here or on the host itself, nothing is added", () => {
+        const built = (builtOn: string) => {
+            const out = deployedOutputs(3, 4, v(4));
+            return { ...out, lastDeploy: { ...out.lastDeploy, builtOn, timings: { ...out.lastDeploy.timings, build: 900 } } };
+        };
+        const { report, table } = run(
+            [
+                pre("psi", "update", recorded(3, v(3)), { storePath: v(4) }),
+                outputs("psi", "update", built("bld")),
+                pre("rho", "update", recorded(3, v(3)), { storePath: v(4) }),
+                outputs("rho", "update", built("rho")),
+                pre("tau", "update", recorded(3, v(3)), { storePath: v(4) }),
+                outputs("tau", "update", built("local")),
+            ],
+            ["psi", "rho", "tau"],
+        );
+        expect(report.hosts.map((row) => row.builtOn)).toEqual(["bld", undefined, undefined]);
+        expect(table).toMatch(/^psi .* 0\.9s on bld +1\.2s/m);
+        expect(table).toMatch(/^rho .* 0\.9s +1\.2s/m);
+        expect(table).toMatch(/^tau .* 0\.9s +1\.2s/m);
+    });
+
     it("unchanged: only when the engine reported 'same' from the host's recorded state (or the provider found the system running)", () => {
         const { report, code } = run(
             [

@@ -4,7 +4,7 @@
 import { describe, expect, it } from "vitest";
 import { HOST_DEFAULTS, HOST_FIELDS, type HostFieldName, type HostFieldSpec } from "../../../src/config/hostFields";
 import { hostFileSchema, hostPatchSchema, resolveHost } from "../../../src/config/hostSchema";
-import { connectionOf, hostInputsOf } from "../../../src/program/hostInputs";
+import { connectionOf, hostInputsOf, hostLookup } from "../../../src/program/hostInputs";
 import { hookInputsSchema } from "../../../src/provider/hookProvider";
 import { hostInputsSchema, sshTargetOf } from "../../../src/provider/hostInputs";
 import { packageSchema } from "../../../src/provider/schema";
@@ -44,6 +44,7 @@ const SAMPLES: Record<HostFieldName, unknown> = {
     action: "boot",
     substituteOnDestination: true,
     tags: ["web"],
+    buildHost: "builder",
     hooks: [{ name: "migrate", command: ["/run/current-system/sw/bin/true"] }],
 };
 
@@ -52,6 +53,9 @@ const system = { storePath: "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-nixos-s
 const schema = packageSchema("0.0.0") as { resources: Record<string, { inputProperties: Record<string, unknown>; properties: Record<string, unknown> }> };
 const hostSchema = schema.resources["nixos:index:Host"]!;
 const hookSchema = schema.resources["nixos:index:Hook"]!;
+
+/** The stack's other hosts: buildHost's sample names one. */
+const otherHosts = hostLookup([resolveHost({ address: "build.example.org", port: 2200 }, { ...source, name: "builder", file: "/project/hosts/builder.yaml" })]);
 
 /** A host whose file sets `name` to its sample value (and the address every host needs). */
 function hostSetting(name: HostFieldName) {
@@ -89,7 +93,7 @@ describe.each(Object.entries(HOST_FIELDS) as [HostFieldName, HostFieldSpec][])("
     }
 
     it(spec.input ? "is a Host input, in the resource's schema and passed from the host" : "is not passed to the Host resource", () => {
-        const inputs = hostInputsOf(hostSetting(name), system) as unknown as Record<string, unknown>;
+        const inputs = hostInputsOf(hostSetting(name), system, undefined, otherHosts) as unknown as Record<string, unknown>;
         if (spec.input) {
             expect(hostInputsSchema.shape).toHaveProperty(name);
             expect((hostInputsSchema.shape as Record<string, unknown>)[name]).toBe(spec.input);
@@ -105,7 +109,7 @@ describe.each(Object.entries(HOST_FIELDS) as [HostFieldName, HostFieldSpec][])("
     });
 
     it(spec.connection ? "is a connection setting: in the SSH target and the Hook's inputs" : "is not a connection setting", () => {
-        const inputs = hostInputsOf(hostSetting(name), system);
+        const inputs = hostInputsOf(hostSetting(name), system, undefined, otherHosts);
         const value = (inputs as unknown as Record<string, unknown>)[name];
         if (spec.connection) {
             expect(sshTargetOf(inputs)).toHaveProperty(name, value);

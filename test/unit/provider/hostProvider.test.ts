@@ -20,7 +20,7 @@ import { describeRollback, outputsWhenUnreachable, stackOfUrn, undoneRollback, u
 import { installImportShim } from "../../../src/provider/importShim";
 import { PROVIDER_INFO_TOKEN } from "../../../src/provider/providerInfo";
 import { FakeHost, attachLocalNix } from "../helpers/fakeHost";
-import { FakeRunner } from "../helpers/fakeRunner";
+import { FakeRunner, local, remote, sshOption, type RecordedCall } from "../helpers/fakeRunner";
 import { drvPath, runtimeDir, storePath } from "../helpers/fixtures";
 
 const v1 = storePath("nixos-system-alpha-1");
@@ -425,6 +425,48 @@ describe("HostProvider", { timeout: 1000 }, () => {
         const summary = logger.lines[logger.lines.length - 1]!;
         expect(summary).toMatchObject({ severity: "info", message: "alpha: switch done, generation 2 → 3, copied 2 paths (64000 bytes)" });
         expect(summary.ephemeral).toBeFalsy();
+    });
+
+    describe("with a build host", () => {
+        const builder = { name: "bb", address: "10.0.0.9", user: "root", port: 2209 };
+        const onBuilder = (call: RecordedCall) => /\/b\d+\/bb\.sock$/.test(sshOption(call.argv, "ControlPath") ?? "");
+
+        it("check refuses buildHost with buildOn: target (the library's Host passes inputs directly)", async () => {
+            const { provider, runner } = providerSetup();
+            const result = await provider.check(URN, {}, asProps(inputs({ buildHost: builder, buildOn: "target" })));
+            expect(result.inputs).toBeUndefined();
+            expect(result.failures).toEqual([{ property: "buildHost", reason: expect.stringMatching(/^buildHost contradicts buildOn: target/) }]);
+            expect(runner.calls).toHaveLength(0);
+        });
+
+        it("check shows where the system is built; create builds it there and records builtOn", async () => {
+            const { provider, host, logger, runner } = providerSetup();
+            runner.on(local("copy", "--no-check-sigs", "--derivation", "--to"), {});
+            runner.on((call) => onBuilder(call) && remote("nix-store", "--realise")(call), { stdout: `${next}\n` });
+            runner.on((call) => onBuilder(call) && remote("nix")(call), { stdout: JSON.stringify([{ path: next, narSize: 4_000 }, { path: lib, narSize: 60_000 }]) });
+            runner.on(local("copy", "--no-check-sigs", "--from"), () => {
+                host.state.store.add(next);
+                host.state.store.add(lib);
+                return {};
+            });
+            const news = asProps(inputs({ buildHost: builder }));
+            await provider.check(URN, {}, news);
+            expect(logger.messages("info")[0]).toMatch(/^alpha: plan\n  system: .*\n  built on: bb \(buildHost\)\n/);
+            const outs = (await provider.create(URN, news)).outs as HostOutputs;
+            expect(outs.lastDeploy).toMatchObject({ builtOn: "bb", pathsCopied: 2 });
+            expect(outs.buildHost).toEqual(builder);
+            expect(logger.lines[logger.lines.length - 1]!.message).toBe("alpha: switch done, generation 2 → 3, built on bb, copied 2 paths (64000 bytes)");
+            // Nothing built here.
+            expect(runner.matching(local("nix-store", "--realise"))).toHaveLength(0);
+        });
+
+        it("a host built here records builtOn: local; another build host alone is no change", async () => {
+            const { provider } = providerSetup();
+            const outs = (await provider.create(URN, asProps(inputs()))).outs as HostOutputs;
+            expect(outs.lastDeploy.builtOn).toBe("local");
+            const diff = await provider.diff("alpha", URN, asProps(outs), asProps(inputs({ buildHost: builder })));
+            expect(diff.changes).toBe(false);
+        });
     });
 
     it("create rejects inputs that fail the schema without touching the host", async () => {
