@@ -1,6 +1,6 @@
 // The operator commands work on the same stacks and state as `pulumi up`, through Pulumi's
 // Automation API: this file opens a stack and reads what the commands need from it.
-import { LocalWorkspace, type Stack, type UpdateSummary } from "@pulumi/pulumi/automation";
+import { LocalWorkspace, Stack, type UpdateSummary } from "@pulumi/pulumi/automation";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { configSourceOf, loadStackHosts, readStackConfig, type HostConfig, type StackConfig } from "../config";
@@ -62,22 +62,18 @@ export function withoutResultQueries(stack: Stack): Stack {
 export async function openFleetStack(name: string, projectRoot: string, env: Environment = process.env): Promise<FleetStack> {
     // The dev passphrase for the dev stack only; any other stack brings its own (or fails here, saying how).
     const envVars = passphraseEnvFor(name, projectRoot, env);
-    let stack: Stack;
-    try {
-        stack = withoutResultQueries(await LocalWorkspace.selectStack({ stackName: name, workDir: projectRoot }, { envVars }));
-    } catch (error) {
-        const known = await listStacks(projectRoot).catch(() => []);
-        throw new FleetError({
-            phase: "select",
-            message: `stack "${name}" does not exist in this project's backend`,
-            hint: known.length ? `known stacks: ${known.join(", ")}` : "create it with: npm run pulumi -- stack init <name>",
-            detail: error instanceof Error ? error.message : String(error),
-        });
-    }
+    // Not `pulumi stack select`: every command the stack runs names it (--stack), and selecting it
+    // would also change the project's selected stack under the operator (a later plain
+    // `pulumi up` would go to the stack last deployed with --stack). Reading its config says
+    // whether it exists.
+    const workspace = await LocalWorkspace.create({ workDir: projectRoot, envVars });
+    workspace.selectStack = async () => undefined;
+    const stack = withoutResultQueries(await Stack.select(name, workspace));
     let all: Awaited<ReturnType<Stack["getAllConfig"]>>;
     try {
         all = await stack.getAllConfig();
     } catch (error) {
+        if (/no stack named/.test(error instanceof Error ? error.message : String(error))) throw await missingStack(name, projectRoot, error);
         throw unreadableConfig(name, projectRoot, error);
     }
     const source = configSourceOf(Object.fromEntries(Object.entries(all).map(([key, value]) => [key, value.value])));
@@ -85,6 +81,16 @@ export async function openFleetStack(name: string, projectRoot: string, env: Env
     const settings = readStackConfig(source, { baseDir: projectRoot, file });
     const hosts = await loadStackHosts(settings, { file });
     return { stack, name, projectRoot, settings, hosts };
+}
+
+async function missingStack(name: string, projectRoot: string, error: unknown): Promise<FleetError> {
+    const known = await listStacks(projectRoot).catch(() => []);
+    return new FleetError({
+        phase: "select",
+        message: `stack "${name}" does not exist in this project's backend`,
+        hint: known.length ? `known stacks: ${known.join(", ")}` : "create it with: npm run pulumi -- stack init <name>",
+        detail: error instanceof Error ? error.message : String(error),
+    });
 }
 
 /** Why `pulumi config` could not read the stack's config: the file's YAML error (file:line:column), else pulumi's own error line. */

@@ -85,10 +85,16 @@ describe("deploy --hosts", () => {
         for (const name of ["rho", "tau"]) expect((await project.hostSystem(name)).generation).toBe(2);
     });
 
-    it("previews without touching anything", async () => {
+    it("previews without touching anything (nor the project's selected stack)", async () => {
         await project.sandbox.set("psi", { version: 3 });
         const logins = await project.acceptedLogins("psi");
+        // Another stack is the selected one: --stack must not change that.
+        expect((await project.pulumi(["stack", "init", "side"])).code).toBe(0);
         const result = await cli("deploy", ["--hosts", "psi", "--stack", project.stack, "--preview"]);
+        const selected = JSON.parse((await project.pulumi(["stack", "ls", "--json"])).stdout) as { name: string; current: boolean }[];
+        expect(selected.find((stack) => stack.current)?.name).toBe("side");
+        expect((await project.pulumi(["stack", "rm", "side", "--yes"])).code).toBe(0);
+        expect((await project.pulumi(["stack", "select", project.stack])).code).toBe(0);
         expect(result.code, result.stderr).toBe(0);
         // Store paths keep 8 characters of their hash, so two systems never read alike.
         expect(result.stdout).toMatch(/psi\s+2 → -\s+[0-9a-z]{8}-nixos-system-psi-24\.05\.2-sandbox → [0-9a-z]{8}-nixos-system-psi-24\.05\.3-sandbox.*planned/);
