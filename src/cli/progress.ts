@@ -1,7 +1,8 @@
 // What `deploy` and `rollback` show while the engine works: one line per host per phase (from the
 // provider's progress messages), then a summary table built from the hosts' recorded outputs.
 import type { EngineEvent } from "@pulumi/pulumi/automation";
-import type { LastDeploy, RollbackMark } from "../provider/hostInputs";
+import { hostInputsSchema, sshTargetOf, CONNECTION_KEYS, type ConnectionInputs, type LastDeploy, type LastReboot, type RollbackMark } from "../provider/hostInputs";
+import type { SshTarget } from "../ssh/target";
 import { describeRollback, undoneRollback, undoneRollbackReason } from "../provider/hostMarks";
 import { formatPlan, type HostPlan, type PlanRequest } from "../deploy/plan";
 import { shortStorePath } from "../nix/flags";
@@ -48,8 +49,12 @@ export interface HostSummary {
     bytesCopied: number;
     timings: Record<string, number>;
     error?: string;
-    /** For planned: the packages added, removed and changed, builds and copies (deploy/plan.ts). */
+    /** For planned: the packages added, removed and changed, builds, copies and whether it needs a reboot (deploy/plan.ts). */
     plan?: HostPlan;
+    /** For deployed and unchanged: why the host still needs a reboot (null: it does not; absent: unknown). */
+    rebootNeeded?: string | null;
+    /** The reboot this run made (outcome booted), or tried (unknown: it did not come back in time). */
+    reboot?: LastReboot;
 }
 
 interface HostRecord {
@@ -59,6 +64,9 @@ interface HostRecord {
     newInputs?: Record<string, unknown>;
     errors: string[];
 }
+
+/** The connection inputs, checked as the provider checks them (a secret shows as "[secret]" and fails here). */
+const connectionSchema = hostInputsSchema.pick(Object.fromEntries(CONNECTION_KEYS.filter((key) => key !== "name").map((key) => [key, true])) as Record<Exclude<(typeof CONNECTION_KEYS)[number], "name">, true>);
 
 /** Collects engine events into per-host records, printing progress lines as they come. */
 export class ProgressTracker {
@@ -83,6 +91,12 @@ export class ProgressTracker {
             new: { storePath: inputs.storePath, ...(typeof inputs.drvPath === "string" ? { drvPath: inputs.drvPath } : {}) },
             buildOn: inputs.buildOn === "target" ? "target" : "local",
         };
+    }
+
+    /** How to reach a host the preview found changing (its new inputs' connection settings). */
+    sshTarget(host: string): SshTarget | undefined {
+        const parsed = connectionSchema.safeParse(this.hosts.get(host)?.newInputs ?? {});
+        return parsed.success ? sshTargetOf({ ...parsed.data, name: host } as ConnectionInputs) : undefined;
     }
 
     private record(host: string): HostRecord {
@@ -216,7 +230,7 @@ function summarize(host: string, record: HostRecord, planning: boolean): HostSum
     if (record.errors.length) {
         const error = record.errors.join("\n");
         const phase = phaseOf(error);
-        return { ...base, result: outcomeUnknown(error) ? "unknown" : "failed", ...(phase ? { phase } : {}), error };
+        return { ...base, result: outcomeUnknown(error) ? "unknown" : "failed", ...(phase ? { phase } : {}), error, ...rebootOf(record, lastDeployOf(record)) };
     }
     // No event for the host: the engine never reached it.
     if (record.op === undefined) return base;
@@ -249,6 +263,7 @@ function summarize(host: string, record: HostRecord, planning: boolean): HostSum
         };
     }
     const last = (record.newOutputs.lastDeploy ?? {}) as Partial<LastDeploy>;
+    const reboot = rebootOf(record, last);
     // A deploy without the pin (`deploy --yes`, `pulumi up`) says on its row which rollback it undid.
     const undone = undoneRollback(old, record.newInputs ?? {});
     return {
@@ -262,7 +277,36 @@ function summarize(host: string, record: HostRecord, planning: boolean): HostSum
         pathsCopied: last.pathsCopied ?? 0,
         bytesCopied: last.bytesCopied ?? 0,
         timings: last.timings ?? {},
+        ...reboot,
     };
+}
+
+function lastDeployOf(record: HostRecord): Partial<LastDeploy> {
+    return (record.newOutputs?.lastDeploy ?? {}) as Partial<LastDeploy>;
+}
+
+/** What this run's deploy of the host says about reboots (from its recorded outputs, partial ones included). */
+function rebootOf(record: HostRecord, lastDeploy: Partial<LastDeploy>): Pick<HostSummary, "rebootNeeded" | "reboot"> {
+    const outputs = record.newOutputs;
+    if (!outputs) return {};
+    const lastReboot = outputs.lastReboot as LastReboot | undefined;
+    const old = record.oldOutputs?.lastReboot as LastReboot | undefined;
+    // The reboot of this run: one it timed, or a new record (an unknown outcome is recorded without a timing).
+    const thisRun = lastReboot && (lastDeploy.timings?.reboot !== undefined || JSON.stringify(lastReboot) !== JSON.stringify(old));
+    const needed = outputs.rebootNeeded;
+    return {
+        ...(typeof needed === "string" || needed === null ? { rebootNeeded: needed } : {}),
+        ...(thisRun ? { reboot: lastReboot } : {}),
+    };
+}
+
+/** `reboot needed (kernel changed)`, `rebooted in 12.3s`, or nothing to say. */
+export function rebootCell(s: Pick<HostSummary, "plan" | "rebootNeeded" | "reboot" | "result">): string | undefined {
+    if (s.plan?.reboot.known && s.plan.reboot.needed) return `reboot needed (${s.plan.reboot.changed.join(", ")} changed)`;
+    if (s.plan && !s.plan.reboot.known) return "reboot needed: unknown";
+    if (s.reboot?.outcome === "booted") return `rebooted in ${s.reboot.waitedSeconds ?? "?"}s`;
+    if (s.rebootNeeded) return `reboot needed (${s.rebootNeeded})`;
+    return undefined;
 }
 
 export function bytes(n: number): string {
@@ -280,8 +324,10 @@ const shortPath = (path: string | null): string => shortStorePath(path);
 function resultCell(s: HostSummary): string {
     if (s.result === "failed") return `FAILED${s.phase ? ` (${s.phase})` : ""}: ${firstLine(s.error ?? "")}`;
     if (s.result === "unknown") return `UNKNOWN${s.phase ? ` (${s.phase})` : ""}: ${firstLine(s.error ?? "")}`;
-    if (s.reason) return `${s.result}: ${s.reason}`;
-    return s.result;
+    const reboot = rebootCell(s);
+    const result = reboot ? `${s.result}; ${reboot}` : s.result;
+    if (s.reason) return `${result}: ${s.reason}`;
+    return result;
 }
 
 /** The error's own line, without the `host psi: activate failed:` prefix the phase column repeats. */

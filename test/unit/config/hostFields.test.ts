@@ -44,6 +44,8 @@ const SAMPLES: Record<HostFieldName, unknown> = {
     action: "boot",
     substituteOnDestination: true,
     tags: ["web"],
+    reboot: "auto",
+    rebootTimeout: 120,
     hooks: [{ name: "migrate", command: ["/run/current-system/sw/bin/true"] }],
 };
 
