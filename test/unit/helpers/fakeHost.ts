@@ -218,6 +218,8 @@ export class FakeHost {
      * it never comes back), then boots its boot default; `refuse` makes systemctl fail instead.
      */
     onReboot: { downFor: number; refuse?: boolean } = { downFor: 2 };
+    /** Secret files written (path → content); a reboot empties those under /run. */
+    readonly secretFiles = new Map<string, string>();
     /** Probes that still see systemd starting after a reboot. */
     startingProbes = 0;
     /** The next status poll finds the activation unit gone (reset by hand): LoadState=not-found. */
@@ -313,6 +315,7 @@ export class FakeHost {
         this.revertedFiles.clear();
         this.state.current = this.state.bootDefault;
         this.state.booted = this.state.bootDefault;
+        for (const path of [...this.secretFiles.keys()]) if (path.startsWith("/run/")) this.secretFiles.delete(path);
         this.masters.clear();
     }
 
@@ -759,6 +762,10 @@ export class FakeHost {
                 const link = (suffix: string) => (kernel ? `${kernel}${suffix}` : "");
                 return { stdout: `kernel=${link("/bzImage")}\ninitrd=${link("-initrd/initrd")}\nkernel-modules=${link("-modules")}\n` };
             }
+            case "nixos-fleet-secret-put":
+                // /run/keys is a tmpfs: reboot() empties it.
+                this.secretFiles.set(args[0]!, call.options.input ?? "");
+                return {};
             case "nixos-fleet-reboot-prepare":
                 this.rebootMarker = true;
                 return { stdout: `${this.bootId}\n` };
