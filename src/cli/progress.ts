@@ -131,7 +131,8 @@ export class ProgressTracker {
         const diagnostic = event.diagnosticEvent;
         if (diagnostic) {
             const host = diagnostic.urn ? hostNameOfUrn(diagnostic.urn) : undefined;
-            const message = diagnostic.message.trimEnd();
+            // The engine wraps a partial failure's reason (an activated host whose reboot failed) in "1 error occurred:".
+            const message = diagnostic.message.trimEnd().replace(/^1 error occurred:\n\t\* /, "");
             if (diagnostic.severity === "error" && DUPLICATE_URN.test(message)) {
                 // Not the host's failure: the engine refused the update before deploying it.
                 const explained = duplicateUrnMessage(message, host);
