@@ -3,7 +3,7 @@
 // reboot itself: leave a marker in /run and read the boot id, ask systemd to reboot (the master
 // connection drops: expected), wait within rebootTimeout for a NEW boot (bounded attempts with
 // reconnects, never an open-ended wait), then check that /run/booted-system is the deployed system.
-import { FleetError, tail } from "../errors";
+import { FleetError, formatFleetError, tail } from "../errors";
 import type { RebootPolicy } from "../config/hostFields";
 import type { ProcessRunner } from "../process/runner";
 import { SshConnection } from "../ssh/connection";
@@ -70,7 +70,7 @@ export async function readBootedSide(
         connection = new SshConnection(quick, { runner: context.runner, runtimeDir: context.runtimeDir, persistSeconds: 5 });
         return { known: true, files: await readBootFiles(connection) };
     } catch (error) {
-        const why = error instanceof Error ? error.message.split("\n")[0] : String(error);
+        const why = (error instanceof FleetError ? formatFleetError(error) : error instanceof Error ? error.message : String(error)).split("\n")[0];
         return { known: false, reason: `the booted system could not be read: ${why}` };
     } finally {
         await connection?.close().catch(() => undefined);

@@ -136,7 +136,7 @@ export function deploymentRecord(inputs: HostInputs, generation: number | null, 
  * What the state records about reboots after a deploy: why the host still needs one (or null), and
  * the reboot this deploy made (its outcome unknown when it did not come back: `failure` says why).
  */
-export function rebootOutputs(outcome: DeployOutcome, old?: Partial<HostOutputs>, failure?: FleetError): Pick<HostOutputs, "rebootNeeded" | "lastReboot"> {
+export function rebootOutputs(outcome: DeployOutcome, storePath: string, old?: Partial<HostOutputs>, failure?: FleetError): Pick<HostOutputs, "rebootNeeded" | "lastReboot"> {
     const report = outcome.reboot;
     const need = report?.need;
     const outputs: Pick<HostOutputs, "rebootNeeded" | "lastReboot"> = {};
@@ -162,6 +162,14 @@ export function rebootOutputs(outcome: DeployOutcome, old?: Partial<HostOutputs>
             waitedSeconds: waited ? Number(waited[1]) : null,
             bootedStorePath: null,
             error: `${failure.message}${failure.hint ? ` (hint: ${failure.hint})` : ""}`,
+        };
+    } else if (old?.lastReboot?.outcome === "unknown" && outcome.after.bootedStorePath === storePath) {
+        // The reboot that did not come back in time: the host is back, booted into the deployed system.
+        outputs.lastReboot = {
+            ...old.lastReboot,
+            outcome: "booted",
+            bootedStorePath: outcome.after.bootedStorePath,
+            error: `${old.lastReboot.error ?? "the reboot's outcome was unknown"}; found booted into the deployed system at ${outcome.activatedAt}`,
         };
     } else if (old?.lastReboot) {
         outputs.lastReboot = old.lastReboot;
@@ -190,7 +198,7 @@ export function outputsAfterDeploy(inputs: HostInputs, outcome: DeployOutcome, o
         rolledBack: rollbackMarkAfterDeploy(inputs, record, old),
         lastSeenAt: outcome.activatedAt,
         unreachable: null,
-        ...rebootOutputs(outcome, old, failure),
+        ...rebootOutputs(outcome, inputs.storePath, old, failure),
         lastDeploy: {
             activated: outcome.activated,
             generationBefore: before.generation ?? null,

@@ -10,6 +10,8 @@ import { FleetProject, ROOT } from "./helpers/fleetProject";
 
 const HOST = "omega";
 let project: FleetProject;
+/** The output of the first `pulumi up` (reboot: never, the default). */
+let firstUp = "";
 
 async function cli(command: string, args: string[]): Promise<RunResult> {
     return runProcess(["node", "-r", "ts-node/register/transpile-only", join(ROOT, "src", "cli", "main.ts"), command, ...args], {
@@ -39,9 +41,10 @@ const rowOf = (stdout: string): Row => (JSON.parse(stdout) as { hosts: Row[] }).
 
 beforeAll(async () => {
     project = await FleetProject.create({ hosts: [HOST], portBase: 40000 });
-    hostFile({ reboot: "auto" });
+    hostFile({});
     const up = await project.up();
     if (up.code !== 0) throw new Error(`the first pulumi up failed:\n${up.stdout}\n${up.stderr}`);
+    firstUp = up.stdout;
 });
 
 afterAll(async () => {
@@ -49,7 +52,17 @@ afterAll(async () => {
 });
 
 describe("reboots", () => {
+    it("reboot: never (the default) deploys and reports the reboot as needed, in plain pulumi up and in the state", async () => {
+        // A fresh sandbox host booted without a system generation: its booted side has no kernel links.
+        expect(firstUp).toMatch(/omega: reboot needed \(kernel, initrd, kernel-modules changed\); reboot is never/);
+        const state = (await project.hostStates())[HOST]!;
+        expect(state.rebootNeeded).toBe("kernel, initrd, kernel-modules changed");
+        expect(state.lastReboot).toBeUndefined();
+        expect(await project.onHost(HOST, ["sh", "-c", "readlink -f /run/booted-system || true"])).toBe("");
+    });
+
     it("a kernel change is flagged in the provider's plan and in deploy --preview; reboot: auto reboots the host into the deployed system", async () => {
+        hostFile({ reboot: "auto" });
         await project.sandbox.set(HOST, { kernel: 2 });
 
 
@@ -103,5 +116,11 @@ describe("reboots", () => {
         // Released, the host boots its boot default: the system the deploy activated.
         await project.sandbox.waitForReboot(HOST, before, 30_000);
         expect(await booted()).toBe(want);
+        // Pulumi recorded the host as failed, so the next deploy updates it again (nothing to
+        // activate) and records it booted into the deployed system.
+        const next = await cli("deploy", ["--stack", project.stack, "--yes", "--json"]);
+        expect(next.code, next.stdout + next.stderr).toBe(0);
+        expect(rowOf(next.stdout)).toMatchObject({ result: "unchanged", rebootNeeded: null });
+        expect((await project.hostStates())[HOST]).toMatchObject({ storePath: want, rebootNeeded: null, lastReboot: { outcome: "booted", bootedStorePath: want } });
     }, 120_000);
 });

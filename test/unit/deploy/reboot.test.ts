@@ -16,6 +16,7 @@ import { planHost, rebootLine } from "../../../src/deploy/plan";
 import { FleetError, formatFleetError } from "../../../src/errors";
 import { SshConnection } from "../../../src/ssh/connection";
 import { rebootOutputs } from "../../../src/provider/hostProvider";
+import { rebootCell } from "../../../src/cli/progress";
 import { fakeClock } from "../helpers/clock";
 import { FakeHost, KERNEL_1, attachLocalNix } from "../helpers/fakeHost";
 import { FakeRunner, local, masterStart, remote } from "../helpers/fakeRunner";
@@ -222,7 +223,7 @@ describe("deployHost with reboot", () => {
         expect(outcome.reboot).toEqual({ need: { changed: ["kernel", "initrd", "kernel-modules"], bootPending: false } });
         expect(runner.matching(remote("systemctl", "reboot"))).toHaveLength(0);
         expect(log).toContain("reboot needed (kernel, initrd, kernel-modules changed); reboot is never, so the host was not rebooted");
-        expect(rebootOutputs(outcome)).toEqual({ rebootNeeded: "kernel, initrd, kernel-modules changed" });
+        expect(rebootOutputs(outcome, next)).toEqual({ rebootNeeded: "kernel, initrd, kernel-modules changed" });
     });
 
     it("reboot auto: reboots after the activation, checks the booted system, writes /run/keys again, and records it", async () => {
@@ -237,7 +238,7 @@ describe("deployHost with reboot", () => {
         expect(puts).toHaveLength(2);
         expect(host.secretFiles.get("/run/keys/db")).toBe("s3cret");
         expect(outcome.timings.reboot).toBeGreaterThan(0);
-        expect(rebootOutputs(outcome)).toMatchObject({ rebootNeeded: null, lastReboot: { outcome: "booted", bootId: "boot-2", bootedStorePath: next } });
+        expect(rebootOutputs(outcome, next)).toMatchObject({ rebootNeeded: null, lastReboot: { outcome: "booted", bootId: "boot-2", bootedStorePath: next } });
     });
 
     it("reboot auto with an unchanged kernel: no reboot", async () => {
@@ -254,9 +255,35 @@ describe("deployHost with reboot", () => {
         expect(error).toBeInstanceOf(DeployedUnchecked);
         expect(error).toMatchObject({ phase: "reboot", outcome: "unknown", host: "alpha" });
         expect(error.partial).toMatchObject({ activated: true, after: { currentStorePath: next, profileStorePath: next } });
-        const outputs = rebootOutputs(error.partial, undefined, error);
+        const outputs = rebootOutputs(error.partial, next, undefined, error);
         expect(outputs.rebootNeeded).toBeUndefined();
         expect(outputs.lastReboot).toMatchObject({ outcome: "unknown", waitedSeconds: 5, bootId: null, bootedStorePath: null });
         expect(outputs.lastReboot?.error).toMatch(/did not come back from the reboot within 5s .*hint: check the host's console/);
+    });
+
+    it("the next deploy that finds the host booted into the deployed system resolves the unknown reboot in the state", async () => {
+        const { host, context, request } = setup(KERNEL_2);
+        host.onReboot = { downFor: Infinity };
+        const error = (await deployHost(request({ reboot: "auto", rebootTimeout: 5 }), context).catch((e: unknown) => e)) as DeployedUnchecked;
+        const recorded = rebootOutputs(error.partial, next, undefined, error);
+        // The host comes back (booted into its boot default: the deployed system); the next deploy finds it so.
+        host.refuseConnections = 0;
+        const outcome = await deployHost(request({ reboot: "auto", rebootTimeout: 5 }), context);
+        expect(outcome.activated).toBe(false);
+        const outputs = rebootOutputs(outcome, next, recorded);
+        expect(outputs.rebootNeeded).toBeNull();
+        expect(outputs.lastReboot).toMatchObject({ outcome: "booted", bootedStorePath: next });
+        expect(outputs.lastReboot?.error).toMatch(/did not come back .*; found booted into the deployed system at /);
+    });
+});
+
+describe("the deploy table's reboot cell", () => {
+    it("says reboot needed on a planned or deployed row, and how long a reboot took", () => {
+        const plan = { reboot: { known: true as const, needed: true, changed: ["kernel" as const] } };
+        expect(rebootCell({ result: "planned", plan: plan as never })).toBe("reboot needed (kernel changed)");
+        expect(rebootCell({ result: "planned", plan: { reboot: { known: false, reason: "x" } } as never })).toBe("reboot needed: unknown");
+        expect(rebootCell({ result: "deployed", rebootNeeded: "kernel, initrd changed" })).toBe("reboot needed (kernel, initrd changed)");
+        expect(rebootCell({ result: "deployed", rebootNeeded: null, reboot: { outcome: "booted", waitedSeconds: 2.4 } as never })).toBe("rebooted in 2.4s");
+        expect(rebootCell({ result: "deployed", rebootNeeded: null })).toBeUndefined();
     });
 });
