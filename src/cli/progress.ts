@@ -301,13 +301,22 @@ function rebootOf(record: HostRecord, lastDeploy: Partial<LastDeploy>): Pick<Hos
     };
 }
 
-/** `reboot needed (kernel changed)`, `rebooted in 12.3s`, or nothing to say. */
-export function rebootCell(s: Pick<HostSummary, "plan" | "rebootNeeded" | "reboot" | "result">): string | undefined {
-    if (s.plan?.reboot.known && s.plan.reboot.needed) return `reboot needed (${s.plan.reboot.changed.join(", ")} changed)`;
-    if (s.plan && !s.plan.reboot.known) return "reboot needed: unknown";
+/**
+ * The table's reboot column: `needed (kernel changed)`, `no`, `unknown` for a plan; for a deploy
+ * also `rebooted in 2.4s` or `did not come back`; `-` when there is nothing to say.
+ */
+export function rebootCell(s: Pick<HostSummary, "plan" | "rebootNeeded" | "reboot" | "result">): string {
+    if (s.plan) {
+        const reboot = s.plan.reboot;
+        if (!reboot.known) return "unknown";
+        return reboot.needed ? `needed (${reboot.changed.join(", ")} changed)` : "no";
+    }
     if (s.reboot?.outcome === "booted") return `rebooted in ${s.reboot.waitedSeconds ?? "?"}s`;
-    if (s.rebootNeeded) return `reboot needed (${s.rebootNeeded})`;
-    return undefined;
+    if (s.reboot?.outcome === "unknown") return "did not come back (unknown)";
+    if (s.reboot?.outcome === "failed") return "failed";
+    if (typeof s.rebootNeeded === "string") return `needed (${s.rebootNeeded})`;
+    if (s.rebootNeeded === null) return "no";
+    return "-";
 }
 
 export function bytes(n: number): string {
@@ -325,10 +334,8 @@ const shortPath = (path: string | null): string => shortStorePath(path);
 function resultCell(s: HostSummary): string {
     if (s.result === "failed") return `FAILED${s.phase ? ` (${s.phase})` : ""}: ${firstLine(s.error ?? "")}`;
     if (s.result === "unknown") return `UNKNOWN${s.phase ? ` (${s.phase})` : ""}: ${firstLine(s.error ?? "")}`;
-    const reboot = rebootCell(s);
-    const result = reboot ? `${s.result}; ${reboot}` : s.result;
-    if (s.reason) return `${result}: ${s.reason}`;
-    return result;
+    if (s.reason) return `${s.result}: ${s.reason}`;
+    return s.result;
 }
 
 /** The error's own line, without the `host psi: activate failed:` prefix the phase column repeats. */
@@ -339,7 +346,7 @@ function firstLine(error: string): string {
 
 /** The summary table for people. */
 export function renderSummary(summaries: readonly HostSummary[]): string {
-    const header = ["host", "generation", "system", "copied", "build", "copy", "activate", "result"];
+    const header = ["host", "generation", "system", "copied", "build", "copy", "activate", "reboot", "result"];
     const rows = summaries.map((s) => [
         s.host,
         `${s.generationBefore ?? "-"} → ${s.generationAfter ?? "-"}`,
@@ -348,6 +355,7 @@ export function renderSummary(summaries: readonly HostSummary[]): string {
         seconds(s.timings.build),
         seconds(s.timings.copy),
         seconds(s.timings.activate),
+        rebootCell(s),
         resultCell(s),
     ]);
     const widths = header.map((_, i) => Math.max(header[i]!.length, ...rows.map((row) => row[i]!.length)));

@@ -117,14 +117,15 @@ export function planSummary(plan: HostPlan): string {
     return `packages: ${packages}; build: ${build}; copy: ${copy}`;
 }
 
-/** The plan for people: the system change, the summary, then one line per package change. */
+/** The plan for people: the system change, the summary, one line per package change, then whether it needs a reboot. */
 export function formatPlan(plan: HostPlan, indent = ""): string[] {
     const system = plan.storePathBefore === null ? `(none recorded) → ${shortStorePath(plan.storePathAfter)}` : `${shortStorePath(plan.storePathBefore)} → ${shortStorePath(plan.storePathAfter)}`;
-    const lines = [`${indent}system: ${system}`, `${indent}${planSummary(plan)}`, `${indent}${rebootLine(plan.reboot)}`];
+    const lines = [`${indent}system: ${system}`, `${indent}${planSummary(plan)}`];
     if (plan.packages.known) {
         const changes = plan.packages.changes;
         lines.push(...changes.slice(0, LISTED_CHANGES).map((change) => `${indent}  ${formatChange(change)}`));
         if (changes.length > LISTED_CHANGES) lines.push(`${indent}  … and ${changes.length - LISTED_CHANGES} more (npm run deploy -- --preview --json lists all)`);
     }
+    lines.push(`${indent}${rebootLine(plan.reboot)}`);
     return lines;
 }

@@ -74,7 +74,7 @@ describe("reboots", () => {
         const deploy = await cli("deploy", ["--stack", project.stack, "--yes", "--json"]);
         expect(deploy.code, deploy.stdout + deploy.stderr).toBe(0);
         // The provider's plan (what plain `pulumi preview` shows on the host's row; `deploy --yes` echoes it).
-        expect(deploy.stderr).toMatch(/\[omega\] plan\n  system: .*\n  packages: .*\n  reboot needed \(kernel, initrd, kernel-modules changed\)\n/);
+        expect(deploy.stderr).toMatch(/\[omega\] plan\n  system: .*\n  packages: 3 changed; .*\n(?:    .*\n)*  reboot needed \(kernel, initrd, kernel-modules changed\)\n/);
         expect(deploy.stderr).toMatch(/\[omega\] rebooting \(boot id [0-9a-f-]+\); waiting up to 600s for the new boot/);
         expect(deploy.stderr).toMatch(/\[omega\] rebooted: the new boot answered after [\d.]+s/);
         expect(deploy.stderr).toContain("[omega] health checks passed after the reboot (1)");

@@ -16,7 +16,7 @@ import { planHost, rebootLine } from "../../../src/deploy/plan";
 import { FleetError, formatFleetError } from "../../../src/errors";
 import { SshConnection } from "../../../src/ssh/connection";
 import { rebootOutputs } from "../../../src/provider/hostProvider";
-import { rebootCell } from "../../../src/cli/progress";
+import { rebootCell, renderSummary } from "../../../src/cli/progress";
 import { fakeClock } from "../helpers/clock";
 import { FakeHost, KERNEL_1, attachLocalNix } from "../helpers/fakeHost";
 import { FakeRunner, local, masterStart, remote } from "../helpers/fakeRunner";
@@ -277,13 +277,24 @@ describe("deployHost with reboot", () => {
     });
 });
 
-describe("the deploy table's reboot cell", () => {
-    it("says reboot needed on a planned or deployed row, and how long a reboot took", () => {
+describe("the deploy table's reboot column", () => {
+    it("says whether a planned or deployed host needs a reboot, and how long a reboot took", () => {
         const plan = { reboot: { known: true as const, needed: true, changed: ["kernel" as const] } };
-        expect(rebootCell({ result: "planned", plan: plan as never })).toBe("reboot needed (kernel changed)");
-        expect(rebootCell({ result: "planned", plan: { reboot: { known: false, reason: "x" } } as never })).toBe("reboot needed: unknown");
-        expect(rebootCell({ result: "deployed", rebootNeeded: "kernel, initrd changed" })).toBe("reboot needed (kernel, initrd changed)");
+        expect(rebootCell({ result: "planned", plan: plan as never })).toBe("needed (kernel changed)");
+        expect(rebootCell({ result: "planned", plan: { reboot: { known: true, needed: false, changed: [] } } as never })).toBe("no");
+        expect(rebootCell({ result: "planned", plan: { reboot: { known: false, reason: "x" } } as never })).toBe("unknown");
+        expect(rebootCell({ result: "deployed", rebootNeeded: "kernel, initrd changed" })).toBe("needed (kernel, initrd changed)");
         expect(rebootCell({ result: "deployed", rebootNeeded: null, reboot: { outcome: "booted", waitedSeconds: 2.4 } as never })).toBe("rebooted in 2.4s");
-        expect(rebootCell({ result: "deployed", rebootNeeded: null })).toBeUndefined();
+        expect(rebootCell({ result: "unknown", reboot: { outcome: "unknown", waitedSeconds: 3 } as never })).toBe("did not come back (unknown)");
+        expect(rebootCell({ result: "deployed", rebootNeeded: null })).toBe("no");
+        expect(rebootCell({ result: "unchanged" })).toBe("-");
+    });
+
+    it("is a column of its own before the result (the result cell stays as it was)", () => {
+        const table = renderSummary([
+            { host: "psi", result: "deployed", generationBefore: 1, generationAfter: 2, storePathBefore: null, storePathAfter: null, pathsCopied: 1, bytesCopied: 10, timings: {}, rebootNeeded: "kernel changed" },
+        ]);
+        expect(table.split("\n")[0]).toMatch(/activate\s+reboot\s+result$/);
+        expect(table.split("\n")[1]).toMatch(/needed \(kernel changed\)\s+deployed$/);
     });
 });
