@@ -17,7 +17,7 @@ import { cleanupGenerations, type CleanupPolicy } from "./cleanup";
 import { formatHealthFailures, runHealthChecks, summarizeHealthFailures } from "./healthChecks";
 import { hasChecks, type HealthChecks } from "../config/healthChecks";
 import { missingSecretPaths, removeSecrets, uploadSecrets, type NamedSecretFile } from "./secrets";
-import type { RebootPolicy } from "../config/hostFields";
+import { HOST_DEFAULTS, type RebootPolicy } from "../config/hostFields";
 import { BOOTED_SYSTEM, changedBootLinks, describeNeed, readBootFiles, rebootHost, rebootNeeded, shouldReboot, type RebootNeed, type RebootResult } from "./reboot";
 
 export interface DeployRequest {
@@ -48,7 +48,7 @@ export interface DeployRequest {
     removedSecrets?: { name: string; path: string }[];
     /** When to reboot after the activation (deploy/reboot.ts); default never. */
     reboot?: RebootPolicy;
-    /** Seconds a reboot may take until the new boot answers (default 600). */
+    /** Seconds a reboot may take until the new boot answers (default: HOST_DEFAULTS.rebootTimeout). */
     rebootTimeout?: number;
 }
 
@@ -304,14 +304,14 @@ async function rebootPhase(connection: SshConnection, request: DeployRequest, ou
         return { ...outcome, reboot: { need: rebootNeeded(need) ? need : { changed: [], bootPending: false } } };
     }
     const timings = outcome.timings;
-    const partial = (error: FleetError, known: Partial<DeployOutcome> = {}) => new DeployedUnchecked(error, { ...outcome, ...known, reboot: { need } });
     let rebooted: RebootResult;
     try {
         rebooted = await timed(timings, "reboot", () =>
-            rebootHost(connection, { timeoutSeconds: request.rebootTimeout ?? 600, storePath: request.storePath, log, sleep: context.sleep }),
+            rebootHost(connection, { timeoutSeconds: request.rebootTimeout ?? HOST_DEFAULTS.rebootTimeout, storePath: request.storePath, log, sleep: context.sleep }),
         );
     } catch (error) {
-        if (error instanceof FleetError) throw partial(error);
+        // Activated, then the reboot failed or its outcome is unknown: say what is known.
+        if (error instanceof FleetError) throw new DeployedUnchecked(error, { ...outcome, reboot: { need } });
         throw error;
     }
     const known = { reboot: { need, rebooted } };
