@@ -305,14 +305,15 @@ function rebootOf(record: HostRecord, lastDeploy: Partial<LastDeploy>): Pick<Hos
  * The table's reboot column: `needed (kernel changed)`, `no`, `unknown` for a plan; for a deploy
  * also `rebooted in 2.4s` or `did not come back`; `-` when there is nothing to say.
  */
-export function rebootCell(s: Pick<HostSummary, "plan" | "rebootNeeded" | "reboot" | "result">): string {
+export function rebootCell(s: Pick<HostSummary, "plan" | "rebootNeeded" | "reboot" | "result" | "phase">): string {
     if (s.plan) {
         const reboot = s.plan.reboot;
         if (!reboot.known) return "unknown";
         return reboot.needed ? `needed (${reboot.changed.join(", ")} changed)` : "no";
     }
     if (s.reboot?.outcome === "booted") return `rebooted in ${s.reboot.waitedSeconds ?? "?"}s`;
-    if (s.reboot?.outcome === "unknown") return "did not come back (unknown)";
+    // The engine sends no outputs for a failed host: its error's phase says the reboot did not end well.
+    if (s.reboot?.outcome === "unknown" || (s.result === "unknown" && s.phase === "reboot")) return "did not come back (unknown)";
     if (s.reboot?.outcome === "failed") return "failed";
     if (typeof s.rebootNeeded === "string") return `needed (${s.rebootNeeded})`;
     if (s.rebootNeeded === null) return "no";
