@@ -18,7 +18,7 @@ import { formatHealthFailures, runHealthChecks, summarizeHealthFailures } from "
 import { hasChecks, type HealthChecks } from "../config/healthChecks";
 import { missingSecretPaths, removeSecrets, uploadSecrets, type NamedSecretFile } from "./secrets";
 import { HOST_DEFAULTS, type RebootPolicy } from "../config/hostFields";
-import { BOOTED_SYSTEM, changedBootLinks, describeNeed, readBootFiles, rebootHost, rebootNeeded, shouldReboot, type RebootNeed, type RebootResult } from "./reboot";
+import { BOOTED_SYSTEM, RebootFailed, changedBootLinks, describeNeed, readBootFiles, rebootHost, rebootNeeded, shouldReboot, type RebootAttempt, type RebootNeed, type RebootResult } from "./reboot";
 
 export interface DeployRequest {
     target: SshTarget;
@@ -73,6 +73,8 @@ export interface RebootReport {
     /** Why the host must reboot to run the deployed system fully; undefined when it need not; null when unknown. */
     need: RebootNeed | null;
     rebooted?: RebootResult;
+    /** A reboot that failed or did not come back: what is known of it. */
+    attempt?: RebootAttempt;
 }
 
 export interface DeployOutcome {
@@ -311,7 +313,7 @@ async function rebootPhase(connection: SshConnection, request: DeployRequest, ou
         );
     } catch (error) {
         // Activated, then the reboot failed or its outcome is unknown: say what is known.
-        if (error instanceof FleetError) throw new DeployedUnchecked(error, { ...outcome, reboot: { need } });
+        if (error instanceof FleetError) throw new DeployedUnchecked(error, { ...outcome, reboot: { need, ...(error instanceof RebootFailed ? { attempt: error.attempt } : {}) } });
         throw error;
     }
     const known = { reboot: { need, rebooted } };

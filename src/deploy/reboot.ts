@@ -155,6 +155,23 @@ export interface RebootResult {
     bootedStorePath: string;
 }
 
+/** What is known of a reboot that did not end well: when it was issued, the boot id before, how long we waited. */
+export interface RebootAttempt {
+    at: string;
+    previousBootId: string | null;
+    waitedSeconds: number;
+}
+
+/** A reboot that failed or whose outcome is unknown, with what is known of it (for the state). */
+export class RebootFailed extends FleetError {
+    constructor(
+        error: FleetError,
+        readonly attempt: RebootAttempt,
+    ) {
+        super(error.toJSON());
+    }
+}
+
 const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 const PREPARE_SCRIPT = `cat /proc/sys/kernel/random/boot_id && : > ${REBOOT_MARKER}`;
@@ -226,13 +243,14 @@ export async function rebootHost(connection: SshConnection, options: RebootOptio
     for (;;) {
         const elapsed = Math.max(waited, Date.now() - started);
         if (elapsed >= deadline) {
-            throw new FleetError({
+            const attempt = { at, previousBootId, waitedSeconds: seconds(elapsed) };
+            throw new RebootFailed(new FleetError({
                 phase: "reboot",
                 host,
                 outcome: "unknown",
                 message: `outcome unknown: the host did not come back from the reboot within ${options.timeoutSeconds}s (waited ${seconds(elapsed)}s; last: ${last}); the deployed system was activated before the reboot`,
                 hint: "check the host's console; once it answers, `npm run pulumi -- refresh` records what it booted, and the next `pulumi up` (or `npm run deploy`) checks it and writes its secrets again",
-            });
+            }), attempt);
         }
         const delay = Math.min(2000, deadline - elapsed);
         await sleep(delay);
@@ -263,12 +281,12 @@ export async function rebootHost(connection: SshConnection, options: RebootOptio
         const waitedSeconds = seconds(Math.max(waited, Date.now() - started));
         log(`rebooted: the new boot answered after ${waitedSeconds}s (boot id ${probe.bootId ?? "unknown"})`);
         if (probe.booted !== options.storePath) {
-            throw new FleetError({
+            throw new RebootFailed(new FleetError({
                 phase: "reboot",
                 host,
                 message: `the host booted ${probe.booted ?? "no system"} (/run/booted-system), not the deployed ${options.storePath}: the boot loader did not take it`,
                 hint: "check the boot loader on the host (its entries and default, `bootctl status` or the GRUB config), then deploy again",
-            });
+            }), { at, previousBootId, waitedSeconds });
         }
         return { previousBootId, bootId: probe.bootId, at, waitedSeconds, bootedStorePath: probe.booted };
     }

@@ -153,13 +153,13 @@ export function rebootOutputs(outcome: DeployOutcome, storePath: string, old?: P
             bootedStorePath: rebooted.bootedStorePath,
         };
     } else if (failure?.phase === "reboot") {
-        const waited = /waited ([\d.]+)s/.exec(failure.message);
+        const attempt = report?.attempt;
         outputs.lastReboot = {
             outcome: failure.outcome === "unknown" ? "unknown" : "failed",
-            at: outcome.activatedAt,
-            previousBootId: null,
+            at: attempt?.at ?? outcome.activatedAt,
+            previousBootId: attempt?.previousBootId ?? null,
             bootId: null,
-            waitedSeconds: waited ? Number(waited[1]) : null,
+            waitedSeconds: attempt?.waitedSeconds ?? null,
             bootedStorePath: null,
             error: `${failure.message}${failure.hint ? ` (hint: ${failure.hint})` : ""}`,
         };

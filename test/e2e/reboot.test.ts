@@ -106,7 +106,7 @@ describe("reboots", () => {
             // Bounded: the whole deploy (build, copy, activation, the wait) well under a minute.
             expect(Date.now() - started).toBeLessThan(60_000);
             const state = (await project.hostStates())[HOST]!;
-            expect(state).toMatchObject({ storePath: want, lastReboot: { outcome: "unknown", bootId: null, bootedStorePath: null } });
+            expect(state).toMatchObject({ storePath: want, lastReboot: { outcome: "unknown", previousBootId: expect.stringMatching(/^[0-9a-f-]{36}$/), bootId: null, bootedStorePath: null } });
             expect(String((state.lastReboot as Record<string, unknown>).error)).toMatch(/did not come back from the reboot within 3s/);
             expect(state.rebootNeeded).toBeUndefined();
         } finally {

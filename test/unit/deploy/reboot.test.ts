@@ -257,7 +257,7 @@ describe("deployHost with reboot", () => {
         expect(error.partial).toMatchObject({ activated: true, after: { currentStorePath: next, profileStorePath: next } });
         const outputs = rebootOutputs(error.partial, next, undefined, error);
         expect(outputs.rebootNeeded).toBeUndefined();
-        expect(outputs.lastReboot).toMatchObject({ outcome: "unknown", waitedSeconds: 5, bootId: null, bootedStorePath: null });
+        expect(outputs.lastReboot).toMatchObject({ outcome: "unknown", waitedSeconds: 5, previousBootId: "boot-1", bootId: null, bootedStorePath: null });
         expect(outputs.lastReboot?.error).toMatch(/did not come back from the reboot within 5s .*hint: check the host's console/);
     });
 

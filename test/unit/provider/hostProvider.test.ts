@@ -466,7 +466,7 @@ describe("HostProvider", { timeout: 1000 }, () => {
         // id and properties: the SDK sends them as ErrorResourceInitFailed; the engine records them.
         expect(failure.id).toBe("alpha");
         expect(failure.reasons).toEqual([failure.message]);
-        expect(failure.properties).toMatchObject({ storePath: next, generation: 3, runningStorePath: next, lastReboot: { outcome: "unknown", bootId: null, bootedStorePath: null } });
+        expect(failure.properties).toMatchObject({ storePath: next, generation: 3, runningStorePath: next, lastReboot: { outcome: "unknown", previousBootId: "boot-1", bootId: null, bootedStorePath: null } });
         expect(failure.properties?.lastReboot?.error).toMatch(/hint: check the host's console/);
         expect(failure.properties).not.toHaveProperty("rebootNeeded");
         expect(logger.messages("info").join("\n")).toMatch(/alpha: rebooting \(boot id boot-1\); waiting up to 0.001s for the new boot/);
