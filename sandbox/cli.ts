@@ -10,7 +10,7 @@ const USAGE = `usage: npm run sandbox -- <command>
   status                   hosts, ports, processes, knobs, current/boot systems
   ssh <host> [command…]    ssh into a host as root (SANDBOX_USER=deployer for the non-root user)
   set <host> key=value…    knobs: version=N fail=true|false breakSsh=true|false size=MiB paths=N slow=seconds
-                           failedUnits=web[,unit…] packages=name@version[,…] (see docs/sandbox.md)
+                           failedUnits=web[,unit…] packages=name@version[,…] kernel=N (see docs/sandbox.md)
   console <host> command…  run a command as root in the host without SSH (repair after breakSsh)
   reboot <host>            reboot a host (systemctl reboot) into its boot default generation
   env <host>               print NIX_SSHOPTS and the store URI for nix copy

@@ -210,6 +210,7 @@ export class SandboxFleet {
 
         const logFile = this.layout.logFile(name);
         fs.writeFileSync(logFile, `--- ${new Date().toISOString()} start ${name} on 127.0.0.1:${port}\n`);
+        this.releaseBoot(name); // a hold left by a stopped host does not outlive it
         const cgroups = this.cgroups(name);
         removeCgroups(cgroups); // leftovers of a crash would mix with the new boot
         const launched = await runChecked(this.runner, [
@@ -346,6 +347,21 @@ export class SandboxFleet {
         }
         await this.console(name, ["systemctl", "reboot"], { timeoutMs: 10_000 });
         await this.waitForReboot(name, before, timeoutMs);
+    }
+
+    /**
+     * Holds the host's next boot: after a reboot it stays down (no sshd, connections refused) until
+     * releaseBoot, as a machine that never comes back would. Tests of a reboot that times out use it.
+     */
+    holdBoot(name: string): void {
+        checkHostName(name);
+        fs.writeFileSync(path.join(this.layout.hostDir(name), "hold-boot"), "");
+    }
+
+    /** Lets a held boot go on (and the next ones); the host then boots as after any reboot. */
+    releaseBoot(name: string): void {
+        checkHostName(name);
+        fs.rmSync(path.join(this.layout.hostDir(name), "hold-boot"), { force: true });
     }
 
     /** Waits until the host runs a new boot (a new container pid 1) that answers on SSH. */

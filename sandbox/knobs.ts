@@ -32,6 +32,11 @@ export const knobsSchema = z.object({
      * by every host at the same version, all new with a new version (a nixpkgs bump).
      */
     paths: z.number().int().min(0).max(MAX_PATHS),
+    /**
+     * Kernel "version": the system's kernel, initrd and kernel-modules links point at derivations
+     * named after it (shared by hosts at the same N); a new N is a change that needs a reboot.
+     */
+    kernel: z.number().int().min(1),
 });
 export type Knobs = z.infer<typeof knobsSchema>;
 export type KnobName = keyof Knobs;
@@ -44,7 +49,7 @@ export interface KnobFile extends Knobs {
     webPort: number;
 }
 
-export const DEFAULT_KNOBS: Knobs = { version: 1, fail: false, breakSsh: false, size: 0, slow: 0, failedUnits: [], packages: [], paths: 0 };
+export const DEFAULT_KNOBS: Knobs = { version: 1, fail: false, breakSsh: false, size: 0, slow: 0, failedUnits: [], packages: [], paths: 0, kernel: 1 };
 
 const BOOLEAN_KNOBS: ReadonlySet<string> = new Set(["fail", "breakSsh"]);
 const KNOB_NAMES: readonly string[] = Object.keys(DEFAULT_KNOBS);

@@ -12,6 +12,7 @@ export type Phase =
     | "activate"
     | "rollback"
     | "verify"
+    | "reboot"
     | "hook"
     | "secrets"
     | "read";

@@ -22,7 +22,7 @@
 
       defaults = {
         system = "x86_64-linux"; version = 1; fail = false; breakSsh = false; size = 0; slow = 0;
-        failedUnits = [ ]; packages = [ ]; paths = 0; authorizedKeys = [ ]; webPort = 0;
+        failedUnits = [ ]; packages = [ ]; paths = 0; kernel = 1; authorizedKeys = [ ]; webPort = 0;
       };
 
       # Shared by every host of a system type; unchanged when one host's knobs change.
@@ -112,6 +112,22 @@
               head -c "$bytes" /dev/urandom > $out/data
             '' { bytes = toString (pathBytes i); }) cfg.paths;
 
+          # Kernel, initrd and kernel modules (knob kernel = N), shared by every host at the same N,
+          # linked from the system as NixOS links them: `ln -s <path> $out/kernel` in the builder,
+          # so the plan reads them from the derivation before the system is built.
+          kernelVersion = toString cfg.kernel;
+          kernelImage = mkDrv cfg.system "sandbox-linux-${kernelVersion}" ''
+            mkdir -p $out
+            echo "sandbox kernel $kernelVersion" > $out/bzImage
+          '' { inherit kernelVersion; };
+          initrd = mkDrv cfg.system "sandbox-initrd-${kernelVersion}" ''
+            mkdir -p $out
+            echo "sandbox initrd for kernel $kernelVersion" > $out/initrd
+          '' { inherit kernelVersion; };
+          kernelModules = mkDrv cfg.system "sandbox-kernel-modules-${kernelVersion}" ''
+            mkdir -p $out/lib/modules/$kernelVersion
+          '' { inherit kernelVersion; };
+
           # Optional payload of `size` MiB, for copy benchmarks.
           blob = mkDrv cfg.system "sandbox-blob-${name}-${version}-${toString cfg.size}M" ''
             mkdir -p $out
@@ -124,6 +140,9 @@
             ln -s $base $out/base
             ln -s $tools $out/tools
             ln -s $etc $out/etc
+            ln -s ${kernelImage}/bzImage $out/kernel
+            ln -s ${initrd}/initrd $out/initrd
+            ln -s ${kernelModules} $out/kernel-modules
             if [ -n "$blob" ]; then ln -s $blob $out/blob; fi
             echo "$nixosVersion" > $out/nixos-version
             printf '#!/bin/sh\ncat %s/nixos-version\n' "$out" > $out/bin/nixos-version

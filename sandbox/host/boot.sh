@@ -4,7 +4,8 @@
 # bound in. Started by `sandbox start` inside its own mount namespace (unshare --mount
 # --propagation private), so the overlay and nspawn's runtime files never appear on the machine.
 # A reboot inside the host (`reboot`, `systemctl reboot`) makes nspawn exit with 133: the host is
-# booted again, with a fresh /run. Any other exit (poweroff, `sandbox stop`) ends this script.
+# booted again, with a fresh /run (unless its boot is held: see hold-boot below). Any other exit
+# (poweroff, `sandbox stop`) ends this script.
 # Usage: boot.sh <host dir> <name> <lowerdirs> <tools dir> <cgroup dirs (colon-separated)> <flake dir>
 set -uo pipefail
 host_dir=$1
@@ -41,4 +42,10 @@ for boot in $(seq 1 100000); do
     ) </dev/null
     rc=$?
     [ "$rc" -eq 133 ] || { echo "--- $(date -u +%FT%TZ) $name stopped (nspawn exit $rc)"; exit "$rc"; }
+    # A held boot (fleet.holdBoot): the host stays down, as a machine stuck in its firmware or boot
+    # loader would, until the hold is released (fleet.releaseBoot) or the host is stopped.
+    if [ -e "$host_dir/hold-boot" ]; then
+        echo "--- $(date -u +%FT%TZ) $name: boot held ($host_dir/hold-boot)"
+        while [ -e "$host_dir/hold-boot" ]; do sleep 0.2; done
+    fi
 done

@@ -1,7 +1,8 @@
 // What `deploy` and `rollback` show while the engine works: one line per host per phase (from the
 // provider's progress messages), then a summary table built from the hosts' recorded outputs.
 import type { EngineEvent } from "@pulumi/pulumi/automation";
-import type { LastDeploy, RollbackMark } from "../provider/hostInputs";
+import { hostInputsSchema, sshTargetOf, CONNECTION_KEYS, type ConnectionInputs, type LastDeploy, type LastReboot, type RollbackMark } from "../provider/hostInputs";
+import type { SshTarget } from "../ssh/target";
 import { describeRollback, undoneRollback, undoneRollbackReason } from "../provider/hostMarks";
 import { formatPlan, type HostPlan, type PlanRequest } from "../deploy/plan";
 import { shortStorePath } from "../nix/flags";
@@ -50,8 +51,12 @@ export interface HostSummary {
     /** The build host that built the system (buildHost), when another host did. */
     builtOn?: string;
     error?: string;
-    /** For planned: the packages added, removed and changed, builds and copies (deploy/plan.ts). */
+    /** For planned: the packages added, removed and changed, builds, copies and whether it needs a reboot (deploy/plan.ts). */
     plan?: HostPlan;
+    /** For deployed and unchanged: why the host still needs a reboot (null: it does not; absent: unknown). */
+    rebootNeeded?: string | null;
+    /** The reboot this run made (outcome booted), or tried (unknown: it did not come back in time). */
+    reboot?: LastReboot;
 }
 
 interface HostRecord {
@@ -61,6 +66,9 @@ interface HostRecord {
     newInputs?: Record<string, unknown>;
     errors: string[];
 }
+
+/** The connection inputs, checked as the provider checks them (a secret shows as "[secret]" and fails here). */
+const connectionSchema = hostInputsSchema.pick(Object.fromEntries(CONNECTION_KEYS.filter((key) => key !== "name").map((key) => [key, true])) as Record<Exclude<(typeof CONNECTION_KEYS)[number], "name">, true>);
 
 /** Collects engine events into per-host records, printing progress lines as they come. */
 export class ProgressTracker {
@@ -86,6 +94,12 @@ export class ProgressTracker {
             buildOn: inputs.buildOn === "target" ? "target" : "local",
             ...(buildHostName(inputs.buildHost) ? { buildHost: buildHostName(inputs.buildHost) } : {}),
         };
+    }
+
+    /** How to reach a host the preview found changing (its new inputs' connection settings). */
+    sshTarget(host: string): SshTarget | undefined {
+        const parsed = connectionSchema.safeParse(this.hosts.get(host)?.newInputs ?? {});
+        return parsed.success ? sshTargetOf({ ...parsed.data, name: host } as ConnectionInputs) : undefined;
     }
 
     private record(host: string): HostRecord {
@@ -120,7 +134,8 @@ export class ProgressTracker {
         const diagnostic = event.diagnosticEvent;
         if (diagnostic) {
             const host = diagnostic.urn ? hostNameOfUrn(diagnostic.urn) : undefined;
-            const message = diagnostic.message.trimEnd();
+            // The engine wraps a partial failure's reason (an activated host whose reboot failed) in "1 error occurred:".
+            const message = diagnostic.message.trimEnd().replace(/^1 error occurred:\n\t\* /, "");
             if (diagnostic.severity === "error" && DUPLICATE_URN.test(message)) {
                 // Not the host's failure: the engine refused the update before deploying it.
                 const explained = duplicateUrnMessage(message, host);
@@ -219,7 +234,7 @@ function summarize(host: string, record: HostRecord, planning: boolean): HostSum
     if (record.errors.length) {
         const error = record.errors.join("\n");
         const phase = phaseOf(error);
-        return { ...base, result: outcomeUnknown(error) ? "unknown" : "failed", ...(phase ? { phase } : {}), error };
+        return { ...base, result: outcomeUnknown(error) ? "unknown" : "failed", ...(phase ? { phase } : {}), error, ...rebootOf(record, lastDeployOf(record)) };
     }
     // No event for the host: the engine never reached it.
     if (record.op === undefined) return base;
@@ -252,6 +267,7 @@ function summarize(host: string, record: HostRecord, planning: boolean): HostSum
         };
     }
     const last = (record.newOutputs.lastDeploy ?? {}) as Partial<LastDeploy>;
+    const reboot = rebootOf(record, last);
     // A deploy without the pin (`deploy --yes`, `pulumi up`) says on its row which rollback it undid.
     const undone = undoneRollback(old, record.newInputs ?? {});
     return {
@@ -267,7 +283,46 @@ function summarize(host: string, record: HostRecord, planning: boolean): HostSum
         timings: last.timings ?? {},
         // Said only for a build host: "here" and "on the host itself" are what buildOn already says.
         ...(last.builtOn && last.builtOn !== "local" && last.builtOn !== host ? { builtOn: last.builtOn } : {}),
+        ...reboot,
     };
+}
+
+function lastDeployOf(record: HostRecord): Partial<LastDeploy> {
+    return (record.newOutputs?.lastDeploy ?? {}) as Partial<LastDeploy>;
+}
+
+/** What this run's deploy of the host says about reboots (from its recorded outputs, partial ones included). */
+function rebootOf(record: HostRecord, lastDeploy: Partial<LastDeploy>): Pick<HostSummary, "rebootNeeded" | "reboot"> {
+    const outputs = record.newOutputs;
+    if (!outputs) return {};
+    const lastReboot = outputs.lastReboot as LastReboot | undefined;
+    const old = record.oldOutputs?.lastReboot as LastReboot | undefined;
+    // The reboot of this run: one it timed, or a new record (an unknown outcome is recorded without a timing).
+    const thisRun = lastReboot && (lastDeploy.timings?.reboot !== undefined || JSON.stringify(lastReboot) !== JSON.stringify(old));
+    const needed = outputs.rebootNeeded;
+    return {
+        ...(typeof needed === "string" || needed === null ? { rebootNeeded: needed } : {}),
+        ...(thisRun ? { reboot: lastReboot } : {}),
+    };
+}
+
+/**
+ * The table's reboot column: `needed (kernel changed)`, `no`, `unknown` for a plan; for a deploy
+ * also `rebooted in 2.4s` or `did not come back`; `-` when there is nothing to say.
+ */
+export function rebootCell(s: Pick<HostSummary, "plan" | "rebootNeeded" | "reboot" | "result" | "phase">): string {
+    if (s.plan) {
+        const reboot = s.plan.reboot;
+        if (!reboot.known) return "unknown";
+        return reboot.needed ? `needed (${reboot.changed.join(", ")} changed)` : "no";
+    }
+    if (s.reboot?.outcome === "booted") return `rebooted in ${s.reboot.waitedSeconds ?? "?"}s`;
+    // The engine sends no outputs for a failed host: its error's phase says the reboot did not end well.
+    if (s.reboot?.outcome === "unknown" || (s.result === "unknown" && s.phase === "reboot")) return "did not come back (unknown)";
+    if (s.reboot?.outcome === "failed") return "failed";
+    if (typeof s.rebootNeeded === "string") return `needed (${s.rebootNeeded})`;
+    if (s.rebootNeeded === null) return "no";
+    return "-";
 }
 
 /** The name in a buildHost input (a secret one stays unknown here). */
@@ -303,7 +358,7 @@ function firstLine(error: string): string {
 
 /** The summary table for people. */
 export function renderSummary(summaries: readonly HostSummary[]): string {
-    const header = ["host", "generation", "system", "copied", "build", "copy", "activate", "result"];
+    const header = ["host", "generation", "system", "copied", "build", "copy", "activate", "reboot", "result"];
     const rows = summaries.map((s) => [
         s.host,
         `${s.generationBefore ?? "-"} → ${s.generationAfter ?? "-"}`,
@@ -312,6 +367,7 @@ export function renderSummary(summaries: readonly HostSummary[]): string {
         `${seconds(s.timings.build)}${s.builtOn ? ` on ${s.builtOn}` : ""}`,
         seconds(s.timings.copy),
         seconds(s.timings.activate),
+        rebootCell(s),
         resultCell(s),
     ]);
     const widths = header.map((_, i) => Math.max(header[i]!.length, ...rows.map((row) => row[i]!.length)));

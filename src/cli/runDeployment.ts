@@ -10,6 +10,8 @@ import { heldBackBy, stopReason, type RolloutBatch } from "../program/rollout";
 import type { HostOutputs } from "../provider/hostInputs";
 import { hostUrn } from "./stack";
 import { planHost } from "../deploy/plan";
+import { readBootedSide } from "../deploy/reboot";
+import { makeRuntimeDir, removeRuntimeDir } from "../process/runtimeDir";
 import { runProcess, type ProcessRunner } from "../process/runner";
 import { TARGET_HOSTS_ENV } from "../program/targets";
 
@@ -221,15 +223,26 @@ export function confirmationNotices(plan: Pick<DeploymentReport, "hosts">, notic
     ];
 }
 
-/** Adds each planned host's plan (package changes, builds, copies) to its row. */
+/**
+ * Adds each planned host's plan (package changes, builds, copies, reboot) to its row. The reboot
+ * check reads each planned host's booted system over a short-lived connection.
+ */
 export async function withPlans(report: DeploymentReport, tracker: ProgressTracker, runner: ProcessRunner): Promise<DeploymentReport> {
-    const hosts = await Promise.all(
-        report.hosts.map(async (row) => {
-            const request = row.result === "planned" ? tracker.planRequest(row.host) : undefined;
-            return request ? { ...row, plan: await planHost(runner, request) } : row;
-        }),
-    );
-    return { ...report, hosts };
+    const runtimeDir = makeRuntimeDir();
+    try {
+        const hosts = await Promise.all(
+            report.hosts.map(async (row) => {
+                const request = row.result === "planned" ? tracker.planRequest(row.host) : undefined;
+                if (!request) return row;
+                const target = tracker.sshTarget(row.host);
+                const booted = target ? await readBootedSide(target, { runner, runtimeDir }) : { known: false as const, reason: "the host's connection settings are not known to this run" };
+                return { ...row, plan: await planHost(runner, { ...request, booted }) };
+            }),
+        );
+        return { ...report, hosts };
+    } finally {
+        removeRuntimeDir(runtimeDir);
+    }
 }
 
 export async function runDeployment(options: DeploymentOptions): Promise<DeploymentOutcome> {

@@ -16,8 +16,10 @@ import type { SshTarget } from "../ssh/target";
 
 export const BUILD_LOCATIONS = ["local", "target"] as const;
 export const ACTIONS = ["switch", "boot", "test", "dry-activate"] as const;
+export const REBOOT_POLICIES = ["never", "auto", "always"] as const;
 export type BuildLocation = (typeof BUILD_LOCATIONS)[number];
 export type Action = (typeof ACTIONS)[number];
+export type RebootPolicy = (typeof REBOOT_POLICIES)[number];
 
 /** The validated fields of a host file, as far as a field's input mapping needs them. */
 type Declared = Readonly<Record<string, unknown>>;
@@ -183,6 +185,22 @@ export const HOST_FIELDS = {
         file: hostName().optional(),
         input: z.lazy((): z.ZodType<SshTarget> => buildHostInputSchema()).optional(),
         toInput: (name: string, _declared: Declared, hosts: HostLookup) => buildHostInput(name, hosts),
+    },
+    // Reboots (deploy/reboot.ts)
+    /** never: report "reboot needed"; auto: reboot when the kernel, initrd or modules changed (or to activate a boot deploy); always: after every deploy that changed the host. */
+    reboot: {
+        file: z.enum(REBOOT_POLICIES, expecting('"never", "auto" or "always"')).optional(),
+        default: "never" as RebootPolicy,
+        input: z.enum(REBOOT_POLICIES).optional(),
+        // Only a policy that reboots is passed: hosts that never reboot keep their inputs as they were.
+        toInput: (value: RebootPolicy) => (value === "never" ? undefined : value),
+    },
+    /** Seconds a reboot may take, from issuing it until the new boot answers over ssh. */
+    rebootTimeout: {
+        file: seconds({ max: 3600 }).optional(),
+        default: 600,
+        input: z.number().positive().optional(),
+        toInput: (value: number, declared: Declared) => declared.rebootTimeout,
     },
     // Not passed to the resource: the program registers each hook as a nixos:index:Hook.
     hooks: { file: hooksSchema.optional(), default: [] as Hook[] },

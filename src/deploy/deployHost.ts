@@ -18,6 +18,8 @@ import { cleanupGenerations, type CleanupPolicy } from "./cleanup";
 import { formatHealthFailures, runHealthChecks, summarizeHealthFailures } from "./healthChecks";
 import { hasChecks, type HealthChecks } from "../config/healthChecks";
 import { missingSecretPaths, removeSecrets, uploadSecrets, type NamedSecretFile } from "./secrets";
+import { HOST_DEFAULTS, type RebootPolicy } from "../config/hostFields";
+import { BOOTED_SYSTEM, RebootFailed, changedBootLinks, describeNeed, readBootFiles, rebootHost, rebootNeeded, shouldReboot, type RebootAttempt, type RebootNeed, type RebootResult } from "./reboot";
 
 export interface DeployRequest {
     target: SshTarget;
@@ -47,6 +49,10 @@ export interface DeployRequest {
     secrets?: NamedSecretFile[];
     /** Recorded secret files no longer configured: deleted from the host after a successful deploy. */
     removedSecrets?: { name: string; path: string }[];
+    /** When to reboot after the activation (deploy/reboot.ts); default never. */
+    reboot?: RebootPolicy;
+    /** Seconds a reboot may take until the new boot answers (default: HOST_DEFAULTS.rebootTimeout). */
+    rebootTimeout?: number;
 }
 
 export interface DeployContext {
@@ -63,7 +69,16 @@ export interface DeployContext {
     build?: (drvPath: string, host: string) => Promise<{ systems: number }>;
 }
 
-export type PhaseName = "build" | "connect" | "copy" | "secrets" | "activate" | "confirm" | "verify";
+export type PhaseName = "build" | "connect" | "copy" | "secrets" | "activate" | "confirm" | "verify" | "reboot";
+
+/** What the deploy learned about rebooting: whether the host needs one, and the reboot it made. */
+export interface RebootReport {
+    /** Why the host must reboot to run the deployed system fully; undefined when it need not; null when unknown. */
+    need: RebootNeed | null;
+    rebooted?: RebootResult;
+    /** A reboot that failed or did not come back: what is known of it. */
+    attempt?: RebootAttempt;
+}
 
 export interface DeployOutcome {
     before: HostState;
@@ -76,6 +91,21 @@ export interface DeployOutcome {
     sshHandshakes: number;
     /** Where the system was built: "local" (this machine), the host's or its build host's name; null when nothing was built (rollback). */
     builtOn?: string | null;
+    reboot?: RebootReport;
+}
+
+/**
+ * The deploy activated the system, then what came after it failed or cannot be known (a reboot
+ * that did not come back, checks failing after it): `partial` says what is known, so the state can
+ * record the activation and the unknown reboot instead of either "deployed" or nothing.
+ */
+export class DeployedUnchecked extends FleetError {
+    constructor(
+        error: FleetError,
+        readonly partial: DeployOutcome,
+    ) {
+        super(error.toJSON());
+    }
 }
 
 const NOTHING_COPIED: CopyResult = { pathsCopied: 0, bytesCopied: 0, closurePaths: 0, closureBytes: 0 };
@@ -207,7 +237,8 @@ export async function deployHost(request: DeployRequest, context: DeployContext)
                     await removeSecrets(connection, name, removedSecrets, log);
                 });
             }
-            return { before, after: before, copy, activated: false, activatedAt: new Date().toISOString(), timings, sshHandshakes: connection.handshakes, builtOn };
+            const unchanged: DeployOutcome = { before, after: before, copy, activated: false, activatedAt: new Date().toISOString(), timings, sshHandshakes: connection.handshakes, builtOn };
+            return await rebootPhase(connection, request, unchanged, context);
         }
         const token = newToken();
         const watchdog = needsConfirmation(request.action, confirmTimeout)
@@ -263,21 +294,83 @@ export async function deployHost(request: DeployRequest, context: DeployContext)
             const checks = request.healthChecks;
             await timed(timings, "verify", () => verifyHealth(restore, checks));
         }
+        const activated: DeployOutcome = { before, after, copy, activated: true, activatedAt: new Date().toISOString(), timings, sshHandshakes: connection.handshakes, builtOn };
+        const outcome = await rebootPhase(connection, request, activated, context);
         if (removedSecrets.length) await timed(timings, "secrets", () => removeSecrets(connection, name, removedSecrets, log));
         if (request.cleanup) await cleanupAfterDeploy(connection, request, log);
-        return {
-            before,
-            after,
-            copy,
-            activated: true,
-            activatedAt: new Date().toISOString(),
-            timings,
-            sshHandshakes: connection.handshakes,
-            builtOn,
-        };
+        return { ...outcome, sshHandshakes: connection.handshakes };
     } finally {
         await connection.close().catch(() => undefined);
         await buildConnection?.close().catch(() => undefined);
+    }
+}
+
+/** Whether the host needs a reboot to run the deployed system fully; null when that cannot be read. */
+async function rebootNeedOf(connection: SshConnection, request: DeployRequest, state: HostState): Promise<RebootNeed | null> {
+    try {
+        const [booted, deployed] = await Promise.all([readBootFiles(connection, BOOTED_SYSTEM), readBootFiles(connection, request.storePath)]);
+        return { changed: changedBootLinks(booted, deployed), bootPending: request.action === "boot" && state.currentStorePath !== request.storePath };
+    } catch {
+        return null;
+    }
+}
+
+/**
+ * After the activation (or when the host already ran the system): says whether a reboot is
+ * needed, and reboots when the host's policy asks for it. After a reboot the host must run the
+ * deployed system as its booted one; its /run secrets are written again and its health checks run
+ * again (a failure then is reported, not restored: the host booted the deployed system). A reboot
+ * that fails or does not come back throws DeployedUnchecked with what is known.
+ */
+async function rebootPhase(connection: SshConnection, request: DeployRequest, outcome: DeployOutcome, context: DeployContext): Promise<DeployOutcome> {
+    if (request.action === "dry-activate") return outcome;
+    const name = request.target.name;
+    const log = context.log ?? (() => undefined);
+    const need = await rebootNeedOf(connection, request, outcome.after);
+    const policy = request.reboot ?? "never";
+    if (need === null) {
+        log("reboot needed: unknown (the kernel, initrd and kernel-modules links could not be read)");
+        return { ...outcome, reboot: { need: null } };
+    }
+    if (!shouldReboot(policy, request.action, need, outcome.activated)) {
+        if (rebootNeeded(need)) log(`reboot needed (${describeNeed(need)}); reboot is ${policy}, so the host was not rebooted`);
+        return { ...outcome, reboot: { need: rebootNeeded(need) ? need : { changed: [], bootPending: false } } };
+    }
+    const timings = outcome.timings;
+    let rebooted: RebootResult;
+    try {
+        rebooted = await timed(timings, "reboot", () =>
+            rebootHost(connection, { timeoutSeconds: request.rebootTimeout ?? HOST_DEFAULTS.rebootTimeout, storePath: request.storePath, log, sleep: context.sleep }),
+        );
+    } catch (error) {
+        // Activated, then the reboot failed or its outcome is unknown: say what is known.
+        if (error instanceof FleetError) throw new DeployedUnchecked(error, { ...outcome, reboot: { need, ...(error instanceof RebootFailed ? { attempt: error.attempt } : {}) } });
+        throw error;
+    }
+    const known = { reboot: { need, rebooted } };
+    try {
+        const after = await readHostState(connection);
+        const keys = (request.secrets ?? []).filter((file) => file.path.startsWith("/run/"));
+        if (keys.length) await timed(timings, "secrets", () => uploadSecrets(connection, name, keys, log));
+        const checks = request.healthChecks;
+        if (checks && hasChecks(checks)) {
+            log("health checks after the reboot");
+            const report = await timed(timings, "verify", () => runHealthChecks(connection, checks, { runner: context.runner, address: request.target.address, log }));
+            if (!report.healthy && !checks.keepGoing) {
+                throw new FleetError({
+                    phase: "verify",
+                    host: name,
+                    message: `after the reboot, ${summarizeHealthFailures(report)}; the host booted the deployed system and was not restored`,
+                    hint: "fix what the failing checks show and deploy again, or roll back with `npm run rollback`",
+                    detail: formatHealthFailures(report),
+                });
+            }
+            log(report.healthy ? `health checks passed after the reboot (${report.results.length})` : `warning: after the reboot, ${summarizeHealthFailures(report)}; keepGoing is set`);
+        }
+        return { ...outcome, after, ...known, reboot: { need: { changed: [], bootPending: false }, rebooted } };
+    } catch (error) {
+        if (error instanceof FleetError) throw new DeployedUnchecked(error, { ...outcome, ...known });
+        throw error;
     }
 }
 

@@ -6,12 +6,19 @@ import { localClosure } from "../nix/closure";
 import { shortStorePath } from "../nix/flags";
 import { countChanges, derivationClosure, diffPackages, formatChange, packagesOf, pendingWork, type PackageChange } from "../nix/packages";
 import type { ProcessRunner } from "../process/runner";
+import { changedBootLinks, derivationBootFiles, localBootFiles, type BootFiles, type BootLink } from "./reboot";
 
 /** One side of the plan: a system's store path and, when known, the derivation it comes from. */
 export interface PlanSide {
     storePath: string;
     drvPath?: string;
 }
+
+export type Known<T> = { known: true } & T;
+export type Unknown = { known: false; reason: string };
+
+/** The host's booted system's boot files, read from the host by the caller (the plan never connects). */
+export type BootedSide = Known<{ files: BootFiles }> | Unknown;
 
 export interface PlanRequest {
     /** The recorded deployment; undefined for a host never deployed by this stack. */
@@ -20,10 +27,9 @@ export interface PlanRequest {
     buildOn: "local" | "target";
     /** The host that builds the system (buildHost), when another one does. */
     buildHost?: string;
+    /** The booted system's kernel, initrd and kernel-modules (absent: not asked, so unknown). */
+    booted?: BootedSide;
 }
-
-export type Known<T> = { known: true } & T;
-export type Unknown = { known: false; reason: string };
 
 export interface HostPlan {
     storePathBefore: string | null;
@@ -35,6 +41,8 @@ export interface HostPlan {
     build: Known<{ derivations: number }> | Unknown;
     /** Store paths of the new system the host may lack: its closure minus the recorded system's (which the host holds). */
     copy: Known<{ paths: number; bytes: number }> | Unknown;
+    /** Whether the new system needs a reboot: its kernel, initrd or kernel-modules differ from the booted system's. */
+    reboot: Known<{ needed: boolean; changed: BootLink[] }> | Unknown;
 }
 
 const unknown = (reason: string): Unknown => ({ known: false, reason });
@@ -72,9 +80,23 @@ async function copyCount(runner: ProcessRunner, request: PlanRequest): Promise<H
     return { known: true, paths: missing.length, bytes: missing.reduce((sum, entry) => sum + entry.narSize, 0) };
 }
 
-/** The host's plan; queries the local Nix store only (never the host). */
+/** The new system's boot files: from the built system when it is here, else from its derivation. */
+async function newBootFiles(runner: ProcessRunner, side: PlanSide): Promise<BootFiles | undefined> {
+    return (await localBootFiles(runner, side.storePath)) ?? (side.drvPath ? await derivationBootFiles(runner, side.drvPath) : undefined);
+}
+
+async function rebootCheck(runner: ProcessRunner, request: PlanRequest): Promise<HostPlan["reboot"]> {
+    const booted = request.booted ?? unknown("the booted system was not read");
+    if (!booted.known) return booted;
+    const next = await newBootFiles(runner, request.new).catch(() => undefined);
+    if (!next) return unknown("the new system's kernel, initrd and kernel-modules are known once it is built");
+    const changed = changedBootLinks(booted.files, next);
+    return { known: true, needed: changed.length > 0, changed };
+}
+
+/** The host's plan; queries the local Nix store only (the booted side comes from the caller). */
 export async function planHost(runner: ProcessRunner, request: PlanRequest): Promise<HostPlan> {
-    const [packages, build, copy] = await Promise.all([packageChanges(runner, request), buildCount(runner, request), copyCount(runner, request)]);
+    const [packages, build, copy, reboot] = await Promise.all([packageChanges(runner, request), buildCount(runner, request), copyCount(runner, request), rebootCheck(runner, request)]);
     return {
         storePathBefore: request.old?.storePath ?? null,
         storePathAfter: request.new.storePath,
@@ -82,7 +104,14 @@ export async function planHost(runner: ProcessRunner, request: PlanRequest): Pro
         packages,
         build,
         copy,
+        reboot,
     };
+}
+
+/** `reboot needed (kernel, initrd changed)` / `no reboot needed` / `reboot: unknown (…)`. */
+export function rebootLine(reboot: HostPlan["reboot"]): string {
+    if (!reboot.known) return `reboot: unknown (${reboot.reason})`;
+    return reboot.needed ? `reboot needed (${reboot.changed.join(", ")} changed)` : "no reboot needed";
 }
 
 /** Package lines shown before "… and N more". */
@@ -102,7 +131,7 @@ export function planSummary(plan: HostPlan): string {
     return `packages: ${packages}; build: ${build}; copy: ${copy}`;
 }
 
-/** The plan for people: the system change, the summary, then one line per package change. */
+/** The plan for people: the system change, the summary, one line per package change, then whether it needs a reboot. */
 export function formatPlan(plan: HostPlan, indent = ""): string[] {
     const system = plan.storePathBefore === null ? `(none recorded) → ${shortStorePath(plan.storePathAfter)}` : `${shortStorePath(plan.storePathBefore)} → ${shortStorePath(plan.storePathAfter)}`;
     const lines = [`${indent}system: ${system}`, ...(plan.buildHost ? [`${indent}built on: ${plan.buildHost} (buildHost)`] : []), `${indent}${planSummary(plan)}`];
@@ -111,5 +140,6 @@ export function formatPlan(plan: HostPlan, indent = ""): string[] {
         lines.push(...changes.slice(0, LISTED_CHANGES).map((change) => `${indent}  ${formatChange(change)}`));
         if (changes.length > LISTED_CHANGES) lines.push(`${indent}  … and ${changes.length - LISTED_CHANGES} more (npm run deploy -- --preview --json lists all)`);
     }
+    lines.push(`${indent}${rebootLine(plan.reboot)}`);
     return lines;
 }

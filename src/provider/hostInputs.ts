@@ -3,7 +3,7 @@
 // them from an old state or another program.
 import { z } from "zod";
 import { STORE_PATH } from "../nix/flags";
-import { CONNECTION_FIELDS, hostFieldInputsShape } from "../config/hostFields";
+import { CONNECTION_FIELDS, HOST_DEFAULTS, hostFieldInputsShape } from "../config/hostFields";
 import { SECRET_NAME_PATTERN, resolvedSecretFileSchema } from "../config/secretFiles";
 import { NAMES_FILES_RULE, namesFiles, type SshTarget } from "../ssh/target";
 import type { DeployRequest } from "../deploy/deployHost";
@@ -158,6 +158,24 @@ export const lastDeploySchema = z.object({
 
 export type LastDeploy = z.infer<typeof lastDeploySchema>;
 
+/** The last reboot a deploy made (deploy/reboot.ts). */
+export const lastRebootSchema = z.object({
+    /** booted: the new boot answered and runs the deployed system; unknown: it did not come back in time; failed: it came back otherwise. */
+    outcome: z.enum(["booted", "unknown", "failed"]),
+    /** When the reboot was issued (ISO time), or when it was about to be. */
+    at: z.string(),
+    previousBootId: z.string().nullable(),
+    bootId: z.string().nullable(),
+    /** Seconds from issuing the reboot until the new boot answered (for unknown: how long we waited). */
+    waitedSeconds: z.number().nullable(),
+    /** /run/booted-system after the reboot; null when not known. */
+    bootedStorePath: z.string().nullable(),
+    /** For unknown and failed: what happened and how to find out. */
+    error: z.string().optional(),
+});
+
+export type LastReboot = z.infer<typeof lastRebootSchema>;
+
 /** What the stack records for a host beyond its inputs: the single definition of Host's outputs. */
 export const hostOutputFieldsSchema = z.object({
     /** The profile generation deployed (null for test/dry-activate on a host without a profile). */
@@ -184,6 +202,13 @@ export const hostOutputFieldsSchema = z.object({
     unreachable: unreachableSchema.nullable().optional(),
     /** When `pulumi import` adopted the host (nothing was activated then). */
     adoptedAt: z.string().optional(),
+    /**
+     * Why the host must reboot to run its deployed system fully (kernel, initrd or kernel-modules
+     * changed; action boot), as of the last deploy; null when it need not; absent when unknown.
+     */
+    rebootNeeded: z.string().nullable().optional(),
+    /** The last reboot a deploy made; absent until one did. */
+    lastReboot: lastRebootSchema.optional(),
 });
 
 export type HostOutputs = HostInputs & z.infer<typeof hostOutputFieldsSchema>;
@@ -194,10 +219,11 @@ export const HISTORY_LIMIT = 20;
  * Input keys whose change means an update. drvPath is derived from storePath, and provenance and
  * rollout only describe the run (a new revision with the same system, or a new batch, is no reason
  * to deploy), so they are left out; so is buildHost (another build host, or a change of its
- * connection settings, builds the same system: the next deploy uses the new one).
+ * connection settings, builds the same system: the next deploy uses the new one), and
+ * rebootTimeout only bounds a reboot's wait.
  */
 export const DIFF_KEYS = (Object.keys(hostInputsSchema.shape) as (keyof HostInputs)[]).filter(
-    (key) => key !== "drvPath" && key !== "provenance" && key !== "buildGroup" && key !== "rollout" && key !== "buildHost",
+    (key) => key !== "drvPath" && key !== "provenance" && key !== "buildGroup" && key !== "rollout" && key !== "buildHost" && key !== "rebootTimeout",
 );
 
 /** The reason a host was registered without evaluation (NOT_EVALUATED), if it was. */
@@ -274,6 +300,8 @@ export function deployRequestOf(inputs: HostInputs, old?: Pick<HostInputs, "secr
         pinnedGeneration: inputs.pin?.generation,
         confirmTimeout: inputs.confirmTimeout,
         reconnectTimeout: inputs.reconnectTimeout,
+        reboot: inputs.reboot,
+        rebootTimeout: inputs.rebootTimeout ?? HOST_DEFAULTS.rebootTimeout,
         healthChecks: inputs.healthChecks,
         cleanup:
             inputs.keepGenerations !== undefined || inputs.deleteOlderThan !== undefined || inputs.gc

@@ -2,13 +2,16 @@
 // The stack records only what really happened: a failed deploy throws, and the engine keeps the
 // previous state for that host.
 import type * as provider from "@pulumi/pulumi/provider";
-import { deployHost, inspectHost, type DeployOutcome } from "../deploy/deployHost";
+import { DeployedUnchecked, deployHost, inspectHost, type DeployOutcome } from "../deploy/deployHost";
+import { describeNeed, rebootNeeded } from "../deploy/reboot";
 import { changesRunningSystem, setsProfile } from "../deploy/activate";
 import { stepOf, trimHistory } from "../deploy/deployments";
 import type { HostState } from "../deploy/hostState";
 import { FleetError, formatError } from "../errors";
 import { SharedBuilder } from "../nix/sharedBuild";
 import { formatPlan, planHost, type PlanSide } from "../deploy/plan";
+import { readBootedSide } from "../deploy/reboot";
+import { join } from "node:path";
 import type { ProcessRunner } from "../process/runner";
 import { makeRuntimeDir } from "../process/runtimeDir";
 import { maskingLogger, type EngineLogger } from "./engineLog";
@@ -130,7 +133,52 @@ export function deploymentRecord(inputs: HostInputs, generation: number | null, 
     };
 }
 
-export function outputsAfterDeploy(inputs: HostInputs, outcome: DeployOutcome, old?: Partial<HostOutputs>): HostOutputs {
+/**
+ * What the state records about reboots after a deploy: why the host still needs one (or null), and
+ * the reboot this deploy made (its outcome unknown when it did not come back: `failure` says why).
+ */
+export function rebootOutputs(outcome: DeployOutcome, storePath: string, old?: Partial<HostOutputs>, failure?: FleetError): Pick<HostOutputs, "rebootNeeded" | "lastReboot"> {
+    const report = outcome.reboot;
+    const need = report?.need;
+    const outputs: Pick<HostOutputs, "rebootNeeded" | "lastReboot"> = {};
+    // Unknown (not read, or a reboot whose outcome is unknown): the field is left out, never guessed.
+    if (need !== undefined && need !== null && !(failure && !report?.rebooted)) outputs.rebootNeeded = rebootNeeded(need) ? describeNeed(need) : null;
+    const rebooted = report?.rebooted;
+    if (rebooted) {
+        outputs.lastReboot = {
+            outcome: "booted",
+            at: rebooted.at,
+            previousBootId: rebooted.previousBootId,
+            bootId: rebooted.bootId,
+            waitedSeconds: rebooted.waitedSeconds,
+            bootedStorePath: rebooted.bootedStorePath,
+        };
+    } else if (failure?.phase === "reboot") {
+        const attempt = report?.attempt;
+        outputs.lastReboot = {
+            outcome: failure.outcome === "unknown" ? "unknown" : "failed",
+            at: attempt?.at ?? outcome.activatedAt,
+            previousBootId: attempt?.previousBootId ?? null,
+            bootId: null,
+            waitedSeconds: attempt?.waitedSeconds ?? null,
+            bootedStorePath: null,
+            error: `${failure.message}${failure.hint ? ` (hint: ${failure.hint})` : ""}`,
+        };
+    } else if (old?.lastReboot?.outcome === "unknown" && outcome.after.bootedStorePath === storePath) {
+        // The reboot that did not come back in time: the host is back, booted into the deployed system.
+        outputs.lastReboot = {
+            ...old.lastReboot,
+            outcome: "booted",
+            bootedStorePath: outcome.after.bootedStorePath,
+            error: `${old.lastReboot.error ?? "the reboot's outcome was unknown"}; found booted into the deployed system at ${outcome.activatedAt}`,
+        };
+    } else if (old?.lastReboot) {
+        outputs.lastReboot = old.lastReboot;
+    }
+    return outputs;
+}
+
+export function outputsAfterDeploy(inputs: HostInputs, outcome: DeployOutcome, old?: Partial<HostOutputs>, failure?: FleetError): HostOutputs {
     const { after, before } = outcome;
     const generation = after.generation ?? null;
     const previous = old?.history ?? [];
@@ -151,6 +199,7 @@ export function outputsAfterDeploy(inputs: HostInputs, outcome: DeployOutcome, o
         rolledBack: rollbackMarkAfterDeploy(inputs, record, old),
         lastSeenAt: outcome.activatedAt,
         unreachable: null,
+        ...rebootOutputs(outcome, inputs.storePath, old, failure),
         lastDeploy: {
             activated: outcome.activated,
             generationBefore: before.generation ?? null,
@@ -355,11 +404,14 @@ export class HostProvider implements provider.Provider {
     private async logPlan(urn: string, old: PlanSide | undefined, inputs: HostInputs): Promise<void> {
         let text: string;
         try {
+            // The booted side comes from the host itself (its own sockets: a deploy of the host may follow).
+            const booted = await readBootedSide(sshTargetOf(inputs), { runner: this.options.runner, runtimeDir: join(this.runtimeDir, "plan") });
             const plan = await planHost(this.options.runner, {
                 old,
                 new: { storePath: inputs.storePath, drvPath: inputs.drvPath },
                 buildOn: inputs.buildOn,
                 ...(inputs.buildHost ? { buildHost: inputs.buildHost.name } : {}),
+                booted,
             });
             text = [`${inputs.name}: plan`, ...formatPlan(plan, "  ")].join("\n");
         } catch (error) {
@@ -368,7 +420,7 @@ export class HostProvider implements provider.Provider {
         await this.options.logger.log("info", urn, text);
     }
 
-    private async deploy(urn: string, inputs: HostInputs, old: HostOutputs | undefined, secrets: readonly string[]): Promise<HostOutputs> {
+    private async deploy(urn: string, inputs: HostInputs, old: HostOutputs | undefined, secrets: readonly string[], paths: readonly PropertyPath[]): Promise<HostOutputs> {
         const logger = maskingLogger(this.options.logger, secrets);
         const log = (message: string) => void logger.log("info", urn, `${inputs.name}: ${message}`, true);
         try {
@@ -390,10 +442,19 @@ export class HostProvider implements provider.Provider {
                     ? `${inputs.name}: ${inputs.action} done, generation ${from ?? "-"} → ${outputs.generation ?? "-"}, ${inputs.buildHost && outcome.builtOn ? `built on ${outcome.builtOn}, ` : ""}copied ${outcome.copy.pathsCopied} paths (${outcome.copy.bytesCopied} bytes)`
                     : `${inputs.name}: already running ${inputs.storePath}`,
             );
+            if (outputs.rebootNeeded) await logger.log("warning", urn, `${inputs.name}: reboot needed (${outputs.rebootNeeded}); reboot is ${inputs.reboot ?? "never"}`);
             return outputs;
         } catch (error) {
-            // The engine shows this text as the host's error; the state keeps its previous value.
-            throw new Error(maskSecrets(`${formatError(error)}${rolloutConsequence(inputs, error)}`, secrets));
+            // The engine shows this text as the host's error; the state keeps its previous value,
+            // except after an activation whose reboot failed: the state then records what is known.
+            const text = maskSecrets(`${formatError(error)}${rolloutConsequence(inputs, error)}`, secrets);
+            if (error instanceof DeployedUnchecked) {
+                const outputs = outputsAfterDeploy(inputs, error.partial, old, error);
+                // The SDK sends an error with id and properties as a partial failure: the engine
+                // records these outputs, marks the host failed, and updates it again next time.
+                throw Object.assign(new Error(text), { id: inputs.name, properties: wrapSecrets(outputs, paths), reasons: [text] });
+            }
+            throw new Error(text);
         }
     }
 
@@ -401,7 +462,7 @@ export class HostProvider implements provider.Provider {
         if (isHook(urn)) return this.hooks.create(urn, news);
         const plain = unwrapSecrets(news);
         const inputs = hostInputsSchema.parse(plain.value);
-        const outs = await this.deploy(urn, inputs, undefined, plain.texts);
+        const outs = await this.deploy(urn, inputs, undefined, plain.texts, plain.paths);
         // The engine keeps an output secret only when it comes back wrapped.
         return { id: inputs.name, outs: wrapSecrets(outs, plain.paths) };
     }
@@ -411,7 +472,7 @@ export class HostProvider implements provider.Provider {
         const plain = unwrapSecrets(news);
         const old = unwrapSecrets<HostOutputs>(olds);
         const inputs = hostInputsSchema.parse(plain.value);
-        const outs = await this.deploy(urn, inputs, old.value, [...plain.texts, ...old.texts]);
+        const outs = await this.deploy(urn, inputs, old.value, [...plain.texts, ...old.texts], plain.paths);
         return { outs: wrapSecrets(outs, plain.paths) };
     }
 

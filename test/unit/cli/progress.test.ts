@@ -380,3 +380,31 @@ describe("Ctrl-C during a run", () => {
         expect(report.hosts[0]!.reason).toBe("the stack is locked by another update");
     });
 });
+
+describe("reboots on the rows", () => {
+    it("a reboot that did not come back (the engine's partial failure) is an unknown outcome in the reboot phase, and the row shows it", () => {
+        const message = "1 error occurred:\n\t* host psi: reboot: outcome unknown: the host did not come back from the reboot within 3s (waited 3s; last: root@psi refused the connection); the deployed system was activated before the reboot";
+        // (The engine records the provider's partial outputs in the state but sends no outputs event for a failed host.)
+        const { report, table, lines } = run([pre("psi", "update", recorded(1, v(1)), { storePath: v(2) }), diagnostic(message, "error", "psi")], ["psi"], engineFailed());
+        expect(report.hosts[0]).toMatchObject({ result: "unknown", phase: "reboot" });
+        expect(report.hosts[0]!.error).toMatch(/^host psi: reboot: outcome unknown: the host did not come back/);
+        expect(report.unknown).toEqual(["psi"]);
+        expect(lines[0]).toMatch(/^\[psi\] error: host psi: reboot: outcome unknown/);
+        expect(table).toMatch(/did not come back \(unknown\)\s+UNKNOWN \(reboot\): outcome unknown: the host did not come back from the reboot within 3s/);
+    });
+
+    it("a deployed row carries rebootNeeded and the reboot this run made, also in --json", () => {
+        const rebooted = { ...deployedOutputs(1, 2, v(2)), rebootNeeded: null, lastReboot: { outcome: "booted", at: "t", previousBootId: "a", bootId: "b", waitedSeconds: 4.2, bootedStorePath: v(2) } };
+        rebooted.lastDeploy.timings = { ...rebooted.lastDeploy.timings, reboot: 4300 } as typeof rebooted.lastDeploy.timings;
+        const needed = { ...deployedOutputs(1, 2, v(3)), rebootNeeded: "kernel changed" };
+        const { json, table } = run(
+            [pre("psi", "update", recorded(1, v(1)), { storePath: v(2) }), outputs("psi", "update", rebooted), pre("rho", "update", recorded(1, v(1)), { storePath: v(3) }), outputs("rho", "update", needed)],
+            ["psi", "rho"],
+        );
+        expect(json.hosts[0]).toMatchObject({ result: "deployed", rebootNeeded: null, reboot: { outcome: "booted", waitedSeconds: 4.2 } });
+        expect(json.hosts[1]).toMatchObject({ result: "deployed", rebootNeeded: "kernel changed" });
+        expect(json.hosts[1]).not.toHaveProperty("reboot");
+        expect(table).toMatch(/^psi .*rebooted in 4\.2s\s+deployed$/m);
+        expect(table).toMatch(/^rho .*needed \(kernel changed\)\s+deployed$/m);
+    });
+});

@@ -45,6 +45,8 @@ const SAMPLES: Record<HostFieldName, unknown> = {
     substituteOnDestination: true,
     tags: ["web"],
     buildHost: "builder",
+    reboot: "auto",
+    rebootTimeout: 120,
     hooks: [{ name: "migrate", command: ["/run/current-system/sw/bin/true"] }],
 };
 

@@ -145,6 +145,9 @@ describe("deployHost", { timeout: 1000 }, () => {
             "remote nixos-fleet-follow",
             "remote nixos-fleet-status",
             "remote nixos-fleet-cleanup",
+            // Reboot needed? The booted system's kernel, initrd and modules against the deployed one's.
+            "remote nixos-fleet-boot-files",
+            "remote nixos-fleet-boot-files",
             "ssh master exit",
         ]);
         expect(runner.unexpected).toEqual([]);
@@ -191,7 +194,7 @@ describe("deployHost", { timeout: 1000 }, () => {
         expect(runner.matching(remote("nix-env"))).toHaveLength(0);
         expect(runner.matching(local("copy"))).toHaveLength(0);
         // Only the preflight: no other deploy under way whose watchdog could revert the host after it was reported unchanged.
-        expect(remoteCommandsOf(runner).filter((command) => command.startsWith("nixos-fleet-") || command.startsWith("systemd-run"))).toEqual([PREFLIGHT]);
+        expect(remoteCommandsOf(runner).filter((command) => (command.startsWith("nixos-fleet-") && !command.startsWith("nixos-fleet-boot-files")) || command.startsWith("systemd-run"))).toEqual([PREFLIGHT]);
         expect(host.activations).toEqual([]);
         expect(log).toContain("already running this system: nothing to activate");
         expect(runner.matching(masterExit)).toHaveLength(1);
@@ -288,7 +291,7 @@ describe("deployHost", { timeout: 1000 }, () => {
             expect(outcome.before).toMatchObject({ generation: 3, profileStorePath: next, currentStorePath: next });
             expect(outcome.after).toEqual(outcome.before);
             expect(log).toContain("already running this system: nothing to activate");
-            expect(runner.calls.map(step).slice(6)).toEqual(["remote nixos-fleet-preflight", "remote read state", "ssh master exit"]);
+            expect(runner.calls.map(step).slice(6)).toEqual(["remote nixos-fleet-preflight", "remote read state", "remote nixos-fleet-boot-files", "remote nixos-fleet-boot-files", "ssh master exit"]);
             expect(host.watchdogs).toEqual([]);
             expect(host.units).toEqual([]);
             expect(host.activations).toEqual([`${next} switch`]);
@@ -610,6 +613,8 @@ describe("deployHost", { timeout: 1000 }, () => {
                 "ssh master exit (new connection)",
                 // Only once the deploy is confirmed: until then the watchdog reads the unit's end.
                 "remote nixos-fleet-cleanup",
+                "remote nixos-fleet-boot-files",
+                "remote nixos-fleet-boot-files",
                 "ssh master exit",
             ]);
             // The watchdog was stopped by the disarm: the removal took its decision files too.
@@ -976,6 +981,8 @@ describe("deployHost", { timeout: 1000 }, () => {
                 "remote nixos-fleet-disarm (new connection)",
                 "ssh master exit (new connection)",
                 "remote nixos-fleet-cleanup",
+                "remote nixos-fleet-boot-files",
+                "remote nixos-fleet-boot-files",
                 "ssh master exit",
             ]);
             expect(log).toContain("connection lost while starting the activation (ssh to deploy@alpha.example.org failed); reconnecting to learn the outcome");
@@ -1265,6 +1272,8 @@ describe("deployHost", { timeout: 1000 }, () => {
                 "remote nixos-fleet-follow",
                 "remote nixos-fleet-status",
                 "remote nixos-fleet-cleanup",
+                "remote nixos-fleet-boot-files",
+                "remote nixos-fleet-boot-files",
                 "ssh master exit",
             ]);
             expect(outcome.copy.pathsCopied).toBe(0);

@@ -132,6 +132,9 @@ export interface FollowDrop {
     reboot?: boolean;
 }
 
+/** The kernel every system of a fake host has unless `kernels` names another. */
+export const KERNEL_1 = "/nix/store/kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk-linux-6.6.1";
+
 const WATCHDOG_UNIT = /^--unit=nixos-fleet-watchdog-(.+)$/;
 const RESTORE_UNIT = /^nixos-fleet-restore-[0-9a-f]+\.service$/;
 /** Every restore script says its steps this way (activationUnit.ts restoreSteps reads them). */
@@ -204,6 +207,21 @@ export class FakeHost {
     switchGenerationFails?: string;
     /** SSH master starts to refuse ("Connection refused"); Infinity: the host never comes back. */
     refuseConnections = 0;
+    /** Each system's kernel link (kernel, initrd and kernel-modules follow it); systems not named share KERNEL_1. */
+    readonly kernels = new Map<string, string>();
+    /** The boot id (/proc/sys/kernel/random/boot_id): a new one at every reboot. */
+    bootId = "boot-1";
+    /** The reboot marker in /run (deploy/reboot.ts). */
+    rebootMarker = false;
+    /**
+     * What `systemctl reboot` does: the host goes away for `downFor` connection attempts (Infinity:
+     * it never comes back), then boots its boot default; `refuse` makes systemctl fail instead.
+     */
+    onReboot: { downFor: number; refuse?: boolean } = { downFor: 2 };
+    /** Secret files written (path → content); a reboot empties those under /run. */
+    readonly secretFiles = new Map<string, string>();
+    /** Probes that still see systemd starting after a reboot. */
+    startingProbes = 0;
     /** The next status poll finds the activation unit gone (reset by hand): LoadState=not-found. */
     unitGoneAtNextStatus = false;
     /** When the deployer disarms, the watchdog has already claimed the decision and reverted the host. */
@@ -297,6 +315,7 @@ export class FakeHost {
         this.revertedFiles.clear();
         this.state.current = this.state.bootDefault;
         this.state.booted = this.state.bootDefault;
+        for (const path of [...this.secretFiles.keys()]) if (path.startsWith("/run/")) this.secretFiles.delete(path);
         this.masters.clear();
     }
 
@@ -737,6 +756,24 @@ export class FakeHost {
                 return this.unitStatus(args);
             case "nixos-fleet-cleanup":
                 return this.cleanupUnit(args);
+            case "nixos-fleet-boot-files": {
+                const system = args[0] === "/run/booted-system" ? this.state.booted : args[0];
+                const kernel = system === undefined ? "" : (this.kernels.get(system) ?? KERNEL_1);
+                const link = (suffix: string) => (kernel ? `${kernel}${suffix}` : "");
+                return { stdout: `kernel=${link("/bzImage")}\ninitrd=${link("-initrd/initrd")}\nkernel-modules=${link("-modules")}\n` };
+            }
+            case "nixos-fleet-secret-put":
+                // /run/keys is a tmpfs: reboot() empties it.
+                this.secretFiles.set(args[0]!, call.options.input ?? "");
+                return {};
+            case "nixos-fleet-reboot-prepare":
+                this.rebootMarker = true;
+                return { stdout: `${this.bootId}\n` };
+            case "nixos-fleet-reboot-probe": {
+                const state = this.startingProbes > 0 ? "starting" : "running";
+                if (this.startingProbes > 0) this.startingProbes -= 1;
+                return { stdout: `bootId=${this.bootId}\nmarker=${this.rebootMarker ? "present" : "absent"}\nbooted=${this.state.booted ?? ""}\nstate=${state}\n` };
+            }
             case "nixos-fleet-disarm": {
                 const decided = this.disarm(args);
                 if (!this.dropAfterNextDisarm) return decided;
@@ -796,6 +833,17 @@ export class FakeHost {
         });
         runner.on(remote("sh", "-c"), this.answer((call) => this.shell(call)));
         runner.on(remote("systemd-run"), this.answer((call) => this.armWatchdog(call.remoteCommand!)));
+        runner.on(
+            remote("systemctl", "reboot"),
+            this.answer(() => {
+                if (this.onReboot.refuse) return { code: 1, stderr: "Failed to reboot system via logind: Access denied\n" };
+                this.reboot();
+                this.bootId = `boot-${Number(this.bootId.slice(5)) + 1}`;
+                this.rebootMarker = false;
+                this.refuseConnections = this.onReboot.downFor;
+                return { code: 255, stderr: "Connection to 127.0.0.1 closed by remote host.\r\n" };
+            }),
+        );
         runner.on(
             remote("nix-env"),
             this.answer((call) => {

@@ -494,6 +494,36 @@ describe("HostProvider", { timeout: 1000 }, () => {
         expect(host.state).toMatchObject({ profileGeneration: 2, current: v2 });
     });
 
+    it("update whose reboot does not come back: a partial failure whose properties record the activation and the unknown reboot", async () => {
+        const { provider, host, logger } = providerSetup();
+        host.kernels.set(next, "/nix/store/jjjjjjjjjjjjjjjjjjjjjjjjjjjjjjjj-linux-6.6.2");
+        host.onReboot = { downFor: Infinity };
+        // A bound shorter than the first poll: no real waiting.
+        const news = asProps(inputs({ reboot: "auto", rebootTimeout: 0.001 }));
+        const olds = asProps(outputsAfterDeploy(inputs({ storePath: v2 }), outcome({ generation: 1 }, { generation: 2, currentStorePath: v2, profileStorePath: v2 })));
+        const failure = (await provider.update("alpha", URN, olds, news).then(
+            () => undefined,
+            (error: unknown) => error,
+        )) as Error & { id?: string; properties?: HostOutputs; reasons?: string[] };
+        expect(failure.message.split("\n")[0]).toMatch(/^host alpha: reboot: outcome unknown: the host did not come back from the reboot within 0.001s \(waited 0s; last: /);
+        // id and properties: the SDK sends them as ErrorResourceInitFailed; the engine records them.
+        expect(failure.id).toBe("alpha");
+        expect(failure.reasons).toEqual([failure.message]);
+        expect(failure.properties).toMatchObject({ storePath: next, generation: 3, runningStorePath: next, lastReboot: { outcome: "unknown", previousBootId: "boot-1", bootId: null, bootedStorePath: null } });
+        expect(failure.properties?.lastReboot?.error).toMatch(/hint: check the host's console/);
+        expect(failure.properties).not.toHaveProperty("rebootNeeded");
+        expect(logger.messages("info").join("\n")).toMatch(/alpha: rebooting \(boot id boot-1\); waiting up to 0.001s for the new boot/);
+    });
+
+    it("update with reboot never: the state and a warning say a reboot is needed", async () => {
+        const { provider, host, logger } = providerSetup();
+        host.kernels.set(next, "/nix/store/jjjjjjjjjjjjjjjjjjjjjjjjjjjjjjjj-linux-6.6.2");
+        const olds = asProps(outputsAfterDeploy(inputs({ storePath: v2 }), outcome({ generation: 1 }, { generation: 2, currentStorePath: v2, profileStorePath: v2 })));
+        const outs = (await provider.update("alpha", URN, olds, asProps(inputs()))).outs as HostOutputs;
+        expect(outs.rebootNeeded).toBe("kernel, initrd, kernel-modules changed");
+        expect(logger.messages("warning")).toContain("alpha: reboot needed (kernel, initrd, kernel-modules changed); reboot is never");
+    });
+
     it("update of a host that goes away during activation: 'outcome unknown', never 'failed' nor 'restored'", async () => {
         const { provider, host, runner } = providerSetup();
         host.followDrops.push({ downFor: Infinity });

@@ -33,6 +33,12 @@ describe("sandbox knobs", () => {
         expect(() => parseKnobAssignments([`paths=${MAX_PATHS + 1}`])).toThrow();
     });
 
+    it("kernel=N: the kernel, initrd and kernel-modules version, a whole number from 1", () => {
+        expect(parseKnobAssignments(["kernel=2"])).toEqual({ kernel: 2 });
+        expect(() => parseKnobAssignments(["kernel=0"])).toThrow();
+        expect(() => parseKnobAssignments(["kernel=two"])).toThrow(/knob kernel takes a whole number/);
+    });
+
     it("keeps the other knobs' rules", () => {
         expect(parseKnobAssignments(["version=3", "slow=12", "fail=true"])).toEqual({ version: 3, slow: 12, fail: true });
         expect(() => parseKnobAssignments(["slow=-1"])).toThrow(/whole number/);
