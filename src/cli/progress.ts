@@ -1,8 +1,7 @@
 // What `deploy` and `rollback` show while the engine works: one line per host per phase (from the
 // provider's progress messages), then a summary table built from the hosts' recorded outputs.
 import type { EngineEvent } from "@pulumi/pulumi/automation";
-import { hostInputsSchema, sshTargetOf, CONNECTION_KEYS, type ConnectionInputs, type LastDeploy, type LastReboot, type RollbackMark } from "../provider/hostInputs";
-import type { SshTarget } from "../ssh/target";
+import type { LastDeploy, LastReboot, RollbackMark } from "../provider/hostInputs";
 import { describeRollback, undoneRollback, undoneRollbackReason } from "../provider/hostMarks";
 import { formatPlan, type HostPlan, type PlanRequest } from "../deploy/plan";
 import { shortStorePath } from "../nix/flags";
@@ -67,8 +66,6 @@ interface HostRecord {
     errors: string[];
 }
 
-/** The connection inputs, checked as the provider checks them (a secret shows as "[secret]" and fails here). */
-const connectionSchema = hostInputsSchema.pick(Object.fromEntries(CONNECTION_KEYS.filter((key) => key !== "name").map((key) => [key, true])) as Record<Exclude<(typeof CONNECTION_KEYS)[number], "name">, true>);
 
 /** Collects engine events into per-host records, printing progress lines as they come. */
 export class ProgressTracker {
@@ -96,10 +93,9 @@ export class ProgressTracker {
         };
     }
 
-    /** How to reach a host the preview found changing (its new inputs' connection settings). */
-    sshTarget(host: string): SshTarget | undefined {
-        const parsed = connectionSchema.safeParse(this.hosts.get(host)?.newInputs ?? {});
-        return parsed.success ? sshTargetOf({ ...parsed.data, name: host } as ConnectionInputs) : undefined;
+    /** The host's recorded outputs (its state before this run), when the engine sent them. */
+    recordedOutputs(host: string): Record<string, unknown> | undefined {
+        return this.hosts.get(host)?.oldOutputs;
     }
 
     private record(host: string): HostRecord {

@@ -10,8 +10,7 @@ import { heldBackBy, stopReason, type RolloutBatch } from "../program/rollout";
 import type { HostOutputs } from "../provider/hostInputs";
 import { hostUrn } from "./stack";
 import { planHost } from "../deploy/plan";
-import { readBootedSide } from "../deploy/reboot";
-import { makeRuntimeDir, removeRuntimeDir } from "../process/runtimeDir";
+import { recordedBootedSide, type RecordedBoot } from "../deploy/reboot";
 import { runProcess, type ProcessRunner } from "../process/runner";
 import { TARGET_HOSTS_ENV } from "../program/targets";
 
@@ -225,24 +224,18 @@ export function confirmationNotices(plan: Pick<DeploymentReport, "hosts">, notic
 
 /**
  * Adds each planned host's plan (package changes, builds, copies, reboot) to its row. The reboot
- * check reads each planned host's booted system over a short-lived connection.
+ * check compares with the booted system the state recorded: a preview connects to no host.
  */
 export async function withPlans(report: DeploymentReport, tracker: ProgressTracker, runner: ProcessRunner): Promise<DeploymentReport> {
-    const runtimeDir = makeRuntimeDir();
-    try {
-        const hosts = await Promise.all(
-            report.hosts.map(async (row) => {
-                const request = row.result === "planned" ? tracker.planRequest(row.host) : undefined;
-                if (!request) return row;
-                const target = tracker.sshTarget(row.host);
-                const booted = target ? await readBootedSide(target, { runner, runtimeDir }) : { known: false as const, reason: "the host's connection settings are not known to this run" };
-                return { ...row, plan: await planHost(runner, { ...request, booted }) };
-            }),
-        );
-        return { ...report, hosts };
-    } finally {
-        removeRuntimeDir(runtimeDir);
-    }
+    const hosts = await Promise.all(
+        report.hosts.map(async (row) => {
+            const request = row.result === "planned" ? tracker.planRequest(row.host) : undefined;
+            if (!request) return row;
+            const booted = await recordedBootedSide(runner, tracker.recordedOutputs(row.host) as RecordedBoot | undefined);
+            return { ...row, plan: await planHost(runner, { ...request, booted }) };
+        }),
+    );
+    return { ...report, hosts };
 }
 
 export async function runDeployment(options: DeploymentOptions): Promise<DeploymentOutcome> {

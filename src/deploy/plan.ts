@@ -17,8 +17,8 @@ export interface PlanSide {
 export type Known<T> = { known: true } & T;
 export type Unknown = { known: false; reason: string };
 
-/** The host's booted system's boot files, read from the host by the caller (the plan never connects). */
-export type BootedSide = Known<{ files: BootFiles }> | Unknown;
+/** The host's booted system's boot files, as recorded in the state (the plan never connects); `source` says which record. */
+export type BootedSide = Known<{ files: BootFiles; source?: string }> | Unknown;
 
 export interface PlanRequest {
     /** The recorded deployment; undefined for a host never deployed by this stack. */
@@ -42,7 +42,7 @@ export interface HostPlan {
     /** Store paths of the new system the host may lack: its closure minus the recorded system's (which the host holds). */
     copy: Known<{ paths: number; bytes: number }> | Unknown;
     /** Whether the new system needs a reboot: its kernel, initrd or kernel-modules differ from the booted system's. */
-    reboot: Known<{ needed: boolean; changed: BootLink[] }> | Unknown;
+    reboot: Known<{ needed: boolean; changed: BootLink[]; against?: string }> | Unknown;
 }
 
 const unknown = (reason: string): Unknown => ({ known: false, reason });
@@ -91,7 +91,7 @@ async function rebootCheck(runner: ProcessRunner, request: PlanRequest): Promise
     const next = await newBootFiles(runner, request.new).catch(() => undefined);
     if (!next) return unknown("the new system's kernel, initrd and kernel-modules are known once it is built");
     const changed = changedBootLinks(booted.files, next);
-    return { known: true, needed: changed.length > 0, changed };
+    return { known: true, needed: changed.length > 0, changed, ...(booted.source ? { against: booted.source } : {}) };
 }
 
 /** The host's plan; queries the local Nix store only (the booted side comes from the caller). */
@@ -111,7 +111,8 @@ export async function planHost(runner: ProcessRunner, request: PlanRequest): Pro
 /** `reboot needed (kernel, initrd changed)` / `no reboot needed` / `reboot: unknown (…)`. */
 export function rebootLine(reboot: HostPlan["reboot"]): string {
     if (!reboot.known) return `reboot: unknown (${reboot.reason})`;
-    return reboot.needed ? `reboot needed (${reboot.changed.join(", ")} changed)` : "no reboot needed";
+    const against = reboot.against ? `; ${reboot.against}` : "";
+    return reboot.needed ? `reboot needed (${reboot.changed.join(", ")} changed${against})` : `no reboot needed${reboot.against ? ` (${reboot.against})` : ""}`;
 }
 
 /** Package lines shown before "… and N more". */

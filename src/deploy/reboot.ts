@@ -3,11 +3,10 @@
 // reboot itself: leave a marker in /run and read the boot id, ask systemd to reboot (the master
 // connection drops: expected), wait within rebootTimeout for a NEW boot (bounded attempts with
 // reconnects, never an open-ended wait), then check that /run/booted-system is the deployed system.
-import { FleetError, formatFleetError, tail } from "../errors";
+import { FleetError, tail } from "../errors";
 import type { RebootPolicy } from "../config/hostFields";
 import type { ProcessRunner } from "../process/runner";
 import { SshConnection } from "../ssh/connection";
-import type { SshTarget } from "../ssh/target";
 import type { Action } from "./activate";
 
 /** The links of a NixOS system that only a reboot brings into effect. */
@@ -56,25 +55,34 @@ export async function readBootFiles(connection: SshConnection, system: string = 
     return parseBootFiles(result.stdout);
 }
 
+/** What the state recorded of the host's booted system (`bootedStorePath`, at its last deploy or refresh). */
+export interface RecordedBoot {
+    /** /run/booted-system as last seen; null or absent when none was recorded. */
+    bootedStorePath?: string | null;
+    /** When the host was last seen (deploy or refresh). */
+    lastSeenAt?: string | null;
+    /** The recorded deployment, whose derivation may name the booted system's links. */
+    storePath?: string;
+    drvPath?: string;
+}
+
 /**
- * The booted system's boot files, for a plan: over a short-lived connection (at most a few seconds
- * to connect); a host that cannot be reached gives "unknown" and why, never a guess.
+ * The booted system's boot files for a plan, without connecting: the booted system the state
+ * recorded at the host's last deploy or refresh, read in this machine's store (or from its
+ * derivation when that system is the recorded deployment). A reboot outside nixos-fleet since then
+ * is not seen: the plan says which record it used, and `pulumi refresh` reads the host again.
  */
-export async function readBootedSide(
-    target: SshTarget,
-    context: { runner: ProcessRunner; runtimeDir: string },
-): Promise<{ known: true; files: BootFiles } | { known: false; reason: string }> {
-    const quick = { ...target, connectTimeout: Math.min(target.connectTimeout ?? 10, 5) };
-    let connection: SshConnection | undefined;
-    try {
-        connection = new SshConnection(quick, { runner: context.runner, runtimeDir: context.runtimeDir, persistSeconds: 5 });
-        return { known: true, files: await readBootFiles(connection) };
-    } catch (error) {
-        const why = (error instanceof FleetError ? formatFleetError(error) : error instanceof Error ? error.message : String(error)).split("\n")[0];
-        return { known: false, reason: `the booted system could not be read: ${why}` };
-    } finally {
-        await connection?.close().catch(() => undefined);
+export async function recordedBootedSide(runner: ProcessRunner, recorded: RecordedBoot | undefined): Promise<{ known: true; files: BootFiles; source: string } | { known: false; reason: string }> {
+    const booted = recorded?.bootedStorePath;
+    if (!booted) {
+        return { known: false, reason: recorded ? "no booted system is recorded for the host (`pulumi refresh` reads it)" : "the host has not been deployed by this stack yet (its booted system is read when it is)" };
     }
+    const fromStore = await localBootFiles(runner, booted).catch(() => undefined);
+    const fromDerivation = !fromStore && booted === recorded.storePath && recorded.drvPath ? await derivationBootFiles(runner, recorded.drvPath).catch(() => undefined) : undefined;
+    const files = fromStore ?? fromDerivation;
+    const short = booted.replace(/^\/nix\/store\/([0-9a-z]{8})[0-9a-z]{24}-/, "$1-");
+    if (!files) return { known: false, reason: `the recorded booted system ${short} is not in this machine's store` };
+    return { known: true, files, source: `booted ${short}${recorded.lastSeenAt ? ` as seen ${recorded.lastSeenAt}` : ""}` };
 }
 
 /** A system's boot files in this machine's store; undefined when the store path is not here (not built yet). */

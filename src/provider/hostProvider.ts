@@ -10,8 +10,7 @@ import type { HostState } from "../deploy/hostState";
 import { FleetError, formatError } from "../errors";
 import { SharedBuilder } from "../nix/sharedBuild";
 import { formatPlan, planHost, type PlanSide } from "../deploy/plan";
-import { readBootedSide } from "../deploy/reboot";
-import { join } from "node:path";
+import { recordedBootedSide, type RecordedBoot } from "../deploy/reboot";
 import type { ProcessRunner } from "../process/runner";
 import { makeRuntimeDir } from "../process/runtimeDir";
 import { maskingLogger, type EngineLogger } from "./engineLog";
@@ -391,7 +390,7 @@ export class HostProvider implements provider.Provider {
         const diffs = [...new Set([...changed, ...converge])];
         const parsed = hostInputsSchema.safeParse(news);
         if (parsed.success) this.noteBuild(parsed.data, diffs.length > 0);
-        if (diffs.length > 0 && olds.storePath !== news.storePath && parsed.success) await this.logPlan(urn, recordedSide(olds), parsed.data);
+        if (diffs.length > 0 && olds.storePath !== news.storePath && parsed.success) await this.logPlan(urn, recordedSide(olds), parsed.data, olds as RecordedBoot);
         return { changes: diffs.length > 0, replaces: [], deleteBeforeReplace: false };
     }
 
@@ -401,11 +400,11 @@ export class HostProvider implements provider.Provider {
     }
 
     /** Logs the host's plan (package changes, builds, copies) to its row; a plan that cannot be made never fails the diff. */
-    private async logPlan(urn: string, old: PlanSide | undefined, inputs: HostInputs): Promise<void> {
+    private async logPlan(urn: string, old: PlanSide | undefined, inputs: HostInputs, recorded?: RecordedBoot): Promise<void> {
         let text: string;
         try {
-            // The booted side comes from the host itself (its own sockets: a deploy of the host may follow).
-            const booted = await readBootedSide(sshTargetOf(inputs), { runner: this.options.runner, runtimeDir: join(this.runtimeDir, "plan") });
+            // The booted side as the state recorded it: a preview connects to no host.
+            const booted = await recordedBootedSide(this.options.runner, recorded);
             const plan = await planHost(this.options.runner, {
                 old,
                 new: { storePath: inputs.storePath, drvPath: inputs.drvPath },

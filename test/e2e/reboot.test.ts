@@ -61,20 +61,31 @@ describe("reboots", () => {
     });
 
     it("a kernel change is flagged in the provider's plan and in deploy --preview; reboot: auto reboots the host into the deployed system", async () => {
+        // The plan compares with the booted system the state recorded (a preview connects to no
+        // host). The fresh host booted no system: nothing to compare with, and the plan says so.
         hostFile({ reboot: "auto" });
         await project.sandbox.set(HOST, { kernel: 2 });
-
+        const unknownPlan = await cli("deploy", ["--stack", project.stack, "--preview", "--json"]);
+        expect(rowOf(unknownPlan.stdout)).toMatchObject({ plan: { reboot: { known: false, reason: "no booted system is recorded for the host (`pulumi refresh` reads it)" } } });
+        // Rebooted outside nixos-fleet into its first generation (kernel 1), then refreshed: recorded.
+        await project.sandbox.set(HOST, { kernel: 1 });
+        await project.sandbox.reboot(HOST);
+        expect((await project.refresh()).code).toBe(0);
+        await project.sandbox.set(HOST, { kernel: 2 });
+        const refreshLogins = await project.acceptedLogins(HOST);
 
         const plan = await cli("deploy", ["--stack", project.stack, "--preview", "--json"]);
         expect(plan.code, plan.stdout + plan.stderr).toBe(0);
         expect(rowOf(plan.stdout)).toMatchObject({ result: "planned", plan: { reboot: { known: true, needed: true, changed: ["kernel", "initrd", "kernel-modules"] } } });
+        // The preview logged in nowhere.
+        expect(await project.acceptedLogins(HOST)).toBe(refreshLogins);
 
         const before = project.sandbox.initPid(HOST);
         const want = await project.evaluatedStorePath(HOST);
         const deploy = await cli("deploy", ["--stack", project.stack, "--yes", "--json"]);
         expect(deploy.code, deploy.stdout + deploy.stderr).toBe(0);
         // The provider's plan (what plain `pulumi preview` shows on the host's row; `deploy --yes` echoes it).
-        expect(deploy.stderr).toMatch(/\[omega\] plan\n  system: .*\n  packages: 3 changed; .*\n(?:    .*\n)*  reboot needed \(kernel, initrd, kernel-modules changed\)\n/);
+        expect(deploy.stderr).toMatch(/\[omega\] plan\n  system: .*\n  packages: 3 changed; .*\n(?:    .*\n)*  reboot needed \(kernel, initrd, kernel-modules changed; booted [0-9a-z]{8}-nixos-system-omega-\S+ as seen \S+\)\n/);
         expect(deploy.stderr).toMatch(/\[omega\] rebooting \(boot id [0-9a-f-]+\); waiting up to 600s for the new boot/);
         expect(deploy.stderr).toMatch(/\[omega\] rebooted: the new boot answered after [\d.]+s/);
         expect(deploy.stderr).toContain("[omega] health checks passed after the reboot (1)");

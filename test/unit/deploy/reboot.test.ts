@@ -9,6 +9,7 @@ import {
     describeNeed,
     parseBootFiles,
     rebootHost,
+    recordedBootedSide,
     shouldReboot,
     type BootFiles,
 } from "../../../src/deploy/reboot";
@@ -90,6 +91,39 @@ describe("the plan's reboot line", () => {
         expect(rebootLine(same.reboot)).toBe("no reboot needed");
         const unreachable = await planHost(runner.run, { ...request, booted: { known: false, reason: "the booted system could not be read: host alpha: connect failed" } });
         expect(rebootLine(unreachable.reboot)).toBe("reboot: unknown (the booted system could not be read: host alpha: connect failed)");
+    });
+});
+
+describe("the booted side of a plan (recorded, never read from the host)", () => {
+    const booted = storePath("nixos-system-alpha-booted");
+    const bootFiles = `kernel=${KERNEL_2}/bzImage\ninitrd=${KERNEL_2}-initrd/initrd\nkernel-modules=${KERNEL_2}-modules\n`;
+
+    it("reads the recorded booted system's links in this machine's store and says which record it used", async () => {
+        const runner = new FakeRunner();
+        runner.on(local("sh", "-c"), { stdout: bootFiles });
+        const side = await recordedBootedSide(runner.run, { bootedStorePath: booted, lastSeenAt: "2026-11-29T21:00:00Z" });
+        expect(side).toEqual({ known: true, files: { kernel: `${KERNEL_2}/bzImage`, initrd: `${KERNEL_2}-initrd/initrd`, "kernel-modules": `${KERNEL_2}-modules` }, source: `booted ${booted.slice(11, 19)}-nixos-system-alpha-booted as seen 2026-11-29T21:00:00Z` });
+        expect(runner.calls.every((call) => call.argv[0] !== "ssh")).toBe(true);
+        const flagged = await planHost(runner.run, { new: { storePath: next }, buildOn: "local", booted: side });
+        // The new system has the same links (the same fake store answers for it).
+        expect(rebootLine(flagged.reboot)).toBe(`no reboot needed (booted ${booted.slice(11, 19)}-nixos-system-alpha-booted as seen 2026-11-29T21:00:00Z)`);
+    });
+
+    it("falls back to the recorded deployment's derivation when the booted system is it and is not in the store", async () => {
+        const runner = new FakeRunner();
+        runner.on(local("sh", "-c"), { code: 3 });
+        runner.on(local("cat"), { stdout: `["-c","ln -s ${KERNEL_2}/bzImage $out/kernel\nln -s ${KERNEL_2}-initrd/initrd $out/initrd\nln -s ${KERNEL_2}-modules $out/kernel-modules"]` });
+        const side = await recordedBootedSide(runner.run, { bootedStorePath: v1, storePath: v1, drvPath: drvPath("nixos-system-alpha-1") });
+        expect(side.known && side.files.kernel).toBe(`${KERNEL_2}/bzImage`);
+    });
+
+    it("says unknown, and why, when nothing usable is recorded", async () => {
+        const runner = new FakeRunner();
+        runner.on(local("sh", "-c"), { code: 3 });
+        expect(await recordedBootedSide(runner.run, undefined)).toEqual({ known: false, reason: "the host has not been deployed by this stack yet (its booted system is read when it is)" });
+        expect(await recordedBootedSide(runner.run, { bootedStorePath: null })).toEqual({ known: false, reason: "no booted system is recorded for the host (`pulumi refresh` reads it)" });
+        const gone = await recordedBootedSide(runner.run, { bootedStorePath: booted });
+        expect(gone).toEqual({ known: false, reason: `the recorded booted system ${booted.slice(11, 19)}-nixos-system-alpha-booted is not in this machine's store` });
     });
 });
 
