@@ -66,7 +66,8 @@ export class HookProvider {
     async check(news: Record<string, unknown>): Promise<provider.CheckResult> {
         const plain = unwrapSecrets(news);
         const parsed = hookInputsSchema.safeParse(plain.value);
-        if (parsed.success) return { inputs: news };
+        // With the defaults filled in (user), as the state records them: else every diff sees a change.
+        if (parsed.success) return { inputs: wrapSecrets(parsed.data as Record<string, unknown>, plain.paths) };
         // The host's connection may come from resources not created yet: checked once known.
         const failures = checkFailures(parsed.error.issues, unknownKeys(plain.value as Record<string, unknown>));
         if (failures.length === 0) return { inputs: news };

@@ -2,6 +2,10 @@
 // The stack records only what really happened: a failed deploy throws, and the engine keeps the
 // previous state for that host.
 import type * as provider from "@pulumi/pulumi/provider";
+import { z } from "zod";
+import { HOST_FIELDS, INPUT_DEFAULT_FIELDS } from "../config/hostFields";
+import { checkFieldCombinations } from "../config/hostSchema";
+import { didYouMean } from "../config/suggest";
 import { deployHost, inspectHost, type DeployOutcome } from "../deploy/deployHost";
 import { changesRunningSystem, setsProfile } from "../deploy/activate";
 import { stepOf, trimHistory } from "../deploy/deployments";
@@ -38,6 +42,36 @@ export const HOST_TYPE = "nixos:index:Host";
 export function resourceTypeOf(urn: string): string {
     const parts = urn.split("::");
     return (parts[parts.length - 2] ?? "").split("$").pop() ?? "";
+}
+
+/** The resource's name: the last part of its URN. */
+export function resourceNameOf(urn: string): string {
+    return urn.slice(urn.lastIndexOf("::") + 2);
+}
+
+/**
+ * The inputs with the defaults check fills in: `name` (the resource's name, as the TypeScript Host
+ * does) and the host fields marked inputDefault (config/hostFields.ts), when left out.
+ */
+export function withInputDefaults(inputs: Record<string, unknown>, resourceName: string): Record<string, unknown> {
+    const filled: Record<string, unknown> = { ...inputs };
+    if (filled.name === undefined) filled.name = resourceName;
+    for (const field of INPUT_DEFAULT_FIELDS) if (filled[field] === undefined) filled[field] = structuredClone(HOST_FIELDS[field].default);
+    return filled;
+}
+
+/** The rules between fields that host files follow too (insecureSkipHostKeyCheck with a pinned key, …). */
+function combinationIssues(inputs: HostInputs): z.core.$ZodIssue[] {
+    const result = z.looseObject({}).superRefine((fields, context) => checkFieldCombinations(fields, context)).safeParse(inputs);
+    return result.success ? [] : result.error.issues;
+}
+
+/** Input keys the resource does not have: refused, since a misspelt field would otherwise be ignored. */
+export function unknownInputFailures(inputs: Record<string, unknown>): provider.CheckFailure[] {
+    const known = Object.keys(hostInputsSchema.shape);
+    return Object.keys(inputs)
+        .filter((key) => inputs[key] !== undefined && !known.includes(key))
+        .map((key) => ({ property: key, reason: `nixos:index:Host has no input "${key}"; ${didYouMean(key, known)}the inputs are listed in docs/host-config.md` }));
 }
 
 /** The plugin serves two types; hooks go to their own provider. */
@@ -275,15 +309,15 @@ export class HostProvider implements provider.Provider {
             const name = String(plain.value.name);
             return { failures: [{ property: "storePath", reason: `${name} was not evaluated in this run (${notEvaluated}), so it cannot be deployed by it; deploy it by name (npm run deploy -- --hosts ${name})` }] };
         }
+        const given = withInputDefaults(plain.value, resourceNameOf(urn));
         // Inputs that are other resources' Outputs not known yet are checked once they are.
-        const pending = unknownKeys(plain.value);
-        const parsed = hostInputsSchema.safeParse(plain.value);
-        if (!parsed.success) {
-            const failures = checkFailures(parsed.error.issues, pending);
-            if (failures.length > 0) return { failures: failures.map((failure) => ({ ...failure, reason: maskSecrets(failure.reason, plain.texts) })) };
-        }
+        const pending = unknownKeys(given);
+        const parsed = hostInputsSchema.safeParse(given);
+        const issues = parsed.success ? combinationIssues(parsed.data) : parsed.error.issues;
+        const failures = [...checkFailures(issues, pending), ...unknownInputFailures(given)];
+        if (failures.length > 0) return { failures: failures.map((failure) => ({ ...failure, reason: maskSecrets(failure.reason, plain.texts) })) };
         if (pending.length > 0) {
-            await this.options.logger.log("info", urn, pendingMessage(plain.value.name, pending));
+            await this.options.logger.log("info", urn, pendingMessage(given.name, pending));
         } else if (parsed.success) {
             // check runs at every preview and up: a host without host-key checking is never quiet.
             const warning = insecureHostWarning(parsed.data);
@@ -293,8 +327,12 @@ export class HostProvider implements provider.Provider {
                 this.noteBuild(parsed.data, true);
                 await this.logPlan(urn, undefined, parsed.data);
             }
+            // The inputs as the provider reads them (defaults filled in, as the state records
+            // them after a deploy), with the secrets where they were: else a value the program
+            // leaves to its default (a health check's retries) would differ from the state at every run.
+            return { inputs: wrapSecrets(parsed.data as Record<string, unknown>, plain.paths) };
         }
-        return { inputs: news };
+        return { inputs: wrapSecrets(given, plain.paths) };
     }
 
     async diff(_id: string, urn: string, olds: Record<string, unknown>, news: Record<string, unknown>): Promise<provider.DiffResult> {
@@ -453,7 +491,7 @@ export class HostProvider implements provider.Provider {
     /** `pulumi import nixos:index:Host <name> <name>`: records what the host runs; activates nothing. */
     private async adopt(id: string, urn: string): Promise<provider.ReadResult> {
         try {
-            const name = urn.slice(urn.lastIndexOf("::") + 2);
+            const name = resourceNameOf(urn);
             if (!this.options.configuredInputs) throw new Error("this provider cannot import hosts (no stack config reader)");
             const configured = await this.options.configuredInputs(stackOfUrn(urn), id, name);
             const state = await inspectHost(sshTargetOf({ ...configured, storePath: "" } as HostInputs), { runner: this.options.runner, runtimeDir: this.runtimeDir });

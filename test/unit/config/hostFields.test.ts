@@ -2,6 +2,7 @@
 // the defaults, the resource's inputs, the provider's Pulumi schema and, for a connection
 // setting, the SSH target and the Hook's inputs.
 import { describe, expect, it } from "vitest";
+import { z } from "zod";
 import { HOST_DEFAULTS, HOST_FIELDS, type HostFieldName, type HostFieldSpec } from "../../../src/config/hostFields";
 import { hostFileSchema, hostPatchSchema, resolveHost } from "../../../src/config/hostSchema";
 import { connectionOf, hostInputsOf } from "../../../src/program/hostInputs";
@@ -49,7 +50,7 @@ const SAMPLES: Record<HostFieldName, unknown> = {
 
 const source = { name: "web1", file: "/project/hosts/web1.yaml", baseDir: "/project" };
 const system = { storePath: "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-nixos-system-web1", drvPath: "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-nixos-system-web1.drv" };
-const schema = packageSchema("0.0.0") as { resources: Record<string, { inputProperties: Record<string, unknown>; properties: Record<string, unknown> }> };
+const schema = packageSchema("0.0.0") as { resources: Record<string, { inputProperties: Record<string, unknown>; requiredInputs: string[]; properties: Record<string, unknown> }> };
 const hostSchema = schema.resources["nixos:index:Host"]!;
 const hookSchema = schema.resources["nixos:index:Hook"]!;
 
@@ -92,7 +93,13 @@ describe.each(Object.entries(HOST_FIELDS) as [HostFieldName, HostFieldSpec][])("
         const inputs = hostInputsOf(hostSetting(name), system) as unknown as Record<string, unknown>;
         if (spec.input) {
             expect(hostInputsSchema.shape).toHaveProperty(name);
-            expect((hostInputsSchema.shape as Record<string, unknown>)[name]).toBe(spec.input);
+            const rule = (hostInputsSchema.shape as Record<string, z.ZodType>)[name]!;
+            // A field check fills in is its rule with the field's default (a program may leave it out).
+            if (spec.inputDefault) {
+                expect((rule as z.ZodDefault).unwrap()).toBe(spec.input);
+                expect(rule.parse(undefined)).toEqual(spec.default);
+                expect(hostSchema.requiredInputs).not.toContain(name);
+            } else expect(rule).toBe(spec.input);
             expect(hostSchema.inputProperties).toHaveProperty(name);
             expect(hostSchema.properties).toHaveProperty(name);
             expect(inputs[name]).toBeDefined();

@@ -21,6 +21,7 @@ import { installImportShim } from "../../../src/provider/importShim";
 import { FakeHost, attachLocalNix } from "../helpers/fakeHost";
 import { FakeRunner } from "../helpers/fakeRunner";
 import { drvPath, runtimeDir, storePath } from "../helpers/fixtures";
+import { UNKNOWN } from "../../../src/provider/unknowns";
 
 const v1 = storePath("nixos-system-alpha-1");
 const v2 = storePath("nixos-system-alpha-2");
@@ -914,5 +915,68 @@ describe("Hook outputs and secrets", { timeout: 2000 }, () => {
         const error = (await provider.create(HOOK_URN, hookNews()).catch((e: unknown) => e)) as Error;
         expect(error.message).toMatch(/hook migrate exited with 1/);
         expect(error.message).not.toMatch(/738194062517/);
+    });
+});
+
+describe("HostProvider check: what a program in any language may leave out or get wrong", { timeout: 1000 }, () => {
+    const { user: _u, buildOn: _b, action: _a, substituteOnDestination: _s, tags: _t, name: _n, ...bare } = inputs();
+    const token = { value: secretValue("s3cret-token"), path: "/run/keys/token" };
+
+    it("fills in name (the resource's name), the host fields with defaults and each secret file's settings, keeping secrets wrapped", async () => {
+        const { provider } = providerSetup();
+        const result = await provider.check(URN, {}, asProps({ ...bare, secrets: { token } }));
+        expect(result.failures).toBeUndefined();
+        expect(result.inputs).toMatchObject({ name: "alpha", user: "root", buildOn: "local", action: "switch", substituteOnDestination: false, tags: [] });
+        expect((result.inputs!.secrets as Record<string, unknown>).token).toEqual({
+            value: secretValue("s3cret-token"),
+            path: "/run/keys/token",
+            owner: "root",
+            group: "root",
+            mode: "0400",
+            uploadAt: "pre-activation",
+        });
+    });
+
+    it("a program's health checks without their defaults give no change after a deploy (no redeploy at every up)", async () => {
+        const { provider } = providerSetup();
+        const checked = await provider.check(URN, {}, asProps({ ...inputs(), healthChecks: { keepGoing: true } }));
+        const created = await provider.create(URN, checked.inputs!);
+        const again = await provider.check(URN, created.outs!, asProps({ ...inputs(), healthChecks: { keepGoing: true } }));
+        expect(await provider.diff("alpha", URN, created.outs!, again.inputs!)).toMatchObject({ changes: false });
+    });
+
+    it("applies the host-file rules to every input, and the rules between fields", async () => {
+        const { provider } = providerSetup();
+        const key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
+        const cases: [Record<string, unknown>, string, RegExp][] = [
+            [{ identityFile: "/keys/a -oProxyCommand=touch${IFS}/tmp/x" }, "identityFile", /whitespace/],
+            [{ knownHostsFile: "-oProxyCommand=x" }, "knownHostsFile", /starts with "-"/],
+            [{ sshConfigFile: "" }, "sshConfigFile", /expected a path to an ssh_config file/],
+            [{ flake: "--option" }, "flake", /expected a flake reference/],
+            [{ flake: "path:/srv#x" }, "flake", /contains an attribute/],
+            [{ attribute: 'nixosConfigurations."a b"' }, "attribute", /dotted Nix attribute path/],
+            [{ drvPath: "/nix/store/../../tmp/evil.drv" }, "drvPath", /\.drv store path/],
+            [{ connectTimeout: 1e12 }, "connectTimeout", /whole number of seconds from 1 to 3600/],
+            [{ confirmTimeout: 2.5 }, "confirmTimeout", /whole number of seconds from 0 to 3600/],
+            [{ keepGenerations: 1e9 }, "keepGenerations", /generations/],
+            [{ tags: ["web", "web"] }, "tags.1", /duplicate/],
+            [{ user: "x".repeat(5000) }, "user", /at most 256/],
+            [{ hostKey: key, insecureSkipHostKeyCheck: true }, "insecureSkipHostKeyCheck", /contradicts hostKey/],
+            [{ secrets: { a: { ...token, path: "/run/keys/x" }, b: { ...token, path: "/run/keys/x" } } }, "secrets.b.path", /both write \/run\/keys\/x/],
+            [{ identityfile: "/keys/a" }, "identityfile", /no input "identityfile"; did you mean "identityFile"\?/],
+        ];
+        for (const [override, property, reason] of cases) {
+            const result = await provider.check(URN, {}, asProps({ ...inputs(), ...override }));
+            expect(result.inputs, JSON.stringify(override)).toBeUndefined();
+            expect(result.failures, JSON.stringify(override)).toContainEqual({ property, reason: expect.stringMatching(reason) });
+        }
+    });
+
+    it("leaves inputs not known yet as they are (checked once known), with the defaults filled in", async () => {
+        const { provider, logger } = providerSetup();
+        const result = await provider.check(URN, {}, asProps({ ...bare, address: UNKNOWN, hostKey: UNKNOWN }));
+        expect(result.failures).toBeUndefined();
+        expect(result.inputs).toMatchObject({ address: UNKNOWN, hostKey: UNKNOWN, name: "alpha", user: "root" });
+        expect(logger.messages("info")).toEqual([expect.stringMatching(/^alpha: address, hostKey are not known/)]);
     });
 });
