@@ -53,6 +53,22 @@ describe("Host (the library's resource)", () => {
         expect(isSecret(inputs.address)).toBe(false);
     });
 
+    it("takes what the docs say may be left out, and Outputs inside mappings and lists (type-checked: npm run typecheck)", async () => {
+        // Before: HostArgs was typed with the provider's parsed values, so every health-check list,
+        // a secret file's owner/group/mode/uploadAt were required and a secret's value could not be
+        // an Output (config.requireSecret): programs needed casts.
+        const inputs = await register("web4", {
+            ...system,
+            address: pulumi.output("192.0.2.4"),
+            healthChecks: { units: ["web.service"], tcp: [{ port: pulumi.output(443) }] },
+            secrets: { db: { path: "/run/keys/db", value: pulumi.secret("hunter2") } },
+            tags: [pulumi.output("web")],
+        });
+        expect(inputs).toMatchObject({ address: "192.0.2.4", healthChecks: { units: ["web.service"], tcp: [{ port: 443 }] }, tags: ["web"] });
+        expect(isSecret(inputs.secrets)).toBe(true);
+        expect((inputs.secrets as { value: unknown }).value).toEqual({ db: { path: "/run/keys/db", value: "hunter2" } });
+    });
+
     it("makes secrets given as an Output a secret as a whole", async () => {
         const inputs = await register("web3", { ...system, address: "192.0.2.3", secrets: pulumi.output({ db: { ...file, value: "hunter2" } }) });
         expect(isSecret(inputs.secrets)).toBe(true);
