@@ -126,7 +126,9 @@ export const HOST_FIELDS = {
     confirmTimeout: {
         file: seconds({ allowZero: true, max: 3600 }).optional(),
         default: 30,
-        input: seconds({ allowZero: true, max: 3600 }).optional(),
+        // Filled in: left out, the deploy would arm no watchdog at all (0), not the documented 30 s.
+        input: seconds({ allowZero: true, max: 3600 }),
+        inputDefault: true,
     },
     /** Seconds to keep trying to reach a host whose connection dropped during activation. */
     reconnectTimeout: {

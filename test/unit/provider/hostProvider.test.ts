@@ -40,6 +40,8 @@ function inputs(overrides: Partial<HostInputs> = {}): HostInputs {
         action: "switch",
         substituteOnDestination: false,
         tags: ["web"],
+        // No watchdog (0): the tests of confirmation set one.
+        confirmTimeout: 0,
         storePath: next,
         drvPath: drvPath("nixos-system-alpha-3"),
         ...overrides,
@@ -919,14 +921,15 @@ describe("Hook outputs and secrets", { timeout: 2000 }, () => {
 });
 
 describe("HostProvider check: what a program in any language may leave out or get wrong", { timeout: 1000 }, () => {
-    const { user: _u, buildOn: _b, action: _a, substituteOnDestination: _s, tags: _t, name: _n, ...bare } = inputs();
+    const { user: _u, buildOn: _b, action: _a, substituteOnDestination: _s, tags: _t, name: _n, confirmTimeout: _c, ...bare } = inputs();
     const token = { value: secretValue("s3cret-token"), path: "/run/keys/token" };
 
     it("fills in name (the resource's name), the host fields with defaults and each secret file's settings, keeping secrets wrapped", async () => {
         const { provider } = providerSetup();
         const result = await provider.check(URN, {}, asProps({ ...bare, secrets: { token } }));
         expect(result.failures).toBeUndefined();
-        expect(result.inputs).toMatchObject({ name: "alpha", user: "root", buildOn: "local", action: "switch", substituteOnDestination: false, tags: [] });
+        // confirmTimeout too: left out, the deploy armed no watchdog at all (0), not the documented 30 s.
+        expect(result.inputs).toMatchObject({ name: "alpha", user: "root", buildOn: "local", action: "switch", substituteOnDestination: false, tags: [], confirmTimeout: 30 });
         expect((result.inputs!.secrets as Record<string, unknown>).token).toEqual({
             value: secretValue("s3cret-token"),
             path: "/run/keys/token",
