@@ -9,6 +9,7 @@ import { connectionOf, hostInputsOf } from "../../../src/program/hostInputs";
 import { hookInputsSchema } from "../../../src/provider/hookProvider";
 import { hostInputsSchema, sshTargetOf } from "../../../src/provider/hostInputs";
 import { packageSchema } from "../../../src/provider/schema";
+import { HostProvider } from "../../../src/provider/hostProvider";
 
 /** A valid ed25519 public key line (the blob names its own type). */
 function ed25519Key(): string {
@@ -109,6 +110,20 @@ describe.each(Object.entries(HOST_FIELDS) as [HostFieldName, HostFieldSpec][])("
             expect(hostSchema.inputProperties).not.toHaveProperty(name);
             expect(inputs).not.toHaveProperty(name);
         }
+    });
+
+    it("set in a host file, passes the provider's check as the program sends it, unchanged (a stack written before sees no change)", async () => {
+        const inputs = hostInputsOf(hostSetting(name), system) as unknown as Record<string, unknown>;
+        const provider = new HostProvider({
+            runner: async () => ({ code: 1, stdout: "", stderr: "", signal: null, timedOut: false }) as never,
+            logger: { log: async () => undefined },
+            version: "0.0.0-test",
+            runtimeDir: "/nonexistent/nf-test",
+        });
+        // Not a new host (olds has a store path): check makes no plan.
+        const result = await provider.check("urn:pulumi:dev::p::nixos:index:Host::web1", { storePath: system.storePath }, inputs);
+        expect(result.failures).toBeUndefined();
+        expect(result.inputs).toEqual(inputs);
     });
 
     it(spec.connection ? "is a connection setting: in the SSH target and the Hook's inputs" : "is not a connection setting", () => {
