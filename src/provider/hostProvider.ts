@@ -21,7 +21,7 @@ import { HOOK_TYPE, HookProvider } from "./hookProvider";
 import { adoptedOutputs, type ConfiguredInputs } from "./adopt";
 import { outputsWhenUnreachable, rollbackMarkAfterDeploy, stackOfUrn, undoWarning, undoneRollback, unreachableWarning } from "./hostMarks";
 import { packageSchema } from "./schema";
-import { checkFailures, pendingMessage, unknownKeys } from "./unknowns";
+import { UNKNOWN, checkFailures, pendingMessage, unknownKeys } from "./unknowns";
 import {
     DIFF_KEYS,
     HISTORY_LIMIT,
@@ -278,6 +278,8 @@ export class HostProvider implements provider.Provider {
     private runtimeDirCache?: string;
 
     private readonly hooks: HookProvider;
+    /** Host names checked in this run, with the resource (URN) of each (nameTaken). */
+    private readonly namesInRun = new Map<string, string>();
     /** Hosts updated together in this run build their systems in one `nix-store --realise`. */
     private readonly builder: SharedBuilder;
 
@@ -293,6 +295,27 @@ export class HostProvider implements provider.Provider {
         // Removed when the provider exits, also on the engine's SIGINT/SIGTERM (src/process/runtimeDir.ts).
         this.runtimeDirCache ??= this.options.runtimeDir ?? makeRuntimeDir();
         return this.runtimeDirCache;
+    }
+
+    /**
+     * A host's name names its SSH control socket and pinned known_hosts file in this provider's
+     * runtime directory: two Hosts of one run with one name (possible in a program that sets
+     * `name`) would share them, and the second one's deploy would run over the first one's master
+     * connection, on the other server. Refused at check, naming the other resource.
+     */
+    private nameTaken(urn: string, name: unknown): provider.CheckFailure[] {
+        if (typeof name !== "string" || name === UNKNOWN) return [];
+        const other = this.namesInRun.get(name);
+        if (other === undefined || other === urn) {
+            this.namesInRun.set(name, urn);
+            return [];
+        }
+        return [
+            {
+                property: "name",
+                reason: `${name} is also the name of ${resourceNameOf(other)} (${other}): two hosts with one name would share one SSH connection; give each Host its own name`,
+            },
+        ];
     }
 
     /** The package schema (`pulumi package get-schema`), derived from the input and output definitions. */
@@ -314,7 +337,7 @@ export class HostProvider implements provider.Provider {
         const pending = unknownKeys(given);
         const parsed = hostInputsSchema.safeParse(given);
         const issues = parsed.success ? combinationIssues(parsed.data) : parsed.error.issues;
-        const failures = [...checkFailures(issues, pending), ...unknownInputFailures(given)];
+        const failures = [...checkFailures(issues, pending), ...unknownInputFailures(given), ...this.nameTaken(urn, given.name)];
         if (failures.length > 0) return { failures: failures.map((failure) => ({ ...failure, reason: maskSecrets(failure.reason, plain.texts) })) };
         if (pending.length > 0) {
             await this.options.logger.log("info", urn, pendingMessage(given.name, pending));

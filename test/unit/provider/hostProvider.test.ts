@@ -975,6 +975,16 @@ describe("HostProvider check: what a program in any language may leave out or ge
         }
     });
 
+    it("refuses a second resource with the same host name in one run (they would share one SSH master: a deploy on the wrong server)", async () => {
+        const { provider } = providerSetup();
+        const other = "urn:pulumi:dev::c::nixos:index:Host::alpha-eu";
+        expect((await provider.check(URN, {}, asProps(inputs()))).failures).toBeUndefined();
+        // The same resource again (preview, then up) is fine.
+        expect((await provider.check(URN, {}, asProps(inputs()))).failures).toBeUndefined();
+        const result = await provider.check(other, {}, asProps(inputs({ address: "203.0.113.9" })));
+        expect(result.failures).toEqual([{ property: "name", reason: expect.stringMatching(/^alpha is also the name of alpha \(urn:pulumi:dev::nixos-fleet::nixos:index:Host::alpha\): two hosts with one name would share one SSH connection/) }]);
+    });
+
     it("leaves inputs not known yet as they are (checked once known), with the defaults filled in", async () => {
         const { provider, logger } = providerSetup();
         const result = await provider.check(URN, {}, asProps({ ...bare, address: UNKNOWN, hostKey: UNKNOWN }));
