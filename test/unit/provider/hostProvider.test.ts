@@ -911,6 +911,23 @@ describe("Hook outputs and secrets", { timeout: 2000 }, () => {
         expect(output).toMatch(/RekeyLimit=\[secret\]|\[secret\] seen/);
     });
 
+    it("check applies the host-file rules of hooks, refuses unknown keys and fills in the user", async () => {
+        const { provider } = providerSetup();
+        const cases: [Record<string, unknown>, string, RegExp][] = [
+            [{ runAs: "-s" }, "runAs", /user name/],
+            [{ hook: "Migrate DB" }, "hook", /hook name/],
+            [{ command: "migrate --all" }, "command", /list of strings/],
+            [{ runas: "postgres" }, "runas", /no input "runas"; did you mean "runAs"\?/],
+        ];
+        for (const [override, property, reason] of cases) {
+            const result = await provider.check(HOOK_URN, {}, { ...hookNews(), ...override });
+            expect(result.failures, JSON.stringify(override)).toContainEqual({ property, reason: expect.stringMatching(reason) });
+        }
+        const { user: _user, ...withoutUser } = hookNews();
+        const checked = await provider.check(HOOK_URN, {}, withoutUser);
+        expect(checked.inputs).toMatchObject({ user: "root", sshOptions: secretValue(["RekeyLimit=738194062517"]) });
+    });
+
     it("a failing hook's error masks the secret inputs", async () => {
         const { provider, runner } = providerSetup();
         runner.on((call) => call.remoteCommand?.[0] === "migrate", { code: 1, stderr: "bad option RekeyLimit=738194062517\n" });
