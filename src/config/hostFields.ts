@@ -69,7 +69,7 @@ export const HOST_FIELDS = {
     user: {
         file: userName().optional(),
         default: "root",
-        input: userName().max(256, "must be a user name of at most 256 characters"),
+        input: userName(),
         inputDefault: true,
         connection: true,
     },
