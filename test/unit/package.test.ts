@@ -83,6 +83,18 @@ describe("@pulumi/pulumi (docs/design-notes.md, \"@pulumi/pulumi is a peer depen
     });
 });
 
+describe("the package's entry points", () => {
+    const exportsMap = (JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as { main: string; types: string; exports: Record<string, unknown> }).exports;
+
+    it("exports only the library (src/index.ts) and package.json: dist/src/* are internals that change freely", () => {
+        expect(exportsMap).toEqual({ ".": { types: "./dist/src/index.d.ts", default: "./dist/src/index.js" }, "./package.json": "./package.json" });
+        const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as { main: string; types: string };
+        // main/types for tools that do not read exports: the same files.
+        expect(`./${pkg.main}`).toBe("./dist/src/index.js");
+        expect(`./${pkg.types}`).toBe("./dist/src/index.d.ts");
+    });
+});
+
 describe("npm pack", () => {
     it("builds dist/ first with the script bootstrap uses (an installed package has no sources to fall back on)", () => {
         // Without it a tarball packed after an edit shipped the previous build, or none from a fresh clone.
