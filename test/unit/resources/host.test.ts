@@ -5,6 +5,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { beforeAll, describe, expect, it } from "vitest";
 import { Host } from "../../../src/resources/host";
+import { Hook } from "../../../src/resources/hook";
 import { SECRET_SIG } from "../../../src/provider/secretMarkers";
 
 const registered = new Map<string, Record<string, unknown>>();
@@ -67,6 +68,12 @@ describe("Host (the library's resource)", () => {
         expect(inputs).toMatchObject({ address: "192.0.2.4", healthChecks: { units: ["web.service"], tcp: [{ port: 443 }] }, tags: ["web"] });
         expect(isSecret(inputs.secrets)).toBe(true);
         expect((inputs.secrets as { value: unknown }).value).toEqual({ db: { path: "/run/keys/db", value: "hunter2" } });
+    });
+
+    it("a Hook's args, too, are what its check reads: user may be left out, Outputs inside lists (type-checked)", async () => {
+        const hook = new Hook("web5-migrate", { name: "web5", address: "192.0.2.5", hook: "migrate", command: ["migrate", pulumi.output("--all")], trigger: pulumi.output("1:/nix/store/x") });
+        await new Promise((resolve) => hook.urn.apply(resolve));
+        expect(registered.get("web5-migrate")).toMatchObject({ name: "web5", command: ["migrate", "--all"], trigger: "1:/nix/store/x" });
     });
 
     it("makes secrets given as an Output a secret as a whole", async () => {
