@@ -74,6 +74,20 @@ export function unknownInputFailures(inputs: Record<string, unknown>): provider.
         .map((key) => ({ property: key, reason: `nixos:index:Host has no input "${key}"; ${didYouMean(key, known)}the inputs are listed in docs/host-config.md` }));
 }
 
+/**
+ * Where the secret files' values are: check returns them as secrets whoever sent them plain (a
+ * program in another language: the schema's `secret` is not enforced by the engine), so the
+ * state keeps them encrypted and a preview shows [secret].
+ */
+export function withSecretFileValues(paths: readonly PropertyPath[], inputs: { secrets?: unknown }): PropertyPath[] {
+    const files = inputs.secrets;
+    if (files === null || typeof files !== "object" || Array.isArray(files)) return [...paths];
+    // A value inside something already secret (the whole map, as Fleet may send it) stays as it is.
+    const covered = (path: PropertyPath) => paths.some((secret) => secret.length <= path.length && secret.every((part, index) => part === path[index]));
+    const values: PropertyPath[] = Object.keys(files).map((name) => ["secrets", name, "value"]);
+    return [...paths, ...values.filter((path) => !covered(path))];
+}
+
 /** The plugin serves two types; hooks go to their own provider. */
 const isHook = (urn: string): boolean => resourceTypeOf(urn) === HOOK_TYPE;
 
@@ -353,9 +367,9 @@ export class HostProvider implements provider.Provider {
             // The inputs as the provider reads them (defaults filled in, as the state records
             // them after a deploy), with the secrets where they were: else a value the program
             // leaves to its default (a health check's retries) would differ from the state at every run.
-            return { inputs: wrapSecrets(parsed.data as Record<string, unknown>, plain.paths) };
+            return { inputs: wrapSecrets(parsed.data as Record<string, unknown>, withSecretFileValues(plain.paths, parsed.data)) };
         }
-        return { inputs: wrapSecrets(given, plain.paths) };
+        return { inputs: wrapSecrets(given, withSecretFileValues(plain.paths, given)) };
     }
 
     async diff(_id: string, urn: string, olds: Record<string, unknown>, news: Record<string, unknown>): Promise<provider.DiffResult> {

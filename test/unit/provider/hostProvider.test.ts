@@ -957,6 +957,19 @@ describe("HostProvider check: what a program in any language may leave out or ge
         });
     });
 
+    it("returns each secret file's value as a secret also when the program sent it plain (another language: the schema's secret is not enforced)", async () => {
+        const { provider } = providerSetup();
+        const result = await provider.check(URN, {}, asProps({ ...inputs(), secrets: { api: { value: "plain-api-key", path: "/run/keys/api" } } }));
+        const file = (result.inputs!.secrets as Record<string, Record<string, unknown>>).api!;
+        expect(file.value).toEqual(secretValue("plain-api-key"));
+        expect(file.path).toBe("/run/keys/api");
+        // The outputs a deploy records are wrapped where its (checked) inputs were: see "HostProvider and secrets".
+        expect(unwrapSecrets(result.inputs).paths).toContainEqual(["secrets", "api", "value"]);
+        // A map that is secret as a whole is not wrapped again inside.
+        const whole = await provider.check(URN, {}, asProps({ ...inputs(), secrets: secretValue({ api: { value: "plain-api-key", path: "/run/keys/api" } }) }));
+        expect(unwrapSecrets(whole.inputs).paths).toEqual([["secrets"]]);
+    });
+
     it("a program's health checks without their defaults give no change after a deploy (no redeploy at every up)", async () => {
         const { provider } = providerSetup();
         const checked = await provider.check(URN, {}, asProps({ ...inputs(), healthChecks: { keepGoing: true } }));
