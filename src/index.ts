@@ -23,7 +23,7 @@ export interface EvaluateSystemArgs {
     flake: string;
     /** Attribute of the NixOS configuration, e.g. "nixosConfigurations.web1". */
     attribute: string;
-    /** Directory relative flake references resolve against (default: the program's). */
+    /** Directory relative flake references resolve against (default: the program's); the result's `flake` is absolute. */
     cwd?: string;
 }
 

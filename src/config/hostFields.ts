@@ -35,6 +35,12 @@ export interface HostFieldSpec {
     /** Its rule as a nixos:index:Host input; absent: the field is not passed to the resource. */
     readonly input?: z.ZodType;
     /**
+     * The provider's check fills `default` in when the input is left out (a program in another
+     * language, or a Host without it), so the schema does not list it as required. Only for inputs
+     * every program passes anyway (else a stack written before would see a change).
+     */
+    readonly inputDefault?: true;
+    /**
      * How the resolved value becomes the input (default: as it is); undefined leaves the input out.
      * `hosts` finds the stack's other hosts (for a field that names one: buildHost).
      */
@@ -69,12 +75,14 @@ export const HOST_FIELDS = {
     user: {
         file: userName().optional(),
         default: "root",
-        input: z.string().min(1).regex(/^[a-z_][a-z0-9_.-]*$/i, "must be a user name"),
+        input: userName(),
+        inputDefault: true,
         connection: true,
     },
     identityFile: {
         file: sshOptsPath("a path to an ssh private key").optional(),
-        input: z.string().optional(),
+        // The host-file rule: the path reaches nix through NIX_SSHOPTS (no whitespace, no leading '-').
+        input: sshOptsPath("a path to an ssh private key").optional(),
         connection: true,
         localPath: true,
     },
@@ -84,14 +92,14 @@ export const HOST_FIELDS = {
     hostKey: { file: hostKey().optional(), input: hostKey().optional(), connection: true },
     knownHostsFile: {
         file: sshOptsPath("a path to a known_hosts file").optional(),
-        input: z.string().optional(),
+        input: sshOptsPath("a path to a known_hosts file").optional(),
         connection: true,
         localPath: true,
     },
     /** ssh_config used instead of ~/.ssh/config (ssh -F). */
     sshConfigFile: {
         file: sshOptsPath("a path to an ssh_config file").optional(),
-        input: z.string().optional(),
+        input: sshOptsPath("a path to an ssh_config file").optional(),
         connection: true,
         localPath: true,
     },
@@ -116,7 +124,7 @@ export const HOST_FIELDS = {
     connectTimeout: {
         file: seconds({ max: 3600 }).optional(),
         default: 10,
-        input: z.number().positive().optional(),
+        input: seconds({ max: 3600 }).optional(),
         connection: true,
     },
     // Confirm/rollback, health checks, generation cleanup
@@ -124,21 +132,24 @@ export const HOST_FIELDS = {
     confirmTimeout: {
         file: seconds({ allowZero: true, max: 3600 }).optional(),
         default: 30,
-        input: z.number().min(0).optional(),
+        // Filled in: left out, the deploy would arm no watchdog at all (0), not the documented 30 s.
+        input: seconds({ allowZero: true, max: 3600 }),
+        inputDefault: true,
     },
     /** Seconds to keep trying to reach a host whose connection dropped during activation. */
     reconnectTimeout: {
         file: seconds({ max: 3600 }).optional(),
         default: 60,
-        input: z.number().positive().optional(),
+        // Fractions allowed (a bound, not a setting passed on): tests use a millisecond to avoid waiting.
+        input: z.number().positive().max(3600).optional(),
     },
     keepGenerations: {
         file: integerIn(1, 10_000, "a number of generations of at least 1").optional(),
-        input: z.number().int().positive().optional(),
+        input: integerIn(1, 10_000, "a number of generations of at least 1").optional(),
     },
     deleteOlderThan: {
         file: deleteOlderThan().optional(),
-        input: z.string().regex(/^\d+d$/, "must be a number of days like 30d").optional(),
+        input: deleteOlderThan().optional(),
     },
     gc: {
         file: boolean().optional(),
@@ -155,25 +166,30 @@ export const HOST_FIELDS = {
     },
     // What to build and how to activate it
     /** Flake reference; local paths are absolute. */
-    flake: { file: flakeRef().optional(), default: ".", input: z.string().min(1) },
+    // No default as an input: flake and attribute name the system whose storePath the program
+    // passes (evaluateSystem returns all of them); "." would mean the provider's directory.
+    flake: { file: flakeRef().optional(), default: ".", input: flakeRef() },
     /** Attribute of the flake to build, e.g. nixosConfigurations.alpha (default: nixosConfigurations.<name>). */
-    attribute: { file: nixAttributePath().optional(), derivedDefault: true, input: z.string().min(1) },
+    attribute: { file: nixAttributePath().optional(), derivedDefault: true, input: nixAttributePath() },
     buildOn: {
         file: z.enum(BUILD_LOCATIONS, expecting('"local" or "target"')).optional(),
         default: "local" as BuildLocation,
         input: z.enum(BUILD_LOCATIONS),
+        inputDefault: true,
     },
     action: {
         file: z.enum(ACTIONS, expecting('"switch", "boot", "test" or "dry-activate"')).optional(),
         default: "switch" as Action,
         input: z.enum(ACTIONS),
+        inputDefault: true,
     },
     /** Let the target fetch from its substituters instead of receiving everything over ssh. */
-    substituteOnDestination: { file: boolean().optional(), default: false, input: z.boolean() },
+    substituteOnDestination: { file: boolean().optional(), default: false, input: z.boolean(), inputDefault: true },
     tags: {
         file: distinctListOf(tag(), "a list of tags").optional(),
         default: [] as string[],
-        input: z.array(z.string()),
+        input: distinctListOf(tag(), "a list of tags"),
+        inputDefault: true,
         toInput: (value: readonly string[]) => [...value],
     },
     /**
@@ -258,8 +274,15 @@ export type ResolvedHostFields = { readonly [K in AlwaysSet]: NonNullable<FieldV
 
 /** The Host resource's inputs that are host fields (`name`, the system and run data are added in provider/hostInputs.ts). */
 export const hostFieldInputsShape = Object.fromEntries(
-    Object.entries(HOST_FIELDS as Record<string, HostFieldSpec>).flatMap(([name, spec]) => (spec.input ? [[name, spec.input]] : [])),
-) as { [K in InputField]: Fields[K]["input"] };
+    Object.entries(HOST_FIELDS as Record<string, HostFieldSpec>).flatMap(([name, spec]) =>
+        spec.input ? [[name, spec.inputDefault ? spec.input.default(() => structuredClone(spec.default)) : spec.input]] : [],
+    ),
+) as { [K in InputField]: Fields[K] extends { inputDefault: true } ? z.ZodDefault<Fields[K]["input"]> : Fields[K]["input"] };
+
+/** The host fields the provider's check fills in with their default when an input leaves them out. */
+export const INPUT_DEFAULT_FIELDS = (Object.keys(HOST_FIELDS) as HostFieldName[]).filter(
+    (name) => (HOST_FIELDS[name] as HostFieldSpec).inputDefault,
+) as KeysWhere<{ inputDefault: true }>[];
 
 /** The connection fields (SSH target, Hook connection), in input order. */
 export const CONNECTION_FIELDS = (Object.keys(HOST_FIELDS) as HostFieldName[]).filter(

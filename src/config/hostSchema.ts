@@ -13,7 +13,7 @@ export { ACTIONS, BUILD_LOCATIONS, HOST_DEFAULTS, HOST_FIELDS, hostFieldsShape, 
 type HostFieldsShape = z.infer<z.ZodObject<typeof hostFieldsShape>>;
 
 /** Rules that involve more than one field; run on whole hosts, after stack layers are merged. */
-function checkFieldCombinations(fields: Partial<HostFieldsShape>, context: z.RefinementCtx): void {
+export function checkFieldCombinations(fields: Partial<HostFieldsShape>, context: z.RefinementCtx): void {
     if (fields.proxyJump !== undefined && fields.address !== undefined && fields.proxyJump.split(",").map(jumpHopHost).includes(fields.address)) {
         context.addIssue({
             code: "custom",

@@ -45,6 +45,9 @@ const mode = () =>
 
 const SECRET_FIELDS = "value, path, owner, group, mode, uploadAt";
 
+/** What a secret file's settings are when left out (the stack config's and the provider's). */
+export const SECRET_FILE_DEFAULTS = { owner: "root", group: "root", mode: "0400", uploadAt: "pre-activation" } as const;
+
 /** One secret file as the stack config gives it. */
 export const secretFileSchema = z.strictObject(
     {
@@ -54,11 +57,11 @@ export const secretFileSchema = z.strictObject(
             .union([z.string(), z.number(), z.boolean()], { error: () => "expected the secret's text (set with `pulumi config set --secret`); got another kind of value (not shown)" })
             .transform(String),
         path: secretPath().optional(),
-        owner: account().default("root"),
-        group: account().default("root"),
-        mode: mode().default("0400"),
+        owner: account().default(SECRET_FILE_DEFAULTS.owner),
+        group: account().default(SECRET_FILE_DEFAULTS.group),
+        mode: mode().default(SECRET_FILE_DEFAULTS.mode),
         /** pre-activation: before the new system starts (default); post-activation: for owners the new system creates. */
-        uploadAt: z.enum(UPLOAD_AT, expecting('"pre-activation" or "post-activation"')).default("pre-activation"),
+        uploadAt: z.enum(UPLOAD_AT, expecting('"pre-activation" or "post-activation"')).default(SECRET_FILE_DEFAULTS.uploadAt),
     },
     expecting(`a mapping with ${SECRET_FIELDS}`),
 );
@@ -68,17 +71,20 @@ const secretName = () => z.string(expecting(SECRET_NAME_RULE)).regex(SECRET_NAME
 /** All secrets of one host, by name; two secrets may not share a path. */
 export const hostSecretsSchema = z
     .record(secretName(), secretFileSchema, expecting("a mapping from secret name to its settings"))
-    .superRefine((files, context) => {
-        const seen = new Map<string, string>();
-        for (const [name, file] of Object.entries(files)) {
-            const target = file.path ?? defaultSecretPath(name);
-            const other = seen.get(target);
-            if (other !== undefined) {
-                context.addIssue({ code: "custom", path: [name, "path"], ...failure(`secrets ${other} and ${name} both write ${target}`, "give each secret its own path") });
-            }
-            seen.set(target, name);
+    .superRefine(distinctSecretPaths);
+
+/** Two secrets of a host may not write the same file (the stack config's rule and the provider's). */
+export function distinctSecretPaths(files: Readonly<Record<string, { path?: string }>>, context: z.RefinementCtx): void {
+    const seen = new Map<string, string>();
+    for (const [name, file] of Object.entries(files)) {
+        const target = file.path ?? defaultSecretPath(name);
+        const other = seen.get(target);
+        if (other !== undefined) {
+            context.addIssue({ code: "custom", path: [name, "path"], ...failure(`secrets ${other} and ${name} both write ${target}`, "give each secret its own path") });
         }
-    });
+        seen.set(target, name);
+    }
+}
 
 export type SecretFileConfig = z.output<typeof secretFileSchema>;
 
@@ -100,13 +106,16 @@ export function resolveSecretFile(name: string, file: SecretFileConfig): SecretF
     return { path: file.path ?? defaultSecretPath(name), owner: file.owner, group: file.group, mode: file.mode, uploadAt: file.uploadAt, value: file.value };
 }
 
-/** The provider's check of a resolved secret file: the same rules, every field present. */
+/**
+ * The provider's check of a secret file: the same rules; owner, group, mode and uploadAt get the
+ * same defaults (check fills them in, so a program need not set them), the path is always given.
+ */
 export const resolvedSecretFileSchema = z.strictObject({
     path: secretPath(),
-    owner: account(),
-    group: account(),
-    mode: mode(),
-    uploadAt: z.enum(UPLOAD_AT),
+    owner: account().default(SECRET_FILE_DEFAULTS.owner),
+    group: account().default(SECRET_FILE_DEFAULTS.group),
+    mode: mode().default(SECRET_FILE_DEFAULTS.mode),
+    uploadAt: z.enum(UPLOAD_AT).default(SECRET_FILE_DEFAULTS.uploadAt),
     /** The file's content: a secret (the provider's schema says so; Host wraps it as one). */
     value: z.string().meta({ secret: true }),
 });

@@ -26,6 +26,8 @@ function addressProblem(value: string): ReturnType<typeof failure> | undefined {
     if (value.startsWith("-") || !/^[A-Za-z0-9_.%:[\]-]+$/.test(value)) {
         return failure(`expected ${ADDRESS_RULE}, got ${describeValue(value)}`);
     }
+    // A DNS name has at most 253 characters; an input from another resource could be anything.
+    if (value.length > 253) return failure(`address ${describeValue(value)} is ${value.length} characters long; a host name has at most 253`);
     return undefined;
 }
 

@@ -2,6 +2,7 @@
 // building anything (only .drv files are written), so `pulumi preview` is quick and exact.
 import { FleetError, tail } from "../errors";
 import type { ProcessRunner } from "../process/runner";
+import { resolveFlakeRef } from "../config/paths";
 import { NIX_FLAGS, isStorePath } from "./flags";
 import { evalCacheKey, lockedContent, type CachedSystems, type EvaluationCache } from "./evalCache";
 
@@ -196,6 +197,9 @@ export interface NixosSystem extends EvaluatedSystem {
  */
 export async function evaluateSystem(target: { flake: string; attribute: string }, options: EvaluateOptions): Promise<NixosSystem> {
     const name = target.attribute.split(".").pop() ?? target.attribute;
-    const systems = await evaluateSystems([{ name, ...target }], options);
-    return { flake: target.flake, attribute: target.attribute, ...systems.get(name)! };
+    // A local reference is made absolute against the directory it was meant for, as host files'
+    // are: the Host passes it on to the provider, which runs elsewhere (buildOn: target archives it).
+    const flake = resolveFlakeRef(target.flake, options.cwd ?? process.cwd());
+    const systems = await evaluateSystems([{ name, flake, attribute: target.attribute }], options);
+    return { flake, attribute: target.attribute, ...systems.get(name)! };
 }

@@ -5,11 +5,13 @@
 // built on this project's machines; see docs/design-notes.md.)
 import type * as provider from "@pulumi/pulumi/provider";
 import { z } from "zod";
+import { didYouMean } from "../config/suggest";
 import { FleetError, formatError, tail } from "../errors";
 import type { ProcessRunner } from "../process/runner";
 import { SshConnection } from "../ssh/connection";
 import { maskingLogger, type EngineLogger } from "./engineLog";
 import { maskSecrets, secretValue, unwrapSecrets, wrapSecrets } from "./secretMarkers";
+import { hookSchema } from "../config/hooks";
 import { CONNECTION_KEYS, hostInputsSchema, sshTargetOf, type HostInputs } from "./hostInputs";
 import { checkFailures, unknownKeys } from "./unknowns";
 
@@ -20,9 +22,10 @@ const connectionShape = hostInputsSchema.pick(Object.fromEntries(CONNECTION_KEYS
 
 export const hookInputsSchema = z.object({
     ...connectionShape,
-    hook: z.string().min(1),
-    command: z.array(z.string()).min(1),
-    runAs: z.string().optional(),
+    // The host-file rules of a hook (config/hooks.ts): the inputs may come from another program.
+    hook: hookSchema.shape.name,
+    command: hookSchema.shape.command,
+    runAs: hookSchema.shape.runAs,
     /** The host's generation and system: a change re-runs the hook. */
     trigger: z.string(),
     timeoutSeconds: z.number().positive().optional(),
@@ -56,6 +59,14 @@ export interface HookProviderOptions {
     runtimeDir: () => string;
 }
 
+/** Input keys a Hook does not have: refused (a misspelt `runAs` would run the command as the deploy user). */
+function unknownInputs(inputs: Record<string, unknown>): provider.CheckFailure[] {
+    const known = Object.keys(hookInputsSchema.shape);
+    return Object.keys(inputs)
+        .filter((key) => inputs[key] !== undefined && !known.includes(key))
+        .map((key) => ({ property: key, reason: `nixos:index:Hook has no input "${key}"; ${didYouMean(key, known)}its inputs are the host's connection settings, hook, command, runAs, trigger and timeoutSeconds` }));
+}
+
 export function hookArgv(inputs: Pick<HookInputs, "command" | "runAs">): string[] {
     return inputs.runAs ? ["sudo", "-n", "-u", inputs.runAs, "--", ...inputs.command] : [...inputs.command];
 }
@@ -66,9 +77,11 @@ export class HookProvider {
     async check(news: Record<string, unknown>): Promise<provider.CheckResult> {
         const plain = unwrapSecrets(news);
         const parsed = hookInputsSchema.safeParse(plain.value);
-        if (parsed.success) return { inputs: news };
+        const unknown = unknownInputs(plain.value as Record<string, unknown>);
+        // With the defaults filled in (user), as the state records them: else every diff sees a change.
+        if (parsed.success && unknown.length === 0) return { inputs: wrapSecrets(parsed.data as Record<string, unknown>, plain.paths) };
         // The host's connection may come from resources not created yet: checked once known.
-        const failures = checkFailures(parsed.error.issues, unknownKeys(plain.value as Record<string, unknown>));
+        const failures = [...(parsed.success ? [] : checkFailures(parsed.error.issues, unknownKeys(plain.value as Record<string, unknown>))), ...unknown];
         if (failures.length === 0) return { inputs: news };
         return { failures: failures.map((failure) => ({ ...failure, reason: maskSecrets(failure.reason, plain.texts) })) };
     }

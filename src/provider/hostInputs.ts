@@ -4,7 +4,7 @@
 import { z } from "zod";
 import { STORE_PATH } from "../nix/flags";
 import { CONNECTION_FIELDS, HOST_DEFAULTS, hostFieldInputsShape } from "../config/hostFields";
-import { SECRET_NAME_PATTERN, resolvedSecretFileSchema } from "../config/secretFiles";
+import { SECRET_NAME_PATTERN, distinctSecretPaths, resolvedSecretFileSchema } from "../config/secretFiles";
 import { NAMES_FILES_RULE, namesFiles, type SshTarget } from "../ssh/target";
 import type { DeployRequest } from "../deploy/deployHost";
 
@@ -43,7 +43,7 @@ export const hostInputsSchema = z.object({
     ...hostFieldInputsShape,
     storePath,
     /** Absent for a pinned (rolled back) host: its store path is not this evaluation's. */
-    drvPath: z.string().regex(/^\/nix\/store\/.+\.drv$/, "must be a .drv store path").optional(),
+    drvPath: z.string().regex(STORE_PATH, "must be a .drv store path").regex(/\.drv$/, "must be a .drv store path").optional(),
     /** Set by `rollback`: deploy this recorded store path instead of the configuration. */
     pin: z
         .object({
@@ -58,7 +58,7 @@ export const hostInputsSchema = z.object({
     /** Revision, operator and stack update of this run: recorded with a deployment, not diffed. */
     provenance: provenanceSchema.optional(),
     /** Secret files by name; each value is a secret (encrypted in the state, `[secret]` in previews). */
-    secrets: z.record(z.string().regex(SECRET_NAME_PATTERN, "must be a secret name"), resolvedSecretFileSchema).optional(),
+    secrets: z.record(z.string().regex(SECRET_NAME_PATTERN, "must be a secret name"), resolvedSecretFileSchema).superRefine(distinctSecretPaths).optional(),
     /**
      * The hosts this run evaluated that build here (buildOn: local): their changed systems are
      * built in one `nix-store --realise` (nix/sharedBuild.ts). Describes the run: not diffed, not recorded.

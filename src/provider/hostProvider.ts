@@ -2,6 +2,10 @@
 // The stack records only what really happened: a failed deploy throws, and the engine keeps the
 // previous state for that host.
 import type * as provider from "@pulumi/pulumi/provider";
+import { z } from "zod";
+import { HOST_FIELDS, INPUT_DEFAULT_FIELDS } from "../config/hostFields";
+import { checkFieldCombinations } from "../config/hostSchema";
+import { didYouMean } from "../config/suggest";
 import { DeployedUnchecked, deployHost, inspectHost, type DeployOutcome } from "../deploy/deployHost";
 import { describeNeed, rebootNeeded } from "../deploy/reboot";
 import { changesRunningSystem, setsProfile } from "../deploy/activate";
@@ -20,7 +24,7 @@ import { adoptedOutputs, type ConfiguredInputs } from "./adopt";
 import { outputsWhenUnreachable, rollbackMarkAfterDeploy, stackOfUrn, undoWarning, undoneRollback, unreachableWarning } from "./hostMarks";
 import { packageSchema } from "./schema";
 import { PROVIDER_INFO_TOKEN, type ProviderInfo } from "./providerInfo";
-import { checkFailures, pendingMessage, unknownKeys } from "./unknowns";
+import { UNKNOWN, checkFailures, pendingMessage, unknownKeys } from "./unknowns";
 import {
     DIFF_KEYS,
     HISTORY_LIMIT,
@@ -41,6 +45,50 @@ export const HOST_TYPE = "nixos:index:Host";
 export function resourceTypeOf(urn: string): string {
     const parts = urn.split("::");
     return (parts[parts.length - 2] ?? "").split("$").pop() ?? "";
+}
+
+/** The resource's name: the last part of its URN. */
+export function resourceNameOf(urn: string): string {
+    return urn.slice(urn.lastIndexOf("::") + 2);
+}
+
+/**
+ * The inputs with the defaults check fills in: `name` (the resource's name, as the TypeScript Host
+ * does) and the host fields marked inputDefault (config/hostFields.ts), when left out.
+ */
+export function withInputDefaults(inputs: Record<string, unknown>, resourceName: string): Record<string, unknown> {
+    const filled: Record<string, unknown> = { ...inputs };
+    if (filled.name === undefined) filled.name = resourceName;
+    for (const field of INPUT_DEFAULT_FIELDS) if (filled[field] === undefined) filled[field] = structuredClone(HOST_FIELDS[field].default);
+    return filled;
+}
+
+/** The rules between fields that host files follow too (insecureSkipHostKeyCheck with a pinned key, …). */
+function combinationIssues(inputs: HostInputs): z.core.$ZodIssue[] {
+    const result = z.looseObject({}).superRefine((fields, context) => checkFieldCombinations(fields, context)).safeParse(inputs);
+    return result.success ? [] : result.error.issues;
+}
+
+/** Input keys the resource does not have: refused, since a misspelt field would otherwise be ignored. */
+export function unknownInputFailures(inputs: Record<string, unknown>): provider.CheckFailure[] {
+    const known = Object.keys(hostInputsSchema.shape);
+    return Object.keys(inputs)
+        .filter((key) => inputs[key] !== undefined && !known.includes(key))
+        .map((key) => ({ property: key, reason: `nixos:index:Host has no input "${key}"; ${didYouMean(key, known)}the inputs are listed in docs/host-config.md` }));
+}
+
+/**
+ * Where the secret files' values are: check returns them as secrets whoever sent them plain (a
+ * program in another language: the schema's `secret` is not enforced by the engine), so the
+ * state keeps them encrypted and a preview shows [secret].
+ */
+export function withSecretFileValues(paths: readonly PropertyPath[], inputs: { secrets?: unknown }): PropertyPath[] {
+    const files = inputs.secrets;
+    if (files === null || typeof files !== "object" || Array.isArray(files)) return [...paths];
+    // A value inside something already secret (the whole map, as Fleet may send it) stays as it is.
+    const covered = (path: PropertyPath) => paths.some((secret) => secret.length <= path.length && secret.every((part, index) => part === path[index]));
+    const values: PropertyPath[] = Object.keys(files).map((name) => ["secrets", name, "value"]);
+    return [...paths, ...values.filter((path) => !covered(path))];
 }
 
 /** The plugin serves two types; hooks go to their own provider. */
@@ -294,6 +342,8 @@ export class HostProvider implements provider.Provider {
     private runtimeDirCache?: string;
 
     private readonly hooks: HookProvider;
+    /** Host names checked in this run, with the resource (URN) of each (nameTaken). */
+    private readonly namesInRun = new Map<string, string>();
     /** Hosts updated together in this run build their systems in one `nix-store --realise`. */
     private readonly builder: SharedBuilder;
 
@@ -309,6 +359,27 @@ export class HostProvider implements provider.Provider {
         // Removed when the provider exits, also on the engine's SIGINT/SIGTERM (src/process/runtimeDir.ts).
         this.runtimeDirCache ??= this.options.runtimeDir ?? makeRuntimeDir();
         return this.runtimeDirCache;
+    }
+
+    /**
+     * A host's name names its SSH control socket and pinned known_hosts file in this provider's
+     * runtime directory: two Hosts of one run with one name (possible in a program that sets
+     * `name`) would share them, and the second one's deploy would run over the first one's master
+     * connection, on the other server. Refused at check, naming the other resource.
+     */
+    private nameTaken(urn: string, name: unknown): provider.CheckFailure[] {
+        if (typeof name !== "string" || name === UNKNOWN) return [];
+        const other = this.namesInRun.get(name);
+        if (other === undefined || other === urn) {
+            this.namesInRun.set(name, urn);
+            return [];
+        }
+        return [
+            {
+                property: "name",
+                reason: `${name} is also the name of ${resourceNameOf(other)} (${other}): two hosts with one name would share one SSH connection; give each Host its own name`,
+            },
+        ];
     }
 
     /** The package schema (`pulumi package get-schema`), derived from the input and output definitions. */
@@ -331,19 +402,19 @@ export class HostProvider implements provider.Provider {
             const name = String(plain.value.name);
             return { failures: [{ property: "storePath", reason: `${name} was not evaluated in this run (${notEvaluated}), so it cannot be deployed by it; deploy it by name (npm run deploy -- --hosts ${name})` }] };
         }
+        const given = withInputDefaults(plain.value, resourceNameOf(urn));
         // Inputs that are other resources' Outputs not known yet are checked once they are.
-        const pending = unknownKeys(plain.value);
-        const parsed = hostInputsSchema.safeParse(plain.value);
-        if (!parsed.success) {
-            const failures = checkFailures(parsed.error.issues, pending);
-            if (failures.length > 0) return { failures: failures.map((failure) => ({ ...failure, reason: maskSecrets(failure.reason, plain.texts) })) };
-        }
+        const pending = unknownKeys(given);
+        const parsed = hostInputsSchema.safeParse(given);
+        const issues = parsed.success ? combinationIssues(parsed.data) : parsed.error.issues;
+        const failures = [...checkFailures(issues, pending), ...unknownInputFailures(given), ...this.nameTaken(urn, given.name)];
         // Host files refuse this combination; inputs may also come from the library's Host or another program.
         if (parsed.success && parsed.data.buildHost && parsed.data.buildOn === "target") {
-            return { failures: [{ property: "buildHost", reason: "buildHost contradicts buildOn: target (buildOn: target builds on the host itself, buildHost on the host it names): keep one of them" }] };
+            failures.push({ property: "buildHost", reason: "buildHost contradicts buildOn: target (buildOn: target builds on the host itself, buildHost on the host it names): keep one of them" });
         }
+        if (failures.length > 0) return { failures: failures.map((failure) => ({ ...failure, reason: maskSecrets(failure.reason, plain.texts) })) };
         if (pending.length > 0) {
-            await this.options.logger.log("info", urn, pendingMessage(plain.value.name, pending));
+            await this.options.logger.log("info", urn, pendingMessage(given.name, pending));
         } else if (parsed.success) {
             // check runs at every preview and up: a host without host-key checking is never quiet.
             const warning = insecureHostWarning(parsed.data);
@@ -357,8 +428,12 @@ export class HostProvider implements provider.Provider {
                 this.noteBuild(parsed.data, true);
                 await this.logPlan(urn, undefined, parsed.data);
             }
+            // The inputs as the provider reads them (defaults filled in, as the state records
+            // them after a deploy), with the secrets where they were: else a value the program
+            // leaves to its default (a health check's retries) would differ from the state at every run.
+            return { inputs: wrapSecrets(parsed.data as Record<string, unknown>, withSecretFileValues(plain.paths, parsed.data)) };
         }
-        return { inputs: news };
+        return { inputs: wrapSecrets(given, withSecretFileValues(plain.paths, given)) };
     }
 
     async diff(_id: string, urn: string, olds: Record<string, unknown>, news: Record<string, unknown>): Promise<provider.DiffResult> {
@@ -534,7 +609,7 @@ export class HostProvider implements provider.Provider {
     /** `pulumi import nixos:index:Host <name> <name>`: records what the host runs; activates nothing. */
     private async adopt(id: string, urn: string): Promise<provider.ReadResult> {
         try {
-            const name = urn.slice(urn.lastIndexOf("::") + 2);
+            const name = resourceNameOf(urn);
             if (!this.options.configuredInputs) throw new Error("this provider cannot import hosts (no stack config reader)");
             const configured = await this.options.configuredInputs(stackOfUrn(urn), id, name);
             const state = await inspectHost(sshTargetOf({ ...configured, storePath: "" } as HostInputs), { runner: this.options.runner, runtimeDir: this.runtimeDir });

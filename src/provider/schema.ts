@@ -115,13 +115,14 @@ class SchemaBuilder {
 const jsonSchemaOf = (schema: z.ZodType, io: "input" | "output"): JsonSchema =>
     z.toJSONSchema(schema, { io, unrepresentable: "any", target: "draft-2020-12" }) as JsonSchema;
 
-function resourceSpec(builder: SchemaBuilder, description: string, inputs: z.ZodObject, outputFields: z.ZodObject) {
+/** `filled`: inputs the provider's check fills in when left out beyond zod defaults (Host: name, from the resource's name). */
+function resourceSpec(builder: SchemaBuilder, description: string, inputs: z.ZodObject, outputFields: z.ZodObject, filled: readonly string[] = []) {
     const input = builder.properties(jsonSchemaOf(inputs, "input"));
     const output = builder.properties(jsonSchemaOf(inputs.extend(outputFields.shape), "output"));
     return {
         description,
         inputProperties: input.properties,
-        requiredInputs: input.required,
+        requiredInputs: input.required.filter((key) => !filled.includes(key)),
         properties: output.properties,
         required: output.required,
     };
@@ -137,6 +138,8 @@ export function packageSchema(version: string): Record<string, unknown> {
                 "A change of either copies the system's closure over SSH and activates it in place; the state records every deployment.",
             hostInputsSchema,
             hostOutputFieldsSchema,
+            // check: withInputDefaults (hostProvider.ts)
+            ["name"],
         ),
         [HOOK_TYPE]: resourceSpec(
             builder,

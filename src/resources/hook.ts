@@ -1,12 +1,14 @@
 // Program side of nixos:index:Hook: a command run on a host after each deploy that changed its
 // generation (see src/provider/hookProvider.ts).
 import * as pulumi from "./pulumiSdk";
-import type { HookInputs } from "../provider/hookProvider";
+import type { z } from "zod";
+import type { hookInputsSchema } from "../provider/hookProvider";
+import type { DeepInput } from "./host";
 
 export const HOOK_TYPE = "nixos:index:Hook";
 
-/** The arguments of a Hook: the host's connection settings, the command and its trigger. */
-export type HookArgs = { [K in keyof HookInputs]: pulumi.Input<HookInputs[K]> };
+/** The arguments of a Hook: the host's connection settings, the command and its trigger (what may be left out, as the provider's check reads them). */
+export type HookArgs = { [K in keyof z.input<typeof hookInputsSchema>]: DeepInput<z.input<typeof hookInputsSchema>[K]> };
 
 export class Hook extends pulumi.CustomResource {
     declare readonly ranAt: pulumi.Output<string>;

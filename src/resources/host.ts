@@ -4,23 +4,39 @@
 // an Output of another resource (e.g. the address and host key of a server created in the same
 // program): the preview then says the host is deployed once that server exists.
 import * as pulumi from "./pulumiSdk";
+import type { z } from "zod";
+import { HOST_FIELDS, INPUT_DEFAULT_FIELDS } from "../config/hostFields";
 import { HOST_DEFAULTS } from "../config/hostSchema";
 import type { SecretFile } from "../config/secretFiles";
-import type { DeploymentRecord, HostInputs, LastDeploy, NotEvaluatedInputs, RollbackMark, Unreachable } from "../provider/hostInputs";
+import type { DeploymentRecord, HostInputs, LastDeploy, NotEvaluatedInputs, RollbackMark, Unreachable, hostInputsSchema } from "../provider/hostInputs";
 
 export const HOST_TYPE = "nixos:index:Host";
 
-/** Inputs a Host fills in when they are left out. */
-type Defaulted = "name" | "user" | "buildOn" | "action" | "substituteOnDestination" | "tags";
-type AllArgs = { [K in keyof HostInputs]: pulumi.Input<HostInputs[K]> };
+/** A value any part of which may be an Input (an Output of another resource, a promise): Pulumi resolves them all. */
+export type DeepInput<T> = pulumi.Input<Inputs<T>>;
+type Inputs<T> = T extends string | number | boolean | null | undefined
+    ? T
+    : T extends readonly (infer E)[]
+      ? DeepInput<E>[]
+      : { [K in keyof T]: DeepInput<T[K]> };
+
+/** What a program may pass: the provider's input rules before defaults (zod's input side). */
+type ProgramInputs = z.input<typeof hostInputsSchema>;
+type AllArgs = { [K in keyof ProgramInputs]: DeepInput<ProgramInputs[K]> };
 
 /**
  * The arguments of a Host: everything the provider needs to deploy it. `name` defaults to the
- * resource name; `user`, `buildOn`, `action`, `substituteOnDestination` and `tags` to the same
- * defaults as host files (docs/host-config.md). `flake`, `attribute`, `storePath` and `drvPath`
- * are what `evaluateSystem` returns.
+ * resource name; `user`, `buildOn`, `action`, `substituteOnDestination` and `tags` (the host fields
+ * marked inputDefault), the parts of `healthChecks` and a secret file's owner, group, mode and
+ * uploadAt to the same defaults as host files (docs/host-config.md); the provider's check fills
+ * them in. `flake`, `attribute`, `storePath` and `drvPath` are what `evaluateSystem` returns.
+ * Any value, also inside a list or mapping, may be an Output (e.g. a secret's value from
+ * `config.requireSecret`).
  */
-export type HostArgs = Omit<AllArgs, Defaulted> & Partial<Pick<AllArgs, Defaulted>>;
+export type HostArgs = Omit<AllArgs, "name"> & { name?: AllArgs["name"] };
+
+/** The defaults the Host sends for fields left out (the provider fills the same ones in: a preview shows them). */
+const INPUT_DEFAULTS = Object.fromEntries(INPUT_DEFAULT_FIELDS.map((field) => [field, HOST_FIELDS[field].default]));
 
 /** Args without the keys set to undefined, so an explicit `user: undefined` still gets the default. */
 function definedOnly<T extends object>(args: T): Partial<T> {
@@ -107,11 +123,7 @@ export class Host extends pulumi.CustomResource {
                 // Every output is declared, also for a host registered without an evaluated system.
                 storePath: undefined,
                 name,
-                user: HOST_DEFAULTS.user,
-                buildOn: HOST_DEFAULTS.buildOn,
-                action: HOST_DEFAULTS.action,
-                substituteOnDestination: HOST_DEFAULTS.substituteOnDestination,
-                tags: [],
+                ...structuredClone(INPUT_DEFAULTS),
                 ...given,
                 generation: undefined,
                 previousGeneration: undefined,

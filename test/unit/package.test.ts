@@ -9,7 +9,14 @@ import { join, relative } from "node:path";
 import { describe, expect, it } from "vitest";
 
 const root = join(__dirname, "..", "..");
-const manifest = JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as { dependencies: Record<string, string>; scripts: Record<string, string> };
+const manifest = JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as {
+    dependencies: Record<string, string>;
+    peerDependencies: Record<string, string>;
+    devDependencies: Record<string, string>;
+    scripts: Record<string, string>;
+};
+/** What an installing project provides: the package's dependencies and the peers it brings itself. */
+const provided = { ...manifest.dependencies, ...manifest.peerDependencies };
 
 /** The sources of what the package ships: src/ (compiled into dist/src) and bin/'s scripts. */
 function shippedSources(dir: string): string[] {
@@ -51,13 +58,40 @@ describe("package.json dependencies", () => {
     });
 
     it("every runtime dependency is used by the shipped code", () => {
-        const unused = Object.keys(manifest.dependencies).filter((name) => !used.has(name));
+        const unused = Object.keys(provided).filter((name) => !used.has(name));
         expect(unused, "dependencies nothing in src/ or bin/ loads").toEqual([]);
     });
 
     it("everything the shipped code loads is a declared dependency", () => {
-        const undeclared = [...used.entries()].filter(([name]) => !(name in manifest.dependencies));
+        const undeclared = [...used.entries()].filter(([name]) => !(name in provided));
         expect(Object.fromEntries(undeclared), "packages loaded but not in dependencies").toEqual({});
+    });
+});
+
+describe("@pulumi/pulumi (docs/design-notes.md, \"@pulumi/pulumi is a peer dependency\")", () => {
+    it("is a peer dependency with a 3.x range, not a dependency: the program's own copy is the one used", () => {
+        expect(manifest.dependencies).not.toHaveProperty("@pulumi/pulumi");
+        expect(manifest.peerDependencies["@pulumi/pulumi"]).toMatch(/^\^3\.\d+\.\d+$/);
+    });
+
+    it("the repository's own pin (devDependencies, the CLI's version) is inside that range", () => {
+        const pinned = manifest.devDependencies["@pulumi/pulumi"]!;
+        const [, minor, patch] = manifest.peerDependencies["@pulumi/pulumi"]!.slice(1).split(".").map(Number);
+        const [major, pinnedMinor, pinnedPatch] = pinned.split(".").map(Number);
+        expect(major).toBe(3);
+        expect(pinnedMinor! > minor! || (pinnedMinor === minor && pinnedPatch! >= patch!)).toBe(true);
+    });
+});
+
+describe("the package's entry points", () => {
+    const exportsMap = (JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as { main: string; types: string; exports: Record<string, unknown> }).exports;
+
+    it("exports only the library (src/index.ts) and package.json: dist/src/* are internals that change freely", () => {
+        expect(exportsMap).toEqual({ ".": { types: "./dist/src/index.d.ts", default: "./dist/src/index.js" }, "./package.json": "./package.json" });
+        const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as { main: string; types: string };
+        // main/types for tools that do not read exports: the same files.
+        expect(`./${pkg.main}`).toBe("./dist/src/index.js");
+        expect(`./${pkg.types}`).toBe("./dist/src/index.d.ts");
     });
 });
 

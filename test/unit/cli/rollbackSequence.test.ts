@@ -32,6 +32,7 @@ class SimulatedHost {
             action: "switch",
             substituteOnDestination: false,
             tags: [],
+            confirmTimeout: 0,
             storePath,
             drvPath: drvPath(storePath.slice(44)),
             provenance,

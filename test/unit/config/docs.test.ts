@@ -4,6 +4,7 @@ import * as path from "node:path";
 import { parse } from "yaml";
 import { describe, expect, it } from "vitest";
 import { parseHostFile, parseStackConfig } from "../../../src/config";
+import { HOST_FIELDS, INPUT_DEFAULT_FIELDS, type HostFieldSpec } from "../../../src/config/hostFields";
 
 const projectRoot = path.resolve(__dirname, "../../..");
 const docs = fs.readFileSync(path.join(projectRoot, "docs/host-config.md"), "utf8");
@@ -30,5 +31,58 @@ describe("docs/host-config.md examples", () => {
 
     it.each(["Pulumi.dev.yaml", "Pulumi.prod.yaml"])("%s has valid stack settings", (file) => {
         expect(() => parseStackConfig(stackSettings(example(file)), { baseDir: projectRoot })).not.toThrow();
+    });
+});
+
+/** The rows of the first `| Field | Default | Meaning |` table of each ### part of "## Host files": field → default cell. */
+function documentedFields(): Map<string, string> {
+    const section = docs.split(/^## /m).find((part) => part.startsWith("Host files"));
+    if (section === undefined) throw new Error('no "## Host files" section in docs/host-config.md');
+    const rows = new Map<string, string>();
+    for (const part of section.split(/^### /m).slice(1)) {
+        const table = part.split(/\n\n/).find((block) => block.startsWith("| Field | Default |"));
+        for (const match of table?.matchAll(/^\| `([A-Za-z]+)` \| ([^|]*) \|/gm) ?? []) {
+            if (rows.has(match[1]!)) throw new Error(`${match[1]} is documented twice`);
+            rows.set(match[1]!, match[2]!.trim());
+        }
+    }
+    return rows;
+}
+
+/** How the docs write a constant default. */
+function written(value: unknown): string {
+    if (Array.isArray(value) && value.length === 0) return "`[]`";
+    return `\`${String(value)}\``;
+}
+
+describe("docs/host-config.md documents HOST_FIELDS", () => {
+    const documented = documentedFields();
+    const fields = HOST_FIELDS as Record<string, HostFieldSpec>;
+
+    it("every host field, and no field that does not exist", () => {
+        expect([...documented.keys()].sort()).toEqual(Object.keys(HOST_FIELDS).sort());
+    });
+
+    it.each(Object.keys(HOST_FIELDS))("%s: its Default column says its default", (name) => {
+        const spec = fields[name]!;
+        const cell = documented.get(name);
+        if (!("default" in spec)) {
+            expect(cell, `${name} has no default`).toMatch(name === "address" ? /^required$/ : spec.derivedDefault ? /^`.+`$/ : /^–$/);
+        } else if (typeof spec.default === "object" && !Array.isArray(spec.default)) {
+            // A mapping (healthChecks): said in words.
+            expect(cell).toMatch(/^no /);
+        } else {
+            expect(cell!.startsWith(written(spec.default)), `${name}: "${cell}" should start with ${written(spec.default)}`).toBe(true);
+        }
+    });
+
+    it("names the fields a Host (any language) may leave out: the provider fills them in", () => {
+        const section = docs.split(/^## /m).find((part) => part.startsWith("As inputs of nixos:index:Host"));
+        expect(section, 'a "## As inputs of nixos:index:Host" section').toBeDefined();
+        const line = section!.split("\n").find((text) => text.startsWith("- **Left out, filled in by the provider:**"));
+        expect(line).toBeDefined();
+        // The fields, up to the first ";" (then the parts of healthChecks and secret files).
+        const named = [...line!.split(";")[0]!.matchAll(/`([A-Za-z]+)`/g)].map((match) => match[1]);
+        expect(named.sort()).toEqual(["name", ...INPUT_DEFAULT_FIELDS].sort());
     });
 });

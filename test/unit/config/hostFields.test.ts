@@ -2,12 +2,14 @@
 // the defaults, the resource's inputs, the provider's Pulumi schema and, for a connection
 // setting, the SSH target and the Hook's inputs.
 import { describe, expect, it } from "vitest";
+import { z } from "zod";
 import { HOST_DEFAULTS, HOST_FIELDS, type HostFieldName, type HostFieldSpec } from "../../../src/config/hostFields";
 import { hostFileSchema, hostPatchSchema, resolveHost } from "../../../src/config/hostSchema";
 import { connectionOf, hostInputsOf, hostLookup } from "../../../src/program/hostInputs";
 import { hookInputsSchema } from "../../../src/provider/hookProvider";
 import { hostInputsSchema, sshTargetOf } from "../../../src/provider/hostInputs";
 import { packageSchema } from "../../../src/provider/schema";
+import { HostProvider } from "../../../src/provider/hostProvider";
 
 /** A valid ed25519 public key line (the blob names its own type). */
 function ed25519Key(): string {
@@ -52,7 +54,7 @@ const SAMPLES: Record<HostFieldName, unknown> = {
 
 const source = { name: "web1", file: "/project/hosts/web1.yaml", baseDir: "/project" };
 const system = { storePath: "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-nixos-system-web1", drvPath: "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-nixos-system-web1.drv" };
-const schema = packageSchema("0.0.0") as { resources: Record<string, { inputProperties: Record<string, unknown>; properties: Record<string, unknown> }> };
+const schema = packageSchema("0.0.0") as { resources: Record<string, { inputProperties: Record<string, unknown>; requiredInputs: string[]; properties: Record<string, unknown> }> };
 const hostSchema = schema.resources["nixos:index:Host"]!;
 const hookSchema = schema.resources["nixos:index:Hook"]!;
 
@@ -98,7 +100,13 @@ describe.each(Object.entries(HOST_FIELDS) as [HostFieldName, HostFieldSpec][])("
         const inputs = hostInputsOf(hostSetting(name), system, undefined, otherHosts) as unknown as Record<string, unknown>;
         if (spec.input) {
             expect(hostInputsSchema.shape).toHaveProperty(name);
-            expect((hostInputsSchema.shape as Record<string, unknown>)[name]).toBe(spec.input);
+            const rule = (hostInputsSchema.shape as Record<string, z.ZodType>)[name]!;
+            // A field check fills in is its rule with the field's default (a program may leave it out).
+            if (spec.inputDefault) {
+                expect((rule as z.ZodDefault).unwrap()).toBe(spec.input);
+                expect(rule.parse(undefined)).toEqual(spec.default);
+                expect(hostSchema.requiredInputs).not.toContain(name);
+            } else expect(rule).toBe(spec.input);
             expect(hostSchema.inputProperties).toHaveProperty(name);
             expect(hostSchema.properties).toHaveProperty(name);
             expect(inputs[name]).toBeDefined();
@@ -108,6 +116,20 @@ describe.each(Object.entries(HOST_FIELDS) as [HostFieldName, HostFieldSpec][])("
             expect(hostSchema.inputProperties).not.toHaveProperty(name);
             expect(inputs).not.toHaveProperty(name);
         }
+    });
+
+    it("set in a host file, passes the provider's check as the program sends it, unchanged (a stack written before sees no change)", async () => {
+        const inputs = hostInputsOf(hostSetting(name), system, undefined, otherHosts) as unknown as Record<string, unknown>;
+        const provider = new HostProvider({
+            runner: async () => ({ code: 1, stdout: "", stderr: "", signal: null, timedOut: false }) as never,
+            logger: { log: async () => undefined },
+            version: "0.0.0-test",
+            runtimeDir: "/nonexistent/nf-test",
+        });
+        // Not a new host (olds has a store path): check makes no plan.
+        const result = await provider.check("urn:pulumi:dev::p::nixos:index:Host::web1", { storePath: system.storePath }, inputs);
+        expect(result.failures).toBeUndefined();
+        expect(result.inputs).toEqual(inputs);
     });
 
     it(spec.connection ? "is a connection setting: in the SSH target and the Hook's inputs" : "is not a connection setting", () => {

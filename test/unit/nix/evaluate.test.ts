@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { applyExpression, evaluateSystems, type EvaluationTarget } from "../../../src/nix/evaluate";
+import { applyExpression, evaluateSystem, evaluateSystems, type EvaluationTarget } from "../../../src/nix/evaluate";
 import { FakeRunner, local, type RecordedCall } from "../helpers/fakeRunner";
 import { drvPath, fleetErrorOf, storePath } from "../helpers/fixtures";
 
@@ -158,5 +158,18 @@ describe("evaluateSystems", () => {
         const { installable, apply } = evalArgs(runner.calls[0]!);
         expect(installable).toBe("/srv/infra#fleet");
         expect(apply).toContain('o."prod"."alpha".config.system.build.toplevel');
+    });
+});
+
+describe("evaluateSystem (the library's)", () => {
+    it("returns a local flake reference made absolute against the directory it was evaluated in (the provider runs elsewhere)", async () => {
+        const runner = new FakeRunner();
+        fakeNixEval(runner);
+        // Before: flake "." came back as ".", so buildOn: target archived the provider's directory, not /srv/infra.
+        for (const [flake, absolute] of [[".", "/srv/infra"], ["./sub", "/srv/infra/sub"], ["path:.?dir=x", "path:/srv/infra?dir=x"], ["github:o/r", "github:o/r"]] as const) {
+            const system = await evaluateSystem({ flake, attribute: "nixosConfigurations.web1" }, { runner: runner.run, cwd: "/srv/infra" });
+            expect(system).toEqual({ flake: absolute, attribute: "nixosConfigurations.web1", storePath: storePath("nixos-system-web1"), drvPath: drvPath("nixos-system-web1") });
+            expect(evalArgs(runner.calls.at(-1)!).installable).toBe(`${absolute}#nixosConfigurations`);
+        }
     });
 });

@@ -22,6 +22,7 @@ import { PROVIDER_INFO_TOKEN } from "../../../src/provider/providerInfo";
 import { FakeHost, attachLocalNix } from "../helpers/fakeHost";
 import { FakeRunner, local, remote, sshOption, type RecordedCall } from "../helpers/fakeRunner";
 import { drvPath, runtimeDir, storePath } from "../helpers/fixtures";
+import { UNKNOWN } from "../../../src/provider/unknowns";
 
 const v1 = storePath("nixos-system-alpha-1");
 const v2 = storePath("nixos-system-alpha-2");
@@ -40,6 +41,8 @@ function inputs(overrides: Partial<HostInputs> = {}): HostInputs {
         action: "switch",
         substituteOnDestination: false,
         tags: ["web"],
+        // No watchdog (0): the tests of confirmation set one.
+        confirmTimeout: 0,
         storePath: next,
         drvPath: drvPath("nixos-system-alpha-3"),
         ...overrides,
@@ -981,6 +984,23 @@ describe("Hook outputs and secrets", { timeout: 2000 }, () => {
         expect(output).toMatch(/RekeyLimit=\[secret\]|\[secret\] seen/);
     });
 
+    it("check applies the host-file rules of hooks, refuses unknown keys and fills in the user", async () => {
+        const { provider } = providerSetup();
+        const cases: [Record<string, unknown>, string, RegExp][] = [
+            [{ runAs: "-s" }, "runAs", /user name/],
+            [{ hook: "Migrate DB" }, "hook", /hook name/],
+            [{ command: "migrate --all" }, "command", /list of strings/],
+            [{ runas: "postgres" }, "runas", /no input "runas"; did you mean "runAs"\?/],
+        ];
+        for (const [override, property, reason] of cases) {
+            const result = await provider.check(HOOK_URN, {}, { ...hookNews(), ...override });
+            expect(result.failures, JSON.stringify(override)).toContainEqual({ property, reason: expect.stringMatching(reason) });
+        }
+        const { user: _user, ...withoutUser } = hookNews();
+        const checked = await provider.check(HOOK_URN, {}, withoutUser);
+        expect(checked.inputs).toMatchObject({ user: "root", sshOptions: secretValue(["RekeyLimit=738194062517"]) });
+    });
+
     it("a failing hook's error masks the secret inputs", async () => {
         const { provider, runner } = providerSetup();
         runner.on((call) => call.remoteCommand?.[0] === "migrate", { code: 1, stderr: "bad option RekeyLimit=738194062517\n" });
@@ -996,5 +1016,93 @@ describe("HostProvider.invoke", () => {
         expect(await provider.invoke(PROVIDER_INFO_TOKEN, {})).toEqual({ outputs: { version: "4.5.6" } });
         const other = await provider.invoke("nixos:index:other", {});
         expect(other.failures?.[0]?.reason).toContain("no function nixos:index:other");
+    });
+});
+
+describe("HostProvider check: what a program in any language may leave out or get wrong", { timeout: 1000 }, () => {
+    const { user: _u, buildOn: _b, action: _a, substituteOnDestination: _s, tags: _t, name: _n, confirmTimeout: _c, ...bare } = inputs();
+    const token = { value: secretValue("s3cret-token"), path: "/run/keys/token" };
+
+    it("fills in name (the resource's name), the host fields with defaults and each secret file's settings, keeping secrets wrapped", async () => {
+        const { provider } = providerSetup();
+        const result = await provider.check(URN, {}, asProps({ ...bare, secrets: { token } }));
+        expect(result.failures).toBeUndefined();
+        // confirmTimeout too: left out, the deploy armed no watchdog at all (0), not the documented 30 s.
+        expect(result.inputs).toMatchObject({ name: "alpha", user: "root", buildOn: "local", action: "switch", substituteOnDestination: false, tags: [], confirmTimeout: 30 });
+        expect((result.inputs!.secrets as Record<string, unknown>).token).toEqual({
+            value: secretValue("s3cret-token"),
+            path: "/run/keys/token",
+            owner: "root",
+            group: "root",
+            mode: "0400",
+            uploadAt: "pre-activation",
+        });
+    });
+
+    it("returns each secret file's value as a secret also when the program sent it plain (another language: the schema's secret is not enforced)", async () => {
+        const { provider } = providerSetup();
+        const result = await provider.check(URN, {}, asProps({ ...inputs(), secrets: { api: { value: "plain-api-key", path: "/run/keys/api" } } }));
+        const file = (result.inputs!.secrets as Record<string, Record<string, unknown>>).api!;
+        expect(file.value).toEqual(secretValue("plain-api-key"));
+        expect(file.path).toBe("/run/keys/api");
+        // The outputs a deploy records are wrapped where its (checked) inputs were: see "HostProvider and secrets".
+        expect(unwrapSecrets(result.inputs).paths).toContainEqual(["secrets", "api", "value"]);
+        // A map that is secret as a whole is not wrapped again inside.
+        const whole = await provider.check(URN, {}, asProps({ ...inputs(), secrets: secretValue({ api: { value: "plain-api-key", path: "/run/keys/api" } }) }));
+        expect(unwrapSecrets(whole.inputs).paths).toEqual([["secrets"]]);
+    });
+
+    it("a program's health checks without their defaults give no change after a deploy (no redeploy at every up)", async () => {
+        const { provider } = providerSetup();
+        const checked = await provider.check(URN, {}, asProps({ ...inputs(), healthChecks: { keepGoing: true } }));
+        const created = await provider.create(URN, checked.inputs!);
+        const again = await provider.check(URN, created.outs!, asProps({ ...inputs(), healthChecks: { keepGoing: true } }));
+        expect(await provider.diff("alpha", URN, created.outs!, again.inputs!)).toMatchObject({ changes: false });
+    });
+
+    it("applies the host-file rules to every input, and the rules between fields", async () => {
+        const { provider } = providerSetup();
+        const key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
+        const cases: [Record<string, unknown>, string, RegExp][] = [
+            [{ identityFile: "/keys/a -oProxyCommand=touch${IFS}/tmp/x" }, "identityFile", /whitespace/],
+            [{ knownHostsFile: "-oProxyCommand=x" }, "knownHostsFile", /starts with "-"/],
+            [{ sshConfigFile: "" }, "sshConfigFile", /expected a path to an ssh_config file/],
+            [{ flake: "--option" }, "flake", /expected a flake reference/],
+            [{ flake: "path:/srv#x" }, "flake", /contains an attribute/],
+            [{ attribute: 'nixosConfigurations."a b"' }, "attribute", /dotted Nix attribute path/],
+            [{ drvPath: "/nix/store/../../tmp/evil.drv" }, "drvPath", /\.drv store path/],
+            [{ connectTimeout: 1e12 }, "connectTimeout", /whole number of seconds from 1 to 3600/],
+            [{ confirmTimeout: 2.5 }, "confirmTimeout", /whole number of seconds from 0 to 3600/],
+            [{ keepGenerations: 1e9 }, "keepGenerations", /generations/],
+            [{ tags: ["web", "web"] }, "tags.1", /duplicate/],
+            [{ user: "x".repeat(5000) }, "user", /expected a user name/],
+            [{ address: "a".repeat(100_000) }, "address", /100000 characters long; a host name has at most 253/],
+            [{ hostKey: key, insecureSkipHostKeyCheck: true }, "insecureSkipHostKeyCheck", /contradicts hostKey/],
+            [{ secrets: { a: { ...token, path: "/run/keys/x" }, b: { ...token, path: "/run/keys/x" } } }, "secrets.b.path", /both write \/run\/keys\/x/],
+            [{ identityfile: "/keys/a" }, "identityfile", /no input "identityfile"; did you mean "identityFile"\?/],
+        ];
+        for (const [override, property, reason] of cases) {
+            const result = await provider.check(URN, {}, asProps({ ...inputs(), ...override }));
+            expect(result.inputs, JSON.stringify(override)).toBeUndefined();
+            expect(result.failures, JSON.stringify(override)).toContainEqual({ property, reason: expect.stringMatching(reason) });
+        }
+    });
+
+    it("refuses a second resource with the same host name in one run (they would share one SSH master: a deploy on the wrong server)", async () => {
+        const { provider } = providerSetup();
+        const other = "urn:pulumi:dev::c::nixos:index:Host::alpha-eu";
+        expect((await provider.check(URN, {}, asProps(inputs()))).failures).toBeUndefined();
+        // The same resource again (preview, then up) is fine.
+        expect((await provider.check(URN, {}, asProps(inputs()))).failures).toBeUndefined();
+        const result = await provider.check(other, {}, asProps(inputs({ address: "203.0.113.9" })));
+        expect(result.failures).toEqual([{ property: "name", reason: expect.stringMatching(/^alpha is also the name of alpha \(urn:pulumi:dev::nixos-fleet::nixos:index:Host::alpha\): two hosts with one name would share one SSH connection/) }]);
+    });
+
+    it("leaves inputs not known yet as they are (checked once known), with the defaults filled in", async () => {
+        const { provider, logger } = providerSetup();
+        const result = await provider.check(URN, {}, asProps({ ...bare, address: UNKNOWN, hostKey: UNKNOWN }));
+        expect(result.failures).toBeUndefined();
+        expect(result.inputs).toMatchObject({ address: UNKNOWN, hostKey: UNKNOWN, name: "alpha", user: "root" });
+        expect(logger.messages("info")).toEqual([expect.stringMatching(/^alpha: address, hostKey are not known/)]);
     });
 });

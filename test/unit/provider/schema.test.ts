@@ -3,6 +3,7 @@ import { hookInputsSchema, hookOutputFieldsSchema } from "../../../src/provider/
 import { hostInputsSchema, hostOutputFieldsSchema } from "../../../src/provider/hostInputs";
 import { packageSchema, type ObjectTypeSpec, type PropertySpec } from "../../../src/provider/schema";
 import { packageVersion } from "../../../src/provider/version";
+import { HostProvider } from "../../../src/provider/hostProvider";
 
 type Resource = { inputProperties: Record<string, PropertySpec>; requiredInputs: string[]; properties: Record<string, PropertySpec>; required: string[] };
 const schema = packageSchema("1.2.3") as { name: string; version: string; resources: Record<string, Resource>; types: Record<string, ObjectTypeSpec> };
@@ -67,5 +68,37 @@ describe("the schema's functions", () => {
         const schema = packageSchema("9.9.9") as { functions: Record<string, { outputs: { required: string[] } }> };
         expect(Object.keys(schema.functions)).toEqual(["nixos:index:providerInfo"]);
         expect(schema.functions["nixos:index:providerInfo"]!.outputs.required).toEqual(["version"]);
+    });
+});
+
+describe("the schema's required inputs are what the provider's check requires (a program in another language follows the schema)", () => {
+    const host = schema.resources["nixos:index:Host"]!;
+    const URN = "urn:pulumi:dev::p::nixos:index:Host::web1";
+    const values: Record<string, unknown> = {
+        address: "192.0.2.1",
+        flake: "github:example/fleet",
+        attribute: "nixosConfigurations.web1",
+        storePath: `/nix/store/${"a".repeat(32)}-nixos-system-web1`,
+    };
+    const provider = () =>
+        new HostProvider({
+            runner: async () => ({ code: 1, stdout: "", stderr: "", signal: null, timedOut: false }) as never,
+            logger: { log: async () => undefined },
+            version: "0.0.0-test",
+            runtimeDir: "/nonexistent/nf-test",
+        });
+
+    it("the required inputs alone pass check (every other input is optional or filled in)", async () => {
+        expect(Object.keys(values).sort()).toEqual([...host.requiredInputs].sort());
+        const result = await provider().check(URN, { storePath: values.storePath }, { ...values });
+        expect(result.failures).toBeUndefined();
+        // Filled in with the defaults the schema leaves out of requiredInputs.
+        expect(result.inputs).toMatchObject({ name: "web1", user: "root", buildOn: "local", action: "switch", confirmTimeout: 30, tags: [] });
+    });
+
+    it.each(Object.keys(values))("without %s, check fails on it", async (key) => {
+        const { [key]: _left, ...rest } = values;
+        const result = await provider().check(URN, { storePath: values.storePath }, rest);
+        expect(result.failures?.map((failure) => failure.property)).toEqual([key]);
     });
 });

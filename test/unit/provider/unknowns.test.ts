@@ -34,6 +34,7 @@ const pendingHost = () => ({
     action: "switch",
     substituteOnDestination: false,
     tags: [],
+    confirmTimeout: 30,
     storePath: storePath("nixos-system-web1-1"),
     drvPath: drvPath("nixos-system-web1-1"),
 });

@@ -5,6 +5,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { beforeAll, describe, expect, it } from "vitest";
 import { Host } from "../../../src/resources/host";
+import { Hook } from "../../../src/resources/hook";
 import { SECRET_SIG } from "../../../src/provider/secretMarkers";
 
 const registered = new Map<string, Record<string, unknown>>();
@@ -51,6 +52,28 @@ describe("Host (the library's resource)", () => {
         expect((inputs.secrets as { value: unknown }).value).toEqual({ db: { ...file, value: "hunter2" } });
         // The other inputs stay plain.
         expect(isSecret(inputs.address)).toBe(false);
+    });
+
+    it("takes what the docs say may be left out, and Outputs inside mappings and lists (type-checked: npm run typecheck)", async () => {
+        // Before: HostArgs was typed with the provider's parsed values, so every health-check list,
+        // a secret file's owner/group/mode/uploadAt were required and a secret's value could not be
+        // an Output (config.requireSecret): programs needed casts.
+        const inputs = await register("web4", {
+            ...system,
+            address: pulumi.output("192.0.2.4"),
+            healthChecks: { units: ["web.service"], tcp: [{ port: pulumi.output(443) }] },
+            secrets: { db: { path: "/run/keys/db", value: pulumi.secret("hunter2") } },
+            tags: [pulumi.output("web")],
+        });
+        expect(inputs).toMatchObject({ address: "192.0.2.4", healthChecks: { units: ["web.service"], tcp: [{ port: 443 }] }, tags: ["web"] });
+        expect(isSecret(inputs.secrets)).toBe(true);
+        expect((inputs.secrets as { value: unknown }).value).toEqual({ db: { path: "/run/keys/db", value: "hunter2" } });
+    });
+
+    it("a Hook's args, too, are what its check reads: user may be left out, Outputs inside lists (type-checked)", async () => {
+        const hook = new Hook("web5-migrate", { name: "web5", address: "192.0.2.5", hook: "migrate", command: ["migrate", pulumi.output("--all")], trigger: pulumi.output("1:/nix/store/x") });
+        await new Promise((resolve) => hook.urn.apply(resolve));
+        expect(registered.get("web5-migrate")).toMatchObject({ name: "web5", command: ["migrate", "--all"], trigger: "1:/nix/store/x" });
     });
 
     it("makes secrets given as an Output a secret as a whole", async () => {
