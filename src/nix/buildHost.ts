@@ -13,8 +13,8 @@ import { join } from "node:path";
 import { FleetError, isFleetError, tail } from "../errors";
 import type { ProcessRunner } from "../process/runner";
 import type { SshConnection } from "../ssh/connection";
-import { hostClosure, missingOnHost } from "./closure";
-import type { CopyResult } from "./copy";
+import { hostClosure } from "./closure";
+import { copyPlan, type CopyResult } from "./copy";
 import { NIX_FLAGS } from "./flags";
 
 export interface BuildHostContext {
@@ -124,14 +124,7 @@ export async function copyFromBuildHost(build: SshConnection, target: SshConnect
         const named = buildHostError(error, build, options.host);
         throw isFleetError(named) ? new FleetError({ ...named.toJSON(), phase: "copy" }) : named;
     }
-    const missing = new Set(await missingOnHost(target, closure.map((entry) => entry.path)));
-    const toCopy = closure.filter((entry) => missing.has(entry.path));
-    const result: CopyResult = {
-        pathsCopied: toCopy.length,
-        bytesCopied: toCopy.reduce((sum, entry) => sum + entry.narSize, 0),
-        closurePaths: closure.length,
-        closureBytes: closure.reduce((sum, entry) => sum + entry.narSize, 0),
-    };
+    const { toCopy, result } = await copyPlan(target, closure);
     if (toCopy.length === 0) return result;
     options.log?.(`copying ${toCopy.length} paths (${result.bytesCopied} bytes) from ${build.target.name} to ${options.host}`);
     await target.open();

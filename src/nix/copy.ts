@@ -2,7 +2,7 @@
 import { FleetError, tail } from "../errors";
 import type { ProcessRunner } from "../process/runner";
 import type { SshConnection } from "../ssh/connection";
-import { localClosure, missingOnHost } from "./closure";
+import { localClosure, missingOnHost, type ClosurePath } from "./closure";
 import { NIX_FLAGS } from "./flags";
 
 export interface CopyOptions {
@@ -19,17 +19,25 @@ export interface CopyResult {
     closureBytes: number;
 }
 
+/** Which paths of a closure the host lacks, and what copying them moves (one query over the connection). */
+export async function copyPlan(connection: SshConnection, closure: readonly ClosurePath[]): Promise<{ toCopy: ClosurePath[]; result: CopyResult }> {
+    const missing = new Set(await missingOnHost(connection, closure.map((entry) => entry.path)));
+    const toCopy = closure.filter((entry) => missing.has(entry.path));
+    return {
+        toCopy,
+        result: {
+            pathsCopied: toCopy.length,
+            bytesCopied: toCopy.reduce((sum, entry) => sum + entry.narSize, 0),
+            closurePaths: closure.length,
+            closureBytes: closure.reduce((sum, entry) => sum + entry.narSize, 0),
+        },
+    };
+}
+
 export async function copyClosure(connection: SshConnection, storePath: string, options: CopyOptions): Promise<CopyResult> {
     const host = connection.target.name;
     const closure = await localClosure(options.runner, storePath, host);
-    const missing = new Set(await missingOnHost(connection, closure.map((entry) => entry.path)));
-    const toCopy = closure.filter((entry) => missing.has(entry.path));
-    const result: CopyResult = {
-        pathsCopied: toCopy.length,
-        bytesCopied: toCopy.reduce((sum, entry) => sum + entry.narSize, 0),
-        closurePaths: closure.length,
-        closureBytes: closure.reduce((sum, entry) => sum + entry.narSize, 0),
-    };
+    const { toCopy, result } = await copyPlan(connection, closure);
     if (toCopy.length === 0) return result;
 
     options.onProgress?.(`copying ${toCopy.length} paths (${result.bytesCopied} bytes) to ${host}`);
