@@ -158,13 +158,14 @@ describe("runExec", () => {
                 most = Math.max(most, running);
                 await new Promise((resolve) => setTimeout(resolve, 10));
                 running -= 1;
-                if (hostOf(call) === "sigma") return { code: null, timedOut: true, signal: "SIGKILL" };
+                if (hostOf(call) === "sigma") return { code: 124 };
+                if (hostOf(call) === "kappa") return { code: null, timedOut: true, signal: "SIGKILL" };
                 if (hostOf(call) === "omega") return { code: 255, stderr: "Connection closed by 127.0.0.1 port 22\n" };
                 return {};
             },
         );
         const results = await runExec({
-            targets: ["alpha", "beta", "gamma", "sigma", "omega"].map((name) => ({ host: host(name) })),
+            targets: ["alpha", "beta", "gamma", "sigma", "omega", "kappa"].map((name) => ({ host: host(name) })),
             command: ["sleep", "100"],
             parallel: 2,
             timeoutSeconds: 7,
@@ -174,10 +175,16 @@ describe("runExec", () => {
             stderr: () => undefined,
         });
         expect(most).toBe(2);
-        for (const call of runner.matching((c) => c.remoteCommand !== undefined)) expect(call.options.timeoutMs).toBe(7000);
-        expect(results.map((r) => r.status)).toEqual(["ok", "ok", "ok", "failed", "unreachable"]);
-        expect(results[3]!.reason).toBe("stopped after 7s (--timeout)");
+        // Killing the local ssh would leave the command running on the host: the host's `timeout`
+        // stops it there; the local limit is a backstop for a connection that does not close.
+        for (const call of runner.matching((c) => c.remoteCommand !== undefined)) {
+            expect(call.remoteCommand).toEqual(["timeout", "--kill-after=5", "7", "sleep", "100"]);
+            expect(call.options.timeoutMs).toBe(22_000);
+        }
+        expect(results.map((r) => r.status)).toEqual(["ok", "ok", "ok", "failed", "unreachable", "failed"]);
+        expect(results[3]!.reason).toBe("stopped on the host after 7s (--timeout; exit status 124)");
         expect(results[4]!.reason).toMatch(/whether it ran to the end is unknown/);
+        expect(results[5]!.reason).toMatch(/did not end within 7s \(--timeout\) .*whether it still runs on the host is unknown/);
     });
 });
 
