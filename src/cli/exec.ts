@@ -12,7 +12,7 @@ import type { HostOutputs } from "../provider/hostInputs";
 import { SshConnection } from "../ssh/connection";
 import { parseCommandArgs, positiveInteger } from "./args";
 import { targetFor } from "./generations";
-import { hostsFromOption } from "./hostsOption";
+import { hostsOrUsageError } from "./hostsOption";
 import { LinePrefixer } from "./prefixLines";
 import { openFleetStack, recordedHosts, resolveStackName } from "./stack";
 
@@ -217,7 +217,8 @@ export async function execCommand(args: string[]): Promise<number> {
     const projectRoot = process.cwd();
     const stackName = await resolveStackName(parsed.stack, projectRoot);
     const fleet = await openFleetStack(stackName, projectRoot);
-    const hosts = hostsFromOption(fleet.hosts, parsed.hosts);
+    const hosts = hostsOrUsageError(fleet.hosts, parsed.hosts, (text) => process.stderr.write(text));
+    if (hosts === undefined) return 2;
     const recorded = await recordedHosts(fleet.stack);
     const runtimeDir = makeRuntimeDir();
     let results: ExecHostResult[];

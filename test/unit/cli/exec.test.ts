@@ -216,3 +216,17 @@ describe("renderExecSummary and the exit status", () => {
         expect(renderExecSummary([results[0]!])).toBe("psi   ok (exit status 0)\n\nexec: 1 of 1 host ok");
     });
 });
+
+describe("a --hosts that selects nothing", () => {
+    it("is a usage error (exit status 2 in exec and build), not 'failed on some host' (1)", async () => {
+        const { hostsOrUsageError } = await import("../../../src/cli/hostsOption");
+        const stack = [host("psi", { tags: ["web"] }), host("rho")];
+        for (const value of ["", ",", "@nosuch", "pis"]) {
+            const said: string[] = [];
+            expect(hostsOrUsageError(stack, value, (text) => said.push(text))).toBeUndefined();
+            expect(said.join("")).toMatch(/^error: select failed: cannot select hosts/);
+        }
+        expect(hostsOrUsageError(stack, "@web", () => undefined)?.map((h) => h.name)).toEqual(["psi"]);
+        expect(hostsOrUsageError(stack, undefined, () => undefined)?.map((h) => h.name)).toEqual(["psi", "rho"]);
+    });
+});
