@@ -18,7 +18,7 @@ import type { HostOutputs } from "../provider/hostInputs";
 import { SshConnection } from "../ssh/connection";
 import { parseCommandArgs, positiveInteger } from "./args";
 import { targetFor } from "./generations";
-import { hostsFromOption } from "./hostsOption";
+import { hostsOrUsageError } from "./hostsOption";
 import { bytes } from "./progress";
 import { openFleetStack, recordedHosts, resolveStackName } from "./stack";
 
@@ -221,7 +221,8 @@ export async function buildCommand(args: string[]): Promise<number> {
     const projectRoot = process.cwd();
     const stackName = await resolveStackName(parsed.stack, projectRoot);
     const fleet = await openFleetStack(stackName, projectRoot);
-    const hosts = hostsFromOption(fleet.hosts, parsed.hosts);
+    const hosts = hostsOrUsageError(fleet.hosts, parsed.hosts, (text) => process.stderr.write(text));
+    if (hosts === undefined) return 2;
     const started = Date.now();
     const systems = await evaluateSystems(
         hosts.map((host) => ({ name: host.name, flake: host.flake, attribute: host.attribute })),

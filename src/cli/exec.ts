@@ -12,7 +12,7 @@ import type { HostOutputs } from "../provider/hostInputs";
 import { SshConnection } from "../ssh/connection";
 import { parseCommandArgs, positiveInteger } from "./args";
 import { targetFor } from "./generations";
-import { hostsFromOption } from "./hostsOption";
+import { hostsOrUsageError } from "./hostsOption";
 import { LinePrefixer } from "./prefixLines";
 import { openFleetStack, recordedHosts, resolveStackName } from "./stack";
 
@@ -30,7 +30,8 @@ options:
   --hosts LIST      hosts of the stack: names and @tags, comma-separated (default: all)
   --stack NAME      the stack (default: the selected stack)
   --parallel N      at most N hosts at once (default: the stack's nixos-fleet:parallel, else all)
-  --timeout SECONDS stop the command on a host after this long (default: no limit)
+  --timeout SECONDS stop the command on a host after this long (default: no limit): it runs
+                    under the host's \`timeout\` (coreutils), SIGTERM then SIGKILL 5 s later
   -h, --help        print this help
 
 exit status: 0 when the command exited 0 on every host; 1 when it failed on some host or some
@@ -109,6 +110,20 @@ export interface ExecOptions {
     stderr: (text: string) => void;
 }
 
+/** Seconds after --timeout's SIGTERM that the host's `timeout` sends SIGKILL. */
+const TIMEOUT_KILL_AFTER = 5;
+/** Seconds more the connection may take to close before we stop waiting for it. */
+const TIMEOUT_GRACE = 10;
+
+/**
+ * --timeout: the command runs under the host's coreutils `timeout`, which stops it there (SIGTERM,
+ * SIGKILL 5 s later; exit status 124 or 137). Killing the local ssh instead would leave it running:
+ * without a terminal, the host's sshd does not signal a session's processes when the client goes.
+ */
+export function withHostTimeout(command: readonly string[], seconds: number): string[] {
+    return ["timeout", `--kill-after=${TIMEOUT_KILL_AFTER}`, `${seconds}`, ...command];
+}
+
 /** Runs the command on every target; never rejects for a host's failure. Results in the targets' order. */
 export async function runExec(options: ExecOptions): Promise<ExecHostResult[]> {
     return mapLimit(options.targets, options.parallel, (target) => execOnHost(target, options));
@@ -125,14 +140,26 @@ async function execOnHost({ host, recorded }: ExecTarget, options: ExecOptions):
         } catch (error) {
             return { host: host.name, status: "unreachable", code: null, reason: formatError(error) };
         }
-        const result = await connection.run(options.command, {
-            timeoutMs: options.timeoutSeconds === undefined ? undefined : options.timeoutSeconds * 1000,
+        const limit = options.timeoutSeconds;
+        const result = await connection.run(limit === undefined ? options.command : withHostTimeout(options.command, limit), {
+            // A backstop only: the host's own `timeout` stops the command (ending ssh here would not).
+            timeoutMs: limit === undefined ? undefined : (limit + TIMEOUT_KILL_AFTER + TIMEOUT_GRACE) * 1000,
             onStdout: (chunk) => out.push(chunk),
             onStderr: (chunk) => err.push(chunk),
         });
         out.flush();
         err.flush();
-        if (result.timedOut) return { host: host.name, status: "failed", code: null, reason: `stopped after ${options.timeoutSeconds}s (--timeout)` };
+        if (result.timedOut) {
+            return {
+                host: host.name,
+                status: "failed",
+                code: null,
+                reason: `the command did not end within ${limit}s (--timeout) and its connection did not close ${TIMEOUT_KILL_AFTER + TIMEOUT_GRACE}s later: whether it still runs on the host is unknown (check with pgrep there)`,
+            };
+        }
+        if (limit !== undefined && (result.code === 124 || result.code === 137)) {
+            return { host: host.name, status: "failed", code: result.code, reason: `stopped on the host after ${limit}s (--timeout; exit status ${result.code})` };
+        }
         if (result.code === null) return { host: host.name, status: "failed", code: null, reason: `ended by signal ${result.signal ?? "?"}` };
         if (result.code !== 0) return { host: host.name, status: "failed", code: result.code, reason: `exit status ${result.code}` };
         return { host: host.name, status: "ok", code: 0 };
@@ -190,7 +217,8 @@ export async function execCommand(args: string[]): Promise<number> {
     const projectRoot = process.cwd();
     const stackName = await resolveStackName(parsed.stack, projectRoot);
     const fleet = await openFleetStack(stackName, projectRoot);
-    const hosts = hostsFromOption(fleet.hosts, parsed.hosts);
+    const hosts = hostsOrUsageError(fleet.hosts, parsed.hosts, (text) => process.stderr.write(text));
+    if (hosts === undefined) return 2;
     const recorded = await recordedHosts(fleet.stack);
     const runtimeDir = makeRuntimeDir();
     let results: ExecHostResult[];

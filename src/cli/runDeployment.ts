@@ -98,26 +98,52 @@ export function classifyFailure(stack: string, error: unknown, programErrors: re
     return { kind: "engine", message: (said.length ? said : lines.filter(Boolean).slice(-3)).join("\n") };
 }
 
+const INTERRUPTED = "the run was interrupted (Ctrl-C, SIGTERM or SIGHUP): hosts not yet started were not attempted";
+
+/** What ends an operator command: Ctrl-C (SIGINT), or a `kill` / service manager / closed terminal (SIGTERM, SIGHUP). */
+const STOP_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+
 /**
  * Runs the engine with Ctrl-C left to it: the terminal sends SIGINT to the whole process group, so
  * the pulumi CLI gets it too and cancels gracefully (hosts under way finish, the others are not
- * started). This process does not die with it: it waits for the engine and reports every host,
- * the ones never reached as not attempted because the run was cancelled.
+ * started). SIGTERM and SIGHUP reach this process alone (a `kill`, a CI timeout, a closed
+ * terminal): they are passed on to the engine as one SIGINT (the Automation API's abort signal),
+ * the same graceful cancel, instead of killing this process and, with it, the engine's output pipe
+ * (which left the stack locked with the update half-recorded). Either way this process does not
+ * die: it waits for the engine and reports every host, the ones never reached as not attempted
+ * because the run was cancelled. `work` gets the abort signal for each engine run and whether the
+ * run was interrupted so far (a rollout of several updates starts no further one).
  */
-export async function untilEngineEnds(work: () => Promise<unknown>, line: (text: string) => void, proc: Pick<NodeJS.Process, "on" | "off"> = process): Promise<{ error?: unknown; interrupted: boolean }> {
+export async function untilEngineEnds(
+    work: (signal: AbortSignal, interrupted: () => boolean) => Promise<unknown>,
+    line: (text: string) => void,
+    proc: Pick<NodeJS.Process, "on" | "off"> = process,
+): Promise<{ error?: unknown; interrupted: boolean }> {
     let interrupted = false;
-    const onSignal = () => {
-        if (!interrupted) line("interrupted: pulumi is cancelling the update; hosts under way finish first, the rest are not started");
-        interrupted = true;
-    };
-    proc.on("SIGINT", onSignal);
+    const abort = new AbortController();
+    const handlers = STOP_SIGNALS.map((signal) => {
+        const handler = () => {
+            if (!interrupted) {
+                line(
+                    signal === "SIGINT"
+                        ? "interrupted: pulumi is cancelling the update; hosts under way finish first, the rest are not started"
+                        : `interrupted (${signal}): pulumi is cancelling the update; hosts under way finish first, the rest are not started`,
+                );
+            }
+            interrupted = true;
+            // The engine already has the terminal's SIGINT; a second one would make it stop at once.
+            if (signal !== "SIGINT" && !abort.signal.aborted) abort.abort();
+        };
+        proc.on(signal, handler);
+        return [signal, handler] as const;
+    });
     try {
-        await work();
+        await work(abort.signal, () => interrupted);
         return { interrupted };
     } catch (error) {
         return { error, interrupted };
     } finally {
-        proc.off("SIGINT", onSignal);
+        for (const [signal, handler] of handlers) proc.off(signal, handler);
     }
 }
 
@@ -134,7 +160,7 @@ export function buildReport(
     const hosts = heldBackByRollout(tracker.summaries(options.hosts, planning, failure), options.batches ?? [], options.recorded);
     const errors = [...tracker.programErrors];
     if (failure?.kind === "locked") errors.push(failure.message);
-    else if (failure?.kind === "cancelled") errors.push("the run was interrupted (Ctrl-C): hosts not yet started were not attempted");
+    else if (failure?.kind === "cancelled") errors.push(INTERRUPTED);
     else if (failure?.kind === "engine" && hosts.every((h) => h.result !== "failed" && h.result !== "unknown")) errors.push(failure.message);
     return reportOf(options.stackName, planning, hosts, errors);
 }
@@ -249,7 +275,7 @@ export async function runDeployment(options: DeploymentOptions): Promise<Deploym
     if (options.preview || !options.yes) {
         const tracker = new ProgressTracker(line, { hidePlans: true });
         const { error: failure, interrupted } = await untilEngineEnds(
-            () => options.stack.preview({ target, parallel: options.parallel, onEvent: tracker.onEvent, message: options.description }),
+            (signal) => options.stack.preview({ target, parallel: options.parallel, onEvent: tracker.onEvent, message: options.description, signal }),
             line,
         );
         const plan = await withPlans(buildReport(options, tracker, true, failure, interrupted), tracker, options.runner ?? runProcess);
@@ -289,7 +315,7 @@ export async function runDeployment(options: DeploymentOptions): Promise<Deploym
     const { error: failure, interrupted } = await untilEngineEnds(
         // The hosts and their hooks (which run after them), not the engine's dependents: later
         // rollout batches depend on earlier ones and are deployed only when selected.
-        () => options.stack.up({ target, parallel: options.parallel, onEvent: tracker.onEvent, message: options.description }),
+        (signal) => options.stack.up({ target, parallel: options.parallel, onEvent: tracker.onEvent, message: options.description, signal }),
         line,
     );
     return print(options, buildReport(options, tracker, false, failure, interrupted));
@@ -306,46 +332,59 @@ function urnsOf(options: Pick<DeploymentOptions, "targets" | "stackName">, hosts
  * start while no more than maxFailures hosts failed (or ended unknown); an update that ended with
  * an error of its own (locked stack, program) or left hosts not attempted stops the rollout.
  */
-export async function runBatches(options: DeploymentOptions, line: (text: string) => void): Promise<DeploymentReport> {
+export async function runBatches(options: DeploymentOptions, line: (text: string) => void, proc: Pick<NodeJS.Process, "on" | "off"> = process): Promise<DeploymentReport> {
     const maxFailures = options.maxFailures ?? 0;
     const rows: HostSummary[] = [];
     const errors: string[] = [];
     const failed: string[] = [];
     let stop: { result: "held back" | "not attempted"; reason: string } | undefined;
-    for (const batch of options.batches ?? []) {
-        const hosts = batch.hosts.filter((host) => options.hosts.includes(host));
-        if (hosts.length === 0) continue;
-        if (stop !== undefined) {
-            rows.push(...hosts.map((host) => untouchedRow(host, stop!.result, stop!.reason, options.recorded)));
-            continue;
-        }
-        line(`rollout: batch ${batch.number}${batch.canary ? " (canary)" : ""}: ${hosts.join(", ")}`);
-        const width = options.parallel ?? hosts.length;
-        for (let at = 0; at < hosts.length; at += width) {
-            const chunk = hosts.slice(at, at + width);
+    // One set of signal handlers for the whole rollout: an interruption ends the update under way
+    // gracefully (untilEngineEnds) and starts no later one.
+    const { error: unexpected, interrupted: wasInterrupted } = await untilEngineEnds(async (signal, interrupted) => {
+        for (const batch of options.batches ?? []) {
+            const hosts = batch.hosts.filter((host) => options.hosts.includes(host));
+            if (hosts.length === 0) continue;
             if (stop !== undefined) {
-                rows.push(...chunk.map((host) => untouchedRow(host, "not attempted", stop!.reason, options.recorded)));
+                rows.push(...hosts.map((host) => untouchedRow(host, stop!.result, stop!.reason, options.recorded)));
                 continue;
             }
-            const tracker = new ProgressTracker(line);
-            let failure: unknown;
-            try {
-                await options.stack.up({ target: urnsOf(options, chunk), onEvent: tracker.onEvent, message: `${options.description} (rollout batch ${batch.number})` });
-            } catch (error) {
-                failure = error;
+            line(`rollout: batch ${batch.number}${batch.canary ? " (canary)" : ""}: ${hosts.join(", ")}`);
+            const width = options.parallel ?? hosts.length;
+            for (let at = 0; at < hosts.length; at += width) {
+                const chunk = hosts.slice(at, at + width);
+                if (stop !== undefined) {
+                    rows.push(...chunk.map((host) => untouchedRow(host, "not attempted", stop!.reason, options.recorded)));
+                    continue;
+                }
+                if (interrupted()) {
+                    stop = { result: "not attempted", reason: "cancelled" };
+                    rows.push(...chunk.map((host) => untouchedRow(host, "not attempted", "cancelled", options.recorded)));
+                    continue;
+                }
+                const tracker = new ProgressTracker(line);
+                let failure: unknown;
+                try {
+                    await options.stack.up({ target: urnsOf(options, chunk), onEvent: tracker.onEvent, message: `${options.description} (rollout batch ${batch.number})`, signal });
+                } catch (error) {
+                    failure = error;
+                }
+                const report = buildReport({ stackName: options.stackName, hosts: chunk }, tracker, false, failure, interrupted());
+                rows.push(...report.hosts);
+                errors.push(...report.errors);
+                failed.push(...report.failed, ...report.unknown);
+                if (interrupted()) {
+                    stop = { result: "not attempted", reason: "cancelled" };
+                } else if (report.errors.length) {
+                    stop = { result: "not attempted", reason: `the update of rollout batch ${batch.number} ended with an error (above), so later hosts were not started` };
+                } else if (report.notAttempted.length) {
+                    stop = { result: "not attempted", reason: `rollout batch ${batch.number} did not finish (not attempted: ${report.notAttempted.join(", ")}), so later hosts were not started` };
+                }
             }
-            const report = buildReport({ stackName: options.stackName, hosts: chunk }, tracker, false, failure);
-            rows.push(...report.hosts);
-            errors.push(...report.errors);
-            failed.push(...report.failed, ...report.unknown);
-            if (report.errors.length) {
-                stop = { result: "not attempted", reason: `the update of rollout batch ${batch.number} ended with an error (above), so later hosts were not started` };
-            } else if (report.notAttempted.length) {
-                stop = { result: "not attempted", reason: `rollout batch ${batch.number} did not finish (not attempted: ${report.notAttempted.join(", ")}), so later hosts were not started` };
-            }
+            if (stop === undefined && failed.length > maxFailures) stop = { result: "held back", reason: stopReason(batch, failed, maxFailures) };
         }
-        if (stop === undefined && failed.length > maxFailures) stop = { result: "held back", reason: stopReason(batch, failed, maxFailures) };
-    }
+    }, line, proc);
+    if (unexpected !== undefined) throw unexpected;
+    if (wasInterrupted && !errors.includes(INTERRUPTED)) errors.push(INTERRUPTED);
     const order = new Map(options.hosts.map((host, index) => [host, index]));
     rows.sort((a, b) => (order.get(a.host) ?? 0) - (order.get(b.host) ?? 0));
     return reportOf(options.stackName, false, rows, errors);

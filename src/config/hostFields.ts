@@ -240,7 +240,9 @@ function buildHostInputSchema(): z.ZodType<SshTarget> {
 function buildHostInput(name: string, hosts: HostLookup): SshTarget {
     const host = hosts(name);
     if (!host) throw new Error(`buildHost ${JSON.stringify(name)} is not a host of this stack`);
-    const inputs = fieldInputsOf(host as unknown as ResolvedHostFields, host.declared, hosts);
+    // Only its connection fields: the build host's own buildHost (itself, or a host built on this
+    // one: A→B→A) is not part of how to reach it, and following it would never end.
+    const inputs = fieldInputsOf(host as unknown as ResolvedHostFields, host.declared, hosts, CONNECTION_FIELDS);
     return Object.fromEntries([["name", name], ...CONNECTION_FIELDS.flatMap((field) => (inputs[field] === undefined ? [] : [[field, inputs[field]]]))]) as unknown as SshTarget;
 }
 
@@ -304,9 +306,9 @@ export type InputFieldName = InputField;
  * A resolved host's fields as resource inputs: each field's toInput (or the value), without the
  * fields that map to undefined. `declared` is what the host's files set, before defaults.
  */
-export function fieldInputsOf(host: ResolvedHostFields, declared: Declared, hosts: HostLookup = NO_HOSTS): Record<string, unknown> {
+export function fieldInputsOf(host: ResolvedHostFields, declared: Declared, hosts: HostLookup = NO_HOSTS, fields: readonly HostFieldName[] = INPUT_FIELDS): Record<string, unknown> {
     const inputs: Record<string, unknown> = {};
-    for (const name of INPUT_FIELDS) {
+    for (const name of fields) {
         const spec = HOST_FIELDS[name] as HostFieldSpec;
         const value = (host as Record<string, unknown>)[name];
         if (value === undefined && !("default" in spec)) continue;

@@ -143,26 +143,30 @@ export class Fleet {
         if (plan.rolloutNotice) void pulumi.log.info(plan.rolloutNotice);
         const hosts: Record<string, Host> = {};
         const hooks: Record<string, Hook> = {};
-        // Registered (never evaluated) so the engine keeps their recorded state and the stack's outputs
-        // still list them; a targeted run does not check, update or delete them.
-        for (const config of plan.notTargeted) {
-            const inputs = notEvaluatedInputsOf(config, "not targeted", plan.lookup);
-            const secretKeys = withSecretBuildHost(secretHostFields(secretPaths, config.name, Object.keys(inputs)), secretPaths, config.buildHost);
-            hosts[config.name] = new Host(config.name, secretHostArgs(inputs, secretKeys), { additionalSecretOutputs: secretKeys });
-        }
-        const batchOf = new Map(plan.batches.flatMap((batch) => batch.hosts.map((name) => [name, batch.number] as const)));
-        for (const { config, inputs, pin } of plan.hosts) {
+        const order = registrationOrder(plan);
+        const planned = new Map(plan.hosts.map((host) => [host.config.name, host]));
+        for (const { name, after } of order) {
             // A staged rollout: the engine starts this host only after every host of the batch before
             // it deployed and passed its checks; a failure there stops it (src/program/rollout.ts).
-            const batch = batchOf.get(config.name)!;
-            const before = plan.batches.find((b) => b.number === batch - 1)?.hosts.map((name) => hosts[name]!) ?? [];
+            const before = after.map((other) => hosts[other]!);
+            const dependsOn = before.length ? { dependsOn: before } : {};
+            const entry = planned.get(name);
+            if (!entry) {
+                // Registered (never evaluated) so the engine keeps their recorded state and the stack's
+                // outputs still list them; a targeted run does not check, update or delete them. With
+                // the dependencies the state records for them: a targeted run that registered them
+                // without (or out of order) was refused with pulumi/pulumi#24303's "Duplicate resource URN".
+                const config = plan.notTargeted.find((host) => host.name === name)!;
+                const inputs = notEvaluatedInputsOf(config, "not targeted", plan.lookup);
+                const secretKeys = withSecretBuildHost(secretHostFields(secretPaths, config.name, Object.keys(inputs)), secretPaths, config.buildHost);
+                hosts[config.name] = new Host(config.name, secretHostArgs(inputs, secretKeys), { additionalSecretOutputs: secretKeys, ...dependsOn });
+                continue;
+            }
+            const { config, inputs, pin } = entry;
             // Fields whose value came from secret config are secret inputs and, by the engine, outputs.
             const secretKeys = withSecretBuildHost(secretHostFields(secretPaths, config.name, Object.keys(inputs)), secretPaths, config.buildHost);
             const fileKeys = secretFileFields(secretPaths, config.name, inputs.secrets ?? {});
-            const host = new Host(config.name, secretHostArgs(inputs, secretKeys, fileKeys), {
-                additionalSecretOutputs: secretKeys,
-                ...(before.length ? { dependsOn: before } : {}),
-            });
+            const host = new Host(config.name, secretHostArgs(inputs, secretKeys, fileKeys), { additionalSecretOutputs: secretKeys, ...dependsOn });
             hosts[config.name] = host;
             const hookSecret = secretHostFields(secretPaths, config.name, ["hooks"]).length > 0;
             const connection = connectionOf(inputs);
@@ -215,6 +219,25 @@ export class Fleet {
             ),
         };
     }
+}
+
+/**
+ * The order the hosts are registered in, each with the hosts it depends on: the rollout's batches
+ * in order (each host after every host of the batch before), targeted or not, so every run
+ * registers the dependencies the state records. Hosts outside the batches (none today) come last.
+ */
+export function registrationOrder(plan: Pick<FleetPlan, "batches" | "hosts" | "notTargeted">): { name: string; after: string[] }[] {
+    const known = new Set([...plan.hosts.map((host) => host.config.name), ...plan.notTargeted.map((host) => host.name)]);
+    const order: { name: string; after: string[] }[] = [];
+    let previous: string[] = [];
+    for (const batch of plan.batches) {
+        const names = batch.hosts.filter((name) => known.has(name));
+        for (const name of names) order.push({ name, after: previous });
+        if (names.length) previous = names;
+    }
+    const placed = new Set(order.map((entry) => entry.name));
+    for (const name of known) if (!placed.has(name)) order.push({ name, after: [] });
+    return order;
 }
 
 /** buildHost carries the build host's connection settings: secret when any of them came from secret config. */

@@ -1,5 +1,5 @@
 // A stack's rollout as batches of hosts: the canary first, then the rest in batches of the
-// configured size, in the stack's host order. The program makes every host of a batch depend on
+// configured size, in the order of the host names (how the stack loads its hosts, not the order of nixos-fleet:hosts). The program makes every host of a batch depend on
 // every host of the batch before (so plain `pulumi up` deploys a batch only once the previous one
 // deployed and passed its checks, and a failure stops the later batches); `deploy` uses the same
 // batches to say which hosts a failure held back.

@@ -169,4 +169,19 @@ describe("rollout", () => {
         expect((await project.hostSystem("rho")).current).not.toBe(await project.evaluatedStorePath("rho"));
         await project.sandbox.set("rho", { fail: false });
     });
+
+    it("deploy --hosts of a later batch's host, with batches out of name order, is not refused by the engine (pulumi/pulumi#24303)", async () => {
+        // Canary tau: tau | psi | rho. One whole-stack update records that order; then rho alone.
+        // The hosts a targeted run does not deploy must be registered with the dependencies the
+        // state has (psi after tau), or the engine refuses the run with "Duplicate resource URN".
+        project.writeStackConfig(stackConfig({ rollout: { canary: ["tau"], batchSize: 1 } }));
+        const up = await project.up();
+        expect(up.code, up.stdout + up.stderr).toBe(0);
+        await project.sandbox.set("rho", { version: 4 });
+        const targeted = await cli("deploy", ["--stack", project.stack, "--hosts", "rho", "--yes", "--json"]);
+        expect(targeted.stderr).not.toContain("Duplicate resource URN");
+        expect(targeted.code, targeted.stderr).toBe(0);
+        expect((JSON.parse(targeted.stdout) as DeployReport).hosts.map((h) => [h.host, h.result])).toEqual([["rho", "deployed"]]);
+        expect((await project.hostSystem("rho")).current).toBe(await project.evaluatedStorePath("rho"));
+    });
 });

@@ -158,13 +158,14 @@ describe("runExec", () => {
                 most = Math.max(most, running);
                 await new Promise((resolve) => setTimeout(resolve, 10));
                 running -= 1;
-                if (hostOf(call) === "sigma") return { code: null, timedOut: true, signal: "SIGKILL" };
+                if (hostOf(call) === "sigma") return { code: 124 };
+                if (hostOf(call) === "kappa") return { code: null, timedOut: true, signal: "SIGKILL" };
                 if (hostOf(call) === "omega") return { code: 255, stderr: "Connection closed by 127.0.0.1 port 22\n" };
                 return {};
             },
         );
         const results = await runExec({
-            targets: ["alpha", "beta", "gamma", "sigma", "omega"].map((name) => ({ host: host(name) })),
+            targets: ["alpha", "beta", "gamma", "sigma", "omega", "kappa"].map((name) => ({ host: host(name) })),
             command: ["sleep", "100"],
             parallel: 2,
             timeoutSeconds: 7,
@@ -174,10 +175,16 @@ describe("runExec", () => {
             stderr: () => undefined,
         });
         expect(most).toBe(2);
-        for (const call of runner.matching((c) => c.remoteCommand !== undefined)) expect(call.options.timeoutMs).toBe(7000);
-        expect(results.map((r) => r.status)).toEqual(["ok", "ok", "ok", "failed", "unreachable"]);
-        expect(results[3]!.reason).toBe("stopped after 7s (--timeout)");
+        // Killing the local ssh would leave the command running on the host: the host's `timeout`
+        // stops it there; the local limit is a backstop for a connection that does not close.
+        for (const call of runner.matching((c) => c.remoteCommand !== undefined)) {
+            expect(call.remoteCommand).toEqual(["timeout", "--kill-after=5", "7", "sleep", "100"]);
+            expect(call.options.timeoutMs).toBe(22_000);
+        }
+        expect(results.map((r) => r.status)).toEqual(["ok", "ok", "ok", "failed", "unreachable", "failed"]);
+        expect(results[3]!.reason).toBe("stopped on the host after 7s (--timeout; exit status 124)");
         expect(results[4]!.reason).toMatch(/whether it ran to the end is unknown/);
+        expect(results[5]!.reason).toMatch(/did not end within 7s \(--timeout\) .*whether it still runs on the host is unknown/);
     });
 });
 
@@ -207,5 +214,19 @@ describe("renderExecSummary and the exit status", () => {
         expect(execExitCode([results[0]!])).toBe(0);
         expect(execExitCode([results[3]!])).toBe(1);
         expect(renderExecSummary([results[0]!])).toBe("psi   ok (exit status 0)\n\nexec: 1 of 1 host ok");
+    });
+});
+
+describe("a --hosts that selects nothing", () => {
+    it("is a usage error (exit status 2 in exec and build), not 'failed on some host' (1)", async () => {
+        const { hostsOrUsageError } = await import("../../../src/cli/hostsOption");
+        const stack = [host("psi", { tags: ["web"] }), host("rho")];
+        for (const value of ["", ",", "@nosuch", "pis"]) {
+            const said: string[] = [];
+            expect(hostsOrUsageError(stack, value, (text) => said.push(text))).toBeUndefined();
+            expect(said.join("")).toMatch(/^error: select failed: cannot select hosts/);
+        }
+        expect(hostsOrUsageError(stack, "@web", () => undefined)?.map((h) => h.name)).toEqual(["psi"]);
+        expect(hostsOrUsageError(stack, undefined, () => undefined)?.map((h) => h.name)).toEqual(["psi", "rho"]);
     });
 });

@@ -369,8 +369,44 @@ describe("Ctrl-C during a run", () => {
             ["psi", "unknown", undefined],
             ["rho", "not attempted", "cancelled"],
         ]);
-        expect(report.errors).toEqual(["the run was interrupted (Ctrl-C): hosts not yet started were not attempted"]);
+        expect(report.errors).toEqual(["the run was interrupted (Ctrl-C, SIGTERM or SIGHUP): hosts not yet started were not attempted"]);
         expect(exitCode(report)).toBe(1);
+    });
+
+    it("SIGTERM (a kill, a CI timeout) is passed on to the engine as one graceful cancel; Ctrl-C is not passed twice", async () => {
+        const { EventEmitter } = await import("node:events");
+        const proc = new EventEmitter();
+        const lines: string[] = [];
+        const aborts: string[] = [];
+        const { interrupted } = await untilEngineEnds(
+            async (signal, isInterrupted) => {
+                signal.addEventListener("abort", () => aborts.push("abort"));
+                expect(isInterrupted()).toBe(false);
+                proc.emit("SIGTERM");
+                proc.emit("SIGTERM");
+                expect(isInterrupted()).toBe(true);
+                expect(signal.aborted).toBe(true);
+                throw new Error("update canceled");
+            },
+            (line) => lines.push(line),
+            proc as never,
+        );
+        expect(interrupted).toBe(true);
+        expect(aborts).toEqual(["abort"]);
+        expect(lines).toEqual(["interrupted (SIGTERM): pulumi is cancelling the update; hosts under way finish first, the rest are not started"]);
+        for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"]) expect(proc.listenerCount(signal)).toBe(0);
+
+        // Ctrl-C: the terminal sent SIGINT to the engine already; a second one would stop it at once.
+        let aborted = false;
+        await untilEngineEnds(
+            async (signal) => {
+                proc.emit("SIGINT");
+                aborted = signal.aborted;
+            },
+            () => undefined,
+            proc as never,
+        );
+        expect(aborted).toBe(false);
     });
 
     it("a lock held by another update stays 'locked' even when interrupted", async () => {

@@ -96,6 +96,20 @@ describe("buildHost in host files and the stack", () => {
         const { stack, hosts } = stackOf({ ...FILES, "alpha.yaml": "address: a\n" }, { defaults: { buildHost: "beta" } });
         const resolved = resolveStackHosts(hosts, stack);
         expect(resolved.map((host) => host.buildHost)).toEqual(["beta", "beta", "beta"]);
+        // The inputs too: beta's buildHost input is beta's own connection (no recursion through beta's buildHost).
+        const system = { storePath: storePath("nixos-system-beta"), drvPath: `${storePath("nixos-system-beta")}.drv` };
+        const beta = hostInputsOf(resolved.find((host) => host.name === "beta")!, system, undefined, hostLookup(resolved));
+        expect(beta.buildHost).toEqual({ name: "beta", address: "127.0.0.1", port: 2202, user: "builder", hostKey: KEY, connectTimeout: 10 });
+    });
+
+    it("two hosts may build each other's systems (alpha on beta, beta on alpha): each input is the other's connection", () => {
+        const { stack, hosts } = stackOf({ ...FILES, "beta.yaml": `address: 127.0.0.1\nport: 2202\nbuildHost: alpha\n` });
+        const resolved = resolveStackHosts(hosts, stack);
+        const system = { storePath: storePath("nixos-system-x"), drvPath: `${storePath("nixos-system-x")}.drv` };
+        const inputsOf = (name: string) => hostInputsOf(resolved.find((host) => host.name === name)!, system, undefined, hostLookup(resolved));
+        expect(inputsOf("alpha").buildHost).toEqual({ name: "beta", address: "127.0.0.1", port: 2202, user: "root", connectTimeout: 10 });
+        expect(inputsOf("beta").buildHost).toEqual({ name: "alpha", address: "127.0.0.1", port: 2201, user: "root", connectTimeout: 10 });
+        expect(notEvaluatedInputsOf(resolved.find((host) => host.name === "beta")!, "not targeted", hostLookup(resolved)).buildHost).toMatchObject({ name: "alpha" });
     });
 
     it("a bad name is refused by the host-file rule", () => {

@@ -1,13 +1,13 @@
 // The Fleet registers exactly the resources index.ts registered before it existed: top-level Hosts
 // (no parent, so existing stacks keep their URNs and preview with no changes), hooks as children of
-// their Host, in rollout order, with the not-targeted hosts first. The URNs the operator commands
+// their Host, in rollout order (not-targeted hosts in their batches too, with their dependencies). The URNs the operator commands
 // build (cli/stack.ts) and `pulumi up --target` parsing (program/targets.ts) must match them.
 import * as pulumi from "@pulumi/pulumi";
 import { beforeAll, describe, expect, it } from "vitest";
 import { resolveHost, type HostConfig, type StackConfig } from "../../../src/config";
 import { PROJECT, deploymentTargets, hostNameOfUrn, hostUrn, hookUrns } from "../../../src/cli/stack";
 import type { FleetPlan } from "../../../src/program/fleet";
-import { Fleet } from "../../../src/program/fleetResources";
+import { Fleet, registrationOrder } from "../../../src/program/fleetResources";
 import { hostInputsOf } from "../../../src/program/hostInputs";
 import { hostsFromPulumiArgs } from "../../../src/program/targets";
 
@@ -80,9 +80,10 @@ describe("Fleet", () => {
         expect(deploymentTargets(STACK, [alpha]).get("alpha")).toEqual([await valueOf(fleet.hosts.alpha!.urn), urn]);
     });
 
-    it("registers the not-targeted hosts first, then the planned ones in rollout order, and each host's hooks", async () => {
+    it("registers every host in rollout order, targeted or not, and each host's hooks", async () => {
         await valueOf(fleet.hooks["alpha-migrate"]!.urn);
-        // A hook reaches the engine once its parent's URN is known, so only the hosts' order is fixed.
+        // A hook reaches the engine once its parent's URN is known, so only the hosts' order is fixed
+        // (gamma, with nothing to resolve, reaches the mocks before alpha; beta waits for both).
         const names = registered.map((r) => `${r.type} ${r.name}`);
         expect(names.filter((name) => name.startsWith("nixos:index:Host "))).toEqual(["nixos:index:Host gamma", "nixos:index:Host alpha", "nixos:index:Host beta"]);
         expect(names.filter((name) => name.startsWith("nixos:index:Hook "))).toEqual(["nixos:index:Hook alpha-migrate"]);
@@ -92,8 +93,40 @@ describe("Fleet", () => {
 
     it("gives the stack the same outputs as before: each host's store path, generation and NixOS version", async () => {
         const outputs = fleet.outputs.hosts;
-        expect(Object.keys(outputs)).toEqual(["gamma", "alpha", "beta"]);
+        expect(Object.keys(outputs)).toEqual(["alpha", "gamma", "beta"]);
         expect(Object.keys(outputs.alpha!)).toEqual(["storePath", "generation", "nixosVersion"]);
         expect(await valueOf(outputs.alpha!.storePath)).toBe(system("alpha").storePath);
+    });
+});
+
+describe("registrationOrder", () => {
+    it("a not-targeted host keeps its place and its dependencies (a targeted run registering it without them was refused: pulumi/pulumi#24303)", () => {
+        // psi | bld | rho | tgt, only tgt targeted (deploy --hosts tgt)
+        const tgt = host("tgt");
+        const order = registrationOrder({
+            batches: [
+                { number: 1, canary: true, hosts: ["psi"] },
+                { number: 2, canary: false, hosts: ["bld"] },
+                { number: 3, canary: false, hosts: ["rho"] },
+                { number: 4, canary: false, hosts: ["tgt"] },
+            ],
+            hosts: [{ config: tgt, inputs: hostInputsOf(tgt, system("tgt")) }],
+            notTargeted: [host("bld"), host("psi"), host("rho")],
+        });
+        expect(order).toEqual([
+            { name: "psi", after: [] },
+            { name: "bld", after: ["psi"] },
+            { name: "rho", after: ["bld"] },
+            { name: "tgt", after: ["rho"] },
+        ]);
+    });
+
+    it("every host of a batch depends on every host of the batch before", () => {
+        const order = registrationOrder(plan());
+        expect(order).toEqual([
+            { name: "alpha", after: [] },
+            { name: "gamma", after: [] },
+            { name: "beta", after: ["alpha", "gamma"] },
+        ]);
     });
 });

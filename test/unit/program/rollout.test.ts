@@ -289,6 +289,37 @@ describe("maxFailures: deploy runs the batches itself", () => {
         expect(stopped.hosts[3]!.reason).toMatch(/rollout batch 1 did not finish \(not attempted: alpha\), so later hosts were not started/);
     });
 
+    it("SIGTERM during a batch: the engine gets the abort signal, no later batch starts, the rest are not attempted (cancelled)", async () => {
+        const { EventEmitter } = await import("node:events");
+        const proc = new EventEmitter();
+        const { stack, calls } = fakeStack([]);
+        const up = stack.up.bind(stack);
+        const signals: (AbortSignal | undefined)[] = [];
+        const terminating = {
+            up: async (o: UpOptions) => {
+                signals.push(o.signal);
+                const result = await up(o);
+                if (calls.length === 2) proc.emit("SIGTERM"); // while batch 2 runs
+                return result;
+            },
+        } as unknown as Stack;
+        const lines: string[] = [];
+        const report = await runBatches(options(terminating), (line) => lines.push(line), proc as never);
+        expect(calls.map((call) => call.target!.map((urn) => urn.slice(urn.lastIndexOf("::") + 2)))).toEqual([["alpha"], ["beta", "gamma"]]);
+        expect(signals[1]?.aborted).toBe(true);
+        expect(report.hosts.map((h) => [h.host, h.result, h.reason ?? null])).toEqual([
+            ["alpha", "deployed", null],
+            ["beta", "deployed", null],
+            ["gamma", "deployed", null],
+            ["delta", "not attempted", "cancelled"],
+            ["epsilon", "not attempted", "cancelled"],
+            ["zeta", "not attempted", "cancelled"],
+        ]);
+        expect(report.errors).toEqual(["the run was interrupted (Ctrl-C, SIGTERM or SIGHUP): hosts not yet started were not attempted"]);
+        expect(lines).toContain("interrupted (SIGTERM): pulumi is cancelling the update; hosts under way finish first, the rest are not started");
+        expect(proc.listenerCount("SIGTERM")).toBe(0);
+    });
+
     it("only the selected hosts, in their batches; a run without failures deploys them all", async () => {
         const { stack, calls } = fakeStack([]);
         const report = await runBatches(options(stack, ["alpha", "zeta", "gamma"]), () => undefined);
