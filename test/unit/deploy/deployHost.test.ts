@@ -9,7 +9,7 @@ import { rejectionInFakeTime } from "../helpers/clock";
 import { restoreUnit } from "../../../src/deploy/activationUnit";
 import { FakeHost, attachLocalNix, remoteCommandsOf } from "../helpers/fakeHost";
 import { FakeRunner, local, masterExit, masterStart, remote, sshOption, type RecordedCall } from "../helpers/fakeRunner";
-import { drvPath, fleetErrorOf, runtimeDir, storePath, target } from "../helpers/fixtures";
+import { deployRequest, drvPath, fleetErrorOf, runtimeDir, storePath, target } from "../helpers/fixtures";
 
 const v1 = storePath("nixos-system-alpha-1");
 const v2 = storePath("nixos-system-alpha-2");
@@ -24,17 +24,7 @@ const closures = new Map<string, ClosurePath[]>([
 ]);
 
 function request(overrides: Partial<DeployRequest> = {}): DeployRequest {
-    return {
-        target: target({ user: "deploy" }),
-        storePath: next,
-        drvPath: drvPath("nixos-system-alpha-3"),
-        flake: "/srv/infra",
-        attribute: "nixosConfigurations.alpha",
-        buildOn: "local",
-        action: "switch",
-        substituteOnDestination: false,
-        ...overrides,
-    };
+    return deployRequest(overrides);
 }
 
 function setup(host = FakeHost.withGenerations(v1, v2)) {

@@ -21,7 +21,7 @@ import { rebootCell, renderSummary } from "../../../src/cli/progress";
 import { fakeClock } from "../helpers/clock";
 import { FakeHost, KERNEL_1, attachLocalNix } from "../helpers/fakeHost";
 import { FakeRunner, local, masterStart, remote } from "../helpers/fakeRunner";
-import { drvPath, runtimeDir, storePath, target } from "../helpers/fixtures";
+import { deployRequest, drvPath, runtimeDir, storePath, target } from "../helpers/fixtures";
 
 const v1 = storePath("nixos-system-alpha-1");
 const v2 = storePath("nixos-system-alpha-2");
@@ -236,18 +236,11 @@ describe("deployHost with reboot", () => {
         attachLocalNix(runner, host, new Map([[next, [{ path: next, narSize: 4_000 }]]]));
         const log: string[] = [];
         const context: DeployContext = { runner: runner.run, runtimeDir: runtimeDir(), log: (line) => log.push(line), sleep: clock.sleep };
-        const request = (overrides: Partial<DeployRequest>): DeployRequest => ({
-            target: target({ user: "deploy" }),
-            storePath: next,
-            drvPath: drvPath("nixos-system-alpha-3"),
-            flake: "/srv/infra",
-            attribute: "nixosConfigurations.alpha",
-            buildOn: "local",
-            action: "switch",
-            substituteOnDestination: false,
-            secrets: [{ name: "db", path: "/run/keys/db", value: "s3cret", owner: "root", group: "root", mode: "0400", uploadAt: "pre-activation" }],
-            ...overrides,
-        });
+        const request = (overrides: Partial<DeployRequest>): DeployRequest =>
+            deployRequest({
+                secrets: [{ name: "db", path: "/run/keys/db", value: "s3cret", owner: "root", group: "root", mode: "0400", uploadAt: "pre-activation" }],
+                ...overrides,
+            });
         return { host, runner, log, context, request };
     }
 

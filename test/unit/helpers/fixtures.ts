@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { expect } from "vitest";
 import { FleetError } from "../../../src/errors";
 import type { SshTarget } from "../../../src/ssh/target";
+import type { DeployRequest } from "../../../src/deploy/deployHost";
 
 const NIX_BASE32 = "0123456789abcdfghijklmnpqrsvwxyz";
 
@@ -55,3 +56,19 @@ export function fleetErrorOfSync(action: () => unknown): FleetError {
  * a time, beside end-to-end fleets). Tests that only use fakes keep 1 s, which catches real waits.
  */
 export const REAL_SCRIPT_TIMEOUT = 15_000;
+
+/** A deploy of alpha's third system by the user "deploy" (the unit tests' usual request); overrides win. */
+export function deployRequest(overrides: Partial<DeployRequest> = {}): DeployRequest {
+    return {
+        target: target({ user: "deploy" }),
+        storePath: storePath("nixos-system-alpha-3"),
+        drvPath: drvPath("nixos-system-alpha-3"),
+        flake: "/srv/infra",
+        attribute: "nixosConfigurations.alpha",
+        buildOn: "local",
+        action: "switch",
+        substituteOnDestination: false,
+        ...overrides,
+    };
+}
+
