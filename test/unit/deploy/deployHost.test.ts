@@ -9,7 +9,7 @@ import { rejectionInFakeTime } from "../helpers/clock";
 import { restoreUnit } from "../../../src/deploy/activationUnit";
 import { FakeHost, attachLocalNix, remoteCommandsOf } from "../helpers/fakeHost";
 import { FakeRunner, local, masterExit, masterStart, remote, sshOption, type RecordedCall } from "../helpers/fakeRunner";
-import { deployRequest, drvPath, fleetErrorOf, runtimeDir, storePath, target } from "../helpers/fixtures";
+import { deployRequest, fleetErrorOf, runtimeDir, storePath, target } from "../helpers/fixtures";
 
 const v1 = storePath("nixos-system-alpha-1");
 const v2 = storePath("nixos-system-alpha-2");
