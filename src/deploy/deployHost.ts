@@ -343,8 +343,19 @@ async function rebootPhase(connection: SshConnection, request: DeployRequest, ou
             rebootHost(connection, { timeoutSeconds: request.rebootTimeout ?? HOST_DEFAULTS.rebootTimeout, storePath: request.storePath, log, sleep: context.sleep }),
         );
     } catch (error) {
-        // Activated, then the reboot failed or its outcome is unknown: say what is known.
-        if (error instanceof FleetError) throw new DeployedUnchecked(error, { ...outcome, reboot: { need, ...(error instanceof RebootFailed ? { attempt: error.attempt } : {}) } });
+        // Activated, then the reboot failed or its outcome is unknown: say what is known. A new
+        // boot that answered with another system runs that system now (its current-system is
+        // what it booted): read it, so the state never says the host runs the deployed system.
+        if (error instanceof FleetError) {
+            const attempt = error instanceof RebootFailed ? error.attempt : undefined;
+            const after = attempt?.bootId !== undefined ? await readHostState(connection).catch(() => undefined) : undefined;
+            if (attempt?.bootId !== undefined && !after) {
+                // What the new boot runs could not be read: the running system is not claimed.
+                const unread = { ...outcome.after, currentStorePath: undefined, bootedStorePath: attempt.bootedStorePath ?? undefined };
+                throw new DeployedUnchecked(error, { ...outcome, after: unread, reboot: { need, attempt } });
+            }
+            throw new DeployedUnchecked(error, { ...outcome, ...(after ? { after } : {}), reboot: { need, ...(attempt ? { attempt } : {}) } });
+        }
         throw error;
     }
     const known = { reboot: { need, rebooted } };

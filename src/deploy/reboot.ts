@@ -168,6 +168,9 @@ export interface RebootAttempt {
     at: string;
     previousBootId: string | null;
     waitedSeconds: number;
+    /** Set when a new boot answered (it booted another system): its boot id and booted system. */
+    bootId?: string | null;
+    bootedStorePath?: string | null;
 }
 
 /** A reboot that failed or whose outcome is unknown, with what is known of it (for the state). */
@@ -294,7 +297,7 @@ export async function rebootHost(connection: SshConnection, options: RebootOptio
                 host,
                 message: `the host booted ${probe.booted ?? "no system"} (/run/booted-system), not the deployed ${options.storePath}: the boot loader did not take it`,
                 hint: "check the boot loader on the host (its entries and default, `bootctl status` or the GRUB config), then deploy again",
-            }), { at, previousBootId, waitedSeconds });
+            }), { at, previousBootId, waitedSeconds, bootId: probe.bootId, bootedStorePath: probe.booted });
         }
         return { previousBootId, bootId: probe.bootId, at, waitedSeconds, bootedStorePath: probe.booted };
     }

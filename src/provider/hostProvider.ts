@@ -206,9 +206,10 @@ export function rebootOutputs(outcome: DeployOutcome, storePath: string, old?: P
             outcome: failure.outcome === "unknown" ? "unknown" : "failed",
             at: attempt?.at ?? outcome.activatedAt,
             previousBootId: attempt?.previousBootId ?? null,
-            bootId: null,
+            // Known only when a new boot answered (and booted another system than the deployed one).
+            bootId: attempt?.bootId ?? null,
             waitedSeconds: attempt?.waitedSeconds ?? null,
-            bootedStorePath: null,
+            bootedStorePath: attempt?.bootedStorePath ?? null,
             error: `${failure.message}${failure.hint ? ` (hint: ${failure.hint})` : ""}`,
         };
     } else if (old?.lastReboot?.outcome === "unknown" && outcome.after.bootedStorePath === storePath) {

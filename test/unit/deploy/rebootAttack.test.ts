@@ -1,0 +1,58 @@
+// Attacks on reboots: what the deploy and the state say when the host comes back into another
+// system than the deployed one, and the bounds of rebootTimeout for every way it comes in.
+import { afterEach, describe, expect, it } from "vitest";
+import { deployHost, DeployedUnchecked, type DeployContext, type DeployRequest } from "../../../src/deploy/deployHost";
+import { outputsAfterDeploy } from "../../../src/provider/hostProvider";
+import { hostInputsSchema, type HostInputs } from "../../../src/provider/hostInputs";
+import { fakeClock } from "../helpers/clock";
+import { FakeHost, attachLocalNix } from "../helpers/fakeHost";
+import { FakeRunner } from "../helpers/fakeRunner";
+import { drvPath, runtimeDir, storePath, target } from "../helpers/fixtures";
+
+const v1 = storePath("nixos-system-alpha-1");
+const v2 = storePath("nixos-system-alpha-2");
+const next = storePath("nixos-system-alpha-3");
+const KERNEL_2 = "/nix/store/jjjjjjjjjjjjjjjjjjjjjjjjjjjjjjjj-linux-6.6.2";
+
+describe("a host that reboots into its old system (the boot loader did not take the deployed one)", () => {
+    let clock: ReturnType<typeof fakeClock> | undefined;
+    afterEach(() => clock?.stop());
+
+    it("fails clearly, and the state records what the host runs and booted after the reboot, never the deployed system", async () => {
+        clock = fakeClock();
+        const host = FakeHost.withGenerations(v1, v2);
+        host.kernels.set(next, KERNEL_2);
+        const runner = new FakeRunner();
+        host.attach(runner);
+        attachLocalNix(runner, host, new Map([[next, [{ path: next, narSize: 4_000 }]]]));
+        // The activation installed the boot entry; the boot loader then still boots the old one.
+        host.beforeScript.set("nixos-fleet-reboot-prepare", () => {
+            host.state.bootDefault = v2;
+        });
+        const context: DeployContext = { runner: runner.run, runtimeDir: runtimeDir(), log: () => undefined, sleep: clock.sleep };
+        const request: DeployRequest = {
+            target: target({ user: "deploy" }),
+            storePath: next,
+            drvPath: drvPath("nixos-system-alpha-3"),
+            flake: "/srv/infra",
+            attribute: "nixosConfigurations.alpha",
+            buildOn: "local",
+            action: "switch",
+            substituteOnDestination: false,
+            reboot: "auto",
+            rebootTimeout: 60,
+        };
+        const error = (await deployHost(request, context).catch((e: unknown) => e)) as DeployedUnchecked;
+        expect(error).toBeInstanceOf(DeployedUnchecked);
+        expect(error).toMatchObject({ phase: "reboot", outcome: "failed" });
+        expect(error.message).toMatch(/the boot loader did not take it/);
+        expect(host.state.current).toBe(v2);
+        // What the host runs after the reboot, read on the new boot.
+        expect(error.partial.after).toMatchObject({ currentStorePath: v2, bootedStorePath: v2 });
+        const inputs = hostInputsSchema.parse({ name: "alpha", address: "127.0.0.1", storePath: next, drvPath: drvPath("nixos-system-alpha-3"), flake: "/srv/infra", attribute: "nixosConfigurations.alpha", reboot: "auto" }) as HostInputs;
+        const outputs = outputsAfterDeploy(inputs, error.partial, undefined, error);
+        expect(outputs.runningStorePath).toBe(v2);
+        expect(outputs.bootedStorePath).toBe(v2);
+        expect(outputs.lastReboot).toMatchObject({ outcome: "failed", bootId: "boot-2", bootedStorePath: v2 });
+    });
+});
