@@ -56,3 +56,15 @@ describe("a host that reboots into its old system (the boot loader did not take 
         expect(outputs.lastReboot).toMatchObject({ outcome: "failed", bootId: "boot-2", bootedStorePath: v2 });
     });
 });
+
+describe("rebootTimeout's bounds are the host file's for every input (the library's Host, another program)", () => {
+    const base = { name: "alpha", address: "127.0.0.1", storePath: next, drvPath: drvPath("nixos-system-alpha-3"), flake: "/srv/infra", attribute: "nixosConfigurations.alpha", reboot: "auto" };
+    it.each([0, -5, 0.001, 2.5, 3601, 1e12, Number.POSITIVE_INFINITY, Number.NaN, "600"])("refuses %s", (value) => {
+        const parsed = hostInputsSchema.safeParse({ ...base, rebootTimeout: value });
+        expect(parsed.success).toBe(false);
+        expect(JSON.stringify(parsed.error?.issues)).toMatch(/rebootTimeout/);
+    });
+    it.each([1, 600, 3600])("takes %s", (value) => {
+        expect(hostInputsSchema.safeParse({ ...base, rebootTimeout: value }).success).toBe(true);
+    });
+});
