@@ -19,7 +19,7 @@ import { formatHealthFailures, runHealthChecks, summarizeHealthFailures } from "
 import { hasChecks, type HealthChecks } from "../config/healthChecks";
 import { missingSecretPaths, removeSecrets, uploadSecrets, type NamedSecretFile } from "./secrets";
 import { HOST_DEFAULTS, type RebootPolicy } from "../config/hostFields";
-import { BOOTED_SYSTEM, RebootFailed, changedBootLinks, describeNeed, readBootFiles, rebootHost, rebootNeeded, shouldReboot, type RebootAttempt, type RebootNeed, type RebootResult } from "./reboot";
+import { BOOTED_SYSTEM, RebootFailed, changedBootLinks, describeNeed, notRebootedBecause, readBootFiles, rebootHost, rebootNeeded, shouldReboot, type RebootAttempt, type RebootNeed, type RebootResult } from "./reboot";
 
 export interface DeployRequest {
     target: SshTarget;
@@ -333,7 +333,7 @@ async function rebootPhase(connection: SshConnection, request: DeployRequest, ou
         return { ...outcome, reboot: { need: null } };
     }
     if (!shouldReboot(policy, request.action, need, outcome.activated)) {
-        if (rebootNeeded(need)) log(`reboot needed (${describeNeed(need)}); reboot is ${policy}, so the host was not rebooted`);
+        if (rebootNeeded(need)) log(`reboot needed (${describeNeed(need)}); ${notRebootedBecause(policy, request.action)}, so the host was not rebooted`);
         return { ...outcome, reboot: { need: rebootNeeded(need) ? need : { changed: [], bootPending: false } } };
     }
     const timings = outcome.timings;

@@ -142,6 +142,12 @@ export function shouldReboot(policy: RebootPolicy, action: Action, need: RebootN
     return policy === "always" && activated;
 }
 
+/** Why a host that needs a reboot was not rebooted: its policy, or an action that never reboots. */
+export function notRebootedBecause(policy: RebootPolicy, action: Action): string {
+    if (action === "test" || action === "dry-activate") return `action ${action} never reboots (the host would boot its system profile, not the tested system)`;
+    return `reboot is ${policy}`;
+}
+
 export interface RebootOptions {
     /** Seconds from issuing the reboot until the new boot must answer over ssh. */
     timeoutSeconds: number;

@@ -7,7 +7,7 @@ import { HOST_FIELDS, INPUT_DEFAULT_FIELDS } from "../config/hostFields";
 import { checkFieldCombinations } from "../config/hostSchema";
 import { didYouMean } from "../config/suggest";
 import { DeployedUnchecked, deployHost, inspectHost, type DeployOutcome } from "../deploy/deployHost";
-import { describeNeed, rebootNeeded } from "../deploy/reboot";
+import { describeNeed, notRebootedBecause, rebootNeeded } from "../deploy/reboot";
 import { changesRunningSystem, setsProfile } from "../deploy/activate";
 import { stepOf, trimHistory } from "../deploy/deployments";
 import type { HostState } from "../deploy/hostState";
@@ -517,7 +517,7 @@ export class HostProvider implements provider.Provider {
                     ? `${inputs.name}: ${inputs.action} done, generation ${from ?? "-"} → ${outputs.generation ?? "-"}, ${inputs.buildHost && outcome.builtOn ? `built on ${outcome.builtOn}, ` : ""}copied ${outcome.copy.pathsCopied} paths (${outcome.copy.bytesCopied} bytes)`
                     : `${inputs.name}: already running ${inputs.storePath}`,
             );
-            if (outputs.rebootNeeded) await logger.log("warning", urn, `${inputs.name}: reboot needed (${outputs.rebootNeeded}); reboot is ${inputs.reboot ?? "never"}`);
+            if (outputs.rebootNeeded) await logger.log("warning", urn, `${inputs.name}: reboot needed (${outputs.rebootNeeded}); ${notRebootedBecause(inputs.reboot ?? "never", inputs.action)}`);
             return outputs;
         } catch (error) {
             // The engine shows this text as the host's error; the state keeps its previous value,

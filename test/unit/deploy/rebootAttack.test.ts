@@ -6,7 +6,7 @@ import { outputsAfterDeploy } from "../../../src/provider/hostProvider";
 import { hostInputsSchema, type HostInputs } from "../../../src/provider/hostInputs";
 import { fakeClock } from "../helpers/clock";
 import { FakeHost, attachLocalNix } from "../helpers/fakeHost";
-import { FakeRunner } from "../helpers/fakeRunner";
+import { FakeRunner, remote } from "../helpers/fakeRunner";
 import { drvPath, runtimeDir, storePath, target } from "../helpers/fixtures";
 
 const v1 = storePath("nixos-system-alpha-1");
@@ -66,5 +66,61 @@ describe("rebootTimeout's bounds are the host file's for every input (the librar
     });
     it.each([1, 600, 3600])("takes %s", (value) => {
         expect(hostInputsSchema.safeParse({ ...base, rebootTimeout: value }).success).toBe(true);
+    });
+});
+
+describe("policies against actions", () => {
+    let clock: ReturnType<typeof fakeClock> | undefined;
+    afterEach(() => clock?.stop());
+
+    function setup() {
+        clock = fakeClock();
+        const host = FakeHost.withGenerations(v1, v2);
+        host.kernels.set(next, KERNEL_2);
+        const runner = new FakeRunner();
+        host.attach(runner);
+        attachLocalNix(runner, host, new Map([[next, [{ path: next, narSize: 4_000 }]]]));
+        const log: string[] = [];
+        const context: DeployContext = { runner: runner.run, runtimeDir: runtimeDir(), log: (line) => log.push(line), sleep: clock.sleep };
+        const request = (overrides: Partial<DeployRequest>): DeployRequest => ({
+            target: target({ user: "deploy" }),
+            storePath: next,
+            drvPath: drvPath("nixos-system-alpha-3"),
+            flake: "/srv/infra",
+            attribute: "nixosConfigurations.alpha",
+            buildOn: "local",
+            action: "switch",
+            substituteOnDestination: false,
+            ...overrides,
+        });
+        return { host, runner, log, context, request };
+    }
+
+    it("action test with reboot always: no reboot, and the log says why (the action, not the policy)", async () => {
+        const { host, runner, log, context, request } = setup();
+        const outcome = await deployHost(request({ action: "test", reboot: "always" }), context);
+        expect(runner.matching(remote("systemctl", "reboot"))).toHaveLength(0);
+        expect(host.state.current).toBe(next);
+        expect(outcome.reboot?.rebooted).toBeUndefined();
+        expect(log.join("\n")).not.toMatch(/reboot is always, so the host was not rebooted/);
+        expect(log).toContain("reboot needed (kernel, initrd, kernel-modules changed); action test never reboots (the host would boot its system profile, not the tested system), so the host was not rebooted");
+    });
+
+    it("action boot with reboot auto: reboots into the deployed system, which then runs", async () => {
+        const { host, runner, context, request } = setup();
+        host.kernels.delete(next);
+        const outcome = await deployHost(request({ action: "boot", reboot: "auto" }), context);
+        expect(runner.matching(remote("systemctl", "reboot"))).toHaveLength(1);
+        expect(outcome.after).toMatchObject({ currentStorePath: next, bootedStorePath: next });
+        expect(outcome.reboot).toMatchObject({ need: { changed: [], bootPending: false }, rebooted: { bootedStorePath: next } });
+    });
+
+    it("reboot always with the host already running the system: no reboot (always means after a deploy that changed the host)", async () => {
+        const { host, runner, context, request } = setup();
+        host.kernels.delete(next);
+        await deployHost(request({}), context);
+        const outcome = await deployHost(request({ reboot: "always" }), context);
+        expect(outcome.activated).toBe(false);
+        expect(runner.matching(remote("systemctl", "reboot"))).toHaveLength(0);
     });
 });
