@@ -273,10 +273,13 @@ export async function rebootHost(connection: SshConnection, options: RebootOptio
         await sleep(delay);
         waited += delay;
         connection.reset();
+        // No attempt runs past the deadline (a host that drops packets while it reboots makes each
+        // one last until its timeout); one second at least, for the handshake.
+        const remaining = Math.max(1000, deadline - Math.max(waited, Date.now() - started));
         let probe: Probe;
         try {
-            await connection.open();
-            const result = await connection.run(["sh", "-c", PROBE_SCRIPT, "nixos-fleet-reboot-probe"], { timeoutMs: 15_000 });
+            await connection.open({ timeoutMs: remaining });
+            const result = await connection.run(["sh", "-c", PROBE_SCRIPT, "nixos-fleet-reboot-probe"], { timeoutMs: Math.min(15_000, Math.max(1000, deadline - Math.max(waited, Date.now() - started))) });
             if (result.code !== 0) {
                 last = `probe exited with ${result.code}`;
                 continue;

@@ -1,7 +1,10 @@
 // Attacks on reboots: what the deploy and the state say when the host comes back into another
 // system than the deployed one, and the bounds of rebootTimeout for every way it comes in.
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { deployHost, DeployedUnchecked, type DeployContext, type DeployRequest } from "../../../src/deploy/deployHost";
+import { rebootHost } from "../../../src/deploy/reboot";
+import type { FleetError } from "../../../src/errors";
+import { SshConnection } from "../../../src/ssh/connection";
 import { outputsAfterDeploy } from "../../../src/provider/hostProvider";
 import { hostInputsSchema, type HostInputs } from "../../../src/provider/hostInputs";
 import { fakeClock } from "../helpers/clock";
@@ -122,5 +125,38 @@ describe("policies against actions", () => {
         const outcome = await deployHost(request({ reboot: "always" }), context);
         expect(outcome.activated).toBe(false);
         expect(runner.matching(remote("systemctl", "reboot"))).toHaveLength(0);
+    });
+});
+
+describe("a host that is black-holed while it reboots (connection attempts hang until their timeout)", () => {
+    let clock: ReturnType<typeof fakeClock> | undefined;
+    afterEach(() => clock?.stop());
+
+    it("the wait ends within rebootTimeout: no connection attempt runs past it", async () => {
+        clock = fakeClock();
+        const host = FakeHost.withGenerations(v1, v2);
+        host.state.bootDefault = next;
+        host.onReboot = { downFor: Infinity };
+        const fake = new FakeRunner();
+        host.attach(fake);
+        let rebooted = false;
+        // After the reboot, every ssh start hangs until the runner's timeout kills it (packets dropped).
+        const runner: typeof fake.run = async (argv, options) => {
+            if (rebooted && argv[0] === "ssh" && argv.includes("ControlMaster=yes")) {
+                vi.setSystemTime(Date.now() + (options?.timeoutMs ?? 0));
+                return { argv, code: null, signal: "SIGTERM", stdout: "", stderr: "", timedOut: true, durationMs: options?.timeoutMs ?? 0 };
+            }
+            const result = await fake.run(argv, options);
+            if (fake.matching(remote("systemctl", "reboot")).length > 0) rebooted = true;
+            return result;
+        };
+        const connection = new SshConnection(target({ user: "deploy" }), { runner, runtimeDir: runtimeDir() });
+        const started = Date.now();
+        const error = (await rebootHost(connection, { timeoutSeconds: 5, storePath: next, sleep: clock.sleep }).catch((e: unknown) => e)) as FleetError;
+        expect(error).toMatchObject({ phase: "reboot", outcome: "unknown" });
+        expect(rebooted).toBe(true);
+        // At most one second past the bound (the shortest attempt), never a whole connect timeout.
+        expect(Date.now() - started).toBeLessThanOrEqual(6_000);
+        expect(error.message).toMatch(/within 5s \(waited [56](\.\d)?s;/);
     });
 });
