@@ -358,9 +358,12 @@ async function rebootPhase(connection: SshConnection, request: DeployRequest, ou
         }
         throw error;
     }
-    const known = { reboot: { need, rebooted } };
+    // The host booted the deployed system: no reboot is needed any more, whatever fails next.
+    const known = { reboot: { need: { changed: [], bootPending: false }, rebooted } };
+    // What the new boot runs; until read, at least what it booted (checked by the reboot).
+    let after: HostState = { ...outcome.after, bootedStorePath: rebooted.bootedStorePath };
     try {
-        const after = await readHostState(connection);
+        after = await readHostState(connection);
         const keys = (request.secrets ?? []).filter((file) => file.path.startsWith("/run/"));
         if (keys.length) await timed(timings, "secrets", () => uploadSecrets(connection, name, keys, log));
         const checks = request.healthChecks;
@@ -378,9 +381,9 @@ async function rebootPhase(connection: SshConnection, request: DeployRequest, ou
             }
             log(report.healthy ? `health checks passed after the reboot (${report.results.length})` : `warning: after the reboot, ${summarizeHealthFailures(report)}; keepGoing is set`);
         }
-        return { ...outcome, after, ...known, reboot: { need: { changed: [], bootPending: false }, rebooted } };
+        return { ...outcome, after, ...known };
     } catch (error) {
-        if (error instanceof FleetError) throw new DeployedUnchecked(error, { ...outcome, ...known });
+        if (error instanceof FleetError) throw new DeployedUnchecked(error, { ...outcome, after, ...known });
         throw error;
     }
 }

@@ -160,3 +160,43 @@ describe("a host that is black-holed while it reboots (connection attempts hang 
         expect(error.message).toMatch(/within 5s \(waited [56](\.\d)?s;/);
     });
 });
+
+describe("a reboot into the deployed system whose health checks then fail", () => {
+    let clock: ReturnType<typeof fakeClock> | undefined;
+    afterEach(() => clock?.stop());
+
+    it("the state records the host booted into the deployed system: no reboot needed any more, and the booted system is the new one", async () => {
+        clock = fakeClock();
+        const host = FakeHost.withGenerations(v1, v2);
+        host.kernels.set(next, KERNEL_2);
+        const runner = new FakeRunner();
+        host.attach(runner);
+        attachLocalNix(runner, host, new Map([[next, [{ path: next, narSize: 4_000 }]]]));
+        // The check passes on the old boot, fails on the new one.
+        runner.on(remote("timeout"), () => (host.bootId === "boot-1" ? {} : { code: 1, stdout: "app is down\n" }));
+        const context: DeployContext = { runner: runner.run, runtimeDir: runtimeDir(), log: () => undefined, sleep: clock.sleep };
+        const request: DeployRequest = {
+            target: target({ user: "deploy" }),
+            storePath: next,
+            drvPath: drvPath("nixos-system-alpha-3"),
+            flake: "/srv/infra",
+            attribute: "nixosConfigurations.alpha",
+            buildOn: "local",
+            action: "switch",
+            substituteOnDestination: false,
+            reboot: "auto",
+            rebootTimeout: 60,
+            healthChecks: { commands: [{ command: ["check-app"], timeout: 10, retries: 0 }], units: [], tcp: [], http: [], keepGoing: false },
+        };
+        const error = (await deployHost(request, context).catch((e: unknown) => e)) as DeployedUnchecked;
+        expect(error).toBeInstanceOf(DeployedUnchecked);
+        expect(error).toMatchObject({ phase: "verify" });
+        expect(error.message).toMatch(/after the reboot, .*the host booted the deployed system and was not restored/);
+        expect(host.state.booted).toBe(next);
+        const inputs = hostInputsSchema.parse({ name: "alpha", address: "127.0.0.1", storePath: next, drvPath: drvPath("nixos-system-alpha-3"), flake: "/srv/infra", attribute: "nixosConfigurations.alpha", reboot: "auto" }) as HostInputs;
+        const outputs = outputsAfterDeploy(inputs, error.partial, undefined, error);
+        expect(outputs.lastReboot).toMatchObject({ outcome: "booted", bootedStorePath: next });
+        expect(outputs.bootedStorePath).toBe(next);
+        expect(outputs.rebootNeeded).toBeNull();
+    });
+});
