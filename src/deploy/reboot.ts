@@ -242,7 +242,12 @@ export async function rebootHost(connection: SshConnection, options: RebootOptio
     log(`rebooting (boot id ${previousBootId ?? "unknown"}); waiting up to ${options.timeoutSeconds}s for the new boot`);
     // The connection drops while systemd shuts down: expected, not an error.
     const issued = await connection.run(["systemctl", "reboot"], { asRoot: true, timeoutMs: 15_000 }).catch(() => undefined);
-    if (issued && issued.code !== 0 && issued.code !== 255 && !issued.timedOut && issued.code !== null) {
+    // Refused because the host is already going down (a reboot or shutdown under way): not a
+    // refusal to say "not booted" about; wait for the new boot like any other.
+    const goingDown = async () => (await connection.run(["systemctl", "is-system-running"], { timeoutMs: 15_000 }).catch(() => undefined))?.stdout.trim() === "stopping";
+    if (issued && issued.code !== 0 && issued.code !== 255 && !issued.timedOut && issued.code !== null && (await goingDown())) {
+        log(`systemctl reboot exited with ${issued.code}, but the host is already shutting down: waiting for its new boot`);
+    } else if (issued && issued.code !== 0 && issued.code !== 255 && !issued.timedOut && issued.code !== null) {
         throw new FleetError({
             phase: "reboot",
             host,

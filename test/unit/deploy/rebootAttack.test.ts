@@ -200,3 +200,30 @@ describe("a reboot into the deployed system whose health checks then fail", () =
         expect(outputs.rebootNeeded).toBeNull();
     });
 });
+
+describe("a host that is already shutting down when the deploy reboots it", () => {
+    let clock: ReturnType<typeof fakeClock> | undefined;
+    afterEach(() => clock?.stop());
+
+    it("systemctl reboot refused because a shutdown is under way: the deploy waits for the new boot instead of saying the reboot was refused", async () => {
+        clock = fakeClock();
+        const host = FakeHost.withGenerations(v1, v2);
+        host.state.bootDefault = next;
+        const runner = new FakeRunner();
+        host.attach(runner);
+        // The host is going down already (someone else rebooted it): systemd refuses a second reboot job.
+        runner.on(remote("systemctl", "reboot"), { code: 1, stderr: "Failed to reboot system via logind: There's already a shutdown or sleep operation in progress\n" });
+        runner.on(remote("systemctl", "is-system-running"), { code: 1, stdout: "stopping\n" });
+        // The shutdown under way ends in a new boot before the first probe.
+        host.beforeScript.set("nixos-fleet-reboot-probe", () => {
+            host.reboot();
+            host.bootId = "boot-2";
+            host.rebootMarker = false;
+        });
+        const connection = new SshConnection(target({ user: "deploy" }), { runner: runner.run, runtimeDir: runtimeDir() });
+        const log: string[] = [];
+        const result = await rebootHost(connection, { timeoutSeconds: 60, storePath: next, sleep: clock.sleep, log: (line) => log.push(line) });
+        expect(result).toMatchObject({ previousBootId: "boot-1", bootId: "boot-2", bootedStorePath: next });
+        expect(log).toContain("systemctl reboot exited with 1, but the host is already shutting down: waiting for its new boot");
+    });
+});
