@@ -67,6 +67,8 @@ export interface DeployContext {
      * The provider passes its SharedBuilder (nix/sharedBuild.ts); default: this host's own build.
      */
     build?: (drvPath: string, host: string) => Promise<{ systems: number }>;
+    /** Aborted when the engine cancels the update (Ctrl-C): a reboot's wait ends at once, its outcome unknown. */
+    cancelled?: AbortSignal;
 }
 
 export type PhaseName = "build" | "connect" | "copy" | "secrets" | "activate" | "confirm" | "verify" | "reboot";
@@ -340,7 +342,7 @@ async function rebootPhase(connection: SshConnection, request: DeployRequest, ou
     let rebooted: RebootResult;
     try {
         rebooted = await timed(timings, "reboot", () =>
-            rebootHost(connection, { timeoutSeconds: request.rebootTimeout ?? HOST_DEFAULTS.rebootTimeout, storePath: request.storePath, log, sleep: context.sleep }),
+            rebootHost(connection, { timeoutSeconds: request.rebootTimeout ?? HOST_DEFAULTS.rebootTimeout, storePath: request.storePath, log, sleep: context.sleep, ...(context.cancelled ? { cancelled: context.cancelled } : {}) }),
         );
     } catch (error) {
         // Activated, then the reboot failed or its outcome is unknown: say what is known. A new

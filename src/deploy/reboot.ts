@@ -156,6 +156,8 @@ export interface RebootOptions {
     log?: (message: string) => void;
     /** Injectable so unit tests need not wait. */
     sleep?: (ms: number) => Promise<void>;
+    /** Aborted when the run is cancelled (Ctrl-C): the wait ends, the reboot's outcome unknown. */
+    cancelled?: AbortSignal;
 }
 
 export interface RebootResult {
@@ -264,6 +266,15 @@ export async function rebootHost(connection: SshConnection, options: RebootOptio
     let last = "the host did not answer yet";
     for (;;) {
         const elapsed = Math.max(waited, Date.now() - started);
+        if (options.cancelled?.aborted) {
+            throw new RebootFailed(new FleetError({
+                phase: "reboot",
+                host,
+                outcome: "unknown",
+                message: `outcome unknown: the run was cancelled (Ctrl-C) while waiting for the host to come back from the reboot (waited ${seconds(elapsed)}s of ${options.timeoutSeconds}s; last: ${last}); the deployed system was activated before the reboot`,
+                hint: "once the host answers, `npm run pulumi -- refresh` records what it booted, and the next `pulumi up` (or `npm run deploy`) checks it and writes its secrets again",
+            }), { at, previousBootId, waitedSeconds: seconds(elapsed) });
+        }
         if (elapsed >= deadline) {
             const attempt = { at, previousBootId, waitedSeconds: seconds(elapsed) };
             throw new RebootFailed(new FleetError({
@@ -276,6 +287,7 @@ export async function rebootHost(connection: SshConnection, options: RebootOptio
         }
         const delay = Math.min(2000, deadline - elapsed);
         await sleep(delay);
+        if (options.cancelled?.aborted) continue;
         waited += delay;
         connection.reset();
         // No attempt runs past the deadline (a host that drops packets while it reboots makes each

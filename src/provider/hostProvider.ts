@@ -347,6 +347,8 @@ export class HostProvider implements provider.Provider {
     private readonly namesInRun = new Map<string, string>();
     /** Hosts updated together in this run build their systems in one `nix-store --realise`. */
     private readonly builder: SharedBuilder;
+    /** Aborted when the engine cancels the update (its first Ctrl-C): a reboot's wait ends, recorded as unknown. */
+    private readonly cancellation = new AbortController();
 
     constructor(options: HostProviderOptions) {
         this.options = options;
@@ -507,6 +509,7 @@ export class HostProvider implements provider.Provider {
                 runtimeDir: this.runtimeDir,
                 log,
                 build: (drvPath, host) => this.builder.build(drvPath, host, inputs.buildGroup ?? []),
+                cancelled: this.cancellation.signal,
             });
             const outputs = outputsAfterDeploy(inputs, outcome, old);
             const from = old?.generation ?? outcome.before.generation;
@@ -553,6 +556,15 @@ export class HostProvider implements provider.Provider {
 
     private now(): string {
         return this.options.now?.() ?? new Date().toISOString();
+    }
+
+    /**
+     * The engine cancels the update (the operator's first Ctrl-C): deploys under way finish, except
+     * a reboot's wait, which ends at once with its outcome unknown (recorded in the state), instead
+     * of holding the run for up to rebootTimeout.
+     */
+    async cancel(): Promise<void> {
+        this.cancellation.abort();
     }
 
     async read(id: string, urn: string, props?: Record<string, unknown>): Promise<provider.ReadResult> {

@@ -227,3 +227,46 @@ describe("a host that is already shutting down when the deploy reboots it", () =
         expect(log).toContain("systemctl reboot exited with 1, but the host is already shutting down: waiting for its new boot");
     });
 });
+
+describe("Ctrl-C while waiting for the reboot (the engine cancels the update)", () => {
+    let clock: ReturnType<typeof fakeClock> | undefined;
+    afterEach(() => clock?.stop());
+
+    it("the wait ends at the next poll with an unknown outcome; the state records the reboot as unknown, never booted", async () => {
+        clock = fakeClock();
+        const host = FakeHost.withGenerations(v1, v2);
+        host.kernels.set(next, KERNEL_2);
+        host.onReboot = { downFor: Infinity };
+        const runner = new FakeRunner();
+        host.attach(runner);
+        attachLocalNix(runner, host, new Map([[next, [{ path: next, narSize: 4_000 }]]]));
+        const cancellation = new AbortController();
+        const sleep = async (ms: number) => {
+            await clock!.sleep(ms);
+            // The operator presses Ctrl-C 6 s into the wait.
+            if (clock!.slept.reduce((a, b) => a + b, 0) >= 6000) cancellation.abort();
+        };
+        const context: DeployContext = { runner: runner.run, runtimeDir: runtimeDir(), log: () => undefined, sleep, cancelled: cancellation.signal };
+        const request: DeployRequest = {
+            target: target({ user: "deploy" }),
+            storePath: next,
+            drvPath: drvPath("nixos-system-alpha-3"),
+            flake: "/srv/infra",
+            attribute: "nixosConfigurations.alpha",
+            buildOn: "local",
+            action: "switch",
+            substituteOnDestination: false,
+            reboot: "auto",
+            rebootTimeout: 600,
+        };
+        const error = (await deployHost(request, context).catch((e: unknown) => e)) as DeployedUnchecked;
+        expect(error).toBeInstanceOf(DeployedUnchecked);
+        expect(error).toMatchObject({ phase: "reboot", outcome: "unknown" });
+        expect(error.message).toMatch(/^outcome unknown: the run was cancelled \(Ctrl-C\) while waiting for the host to come back from the reboot \(waited 6s of 600s; last: .*\); the deployed system was activated before the reboot$/);
+        expect(clock.slept.reduce((a, b) => a + b, 0)).toBe(6000);
+        const inputs = hostInputsSchema.parse({ name: "alpha", address: "127.0.0.1", storePath: next, drvPath: drvPath("nixos-system-alpha-3"), flake: "/srv/infra", attribute: "nixosConfigurations.alpha", reboot: "auto" }) as HostInputs;
+        const outputs = outputsAfterDeploy(inputs, error.partial, undefined, error);
+        expect(outputs.lastReboot).toMatchObject({ outcome: "unknown", bootId: null, bootedStorePath: null, waitedSeconds: 6 });
+        expect(outputs).not.toHaveProperty("rebootNeeded");
+    });
+});
