@@ -107,7 +107,7 @@ export function classifyFailure(stack: string, error: unknown, programErrors: re
 export async function untilEngineEnds(work: () => Promise<unknown>, line: (text: string) => void, proc: Pick<NodeJS.Process, "on" | "off"> = process): Promise<{ error?: unknown; interrupted: boolean }> {
     let interrupted = false;
     const onSignal = () => {
-        if (!interrupted) line("interrupted: pulumi is cancelling the update; hosts under way finish first, the rest are not started");
+        if (!interrupted) line("interrupted: pulumi is cancelling the update; hosts under way finish first (a wait for a reboot ends at once, its outcome unknown), the rest are not started");
         interrupted = true;
     };
     proc.on("SIGINT", onSignal);
