@@ -213,6 +213,9 @@ function heldBack(record: HostRecord): string | undefined {
     return `pinned${pin.generation ? ` to generation ${pin.generation}` : ""} by rollback; its configuration is deployed after rollback --clear`;
 }
 
+/** The "after" columns of a host whose outcome is unknown. */
+const UNKNOWN_AFTER = { generationAfter: null, storePathAfter: null } as const;
+
 function summarize(host: string, record: HostRecord, planning: boolean): HostSummary {
     const old = record.oldOutputs ?? {};
     const changes = record.op !== undefined && record.op !== "same";
@@ -230,7 +233,10 @@ function summarize(host: string, record: HostRecord, planning: boolean): HostSum
     if (record.errors.length) {
         const error = record.errors.join("\n");
         const phase = phaseOf(error);
-        return { ...base, result: outcomeUnknown(error) ? "unknown" : "failed", ...(phase ? { phase } : {}), error, ...rebootOf(record, lastDeployOf(record)) };
+        const unknown = outcomeUnknown(error);
+        // An unknown outcome (e.g. activated, then a reboot that did not come back): what the host
+        // has now is not known here, never "the same as before".
+        return { ...base, ...(unknown ? UNKNOWN_AFTER : {}), result: unknown ? "unknown" : "failed", ...(phase ? { phase } : {}), error, ...rebootOf(record, lastDeployOf(record)) };
     }
     // No event for the host: the engine never reached it.
     if (record.op === undefined) return base;
@@ -258,6 +264,7 @@ function summarize(host: string, record: HostRecord, planning: boolean): HostSum
         // Started but never finished (the run was stopped): what the host runs is not known.
         return {
             ...base,
+            ...UNKNOWN_AFTER,
             result: "unknown",
             error: "the update ended before this host's deploy finished, so what it runs is not known; its recorded state is unchanged (npm run pulumi -- refresh reads what it runs)",
         };

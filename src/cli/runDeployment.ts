@@ -126,8 +126,8 @@ export async function untilEngineEnds(
             if (!interrupted) {
                 line(
                     signal === "SIGINT"
-                        ? "interrupted: pulumi is cancelling the update; hosts under way finish first, the rest are not started"
-                        : `interrupted (${signal}): pulumi is cancelling the update; hosts under way finish first, the rest are not started`,
+                        ? "interrupted: pulumi is cancelling the update; hosts under way finish first (a wait for a reboot ends at once, its outcome unknown), the rest are not started"
+                        : `interrupted (${signal}): pulumi is cancelling the update; hosts under way finish first (a wait for a reboot ends at once, its outcome unknown), the rest are not started`,
                 );
             }
             interrupted = true;

@@ -215,7 +215,8 @@ export const HOST_FIELDS = {
     rebootTimeout: {
         file: seconds({ max: 3600 }).optional(),
         default: 600,
-        input: z.number().positive().optional(),
+        // The host file's rule for every input: a fraction of a second or a wait of years is a mistake.
+        input: seconds({ max: 3600 }).optional(),
         toInput: (value: number, declared: Declared) => declared.rebootTimeout,
     },
     // Not passed to the resource: the program registers each hook as a nixos:index:Hook.

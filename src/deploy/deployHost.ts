@@ -19,7 +19,7 @@ import { formatHealthFailures, runHealthChecks, summarizeHealthFailures } from "
 import { hasChecks, type HealthChecks } from "../config/healthChecks";
 import { missingSecretPaths, removeSecrets, uploadSecrets, type NamedSecretFile } from "./secrets";
 import { HOST_DEFAULTS, type RebootPolicy } from "../config/hostFields";
-import { BOOTED_SYSTEM, RebootFailed, changedBootLinks, describeNeed, readBootFiles, rebootHost, rebootNeeded, shouldReboot, type RebootAttempt, type RebootNeed, type RebootResult } from "./reboot";
+import { BOOTED_SYSTEM, RebootFailed, changedBootLinks, describeNeed, notRebootedBecause, readBootFiles, rebootHost, rebootNeeded, shouldReboot, type RebootAttempt, type RebootNeed, type RebootResult } from "./reboot";
 
 export interface DeployRequest {
     target: SshTarget;
@@ -67,6 +67,8 @@ export interface DeployContext {
      * The provider passes its SharedBuilder (nix/sharedBuild.ts); default: this host's own build.
      */
     build?: (drvPath: string, host: string) => Promise<{ systems: number }>;
+    /** Aborted when the engine cancels the update (Ctrl-C): a reboot's wait ends at once, its outcome unknown. */
+    cancelled?: AbortSignal;
 }
 
 export type PhaseName = "build" | "connect" | "copy" | "secrets" | "activate" | "confirm" | "verify" | "reboot";
@@ -333,23 +335,37 @@ async function rebootPhase(connection: SshConnection, request: DeployRequest, ou
         return { ...outcome, reboot: { need: null } };
     }
     if (!shouldReboot(policy, request.action, need, outcome.activated)) {
-        if (rebootNeeded(need)) log(`reboot needed (${describeNeed(need)}); reboot is ${policy}, so the host was not rebooted`);
+        if (rebootNeeded(need)) log(`reboot needed (${describeNeed(need)}); ${notRebootedBecause(policy, request.action)}, so the host was not rebooted`);
         return { ...outcome, reboot: { need: rebootNeeded(need) ? need : { changed: [], bootPending: false } } };
     }
     const timings = outcome.timings;
     let rebooted: RebootResult;
     try {
         rebooted = await timed(timings, "reboot", () =>
-            rebootHost(connection, { timeoutSeconds: request.rebootTimeout ?? HOST_DEFAULTS.rebootTimeout, storePath: request.storePath, log, sleep: context.sleep }),
+            rebootHost(connection, { timeoutSeconds: request.rebootTimeout ?? HOST_DEFAULTS.rebootTimeout, storePath: request.storePath, log, sleep: context.sleep, ...(context.cancelled ? { cancelled: context.cancelled } : {}) }),
         );
     } catch (error) {
-        // Activated, then the reboot failed or its outcome is unknown: say what is known.
-        if (error instanceof FleetError) throw new DeployedUnchecked(error, { ...outcome, reboot: { need, ...(error instanceof RebootFailed ? { attempt: error.attempt } : {}) } });
+        // Activated, then the reboot failed or its outcome is unknown: say what is known. A new
+        // boot that answered with another system runs that system now (its current-system is
+        // what it booted): read it, so the state never says the host runs the deployed system.
+        if (error instanceof FleetError) {
+            const attempt = error instanceof RebootFailed ? error.attempt : undefined;
+            const after = attempt?.bootId !== undefined ? await readHostState(connection).catch(() => undefined) : undefined;
+            if (attempt?.bootId !== undefined && !after) {
+                // What the new boot runs could not be read: the running system is not claimed.
+                const unread = { ...outcome.after, currentStorePath: undefined, bootedStorePath: attempt.bootedStorePath ?? undefined };
+                throw new DeployedUnchecked(error, { ...outcome, after: unread, reboot: { need, attempt } });
+            }
+            throw new DeployedUnchecked(error, { ...outcome, ...(after ? { after } : {}), reboot: { need, ...(attempt ? { attempt } : {}) } });
+        }
         throw error;
     }
-    const known = { reboot: { need, rebooted } };
+    // The host booted the deployed system: no reboot is needed any more, whatever fails next.
+    const known = { reboot: { need: { changed: [], bootPending: false }, rebooted } };
+    // What the new boot runs; until read, at least what it booted (checked by the reboot).
+    let after: HostState = { ...outcome.after, bootedStorePath: rebooted.bootedStorePath };
     try {
-        const after = await readHostState(connection);
+        after = await readHostState(connection);
         const keys = (request.secrets ?? []).filter((file) => file.path.startsWith("/run/"));
         if (keys.length) await timed(timings, "secrets", () => uploadSecrets(connection, name, keys, log));
         const checks = request.healthChecks;
@@ -367,9 +383,9 @@ async function rebootPhase(connection: SshConnection, request: DeployRequest, ou
             }
             log(report.healthy ? `health checks passed after the reboot (${report.results.length})` : `warning: after the reboot, ${summarizeHealthFailures(report)}; keepGoing is set`);
         }
-        return { ...outcome, after, ...known, reboot: { need: { changed: [], bootPending: false }, rebooted } };
+        return { ...outcome, after, ...known };
     } catch (error) {
-        if (error instanceof FleetError) throw new DeployedUnchecked(error, { ...outcome, ...known });
+        if (error instanceof FleetError) throw new DeployedUnchecked(error, { ...outcome, after, ...known });
         throw error;
     }
 }

@@ -142,6 +142,12 @@ export function shouldReboot(policy: RebootPolicy, action: Action, need: RebootN
     return policy === "always" && activated;
 }
 
+/** Why a host that needs a reboot was not rebooted: its policy, or an action that never reboots. */
+export function notRebootedBecause(policy: RebootPolicy, action: Action): string {
+    if (action === "test" || action === "dry-activate") return `action ${action} never reboots (the host would boot its system profile, not the tested system)`;
+    return `reboot is ${policy}`;
+}
+
 export interface RebootOptions {
     /** Seconds from issuing the reboot until the new boot must answer over ssh. */
     timeoutSeconds: number;
@@ -150,6 +156,8 @@ export interface RebootOptions {
     log?: (message: string) => void;
     /** Injectable so unit tests need not wait. */
     sleep?: (ms: number) => Promise<void>;
+    /** Aborted when the run is cancelled (Ctrl-C): the wait ends, the reboot's outcome unknown. */
+    cancelled?: AbortSignal;
 }
 
 export interface RebootResult {
@@ -168,6 +176,9 @@ export interface RebootAttempt {
     at: string;
     previousBootId: string | null;
     waitedSeconds: number;
+    /** Set when a new boot answered (it booted another system): its boot id and booted system. */
+    bootId?: string | null;
+    bootedStorePath?: string | null;
 }
 
 /** A reboot that failed or whose outcome is unknown, with what is known of it (for the state). */
@@ -233,7 +244,12 @@ export async function rebootHost(connection: SshConnection, options: RebootOptio
     log(`rebooting (boot id ${previousBootId ?? "unknown"}); waiting up to ${options.timeoutSeconds}s for the new boot`);
     // The connection drops while systemd shuts down: expected, not an error.
     const issued = await connection.run(["systemctl", "reboot"], { asRoot: true, timeoutMs: 15_000 }).catch(() => undefined);
-    if (issued && issued.code !== 0 && issued.code !== 255 && !issued.timedOut && issued.code !== null) {
+    // Refused because the host is already going down (a reboot or shutdown under way): not a
+    // refusal to say "not booted" about; wait for the new boot like any other.
+    const goingDown = async () => (await connection.run(["systemctl", "is-system-running"], { timeoutMs: 15_000 }).catch(() => undefined))?.stdout.trim() === "stopping";
+    if (issued && issued.code !== 0 && issued.code !== 255 && !issued.timedOut && issued.code !== null && (await goingDown())) {
+        log(`systemctl reboot exited with ${issued.code}, but the host is already shutting down: waiting for its new boot`);
+    } else if (issued && issued.code !== 0 && issued.code !== 255 && !issued.timedOut && issued.code !== null) {
         throw new FleetError({
             phase: "reboot",
             host,
@@ -250,6 +266,15 @@ export async function rebootHost(connection: SshConnection, options: RebootOptio
     let last = "the host did not answer yet";
     for (;;) {
         const elapsed = Math.max(waited, Date.now() - started);
+        if (options.cancelled?.aborted) {
+            throw new RebootFailed(new FleetError({
+                phase: "reboot",
+                host,
+                outcome: "unknown",
+                message: `outcome unknown: the run was cancelled (Ctrl-C) while waiting for the host to come back from the reboot (waited ${seconds(elapsed)}s of ${options.timeoutSeconds}s; last: ${last}); the deployed system was activated before the reboot`,
+                hint: "once the host answers, `npm run pulumi -- refresh` records what it booted, and the next `pulumi up` (or `npm run deploy`) checks it and writes its secrets again",
+            }), { at, previousBootId, waitedSeconds: seconds(elapsed) });
+        }
         if (elapsed >= deadline) {
             const attempt = { at, previousBootId, waitedSeconds: seconds(elapsed) };
             throw new RebootFailed(new FleetError({
@@ -262,12 +287,16 @@ export async function rebootHost(connection: SshConnection, options: RebootOptio
         }
         const delay = Math.min(2000, deadline - elapsed);
         await sleep(delay);
+        if (options.cancelled?.aborted) continue;
         waited += delay;
         connection.reset();
+        // No attempt runs past the deadline (a host that drops packets while it reboots makes each
+        // one last until its timeout); one second at least, for the handshake.
+        const remaining = Math.max(1000, deadline - Math.max(waited, Date.now() - started));
         let probe: Probe;
         try {
-            await connection.open();
-            const result = await connection.run(["sh", "-c", PROBE_SCRIPT, "nixos-fleet-reboot-probe"], { timeoutMs: 15_000 });
+            await connection.open({ timeoutMs: remaining });
+            const result = await connection.run(["sh", "-c", PROBE_SCRIPT, "nixos-fleet-reboot-probe"], { timeoutMs: Math.min(15_000, Math.max(1000, deadline - Math.max(waited, Date.now() - started))) });
             if (result.code !== 0) {
                 last = `probe exited with ${result.code}`;
                 continue;
@@ -294,7 +323,7 @@ export async function rebootHost(connection: SshConnection, options: RebootOptio
                 host,
                 message: `the host booted ${probe.booted ?? "no system"} (/run/booted-system), not the deployed ${options.storePath}: the boot loader did not take it`,
                 hint: "check the boot loader on the host (its entries and default, `bootctl status` or the GRUB config), then deploy again",
-            }), { at, previousBootId, waitedSeconds });
+            }), { at, previousBootId, waitedSeconds, bootId: probe.bootId, bootedStorePath: probe.booted });
         }
         return { previousBootId, bootId: probe.bootId, at, waitedSeconds, bootedStorePath: probe.booted };
     }

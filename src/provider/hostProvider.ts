@@ -7,7 +7,7 @@ import { HOST_FIELDS, INPUT_DEFAULT_FIELDS } from "../config/hostFields";
 import { checkFieldCombinations } from "../config/hostSchema";
 import { didYouMean } from "../config/suggest";
 import { DeployedUnchecked, deployHost, inspectHost, type DeployOutcome } from "../deploy/deployHost";
-import { describeNeed, rebootNeeded } from "../deploy/reboot";
+import { describeNeed, notRebootedBecause, rebootNeeded } from "../deploy/reboot";
 import { changesRunningSystem, setsProfile } from "../deploy/activate";
 import { stepOf, trimHistory } from "../deploy/deployments";
 import type { HostState } from "../deploy/hostState";
@@ -206,9 +206,10 @@ export function rebootOutputs(outcome: DeployOutcome, storePath: string, old?: P
             outcome: failure.outcome === "unknown" ? "unknown" : "failed",
             at: attempt?.at ?? outcome.activatedAt,
             previousBootId: attempt?.previousBootId ?? null,
-            bootId: null,
+            // Known only when a new boot answered (and booted another system than the deployed one).
+            bootId: attempt?.bootId ?? null,
             waitedSeconds: attempt?.waitedSeconds ?? null,
-            bootedStorePath: null,
+            bootedStorePath: attempt?.bootedStorePath ?? null,
             error: `${failure.message}${failure.hint ? ` (hint: ${failure.hint})` : ""}`,
         };
     } else if (old?.lastReboot?.outcome === "unknown" && outcome.after.bootedStorePath === storePath) {
@@ -346,6 +347,8 @@ export class HostProvider implements provider.Provider {
     private readonly namesInRun = new Map<string, string>();
     /** Hosts updated together in this run build their systems in one `nix-store --realise`. */
     private readonly builder: SharedBuilder;
+    /** Aborted when the engine cancels the update (its first Ctrl-C): a reboot's wait ends, recorded as unknown. */
+    private readonly cancellation = new AbortController();
 
     constructor(options: HostProviderOptions) {
         this.options = options;
@@ -506,6 +509,7 @@ export class HostProvider implements provider.Provider {
                 runtimeDir: this.runtimeDir,
                 log,
                 build: (drvPath, host) => this.builder.build(drvPath, host, inputs.buildGroup ?? []),
+                cancelled: this.cancellation.signal,
             });
             const outputs = outputsAfterDeploy(inputs, outcome, old);
             const from = old?.generation ?? outcome.before.generation;
@@ -516,7 +520,7 @@ export class HostProvider implements provider.Provider {
                     ? `${inputs.name}: ${inputs.action} done, generation ${from ?? "-"} → ${outputs.generation ?? "-"}, ${inputs.buildHost && outcome.builtOn ? `built on ${outcome.builtOn}, ` : ""}copied ${outcome.copy.pathsCopied} paths (${outcome.copy.bytesCopied} bytes)`
                     : `${inputs.name}: already running ${inputs.storePath}`,
             );
-            if (outputs.rebootNeeded) await logger.log("warning", urn, `${inputs.name}: reboot needed (${outputs.rebootNeeded}); reboot is ${inputs.reboot ?? "never"}`);
+            if (outputs.rebootNeeded) await logger.log("warning", urn, `${inputs.name}: reboot needed (${outputs.rebootNeeded}); ${notRebootedBecause(inputs.reboot ?? "never", inputs.action)}`);
             return outputs;
         } catch (error) {
             // The engine shows this text as the host's error; the state keeps its previous value,
@@ -552,6 +556,15 @@ export class HostProvider implements provider.Provider {
 
     private now(): string {
         return this.options.now?.() ?? new Date().toISOString();
+    }
+
+    /**
+     * The engine cancels the update (the operator's first Ctrl-C): deploys under way finish, except
+     * a reboot's wait, which ends at once with its outcome unknown (recorded in the state), instead
+     * of holding the run for up to rebootTimeout.
+     */
+    async cancel(): Promise<void> {
+        this.cancellation.abort();
     }
 
     async read(id: string, urn: string, props?: Record<string, unknown>): Promise<provider.ReadResult> {

@@ -204,10 +204,13 @@ export class SshConnection {
         return `${lines.join("\n")}\n`;
     }
 
-    /** Starts the master connection (one SSH handshake). Throws a FleetError saying why not. */
-    async open(): Promise<void> {
+    /**
+     * Starts the master connection (one SSH handshake). Throws a FleetError saying why not.
+     * `timeoutMs` shortens the attempt (a wait with a deadline of its own, e.g. a reboot's).
+     */
+    async open(options: { timeoutMs?: number } = {}): Promise<void> {
         if (this.opened) return;
-        const timeoutMs = ((this.target.connectTimeout ?? 10) + 5) * 1000;
+        const timeoutMs = Math.min(((this.target.connectTimeout ?? 10) + 5) * 1000, options.timeoutMs ?? Infinity);
         const argv = [
             "ssh", ...this.options,
             "-o", "ControlMaster=yes",

@@ -393,7 +393,7 @@ describe("Ctrl-C during a run", () => {
         );
         expect(interrupted).toBe(true);
         expect(aborts).toEqual(["abort"]);
-        expect(lines).toEqual(["interrupted (SIGTERM): pulumi is cancelling the update; hosts under way finish first, the rest are not started"]);
+        expect(lines).toEqual(["interrupted (SIGTERM): pulumi is cancelling the update; hosts under way finish first (a wait for a reboot ends at once, its outcome unknown), the rest are not started"]);
         for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"]) expect(proc.listenerCount(signal)).toBe(0);
 
         // Ctrl-C: the terminal sent SIGINT to the engine already; a second one would stop it at once.
@@ -427,6 +427,9 @@ describe("reboots on the rows", () => {
         expect(report.unknown).toEqual(["psi"]);
         expect(lines[0]).toMatch(/^\[psi\] error: host psi: reboot: outcome unknown/);
         expect(table).toMatch(/did not come back \(unknown\)\s+UNKNOWN \(reboot\): outcome unknown: the host did not come back from the reboot within 3s/);
+        // The host was activated before the reboot: the row never says it still has generation 1.
+        expect(report.hosts[0]).toMatchObject({ generationBefore: 1, generationAfter: null, storePathAfter: null });
+        expect(table.split("\n")[1]).toMatch(/^psi\s+1 → -\s/);
     });
 
     it("a deployed row carries rebootNeeded and the reboot this run made, also in --json", () => {

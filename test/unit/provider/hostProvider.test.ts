@@ -19,6 +19,7 @@ import { adoptedOutputs, adoptedStorePath, type ConfiguredHost } from "../../../
 import { describeRollback, outputsWhenUnreachable, stackOfUrn, undoneRollback, undoneRollbackReason } from "../../../src/provider/hostMarks";
 import { installImportShim } from "../../../src/provider/importShim";
 import { PROVIDER_INFO_TOKEN } from "../../../src/provider/providerInfo";
+import { inFakeTime } from "../helpers/clock";
 import { FakeHost, attachLocalNix } from "../helpers/fakeHost";
 import { FakeRunner, local, remote, sshOption, type RecordedCall } from "../helpers/fakeRunner";
 import { drvPath, runtimeDir, storePath } from "../helpers/fixtures";
@@ -501,21 +502,24 @@ describe("HostProvider", { timeout: 1000 }, () => {
         const { provider, host, logger } = providerSetup();
         host.kernels.set(next, "/nix/store/jjjjjjjjjjjjjjjjjjjjjjjjjjjjjjjj-linux-6.6.2");
         host.onReboot = { downFor: Infinity };
-        // A bound shorter than the first poll: no real waiting.
-        const news = asProps(inputs({ reboot: "auto", rebootTimeout: 0.001 }));
+        // The smallest bound (1 s), in fake time: no real waiting.
+        const news = asProps(inputs({ reboot: "auto", rebootTimeout: 1 }));
         const olds = asProps(outputsAfterDeploy(inputs({ storePath: v2 }), outcome({ generation: 1 }, { generation: 2, currentStorePath: v2, profileStorePath: v2 })));
-        const failure = (await provider.update("alpha", URN, olds, news).then(
-            () => undefined,
-            (error: unknown) => error,
-        )) as Error & { id?: string; properties?: HostOutputs; reasons?: string[] };
-        expect(failure.message.split("\n")[0]).toMatch(/^host alpha: reboot: outcome unknown: the host did not come back from the reboot within 0.001s \(waited 0s; last: /);
+        const { value: failure } = await inFakeTime(() =>
+            provider.update("alpha", URN, olds, news).then(
+                () => undefined,
+                (error: unknown) => error as Error & { id?: string; properties?: HostOutputs; reasons?: string[] },
+            ),
+        );
+        if (!failure) throw new Error("the update did not fail");
+        expect(failure.message.split("\n")[0]).toMatch(/^host alpha: reboot: outcome unknown: the host did not come back from the reboot within 1s \(waited 1s; last: /);
         // id and properties: the SDK sends them as ErrorResourceInitFailed; the engine records them.
         expect(failure.id).toBe("alpha");
         expect(failure.reasons).toEqual([failure.message]);
         expect(failure.properties).toMatchObject({ storePath: next, generation: 3, runningStorePath: next, lastReboot: { outcome: "unknown", previousBootId: "boot-1", bootId: null, bootedStorePath: null } });
         expect(failure.properties?.lastReboot?.error).toMatch(/hint: check the host's console/);
         expect(failure.properties).not.toHaveProperty("rebootNeeded");
-        expect(logger.messages("info").join("\n")).toMatch(/alpha: rebooting \(boot id boot-1\); waiting up to 0.001s for the new boot/);
+        expect(logger.messages("info").join("\n")).toMatch(/alpha: rebooting \(boot id boot-1\); waiting up to 1s for the new boot/);
     });
 
     it("update with reboot never: the state and a warning say a reboot is needed", async () => {
