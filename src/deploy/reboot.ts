@@ -132,6 +132,27 @@ export function describeNeed(need: RebootNeed): string {
 }
 
 /**
+ * What `pulumi refresh` records as `rebootNeeded` once it has read the host again: null when the
+ * host booted the recorded system; else the boot links of the booted and the recorded system
+ * compared in this machine's store; undefined (unknown, the field is left out) when either is not
+ * there. A host that still boots what the state recorded keeps its recorded answer.
+ */
+export async function rebootNeedAfterRead(
+    runner: ProcessRunner,
+    before: { bootedStorePath?: string | null; storePath: string; rebootNeeded?: string | null },
+    after: { bootedStorePath?: string | null; runningStorePath?: string | null; storePath: string; action?: string },
+): Promise<string | null | undefined> {
+    if (after.bootedStorePath === before.bootedStorePath && after.storePath === before.storePath) return before.rebootNeeded;
+    if (!after.bootedStorePath) return undefined;
+    const bootPending = after.action === "boot" && after.runningStorePath !== after.storePath;
+    if (after.bootedStorePath === after.storePath && !bootPending) return null;
+    const [booted, deployed] = await Promise.all([localBootFiles(runner, after.bootedStorePath).catch(() => undefined), localBootFiles(runner, after.storePath).catch(() => undefined)]);
+    if (!booted || !deployed) return undefined;
+    const need = { changed: changedBootLinks(booted, deployed), bootPending };
+    return rebootNeeded(need) ? describeNeed(need) : null;
+}
+
+/**
  * Whether the deploy reboots the host: `auto` when a reboot is needed, `always` also after any
  * deploy that changed the host. A `test` or `dry-activate` deploy never reboots: the host would
  * boot its profile, not the tested system.

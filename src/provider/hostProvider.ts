@@ -14,7 +14,7 @@ import type { HostState } from "../deploy/hostState";
 import { FleetError, formatError } from "../errors";
 import { SharedBuilder } from "../nix/sharedBuild";
 import { formatPlan, planHost, type PlanSide } from "../deploy/plan";
-import { recordedBootedSide, type RecordedBoot } from "../deploy/reboot";
+import { rebootNeedAfterRead, recordedBootedSide, type RecordedBoot } from "../deploy/reboot";
 import type { ProcessRunner } from "../process/runner";
 import { makeRuntimeDir } from "../process/runtimeDir";
 import { maskingLogger, type EngineLogger } from "./engineLog";
@@ -594,7 +594,11 @@ export class HostProvider implements provider.Provider {
         }
         try {
             const { missingSecrets, ...hostState } = state;
-            const outputs = withoutMissingSecrets(outputsAfterRead(old, hostState, this.now()), missingSecrets);
+            const read = withoutMissingSecrets(outputsAfterRead(old, hostState, this.now()), missingSecrets);
+            // A reboot outside nixos-fleet (or none yet) changes whether one is still needed.
+            const { rebootNeeded: _recorded, ...rest } = read;
+            const need = await rebootNeedAfterRead(this.options.runner, old, read);
+            const outputs: HostOutputs = need === undefined ? rest : { ...rest, rebootNeeded: need };
             if (missingSecrets.length > 0) {
                 const names = secretFiles.filter(([, file]) => missingSecrets.includes(file.path)).map(([name, file]) => `${name} (${file.path})`);
                 await logger.log(

@@ -71,6 +71,8 @@ describe("reboots", () => {
         await project.sandbox.set(HOST, { kernel: 1 });
         await project.sandbox.reboot(HOST);
         expect((await project.refresh()).code).toBe(0);
+        // The refresh saw it boot the deployed system: no reboot is needed any more.
+        expect((await project.hostStates())[HOST]).toMatchObject({ rebootNeeded: null, bootedStorePath: (await project.hostStates())[HOST]!.storePath });
         await project.sandbox.set(HOST, { kernel: 2 });
         const refreshLogins = await project.acceptedLogins(HOST);
 

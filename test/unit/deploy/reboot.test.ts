@@ -9,6 +9,7 @@ import {
     describeNeed,
     parseBootFiles,
     rebootHost,
+    rebootNeedAfterRead,
     recordedBootedSide,
     shouldReboot,
     type BootFiles,
@@ -124,6 +125,39 @@ describe("the booted side of a plan (recorded, never read from the host)", () =>
         expect(await recordedBootedSide(runner.run, { bootedStorePath: null })).toEqual({ known: false, reason: "no booted system is recorded for the host (`pulumi refresh` reads it)" });
         const gone = await recordedBootedSide(runner.run, { bootedStorePath: booted });
         expect(gone).toEqual({ known: false, reason: `the recorded booted system ${booted.slice(11, 19)}-nixos-system-alpha-booted is not in this machine's store` });
+    });
+});
+
+describe("rebootNeeded after pulumi refresh", () => {
+    const linksOf = (kernel: string) => `kernel=${kernel}/bzImage\ninitrd=${kernel}-initrd/initrd\nkernel-modules=${kernel}-modules\n`;
+    const store = (paths: Record<string, string>) => {
+        const runner = new FakeRunner();
+        runner.on(local("sh", "-c"), (call) => {
+            const path = call.argv[call.argv.length - 1]!;
+            return paths[path] ? { stdout: paths[path] } : { code: 3 };
+        });
+        return runner;
+    };
+
+    it("is null once the host booted the recorded system (rebooted outside nixos-fleet)", async () => {
+        const runner = store({});
+        const before = { storePath: v2, bootedStorePath: v1, rebootNeeded: "kernel changed" };
+        expect(await rebootNeedAfterRead(runner.run, before, { storePath: v2, bootedStorePath: v2, runningStorePath: v2, action: "switch" })).toBeNull();
+    });
+
+    it("compares the booted and the recorded system's links when the host booted another system", async () => {
+        const runner = store({ [v1]: linksOf(KERNEL_1), [v2]: linksOf(KERNEL_2), [next]: linksOf(KERNEL_2) });
+        const before = { storePath: v2, bootedStorePath: null, rebootNeeded: "kernel changed" };
+        expect(await rebootNeedAfterRead(runner.run, before, { storePath: v2, bootedStorePath: v1, runningStorePath: v2 })).toBe("kernel, initrd, kernel-modules changed");
+        expect(await rebootNeedAfterRead(runner.run, before, { storePath: v2, bootedStorePath: next, runningStorePath: v2 })).toBeNull();
+    });
+
+    it("keeps the recorded answer while nothing changed, and says nothing (unknown) when a system is not in the store", async () => {
+        const runner = store({});
+        const before = { storePath: v2, bootedStorePath: v1, rebootNeeded: "kernel changed" };
+        expect(await rebootNeedAfterRead(runner.run, before, { storePath: v2, bootedStorePath: v1, runningStorePath: v2 })).toBe("kernel changed");
+        expect(await rebootNeedAfterRead(runner.run, before, { storePath: v2, bootedStorePath: next, runningStorePath: v2 })).toBeUndefined();
+        expect(await rebootNeedAfterRead(runner.run, before, { storePath: v2, bootedStorePath: null, runningStorePath: v2 })).toBeUndefined();
     });
 });
 
