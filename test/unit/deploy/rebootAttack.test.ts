@@ -10,7 +10,7 @@ import { hostInputsSchema, type HostInputs } from "../../../src/provider/hostInp
 import { fakeClock } from "../helpers/clock";
 import { FakeHost, attachLocalNix } from "../helpers/fakeHost";
 import { FakeRunner, remote } from "../helpers/fakeRunner";
-import { drvPath, runtimeDir, storePath, target } from "../helpers/fixtures";
+import { deployRequest, drvPath, runtimeDir, storePath, target } from "../helpers/fixtures";
 
 const v1 = storePath("nixos-system-alpha-1");
 const v2 = storePath("nixos-system-alpha-2");
@@ -33,18 +33,10 @@ describe("a host that reboots into its old system (the boot loader did not take 
             host.state.bootDefault = v2;
         });
         const context: DeployContext = { runner: runner.run, runtimeDir: runtimeDir(), log: () => undefined, sleep: clock.sleep };
-        const request: DeployRequest = {
-            target: target({ user: "deploy" }),
-            storePath: next,
-            drvPath: drvPath("nixos-system-alpha-3"),
-            flake: "/srv/infra",
-            attribute: "nixosConfigurations.alpha",
-            buildOn: "local",
-            action: "switch",
-            substituteOnDestination: false,
+        const request: DeployRequest = deployRequest({
             reboot: "auto",
             rebootTimeout: 60,
-        };
+        });
         const error = (await deployHost(request, context).catch((e: unknown) => e)) as DeployedUnchecked;
         expect(error).toBeInstanceOf(DeployedUnchecked);
         expect(error).toMatchObject({ phase: "reboot", outcome: "failed" });
@@ -85,17 +77,7 @@ describe("policies against actions", () => {
         attachLocalNix(runner, host, new Map([[next, [{ path: next, narSize: 4_000 }]]]));
         const log: string[] = [];
         const context: DeployContext = { runner: runner.run, runtimeDir: runtimeDir(), log: (line) => log.push(line), sleep: clock.sleep };
-        const request = (overrides: Partial<DeployRequest>): DeployRequest => ({
-            target: target({ user: "deploy" }),
-            storePath: next,
-            drvPath: drvPath("nixos-system-alpha-3"),
-            flake: "/srv/infra",
-            attribute: "nixosConfigurations.alpha",
-            buildOn: "local",
-            action: "switch",
-            substituteOnDestination: false,
-            ...overrides,
-        });
+        const request = (overrides: Partial<DeployRequest>): DeployRequest => deployRequest(overrides);
         return { host, runner, log, context, request };
     }
 
@@ -175,19 +157,11 @@ describe("a reboot into the deployed system whose health checks then fail", () =
         // The check passes on the old boot, fails on the new one.
         runner.on(remote("timeout"), () => (host.bootId === "boot-1" ? {} : { code: 1, stdout: "app is down\n" }));
         const context: DeployContext = { runner: runner.run, runtimeDir: runtimeDir(), log: () => undefined, sleep: clock.sleep };
-        const request: DeployRequest = {
-            target: target({ user: "deploy" }),
-            storePath: next,
-            drvPath: drvPath("nixos-system-alpha-3"),
-            flake: "/srv/infra",
-            attribute: "nixosConfigurations.alpha",
-            buildOn: "local",
-            action: "switch",
-            substituteOnDestination: false,
+        const request: DeployRequest = deployRequest({
             reboot: "auto",
             rebootTimeout: 60,
             healthChecks: { commands: [{ command: ["check-app"], timeout: 10, retries: 0 }], units: [], tcp: [], http: [], keepGoing: false },
-        };
+        });
         const error = (await deployHost(request, context).catch((e: unknown) => e)) as DeployedUnchecked;
         expect(error).toBeInstanceOf(DeployedUnchecked);
         expect(error).toMatchObject({ phase: "verify" });
@@ -247,18 +221,10 @@ describe("Ctrl-C while waiting for the reboot (the engine cancels the update)", 
             if (clock!.slept.reduce((a, b) => a + b, 0) >= 6000) cancellation.abort();
         };
         const context: DeployContext = { runner: runner.run, runtimeDir: runtimeDir(), log: () => undefined, sleep, cancelled: cancellation.signal };
-        const request: DeployRequest = {
-            target: target({ user: "deploy" }),
-            storePath: next,
-            drvPath: drvPath("nixos-system-alpha-3"),
-            flake: "/srv/infra",
-            attribute: "nixosConfigurations.alpha",
-            buildOn: "local",
-            action: "switch",
-            substituteOnDestination: false,
+        const request: DeployRequest = deployRequest({
             reboot: "auto",
             rebootTimeout: 600,
-        };
+        });
         const error = (await deployHost(request, context).catch((e: unknown) => e)) as DeployedUnchecked;
         expect(error).toBeInstanceOf(DeployedUnchecked);
         expect(error).toMatchObject({ phase: "reboot", outcome: "unknown" });
