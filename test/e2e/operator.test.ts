@@ -4,20 +4,14 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { join } from "node:path";
 import { readFileSync } from "node:fs";
-import { runProcess, type RunResult } from "../../src/process/runner";
-import { FleetProject, ROOT } from "./helpers/fleetProject";
+import { runProcess } from "../../src/process/runner";
+import { FleetProject } from "./helpers/fleetProject";
 
 const HOSTS = ["psi", "rho", "tau"];
 let project: FleetProject;
 
-/** Runs `npm run <command> -- args` the way scripts/cli does, in the test project. */
-async function cli(command: string, args: string[]): Promise<RunResult> {
-    return runProcess(["node", "-r", "ts-node/register/transpile-only", join(ROOT, "src", "cli", "main.ts"), command, ...args], {
-        cwd: project.projectDir,
-        env: { ...project.env(), TS_NODE_PROJECT: join(ROOT, "tsconfig.json"), PULUMI_CONFIG_PASSPHRASE_FILE: undefined },
-        timeoutMs: 300_000,
-    });
-}
+/** `npm run <command> -- args` in the test project (FleetProject.cli). */
+const cli = (command: string, args: string[]) => project.cli(command, args);
 
 async function deployJson(args: string[]): Promise<{ code: number | null; report: DeployReport; output: string }> {
     const result = await cli("deploy", [...args, "--stack", project.stack, "--yes", "--json"]);

@@ -4,22 +4,15 @@
 // host whose next boot is held never comes back within a short rebootTimeout: a clear failure,
 // with the activation and the unknown reboot in the state. One fleet; the tests build on each other.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { join } from "node:path";
-import { runProcess, type RunResult } from "../../src/process/runner";
-import { FleetProject, ROOT } from "./helpers/fleetProject";
+import { FleetProject } from "./helpers/fleetProject";
 
 const HOST = "omega";
 let project: FleetProject;
 /** The output of the first `pulumi up` (reboot: never, the default). */
 let firstUp = "";
 
-async function cli(command: string, args: string[]): Promise<RunResult> {
-    return runProcess(["node", "-r", "ts-node/register/transpile-only", join(ROOT, "src", "cli", "main.ts"), command, ...args], {
-        cwd: project.projectDir,
-        env: { ...project.env(), TS_NODE_PROJECT: join(ROOT, "tsconfig.json"), PULUMI_CONFIG_PASSPHRASE_FILE: undefined },
-        timeoutMs: 300_000,
-    });
-}
+/** `npm run <command> -- args` in the test project (FleetProject.cli). */
+const cli = (command: string, args: string[]) => project.cli(command, args);
 
 const booted = () => project.onHost(HOST, ["readlink", "-f", "/run/booted-system"]);
 

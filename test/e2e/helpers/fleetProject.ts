@@ -119,6 +119,15 @@ export class FleetProject {
         });
     }
 
+    /** Runs `npm run <command> -- args` the way scripts/cli does (from the sources), in the project. */
+    async cli(command: string, args: string[]): Promise<RunResult> {
+        return runProcess(["node", "-r", "ts-node/register/transpile-only", join(ROOT, "src", "cli", "main.ts"), command, ...args], {
+            cwd: this.projectDir,
+            env: { ...this.env(), TS_NODE_PROJECT: join(ROOT, "tsconfig.json"), PULUMI_CONFIG_PASSPHRASE_FILE: undefined },
+            timeoutMs: 300_000,
+        });
+    }
+
     async up(extra: string[] = [], stack = this.stack): Promise<RunResult> {
         return this.pulumi(["up", "--yes", "--skip-preview", "--non-interactive", "-s", stack, ...extra]);
     }
