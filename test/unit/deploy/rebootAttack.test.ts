@@ -17,17 +17,23 @@ const v2 = storePath("nixos-system-alpha-2");
 const next = storePath("nixos-system-alpha-3");
 const KERNEL_2 = "/nix/store/jjjjjjjjjjjjjjjjjjjjjjjjjjjjjjjj-linux-6.6.2";
 
+/** A host at generation 2 and a deployer with its third system built, whose kernel is new (a reboot is needed). */
+function kernelUpdate(): { host: FakeHost; runner: FakeRunner } {
+    const host = FakeHost.withGenerations(v1, v2);
+    host.kernels.set(next, KERNEL_2);
+    const runner = new FakeRunner();
+    host.attach(runner);
+    attachLocalNix(runner, host, new Map([[next, [{ path: next, narSize: 4_000 }]]]));
+    return { host, runner };
+}
+
 describe("a host that reboots into its old system (the boot loader did not take the deployed one)", () => {
     let clock: ReturnType<typeof fakeClock> | undefined;
     afterEach(() => clock?.stop());
 
     it("fails clearly, and the state records what the host runs and booted after the reboot, never the deployed system", async () => {
         clock = fakeClock();
-        const host = FakeHost.withGenerations(v1, v2);
-        host.kernels.set(next, KERNEL_2);
-        const runner = new FakeRunner();
-        host.attach(runner);
-        attachLocalNix(runner, host, new Map([[next, [{ path: next, narSize: 4_000 }]]]));
+        const { host, runner } = kernelUpdate();
         // The activation installed the boot entry; the boot loader then still boots the old one.
         host.beforeScript.set("nixos-fleet-reboot-prepare", () => {
             host.state.bootDefault = v2;
@@ -70,11 +76,7 @@ describe("policies against actions", () => {
 
     function setup() {
         clock = fakeClock();
-        const host = FakeHost.withGenerations(v1, v2);
-        host.kernels.set(next, KERNEL_2);
-        const runner = new FakeRunner();
-        host.attach(runner);
-        attachLocalNix(runner, host, new Map([[next, [{ path: next, narSize: 4_000 }]]]));
+        const { host, runner } = kernelUpdate();
         const log: string[] = [];
         const context: DeployContext = { runner: runner.run, runtimeDir: runtimeDir(), log: (line) => log.push(line), sleep: clock.sleep };
         const request = (overrides: Partial<DeployRequest>): DeployRequest => deployRequest(overrides);
@@ -149,11 +151,7 @@ describe("a reboot into the deployed system whose health checks then fail", () =
 
     it("the state records the host booted into the deployed system: no reboot needed any more, and the booted system is the new one", async () => {
         clock = fakeClock();
-        const host = FakeHost.withGenerations(v1, v2);
-        host.kernels.set(next, KERNEL_2);
-        const runner = new FakeRunner();
-        host.attach(runner);
-        attachLocalNix(runner, host, new Map([[next, [{ path: next, narSize: 4_000 }]]]));
+        const { host, runner } = kernelUpdate();
         // The check passes on the old boot, fails on the new one.
         runner.on(remote("timeout"), () => (host.bootId === "boot-1" ? {} : { code: 1, stdout: "app is down\n" }));
         const context: DeployContext = { runner: runner.run, runtimeDir: runtimeDir(), log: () => undefined, sleep: clock.sleep };
@@ -208,12 +206,8 @@ describe("Ctrl-C while waiting for the reboot (the engine cancels the update)", 
 
     it("the wait ends at the next poll with an unknown outcome; the state records the reboot as unknown, never booted", async () => {
         clock = fakeClock();
-        const host = FakeHost.withGenerations(v1, v2);
-        host.kernels.set(next, KERNEL_2);
+        const { host, runner } = kernelUpdate();
         host.onReboot = { downFor: Infinity };
-        const runner = new FakeRunner();
-        host.attach(runner);
-        attachLocalNix(runner, host, new Map([[next, [{ path: next, narSize: 4_000 }]]]));
         const cancellation = new AbortController();
         const sleep = async (ms: number) => {
             await clock!.sleep(ms);
