@@ -1,7 +1,6 @@
 // A hostile or careless operator against the trust boundaries of issue 11: each test is a hole that
 // was found (or checked) by trying it.
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
 import { loadHostFilesSync, parseStackConfig } from "../../src/config";
@@ -10,7 +9,7 @@ import { SshConnection } from "../../src/ssh/connection";
 import { sshConfigRefusals } from "../../src/ssh/optionPolicy";
 import { problemsOf, projectWithHosts } from "./config/helpers";
 import { FakeRunner } from "./helpers/fakeRunner";
-import { fleetErrorOfSync, runtimeDir, target } from "./helpers/fixtures";
+import { fleetErrorOfSync, runtimeDir, target, tempDir } from "./helpers/fixtures";
 
 const baseDir = "/project";
 
@@ -116,7 +115,7 @@ describe("sshConfigRefusals", () => {
 
 describe("passphrases", () => {
     it("a copy of the dev passphrase file is the dev passphrase", () => {
-        const root = fs.mkdtempSync(path.join(os.tmpdir(), "nf-adv-"));
+        const root = tempDir("nf-adv-");
         fs.mkdirSync(path.join(root, "scripts"));
         fs.writeFileSync(devPassphraseFile(root), "nixos-fleet-dev-only\n");
         const copy = path.join(root, "copy");
@@ -127,7 +126,7 @@ describe("passphrases", () => {
     });
 
     it.each(["Dev", "dev ", "dev\n", "DEV"])("only the stack named exactly dev gets the dev passphrase (%j does not)", (stack) => {
-        const root = fs.mkdtempSync(path.join(os.tmpdir(), "nf-adv-"));
+        const root = tempDir("nf-adv-");
         fs.mkdirSync(path.join(root, "scripts"));
         fs.writeFileSync(devPassphraseFile(root), "nixos-fleet-dev-only\n");
         expect(passphraseProblem({ stack, projectRoot: root, env: { PULUMI_CONFIG_PASSPHRASE_FILE: devPassphraseFile(root) } })).toBeDefined();

@@ -1,9 +1,9 @@
 import { describe, expect, it } from "vitest";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { chooseDeployment, hostGenerationPin, recordsGeneration, unrecordedNotice } from "../../../src/cli/rollback";
 import { readPins, writePins } from "../../../src/cli/pins";
+import { tempDir } from "../helpers/fixtures";
 import { pinnedInputs } from "../../../src/program/fleet";
 import { isFleetError } from "../../../src/errors";
 import type { HostInputs, HostOutputs } from "../../../src/provider/hostInputs";
@@ -77,7 +77,7 @@ describe("chooseDeployment", () => {
 
 describe("pins in the stack's config file", () => {
     it("adds and removes pins, keeping comments and other settings", () => {
-        const file = join(mkdtempSync(join(tmpdir(), "pins-")), "Pulumi.prod.yaml");
+        const file = join(tempDir("pins-"), "Pulumi.prod.yaml");
         writeFileSync(file, "# prod fleet\nconfig:\n  nixos-fleet:hosts: [psi, rho] # the lab\n");
         writePins(file, { psi: { storePath: path(3), generation: 3, reason: "rollback" } });
         expect(readPins(file)).toEqual({ psi: { storePath: path(3), generation: 3, reason: "rollback" } });

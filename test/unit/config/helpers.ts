@@ -1,15 +1,15 @@
 // Test helpers: temporary project roots with host files, and access to the problems of a
 // FleetConfigError.
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { expect } from "vitest";
 import type { FleetError } from "../../../src/errors";
 import { FleetConfigError } from "../../../src/config";
+import { tempDir } from "../helpers/fixtures";
 
 /** Creates <tmp>/hosts/<name> for each entry and returns the project root. */
 export function projectWithHosts(files: Record<string, string>): string {
-    const root = fs.mkdtempSync(path.join(os.tmpdir(), "nixos-fleet-config-"));
+    const root = tempDir("nixos-fleet-config-");
     fs.mkdirSync(path.join(root, "hosts"));
     for (const [name, text] of Object.entries(files)) fs.writeFileSync(path.join(root, "hosts", name), text);
     return root;

@@ -5,7 +5,6 @@
 // checked against the real script's on the same situation.
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
 import { checkReadyToActivate } from "../../../src/deploy/activate";
@@ -15,7 +14,7 @@ import { parseHostState } from "../../../src/deploy/hostState";
 import { SshConnection } from "../../../src/ssh/connection";
 import { FakeHost, type Claimant, type StaleActivation } from "../helpers/fakeHost";
 import { FakeRunner, remote } from "../helpers/fakeRunner";
-import { REAL_SCRIPT_TIMEOUT, runtimeDir, storePath, target } from "../helpers/fixtures";
+import { REAL_SCRIPT_TIMEOUT, runtimeDir, storePath, target, tempDir } from "../helpers/fixtures";
 
 const v1 = storePath("nixos-system-alpha-1");
 const v2 = storePath("nixos-system-alpha-2");
@@ -35,7 +34,7 @@ const watchdogOf = (token: string) => ({ token, timeoutSeconds: 30, armedAt: 0 }
 
 /** A directory for one run: the stand-ins, systemctl's state, the record of what ran, and the script's dir. */
 function sandbox() {
-    const root = fs.mkdtempSync(path.join(os.tmpdir(), "nf-scripts-"));
+    const root = tempDir("nf-scripts-");
     const bin = path.join(root, "bin");
     const state = path.join(root, "state");
     const dir = path.join(root, "run");

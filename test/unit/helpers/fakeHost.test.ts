@@ -1,6 +1,5 @@
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
 import {
@@ -17,7 +16,7 @@ import { parseHostState, SYSTEM_PROFILE } from "../../../src/deploy/hostState";
 import { SshConnection } from "../../../src/ssh/connection";
 import { FakeHost, shortCommand } from "./fakeHost";
 import { FakeRunner, masterCheck, masterStart, remote } from "./fakeRunner";
-import { REAL_SCRIPT_TIMEOUT, runtimeDir, storePath, target } from "./fixtures";
+import { REAL_SCRIPT_TIMEOUT, runtimeDir, storePath, target, tempDir } from "./fixtures";
 
 // The fake host stands in for systemd in most deploy tests: check that what it prints means to
 // activationUnit.ts's parsers what the real `systemctl show` output means.
@@ -310,7 +309,7 @@ describe("FakeHost's restore against the real restore script", { timeout: REAL_S
 
     for (const scenario of scenarios) {
         it(scenario.name, async () => {
-            const dir = fs.mkdtempSync(path.join(os.tmpdir(), "nf-restore-"));
+            const dir = tempDir("nf-restore-");
             const record = path.join(dir, "ran");
             fs.writeFileSync(record, "");
             const bin = path.join(dir, "bin");

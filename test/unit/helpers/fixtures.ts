@@ -1,9 +1,9 @@
 // Small builders shared by the unit tests: store paths, SSH targets, private runtime directories.
 import { createHash } from "node:crypto";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { expect } from "vitest";
+import { afterAll, expect } from "vitest";
 import { FleetError } from "../../../src/errors";
 import type { SshTarget } from "../../../src/ssh/target";
 import type { DeployRequest } from "../../../src/deploy/deployHost";
@@ -20,8 +20,26 @@ export function storePath(name: string): string {
 
 export const drvPath = (name: string): string => `${storePath(name)}.drv`;
 
+/** Directories made by tempDir in this test file (vitest evaluates this module once per file). */
+const tempDirs: string[] = [];
+
+/**
+ * A fresh directory <os temp dir>/<prefix>XXXXXX, removed with everything in it after the test
+ * file's last test. Unit tests make their scratch directories only through this, so a run leaves
+ * nothing behind in /tmp. Keep prefixes short: ssh ControlPath sockets end up inside some of them.
+ */
+export function tempDir(prefix: string): string {
+    const dir = mkdtempSync(join(tmpdir(), prefix));
+    tempDirs.push(dir);
+    return dir;
+}
+
+afterAll(() => {
+    for (const dir of tempDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
 export function runtimeDir(): string {
-    return mkdtempSync(join(tmpdir(), "nf-unit-"));
+    return tempDir("nf-unit-");
 }
 
 export function target(overrides: Partial<SshTarget> = {}): SshTarget {

@@ -1,17 +1,16 @@
 import { spawn } from "node:child_process";
 import { EventEmitter } from "node:events";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
 import { makeRuntimeDir, removeRuntimeDirs, sweepStaleRuntimeDirs, sweepStaleRuntimeDirsInBackground, type ProcessLike } from "../../../src/process/runtimeDir";
 import { HostProvider } from "../../../src/provider/hostProvider";
 import type { EngineLogger } from "../../../src/provider/engineLog";
 import { FakeRunner, sshOption } from "../helpers/fakeRunner";
-import { storePath } from "../helpers/fixtures";
+import { storePath, tempDir } from "../helpers/fixtures";
 
 const ROOT = path.resolve(__dirname, "../../..");
-const scratch = () => fs.mkdtempSync(path.join(os.tmpdir(), "nf-unit-"));
+const scratch = () => tempDir("nf-unit-");
 
 /** A process that only records: signals and exit are events and a number here. */
 class FakeProcess extends EventEmitter implements ProcessLike {

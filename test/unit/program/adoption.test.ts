@@ -1,7 +1,6 @@
 // `pulumi import` reads the host's connection settings from the stack's own config file: the same
 // inputs the program sends (so the next `up` of an unchanged system finds nothing to do).
-import { mkdtempSync, mkdirSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { stringify } from "yaml";
@@ -10,9 +9,10 @@ import { readStackConfigFile } from "../../../src/config/stackFile";
 import { unreadableConfig } from "../../../src/cli/stack";
 import { configuredHostInputs } from "../../../src/program/adoption";
 import { hostInputsOf } from "../../../src/program/hostInputs";
+import { tempDir } from "../helpers/fixtures";
 
 function project(config: Record<string, unknown> | null) {
-    const dir = mkdtempSync(join(tmpdir(), "nf-adopt-"));
+    const dir = tempDir("nf-adopt-");
     mkdirSync(join(dir, "hosts"));
     writeFileSync(join(dir, "hosts", "gamma.yaml"), stringify({ address: "10.0.0.3", port: 2222, flake: "/srv/infra", tags: ["web"] }));
     writeFileSync(join(dir, "hosts", "delta.yaml"), stringify({ address: "10.0.0.4", flake: "/srv/infra" }));

@@ -1,18 +1,17 @@
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
 import { configSourceOf } from "../../../src/config";
 import { planFleet } from "../../../src/program/fleet";
 import { devPassphraseFile, passphraseEnvFor, passphraseProblem, usesPassphraseProvider } from "../../../src/program/passphrase";
 import { FakeRunner } from "../helpers/fakeRunner";
-import { fleetErrorOf, fleetErrorOfSync } from "../helpers/fixtures";
+import { fleetErrorOf, fleetErrorOfSync, tempDir } from "../helpers/fixtures";
 
 const SALT = "encryptionsalt: v1:EaXys7CVbfI=:v1:Qd9yHUsrO74ljfMs:SSKFXzawBZYrH7+RzWYY6n5qIzkauQ==\n";
 
 /** A project root with scripts/dev-passphrase and the given stack files. */
 function project(stackFiles: Record<string, string> = {}): string {
-    const root = fs.mkdtempSync(path.join(os.tmpdir(), "nf-passphrase-"));
+    const root = tempDir("nf-passphrase-");
     fs.mkdirSync(path.join(root, "scripts"));
     fs.writeFileSync(path.join(root, "scripts", "dev-passphrase"), "nixos-fleet-dev-only\n");
     for (const [stack, text] of Object.entries(stackFiles)) fs.writeFileSync(path.join(root, `Pulumi.${stack}.yaml`), text);

@@ -5,6 +5,7 @@ import { DIFF_KEYS } from "../../../src/provider/hostInputs";
 import { changedKeys } from "../../../src/provider/hostProvider";
 import { FakeRunner, local } from "../helpers/fakeRunner";
 import { FakeHistory } from "../helpers/fakeHistory";
+import { tempDir } from "../helpers/fixtures";
 
 // What Debian's Nix 2.8 prints (`nix flake metadata --json`), trimmed.
 const NIX_2_8_CLEAN_GIT = {
@@ -131,10 +132,9 @@ describe("provenance in the Host inputs", () => {
     });
 
     it("planFleet gives every host its flake's revision, the operator and the update number", async () => {
-        const { mkdtempSync, mkdirSync, writeFileSync } = await import("node:fs");
-        const { tmpdir } = await import("node:os");
+        const { mkdirSync, writeFileSync } = await import("node:fs");
         const { join } = await import("node:path");
-        const root = mkdtempSync(join(tmpdir(), "nf-plan-"));
+        const root = tempDir("nf-plan-");
         mkdirSync(join(root, "hosts"));
         writeFileSync(join(root, "hosts/psi.yaml"), "address: psi.lab\nflake: /srv/infra\n");
         const out = "/nix/store/0000000000000000000000000000000a-nixos-system-psi";

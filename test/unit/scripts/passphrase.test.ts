@@ -2,15 +2,15 @@
 // against a fake `pulumi` that prints what it was given (no real pulumi, no state).
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
+import { tempDir } from "../helpers/fixtures";
 
 const ROOT = path.resolve(__dirname, "../../..");
 
 /** A project copy with the scripts and a fake pulumi on PATH; FAKE_SELECTED is its selected stack. */
 function fakeProject(): { root: string; env: NodeJS.ProcessEnv } {
-    const root = fs.mkdtempSync(path.join(os.tmpdir(), "nf-scripts-"));
+    const root = tempDir("nf-scripts-");
     fs.mkdirSync(path.join(root, "scripts", "lib"), { recursive: true });
     for (const file of ["env.sh", "pulumi", "dev-passphrase", "lib/passphrase.sh", "lib/common.sh"]) {
         fs.copyFileSync(path.join(ROOT, "scripts", file), path.join(root, "scripts", file));
