@@ -23,10 +23,10 @@ export const DEFAULT_OPTIONS: BenchOptions = {
     paths: 300,
     bigHosts: 200,
     rounds: 3,
-    portBase: 39000,
+    portBase: 19200,
 };
 
-export const USAGE = `npm run bench -- [--only P1,P4] [--hosts 50] [--changed 20] [--paths 300] [--big-hosts 200] [--rounds 3] [--port-base 39000]`;
+export const USAGE = `npm run bench -- [--only P1,P4] [--hosts 50] [--changed 20] [--paths 300] [--big-hosts 200] [--rounds 3] [--port-base 19200]`;
 
 const NUMERIC: Record<string, keyof Omit<BenchOptions, "only">> = {
     "--hosts": "hosts",

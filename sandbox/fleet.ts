@@ -14,7 +14,7 @@ import { HOST_PATH, writeHostFiles } from "./host-files";
 import { ensureKeyPair, keyWithoutComment } from "./keys";
 import { DEFAULT_KNOBS, KnobFile, Knobs, knobsSchema, nixSystem, readKnobFile, writeKnobFile } from "./knobs";
 import { DEFAULT_HOSTS, SandboxLayout, checkHostName, defaultSandboxDir, sourceDir } from "./layout";
-import { DEFAULT_PORT_BASE, allocatePorts, isPortFree, readPorts, releasePort, webPortKey, writePorts } from "./ports";
+import { DEFAULT_PORT_BASE, EPHEMERAL_RANGE_FILE, allocatePorts, ephemeralPortRange, isPortFree, portsInRange, readPorts, releasePort, webPortKey, writePorts } from "./ports";
 import { forEachLimited, isListening, sleep, sshBanner, waitForHost } from "./wait";
 
 export { DEFAULT_HOSTS } from "./layout";
@@ -24,7 +24,7 @@ export type { Knobs } from "./knobs";
 export interface SandboxFleetOptions {
     /** State dir; default $SANDBOX_DIR or <project>/.sandbox. */
     dir?: string;
-    /** First port tried for new hosts; default $SANDBOX_PORT_BASE or 22200. */
+    /** First port tried for new hosts; default $SANDBOX_PORT_BASE or 22200. Not inside the kernel's ephemeral port range (see ports.ts). */
     portBase?: number;
     runner?: ProcessRunner;
     /** Progress lines (the CLI prints them); default: silent. */
@@ -169,7 +169,16 @@ export class SandboxFleet {
         const lower = `${installLayer(this.layout.layersDir)}:${base}`;
         const deployerKey = await ensureKeyPair(this.runner, this.layout.identityFile, "deployer@nixos-fleet-sandbox");
 
-        const ports = await allocatePorts(this.layout.portsFile, this.dir, [...names, ...names.map(webPortKey)], this.portBase);
+        const ephemeral = ephemeralPortRange();
+        const keys = [...names, ...names.map(webPortKey)];
+        const ports = await allocatePorts(this.layout.portsFile, this.dir, keys, this.portBase, ephemeral);
+        const risky = portsInRange(Object.fromEntries(keys.map((k) => [k, ports[k]!])), ephemeral);
+        if (risky.length > 0) {
+            this.log(
+                `warning: recorded port(s) of ${risky.join(", ")} lie in the kernel's ephemeral port range ${ephemeral.low}..${ephemeral.high} (${EPHEMERAL_RANGE_FILE}); ` +
+                    `an outgoing connection can take them before the host binds them. Destroy those hosts to get ports from the base ${this.portBase}`,
+            );
+        }
         const running = new Set<string>();
         for (const name of names) {
             if (!this.isRunning(name)) continue;

@@ -49,7 +49,7 @@ async function expectAgreeOn(host: string, version: number): Promise<void> {
 }
 
 beforeAll(async () => {
-    project = await FleetProject.create({ hosts: HOSTS, portBase: 35200 });
+    project = await FleetProject.create({ hosts: HOSTS, portBase: 12200 });
     project.writeStackConfig({ hosts: HOSTS, defaults: { ...defaults(), confirmTimeout: 8 } });
     const first = await project.up();
     if (first.code !== 0) throw new Error(first.stdout + first.stderr);

@@ -18,7 +18,7 @@ async function inLocalStore(path: string): Promise<boolean> {
 }
 
 beforeAll(async () => {
-    project = await FleetProject.create({ hosts: HOSTS, portBase: 40200 });
+    project = await FleetProject.create({ hosts: HOSTS, portBase: 18200 });
     project.writeHost("tgt", { ...project.defaultHostFile("tgt"), buildHost: "bld" });
 });
 

@@ -14,7 +14,7 @@ const HOST = "kappa";
 const PROFILE = "/nix/var/nix/profiles/system";
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "cleanup-e2e-"));
 const runtimeDir = fs.mkdtempSync(path.join(os.tmpdir(), "nf-cl-"));
-const fleet = new SandboxFleet({ dir, portBase: 33200 });
+const fleet = new SandboxFleet({ dir, portBase: 10200 });
 let connection: SshConnection;
 /** generation number → its system's store path */
 const systems: Record<number, string> = {};

@@ -19,7 +19,7 @@ describe("examples/compose", () => {
         const run = await runProcess([join(ROOT, "examples", "compose", "run"), tarball, ROOT], {
             cwd: ROOT,
             timeoutMs: 280_000,
-            env: { ...process.env, SANDBOX_PORT_BASE: "37200" },
+            env: { ...process.env, SANDBOX_PORT_BASE: "16200" },
         });
         const output = run.stdout + run.stderr;
         expect(run.code, output).toBe(0);

@@ -20,7 +20,7 @@ async function activations(name: string): Promise<number> {
 const stackConfig = (extra: Record<string, unknown> = {}) => ({ hosts: HOSTS, defaults: { sshConfigFile: project.sandbox.layout.sshConfigFile }, ...extra });
 
 beforeAll(async () => {
-    project = await FleetProject.create({ hosts: HOSTS, portBase: 36800 });
+    project = await FleetProject.create({ hosts: HOSTS, portBase: 15200 });
     // rho and tau are web servers (for @web); rho builds its system itself.
     project.writeHost("rho", { ...project.defaultHostFile("rho"), tags: ["sandbox", "web"], buildOn: "target" });
     project.writeHost("tau", { ...project.defaultHostFile("tau"), tags: ["sandbox", "web"] });
@@ -48,7 +48,7 @@ describe("exec", () => {
     it("a failing exec exits 1 naming the hosts where it failed, and an unreachable host as such", async () => {
         await project.onHost("rho", ["touch", "/tmp/fail-marker"]);
         // tau's port points at nothing for this run: it cannot be reached.
-        project.writeStackConfig(stackConfig({ overrides: { tau: { port: 36999 } } }));
+        project.writeStackConfig(stackConfig({ overrides: { tau: { port: 15999 } } }));
         try {
             const result = await cli("exec", ["--stack", project.stack, "--parallel", "2", "--", "sh", "-c", "test ! -e /tmp/fail-marker || { echo marker found; exit 3; }"]);
             expect(result.code, result.stdout + result.stderr).toBe(1);

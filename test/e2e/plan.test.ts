@@ -27,7 +27,7 @@ interface PlannedRow {
 }
 
 beforeAll(async () => {
-    project = await FleetProject.create({ hosts: HOSTS, portBase: 36600 });
+    project = await FleetProject.create({ hosts: HOSTS, portBase: 14200 });
     await project.sandbox.set("psi", { packages: ["hello@2.12", "curl@8.0"] });
     const first = await project.up();
     if (first.code !== 0) throw new Error(first.stdout + first.stderr);

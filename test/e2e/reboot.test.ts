@@ -33,7 +33,7 @@ interface Row {
 const rowOf = (stdout: string): Row => (JSON.parse(stdout) as { hosts: Row[] }).hosts.find((row) => row.host === HOST)!;
 
 beforeAll(async () => {
-    project = await FleetProject.create({ hosts: [HOST], portBase: 40000 });
+    project = await FleetProject.create({ hosts: [HOST], portBase: 17200 });
     hostFile({});
     const up = await project.up();
     if (up.code !== 0) throw new Error(`the first pulumi up failed:\n${up.stdout}\n${up.stderr}`);

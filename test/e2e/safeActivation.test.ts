@@ -18,7 +18,7 @@ function activationLog(name: string): string {
 const startUp = () => startUpOf(project);
 
 beforeAll(async () => {
-    project = await FleetProject.create({ hosts: HOSTS, portBase: 34200 });
+    project = await FleetProject.create({ hosts: HOSTS, portBase: 11200 });
     project.writeStackConfig({ hosts: HOSTS, defaults: { sshConfigFile: project.sandbox.layout.sshConfigFile, confirmTimeout: 6 } });
     const first = await project.up();
     if (first.code !== 0) throw new Error(first.stdout + first.stderr);

@@ -8,6 +8,7 @@ import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RunResult, runChecked, runProcess } from "../../src/process/runner";
 import { SandboxFleet } from "../../sandbox/fleet";
+import { ephemeralPortRange } from "../../sandbox/ports";
 import { hostCgroups, pidsIn } from "../../sandbox/cgroups";
 import { expectNothingLeft } from "./helpers/sandboxLeftovers";
 
@@ -85,6 +86,12 @@ describe("sandbox fleet", () => {
         }
         const ports = HOSTS.map((h) => fleet.host(h).port);
         expect(new Set(ports).size).toBe(3);
+        // From the base, and below the kernel's ephemeral range (where outgoing connections could take them).
+        const { low } = ephemeralPortRange();
+        for (const port of HOSTS.flatMap((h) => [fleet.host(h).port, fleet.host(h).webPort])) {
+            expect(port).toBeGreaterThanOrEqual(fleet.portBase);
+            expect(port).toBeLessThan(low);
+        }
         const knownHosts = fs.readFileSync(fleet.host("alpha").knownHostsFile, "utf8");
         expect(knownHosts).toContain(`[127.0.0.1]:${fleet.host("alpha").port} ssh-ed25519 `);
     });

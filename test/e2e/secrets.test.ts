@@ -57,7 +57,7 @@ function stateFilesHolding(text: string): string[] {
 }
 
 beforeAll(async () => {
-    project = await FleetProject.create({ hosts: ["kappa"], portBase: 36400 });
+    project = await FleetProject.create({ hosts: ["kappa"], portBase: 13200 });
     await setSecret("nixos-fleet:overrides.kappa.sshOptions[0]", `RekeyLimit=${FIELD_SECRET}`);
     await setSecret("nixos-fleet:secrets.kappa.dbpass.value", FILE_SECRET);
     await setPlain("nixos-fleet:secrets.kappa.dbpass.owner", "deployer");
