@@ -48,20 +48,30 @@ export class FleetProject {
 
     static async create(options: FleetProjectOptions): Promise<FleetProject> {
         const project = new FleetProject(options);
-        if (options.start === false) {
-            for (const name of options.hosts) await project.sandbox.set(name, {});
-            mkdirSync(dirname(project.sandbox.layout.sshConfigFile), { recursive: true });
-            if (!existsSync(project.sandbox.layout.sshConfigFile)) writeFileSync(project.sandbox.layout.sshConfigFile, "");
-        } else {
-            await project.sandbox.start(options.hosts);
+        try {
+            await project.setUp(options);
+        } catch (error) {
+            // The test file never gets the project to dispose of: its hosts and directory go now.
+            await project.dispose();
+            throw error;
         }
-        for (const name of options.hosts) project.writeHost(name, project.defaultHostFile(name));
-        project.writeStackConfig(
-            options.config ?? { hosts: options.hosts, defaults: { sshConfigFile: project.sandbox.layout.sshConfigFile } },
-        );
-        const init = await project.pulumi(["stack", "init", project.stack]);
-        if (init.code !== 0) throw new Error(`pulumi stack init failed: ${init.stderr}`);
         return project;
+    }
+
+    private async setUp(options: FleetProjectOptions): Promise<void> {
+        if (options.start === false) {
+            for (const name of options.hosts) await this.sandbox.set(name, {});
+            mkdirSync(dirname(this.sandbox.layout.sshConfigFile), { recursive: true });
+            if (!existsSync(this.sandbox.layout.sshConfigFile)) writeFileSync(this.sandbox.layout.sshConfigFile, "");
+        } else {
+            await this.sandbox.start(options.hosts);
+        }
+        for (const name of options.hosts) this.writeHost(name, this.defaultHostFile(name));
+        this.writeStackConfig(
+            options.config ?? { hosts: options.hosts, defaults: { sshConfigFile: this.sandbox.layout.sshConfigFile } },
+        );
+        const init = await this.pulumi(["stack", "init", this.stack]);
+        if (init.code !== 0) throw new Error(`pulumi stack init failed: ${init.stderr}`);
     }
 
     /** Creates another stack in the same project (own state file, own config). */
