@@ -2,4 +2,4 @@
 // from dist/, or the sources when one is newer than that build (bin/launch.js). It sits at the
 // project root because Pulumi runs the program in the directory of its entry point.
 "use strict";
-module.exports = require(require("./bin/launch").entry("index"));
+module.exports = require(require("./bin/launch").programEntry());

@@ -44,4 +44,29 @@ function entry(name) {
     return path.join(root, `${name}.ts`);
 }
 
-module.exports = { entry, compiledIsCurrent };
+/**
+ * What the Pulumi SDK sets up around every program that this one does not need, undone for the
+ * compiled program (start-up cost, docs/design-notes.md): the SDK's inspector session with the
+ * Debugger domain on (for closure serialization, which nixos-fleet never uses; every script parsed
+ * after it becomes an event), and source-map-support's stack formatting, through which the SDK
+ * sends the stack it records for every promise it makes. Stack traces then name dist/ lines;
+ * NIXOS_FLEET_FROM_SOURCE=1 runs the sources, with their TypeScript positions.
+ */
+function lightenSdkRuntime() {
+    Error.prepareStackTrace = undefined;
+    try {
+        const hooks = require(require.resolve("@pulumi/pulumi/runtime/closure/v8Hooks", { paths: [root] }));
+        hooks.getSessionAsync().then((session) => session.post("Debugger.disable"), () => undefined);
+    } catch {
+        // Another SDK layout: nothing to undo.
+    }
+}
+
+/** The program's entry (index): its file to require, with the SDK's runtime lightened when compiled. */
+function programEntry() {
+    const file = entry("index");
+    if (file.endsWith(".js")) lightenSdkRuntime();
+    return file;
+}
+
+module.exports = { entry, compiledIsCurrent, programEntry };

@@ -1,5 +1,6 @@
 // One host's deploy, phase by phase as colmena keeps them apart:
 //   build (here, or on the host) → connect → copy → activate (with restore on failure) → verify.
+//   The SSH handshake starts with the build and is awaited after it.
 // Each phase is timed; any failure is a FleetError naming the host and the phase.
 import type { ProcessRunner } from "../process/runner";
 import { SshConnection } from "../ssh/connection";
@@ -145,6 +146,10 @@ export async function deployHost(request: DeployRequest, context: DeployContext)
             buildConnection = new SshConnection(request.buildHost, { runner, runtimeDir: join(context.runtimeDir, `b${++buildConnections}`) });
         }
         let builtOn: string | null = pinned ? null : request.buildOn === "target" ? name : "local";
+        // The handshake runs while the system builds, not after it (its error, if any, is the
+        // connect phase's, reported once the build is done; close() waits for it).
+        const opening = connection.open();
+        opening.catch(() => undefined);
         if (buildConnection && request.drvPath !== undefined) {
             const [drvPath, build] = [request.drvPath, buildConnection];
             builtOn = build.target.name;
@@ -159,7 +164,7 @@ export async function deployHost(request: DeployRequest, context: DeployContext)
         }
         log("connect");
         let before = await timed(timings, "connect", async () => {
-            await connection.open();
+            await opening;
             return readHostState(connection);
         });
 

@@ -5,7 +5,7 @@ import { runProcess } from "../process/runner";
 import { removeOnExit, sweepStaleRuntimeDirsInBackground } from "../process/runtimeDir";
 import type { ConfiguredInputs } from "./adopt";
 import { connectEngineLogger, engineAddressFrom } from "./engineLog";
-import { HostProvider } from "./hostProvider";
+import { DeferredProvider } from "./deferredProvider";
 import { installImportShim } from "./importShim";
 import { packageVersion } from "./version";
 
@@ -28,7 +28,13 @@ function main(args: string[]): Promise<void> {
     const logger = connectEngineLogger(engineAddressFrom(args));
     installImportShim();
     const configuredInputs = configuredInputsFrom(process.cwd());
-    return provider.main(new HostProvider({ runner: runProcess, logger, version: packageVersion(), configuredInputs }), args);
+    const version = packageVersion();
+    // The Host resource's code loads after the port is out (deferredProvider.ts).
+    const hosts = new DeferredProvider(version, async () => {
+        const { HostProvider } = await import("./hostProvider");
+        return new HostProvider({ runner: runProcess, logger, version, configuredInputs });
+    });
+    return provider.main(hosts, args);
 }
 
 main(process.argv.slice(2)).catch((error: unknown) => {

@@ -139,6 +139,8 @@ export class SshConnection {
     /** The pinned known_hosts file (a hostKey is set), for storeAliasBlock. */
     private readonly pinnedKnownHosts?: string;
     private opened = false;
+    /** The master's start while it runs (open()). */
+    private opening?: Promise<void>;
 
     constructor(target: SshTarget, options: SshConnectionOptions) {
         this.target = target;
@@ -208,8 +210,19 @@ export class SshConnection {
      * Starts the master connection (one SSH handshake). Throws a FleetError saying why not.
      * `timeoutMs` shortens the attempt (a wait with a deadline of its own, e.g. a reboot's).
      */
-    async open(options: { timeoutMs?: number } = {}): Promise<void> {
-        if (this.opened) return;
+    /**
+     * Starts the master connection; concurrent callers share one start (one handshake). A failed
+     * start is not remembered: the next call tries again.
+     */
+    open(options: { timeoutMs?: number } = {}): Promise<void> {
+        if (this.opened) return Promise.resolve();
+        this.opening ??= this.startMaster(options).finally(() => {
+            this.opening = undefined;
+        });
+        return this.opening;
+    }
+
+    private async startMaster(options: { timeoutMs?: number }): Promise<void> {
         const timeoutMs = Math.min(((this.target.connectTimeout ?? 10) + 5) * 1000, options.timeoutMs ?? Infinity);
         const argv = [
             "ssh", ...this.options,
@@ -283,8 +296,9 @@ export class SshConnection {
         this.opened = false;
     }
 
-    /** Stops the master. Safe to call twice or when it never opened. */
+    /** Stops the master (after a start in flight ends). Safe to call twice or when it never opened. */
     async close(): Promise<void> {
+        await this.opening?.catch(() => undefined);
         if (!this.opened) return;
         this.opened = false;
         await this.runner(["ssh", ...this.options, "-n", "-O", "exit", destination(this.target)], { timeoutMs: 5000 });

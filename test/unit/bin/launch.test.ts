@@ -46,4 +46,21 @@ describe("bin/launch.js", () => {
             rmSync(dir, { recursive: true, force: true });
         }
     });
+
+    it("the compiled program gets Node.js's own stack formatting; the sources keep source-map-support's", () => {
+        const dir = project();
+        const formatting = (env: Record<string, string> = {}): string =>
+            execFileSync("node", ["-e", `require("source-map-support").install(); const file = require(${JSON.stringify(join(dir, "bin", "launch.js"))}).programEntry(); process.stdout.write(require("node:path").relative(${JSON.stringify(dir)}, file) + " " + typeof Error.prepareStackTrace)`], {
+                cwd: ROOT,
+                env: { PATH: process.env.PATH ?? "", NODE_PATH: join(ROOT, "node_modules"), ...env },
+            }).toString();
+        try {
+            expect(formatting()).toBe("dist/index.js undefined");
+            // From the sources (ts-node registered by entry()), stack traces keep their TypeScript positions.
+            writeFileSync(join(dir, "tsconfig.json"), "{}");
+            expect(formatting({ NIXOS_FLEET_FROM_SOURCE: "1" })).toBe("index.ts function");
+        } finally {
+            rmSync(dir, { recursive: true, force: true });
+        }
+    });
 });

@@ -121,8 +121,9 @@ describe("deployHost", { timeout: 1000 }, () => {
         const { runner, context } = setup();
         await deployHost(request(), context);
         expect(runner.calls.map(step)).toEqual([
-            "local nix-store --realise",
+            // The handshake starts with the build (they overlap); the host is read after both.
             "ssh master start",
+            "local nix-store --realise",
             "remote read state",
             "local path-info --json",
             "remote nix-store --check-validity",
@@ -190,14 +191,22 @@ describe("deployHost", { timeout: 1000 }, () => {
         expect(runner.matching(masterExit)).toHaveLength(1);
     });
 
-    it("a failing local build stops before connecting", async () => {
+    it("a failing local build stops before anything runs on the host; the handshake made meanwhile is closed", async () => {
         const { runner, context } = setup();
         runner.on(local("nix-store", "--realise"), { code: 1, stderr: "error: build failed\n" });
         const error = await fleetErrorOf(deployHost(request(), context));
         expect(error.phase).toBe("build");
         expect(error.host).toBe("alpha");
-        expect(runner.matching(masterStart)).toHaveLength(0);
-        expect(runner.matching(masterExit)).toHaveLength(0);
+        expect(runner.calls.map(step)).toEqual(["ssh master start", "local nix-store --realise", "ssh master exit"]);
+    });
+
+    it("a failing build and an unreachable host: the build's error is the one reported, and no master is left", async () => {
+        const { host, runner, context } = setup();
+        host.refuseConnections = Infinity;
+        runner.on(local("nix-store", "--realise"), { code: 1, stderr: "error: build failed\n" });
+        const error = await fleetErrorOf(deployHost(request(), context));
+        expect(error.phase).toBe("build");
+        expect(runner.calls.map(step)).toEqual(["ssh master start", "local nix-store --realise"]);
     });
 
     it("a host that cannot be reached is a connect error, and nothing else runs", async () => {
@@ -206,7 +215,7 @@ describe("deployHost", { timeout: 1000 }, () => {
         const error = await fleetErrorOf(deployHost(request(), context));
         expect(error.phase).toBe("connect");
         expect(error.message).toBe("deploy@alpha.example.org refused the connection");
-        expect(runner.calls.map(step)).toEqual(["local nix-store --realise", "ssh master start"]);
+        expect(runner.calls.map(step)).toEqual(["ssh master start", "local nix-store --realise"]);
     });
 
     it("the close failing does not hide the outcome", async () => {

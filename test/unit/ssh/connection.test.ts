@@ -115,6 +115,35 @@ describe("SshConnection", { timeout: 1000 }, () => {
         expect(connection.handshakes).toBe(1);
     });
 
+    it("concurrent opens share one master start; close waits for a start in flight and stops it", async () => {
+        const runner = new FakeRunner();
+        let finish!: () => void;
+        runner.on(masterStart, () => new Promise((resolve) => (finish = () => resolve({ code: 0, stdout: "", stderr: "" }))));
+        const connection = connect(runner);
+        const first = connection.open();
+        const second = connection.open();
+        const closed = connection.close();
+        await new Promise((resolve) => setTimeout(resolve, 10));
+        expect(runner.matching(masterExit)).toHaveLength(0);
+        finish();
+        await Promise.all([first, second, closed]);
+        expect(runner.matching(masterStart)).toHaveLength(1);
+        expect(connection.handshakes).toBe(1);
+        expect(runner.matching(masterExit)).toHaveLength(1);
+    });
+
+    it("a failed start is not remembered: the next open tries again", async () => {
+        const runner = new FakeRunner();
+        runner.on(masterStart, { code: 255, stderr: "ssh: connect to host alpha.example.org port 22: Connection refused\r\n" });
+        const connection = connect(runner);
+        await expect(connection.open()).rejects.toMatchObject({ phase: "connect" });
+        runner.on(masterStart, {});
+        await connection.open();
+        expect(runner.matching(masterStart)).toHaveLength(2);
+        await connection.close();
+        expect(runner.matching(masterExit)).toHaveLength(1);
+    });
+
     it("bounds the master start by connectTimeout plus 5 seconds", async () => {
         const runner = new FakeRunner();
         await connect(runner, { connectTimeout: 7 }).open();

@@ -1,0 +1,78 @@
+// The plugin answers the engine before it loads the Host resource's code. The engine starts the
+// plugin when the program first asks for it (program/providerStart.ts), then waits for its port
+// while the program loads and evaluates the fleet; the input rules (zod), the deploy phases and
+// the plan are ~0.1 s of loading that the port need not wait for. The version and
+// nixos:index:providerInfo need none of it; the first other call (a Host's check, as the program
+// registers the fleet) loads it, and every call after waits for that one load.
+import type * as provider from "@pulumi/pulumi/provider";
+import { PROVIDER_INFO_TOKEN, type ProviderInfo } from "./providerInfo";
+
+export class DeferredProvider implements provider.Provider {
+    readonly version: string;
+    private readonly load: () => Promise<provider.Provider>;
+    private loaded?: Promise<provider.Provider>;
+
+    constructor(version: string, load: () => Promise<provider.Provider>) {
+        this.version = version;
+        this.load = load;
+    }
+
+    /** The provider itself, loaded on first use (once). */
+    private target(): Promise<provider.Provider> {
+        this.loaded ??= this.load();
+        return this.loaded;
+    }
+
+    async invoke(token: string, inputs: unknown): Promise<provider.InvokeResult> {
+        if (token === PROVIDER_INFO_TOKEN) return { outputs: { version: this.version } satisfies ProviderInfo };
+        const target = await this.target();
+        return required(target.invoke, "invoke").call(target, token, inputs);
+    }
+
+    async getSchema(): Promise<string> {
+        const target = await this.target();
+        return required(target.getSchema, "getSchema").call(target);
+    }
+
+    async check(urn: string, olds: unknown, news: unknown): Promise<provider.CheckResult> {
+        const target = await this.target();
+        return required(target.check, "check").call(target, urn, olds, news);
+    }
+
+    async diff(id: string, urn: string, olds: unknown, news: unknown): Promise<provider.DiffResult> {
+        const target = await this.target();
+        return required(target.diff, "diff").call(target, id, urn, olds, news);
+    }
+
+    async create(urn: string, inputs: unknown): Promise<provider.CreateResult> {
+        const target = await this.target();
+        return required(target.create, "create").call(target, urn, inputs);
+    }
+
+    async update(id: string, urn: string, olds: unknown, news: unknown): Promise<provider.UpdateResult> {
+        const target = await this.target();
+        return required(target.update, "update").call(target, id, urn, olds, news);
+    }
+
+    async read(id: string, urn: string, props?: unknown): Promise<provider.ReadResult> {
+        const target = await this.target();
+        return required(target.read, "read").call(target, id, urn, props);
+    }
+
+    async delete(id: string, urn: string, props: unknown): Promise<void> {
+        const target = await this.target();
+        return required(target.delete, "delete").call(target, id, urn, props);
+    }
+
+    /** Nothing to cancel before the provider is loaded (no deploy can have started). */
+    async cancel(): Promise<void> {
+        if (!this.loaded) return;
+        const target = await this.loaded;
+        await target.cancel?.call(target);
+    }
+}
+
+function required<F>(method: F | undefined, name: string): F {
+    if (method === undefined) throw new Error(`the nixos provider has no ${name}`);
+    return method;
+}

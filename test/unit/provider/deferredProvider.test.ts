@@ -1,0 +1,58 @@
+// The plugin answers the engine's handshake and providerInfo before loading the Host resource's
+// code; the first other call loads it, once.
+import type * as provider from "@pulumi/pulumi/provider";
+import { describe, expect, it } from "vitest";
+import { DeferredProvider } from "../../../src/provider/deferredProvider";
+import { PROVIDER_INFO_TOKEN } from "../../../src/provider/providerInfo";
+
+function deferred() {
+    const calls: string[] = [];
+    let loads = 0;
+    const inner: provider.Provider = {
+        version: "9.9.9",
+        check: async (urn) => (calls.push(`check ${urn}`), { inputs: { checked: urn } }),
+        diff: async () => (calls.push("diff"), { changes: false }),
+        create: async () => ({ id: "x", outs: {} }),
+        cancel: async () => void calls.push("cancel"),
+        invoke: async (token) => (calls.push(`invoke ${token}`), { outputs: {} }),
+    };
+    const hosts = new DeferredProvider("1.2.3", async () => {
+        loads += 1;
+        return inner;
+    });
+    return { hosts, calls, loads: () => loads };
+}
+
+describe("DeferredProvider", () => {
+    it("answers providerInfo with its version without loading the provider", async () => {
+        const { hosts, loads } = deferred();
+        expect(hosts.version).toBe("1.2.3");
+        expect(await hosts.invoke(PROVIDER_INFO_TOKEN, {})).toEqual({ outputs: { version: "1.2.3" } });
+        expect(loads()).toBe(0);
+    });
+
+    it("loads the provider once, on the first other call, and passes every call through", async () => {
+        const { hosts, calls, loads } = deferred();
+        const [a, b] = await Promise.all([hosts.check("urn:a", {}, {}), hosts.check("urn:b", {}, {})]);
+        expect(a).toEqual({ inputs: { checked: "urn:a" } });
+        expect(b).toEqual({ inputs: { checked: "urn:b" } });
+        await hosts.diff("id", "urn:a", {}, {});
+        await hosts.invoke("nixos:index:other", {});
+        expect(loads()).toBe(1);
+        expect(calls).toEqual(["check urn:a", "check urn:b", "diff", "invoke nixos:index:other"]);
+    });
+
+    it("cancel before anything loaded loads nothing; after, it reaches the provider", async () => {
+        const { hosts, calls, loads } = deferred();
+        await hosts.cancel();
+        expect(loads()).toBe(0);
+        await hosts.check("urn:a", {}, {});
+        await hosts.cancel();
+        expect(calls).toEqual(["check urn:a", "cancel"]);
+    });
+
+    it("a method the provider lacks fails loudly", async () => {
+        const { hosts } = deferred();
+        await expect(hosts.read("id", "urn:a")).rejects.toThrow(/has no read/);
+    });
+});
