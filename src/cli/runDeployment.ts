@@ -264,8 +264,18 @@ export async function withPlans(report: DeploymentReport, tracker: ProgressTrack
     return { ...report, hosts };
 }
 
+/**
+ * The engine's --parallel for an update of these targets: the configured hosts at once
+ * (--parallel, nixos-fleet:parallel), else all of them. Without it the engine runs at most 4 ×
+ * this machine's cores at once, whatever the stack says.
+ */
+export function engineParallel(parallel: number | undefined, target: readonly string[]): number {
+    return parallel ?? Math.max(1, target.length);
+}
+
 export async function runDeployment(options: DeploymentOptions): Promise<DeploymentOutcome> {
     const target = urnsOf(options, options.hosts);
+    const parallel = engineParallel(options.parallel, target);
     // The program evaluates only these hosts (program/targets.ts); the engine keeps the others' state.
     options.stack.workspace.envVars[TARGET_HOSTS_ENV] = options.hosts.join(",");
     // Progress goes to stderr when --json owns stdout.
@@ -275,7 +285,7 @@ export async function runDeployment(options: DeploymentOptions): Promise<Deploym
     if (options.preview || !options.yes) {
         const tracker = new ProgressTracker(line, { hidePlans: true });
         const { error: failure, interrupted } = await untilEngineEnds(
-            (signal) => options.stack.preview({ target, parallel: options.parallel, onEvent: tracker.onEvent, message: options.description, signal }),
+            (signal) => options.stack.preview({ target, parallel, onEvent: tracker.onEvent, message: options.description, signal }),
             line,
         );
         const plan = await withPlans(buildReport(options, tracker, true, failure, interrupted), tracker, options.runner ?? runProcess);
@@ -315,7 +325,7 @@ export async function runDeployment(options: DeploymentOptions): Promise<Deploym
     const { error: failure, interrupted } = await untilEngineEnds(
         // The hosts and their hooks (which run after them), not the engine's dependents: later
         // rollout batches depend on earlier ones and are deployed only when selected.
-        (signal) => options.stack.up({ target, parallel: options.parallel, onEvent: tracker.onEvent, message: options.description, signal }),
+        (signal) => options.stack.up({ target, parallel, onEvent: tracker.onEvent, message: options.description, signal }),
         line,
     );
     return print(options, buildReport(options, tracker, false, failure, interrupted));
@@ -364,7 +374,8 @@ export async function runBatches(options: DeploymentOptions, line: (text: string
                 const tracker = new ProgressTracker(line);
                 let failure: unknown;
                 try {
-                    await options.stack.up({ target: urnsOf(options, chunk), onEvent: tracker.onEvent, message: `${options.description} (rollout batch ${batch.number})`, signal });
+                    const target = urnsOf(options, chunk);
+                    await options.stack.up({ target, parallel: engineParallel(undefined, target), onEvent: tracker.onEvent, message: `${options.description} (rollout batch ${batch.number})`, signal });
                 } catch (error) {
                     failure = error;
                 }

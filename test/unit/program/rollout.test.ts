@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { parseStackConfig } from "../../../src/config";
 import { batchSizeOf, parseBatchSizeOption } from "../../../src/config/rollout";
-import { heldBackByRollout, runBatches } from "../../../src/cli/runDeployment";
+import { engineParallel, heldBackByRollout, runBatches } from "../../../src/cli/runDeployment";
 import type { EngineEvent, Stack, UpOptions } from "@pulumi/pulumi/automation";
 import { deploymentTargets, hostUrn } from "../../../src/cli/stack";
 import { heldBackAfter, heldBackBy, planRollout, rolloutNotice } from "../../../src/program/rollout";
@@ -249,6 +249,8 @@ describe("maxFailures: deploy runs the batches itself", () => {
         const report = await runBatches(options(stack), (line) => lines.push(line));
         expect(calls.map((call) => call.target!.map((urn) => urn.slice(urn.lastIndexOf("::") + 2)))).toEqual([["alpha"], ["beta", "gamma"], ["delta", "epsilon"]]);
         expect(calls.map((call) => call.message)).toEqual(["deploy all hosts (rollout batch 1)", "deploy all hosts (rollout batch 2)", "deploy all hosts (rollout batch 3)"]);
+        // Every host of an update at once: the engine's own default (4 × cores) would queue the rest.
+        expect(calls.map((call) => call.parallel)).toEqual([1, 2, 2]);
         expect(report.hosts.map((h) => [h.host, h.result])).toEqual([
             ["alpha", "deployed"],
             ["beta", "failed"],
@@ -344,5 +346,14 @@ describe("the engine's duplicate-URN refusal (pulumi/pulumi#24303)", () => {
         expect(report.errors[0]).toMatch(/^Duplicate resource URN '.*::psi'; try giving it a unique name: Pulumi refused this targeted update before deploying psi; this is a known Pulumi engine bug \(pulumi\/pulumi#24303\)/);
         expect(report.errors[0]).toContain("hint: run one update of the whole stack, `npm run pulumi -- up`");
         expect(lines[0]).toMatch(/^error: Duplicate resource URN/);
+    });
+});
+
+describe("engineParallel", () => {
+    it("is the configured hosts at once, else every target of the update (not the engine's 4 × cores)", () => {
+        const targets = Array.from({ length: 20 }, (_, i) => `urn:pulumi:prod::p::nixos:index:Host::h${i}`);
+        expect(engineParallel(undefined, targets)).toBe(20);
+        expect(engineParallel(3, targets)).toBe(3);
+        expect(engineParallel(undefined, [])).toBe(1);
     });
 });
