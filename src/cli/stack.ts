@@ -11,6 +11,7 @@ import { HOST_TYPE } from "../resources/host";
 import { HOOK_TYPE } from "../resources/hook";
 import { numberedUpdates, readAllUpdates } from "../deploy/generations";
 import { passphraseEnvFor, type Environment } from "../program/passphrase";
+import { runProcess, type ProcessRunner } from "../process/runner";
 
 export const PROJECT = "nixos-fleet";
 export const CONFIG_NAMESPACE = "nixos-fleet";
@@ -66,21 +67,47 @@ export async function openFleetStack(name: string, projectRoot: string, env: Env
     // would also change the project's selected stack under the operator (a later plain
     // `pulumi up` would go to the stack last deployed with --stack). Reading its config says
     // whether it exists.
-    const workspace = await LocalWorkspace.create({ workDir: projectRoot, envVars });
+    // The stack's config is read while the Automation API asks `pulumi version` (its first act),
+    // not after it: two ~0.15 s pulumi runs side by side.
+    const [workspace, config] = await Promise.all([
+        LocalWorkspace.create({ workDir: projectRoot, envVars }),
+        readAllConfig(name, projectRoot, envVars),
+    ]);
     workspace.selectStack = async () => undefined;
     const stack = withoutResultQueries(await Stack.select(name, workspace));
-    let all: Awaited<ReturnType<Stack["getAllConfig"]>>;
-    try {
-        all = await stack.getAllConfig();
-    } catch (error) {
-        if (/no stack named/.test(error instanceof Error ? error.message : String(error))) throw await missingStack(name, projectRoot, error);
-        throw unreadableConfig(name, projectRoot, error);
+    if (!config.ok) {
+        if (/no stack named/.test(config.error.message)) throw await missingStack(name, projectRoot, config.error);
+        throw unreadableConfig(name, projectRoot, config.error);
     }
+    const all = config.values;
     const source = configSourceOf(Object.fromEntries(Object.entries(all).map(([key, value]) => [key, value.value])));
     const file = `Pulumi.${name}.yaml`;
     const settings = readStackConfig(source, { baseDir: projectRoot, file });
     const hosts = await loadStackHosts(settings, { file });
     return { stack, name, projectRoot, settings, hosts };
+}
+
+type AllConfig = Awaited<ReturnType<Stack["getAllConfig"]>>;
+
+/**
+ * `pulumi config --show-secrets --json` of the stack, as the Automation API's getAllConfig runs it
+ * (same arguments; this process's environment plus `env`, as the workspace's envVars), or the
+ * error pulumi gave.
+ */
+export async function readAllConfig(
+    name: string,
+    projectRoot: string,
+    env: Environment,
+    runner: ProcessRunner = runProcess,
+): Promise<{ ok: true; values: AllConfig } | { ok: false; error: Error }> {
+    const argv = ["pulumi", "config", "--show-secrets", "--json", "--stack", name, "--non-interactive"];
+    const result = await runner(argv, { cwd: projectRoot, env: { ...env, PULUMI_AUTOMATION_API: "true" } });
+    if (result.code !== 0) return { ok: false, error: new Error(`${argv.join(" ")} exited with ${result.code}:\n${result.stderr}`) };
+    try {
+        return { ok: true, values: JSON.parse(result.stdout) as AllConfig };
+    } catch (error) {
+        return { ok: false, error: new Error(`pulumi config printed no JSON: ${error instanceof Error ? error.message : String(error)}\n${result.stdout.slice(0, 500)}`) };
+    }
 }
 
 async function missingStack(name: string, projectRoot: string, error: unknown): Promise<FleetError> {
