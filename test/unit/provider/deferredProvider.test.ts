@@ -42,13 +42,35 @@ describe("DeferredProvider", () => {
         expect(calls).toEqual(["check urn:a", "check urn:b", "diff", "invoke nixos:index:other"]);
     });
 
-    it("cancel before anything loaded loads nothing; after, it reaches the provider", async () => {
+    it("cancel before anything loaded loads nothing, and still reaches the provider when a call loads it", async () => {
         const { hosts, calls, loads } = deferred();
         await hosts.cancel();
         expect(loads()).toBe(0);
+        // A call that was on its way when the operator pressed Ctrl-C: its deploy sees the cancel.
+        await hosts.check("urn:a", {}, {});
+        expect(calls).toEqual(["cancel", "check urn:a"]);
+        await hosts.cancel();
+        expect(calls).toEqual(["cancel", "check urn:a", "cancel"]);
+    });
+
+    it("after a load, cancel reaches the provider once", async () => {
+        const { hosts, calls } = deferred();
         await hosts.check("urn:a", {}, {});
         await hosts.cancel();
         expect(calls).toEqual(["check urn:a", "cancel"]);
+    });
+
+    it("a load that throws fails each call with its error, and a cancel after it does not fail", async () => {
+        let loads = 0;
+        const hosts = new DeferredProvider("1.2.3", async () => {
+            loads += 1;
+            throw new SyntaxError("Unexpected token '}' (dist/src/provider/hostProvider.js:12)");
+        });
+        await expect(hosts.check("urn:a", {}, {})).rejects.toThrow(/Unexpected token/);
+        await expect(hosts.diff("id", "urn:a", {}, {})).rejects.toThrow(/Unexpected token/);
+        await expect(hosts.cancel()).resolves.toBeUndefined();
+        expect(loads).toBe(1);
+        expect(await hosts.invoke(PROVIDER_INFO_TOKEN, {})).toEqual({ outputs: { version: "1.2.3" } });
     });
 
     it("a method the provider lacks fails loudly", async () => {
