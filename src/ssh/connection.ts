@@ -252,7 +252,7 @@ export class SshConnection {
         const result = await this.runner(argv, { timeoutMs, signal });
         if (result.code !== 0) {
             if (signal.aborted) throw new FleetError({ phase: "connect", host: this.target.name, message: "the connection was closed while it was being opened", hint: "nothing ran on the host" });
-            const stderr = this.target.proxyJump ? `${result.stderr}${await this.jumpProbe(timeoutMs)}` : result.stderr;
+            const stderr = this.target.proxyJump ? `${result.stderr}${await this.jumpProbe(timeoutMs, signal)}` : result.stderr;
             throw sshError(this.target, stderr, result.timedOut);
         }
         this.opened = true;
@@ -264,10 +264,10 @@ export class SshConnection {
      * start through jump hosts does not say which hop failed or why. One plain connection (no
      * master, same options: ssh keeps the first ControlPath, so ours goes first) shows them.
      */
-    private async jumpProbe(timeoutMs: number): Promise<string> {
+    private async jumpProbe(timeoutMs: number, signal: AbortSignal): Promise<string> {
         this.handshakes += 1;
         const argv = ["ssh", "-o", "ControlPath=none", "-o", "ControlMaster=no", ...this.options, "-n", destination(this.target), "true"];
-        const probe = await this.runner(argv, { timeoutMs }).catch(() => undefined);
+        const probe = await this.runner(argv, { timeoutMs, signal }).catch(() => undefined);
         return probe?.stderr ?? "";
     }
 

@@ -4,6 +4,10 @@ import type * as provider from "@pulumi/pulumi/provider";
 import { describe, expect, it } from "vitest";
 import { DeferredProvider } from "../../../src/provider/deferredProvider";
 import { PROVIDER_INFO_TOKEN } from "../../../src/provider/providerInfo";
+import { HostProvider } from "../../../src/provider/hostProvider";
+
+/** What the SDK's provider server (provider/server.js) calls on a provider when it has it. */
+const SERVED = ["version", "schema", "getSchema", "cancel", "parameterizeArgs", "parameterizeValue", "check", "diff", "create", "read", "update", "delete", "construct", "call", "invoke"];
 
 function deferred() {
     const calls: string[] = [];
@@ -76,5 +80,13 @@ describe("DeferredProvider", () => {
     it("a method the provider lacks fails loudly", async () => {
         const { hosts } = deferred();
         await expect(hosts.read("id", "urn:a")).rejects.toThrow(/has no read/);
+    });
+
+    it("serves everything the Host provider serves (a method it gains cannot go missing behind the deferral)", () => {
+        const hostProvider = new HostProvider({ runner: async () => Promise.reject(new Error("unused")), logger: { log: async () => undefined }, version: "1.2.3", runtimeDir: "/nonexistent" });
+        const deferral = new DeferredProvider("1.2.3", async () => hostProvider);
+        const served = (object: object) => SERVED.filter((name) => (object as Record<string, unknown>)[name] !== undefined);
+        expect(served(hostProvider).length).toBeGreaterThan(5);
+        expect(served(deferral)).toEqual(served(hostProvider));
     });
 });
