@@ -318,13 +318,16 @@ export class SshConnection {
 
     /**
      * Stops the master; a start in flight is stopped first (a host that does not answer would hold
-     * the caller for its whole timeout), or, when it got through meanwhile, its master then. Safe to
-     * call twice or when it never opened.
+     * the caller for its whole timeout), and whatever master it may have made. Safe to call twice or
+     * when it never opened.
      */
     async close(): Promise<void> {
+        // Stopped in flight, ssh may have just forked its master (it detaches once authenticated):
+        // asking it to exit costs nothing when there is none.
+        const stopped = this.stopOpening !== undefined;
         this.stopOpening?.abort();
         await this.opening?.catch(() => undefined);
-        if (!this.opened) return;
+        if (!this.opened && !stopped) return;
         this.opened = false;
         await this.runner(["ssh", ...this.options, "-n", "-O", "exit", destination(this.target)], { timeoutMs: 5000 });
     }
