@@ -21,11 +21,18 @@ export class DeferredProvider implements provider.Provider {
 
     /** The provider itself, loaded on first use (once). */
     private target(): Promise<provider.Provider> {
-        this.loaded ??= this.load().then(async (target) => {
-            // A cancel that came first still holds for what runs now (a reboot's wait ends at once).
-            if (this.cancelled) await target.cancel?.call(target);
-            return target;
-        });
+        this.loaded ??= this.load().then(
+            async (target) => {
+                // A cancel that came first still holds for what runs now (a reboot's wait ends at once).
+                if (this.cancelled) await target.cancel?.call(target);
+                return target;
+            },
+            (error: unknown) => {
+                // Each call reports it (the plugin answered its start before it loaded this code).
+                const why = error instanceof Error ? error.message : String(error);
+                throw new Error(`the nixos provider ${this.version} could not load its Host code: ${why}; run \`npm run bootstrap\` (it rebuilds dist/)`, { cause: error });
+            },
+        );
         return this.loaded;
     }
 

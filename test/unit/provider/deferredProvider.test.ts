@@ -70,7 +70,7 @@ describe("DeferredProvider", () => {
             loads += 1;
             throw new SyntaxError("Unexpected token '}' (dist/src/provider/hostProvider.js:12)");
         });
-        await expect(hosts.check("urn:a", {}, {})).rejects.toThrow(/Unexpected token/);
+        await expect(hosts.check("urn:a", {}, {})).rejects.toThrow(/^the nixos provider 1\.2\.3 could not load its Host code: Unexpected token .*; run `npm run bootstrap`/);
         await expect(hosts.diff("id", "urn:a", {}, {})).rejects.toThrow(/Unexpected token/);
         await expect(hosts.cancel()).resolves.toBeUndefined();
         expect(loads).toBe(1);
