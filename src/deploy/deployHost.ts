@@ -130,6 +130,12 @@ async function timed<T>(timings: DeployOutcome["timings"], phase: PhaseName, wor
     }
 }
 
+/**
+ * A master opened with the build and unused for longer than this is checked before the host is
+ * read: below it, neither ControlPersist (60 s) nor the keep-alives (3 × 5 s) can have ended it.
+ */
+const MASTER_RECHECK_MS = 10_000;
+
 /** Each build-host connection gets its own directory: the build host may be deployed (or build) in the same run. */
 let buildConnections = 0;
 
@@ -165,6 +171,8 @@ export async function deployHost(request: DeployRequest, context: DeployContext)
         log("connect");
         let before = await timed(timings, "connect", async () => {
             await opening;
+            // A long build may have outlasted the master started with it (ssh/connection.ts).
+            await connection.reopenIfEnded(MASTER_RECHECK_MS);
             return readHostState(connection);
         });
 

@@ -14,7 +14,7 @@ import { FleetError, isFleetError, tail } from "../errors";
 import type { ProcessRunner } from "../process/runner";
 import type { SshConnection } from "../ssh/connection";
 import { hostClosure } from "./closure";
-import { copyPlan, type CopyResult } from "./copy";
+import { copyPlan, runNixCopy, type CopyResult } from "./copy";
 import { NIX_FLAGS } from "./flags";
 
 export interface BuildHostContext {
@@ -46,7 +46,7 @@ function buildHostError(error: unknown, build: SshConnection, host: string): unk
 /** Sends the derivation (and the derivations and sources it needs) to the build host's store. */
 export async function sendDerivation(build: SshConnection, drvPath: string, context: BuildHostContext): Promise<void> {
     const argv = ["nix", ...NIX_FLAGS, "copy", "--no-check-sigs", "--derivation", "--to", build.storeUri(), drvPath];
-    const result = await context.runner(argv, { env: { NIX_SSHOPTS: build.nixSshOpts() } });
+    const result = await runNixCopy(context.runner, argv, { env: { NIX_SSHOPTS: build.nixSshOpts() } }, context.log);
     if (result.code !== 0) {
         throw new FleetError({
             phase: "build",
@@ -135,7 +135,7 @@ export async function copyFromBuildHost(build: SshConnection, target: SshConnect
     const argv = ["nix", ...NIX_FLAGS, "copy", "--no-check-sigs", "--from", `ssh-ng://${BUILD_ALIAS}`, "--to", `ssh-ng://${TARGET_ALIAS}`];
     if (options.substituteOnDestination) argv.push("--substitute-on-destination");
     argv.push(storePath);
-    const copy = await options.runner(argv, { env: { NIX_SSHOPTS: `-F ${config}` } });
+    const copy = await runNixCopy(options.runner, argv, { env: { NIX_SSHOPTS: `-F ${config}` } }, options.log);
     if (copy.code !== 0) {
         throw new FleetError({
             phase: "copy",

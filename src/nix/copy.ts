@@ -1,6 +1,6 @@
 // Copy phase: send the paths of a closure the host lacks over the host's SSH master connection.
 import { FleetError, tail } from "../errors";
-import type { ProcessRunner } from "../process/runner";
+import type { ProcessRunner, RunOptions, RunResult } from "../process/runner";
 import type { SshConnection } from "../ssh/connection";
 import { localClosure, missingOnHost, type ClosurePath } from "./closure";
 import { NIX_FLAGS } from "./flags";
@@ -17,6 +17,24 @@ export interface CopyResult {
     bytesCopied: number;
     closurePaths: number;
     closureBytes: number;
+}
+
+/**
+ * Nix 2.8's daemon loses its place in the stream when a path it is sent became valid meanwhile
+ * (another writer into the same store: e.g. a build host deployed in the same run while it builds
+ * another host's system, the same base paths): it skips that path's NAR and reads it as the next
+ * path's name. Tried again, the copy sends only what is still missing.
+ */
+const LOST_PLACE = /not an absolute path: 'nix-archive-1'/;
+export const COPY_ATTEMPTS = 3;
+
+/** Runs a `nix copy`, again (up to COPY_ATTEMPTS in all) when it collided with another writer into the host's store. */
+export async function runNixCopy(runner: ProcessRunner, argv: readonly string[], options: RunOptions, log?: (line: string) => void): Promise<RunResult> {
+    for (let attempt = 1; ; attempt++) {
+        const result = await runner(argv, options);
+        if (result.code === 0 || attempt >= COPY_ATTEMPTS || !LOST_PLACE.test(result.stderr)) return result;
+        log?.(`nix copy collided with another process adding the same paths to that store (Nix: ${LOST_PLACE.exec(result.stderr)?.[0]}); trying again (${attempt + 1} of ${COPY_ATTEMPTS})`);
+    }
 }
 
 /** Which paths of a closure the host lacks, and what copying them moves (one query over the connection). */
@@ -44,7 +62,7 @@ export async function copyClosure(connection: SshConnection, storePath: string, 
     const argv = ["nix", ...NIX_FLAGS, "copy", "--no-check-sigs", "--to", connection.storeUri()];
     if (options.substituteOnDestination) argv.push("--substitute-on-destination");
     argv.push(storePath);
-    const copy = await options.runner(argv, { env: { NIX_SSHOPTS: connection.nixSshOpts() } });
+    const copy = await runNixCopy(options.runner, argv, { env: { NIX_SSHOPTS: connection.nixSshOpts() } }, options.onProgress);
     if (copy.code !== 0) {
         throw new FleetError({
             phase: "copy",

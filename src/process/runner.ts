@@ -10,6 +10,8 @@ export interface RunOptions {
     input?: string;
     /** Kill the process (SIGKILL) after this long; the result then has timedOut = true. */
     timeoutMs?: number;
+    /** Kill the process (SIGKILL) when aborted (e.g. a handshake nobody waits for any more); the result then has signal SIGKILL. */
+    signal?: AbortSignal;
     onStdout?: (chunk: string) => void;
     onStderr?: (chunk: string) => void;
 }
@@ -53,6 +55,13 @@ export const runProcess: ProcessRunner = (argv, options = {}) =>
         let stdout = "";
         let stderr = "";
         let timedOut = false;
+        let aborted = false;
+        const abort = (): void => {
+            aborted = true;
+            child.kill("SIGKILL");
+        };
+        if (options.signal?.aborted) abort();
+        else options.signal?.addEventListener("abort", abort, { once: true });
         const timer =
             options.timeoutMs === undefined
                 ? undefined
@@ -70,18 +79,20 @@ export const runProcess: ProcessRunner = (argv, options = {}) =>
         });
         child.on("error", (error) => {
             if (timer) clearTimeout(timer);
+            options.signal?.removeEventListener("abort", abort);
             reject(new Error(`could not start ${command}: ${error.message}`));
         });
         child.on("exit", () => {
             // A killed ssh client can leave its output pipes held by a master connection:
-            // after a timeout, stop waiting for them.
-            if (timedOut) {
+            // after a timeout (or an abort), stop waiting for them.
+            if (timedOut || aborted) {
                 child.stdout.destroy();
                 child.stderr.destroy();
             }
         });
         child.on("close", (code, signal) => {
             if (timer) clearTimeout(timer);
+            options.signal?.removeEventListener("abort", abort);
             resolve({ argv, code, signal, stdout, stderr, timedOut, durationMs: Date.now() - started });
         });
         child.stdin.on("error", () => undefined); // a child that exits early closes its stdin

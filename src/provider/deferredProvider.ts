@@ -11,6 +11,8 @@ export class DeferredProvider implements provider.Provider {
     readonly version: string;
     private readonly load: () => Promise<provider.Provider>;
     private loaded?: Promise<provider.Provider>;
+    /** The engine cancelled the update (its first Ctrl-C) before the provider was loaded. */
+    private cancelled = false;
 
     constructor(version: string, load: () => Promise<provider.Provider>) {
         this.version = version;
@@ -19,7 +21,18 @@ export class DeferredProvider implements provider.Provider {
 
     /** The provider itself, loaded on first use (once). */
     private target(): Promise<provider.Provider> {
-        this.loaded ??= this.load();
+        this.loaded ??= this.load().then(
+            async (target) => {
+                // A cancel that came first still holds for what runs now (a reboot's wait ends at once).
+                if (this.cancelled) await target.cancel?.call(target);
+                return target;
+            },
+            (error: unknown) => {
+                // Each call reports it (the plugin answered its start before it loaded this code).
+                const why = error instanceof Error ? error.message : String(error);
+                throw new Error(`the nixos provider ${this.version} could not load its Host code: ${why}; run \`npm run bootstrap\` (it rebuilds dist/)`, { cause: error });
+            },
+        );
         return this.loaded;
     }
 
@@ -64,11 +77,16 @@ export class DeferredProvider implements provider.Provider {
         return required(target.delete, "delete").call(target, id, urn, props);
     }
 
-    /** Nothing to cancel before the provider is loaded (no deploy can have started). */
+    /**
+     * Before the provider is loaded no deploy has started, but one may still start (a call already
+     * on its way): the provider is cancelled as it loads. A provider that failed to load has
+     * nothing to cancel (its calls report why).
+     */
     async cancel(): Promise<void> {
+        this.cancelled = true;
         if (!this.loaded) return;
-        const target = await this.loaded;
-        await target.cancel?.call(target);
+        const target = await this.loaded.catch(() => undefined);
+        await target?.cancel?.call(target);
     }
 }
 

@@ -139,8 +139,11 @@ export class SshConnection {
     /** The pinned known_hosts file (a hostKey is set), for storeAliasBlock. */
     private readonly pinnedKnownHosts?: string;
     private opened = false;
-    /** The master's start while it runs (open()). */
+    /** When the master started (Date.now()), for reopenIfEnded. */
+    private openedAt = 0;
+    /** The master's start while it runs (open()), and what stops it (close()). */
     private opening?: Promise<void>;
+    private stopOpening?: AbortController;
 
     constructor(target: SshTarget, options: SshConnectionOptions) {
         this.target = target;
@@ -209,20 +212,35 @@ export class SshConnection {
     /**
      * Starts the master connection (one SSH handshake). Throws a FleetError saying why not.
      * `timeoutMs` shortens the attempt (a wait with a deadline of its own, e.g. a reboot's).
-     */
-    /**
-     * Starts the master connection; concurrent callers share one start (one handshake). A failed
-     * start is not remembered: the next call tries again.
+     * Concurrent callers share one start; a failed start is not remembered: the next call tries again.
      */
     open(options: { timeoutMs?: number } = {}): Promise<void> {
         if (this.opened) return Promise.resolve();
-        this.opening ??= this.startMaster(options).finally(() => {
-            this.opening = undefined;
-        });
+        if (!this.opening) {
+            const stop = new AbortController();
+            this.stopOpening = stop;
+            this.opening = this.startMaster(options, stop.signal).finally(() => {
+                this.opening = undefined;
+                this.stopOpening = undefined;
+            });
+        }
         return this.opening;
     }
 
-    private async startMaster(options: { timeoutMs?: number }): Promise<void> {
+    /**
+     * A master started a while ago and unused since may have ended on its own (one opened before a
+     * long build): ControlPersist ends an unused master after persistSeconds, the keep-alives one
+     * whose host did not answer for ~15 s. Then every command would make its own handshake,
+     * uncounted. A master older than `olderThanMs` is checked, and started again when it is gone.
+     */
+    async reopenIfEnded(olderThanMs: number): Promise<void> {
+        if (!this.opened || Date.now() - this.openedAt < olderThanMs) return;
+        if (await this.masterAlive()) return;
+        this.opened = false;
+        await this.open();
+    }
+
+    private async startMaster(options: { timeoutMs?: number }, signal: AbortSignal): Promise<void> {
         const timeoutMs = Math.min(((this.target.connectTimeout ?? 10) + 5) * 1000, options.timeoutMs ?? Infinity);
         const argv = [
             "ssh", ...this.options,
@@ -231,12 +249,14 @@ export class SshConnection {
             "-n", "-N", "-f", destination(this.target),
         ];
         this.handshakes += 1;
-        const result = await this.runner(argv, { timeoutMs });
+        const result = await this.runner(argv, { timeoutMs, signal });
         if (result.code !== 0) {
-            const stderr = this.target.proxyJump ? `${result.stderr}${await this.jumpProbe(timeoutMs)}` : result.stderr;
+            if (signal.aborted) throw new FleetError({ phase: "connect", host: this.target.name, message: "the connection was closed while it was being opened", hint: "nothing ran on the host" });
+            const stderr = this.target.proxyJump ? `${result.stderr}${await this.jumpProbe(timeoutMs, signal)}` : result.stderr;
             throw sshError(this.target, stderr, result.timedOut);
         }
         this.opened = true;
+        this.openedAt = Date.now();
     }
 
     /**
@@ -244,10 +264,10 @@ export class SshConnection {
      * start through jump hosts does not say which hop failed or why. One plain connection (no
      * master, same options: ssh keeps the first ControlPath, so ours goes first) shows them.
      */
-    private async jumpProbe(timeoutMs: number): Promise<string> {
+    private async jumpProbe(timeoutMs: number, signal: AbortSignal): Promise<string> {
         this.handshakes += 1;
         const argv = ["ssh", "-o", "ControlPath=none", "-o", "ControlMaster=no", ...this.options, "-n", destination(this.target), "true"];
-        const probe = await this.runner(argv, { timeoutMs }).catch(() => undefined);
+        const probe = await this.runner(argv, { timeoutMs, signal }).catch(() => undefined);
         return probe?.stderr ?? "";
     }
 
@@ -296,10 +316,18 @@ export class SshConnection {
         this.opened = false;
     }
 
-    /** Stops the master (after a start in flight ends). Safe to call twice or when it never opened. */
+    /**
+     * Stops the master; a start in flight is stopped first (a host that does not answer would hold
+     * the caller for its whole timeout), and whatever master it may have made. Safe to call twice or
+     * when it never opened.
+     */
     async close(): Promise<void> {
+        // Stopped in flight, ssh may have just forked its master (it detaches once authenticated):
+        // asking it to exit costs nothing when there is none.
+        const stopped = this.stopOpening !== undefined;
+        this.stopOpening?.abort();
         await this.opening?.catch(() => undefined);
-        if (!this.opened) return;
+        if (!this.opened && !stopped) return;
         this.opened = false;
         await this.runner(["ssh", ...this.options, "-n", "-O", "exit", destination(this.target)], { timeoutMs: 5000 });
     }

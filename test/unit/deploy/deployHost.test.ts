@@ -1,11 +1,11 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { alreadyDeployed, deployHost, inspectHost, type DeployContext, type DeployRequest } from "../../../src/deploy/deployHost";
 import { SYSTEM_PROFILE, type HostState } from "../../../src/deploy/hostState";
 import type { Action } from "../../../src/deploy/activate";
 import { NO_HEALTH_CHECKS, type HealthChecks } from "../../../src/config/healthChecks";
 import { formatFleetError, type FleetError } from "../../../src/errors";
 import type { ClosurePath } from "../../../src/nix/closure";
-import { rejectionInFakeTime } from "../helpers/clock";
+import { fakeClock, rejectionInFakeTime } from "../helpers/clock";
 import { restoreUnit } from "../../../src/deploy/activationUnit";
 import { FakeHost, attachLocalNix, remoteCommandsOf } from "../helpers/fakeHost";
 import { FakeRunner, local, masterExit, masterStart, remote, sshOption, type RecordedCall } from "../helpers/fakeRunner";
@@ -207,6 +207,57 @@ describe("deployHost", { timeout: 1000 }, () => {
         const error = await fleetErrorOf(deployHost(request(), context));
         expect(error.phase).toBe("build");
         expect(runner.calls.map(step)).toEqual(["ssh master start", "local nix-store --realise"]);
+    });
+
+    it("a failing build does not wait for a handshake that hangs (a blackholed host): the start is stopped, the build's error reported at once", async () => {
+        const { runner, context } = setup();
+        // ssh's start answers only when killed (its timeout would be connectTimeout + 5 s).
+        runner.on(masterStart, (call) => new Promise((resolve) => call.options.signal?.addEventListener("abort", () => resolve({ code: null, signal: "SIGKILL" }))));
+        runner.on(local("nix-store", "--realise"), { code: 1, stderr: "error: build failed\n" });
+        const error = await fleetErrorOf(deployHost(request(), context));
+        expect(error.phase).toBe("build");
+        // The start killed; a master it may have forked just then is asked to exit.
+        expect(runner.calls.map(step)).toEqual(["ssh master start", "local nix-store --realise", "ssh master exit"]);
+        expect(runner.matching(masterStart)[0]!.options.signal?.aborted).toBe(true);
+    });
+
+    it("a build that outlasts the master started with it (ControlPersist ends an unused one): it is checked and started again, counted", async () => {
+        const clock = fakeClock();
+        try {
+            const { host, runner, context } = setup();
+            runner.on(local("nix-store", "--realise"), async () => {
+                // Two minutes of building (after the handshake); the unused master ended after its ControlPersist.
+                await new Promise((resolve) => setTimeout(resolve, 1));
+                vi.setSystemTime(Date.now() + 120_000);
+                host.masters.clear();
+                return {};
+            });
+            const outcome = await deployHost(request(), context);
+            expect(runner.calls.map(step).slice(0, 5)).toEqual(["ssh master start", "local nix-store --realise", "ssh master check", "ssh master start", "remote read state"]);
+            expect(outcome.sshHandshakes).toBe(2);
+            expect(outcome.after).toMatchObject({ currentStorePath: next });
+        } finally {
+            clock.stop();
+        }
+    });
+
+    it("a long build whose master is still up: one check, no second handshake; a short one: no check", async () => {
+        const clock = fakeClock();
+        try {
+            const long = setup();
+            long.runner.on(local("nix-store", "--realise"), async () => {
+                await new Promise((resolve) => setTimeout(resolve, 1));
+                vi.setSystemTime(Date.now() + 120_000);
+                return {};
+            });
+            expect((await deployHost(request(), long.context)).sshHandshakes).toBe(1);
+            expect(long.runner.calls.map(step).slice(0, 4)).toEqual(["ssh master start", "local nix-store --realise", "ssh master check", "remote read state"]);
+            const short = setup();
+            await deployHost(request(), short.context);
+            expect(short.runner.matching((call) => call.isMasterCheck)).toHaveLength(0);
+        } finally {
+            clock.stop();
+        }
     });
 
     it("a host that cannot be reached is a connect error, and nothing else runs", async () => {

@@ -143,6 +143,18 @@ describe("deploy with a build host", () => {
         expect(error.hint).toMatch(/trusted Nix user/);
     });
 
+    it("a derivation send and a copy from the build host that collided with another writer into that store are tried again (the build host deploys itself meanwhile)", async () => {
+        const { host, runner, context, log } = setup();
+        const lostPlace = { code: 1, stderr: "error: not an absolute path: 'nix-archive-1'\n" };
+        runner.once(local("copy", "--no-check-sigs", "--derivation", "--to"), lostPlace);
+        runner.once(local("copy", "--no-check-sigs", "--from"), lostPlace);
+        await deployHost(request(), context);
+        expect(runner.matching(local("copy", "--no-check-sigs", "--derivation", "--to"))).toHaveLength(2);
+        expect(runner.matching(local("copy", "--no-check-sigs", "--from"))).toHaveLength(2);
+        expect(log.filter((line) => line.startsWith("nix copy collided"))).toHaveLength(2);
+        expect(host.state.current).toBe(next);
+    });
+
     it("a build giving another path than the evaluation here is refused before anything is copied", async () => {
         const { runner, context } = setup();
         runner.on(buildHostCall("nix-store", "--realise"), { stdout: `${storePath("something-else")}\n` });

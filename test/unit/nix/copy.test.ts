@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { copyClosure } from "../../../src/nix/copy";
+import { COPY_ATTEMPTS, copyClosure } from "../../../src/nix/copy";
 import { SshConnection } from "../../../src/ssh/connection";
 import { FakeRunner, local, remote } from "../helpers/fakeRunner";
 import { fleetErrorOf, runtimeDir, storePath, target } from "../helpers/fixtures";
@@ -80,5 +80,33 @@ describe("copyClosure", () => {
         const error = await fleetErrorOf(copyClosure(connection, system, { runner: runner.run }));
         expect(error.hint).toContain("free disk space");
         expect(error.hint).not.toContain("trusted-users");
+    });
+
+    // Nix 2.8's daemon, sent a path that another writer (a build on a build host, another copy)
+    // made valid meanwhile, skips its NAR and reads it as the next path's name (e2e buildHost: bld
+    // copied its own system while building tgt's, the same base paths).
+    const LOST_PLACE = "copying path '/nix/store/mfmlbl8i3aflfnjkqi3lyz8d4ixlbcfl-sandbox-base-1' to 'ssh-ng://root@bld'...\nerror: not an absolute path: 'nix-archive-1'\n";
+
+    it("a copy that collided with another writer into the host's store is tried again, and says so", async () => {
+        const { runner, connection } = setup([glibc]);
+        runner.once(local("copy"), { code: 1, stderr: LOST_PLACE });
+        const progress: string[] = [];
+        const result = await copyClosure(connection, system, { runner: runner.run, onProgress: (line) => progress.push(line) });
+        expect(result.pathsCopied).toBe(1);
+        expect(runner.matching(local("copy"))).toHaveLength(2);
+        expect(progress[1]).toBe("nix copy collided with another process adding the same paths to that store (Nix: not an absolute path: 'nix-archive-1'); trying again (2 of 3)");
+    });
+
+    it("gives up after COPY_ATTEMPTS collisions, and any other failure is not tried again", async () => {
+        const { runner, connection } = setup([glibc]);
+        runner.on(local("copy"), { code: 1, stderr: LOST_PLACE });
+        const error = await fleetErrorOf(copyClosure(connection, system, { runner: runner.run }));
+        expect(error.phase).toBe("copy");
+        expect(error.detail).toContain("nix-archive-1");
+        expect(runner.matching(local("copy"))).toHaveLength(COPY_ATTEMPTS);
+        const other = setup([glibc]);
+        other.runner.on(local("copy"), { code: 1, stderr: "error: writing to file: No space left on device\n" });
+        await fleetErrorOf(copyClosure(other.connection, system, { runner: other.runner.run }));
+        expect(other.runner.matching(local("copy"))).toHaveLength(1);
     });
 });

@@ -4,6 +4,10 @@ import type * as provider from "@pulumi/pulumi/provider";
 import { describe, expect, it } from "vitest";
 import { DeferredProvider } from "../../../src/provider/deferredProvider";
 import { PROVIDER_INFO_TOKEN } from "../../../src/provider/providerInfo";
+import { HostProvider } from "../../../src/provider/hostProvider";
+
+/** What the SDK's provider server (provider/server.js) calls on a provider when it has it. */
+const SERVED = ["version", "schema", "getSchema", "cancel", "parameterizeArgs", "parameterizeValue", "check", "diff", "create", "read", "update", "delete", "construct", "call", "invoke"];
 
 function deferred() {
     const calls: string[] = [];
@@ -42,17 +46,47 @@ describe("DeferredProvider", () => {
         expect(calls).toEqual(["check urn:a", "check urn:b", "diff", "invoke nixos:index:other"]);
     });
 
-    it("cancel before anything loaded loads nothing; after, it reaches the provider", async () => {
+    it("cancel before anything loaded loads nothing, and still reaches the provider when a call loads it", async () => {
         const { hosts, calls, loads } = deferred();
         await hosts.cancel();
         expect(loads()).toBe(0);
+        // A call that was on its way when the operator pressed Ctrl-C: its deploy sees the cancel.
+        await hosts.check("urn:a", {}, {});
+        expect(calls).toEqual(["cancel", "check urn:a"]);
+        await hosts.cancel();
+        expect(calls).toEqual(["cancel", "check urn:a", "cancel"]);
+    });
+
+    it("after a load, cancel reaches the provider once", async () => {
+        const { hosts, calls } = deferred();
         await hosts.check("urn:a", {}, {});
         await hosts.cancel();
         expect(calls).toEqual(["check urn:a", "cancel"]);
     });
 
+    it("a load that throws fails each call with its error, and a cancel after it does not fail", async () => {
+        let loads = 0;
+        const hosts = new DeferredProvider("1.2.3", async () => {
+            loads += 1;
+            throw new SyntaxError("Unexpected token '}' (dist/src/provider/hostProvider.js:12)");
+        });
+        await expect(hosts.check("urn:a", {}, {})).rejects.toThrow(/^the nixos provider 1\.2\.3 could not load its Host code: Unexpected token .*; run `npm run bootstrap`/);
+        await expect(hosts.diff("id", "urn:a", {}, {})).rejects.toThrow(/Unexpected token/);
+        await expect(hosts.cancel()).resolves.toBeUndefined();
+        expect(loads).toBe(1);
+        expect(await hosts.invoke(PROVIDER_INFO_TOKEN, {})).toEqual({ outputs: { version: "1.2.3" } });
+    });
+
     it("a method the provider lacks fails loudly", async () => {
         const { hosts } = deferred();
         await expect(hosts.read("id", "urn:a")).rejects.toThrow(/has no read/);
+    });
+
+    it("serves everything the Host provider serves (a method it gains cannot go missing behind the deferral)", () => {
+        const hostProvider = new HostProvider({ runner: async () => Promise.reject(new Error("unused")), logger: { log: async () => undefined }, version: "1.2.3", runtimeDir: "/nonexistent" });
+        const deferral = new DeferredProvider("1.2.3", async () => hostProvider);
+        const served = (object: object) => SERVED.filter((name) => (object as Record<string, unknown>)[name] !== undefined);
+        expect(served(hostProvider).length).toBeGreaterThan(5);
+        expect(served(deferral)).toEqual(served(hostProvider));
     });
 });

@@ -132,6 +132,20 @@ describe("SshConnection", { timeout: 1000 }, () => {
         expect(runner.matching(masterExit)).toHaveLength(1);
     });
 
+    it("close stops a start in flight that does not get through (a host that does not answer), asks a master it may have forked to exit, and the open fails in the connect phase", async () => {
+        const runner = new FakeRunner();
+        runner.on(masterStart, (call) => new Promise((resolve) => call.options.signal?.addEventListener("abort", () => resolve({ code: null, signal: "SIGKILL" }))));
+        const connection = connect(runner);
+        const opening = connection.open();
+        await connection.close();
+        await expect(opening).rejects.toMatchObject({ phase: "connect", message: "the connection was closed while it was being opened" });
+        expect(runner.matching(masterStart)[0]!.options.signal?.aborted).toBe(true);
+        expect(runner.matching(masterExit)).toHaveLength(1);
+        // Closed: a second close has nothing to stop.
+        await connection.close();
+        expect(runner.matching(masterExit)).toHaveLength(1);
+    });
+
     it("a failed start is not remembered: the next open tries again", async () => {
         const runner = new FakeRunner();
         runner.on(masterStart, { code: 255, stderr: "ssh: connect to host alpha.example.org port 22: Connection refused\r\n" });

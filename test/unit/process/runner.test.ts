@@ -1,0 +1,24 @@
+// The real runner's abort: a process nobody waits for any more (a handshake to a host that does
+// not answer, its connection closed) is killed at once, not left to its timeout.
+import { describe, expect, it } from "vitest";
+import { runProcess } from "../../../src/process/runner";
+
+describe("runProcess", { timeout: 5000 }, () => {
+    it("kills the process when its signal is aborted, and when it was aborted before the start", async () => {
+        const stop = new AbortController();
+        const running = runProcess(["sleep", "30"], { signal: stop.signal });
+        setTimeout(() => stop.abort(), 50);
+        const result = await running;
+        expect(result).toMatchObject({ code: null, signal: "SIGKILL", timedOut: false });
+        expect(result.durationMs).toBeLessThan(3000);
+        const early = await runProcess(["sleep", "30"], { signal: AbortSignal.abort() });
+        expect(early).toMatchObject({ code: null, signal: "SIGKILL" });
+    });
+
+    it("an abort after the process ended changes nothing", async () => {
+        const stop = new AbortController();
+        const result = await runProcess(["true"], { signal: stop.signal });
+        stop.abort();
+        expect(result).toMatchObject({ code: 0, signal: null });
+    });
+});
