@@ -22,6 +22,8 @@ function fakeProject(): { root: string; env: NodeJS.ProcessEnv } {
         [
             "#!/bin/sh",
             'if [ "$1 $2" = "stack --show-name" ]; then [ -n "$FAKE_SELECTED" ] && echo "$FAKE_SELECTED" && exit 0; exit 255; fi',
+            'if [ "$1 $2 $3" = "config get nixos-fleet:parallel" ]; then [ -n "$FAKE_PARALLEL" ] && echo "$FAKE_PARALLEL" && exit 0; echo "error: configuration key not found" >&2; exit 255; fi',
+            'if [ -n "$FAKE_SHOW_PARALLEL" ]; then echo "parallel=${PULUMI_PARALLEL:-} args=$*"; exit 0; fi',
             'echo "file=${PULUMI_CONFIG_PASSPHRASE_FILE:-} value=${PULUMI_CONFIG_PASSPHRASE-unset} args=$*"',
             "",
         ].join("\n"),
@@ -68,6 +70,24 @@ describe("scripts/pulumi (npm run pulumi)", () => {
     it("never replaces a passphrase the operator set", () => {
         expect(pulumi("preview -s dev", { PULUMI_CONFIG_PASSPHRASE_FILE: "/home/ops/p" })).toBe("file=/home/ops/p value=unset args=preview -s dev");
         expect(pulumi("preview -s dev", { PULUMI_CONFIG_PASSPHRASE: "" })).toBe("file= value= args=preview -s dev");
+    });
+});
+
+describe("scripts/pulumi up: hosts at once", () => {
+    const { root, env } = fakeProject();
+    const pulumi = (args: string, extra: NodeJS.ProcessEnv = {}) => run(`scripts/pulumi ${args}`, { ...env, FAKE_SHOW_PARALLEL: "1", ...extra }, root);
+
+    it("the stack's nixos-fleet:parallel, else no limit (not the engine's 4 × cores)", () => {
+        expect(pulumi("up -s prod --yes", { FAKE_PARALLEL: "3" })).toBe("parallel=3 args=up -s prod --yes");
+        expect(pulumi("up -s prod --yes")).toBe("parallel=2147483647 args=up -s prod --yes");
+        expect(pulumi("up --yes", { FAKE_SELECTED: "prod", FAKE_PARALLEL: "5" })).toBe("parallel=5 args=up --yes");
+    });
+
+    it("an operator's --parallel or PULUMI_PARALLEL wins; other commands are left to the engine", () => {
+        expect(pulumi("up -s prod --parallel 2", { FAKE_PARALLEL: "3" })).toBe("parallel= args=up -s prod --parallel 2");
+        expect(pulumi("up -s prod -p2", { FAKE_PARALLEL: "3" })).toBe("parallel= args=up -s prod -p2");
+        expect(pulumi("up -s prod", { FAKE_PARALLEL: "3", PULUMI_PARALLEL: "7" })).toBe("parallel=7 args=up -s prod");
+        expect(pulumi("preview -s prod", { FAKE_PARALLEL: "3" })).toBe("parallel= args=preview -s prod");
     });
 });
 
