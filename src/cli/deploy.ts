@@ -6,6 +6,8 @@ import { DEPLOYMENT_OPTIONS, parseCommandArgs, positiveInteger } from "./args";
 import { hostsFromOption } from "./hostsOption";
 import { runDeployment } from "./runDeployment";
 import { deploymentTargets, openFleetStack, recordedHosts, resolveStackName } from "./stack";
+import { cacheDir } from "../nix/evalCache";
+import { filePackageCache } from "../nix/packageCache";
 
 export const DEPLOY_USAGE = "npm run deploy -- [--hosts psi,rho|@tag] [--stack NAME] [--preview] [--yes] [--parallel N] [--batch-size N|P%] [--json]";
 
@@ -43,6 +45,7 @@ export async function deployCommand(args: string[]): Promise<number> {
         preview: values.preview ?? false,
         yes: values.yes ?? false,
         parallel: positiveInteger(values.parallel, "--parallel") ?? fleet.settings.parallel,
+        packageCache: filePackageCache(cacheDir()),
         json: values.json ?? false,
         description: `deploy ${values.hosts ?? "all hosts"}`,
     });

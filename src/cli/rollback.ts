@@ -17,6 +17,8 @@ import { hostsFromOption } from "./hostsOption";
 import { readPins, stackConfigFile, writePins } from "./pins";
 import { runDeployment, type DeploymentOutcome } from "./runDeployment";
 import { deploymentTargets, openFleetStack, recordedHosts, resolveStackName, stackUpdates, type HistorySource } from "./stack";
+import { cacheDir } from "../nix/evalCache";
+import { filePackageCache } from "../nix/packageCache";
 
 export const ROLLBACK_USAGE =
     "npm run rollback -- --hosts psi,rho|@tag [--steps K | --to-generation N | --to-stack-version V | --clear] [--stack NAME] [--preview] [--yes] [--parallel N] [--json]";
@@ -278,6 +280,7 @@ export async function rollbackCommand(args: string[]): Promise<number> {
             preview: values.preview ?? false,
             yes: values.yes ?? false,
             parallel: parallel ?? fleet.settings.parallel,
+            packageCache: filePackageCache(cacheDir()),
             json: values.json ?? false,
             description,
             notices,

@@ -13,6 +13,7 @@ import { planHost } from "../deploy/plan";
 import { recordedBootedSide, type RecordedBoot } from "../deploy/reboot";
 import { runProcess, type ProcessRunner } from "../process/runner";
 import { TARGET_HOSTS_ENV } from "../program/targets";
+import type { PackageCache } from "../nix/packageCache";
 
 export interface DeploymentOptions {
     stack: Stack;
@@ -29,6 +30,8 @@ export interface DeploymentOptions {
     notices?: string[];
     /** Queries the local Nix store for the plans; runProcess unless a test fakes it. */
     runner?: ProcessRunner;
+    /** Keeps the plans' package lists per derivation between runs (filePackageCache); none: always asked. */
+    packageCache?: PackageCache;
     /** The URNs to target for each host: the host and its hooks (deploymentTargets); default: the host alone. */
     targets?: ReadonlyMap<string, readonly string[]>;
     /** The stack's rollout batches: a host of a batch after a failed one is reported held back. */
@@ -252,13 +255,13 @@ export function confirmationNotices(plan: Pick<DeploymentReport, "hosts">, notic
  * Adds each planned host's plan (package changes, builds, copies, reboot) to its row. The reboot
  * check compares with the booted system the state recorded: a preview connects to no host.
  */
-export async function withPlans(report: DeploymentReport, tracker: ProgressTracker, runner: ProcessRunner): Promise<DeploymentReport> {
+export async function withPlans(report: DeploymentReport, tracker: ProgressTracker, runner: ProcessRunner, packageCache?: PackageCache): Promise<DeploymentReport> {
     const hosts = await Promise.all(
         report.hosts.map(async (row) => {
             const request = row.result === "planned" ? tracker.planRequest(row.host) : undefined;
             if (!request) return row;
             const booted = await recordedBootedSide(runner, tracker.recordedOutputs(row.host) as RecordedBoot | undefined);
-            return { ...row, plan: await planHost(runner, { ...request, booted }) };
+            return { ...row, plan: await planHost(runner, { ...request, booted }, { packageCache }) };
         }),
     );
     return { ...report, hosts };
@@ -288,7 +291,7 @@ export async function runDeployment(options: DeploymentOptions): Promise<Deploym
             (signal) => options.stack.preview({ target, parallel, onEvent: tracker.onEvent, message: options.description, signal }),
             line,
         );
-        const plan = await withPlans(buildReport(options, tracker, true, failure, interrupted), tracker, options.runner ?? runProcess);
+        const plan = await withPlans(buildReport(options, tracker, true, failure, interrupted), tracker, options.runner ?? runProcess, options.packageCache);
         if (options.preview || exitCode(plan) !== 0) return print(options, plan);
         if (interrupted) {
             // Ctrl-C while planning: nothing is deployed.

@@ -4,7 +4,8 @@
 // and by `npm run deploy -- --preview` (table and --json). Whatever cannot be known says why.
 import { localClosure } from "../nix/closure";
 import { shortStorePath } from "../nix/flags";
-import { countChanges, derivationClosure, diffPackages, formatChange, packagesOf, pendingWork, type PackageChange } from "../nix/packages";
+import { countChanges, diffPackages, formatChange, pendingWork, type PackageChange } from "../nix/packages";
+import { derivationPackages, type PackageCache } from "../nix/packageCache";
 import type { ProcessRunner } from "../process/runner";
 import { changedBootLinks, derivationBootFiles, localBootFiles, type BootFiles, type BootLink } from "./reboot";
 
@@ -47,14 +48,14 @@ export interface HostPlan {
 
 const unknown = (reason: string): Unknown => ({ known: false, reason });
 
-async function packageChanges(runner: ProcessRunner, request: PlanRequest): Promise<HostPlan["packages"]> {
+async function packageChanges(runner: ProcessRunner, request: PlanRequest, cache?: PackageCache): Promise<HostPlan["packages"]> {
     if (!request.old) return unknown("no recorded deployment to compare with");
     if (!request.old.drvPath) return unknown("the recorded deployment has no derivation (pinned by rollback, or read back by refresh)");
     if (!request.new.drvPath) return unknown("the new system has no derivation (pinned by rollback)");
-    const [before, after] = await Promise.all([derivationClosure(runner, request.old.drvPath), derivationClosure(runner, request.new.drvPath)]);
+    const [before, after] = await Promise.all([derivationPackages(runner, request.old.drvPath, cache), derivationPackages(runner, request.new.drvPath, cache)]);
     if (!before) return unknown(`the recorded derivation ${shortStorePath(request.old.drvPath)} is not in this machine's Nix store (garbage-collected, or deployed from another machine)`);
     if (!after) return unknown(`the new derivation ${shortStorePath(request.new.drvPath)} is not in this machine's Nix store`);
-    return { known: true, changes: diffPackages(packagesOf(before), packagesOf(after)) };
+    return { known: true, changes: diffPackages(before, after) };
 }
 
 async function buildCount(runner: ProcessRunner, request: PlanRequest): Promise<HostPlan["build"]> {
@@ -95,8 +96,9 @@ async function rebootCheck(runner: ProcessRunner, request: PlanRequest): Promise
 }
 
 /** The host's plan; queries the local Nix store only (the booted side comes from the caller). */
-export async function planHost(runner: ProcessRunner, request: PlanRequest): Promise<HostPlan> {
-    const [packages, build, copy, reboot] = await Promise.all([packageChanges(runner, request), buildCount(runner, request), copyCount(runner, request), rebootCheck(runner, request)]);
+/** The host's plan; `packageCache` keeps each derivation's packages (src/nix/packageCache.ts) between runs. */
+export async function planHost(runner: ProcessRunner, request: PlanRequest, options: { packageCache?: PackageCache } = {}): Promise<HostPlan> {
+    const [packages, build, copy, reboot] = await Promise.all([packageChanges(runner, request, options.packageCache), buildCount(runner, request), copyCount(runner, request), rebootCheck(runner, request)]);
     return {
         storePathBefore: request.old?.storePath ?? null,
         storePathAfter: request.new.storePath,

@@ -13,6 +13,7 @@ import { stepOf, trimHistory } from "../deploy/deployments";
 import type { HostState } from "../deploy/hostState";
 import { FleetError, formatError } from "../errors";
 import { SharedBuilder } from "../nix/sharedBuild";
+import type { PackageCache } from "../nix/packageCache";
 import { formatPlan, planHost, type PlanSide } from "../deploy/plan";
 import { rebootNeedAfterRead, recordedBootedSide, type RecordedBoot } from "../deploy/reboot";
 import type { ProcessRunner } from "../process/runner";
@@ -107,6 +108,8 @@ export interface HostProviderOptions {
     configuredInputs?: ConfiguredInputs;
     /** The time now (ISO); injectable for tests. */
     now?: () => string;
+    /** Keeps the plans' package lists per derivation between runs (main.ts: filePackageCache); none: always asked. */
+    packageCache?: PackageCache;
 }
 
 const sameValue = (a: unknown, b: unknown): boolean => JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
@@ -489,7 +492,7 @@ export class HostProvider implements provider.Provider {
                 buildOn: inputs.buildOn,
                 ...(inputs.buildHost ? { buildHost: inputs.buildHost.name } : {}),
                 booted,
-            });
+            }, { packageCache: this.options.packageCache });
             text = [`${inputs.name}: plan`, ...formatPlan(plan, "  ")].join("\n");
         } catch (error) {
             text = `${inputs.name}: plan: unknown (${error instanceof Error ? error.message : String(error)})`;

@@ -32,7 +32,9 @@ function main(args: string[]): Promise<void> {
     // The Host resource's code loads after the port is out (deferredProvider.ts).
     const hosts = new DeferredProvider(version, async () => {
         const { HostProvider } = await import("./hostProvider");
-        return new HostProvider({ runner: runProcess, logger, version, configuredInputs });
+        const { filePackageCache } = await import("../nix/packageCache");
+        const { cacheDir } = await import("../nix/evalCache");
+        return new HostProvider({ runner: runProcess, logger, version, configuredInputs, packageCache: filePackageCache(cacheDir()) });
     });
     return provider.main(hosts, args);
 }

@@ -1,0 +1,79 @@
+// The packages of a derivation, kept by its store path. A .drv store path names fixed content, so
+// its closure, and the packages read from it, never change: the plan's package diff (two
+// `nix-store --query --requisites` a host, thousands of paths each for a real NixOS system) is
+// asked once per derivation, not at every preview and again in the update after it. The recorded
+// side of the next deploy is then always known here, even after its .drv was garbage-collected.
+import * as fs from "node:fs";
+import * as path from "node:path";
+import type { ProcessRunner } from "../process/runner";
+import { derivationClosure, packagesOf, type PackageSet } from "./packages";
+
+export interface PackageCache {
+    get(drvPath: string): PackageSet | undefined;
+    set(drvPath: string, packages: PackageSet): void;
+}
+
+/** Entries kept; the oldest beyond this are removed when a new one is written. */
+export const PACKAGE_CACHE_ENTRIES = 512;
+
+const DRV_PATH = /^\/nix\/store\/([0-9a-z]{32})-[^/]+\.drv$/;
+
+/** One JSON file per derivation (its store hash) under dir/packages; atomic writes; unreadable entries are misses. */
+export function filePackageCache(dir: string): PackageCache {
+    const folder = path.join(dir, "packages");
+    const file = (drvPath: string) => {
+        const hash = DRV_PATH.exec(drvPath)?.[1];
+        return hash === undefined ? undefined : path.join(folder, `${hash}.json`);
+    };
+    return {
+        get(drvPath) {
+            const entry = file(drvPath);
+            if (entry === undefined) return undefined;
+            try {
+                const parsed = JSON.parse(fs.readFileSync(entry, "utf8")) as { drvPath?: unknown; packages?: unknown };
+                if (parsed.drvPath !== drvPath || !isPackageList(parsed.packages)) return undefined;
+                return new Map(parsed.packages);
+            } catch {
+                return undefined;
+            }
+        },
+        set(drvPath, packages) {
+            const entry = file(drvPath);
+            if (entry === undefined) return;
+            try {
+                fs.mkdirSync(folder, { recursive: true, mode: 0o700 });
+                const tmp = `${entry}.${process.pid}.tmp`;
+                fs.writeFileSync(tmp, JSON.stringify({ drvPath, packages: [...packages] }));
+                fs.renameSync(tmp, entry);
+                prune(folder);
+            } catch {
+                // A cache that cannot be written only costs the next plan a query.
+            }
+        },
+    };
+}
+
+function isPackageList(value: unknown): value is [string, string[]][] {
+    return (
+        Array.isArray(value) &&
+        value.every((item) => Array.isArray(item) && item.length === 2 && typeof item[0] === "string" && Array.isArray(item[1]) && item[1].every((v) => typeof v === "string"))
+    );
+}
+
+function prune(folder: string): void {
+    const entries = fs.readdirSync(folder).filter((name) => name.endsWith(".json"));
+    if (entries.length <= PACKAGE_CACHE_ENTRIES) return;
+    const aged = entries.map((name) => ({ name, mtime: fs.statSync(path.join(folder, name)).mtimeMs })).sort((a, b) => a.mtime - b.mtime);
+    for (const { name } of aged.slice(0, entries.length - PACKAGE_CACHE_ENTRIES)) fs.rmSync(path.join(folder, name), { force: true });
+}
+
+/** The derivation's packages: from the cache, else from its closure in this store (then kept); undefined when neither has it. */
+export async function derivationPackages(runner: ProcessRunner, drvPath: string, cache?: PackageCache): Promise<PackageSet | undefined> {
+    const kept = cache?.get(drvPath);
+    if (kept) return kept;
+    const closure = await derivationClosure(runner, drvPath);
+    if (!closure) return undefined;
+    const packages = packagesOf(closure);
+    cache?.set(drvPath, packages);
+    return packages;
+}
