@@ -22,7 +22,10 @@ function fakeProject(): { root: string; env: NodeJS.ProcessEnv } {
         [
             "#!/bin/sh",
             'if [ "$1 $2" = "stack --show-name" ]; then [ -n "$FAKE_SELECTED" ] && echo "$FAKE_SELECTED" && exit 0; exit 255; fi',
-            'if [ "$1 $2 $3" = "config get nixos-fleet:parallel" ]; then [ -n "$FAKE_PARALLEL" ] && echo "$FAKE_PARALLEL" && exit 0; echo "error: configuration key not found" >&2; exit 255; fi',
+            'case " $* " in *" config get nixos-fleet:parallel "*)',
+            '    [ -z "$FAKE_LOG" ] || echo "stdin=$(readlink /proc/$$/fd/0) args=$*" >>"$FAKE_LOG"',
+            '    [ -n "$FAKE_PARALLEL" ] && echo "$FAKE_PARALLEL" && exit 0; echo "error: configuration key not found" >&2; exit 255 ;;',
+            "esac",
             'if [ -n "$FAKE_SHOW_PARALLEL" ]; then echo "parallel=${PULUMI_PARALLEL:-} args=$*"; exit 0; fi',
             'echo "file=${PULUMI_CONFIG_PASSPHRASE_FILE:-} value=${PULUMI_CONFIG_PASSPHRASE-unset} args=$*"',
             "",
@@ -61,6 +64,17 @@ describe("scripts/pulumi (npm run pulumi)", () => {
         expect(pulumi("preview -s prod", { FAKE_SELECTED: "dev" })).toBe("file= value=unset args=preview -s prod");
     });
 
+    it("-s prod refresh is a refresh: the unreachable-host check runs after it (pulumi finds the command after -s prod)", () => {
+        fs.writeFileSync(path.join(root, "fakebin", "node"), '#!/bin/sh\necho "node $*"\n', { mode: 0o755 });
+        try {
+            const out = pulumi("-s prod refresh --yes").split("\n");
+            expect(out[0]).toBe("file= value=unset args=-s prod refresh --yes");
+            expect(out[1]).toMatch(/^node -r ts-node\/register\/transpile-only src\/cli\/main\.ts refresh-check prod \d+$/);
+        } finally {
+            fs.rmSync(path.join(root, "fakebin", "node"));
+        }
+    });
+
     it("import: no code generation unless asked (the provider has no schema, so pulumi would exit 1 after importing)", () => {
         expect(pulumi("import -s prod nixos:index:Host psi psi --yes")).toBe("file= value=unset args=import -s prod nixos:index:Host psi psi --yes --generate-code=false");
         expect(pulumi("import -s prod nixos:index:Host psi psi --generate-code=true")).toBe("file= value=unset args=import -s prod nixos:index:Host psi psi --generate-code=true");
@@ -88,6 +102,29 @@ describe("scripts/pulumi up: hosts at once", () => {
         expect(pulumi("up -s prod -p2", { FAKE_PARALLEL: "3" })).toBe("parallel= args=up -s prod -p2");
         expect(pulumi("up -s prod", { FAKE_PARALLEL: "3", PULUMI_PARALLEL: "7" })).toBe("parallel=7 args=up -s prod");
         expect(pulumi("preview -s prod", { FAKE_PARALLEL: "3" })).toBe("parallel= args=preview -s prod");
+    });
+
+    it("finds up after pulumi's global flags (-s prod up, -C dir up), as pulumi does", () => {
+        expect(pulumi("-s prod up --yes", { FAKE_PARALLEL: "3" })).toBe("parallel=3 args=-s prod up --yes");
+        expect(pulumi("--stack prod up", { FAKE_PARALLEL: "3" })).toBe("parallel=3 args=--stack prod up");
+        expect(pulumi("--non-interactive -e -s prod update", { FAKE_PARALLEL: "3" })).toBe("parallel=3 args=--non-interactive -e -s prod update");
+        expect(pulumi("-s prod preview", { FAKE_PARALLEL: "3" })).toBe("parallel= args=-s prod preview");
+        expect(pulumi("-s prod up --preview-only", { FAKE_PARALLEL: "3" })).toBe("parallel= args=-s prod up --preview-only");
+    });
+
+    it("reads the config where up will (-C, --config-file), never from a terminal; -c nixos-fleet:parallel=N of the command line wins", () => {
+        const log = path.join(root, "config-get.log");
+        expect(pulumi("-C /srv/fleet --config-file other.yaml up -s prod", { FAKE_PARALLEL: "3", FAKE_LOG: log })).toBe("parallel=3 args=-C /srv/fleet --config-file other.yaml up -s prod");
+        expect(fs.readFileSync(log, "utf8")).toBe("stdin=/dev/null args=--cwd /srv/fleet --config-file other.yaml config get nixos-fleet:parallel --stack prod --non-interactive\n");
+        expect(pulumi("up -s prod -c nixos-fleet:parallel=2", { FAKE_PARALLEL: "3" })).toBe("parallel=2 args=up -s prod -c nixos-fleet:parallel=2");
+        expect(pulumi("up -s prod --config=nixos-fleet:parallel=7", { FAKE_PARALLEL: "3" })).toBe("parallel=7 args=up -s prod --config=nixos-fleet:parallel=7");
+    });
+
+    it("a value outside 1-1000 is no limit (the program refuses it, naming the setting), never passed to the engine", () => {
+        for (const value of ["0", "1001", "99999999999", "-1", "2 ", "abc"]) {
+            expect(pulumi("up -s prod", { FAKE_PARALLEL: value })).toBe("parallel=2147483647 args=up -s prod");
+        }
+        expect(pulumi("up -s prod", { FAKE_PARALLEL: "1000" })).toBe("parallel=1000 args=up -s prod");
     });
 });
 
