@@ -106,7 +106,8 @@ export async function readAllConfig(
     try {
         return { ok: true, values: JSON.parse(result.stdout) as AllConfig };
     } catch (error) {
-        return { ok: false, error: new Error(`pulumi config printed no JSON: ${error instanceof Error ? error.message : String(error)}\n${result.stdout.slice(0, 500)}`) };
+        // Not the output itself: it holds the stack's secrets in plaintext (--show-secrets).
+        return { ok: false, error: new Error(`pulumi config printed no JSON (${result.stdout.length} characters, not shown: they may hold secrets): ${error instanceof Error ? error.name : "parse error"}`) };
     }
 }
 

@@ -29,4 +29,15 @@ describe("readAllConfig", () => {
         const read = await readAllConfig("prod", "/srv/fleet", {}, runner.run);
         expect(!read.ok && read.error.message).toMatch(/printed no JSON/);
     });
+
+    it("output that is not JSON never puts what it printed (plaintext secrets) in the error", async () => {
+        const stdout = '{"nixos-fleet:secrets": {"value": "{\\"psi\\":{\\"db\\":{\\"value\\":\\"hunter2-no stack named\\"}}}", "secret": true}';
+        const runner = new FakeRunner().on(isConfig, { stdout });
+        const read = await readAllConfig("prod", "/srv/fleet", {}, runner.run);
+        expect(read.ok).toBe(false);
+        expect(!read.ok && read.error.message).toMatch(/printed no JSON/);
+        expect(!read.ok && read.error.message).not.toContain("hunter2");
+        // openFleetStack tells a missing stack by pulumi's words in the message: a secret must not pass for them.
+        expect(!read.ok && read.error.message).not.toMatch(/no stack named/);
+    });
 });
