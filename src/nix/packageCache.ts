@@ -6,7 +6,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { ProcessRunner } from "../process/runner";
-import { derivationClosure, packagesOf, type PackageSet } from "./packages";
+import { derivationClosure, packagesOf, PACKAGE_LIST_FORMAT, type PackageSet } from "./packages";
 
 export interface PackageCache {
     get(drvPath: string): PackageSet | undefined;
@@ -18,7 +18,12 @@ export const PACKAGE_CACHE_ENTRIES = 512;
 
 const DRV_PATH = /^\/nix\/store\/([0-9a-z]{32})-[^/]+\.drv$/;
 
-/** One JSON file per derivation (its store hash) under dir/packages; atomic writes; unreadable entries are misses. */
+/**
+ * One JSON file per derivation (its store hash) under dir/packages; atomic writes; unreadable
+ * entries are misses, and so are entries another user could have written (not owned by this
+ * user, or writable by others: a shared or foreign NIXOS_FLEET_CACHE_DIR) and entries read by
+ * another PACKAGE_LIST_FORMAT.
+ */
 export function filePackageCache(dir: string): PackageCache {
     const folder = path.join(dir, "packages");
     const file = (drvPath: string) => {
@@ -30,8 +35,8 @@ export function filePackageCache(dir: string): PackageCache {
             const entry = file(drvPath);
             if (entry === undefined) return undefined;
             try {
-                const parsed = JSON.parse(fs.readFileSync(entry, "utf8")) as { drvPath?: unknown; packages?: unknown };
-                if (parsed.drvPath !== drvPath || !isPackageList(parsed.packages)) return undefined;
+                const parsed = JSON.parse(readOwnFile(entry)) as { format?: unknown; drvPath?: unknown; packages?: unknown };
+                if (parsed.format !== PACKAGE_LIST_FORMAT || parsed.drvPath !== drvPath || !isPackageList(parsed.packages)) return undefined;
                 return new Map(parsed.packages);
             } catch {
                 return undefined;
@@ -40,17 +45,37 @@ export function filePackageCache(dir: string): PackageCache {
         set(drvPath, packages) {
             const entry = file(drvPath);
             if (entry === undefined) return;
+            const tmp = `${entry}.${process.pid}.tmp`;
             try {
                 fs.mkdirSync(folder, { recursive: true, mode: 0o700 });
-                const tmp = `${entry}.${process.pid}.tmp`;
-                fs.writeFileSync(tmp, JSON.stringify({ drvPath, packages: [...packages] }));
+                fs.writeFileSync(tmp, JSON.stringify({ format: PACKAGE_LIST_FORMAT, drvPath, packages: [...packages] }), { mode: 0o600 });
                 fs.renameSync(tmp, entry);
                 prune(folder);
             } catch {
-                // A cache that cannot be written only costs the next plan a query.
+                // A cache that cannot be written (full disk, permissions) only costs the next plan a
+                // query; the half-written file is not left behind.
+                try {
+                    fs.rmSync(tmp, { force: true });
+                } catch {
+                    // Nothing more to do.
+                }
             }
         },
     };
+}
+
+/** The file's text if this user owns it and nobody else may write it; else throws. */
+function readOwnFile(file: string): string {
+    const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+    try {
+        const stat = fs.fstatSync(fd);
+        if (!stat.isFile() || (typeof process.getuid === "function" && stat.uid !== process.getuid()) || (stat.mode & 0o022) !== 0) {
+            throw new Error(`${file}: not this user's own file`);
+        }
+        return fs.readFileSync(fd, "utf8");
+    } finally {
+        fs.closeSync(fd);
+    }
 }
 
 function isPackageList(value: unknown): value is [string, string[]][] {

@@ -35,6 +35,13 @@ export function parseDrvName(name: string): { name: string; version: string } {
 /** Sources, patches and scripts carry a version-looking name but are not packages. */
 const NOT_A_PACKAGE = /\.(?:tar(?:\.[a-z0-9]+)?|tgz|tbz2?|txz|zip|gz|xz|bz2|zst|lz|patch|diff|sh|py|pl|nix|json|conf)$/i;
 
+/**
+ * How packagesOf reads a closure: kept package lists (packageCache.ts) carry it, and one read
+ * another way is not used. Bump it with any change to what packagesOf, parseDrvName or
+ * NOT_A_PACKAGE make of a name, else a plan compares a list read the old way with one read the new.
+ */
+export const PACKAGE_LIST_FORMAT = 1;
+
 /** The versioned packages named by the .drv paths among `paths` (other paths are skipped). */
 export function packagesOf(paths: readonly string[]): PackageSet {
     const packages: PackageSet = new Map();

@@ -5,6 +5,7 @@ import * as path from "node:path";
 import { describe, expect, it } from "vitest";
 import { planHost } from "../../../src/deploy/plan";
 import { derivationPackages, filePackageCache } from "../../../src/nix/packageCache";
+import { PACKAGE_LIST_FORMAT } from "../../../src/nix/packages";
 import { FakeRunner, local } from "../helpers/fakeRunner";
 import { drvPath, storePath, tempDir } from "../helpers/fixtures";
 
@@ -73,4 +74,51 @@ describe("filePackageCache and derivationPackages", () => {
         });
         expect(requisites(collected)).toBe(0);
     });
+
+    it("an entry another user could have written is a miss: writable by others, a symlink, or not this user's", async () => {
+        const dir = tempDir("nf-pkgcache-");
+        const cache = filePackageCache(dir);
+        cache.set(newDrv, new Map([["hello", ["2.13"]]]));
+        const file = path.join(dir, "packages", `${newDrv.slice(11, 43)}.json`);
+        expect(cache.get(newDrv)).toEqual(new Map([["hello", ["2.13"]]]));
+        fs.chmodSync(file, 0o666);
+        expect(cache.get(newDrv)).toBeUndefined();
+        fs.chmodSync(file, 0o600);
+        const planted = path.join(dir, "planted.json");
+        fs.renameSync(file, planted);
+        fs.symlinkSync(planted, file);
+        expect(cache.get(newDrv)).toBeUndefined();
+        fs.rmSync(file);
+        fs.renameSync(planted, file);
+        expect(cache.get(newDrv)).toEqual(new Map([["hello", ["2.13"]]]));
+        if (process.getuid?.() === 0) {
+            fs.chownSync(file, 65534, 65534);
+            expect(cache.get(newDrv)).toBeUndefined();
+        }
+    });
+
+    it("an entry read by another version of packagesOf is a miss (its list could differ from one read now)", async () => {
+        const dir = tempDir("nf-pkgcache-");
+        const cache = filePackageCache(dir);
+        cache.set(newDrv, new Map([["hello", ["2.13"]]]));
+        const file = path.join(dir, "packages", `${newDrv.slice(11, 43)}.json`);
+        const entry = JSON.parse(fs.readFileSync(file, "utf8")) as Record<string, unknown>;
+        expect(entry.format).toBe(PACKAGE_LIST_FORMAT);
+        for (const format of [undefined, PACKAGE_LIST_FORMAT - 1, PACKAGE_LIST_FORMAT + 1]) {
+            fs.writeFileSync(file, JSON.stringify({ ...entry, format }), { mode: 0o600 });
+            expect(cache.get(newDrv)).toBeUndefined();
+        }
+    });
+
+    it("a write that fails (full disk, rename refused) leaves no half-written file behind and is no error", async () => {
+        const dir = tempDir("nf-pkgcache-");
+        const folder = path.join(dir, "packages");
+        const file = path.join(folder, `${newDrv.slice(11, 43)}.json`);
+        // A directory where the entry goes: the rename fails after the temporary file was written.
+        fs.mkdirSync(path.join(file, "x"), { recursive: true });
+        const packages = await derivationPackages(store().run, newDrv, filePackageCache(dir));
+        expect(packages?.get("hello")).toEqual(["2.13"]);
+        expect(fs.readdirSync(folder).filter((name) => name.endsWith(".tmp"))).toEqual([]);
+    });
 });
+
