@@ -273,8 +273,12 @@ export async function withPlans(report: DeploymentReport, tracker: ProgressTrack
  * this machine's cores at once, whatever the stack says.
  */
 export function engineParallel(parallel: number | undefined, target: readonly string[]): number {
-    return parallel ?? Math.max(1, target.length);
+    // The engine's flag is an int32 (a larger --parallel fails the run; its top value means no limit).
+    return Math.min(parallel ?? Math.max(1, target.length), ENGINE_NO_LIMIT);
 }
+
+/** The largest --parallel the engine takes (int32), which it reads as no limit. */
+export const ENGINE_NO_LIMIT = 2147483647;
 
 export async function runDeployment(options: DeploymentOptions): Promise<DeploymentOutcome> {
     const target = urnsOf(options, options.hosts);

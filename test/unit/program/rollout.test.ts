@@ -355,5 +355,7 @@ describe("engineParallel", () => {
         expect(engineParallel(undefined, targets)).toBe(20);
         expect(engineParallel(3, targets)).toBe(3);
         expect(engineParallel(undefined, [])).toBe(1);
+        // `npm run deploy -- --parallel 5000000000`: the engine's flag is an int32 and would refuse the run.
+        expect(engineParallel(5_000_000_000, targets)).toBe(2147483647);
     });
 });
