@@ -79,6 +79,7 @@ describe("scripts/pulumi (npm run pulumi)", () => {
         expect(pulumi("import -s prod nixos:index:Host psi psi --yes")).toBe("file= value=unset args=import -s prod nixos:index:Host psi psi --yes --generate-code=false");
         expect(pulumi("import -s prod nixos:index:Host psi psi --generate-code=true")).toBe("file= value=unset args=import -s prod nixos:index:Host psi psi --generate-code=true");
         expect(pulumi("preview -s prod")).toBe("file= value=unset args=preview -s prod");
+        expect(pulumi("-s prod import nixos:index:Host psi psi --yes")).toBe("file= value=unset args=-s prod import nixos:index:Host psi psi --yes --generate-code=false");
     });
 
     it("never replaces a passphrase the operator set", () => {
