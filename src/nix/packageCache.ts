@@ -85,8 +85,19 @@ function isPackageList(value: unknown): value is [string, string[]][] {
     );
 }
 
+/** A temporary file this old was left by a process that died between its write and its rename. */
+const STALE_TMP_MS = 60 * 60 * 1000;
+
 function prune(folder: string): void {
-    const entries = fs.readdirSync(folder).filter((name) => name.endsWith(".json"));
+    const names = fs.readdirSync(folder);
+    for (const name of names.filter((name) => name.endsWith(".tmp"))) {
+        try {
+            if (Date.now() - fs.statSync(path.join(folder, name)).mtimeMs > STALE_TMP_MS) fs.rmSync(path.join(folder, name), { force: true });
+        } catch {
+            // Gone already (another process's prune or rename).
+        }
+    }
+    const entries = names.filter((name) => name.endsWith(".json"));
     if (entries.length <= PACKAGE_CACHE_ENTRIES) return;
     const aged = entries.map((name) => ({ name, mtime: fs.statSync(path.join(folder, name)).mtimeMs })).sort((a, b) => a.mtime - b.mtime);
     for (const { name } of aged.slice(0, entries.length - PACKAGE_CACHE_ENTRIES)) fs.rmSync(path.join(folder, name), { force: true });

@@ -120,5 +120,20 @@ describe("filePackageCache and derivationPackages", () => {
         expect(packages?.get("hello")).toEqual(["2.13"]);
         expect(fs.readdirSync(folder).filter((name) => name.endsWith(".tmp"))).toEqual([]);
     });
+
+    it("a temporary file a dead process left (over an hour old) is removed by the next write; a fresh one is not", async () => {
+        const dir = tempDir("nf-pkgcache-");
+        const folder = path.join(dir, "packages");
+        fs.mkdirSync(folder, { recursive: true });
+        const stale = path.join(folder, "0".repeat(32) + ".json.999999.tmp");
+        const fresh = path.join(folder, "1".repeat(32) + ".json.999998.tmp");
+        fs.writeFileSync(stale, "{");
+        fs.writeFileSync(fresh, "{");
+        const twoHoursAgo = new Date(Date.now() - 2 * 60 * 60 * 1000);
+        fs.utimesSync(stale, twoHoursAgo, twoHoursAgo);
+        filePackageCache(dir).set(newDrv, new Map([["hello", ["2.13"]]]));
+        expect(fs.existsSync(stale)).toBe(false);
+        expect(fs.existsSync(fresh)).toBe(true);
+    });
 });
 
