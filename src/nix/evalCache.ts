@@ -9,6 +9,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import type { ProcessRunner } from "../process/runner";
 import { NIX_FLAGS } from "./flags";
+import { readOwnFile } from "./cacheFile";
 
 /** What one group evaluation printed: per host, its system's out and drv paths. */
 export type CachedSystems = Record<string, { out: string; drv: string }>;
@@ -111,14 +112,14 @@ export function cacheDir(env: NodeJS.ProcessEnv = process.env): string {
     return path.join(env.XDG_CACHE_HOME ?? path.join(os.homedir(), ".cache"), "nixos-fleet");
 }
 
-/** One JSON file per key under dir/eval; writes are atomic (a reader never sees half an entry). */
+/** One JSON file per key under dir/eval; writes are atomic (a reader never sees half an entry); an entry another user could have written is a miss. */
 export function fileEvalCache(dir: string): EvalCacheStore {
     const folder = path.join(dir, "eval");
     const file = (key: string) => path.join(folder, `${key}.json`);
     return {
         get(key) {
             try {
-                const parsed = JSON.parse(fs.readFileSync(file(key), "utf8")) as { systems?: CachedSystems };
+                const parsed = JSON.parse(readOwnFile(file(key))) as { systems?: CachedSystems };
                 return parsed.systems;
             } catch {
                 return undefined;
@@ -128,7 +129,7 @@ export function fileEvalCache(dir: string): EvalCacheStore {
             try {
                 fs.mkdirSync(folder, { recursive: true, mode: 0o700 });
                 const tmp = `${file(key)}.${process.pid}.tmp`;
-                fs.writeFileSync(tmp, JSON.stringify({ systems }));
+                fs.writeFileSync(tmp, JSON.stringify({ systems }), { mode: 0o600 });
                 fs.renameSync(tmp, file(key));
                 prune(folder);
             } catch {

@@ -6,6 +6,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { ProcessRunner } from "../process/runner";
+import { readOwnFile } from "./cacheFile";
 import { derivationClosure, packagesOf, PACKAGE_LIST_FORMAT, type PackageSet } from "./packages";
 
 export interface PackageCache {
@@ -62,20 +63,6 @@ export function filePackageCache(dir: string): PackageCache {
             }
         },
     };
-}
-
-/** The file's text if this user owns it and nobody else may write it; else throws. */
-function readOwnFile(file: string): string {
-    const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
-    try {
-        const stat = fs.fstatSync(fd);
-        if (!stat.isFile() || (typeof process.getuid === "function" && stat.uid !== process.getuid()) || (stat.mode & 0o022) !== 0) {
-            throw new Error(`${file}: not this user's own file`);
-        }
-        return fs.readFileSync(fd, "utf8");
-    } finally {
-        fs.closeSync(fd);
-    }
 }
 
 function isPackageList(value: unknown): value is [string, string[]][] {

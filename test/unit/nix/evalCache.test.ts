@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { mkdtempSync, rmSync, writeFileSync, chmodSync, mkdirSync, readdirSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync, chmodSync, chownSync, mkdirSync, readdirSync, renameSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { evalCacheKey, evaluationCache, fileEvalCache, lockedContent, nixIdentity, type CachedSystems, type EvalCacheKeyParts, type EvalCacheStore } from "../../../src/nix/evalCache";
@@ -81,6 +81,38 @@ describe("fileEvalCache", () => {
             writeFileSync(join(dir, "eval", "k2.json"), "{not json");
             expect(store.get("k2")).toBeUndefined();
             expect(readdirSync(join(dir, "eval")).filter((name) => name.endsWith(".tmp"))).toEqual([]);
+        } finally {
+            rmSync(dir, { recursive: true, force: true });
+        }
+    });
+
+    it("an entry another user could have written (writable by others, a symlink, not this user's) is a miss: it would choose what is deployed", () => {
+        const dir = mkdtempSync(join(tmpdir(), "nf-cache-"));
+        try {
+            const store = fileEvalCache(dir);
+            const systems = { psi: { out: storePath("a"), drv: drvPath("a") } };
+            // Written as this user's own, even under a umask that lets the group write (002).
+            const umask = process.umask(0o002);
+            try {
+                store.set("k1", systems);
+            } finally {
+                process.umask(umask);
+            }
+            expect(store.get("k1")).toEqual(systems);
+            const file = join(dir, "eval", "k1.json");
+            chmodSync(file, 0o666);
+            expect(store.get("k1")).toBeUndefined();
+            chmodSync(file, 0o600);
+            renameSync(file, join(dir, "planted.json"));
+            symlinkSync(join(dir, "planted.json"), file);
+            expect(store.get("k1")).toBeUndefined();
+            rmSync(file);
+            renameSync(join(dir, "planted.json"), file);
+            expect(store.get("k1")).toEqual(systems);
+            if (process.getuid?.() === 0) {
+                chownSync(file, 65534, 65534);
+                expect(store.get("k1")).toBeUndefined();
+            }
         } finally {
             rmSync(dir, { recursive: true, force: true });
         }

@@ -78,7 +78,13 @@ describe("filePackageCache and derivationPackages", () => {
     it("an entry another user could have written is a miss: writable by others, a symlink, or not this user's", async () => {
         const dir = tempDir("nf-pkgcache-");
         const cache = filePackageCache(dir);
-        cache.set(newDrv, new Map([["hello", ["2.13"]]]));
+        // Written as this user's own, even under a umask that lets the group write (002).
+        const umask = process.umask(0o002);
+        try {
+            cache.set(newDrv, new Map([["hello", ["2.13"]]]));
+        } finally {
+            process.umask(umask);
+        }
         const file = path.join(dir, "packages", `${newDrv.slice(11, 43)}.json`);
         expect(cache.get(newDrv)).toEqual(new Map([["hello", ["2.13"]]]));
         fs.chmodSync(file, 0o666);
