@@ -153,7 +153,7 @@ export async function deployHost(request: DeployRequest, context: DeployContext)
         }
         let builtOn: string | null = pinned ? null : request.buildOn === "target" ? name : "local";
         // The handshake runs while the system builds, not after it (its error, if any, is the
-        // connect phase's, reported once the build is done; close() waits for it).
+        // connect phase's, reported once the build is done; a failed build's close() stops it).
         const opening = connection.open();
         opening.catch(() => undefined);
         if (buildConnection && request.drvPath !== undefined) {
