@@ -12,6 +12,8 @@ import { HOOK_TYPE } from "../resources/hook";
 import { numberedUpdates, readAllUpdates } from "../deploy/generations";
 import { passphraseEnvFor, type Environment } from "../program/passphrase";
 import { runProcess, type ProcessRunner } from "../process/runner";
+import { configArgv, takeConfig, takeSelectedStack, takeVersion } from "./prefetch";
+import { pulumiCommandOf } from "./pulumiCommand";
 
 export const PROJECT = "nixos-fleet";
 export const CONFIG_NAMESPACE = "nixos-fleet";
@@ -70,7 +72,7 @@ export async function openFleetStack(name: string, projectRoot: string, env: Env
     // The stack's config is read while the Automation API asks `pulumi version` (its first act),
     // not after it: two ~0.15 s pulumi runs side by side.
     const [workspace, config] = await Promise.all([
-        LocalWorkspace.create({ workDir: projectRoot, envVars }),
+        openWorkspace(projectRoot, envVars),
         readAllConfig(name, projectRoot, envVars),
     ]);
     workspace.selectStack = async () => undefined;
@@ -92,7 +94,7 @@ type AllConfig = Awaited<ReturnType<Stack["getAllConfig"]>>;
 /**
  * `pulumi config --show-secrets --json` of the stack, as the Automation API's getAllConfig runs it
  * (same arguments; this process's environment plus `env`, as the workspace's envVars), or the
- * error pulumi gave.
+ * error pulumi gave. main.ts may have started it already (prefetch.ts).
  */
 export async function readAllConfig(
     name: string,
@@ -100,8 +102,8 @@ export async function readAllConfig(
     env: Environment,
     runner: ProcessRunner = runProcess,
 ): Promise<{ ok: true; values: AllConfig } | { ok: false; error: Error }> {
-    const argv = ["pulumi", "config", "--show-secrets", "--json", "--stack", name, "--non-interactive"];
-    const result = await runner(argv, { cwd: projectRoot, env: { ...env, PULUMI_AUTOMATION_API: "true" } });
+    const argv = configArgv(name);
+    const result = await (takeConfig(name, projectRoot) ?? runner(argv, { cwd: projectRoot, env: { ...env, PULUMI_AUTOMATION_API: "true" } }));
     if (result.code !== 0) return { ok: false, error: new Error(`${argv.join(" ")} exited with ${result.code}:\n${result.stderr}`) };
     try {
         return { ok: true, values: JSON.parse(result.stdout) as AllConfig };
@@ -141,9 +143,21 @@ export function unreadableConfig(name: string, projectRoot: string, error: unkno
 }
 
 /** --stack, or else the stack selected with `pulumi stack select` (as plain pulumi does). */
+/**
+ * A LocalWorkspace of the project; with the `pulumi version` main.ts started (prefetch.ts) when it
+ * answered, else the Automation API runs it again.
+ */
+export async function openWorkspace(projectRoot: string, envVars?: Record<string, string>): Promise<LocalWorkspace> {
+    const version = await takeVersion()?.catch(() => undefined);
+    const pulumiCommand = version?.code === 0 ? pulumiCommandOf(version.stdout) : undefined;
+    return LocalWorkspace.create({ workDir: projectRoot, ...(envVars ? { envVars } : {}), ...(pulumiCommand ? { pulumiCommand } : {}) });
+}
+
 export async function resolveStackName(option: string | undefined, projectRoot: string): Promise<string> {
     if (option) return option;
-    const workspace = await LocalWorkspace.create({ workDir: projectRoot });
+    const selected = await takeSelectedStack();
+    if (selected) return selected;
+    const workspace = await openWorkspace(projectRoot);
     const current = await workspace.stack();
     if (current) return current.name;
     const known = await listStacks(projectRoot).catch(() => []);

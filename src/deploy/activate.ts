@@ -65,11 +65,13 @@ const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(r
 
 /**
  * Before anything changes: the host must have systemd-run, and no other activation may be running
- * (waits up to LOCK_WAIT_SECONDS). Throws a FleetError saying that nothing was changed.
+ * (waits up to LOCK_WAIT_SECONDS). Returns what the host runs once it is ready (read in the same
+ * command); throws a FleetError saying that nothing was changed.
  */
-export async function checkReadyToActivate(connection: SshConnection, lockWaitSeconds = LOCK_WAIT_SECONDS, busyWaitSeconds = BUSY_WAIT_SECONDS): Promise<void> {
+export async function checkReadyToActivate(connection: SshConnection, lockWaitSeconds = LOCK_WAIT_SECONDS, busyWaitSeconds = BUSY_WAIT_SECONDS): Promise<HostState> {
     const host = connection.target.name;
     const ready = await preflight(connection, lockWaitSeconds, busyWaitSeconds);
+    if (typeof ready === "object" && "ready" in ready) return ready.ready;
     if (typeof ready === "object") {
         throw new FleetError({
             phase: "activate",
@@ -86,14 +88,13 @@ export async function checkReadyToActivate(connection: SshConnection, lockWaitSe
             hint: "nixos-fleet activates in a transient systemd unit, as nixos-rebuild does; every NixOS host has systemd-run",
         });
     }
-    if (ready === "locked") {
-        throw new FleetError({
-            phase: "activate",
-            host,
-            message: `another activation is running on the host (it has held /run/nixos/switch-to-configuration.lock for ${lockWaitSeconds}s); nothing was changed`,
-            hint: "wait until it ends (`systemctl list-units 'nixos-*'` on the host shows it), then deploy again",
-        });
-    }
+    // "locked"
+    throw new FleetError({
+        phase: "activate",
+        host,
+        message: `another activation is running on the host (it has held /run/nixos/switch-to-configuration.lock for ${lockWaitSeconds}s); nothing was changed`,
+        hint: "wait until it ends (`systemctl list-units 'nixos-*'` on the host shows it), then deploy again",
+    });
 }
 
 async function setProfile(connection: SshConnection, storePath: string, generation?: number): Promise<void> {

@@ -44,7 +44,9 @@ while :; do
   if flock -n "$lock" true 2>/dev/null; then
     locked=0
     others=$(systemctl list-units --plain --no-legend --state=running 'nixos-fleet-activate-*' 'nixos-fleet-restore-*' 'nixos-fleet-watchdog-*' 2>/dev/null | cut -d' ' -f1 | tr '\\n' ' ')
-    [ -z "\${others% }" ] && exit 0
+    # Ready: what the host runs now, the deploy's "before" (hostState.ts's script, after the
+    # marker), in the same round trip.
+    [ -z "\${others% }" ] && { echo @ready; ${READ_STATE_SCRIPT}; exit 0; }
     [ "$busy" -ge "$busy_wait" ] && { echo "$others"; exit 13; }
     busy=$((busy + 1))
   else
@@ -236,14 +238,15 @@ export function failedUnitsOf(output: string): string[] {
 /** switch-to-configuration refused because another activation holds its lock (it changed nothing). */
 export const refusedForLock = (output: string): boolean => /Could not acquire lock/.test(output);
 
-export type Preflight = "ready" | "no-systemd-run" | "locked" | { busy: string[] };
+export type Preflight = { ready: HostState } | "no-systemd-run" | "locked" | { busy: string[] };
 
 export async function preflight(connection: SshConnection, lockWaitSeconds: number, busyWaitSeconds: number): Promise<Preflight> {
     const result = await connection.run(
         ["sh", "-c", PREFLIGHT_SCRIPT, "nixos-fleet-preflight", ACTIVATION_LOCK, String(lockWaitSeconds), String(busyWaitSeconds)],
         { asRoot: true, timeoutMs: (Math.max(lockWaitSeconds, busyWaitSeconds) * 2 + 30) * 1000 },
     );
-    if (result.code === 0) return "ready";
+    const ready = result.stdout.indexOf("@ready\n");
+    if (result.code === 0 && ready >= 0) return { ready: parseHostState(result.stdout.slice(ready + "@ready\n".length)) };
     if (result.code === 10) return "no-systemd-run";
     if (result.code === 11) return "locked";
     if (result.code === 13) return { busy: result.stdout.split(/\s+/).filter(Boolean) };

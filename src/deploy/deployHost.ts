@@ -20,7 +20,7 @@ import { formatHealthFailures, runHealthChecks, summarizeHealthFailures } from "
 import { hasChecks, type HealthChecks } from "../config/healthChecks";
 import { missingSecretPaths, removeSecrets, uploadSecrets, type NamedSecretFile } from "./secrets";
 import { HOST_DEFAULTS, type RebootPolicy } from "../config/hostFields";
-import { BOOTED_SYSTEM, RebootFailed, changedBootLinks, describeNeed, notRebootedBecause, readBootFiles, rebootHost, rebootNeeded, shouldReboot, type RebootAttempt, type RebootNeed, type RebootResult } from "./reboot";
+import { BOOTED_SYSTEM, RebootFailed, changedBootLinks, describeNeed, notRebootedBecause, readBootFiles, rebootHost, rebootNeeded, shouldReboot, type BootFiles, type RebootAttempt, type RebootNeed, type RebootResult } from "./reboot";
 
 export interface DeployRequest {
     target: SshTarget;
@@ -229,10 +229,10 @@ export async function deployHost(request: DeployRequest, context: DeployContext)
         if (request.action !== "dry-activate") {
             // Also before saying "already running": a watchdog of another deploy that is still armed
             // could put its previous generation back after we said so.
-            await timed(timings, "activate", () => checkReadyToActivate(connection));
-            // What the host runs now, not at connect time: another deploy may have activated while
-            // we copied or waited, and a restore must go back to what really ran.
-            before = await readHostState(connection);
+            // What the host runs now (read by the same command), not at connect time: another
+            // deploy may have activated while we copied or waited, and a restore must go back to
+            // what really ran.
+            before = await timed(timings, "activate", () => checkReadyToActivate(connection));
         }
         // A dry run changes nothing on the host, secret files included.
         const secrets = request.action === "dry-activate" ? [] : (request.secrets ?? []);
@@ -323,7 +323,7 @@ export async function deployHost(request: DeployRequest, context: DeployContext)
 /** Whether the host needs a reboot to run the deployed system fully; null when that cannot be read. */
 async function rebootNeedOf(connection: SshConnection, request: DeployRequest, state: HostState): Promise<RebootNeed | null> {
     try {
-        const [booted, deployed] = await Promise.all([readBootFiles(connection, BOOTED_SYSTEM), readBootFiles(connection, request.storePath)]);
+        const [booted, deployed] = (await readBootFiles(connection, [BOOTED_SYSTEM, request.storePath])) as [BootFiles, BootFiles];
         return { changed: changedBootLinks(booted, deployed), bootPending: request.action === "boot" && state.currentStorePath !== request.storePath };
     } catch {
         return null;

@@ -30,7 +30,16 @@ export interface PlanRequest {
     buildHost?: string;
     /** The booted system's kernel, initrd and kernel-modules (absent: not asked, so unknown). */
     booted?: BootedSide;
+    /**
+     * The plan shown by an update, right before it builds and copies: the build and copy counts,
+     * two more Nix queries a host beside the update's own build, are left to the preview and to
+     * the update's own build and copy lines.
+     */
+    duringUpdate?: boolean;
 }
+
+/** Why an update's plan has no build or copy count. */
+export const COUNTED_BY_PREVIEW = "shown as this update runs (a preview counts them beforehand)";
 
 export interface HostPlan {
     storePathBefore: string | null;
@@ -61,6 +70,7 @@ async function packageChanges(runner: ProcessRunner, request: PlanRequest, cache
 async function buildCount(runner: ProcessRunner, request: PlanRequest): Promise<HostPlan["build"]> {
     if (request.buildOn === "target") return unknown("built on the host");
     if (request.buildHost !== undefined) return unknown(`built on the build host ${request.buildHost}`);
+    if (request.duringUpdate) return unknown(COUNTED_BY_PREVIEW);
     if (!request.new.drvPath) return { known: true, derivations: 0 };
     const work = await pendingWork(runner, request.new.drvPath);
     return work ? { known: true, derivations: work.build.length } : unknown("nix-store --realise --dry-run could not tell");
@@ -73,6 +83,7 @@ async function closureOrUndefined(runner: ProcessRunner, storePath: string) {
 async function copyCount(runner: ProcessRunner, request: PlanRequest): Promise<HostPlan["copy"]> {
     if (request.buildOn === "target") return unknown("built on the host");
     if (request.buildHost !== undefined) return unknown(`copied from the build host ${request.buildHost} once built there`);
+    if (request.duringUpdate) return unknown(COUNTED_BY_PREVIEW);
     const after = await closureOrUndefined(runner, request.new.storePath);
     if (!after) return unknown("known once the system is built");
     const before = request.old ? await closureOrUndefined(runner, request.old.storePath) : undefined;
@@ -95,8 +106,7 @@ async function rebootCheck(runner: ProcessRunner, request: PlanRequest): Promise
     return { known: true, needed: changed.length > 0, changed, ...(booted.source ? { against: booted.source } : {}) };
 }
 
-/** The host's plan; queries the local Nix store only (the booted side comes from the caller). */
-/** The host's plan; `packageCache` keeps each derivation's packages (src/nix/packageCache.ts) between runs. */
+/** The host's plan; queries the local Nix store only (the booted side comes from the caller); `packageCache` keeps each derivation's packages (src/nix/packageCache.ts) between runs. */
 export async function planHost(runner: ProcessRunner, request: PlanRequest, options: { packageCache?: PackageCache } = {}): Promise<HostPlan> {
     const [packages, build, copy, reboot] = await Promise.all([packageChanges(runner, request, options.packageCache), buildCount(runner, request), copyCount(runner, request), rebootCheck(runner, request)]);
     return {
@@ -131,6 +141,9 @@ export function planSummary(plan: HostPlan): string {
     const packages = plan.packages.known ? countChanges(plan.packages.changes) : `unknown (${plan.packages.reason})`;
     const build = plan.build.known ? `${plan.build.derivations} derivation${plan.build.derivations === 1 ? "" : "s"}` : `unknown (${plan.build.reason})`;
     const copy = plan.copy.known ? `at most ${plan.copy.paths} path${plan.copy.paths === 1 ? "" : "s"} (${bytes(plan.copy.bytes)})` : `unknown (${plan.copy.reason})`;
+    if (!plan.build.known && !plan.copy.known && plan.build.reason === COUNTED_BY_PREVIEW && plan.copy.reason === COUNTED_BY_PREVIEW) {
+        return `packages: ${packages}; build and copy: ${COUNTED_BY_PREVIEW}`;
+    }
     return `packages: ${packages}; build: ${build}; copy: ${copy}`;
 }
 

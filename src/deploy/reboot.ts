@@ -40,19 +40,23 @@ export function changedBootLinks(booted: BootFiles, next: BootFiles): BootLink[]
     return BOOT_LINKS.filter((link) => booted[link] !== next[link]);
 }
 
-/** A system's boot files as the host sees them (the booted system by default). */
-export async function readBootFiles(connection: SshConnection, system: string = BOOTED_SYSTEM): Promise<BootFiles> {
-    const result = await connection.run(["sh", "-c", BOOT_FILES_SCRIPT, "nixos-fleet-boot-files", system], { timeoutMs: 30_000 });
-    if (result.code !== 0) {
+// Every system named ($1, $2, …) in one round trip, each after an "@system" line.
+const BOOT_FILES_OF_SCRIPT = `for s in "$@"; do echo @system; for l in ${BOOT_LINKS.join(" ")}; do echo "$l=$(readlink "$s/$l" 2>/dev/null)"; done; done`;
+
+/** Systems' boot files as the host sees them (BOOTED_SYSTEM for the booted one), in the order given; one command. */
+export async function readBootFiles(connection: SshConnection, systems: readonly string[]): Promise<BootFiles[]> {
+    const result = await connection.run(["sh", "-c", BOOT_FILES_OF_SCRIPT, "nixos-fleet-boot-files", ...systems], { timeoutMs: 30_000 });
+    const sections = result.stdout.split(/^@system$/m).slice(1);
+    if (result.code !== 0 || sections.length !== systems.length) {
         throw new FleetError({
             phase: "read",
             host: connection.target.name,
-            message: `could not read the kernel, initrd and kernel-modules links of ${system}`,
+            message: `could not read the kernel, initrd and kernel-modules links of ${systems.join(" and ")}`,
             hint: "the login shell must be POSIX sh compatible",
             detail: tail(result.stderr),
         });
     }
-    return parseBootFiles(result.stdout);
+    return sections.map(parseBootFiles);
 }
 
 /** What the state recorded of the host's booted system (`bootedStorePath`, at its last deploy or refresh). */

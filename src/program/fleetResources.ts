@@ -28,7 +28,7 @@ import { withShortStackTraces } from "./shortStacks";
 import { packageVersion } from "../provider/version";
 import { connectionOf, notEvaluatedInputsOf } from "./hostInputs";
 import { findOverlaps, otherStackHosts } from "./overlaps";
-import { readProvenance } from "./provenance";
+import { readProvenance, readStackHistory } from "./provenance";
 import { maskSecrets, programSecretPaths, secretFileFields, secretHostFields, secretTexts, type ConfigPath } from "./secretConfig";
 import { targetedHosts } from "./targets";
 
@@ -95,6 +95,9 @@ export class Fleet {
         const runner = args.runner ?? runProcess;
         // Which config values are secret (`config set --secret`): what they reach stays secret.
         const secretPaths = programSecretPaths(CONFIG_NAMESPACE, projectRoot, stackName, env);
+        // An update's number comes from the stack's history: read while the fleet is read and evaluated.
+        const history = pulumi.runtime.isDryRun() ? undefined : readStackHistory({ runner, projectRoot, stackName });
+        history?.catch(() => undefined);
         let plan: FleetPlan;
         try {
             plan = await planFleet({
@@ -111,7 +114,7 @@ export class Fleet {
                 targets: targetedHosts(env),
                 // Only an update records where a deployment came from; a preview does not pay for
                 // reading the stack's history and the flakes' revisions (it is not diffed).
-                provenance: pulumi.runtime.isDryRun() ? undefined : (flakes) => readProvenance(flakes, { runner, projectRoot, stackName }),
+                provenance: history ? (flakes) => readProvenance(flakes, { runner, projectRoot, stackName, history }) : undefined,
             });
         } catch (error) {
             // A readable error (file, line, host, phase, hint) instead of a stack trace.

@@ -68,6 +68,8 @@ export interface ProvenanceOptions {
     projectRoot: string;
     stackName: string;
     env?: NodeJS.ProcessEnv;
+    /** The stack's history, if its read was started earlier (readStackHistory); else read here. */
+    history?: Promise<StackUpdate[]>;
 }
 
 export interface ProvenanceResult {
@@ -138,7 +140,7 @@ export async function readProvenance(flakes: readonly string[], options: Provena
     const warnings: string[] = [];
     const [revisions, stackUpdate] = await Promise.all([
         Promise.all([...new Set(flakes)].map(async (flake) => [flake, await readFlake(flake, options)] as const)),
-        readStackHistory(options).then(
+        (options.history ?? readStackHistory(options)).then(
             (updates) => runningUpdateNumber(updates),
             (error: unknown) => {
                 warnings.push(

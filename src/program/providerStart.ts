@@ -2,9 +2,11 @@
 // The engine starts a plugin when the program first needs it: for a Host, only once the program
 // has loaded its modules, read the stack and evaluated every host, and then the program waits for
 // it. Asking the provider which version it is, first thing, makes the engine start it while the
-// program does that work; the answer tells the program which provider serves the stack.
+// program does that work; the answer tells the program which provider serves the stack. The
+// question says whether the run is a preview or an update (the provider's plans differ).
 import { invoke } from "@pulumi/pulumi/runtime/invoke";
-import { PROVIDER_INFO_TOKEN, type ProviderInfo } from "../provider/providerInfo";
+import { isDryRun } from "@pulumi/pulumi/runtime/settings";
+import { PROVIDER_INFO_TOKEN, type ProviderInfo, type ProviderInfoArgs } from "../provider/providerInfo";
 
 /** What startProvider learnt: the provider's answer, or why there is none. */
 export type ProviderStart = { info: ProviderInfo } | { error: string };
@@ -15,8 +17,8 @@ let started: Promise<ProviderStart> | undefined;
  * Starts the provider plugin (once per program run) and resolves with its answer; never rejects:
  * a provider that cannot start fails the first Host's registration with the engine's own error.
  */
-export function startProvider(call: typeof invoke = invoke): Promise<ProviderStart> {
-    started ??= call(PROVIDER_INFO_TOKEN, {}).then(
+export function startProvider(call: typeof invoke = invoke, dryRun: () => boolean = isDryRun): Promise<ProviderStart> {
+    started ??= call(PROVIDER_INFO_TOKEN, { dryRun: dryRun() } satisfies ProviderInfoArgs).then(
         (result) => {
             const version = (result as { version?: unknown } | undefined)?.version;
             return typeof version === "string" ? { info: { version } } : { error: `the provider's answer has no version: ${JSON.stringify(result)}` };

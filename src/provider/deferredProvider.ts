@@ -13,6 +13,8 @@ export class DeferredProvider implements provider.Provider {
     private loaded?: Promise<provider.Provider>;
     /** The engine cancelled the update (its first Ctrl-C) before the provider was loaded. */
     private cancelled = false;
+    /** The program's nixos:index:providerInfo arguments (the run's kind), handed to the provider as it loads. */
+    private info?: unknown;
 
     constructor(version: string, load: () => Promise<provider.Provider>) {
         this.version = version;
@@ -25,6 +27,8 @@ export class DeferredProvider implements provider.Provider {
             async (target) => {
                 // A cancel that came first still holds for what runs now (a reboot's wait ends at once).
                 if (this.cancelled) await target.cancel?.call(target);
+                // So does what the program said of the run (a preview or an update).
+                if (this.info !== undefined) await target.invoke?.call(target, PROVIDER_INFO_TOKEN, this.info);
                 return target;
             },
             (error: unknown) => {
@@ -37,7 +41,13 @@ export class DeferredProvider implements provider.Provider {
     }
 
     async invoke(token: string, inputs: unknown): Promise<provider.InvokeResult> {
-        if (token === PROVIDER_INFO_TOKEN) return { outputs: { version: this.version } satisfies ProviderInfo };
+        if (token === PROVIDER_INFO_TOKEN) {
+            this.info = inputs ?? {};
+            // Already loaded (a second call): the provider hears it at once.
+            const loaded = this.loaded && (await this.loaded.catch(() => undefined));
+            if (loaded) await loaded.invoke?.call(loaded, token, inputs);
+            return { outputs: { version: this.version } satisfies ProviderInfo };
+        }
         const target = await this.target();
         return required(target.invoke, "invoke").call(target, token, inputs);
     }

@@ -24,7 +24,7 @@ import { HOOK_TYPE, HookProvider } from "./hookProvider";
 import { adoptedOutputs, type ConfiguredInputs } from "./adopt";
 import { outputsWhenUnreachable, rollbackMarkAfterDeploy, stackOfUrn, undoWarning, undoneRollback, unreachableWarning } from "./hostMarks";
 import { packageSchema } from "./schema";
-import { PROVIDER_INFO_TOKEN, type ProviderInfo } from "./providerInfo";
+import { PROVIDER_INFO_TOKEN, runKindOf, type ProviderInfo, type RunKind } from "./providerInfo";
 import { UNKNOWN, checkFailures, pendingMessage, unknownKeys } from "./unknowns";
 import {
     DIFF_KEYS,
@@ -352,6 +352,8 @@ export class HostProvider implements provider.Provider {
     private readonly builder: SharedBuilder;
     /** Aborted when the engine cancels the update (its first Ctrl-C): a reboot's wait ends, recorded as unknown. */
     private readonly cancellation = new AbortController();
+    /** What the program said this run is (nixos:index:providerInfo): an update's plans skip the build and copy counts. */
+    private runKind: RunKind = "unknown";
 
     constructor(options: HostProviderOptions) {
         this.options = options;
@@ -394,8 +396,11 @@ export class HostProvider implements provider.Provider {
     }
 
     /** `nixos:index:providerInfo`: which provider serves the stack (the program asks first: program/providerStart.ts). */
-    async invoke(token: string, _inputs: unknown): Promise<provider.InvokeResult> {
-        if (token === PROVIDER_INFO_TOKEN) return { outputs: { version: this.version } satisfies ProviderInfo };
+    async invoke(token: string, inputs: unknown): Promise<provider.InvokeResult> {
+        if (token === PROVIDER_INFO_TOKEN) {
+            this.runKind = runKindOf(inputs);
+            return { outputs: { version: this.version } satisfies ProviderInfo };
+        }
         return { failures: [{ property: "", reason: `the nixos provider has no function ${token} (it serves ${PROVIDER_INFO_TOKEN})` }] };
     }
 
@@ -492,6 +497,8 @@ export class HostProvider implements provider.Provider {
                 buildOn: inputs.buildOn,
                 ...(inputs.buildHost ? { buildHost: inputs.buildHost.name } : {}),
                 booted,
+                // An update builds and copies right after this: it does not count them first.
+                duringUpdate: this.runKind === "update",
             }, { packageCache: this.options.packageCache });
             text = [`${inputs.name}: plan`, ...formatPlan(plan, "  ")].join("\n");
         } catch (error) {

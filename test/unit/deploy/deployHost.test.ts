@@ -128,16 +128,14 @@ describe("deployHost", { timeout: 1000 }, () => {
             "local path-info --json",
             "remote nix-store --check-validity",
             "local copy --no-check-sigs",
+            // Ready, and what the host runs now (another deploy may have activated meanwhile): one command.
             "remote nixos-fleet-preflight",
-            // What the host runs now: another deploy may have activated meanwhile.
-            "remote read state",
             "remote nix-env -p",
             "remote nixos-fleet-activate",
             "remote nixos-fleet-follow",
             "remote nixos-fleet-status",
             "remote nixos-fleet-cleanup",
-            // Reboot needed? The booted system's kernel, initrd and modules against the deployed one's.
-            "remote nixos-fleet-boot-files",
+            // Reboot needed? The booted system's kernel, initrd and modules against the deployed one's (one command).
             "remote nixos-fleet-boot-files",
             "ssh master exit",
         ]);
@@ -334,14 +332,14 @@ describe("deployHost", { timeout: 1000 }, () => {
             // While this deploy copied and waited for the lock, another one switched the host to `next`.
             runner.once(isPreflight, () => {
                 host.deployedElsewhere(next);
-                return {};
+                return { stdout: `@ready\n${host.stateOutput()}` };
             });
             const outcome = await deployHost(request({ confirmTimeout: 30 }), context);
             expect(outcome.activated).toBe(false);
             expect(outcome.before).toMatchObject({ generation: 3, profileStorePath: next, currentStorePath: next });
             expect(outcome.after).toEqual(outcome.before);
             expect(log).toContain("already running this system: nothing to activate");
-            expect(runner.calls.map(step).slice(6)).toEqual(["remote nixos-fleet-preflight", "remote read state", "remote nixos-fleet-boot-files", "remote nixos-fleet-boot-files", "ssh master exit"]);
+            expect(runner.calls.map(step).slice(6)).toEqual(["remote nixos-fleet-preflight", "remote nixos-fleet-boot-files", "ssh master exit"]);
             expect(host.watchdogs).toEqual([]);
             expect(host.units).toEqual([]);
             expect(host.activations).toEqual([`${next} switch`]);
@@ -353,7 +351,7 @@ describe("deployHost", { timeout: 1000 }, () => {
             host.failingSystems.add(next);
             runner.once(isPreflight, () => {
                 host.deployedElsewhere(other);
-                return {};
+                return { stdout: `@ready\n${host.stateOutput()}` };
             });
             const error = await fleetErrorOf(deployHost(request({ confirmTimeout: 30 }), context));
             // Generation 3 (`other`), not generation 2 that ran at connect time.
@@ -373,7 +371,7 @@ describe("deployHost", { timeout: 1000 }, () => {
             const { host, runner, context } = setup();
             runner.once(isPreflight, () => {
                 host.deployedElsewhere(other);
-                return {};
+                return { stdout: `@ready\n${host.stateOutput()}` };
             });
             const outcome = await deployHost(request(), context);
             expect(outcome.before).toMatchObject({ generation: 3, profileStorePath: other, currentStorePath: other });
@@ -652,7 +650,6 @@ describe("deployHost", { timeout: 1000 }, () => {
             const outcome = await deployHost(request({ confirmTimeout: 30 }), context);
             expect(runner.calls.map(step).slice(6)).toEqual([
                 "remote nixos-fleet-preflight",
-                "remote read state",
                 "remote systemd-run watchdog",
                 "remote nix-env -p",
                 "remote nixos-fleet-activate",
@@ -663,7 +660,6 @@ describe("deployHost", { timeout: 1000 }, () => {
                 "ssh master exit (new connection)",
                 // Only once the deploy is confirmed: until then the watchdog reads the unit's end.
                 "remote nixos-fleet-cleanup",
-                "remote nixos-fleet-boot-files",
                 "remote nixos-fleet-boot-files",
                 "ssh master exit",
             ]);
@@ -728,7 +724,7 @@ describe("deployHost", { timeout: 1000 }, () => {
             expect(host.activations).toEqual([`${next} switch`, `${v2} boot`, `${v2} test`]);
             expect(host.state).toMatchObject({ profileGeneration: 2, current: v2, bootDefault: v2 });
             // Claim refused, then wait for the watchdog's timeout, look over a new connection, and only then remove the unit.
-            expect(runner.calls.map(step).slice(12)).toEqual([
+            expect(runner.calls.map(step).slice(11)).toEqual([
                 "remote nixos-fleet-status",
                 "remote nixos-fleet-disarm",
                 "ssh master start (new connection)",
@@ -851,7 +847,7 @@ describe("deployHost", { timeout: 1000 }, () => {
             expect(deployerRestores(host)).toEqual([]);
             expect(host.watchdogs[0]).toMatchObject({ reverted: true, stopped: false });
             expect(host.state).toMatchObject({ profileGeneration: 2, current: v2, bootDefault: v2 });
-            expect(runner.calls.map(step).slice(13)).toEqual([
+            expect(runner.calls.map(step).slice(12)).toEqual([
                 "ssh master start (new connection)", // refused
                 "ssh master start (new connection)", // after the watchdog's revert
                 "remote read state (new connection)",
@@ -896,7 +892,7 @@ describe("deployHost", { timeout: 1000 }, () => {
             expect(host.watchdogs[0]).toMatchObject({ stopped: true, reverted: false });
             expect(deployerRestores(host)).toEqual(FULL_RESTORE_RAN);
             expect(slept).toEqual([]);
-            expect(runner.calls.map(step).slice(13)).toEqual([
+            expect(runner.calls.map(step).slice(12)).toEqual([
                 "ssh master start (new connection)",
                 "remote nixos-fleet-disarm (new connection)",
                 "ssh master exit (new connection)",
@@ -1021,7 +1017,6 @@ describe("deployHost", { timeout: 1000 }, () => {
             expect(outcome.after).toMatchObject({ generation: 3, profileStorePath: next, currentStorePath: next });
             expect(runner.calls.map(step).slice(6)).toEqual([
                 "remote nixos-fleet-preflight",
-                "remote read state",
                 "remote systemd-run watchdog",
                 "remote nix-env -p",
                 "remote nixos-fleet-activate", // the connection drops here
@@ -1031,7 +1026,6 @@ describe("deployHost", { timeout: 1000 }, () => {
                 "remote nixos-fleet-disarm (new connection)",
                 "ssh master exit (new connection)",
                 "remote nixos-fleet-cleanup",
-                "remote nixos-fleet-boot-files",
                 "remote nixos-fleet-boot-files",
                 "ssh master exit",
             ]);
@@ -1316,13 +1310,11 @@ describe("deployHost", { timeout: 1000 }, () => {
                 "local copy --no-check-sigs",
                 "remote nix --extra-experimental-features",
                 "remote nixos-fleet-preflight",
-                "remote read state",
                 "remote nix-env -p",
                 "remote nixos-fleet-activate",
                 "remote nixos-fleet-follow",
                 "remote nixos-fleet-status",
                 "remote nixos-fleet-cleanup",
-                "remote nixos-fleet-boot-files",
                 "remote nixos-fleet-boot-files",
                 "ssh master exit",
             ]);

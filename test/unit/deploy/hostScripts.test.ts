@@ -30,6 +30,9 @@ async function sent(send: (connection: SshConnection) => Promise<unknown>): Prom
     return runner.calls.find((call) => call.remoteCommand)!.remoteCommand!;
 }
 
+/** The keys of `key=value` lines. */
+const keysOf = (text: string): string[] => text.split("\n").filter((line) => line.includes("=")).map((line) => line.slice(0, line.indexOf("=")));
+
 const watchdogOf = (token: string) => ({ token, timeoutSeconds: 30, armedAt: 0 });
 
 /** A directory for one run: the stand-ins, systemctl's state, the record of what ran, and the script's dir. */
@@ -140,11 +143,13 @@ describe("the preflight script: waits while another nixos-fleet deploy is under 
         expect(words[2]).toContain("'nixos-fleet-activate-*' 'nixos-fleet-restore-*' 'nixos-fleet-watchdog-*'");
     });
 
-    it("nothing else under way: exit 0 at once", async () => {
+    it("nothing else under way: exit 0 at once, with the host's state after the marker (the deploy's \"before\", one round trip)", async () => {
         const box = sandbox();
         const result = box.run(await preflightWords(20, 60));
         expect(result.status).toBe(0);
         expect(box.slept()).toBe(0);
+        expect(result.stdout).toMatch(/^@ready\n/);
+        expect(keysOf(result.stdout.slice("@ready\n".length))).toEqual(["profile", "profilePath", "current", "booted", "version"]);
     });
 
     it("another deploy's watchdog armed for 5 s more: waits a second at a time, then exit 0", async () => {
@@ -189,7 +194,12 @@ describe("the preflight script: waits while another nixos-fleet deploy is under 
             const connection = new SshConnection(target(), { runner: runner.run, runtimeDir: runtimeDir() });
             const answered = await connection.run(words, { asRoot: true });
             expect(answered.code).toBe(real.status);
-            expect(answered.stdout).toBe(real.stdout);
+            // Ready: the host's state follows the marker (the real script read this machine's, not comparable).
+            const [answeredBusy, answeredState] = answered.stdout.split("@ready\n");
+            const [realBusy, realState] = real.stdout.split("@ready\n");
+            expect(answeredBusy).toBe(realBusy);
+            expect(answeredState === undefined).toBe(realState === undefined);
+            if (realState !== undefined) expect(keysOf(answeredState!)).toEqual(keysOf(realState));
         }
     });
 

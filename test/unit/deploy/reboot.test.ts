@@ -9,6 +9,7 @@ import {
     describeNeed,
     parseBootFiles,
     rebootHost,
+    readBootFiles,
     rebootNeedAfterRead,
     recordedBootedSide,
     shouldReboot,
@@ -74,6 +75,25 @@ describe("the reboot decision", () => {
         expect(shouldReboot("auto", "boot", { changed: [], bootPending: true }, true)).toBe(true);
         expect(shouldReboot("always", "switch", { changed: [], bootPending: false }, false)).toBe(false);
         expect(describeNeed({ changed: ["kernel", "initrd"], bootPending: true })).toBe("kernel, initrd changed; action boot: the deployed system runs after a reboot");
+    });
+});
+
+describe("readBootFiles", () => {
+    it("reads every system named in one command, in order; a missing section is an error, not a guess", async () => {
+        const fake = FakeHost.withGenerations(storePath("nixos-system-alpha-1"));
+        const runner = new FakeRunner();
+        fake.attach(runner);
+        const connection = new SshConnection(target(), { runner: runner.run, runtimeDir: runtimeDir() });
+        const deployed = storePath("nixos-system-alpha-2");
+        const files = await readBootFiles(connection, ["/run/booted-system", deployed]);
+        expect(files).toHaveLength(2);
+        expect(files[0]!.kernel).toBe(`${KERNEL_1}/bzImage`);
+        expect(runner.calls.filter((call) => call.remoteCommand?.[3] === "nixos-fleet-boot-files").map((call) => call.remoteCommand!.slice(4))).toEqual([["/run/booted-system", deployed]]);
+        const short = new FakeRunner();
+        short.on(masterStart, {});
+        short.on(remote("sh", "-c"), { stdout: "@system\nkernel=/nix/store/x\n" });
+        const cut = new SshConnection(target(), { runner: short.run, runtimeDir: runtimeDir() });
+        await expect(readBootFiles(cut, ["/run/booted-system", deployed])).rejects.toThrow(/could not read the kernel, initrd and kernel-modules links of \/run\/booted-system and /);
     });
 });
 

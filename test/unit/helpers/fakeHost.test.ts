@@ -134,7 +134,10 @@ describe("FakeHost (test helper)", { timeout: 1000 }, () => {
             fake.state.profileGeneration = 2;
             fake.state.current = next;
             const stale = fake.staleWatchdog("e1", "ended", 1);
-            expect(await run(...PRE, "60")).toMatchObject({ code: 0, stdout: "" });
+            // Ready, with what the host runs once the watchdog has reverted it.
+            const ready = await run(...PRE, "60");
+            expect(ready.code).toBe(0);
+            expect(ready.stdout).toMatch(/^@ready\nprofile=system-1-link\n/);
             expect(stale).toMatchObject({ reverted: true, stopped: false });
             expect(fake.decidedBy.get("e1")).toBe("watchdog");
             expect(fake.state).toMatchObject({ profileGeneration: 1, current: v1 });

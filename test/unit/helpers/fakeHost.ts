@@ -409,7 +409,7 @@ export class FakeHost {
             ...[...this.units, ...this.restores].filter((unit) => this.running(unit.name)).map((unit) => unit.name),
             ...this.watchdogs.filter((watchdog) => this.watchdogActive(watchdog)).map((watchdog) => `${watchdog.unit}.service`),
         ];
-        return busy.length ? { code: 13, stdout: `${busy.join(" ")} \n` } : {};
+        return busy.length ? { code: 13, stdout: `${busy.join(" ")} \n` } : { stdout: `@ready\n${this.stateOutput()}` };
     }
 
     private startUnit([name = "", log = "", toplevel = "", action = "", bootloader = ""]: string[]): Reply {
@@ -757,10 +757,13 @@ export class FakeHost {
             case "nixos-fleet-cleanup":
                 return this.cleanupUnit(args);
             case "nixos-fleet-boot-files": {
-                const system = args[0] === "/run/booted-system" ? this.state.booted : args[0];
-                const kernel = system === undefined ? "" : (this.kernels.get(system) ?? KERNEL_1);
-                const link = (suffix: string) => (kernel ? `${kernel}${suffix}` : "");
-                return { stdout: `kernel=${link("/bzImage")}\ninitrd=${link("-initrd/initrd")}\nkernel-modules=${link("-modules")}\n` };
+                const files = (arg: string) => {
+                    const system = arg === "/run/booted-system" ? this.state.booted : arg;
+                    const kernel = system === undefined ? "" : (this.kernels.get(system) ?? KERNEL_1);
+                    const link = (suffix: string) => (kernel ? `${kernel}${suffix}` : "");
+                    return `@system\nkernel=${link("/bzImage")}\ninitrd=${link("-initrd/initrd")}\nkernel-modules=${link("-modules")}\n`;
+                };
+                return { stdout: args.map(files).join("") };
             }
             case "nixos-fleet-secret-put":
                 // /run/keys is a tmpfs: reboot() empties it.

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { providerVersionWarning, resetProviderStart, startProvider } from "../../../src/program/providerStart";
-import { PROVIDER_INFO_TOKEN } from "../../../src/provider/providerInfo";
+import { PROVIDER_INFO_TOKEN, runKindOf } from "../../../src/provider/providerInfo";
 
 afterEach(() => resetProviderStart());
 
@@ -16,6 +16,16 @@ describe("startProvider", () => {
         expect(await first).toEqual({ info: { version: "1.2.3" } });
         expect(await second).toEqual({ info: { version: "1.2.3" } });
         expect(calls).toEqual([PROVIDER_INFO_TOKEN]);
+    });
+
+    it("says whether the run is a preview or an update (the provider's plans differ)", async () => {
+        const args: unknown[] = [];
+        const call = async (_token: string, inputs: unknown) => (args.push(inputs), { version: "1" });
+        await startProvider(call as never, () => false);
+        resetProviderStart();
+        await startProvider(call as never, () => true);
+        expect(args).toEqual([{ dryRun: false }, { dryRun: true }]);
+        expect([runKindOf(args[0]), runKindOf(args[1]), runKindOf({}), runKindOf(undefined), runKindOf({ dryRun: "false" })]).toEqual(["update", "preview", "unknown", "unknown", "unknown"]);
     });
 
     it("never rejects: a provider that cannot answer is an error value", async () => {

@@ -46,6 +46,18 @@ describe("DeferredProvider", () => {
         expect(calls).toEqual(["check urn:a", "check urn:b", "diff", "invoke nixos:index:other"]);
     });
 
+    it("hands the program's providerInfo arguments (the run's kind) to the provider when it loads, and at once once loaded", async () => {
+        const said: unknown[] = [];
+        const inner: provider.Provider = { check: async () => ({ inputs: {} }), invoke: async (_token, inputs) => (said.push(inputs), { outputs: {} }) };
+        const hosts = new DeferredProvider("1.2.3", async () => inner);
+        await hosts.invoke(PROVIDER_INFO_TOKEN, { dryRun: false });
+        expect(said).toEqual([]);
+        await hosts.check("urn:a", {}, {});
+        expect(said).toEqual([{ dryRun: false }]);
+        await hosts.invoke(PROVIDER_INFO_TOKEN, { dryRun: true });
+        expect(said).toEqual([{ dryRun: false }, { dryRun: true }]);
+    });
+
     it("cancel before anything loaded loads nothing, and still reaches the provider when a call loads it", async () => {
         const { hosts, calls, loads } = deferred();
         await hosts.cancel();

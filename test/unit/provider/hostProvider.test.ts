@@ -19,6 +19,7 @@ import { adoptedOutputs, adoptedStorePath, type ConfiguredHost } from "../../../
 import { describeRollback, outputsWhenUnreachable, stackOfUrn, undoneRollback, undoneRollbackReason } from "../../../src/provider/hostMarks";
 import { installImportShim } from "../../../src/provider/importShim";
 import { PROVIDER_INFO_TOKEN } from "../../../src/provider/providerInfo";
+import { COUNTED_BY_PREVIEW } from "../../../src/deploy/plan";
 import { inFakeTime } from "../helpers/clock";
 import { FakeHost, attachLocalNix } from "../helpers/fakeHost";
 import { FakeRunner, local, remote, sshOption, type RecordedCall } from "../helpers/fakeRunner";
@@ -380,6 +381,23 @@ describe("HostProvider", { timeout: 1000 }, () => {
             const [plan, ...more] = logger.messages("info");
             expect(more).toEqual([]);
             expect(plan).toMatch(/^alpha: plan\n  system: \w{8}-nixos-system-alpha[^ ]* → \w{8}-nixos-system-alpha-4\n  packages: /);
+        });
+
+        it("an update's plan (the program said so: providerInfo dryRun false) skips the build and copy counts; a preview's has them", async () => {
+            const news = asProps(inputs({ storePath: storePath("nixos-system-alpha-4") }));
+            const queries = (runner: FakeRunner) => runner.calls.map((call) => call.argv.join(" ")).filter((line) => /--dry-run|path-info/.test(line));
+            const update = providerSetup();
+            await update.provider.invoke(PROVIDER_INFO_TOKEN, { dryRun: false });
+            await update.provider.diff("alpha", URN, recorded({}), news);
+            expect(update.logger.messages("info")[0]).toContain(`; build and copy: ${COUNTED_BY_PREVIEW}\n`);
+            expect(queries(update.runner)).toEqual([]);
+            for (const said of [{ dryRun: true }, {}]) {
+                const preview = providerSetup();
+                await preview.provider.invoke(PROVIDER_INFO_TOKEN, said);
+                await preview.provider.diff("alpha", URN, recorded({}), news);
+                expect(preview.logger.messages("info")[0]).not.toContain(COUNTED_BY_PREVIEW);
+                expect(queries(preview.runner).length).toBeGreaterThan(0);
+            }
         });
 
         it("a host that agrees with the state and the configuration: no change, no warning", async () => {

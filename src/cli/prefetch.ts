@@ -1,0 +1,114 @@
+// The pulumi runs every stack command makes first, started before the command's modules load.
+// Loading the Automation API takes ~0.3 s; `pulumi version` (which the Automation API runs before
+// anything else), the selected stack's name and the stack's config are ~0.2 s runs each that need
+// none of it. main.ts starts them from the raw arguments; stack.ts takes their results when they
+// answer what it would ask (same stack, same environment), and asks itself otherwise.
+import { runProcess, type ProcessRunner, type RunResult } from "../process/runner";
+import { passphraseEnvFor, type Environment } from "../program/passphrase";
+
+/** `pulumi config --show-secrets --json` of one stack, as stack.ts's readAllConfig runs it. */
+export function configArgv(stack: string): string[] {
+    return ["pulumi", "config", "--show-secrets", "--json", "--stack", stack, "--non-interactive"];
+}
+
+/** The environment the config read runs with: the workspace's (the dev passphrase for dev) plus the Automation API's marker. */
+export function configEnv(stack: string, projectRoot: string, env: Environment): Record<string, string | undefined> {
+    return { ...passphraseEnvFor(stack, projectRoot, env), PULUMI_AUTOMATION_API: "true" };
+}
+
+interface ConfigRead {
+    stack: string;
+    projectRoot: string;
+    result: Promise<RunResult>;
+}
+
+export interface Prefetch {
+    /** `pulumi version` (the Automation API's first question). */
+    version: Promise<RunResult>;
+    /** `pulumi stack --show-name`: the selected stack, when no --stack was given. */
+    selected?: Promise<RunResult>;
+    /** The named stack's config, when --stack was given. */
+    config?: ConfigRead;
+}
+
+let started: Prefetch | undefined;
+
+/**
+ * The value of `--stack` in a command's raw arguments (`--stack dev`, `--stack=dev`); undefined
+ * when absent; null when the arguments are unusual enough that only the command's own parser
+ * should read them (given twice, missing value, --help).
+ */
+export function stackArgument(args: readonly string[]): string | undefined | null {
+    let stack: string | undefined;
+    for (let i = 0; i < args.length; i++) {
+        const arg = args[i]!;
+        if (arg === "--help" || arg === "-h") return null;
+        // What follows is not the command's (exec's remote command).
+        if (arg === "--") break;
+        let value: string | undefined;
+        if (arg === "--stack") value = args[++i];
+        else if (arg.startsWith("--stack=")) value = arg.slice("--stack=".length);
+        else continue;
+        if (value === undefined || value === "" || value.startsWith("-") || stack !== undefined) return null;
+        stack = value;
+    }
+    return stack;
+}
+
+/** Starts the runs for a stack command's arguments (once); never throws: a run that fails is asked again by its user. */
+export function startPrefetch(args: readonly string[], projectRoot: string, env: Environment = process.env, runner: ProcessRunner = runProcess): Prefetch | undefined {
+    const stack = stackArgument(args);
+    if (stack === null) return undefined;
+    const run = (argv: string[], extra?: Record<string, string | undefined>): Promise<RunResult> => {
+        const result = runner(argv, { cwd: projectRoot, env: { PULUMI_SKIP_UPDATE_CHECK: "true", ...extra } });
+        result.catch(() => undefined);
+        return result;
+    };
+    let config: ConfigRead | undefined;
+    if (stack !== undefined) {
+        let extra: Record<string, string | undefined> | undefined;
+        try {
+            extra = configEnv(stack, projectRoot, env);
+        } catch {
+            // A passphrase problem: the command reports it in its own words.
+            extra = undefined;
+        }
+        if (extra) config = { stack, projectRoot, result: run(configArgv(stack), extra) };
+    }
+    started = {
+        version: run(["pulumi", "version"]),
+        ...(stack === undefined ? { selected: run(["pulumi", "stack", "--show-name", "--non-interactive"]) } : {}),
+        ...(config ? { config } : {}),
+    };
+    return started;
+}
+
+/** The started `pulumi version`, if any (taken once). */
+export function takeVersion(): Promise<RunResult> | undefined {
+    const version = started?.version;
+    if (started) delete (started as Partial<Prefetch>).version;
+    return version;
+}
+
+/** The selected stack's name as the started run printed it; undefined when none was started or it failed. */
+export async function takeSelectedStack(): Promise<string | undefined> {
+    const selected = started?.selected;
+    if (!started || !selected) return undefined;
+    delete started.selected;
+    const result = await selected.catch(() => undefined);
+    const name = result?.code === 0 ? result.stdout.trim() : "";
+    return /^[A-Za-z0-9_.\/-]+$/.test(name) ? name : undefined;
+}
+
+/** The started config read of this stack in this project, if any (taken once). */
+export function takeConfig(stack: string, projectRoot: string): Promise<RunResult> | undefined {
+    const config = started?.config;
+    if (!started || !config || config.stack !== stack || config.projectRoot !== projectRoot) return undefined;
+    delete started.config;
+    return config.result;
+}
+
+/** Forgets what was started (tests). */
+export function resetPrefetch(): void {
+    started = undefined;
+}
