@@ -169,11 +169,10 @@ export async function deployHost(request: DeployRequest, context: DeployContext)
             if (built.systems > 1) log(`built in one nix-store --realise of ${built.systems} systems (the hosts updated in this run)`);
         }
         log("connect");
-        let before = await timed(timings, "connect", async () => {
+        await timed(timings, "connect", async () => {
             await opening;
             // A long build may have outlasted the master started with it (ssh/connection.ts).
             await connection.reopenIfEnded(MASTER_RECHECK_MS);
-            return readHostState(connection);
         });
 
         let copy = NOTHING_COPIED;
@@ -226,14 +225,13 @@ export async function deployHost(request: DeployRequest, context: DeployContext)
         }
 
         const confirmTimeout = request.confirmTimeout ?? 0;
-        if (request.action !== "dry-activate") {
-            // Also before saying "already running": a watchdog of another deploy that is still armed
-            // could put its previous generation back after we said so.
-            // What the host runs now (read by the same command), not at connect time: another
-            // deploy may have activated while we copied or waited, and a restore must go back to
-            // what really ran.
-            before = await timed(timings, "activate", () => checkReadyToActivate(connection));
-        }
+        // What the host runs now, read once everything is on the host, right before activation:
+        // another deploy may have activated while we built, copied or waited, and a restore must go
+        // back to what really ran. Nothing on the host changes before this (a copy only adds to its
+        // store). Except for a dry run, the preflight reads it: also before saying "already
+        // running", since a watchdog of another deploy that is still armed could put its previous
+        // generation back after we said so.
+        const before = request.action === "dry-activate" ? await readHostState(connection) : await timed(timings, "activate", () => checkReadyToActivate(connection));
         // A dry run changes nothing on the host, secret files included.
         const secrets = request.action === "dry-activate" ? [] : (request.secrets ?? []);
         if (request.action === "dry-activate" && (request.secrets?.length || request.removedSecrets?.length)) {

@@ -2,8 +2,9 @@
 // plugin when the program first asks for it (program/providerStart.ts), then waits for its port
 // while the program loads and evaluates the fleet; the input rules (zod), the deploy phases and
 // the plan are ~0.1 s of loading that the port need not wait for. The version and
-// nixos:index:providerInfo need none of it; the first other call (a Host's check, as the program
-// registers the fleet) loads it, and every call after waits for that one load.
+// nixos:index:providerInfo need none of it. The load starts once providerInfo is answered (the
+// program's first call, made before it evaluates the fleet), or with the first other call; every
+// call waits for that one load.
 import type * as provider from "@pulumi/pulumi/provider";
 import { PROVIDER_INFO_TOKEN, type ProviderInfo } from "./providerInfo";
 
@@ -46,6 +47,9 @@ export class DeferredProvider implements provider.Provider {
             // Already loaded (a second call): the provider hears it at once.
             const loaded = this.loaded && (await this.loaded.catch(() => undefined));
             if (loaded) await loaded.invoke?.call(loaded, token, inputs);
+            // The program asks this first, then reads and evaluates the fleet before its first
+            // Host call: the load runs meanwhile, once this answer is out.
+            else setImmediate(() => void this.target().catch(() => undefined));
             return { outputs: { version: this.version } satisfies ProviderInfo };
         }
         const target = await this.target();

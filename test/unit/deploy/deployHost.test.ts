@@ -124,7 +124,6 @@ describe("deployHost", { timeout: 1000 }, () => {
             // The handshake starts with the build (they overlap); the host is read after both.
             "ssh master start",
             "local nix-store --realise",
-            "remote read state",
             "local path-info --json",
             "remote nix-store --check-validity",
             "local copy --no-check-sigs",
@@ -231,7 +230,7 @@ describe("deployHost", { timeout: 1000 }, () => {
                 return {};
             });
             const outcome = await deployHost(request(), context);
-            expect(runner.calls.map(step).slice(0, 5)).toEqual(["ssh master start", "local nix-store --realise", "ssh master check", "ssh master start", "remote read state"]);
+            expect(runner.calls.map(step).slice(0, 5)).toEqual(["ssh master start", "local nix-store --realise", "ssh master check", "ssh master start", "local path-info --json"]);
             expect(outcome.sshHandshakes).toBe(2);
             expect(outcome.after).toMatchObject({ currentStorePath: next });
         } finally {
@@ -249,7 +248,7 @@ describe("deployHost", { timeout: 1000 }, () => {
                 return {};
             });
             expect((await deployHost(request(), long.context)).sshHandshakes).toBe(1);
-            expect(long.runner.calls.map(step).slice(0, 4)).toEqual(["ssh master start", "local nix-store --realise", "ssh master check", "remote read state"]);
+            expect(long.runner.calls.map(step).slice(0, 4)).toEqual(["ssh master start", "local nix-store --realise", "ssh master check", "local path-info --json"]);
             const short = setup();
             await deployHost(request(), short.context);
             expect(short.runner.matching((call) => call.isMasterCheck)).toHaveLength(0);
@@ -339,7 +338,7 @@ describe("deployHost", { timeout: 1000 }, () => {
             expect(outcome.before).toMatchObject({ generation: 3, profileStorePath: next, currentStorePath: next });
             expect(outcome.after).toEqual(outcome.before);
             expect(log).toContain("already running this system: nothing to activate");
-            expect(runner.calls.map(step).slice(6)).toEqual(["remote nixos-fleet-preflight", "remote nixos-fleet-boot-files", "ssh master exit"]);
+            expect(runner.calls.map(step).slice(5)).toEqual(["remote nixos-fleet-preflight", "remote nixos-fleet-boot-files", "ssh master exit"]);
             expect(host.watchdogs).toEqual([]);
             expect(host.units).toEqual([]);
             expect(host.activations).toEqual([`${next} switch`]);
@@ -648,7 +647,7 @@ describe("deployHost", { timeout: 1000 }, () => {
         it("arms the watchdog before the profile is set, for the activation unit of the same token, and confirms over a new connection", async () => {
             const { host, runner, context, log } = setup();
             const outcome = await deployHost(request({ confirmTimeout: 30 }), context);
-            expect(runner.calls.map(step).slice(6)).toEqual([
+            expect(runner.calls.map(step).slice(5)).toEqual([
                 "remote nixos-fleet-preflight",
                 "remote systemd-run watchdog",
                 "remote nix-env -p",
@@ -724,7 +723,7 @@ describe("deployHost", { timeout: 1000 }, () => {
             expect(host.activations).toEqual([`${next} switch`, `${v2} boot`, `${v2} test`]);
             expect(host.state).toMatchObject({ profileGeneration: 2, current: v2, bootDefault: v2 });
             // Claim refused, then wait for the watchdog's timeout, look over a new connection, and only then remove the unit.
-            expect(runner.calls.map(step).slice(11)).toEqual([
+            expect(runner.calls.map(step).slice(10)).toEqual([
                 "remote nixos-fleet-status",
                 "remote nixos-fleet-disarm",
                 "ssh master start (new connection)",
@@ -847,7 +846,7 @@ describe("deployHost", { timeout: 1000 }, () => {
             expect(deployerRestores(host)).toEqual([]);
             expect(host.watchdogs[0]).toMatchObject({ reverted: true, stopped: false });
             expect(host.state).toMatchObject({ profileGeneration: 2, current: v2, bootDefault: v2 });
-            expect(runner.calls.map(step).slice(12)).toEqual([
+            expect(runner.calls.map(step).slice(11)).toEqual([
                 "ssh master start (new connection)", // refused
                 "ssh master start (new connection)", // after the watchdog's revert
                 "remote read state (new connection)",
@@ -892,7 +891,7 @@ describe("deployHost", { timeout: 1000 }, () => {
             expect(host.watchdogs[0]).toMatchObject({ stopped: true, reverted: false });
             expect(deployerRestores(host)).toEqual(FULL_RESTORE_RAN);
             expect(slept).toEqual([]);
-            expect(runner.calls.map(step).slice(12)).toEqual([
+            expect(runner.calls.map(step).slice(11)).toEqual([
                 "ssh master start (new connection)",
                 "remote nixos-fleet-disarm (new connection)",
                 "ssh master exit (new connection)",
@@ -1015,7 +1014,7 @@ describe("deployHost", { timeout: 1000 }, () => {
             host.dropAfterNextStart = true;
             const outcome = await deployHost(request({ confirmTimeout: 30 }), context);
             expect(outcome.after).toMatchObject({ generation: 3, profileStorePath: next, currentStorePath: next });
-            expect(runner.calls.map(step).slice(6)).toEqual([
+            expect(runner.calls.map(step).slice(5)).toEqual([
                 "remote nixos-fleet-preflight",
                 "remote systemd-run watchdog",
                 "remote nix-env -p",
@@ -1305,7 +1304,6 @@ describe("deployHost", { timeout: 1000 }, () => {
             const outcome = await deployHost(request({ buildOn: "target" }), context);
             expect(runner.calls.map(step)).toEqual([
                 "ssh master start",
-                "remote read state",
                 "local flake archive",
                 "local copy --no-check-sigs",
                 "remote nix --extra-experimental-features",

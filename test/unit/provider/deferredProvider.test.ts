@@ -28,11 +28,16 @@ function deferred() {
 }
 
 describe("DeferredProvider", () => {
-    it("answers providerInfo with its version without loading the provider", async () => {
-        const { hosts, loads } = deferred();
+    it("answers providerInfo with its version before loading the provider, then loads it (once) while the program evaluates", async () => {
+        const { hosts, loads, calls } = deferred();
         expect(hosts.version).toBe("1.2.3");
         expect(await hosts.invoke(PROVIDER_INFO_TOKEN, {})).toEqual({ outputs: { version: "1.2.3" } });
         expect(loads()).toBe(0);
+        await new Promise((resolve) => setImmediate(resolve));
+        expect(loads()).toBe(1);
+        await hosts.check("urn:a", {}, {});
+        expect(loads()).toBe(1);
+        expect(calls).toEqual([`invoke ${PROVIDER_INFO_TOKEN}`, "check urn:a"]);
     });
 
     it("loads the provider once, on the first other call, and passes every call through", async () => {
