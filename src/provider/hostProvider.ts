@@ -354,6 +354,8 @@ export class HostProvider implements provider.Provider {
     private readonly cancellation = new AbortController();
     /** What the program said this run is (nixos:index:providerInfo): an update's plans skip the build and copy counts. */
     private runKind: RunKind = "unknown";
+    /** An update's plans, by host (URN), logged while the update goes on; the host's deploy logs after its own. */
+    private readonly planLogs = new Map<string, Promise<void>>();
 
     constructor(options: HostProviderOptions) {
         this.options = options;
@@ -437,7 +439,7 @@ export class HostProvider implements provider.Provider {
             // A host new to the stack gets no diff call: its plan is shown here.
             if (recordedSide(unwrapSecrets<Record<string, unknown>>((olds ?? {}) as Record<string, unknown>).value) === undefined) {
                 this.noteBuild(parsed.data, true);
-                await this.logPlan(urn, undefined, parsed.data);
+                await this.showPlan(urn, undefined, parsed.data);
             }
             // The inputs as the provider reads them (defaults filled in, as the state records
             // them after a deploy), with the secrets where they were: else a value the program
@@ -476,13 +478,24 @@ export class HostProvider implements provider.Provider {
         const diffs = [...new Set([...changed, ...converge])];
         const parsed = hostInputsSchema.safeParse(news);
         if (parsed.success) this.noteBuild(parsed.data, diffs.length > 0);
-        if (diffs.length > 0 && olds.storePath !== news.storePath && parsed.success) await this.logPlan(urn, recordedSide(olds), parsed.data, olds as RecordedBoot);
+        if (diffs.length > 0 && olds.storePath !== news.storePath && parsed.success) await this.showPlan(urn, recordedSide(olds), parsed.data, olds as RecordedBoot);
         return { changes: diffs.length > 0, replaces: [], deleteBeforeReplace: false };
     }
 
     /** The engine has looked at this host; when it changes, its update builds its system here (SharedBuilder). */
     private noteBuild(inputs: HostInputs, changes: boolean): void {
         this.builder.note(inputs.name, changes && inputs.buildOn === "local" && !inputs.buildHost && inputs.drvPath ? inputs.drvPath : undefined);
+    }
+
+    /**
+     * A preview's diff waits for the host's plan. An update's does not: the engine updates the host
+     * once its diff returns, and the build shared by the run's hosts starts with the first update,
+     * so the plan's Nix queries run beside it; the host's deploy logs its lines after the plan's.
+     */
+    private async showPlan(urn: string, old: PlanSide | undefined, inputs: HostInputs, recorded?: RecordedBoot): Promise<void> {
+        const logged = this.logPlan(urn, old, inputs, recorded);
+        if (this.runKind !== "update") return logged;
+        this.planLogs.set(urn, logged.catch(() => undefined));
     }
 
     /** Logs the host's plan (package changes, builds, copies) to its row; a plan that cannot be made never fails the diff. */
@@ -509,7 +522,12 @@ export class HostProvider implements provider.Provider {
 
     private async deploy(urn: string, inputs: HostInputs, old: HostOutputs | undefined, secrets: readonly string[], paths: readonly PropertyPath[]): Promise<HostOutputs> {
         const logger = maskingLogger(this.options.logger, secrets);
-        const log = (message: string) => void logger.log("info", urn, `${inputs.name}: ${message}`, true);
+        // After the host's plan, when the update's diff left it to be logged meanwhile (showPlan).
+        let logged = this.planLogs.get(urn) ?? Promise.resolve();
+        this.planLogs.delete(urn);
+        const log = (message: string) => {
+            logged = logged.then(() => logger.log("info", urn, `${inputs.name}: ${message}`, true)).catch(() => undefined);
+        };
         try {
             // The recorded history is what rollback can reach; cleanup keeps exactly those generations.
             const kept = trimHistory(old?.history ?? [], historyLimit(inputs) - 1);
@@ -521,6 +539,7 @@ export class HostProvider implements provider.Provider {
                 build: (drvPath, host) => this.builder.build(drvPath, host, inputs.buildGroup ?? []),
                 cancelled: this.cancellation.signal,
             });
+            await logged;
             const outputs = outputsAfterDeploy(inputs, outcome, old);
             const from = old?.generation ?? outcome.before.generation;
             await logger.log(
@@ -533,6 +552,7 @@ export class HostProvider implements provider.Provider {
             if (outputs.rebootNeeded) await logger.log("warning", urn, `${inputs.name}: reboot needed (${outputs.rebootNeeded}); ${notRebootedBecause(inputs.reboot ?? "never", inputs.action)}`);
             return outputs;
         } catch (error) {
+            await logged;
             // The engine shows this text as the host's error; the state keeps its previous value,
             // except after an activation whose reboot failed: the state then records what is known.
             const text = maskSecrets(`${formatError(error)}${rolloutConsequence(inputs, error)}`, secrets);

@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import type { DeployOutcome } from "../../../src/deploy/deployHost";
 import type { HostState } from "../../../src/deploy/hostState";
 import type { ClosurePath } from "../../../src/nix/closure";
@@ -389,7 +389,7 @@ describe("HostProvider", { timeout: 1000 }, () => {
             const update = providerSetup();
             await update.provider.invoke(PROVIDER_INFO_TOKEN, { dryRun: false });
             await update.provider.diff("alpha", URN, recorded({}), news);
-            expect(update.logger.messages("info")[0]).toContain(`; build and copy: ${COUNTED_BY_PREVIEW}\n`);
+            await vi.waitFor(() => expect(update.logger.messages("info")[0]).toContain(`; build and copy: ${COUNTED_BY_PREVIEW}\n`));
             expect(queries(update.runner)).toEqual([]);
             for (const said of [{ dryRun: true }, {}]) {
                 const preview = providerSetup();
@@ -547,6 +547,31 @@ describe("HostProvider", { timeout: 1000 }, () => {
         const outs = (await provider.update("alpha", URN, olds, asProps(inputs()))).outs as HostOutputs;
         expect(outs.rebootNeeded).toBe("kernel, initrd, kernel-modules changed");
         expect(logger.messages("warning")).toContain("alpha: reboot needed (kernel, initrd, kernel-modules changed); reboot is never");
+    });
+
+    it("an update's diff does not wait for the host's plan (the shared build starts meanwhile); its deploy's lines come after the plan", async () => {
+        const { provider, runner, logger } = providerSetup();
+        await provider.invoke(PROVIDER_INFO_TOKEN, { dryRun: false });
+        let release!: () => void;
+        const held = new Promise<void>((resolve) => (release = resolve));
+        // The plan's package query answers only once the deploy is under way.
+        runner.once(local("nix-store", "--query", "--requisites"), async () => {
+            await held;
+            return { code: 1, stderr: "not here" };
+        });
+        const olds = asProps(outputsAfterDeploy(inputs({ storePath: v2 }), outcome({ generation: 1 }, { generation: 2, currentStorePath: v2, profileStorePath: v2 })));
+        const news = asProps(inputs());
+        expect((await provider.diff("alpha", URN, olds, news)).changes).toBe(true);
+        expect(logger.messages("info")).toEqual([]);
+        const updating = provider.update("alpha", URN, olds, news);
+        await vi.waitFor(() => expect(runner.calls.some((call) => call.isMasterStart)).toBe(true));
+        expect(logger.messages("info")).toEqual([]);
+        release();
+        await updating;
+        const lines = logger.messages("info");
+        expect(lines[0]).toMatch(/^alpha: plan\n/);
+        expect(lines.slice(1).some((line) => line.startsWith("alpha: build"))).toBe(true);
+        expect(lines[lines.length - 1]).toMatch(/^alpha: switch done, generation 2 → 3/);
     });
 
     it("update of a host that goes away during activation: 'outcome unknown', never 'failed' nor 'restored'", async () => {
