@@ -32,6 +32,8 @@ export interface Prefetch {
 }
 
 let started: Prefetch | undefined;
+/** Stops the started runs (stopPrefetch). */
+let stopper: AbortController | undefined;
 
 /**
  * The value of `--stack` in a command's raw arguments (`--stack dev`, `--stack=dev`); undefined
@@ -59,8 +61,10 @@ export function stackArgument(args: readonly string[]): string | undefined | nul
 export function startPrefetch(args: readonly string[], projectRoot: string, env: Environment = process.env, runner: ProcessRunner = runProcess): Prefetch | undefined {
     const stack = stackArgument(args);
     if (stack === null) return undefined;
+    stopper = new AbortController();
+    const signal = stopper.signal;
     const run = (argv: string[], extra?: Record<string, string | undefined>): Promise<RunResult> => {
-        const result = runner(argv, { cwd: projectRoot, env: { PULUMI_SKIP_UPDATE_CHECK: "true", ...extra } });
+        const result = runner(argv, { cwd: projectRoot, env: { PULUMI_SKIP_UPDATE_CHECK: "true", ...extra }, signal });
         result.catch(() => undefined);
         return result;
     };
@@ -108,7 +112,16 @@ export function takeConfig(stack: string, projectRoot: string): Promise<RunResul
     return config.result;
 }
 
+/**
+ * Ends the started runs that are still going (the command is ending: a usage error, say, ends it
+ * before it took them); they only read, and nothing waits for them any more.
+ */
+export function stopPrefetch(): void {
+    stopper?.abort();
+}
+
 /** Forgets what was started (tests). */
 export function resetPrefetch(): void {
     started = undefined;
+    stopper = undefined;
 }

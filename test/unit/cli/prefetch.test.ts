@@ -1,6 +1,8 @@
 // main.ts starts a stack command's first pulumi runs before the command loads; stack.ts takes
 // their results only when they answer its own question.
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { join, resolve } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { PulumiCommand } from "@pulumi/pulumi/automation";
 import * as semver from "semver";
@@ -8,6 +10,8 @@ import { configArgv, resetPrefetch, stackArgument, startPrefetch, takeConfig, ta
 import { pulumiCommandOf } from "../../../src/cli/pulumiCommand";
 import type { ProcessRunner, RunOptions } from "../../../src/process/runner";
 import { tempDir } from "../helpers/fixtures";
+
+const ROOT = resolve(__dirname, "../../..");
 
 afterEach(() => resetPrefetch());
 
@@ -101,4 +105,34 @@ describe("pulumiCommandOf", () => {
         expect(pulumiCommandOf("warning: something\nv3.1.0")).toBeUndefined();
         expect(pulumiCommandOf("v4.0.0")).toBeUndefined();
     });
+});
+
+describe("a command that ends before it takes what was started", () => {
+    it("leaves no pulumi run behind (a usage error exits at once)", () => {
+        // A pulumi that takes its time: it writes its pid, then sleeps.
+        const dir = tempDir("nf-prefetch-orphans-");
+        const pids = join(dir, "pids");
+        writeFileSync(join(dir, "pulumi"), `#!/bin/sh\necho $$ >> "${pids}"\nexec sleep 30\n`, { mode: 0o755 });
+        const result = spawnSync("node", ["-r", join(ROOT, "node_modules", "ts-node", "register", "transpile-only"), join(ROOT, "src", "cli", "main.ts"), "deploy", "--bogus", "--stack", "dev"], {
+            cwd: dir,
+            env: { ...process.env, PATH: `${dir}:${process.env.PATH ?? ""}`, TS_NODE_PROJECT: join(ROOT, "tsconfig.json"), PULUMI_CONFIG_PASSPHRASE: "test-only" },
+            encoding: "utf8",
+            timeout: 60_000,
+        });
+        expect(result.stderr).toMatch(/Unknown option '--bogus'/);
+        expect(result.status).toBe(1);
+        const started = readFileSync(pids, "utf8").split("\n").filter(Boolean).map(Number);
+        // pulumi version and the stack's config were started (the prefetch).
+        expect(started.length).toBeGreaterThanOrEqual(1);
+        // Running, not a zombie left for init to reap (it was killed).
+        const alive = started.filter((pid) => {
+            try {
+                return !/^\d+ \(.*\) Z /.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
+            } catch {
+                return false;
+            }
+        });
+        for (const pid of alive) process.kill(pid, "SIGKILL");
+        expect(alive).toEqual([]);
+    }, 60_000);
 });
