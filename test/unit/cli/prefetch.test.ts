@@ -104,6 +104,9 @@ describe("pulumiCommandOf", () => {
         expect(pulumiCommandOf("")).toBeUndefined();
         expect(pulumiCommandOf("warning: something\nv3.1.0")).toBeUndefined();
         expect(pulumiCommandOf("v4.0.0")).toBeUndefined();
+        // Older than the SDK's minimum CLI version (3.2.0-alpha).
+        expect(pulumiCommandOf("v3.1.0")).toBeUndefined();
+        expect(pulumiCommandOf("v3.2.0")).toBeDefined();
     });
 });
 
