@@ -62,16 +62,25 @@ describe("startPrefetch", () => {
         expect(await takeSelectedStack()).toBeUndefined();
     });
 
-    it("without --stack: the selected stack's name instead of a config; a failed or odd answer is no answer", async () => {
+    it("without --stack: the selected stack as the Automation API's workspace.stack() names it (stack ls's current entry); a failed or odd answer is no answer", async () => {
         const root = tempDir("nf-prefetch-");
-        const runner = recordingRunner({ "pulumi stack --show-name": { code: 0, stdout: "prod\n" } });
+        // Pulumi Cloud names a stack of another organization than the default one "org/stack";
+        // `pulumi stack --show-name` prints only "stack", which --stack reads as the default
+        // organization's stack of that name: another stack.
+        const listing = JSON.stringify([{ name: "dev", current: false }, { name: "acme/prod", current: true }]);
+        const runner = recordingRunner({ "pulumi stack ls": { code: 0, stdout: listing } });
         startPrefetch(["--hosts", "psi"], root, {}, runner.run);
-        expect(runner.calls.map((call) => call.argv.join(" ")).sort()).toEqual(["pulumi stack --show-name --non-interactive", "pulumi version"]);
-        expect(await takeSelectedStack()).toBe("prod");
+        expect(runner.calls.map((call) => call.argv.join(" ")).sort()).toEqual(["pulumi stack ls --json --non-interactive", "pulumi version"]);
+        expect(await takeSelectedStack()).toBe("acme/prod");
         expect(await takeSelectedStack()).toBeUndefined();
-        for (const answer of [{ code: 255, stdout: "" }, { code: 0, stdout: "two words\n" }]) {
+        for (const answer of [
+            { code: 255, stdout: "" },
+            { code: 0, stdout: "prod\n" },
+            { code: 0, stdout: JSON.stringify([{ name: "dev", current: false }]) },
+            { code: 0, stdout: JSON.stringify([{ name: "two words", current: true }]) },
+        ]) {
             resetPrefetch();
-            startPrefetch([], root, {}, recordingRunner({ "pulumi stack --show-name": answer }).run);
+            startPrefetch([], root, {}, recordingRunner({ "pulumi stack ls": answer }).run);
             expect(await takeSelectedStack()).toBeUndefined();
         }
     });
