@@ -1,7 +1,7 @@
 // nixos-fleet's operator commands: `npm run deploy|rollback|generations|exec|build -- …`. Each command is
 // one file in this folder; errors are printed by formatError, never as a stack trace.
 import { formatError } from "../errors";
-import { startPrefetch } from "./prefetch";
+import { startPrefetch, stopPrefetch } from "./prefetch";
 import { deferRuntimeIndex } from "./sdkRuntime";
 
 /** The commands that open a stack: their first pulumi runs start before they load (prefetch.ts). */
@@ -35,8 +35,13 @@ async function main(argv: string[]): Promise<number> {
 }
 
 main(process.argv.slice(2)).then(
-    (code) => process.exit(code),
+    (code) => {
+        // A pulumi run started for the command and never taken (it ended first) ends with it.
+        stopPrefetch();
+        process.exit(code);
+    },
     (error: unknown) => {
+        stopPrefetch();
         process.stderr.write(`error: ${formatError(error)}\n`);
         process.exit(1);
     },

@@ -25,13 +25,20 @@ interface ConfigRead {
 export interface Prefetch {
     /** `pulumi version` (the Automation API's first question). */
     version: Promise<RunResult>;
-    /** `pulumi stack --show-name`: the selected stack, when no --stack was given. */
+    /**
+     * `pulumi stack ls --json`, as the Automation API's workspace.stack() runs it, when no --stack
+     * was given: its current entry is the selected stack, named as --stack must be given it (not
+     * `pulumi stack --show-name`, which leaves out the organization of a Pulumi Cloud stack outside
+     * the default one: --stack would name the default organization's stack of that name).
+     */
     selected?: Promise<RunResult>;
     /** The named stack's config, when --stack was given. */
     config?: ConfigRead;
 }
 
 let started: Prefetch | undefined;
+/** Stops the started runs (stopPrefetch). */
+let stopper: AbortController | undefined;
 
 /**
  * The value of `--stack` in a command's raw arguments (`--stack dev`, `--stack=dev`); undefined
@@ -59,8 +66,10 @@ export function stackArgument(args: readonly string[]): string | undefined | nul
 export function startPrefetch(args: readonly string[], projectRoot: string, env: Environment = process.env, runner: ProcessRunner = runProcess): Prefetch | undefined {
     const stack = stackArgument(args);
     if (stack === null) return undefined;
+    stopper = new AbortController();
+    const signal = stopper.signal;
     const run = (argv: string[], extra?: Record<string, string | undefined>): Promise<RunResult> => {
-        const result = runner(argv, { cwd: projectRoot, env: { PULUMI_SKIP_UPDATE_CHECK: "true", ...extra } });
+        const result = runner(argv, { cwd: projectRoot, env: { PULUMI_SKIP_UPDATE_CHECK: "true", ...extra }, signal });
         result.catch(() => undefined);
         return result;
     };
@@ -77,7 +86,7 @@ export function startPrefetch(args: readonly string[], projectRoot: string, env:
     }
     started = {
         version: run(["pulumi", "version"]),
-        ...(stack === undefined ? { selected: run(["pulumi", "stack", "--show-name", "--non-interactive"]) } : {}),
+        ...(stack === undefined ? { selected: run(["pulumi", "stack", "ls", "--json", "--non-interactive"]) } : {}),
         ...(config ? { config } : {}),
     };
     return started;
@@ -90,13 +99,20 @@ export function takeVersion(): Promise<RunResult> | undefined {
     return version;
 }
 
-/** The selected stack's name as the started run printed it; undefined when none was started or it failed. */
+/** The selected stack's name as the started run listed it; undefined when none was started, it failed or none is selected. */
 export async function takeSelectedStack(): Promise<string | undefined> {
     const selected = started?.selected;
     if (!started || !selected) return undefined;
     delete started.selected;
     const result = await selected.catch(() => undefined);
-    const name = result?.code === 0 ? result.stdout.trim() : "";
+    let stacks: unknown;
+    try {
+        stacks = result?.code === 0 ? JSON.parse(result.stdout) : undefined;
+    } catch {
+        return undefined;
+    }
+    const current = Array.isArray(stacks) ? (stacks as { name?: unknown; current?: unknown }[]).find((stack) => stack?.current === true) : undefined;
+    const name = typeof current?.name === "string" ? current.name : "";
     return /^[A-Za-z0-9_.\/-]+$/.test(name) ? name : undefined;
 }
 
@@ -108,7 +124,16 @@ export function takeConfig(stack: string, projectRoot: string): Promise<RunResul
     return config.result;
 }
 
+/**
+ * Ends the started runs that are still going (the command is ending: a usage error, say, ends it
+ * before it took them); they only read, and nothing waits for them any more.
+ */
+export function stopPrefetch(): void {
+    stopper?.abort();
+}
+
 /** Forgets what was started (tests). */
 export function resetPrefetch(): void {
     started = undefined;
+    stopper = undefined;
 }

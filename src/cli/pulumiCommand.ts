@@ -19,7 +19,9 @@ export function pulumiCommandOf(versionOutput: string): PulumiCommand | undefine
     } catch {
         return undefined;
     }
-    if (version.major !== MAJOR) return undefined;
+    // Below the SDK's minimum, PulumiCommand.get refuses it (unless told to skip the check): let it say so.
+    const { minimumVersion } = require("@pulumi/pulumi/automation/minimumVersion") as { minimumVersion: import("semver").SemVer };
+    if (version.major !== MAJOR || version.compare(minimumVersion) < 0) return undefined;
     // Its constructor is private; command and version are its public fields, run() its method.
     return Object.assign(Object.create(PulumiCommand.prototype) as PulumiCommand, { command: "pulumi", version });
 }

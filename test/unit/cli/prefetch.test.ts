@@ -1,6 +1,8 @@
 // main.ts starts a stack command's first pulumi runs before the command loads; stack.ts takes
 // their results only when they answer its own question.
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { join, resolve } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { PulumiCommand } from "@pulumi/pulumi/automation";
 import * as semver from "semver";
@@ -8,6 +10,8 @@ import { configArgv, resetPrefetch, stackArgument, startPrefetch, takeConfig, ta
 import { pulumiCommandOf } from "../../../src/cli/pulumiCommand";
 import type { ProcessRunner, RunOptions } from "../../../src/process/runner";
 import { tempDir } from "../helpers/fixtures";
+
+const ROOT = resolve(__dirname, "../../..");
 
 afterEach(() => resetPrefetch());
 
@@ -58,16 +62,25 @@ describe("startPrefetch", () => {
         expect(await takeSelectedStack()).toBeUndefined();
     });
 
-    it("without --stack: the selected stack's name instead of a config; a failed or odd answer is no answer", async () => {
+    it("without --stack: the selected stack as the Automation API's workspace.stack() names it (stack ls's current entry); a failed or odd answer is no answer", async () => {
         const root = tempDir("nf-prefetch-");
-        const runner = recordingRunner({ "pulumi stack --show-name": { code: 0, stdout: "prod\n" } });
+        // Pulumi Cloud names a stack of another organization than the default one "org/stack";
+        // `pulumi stack --show-name` prints only "stack", which --stack reads as the default
+        // organization's stack of that name: another stack.
+        const listing = JSON.stringify([{ name: "dev", current: false }, { name: "acme/prod", current: true }]);
+        const runner = recordingRunner({ "pulumi stack ls": { code: 0, stdout: listing } });
         startPrefetch(["--hosts", "psi"], root, {}, runner.run);
-        expect(runner.calls.map((call) => call.argv.join(" ")).sort()).toEqual(["pulumi stack --show-name --non-interactive", "pulumi version"]);
-        expect(await takeSelectedStack()).toBe("prod");
+        expect(runner.calls.map((call) => call.argv.join(" ")).sort()).toEqual(["pulumi stack ls --json --non-interactive", "pulumi version"]);
+        expect(await takeSelectedStack()).toBe("acme/prod");
         expect(await takeSelectedStack()).toBeUndefined();
-        for (const answer of [{ code: 255, stdout: "" }, { code: 0, stdout: "two words\n" }]) {
+        for (const answer of [
+            { code: 255, stdout: "" },
+            { code: 0, stdout: "prod\n" },
+            { code: 0, stdout: JSON.stringify([{ name: "dev", current: false }]) },
+            { code: 0, stdout: JSON.stringify([{ name: "two words", current: true }]) },
+        ]) {
             resetPrefetch();
-            startPrefetch([], root, {}, recordingRunner({ "pulumi stack --show-name": answer }).run);
+            startPrefetch([], root, {}, recordingRunner({ "pulumi stack ls": answer }).run);
             expect(await takeSelectedStack()).toBeUndefined();
         }
     });
@@ -100,5 +113,38 @@ describe("pulumiCommandOf", () => {
         expect(pulumiCommandOf("")).toBeUndefined();
         expect(pulumiCommandOf("warning: something\nv3.1.0")).toBeUndefined();
         expect(pulumiCommandOf("v4.0.0")).toBeUndefined();
+        // Older than the SDK's minimum CLI version (3.2.0-alpha).
+        expect(pulumiCommandOf("v3.1.0")).toBeUndefined();
+        expect(pulumiCommandOf("v3.2.0")).toBeDefined();
     });
+});
+
+describe("a command that ends before it takes what was started", () => {
+    it("leaves no pulumi run behind (a usage error exits at once)", () => {
+        // A pulumi that takes its time: it writes its pid, then sleeps.
+        const dir = tempDir("nf-prefetch-orphans-");
+        const pids = join(dir, "pids");
+        writeFileSync(join(dir, "pulumi"), `#!/bin/sh\necho $$ >> "${pids}"\nexec sleep 30\n`, { mode: 0o755 });
+        const result = spawnSync("node", ["-r", join(ROOT, "node_modules", "ts-node", "register", "transpile-only"), join(ROOT, "src", "cli", "main.ts"), "deploy", "--bogus", "--stack", "dev"], {
+            cwd: dir,
+            env: { ...process.env, PATH: `${dir}:${process.env.PATH ?? ""}`, TS_NODE_PROJECT: join(ROOT, "tsconfig.json"), PULUMI_CONFIG_PASSPHRASE: "test-only" },
+            encoding: "utf8",
+            timeout: 60_000,
+        });
+        expect(result.stderr).toMatch(/Unknown option '--bogus'/);
+        expect(result.status).toBe(1);
+        const started = readFileSync(pids, "utf8").split("\n").filter(Boolean).map(Number);
+        // pulumi version and the stack's config were started (the prefetch).
+        expect(started.length).toBeGreaterThanOrEqual(1);
+        // Running, not a zombie left for init to reap (it was killed).
+        const alive = started.filter((pid) => {
+            try {
+                return !/^\d+ \(.*\) Z /.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
+            } catch {
+                return false;
+            }
+        });
+        for (const pid of alive) process.kill(pid, "SIGKILL");
+        expect(alive).toEqual([]);
+    }, 60_000);
 });
