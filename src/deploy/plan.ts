@@ -39,7 +39,7 @@ export interface PlanRequest {
 }
 
 /** Why an update's plan has no build or copy count. */
-export const COUNTED_BY_PREVIEW = "shown as this update runs (a preview counts them beforehand)";
+export const COUNTED_BY_PREVIEW = "not counted by an update (a preview counts them; the copy line below says what it copied)";
 
 export interface HostPlan {
     storePathBefore: string | null;
