@@ -67,7 +67,7 @@ export interface DeployContext {
      * Realises the system's derivation here (buildOn: local); says how many systems shared the build.
      * The provider passes its SharedBuilder (nix/sharedBuild.ts); default: this host's own build.
      */
-    build?: (drvPath: string, host: string) => Promise<{ systems: number }>;
+    build?: (drvPath: string, host: string, started?: () => void) => Promise<{ systems: number }>;
     /** Aborted when the engine cancels the update (Ctrl-C): a reboot's wait ends at once, its outcome unknown. */
     cancelled?: AbortSignal;
 }
@@ -154,9 +154,18 @@ export async function deployHost(request: DeployRequest, context: DeployContext)
         let builtOn: string | null = pinned ? null : request.buildOn === "target" ? name : "local";
         // The handshake runs while the system builds, not after it (its error, if any, is the
         // connect phase's, reported once the build is done; a failed build's close() stops it).
-        const opening = connection.open();
-        opening.catch(() => undefined);
+        // A build shared with the run's other hosts starts once the engine has diffed them all:
+        // the handshake starts with it, not while the engine still diffs (its CPU would slow them).
+        let opening: Promise<void> | undefined;
+        const open = (): Promise<void> => {
+            if (!opening) {
+                opening = connection.open();
+                opening.catch(() => undefined);
+            }
+            return opening;
+        };
         if (buildConnection && request.drvPath !== undefined) {
+            void open();
             const [drvPath, build] = [request.drvPath, buildConnection];
             builtOn = build.target.name;
             log(`build ${request.storePath} on the build host ${builtOn}`);
@@ -164,13 +173,13 @@ export async function deployHost(request: DeployRequest, context: DeployContext)
         } else if (request.buildOn === "local" && request.drvPath !== undefined) {
             const drvPath = request.drvPath;
             log(`build ${request.storePath}`);
-            const build = context.build ?? ((drv: string, host: string) => buildLocally(runner, drv, host).then(() => ({ systems: 1 })));
-            const built = await timed(timings, "build", () => build(drvPath, name));
+            const build = context.build ?? ((drv: string, host: string, started?: () => void) => (started?.(), buildLocally(runner, drv, host).then(() => ({ systems: 1 }))));
+            const built = await timed(timings, "build", () => build(drvPath, name, () => void open()));
             if (built.systems > 1) log(`built in one nix-store --realise of ${built.systems} systems (the hosts updated in this run)`);
         }
         log("connect");
         await timed(timings, "connect", async () => {
-            await opening;
+            await open();
             // A long build may have outlasted the master started with it (ssh/connection.ts).
             await connection.reopenIfEnded(MASTER_RECHECK_MS);
         });

@@ -13,6 +13,7 @@ import { formatError, tail } from "../errors";
 import type { ProcessRunner, RunResult } from "../process/runner";
 import type { SshConnection } from "../ssh/connection";
 import { shellQuote } from "../ssh/quote";
+import { Limiter } from "../process/pool";
 
 export interface HealthCheckOptions {
     /** For anything local (reserved: TCP and HTTP checks use node:net / node:http directly). */
@@ -83,25 +84,6 @@ export const tcpCheckName = (check: Pick<TcpCheck, "host" | "port">, address: st
 export const httpCheckName = (check: Pick<HttpCheck, "url">): string => `http ${check.url}`;
 
 const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? "" : "s"}`;
-
-/** At most `limit` tasks at once; the others wait their turn in order. */
-class Limiter {
-    private active = 0;
-    private readonly waiting: Array<() => void> = [];
-    constructor(private readonly limit: number) {}
-
-    async run<T>(task: () => Promise<T>): Promise<T> {
-        if (this.active >= this.limit) await new Promise<void>((resolve) => this.waiting.push(resolve));
-        else this.active += 1;
-        try {
-            return await task();
-        } finally {
-            const next = this.waiting.shift();
-            if (next) next(); // the slot passes straight on
-            else this.active -= 1;
-        }
-    }
-}
 
 /** stdout then stderr, the last lines of both. */
 function outputOf(result: RunResult): string {

@@ -67,9 +67,22 @@ export class SharedBuilder {
         });
     }
 
-    /** Realises drvPath for host: in the shared build that holds it, or in a new one with every expected system of the run. */
-    async build(drvPath: string, host: string, group: readonly string[] = []): Promise<SharedBuildResult> {
+    /**
+     * Resolves once the engine has diffed every host of the group (or after maxWaitMs): until then
+     * it diffs them one after another, and work that competes for the CPU (an update's plan, the
+     * SSH handshakes) waits for this rather than slow it.
+     */
+    settled(group: readonly string[]): Promise<void> {
+        return group.every((host) => this.seen.has(host)) ? Promise.resolve() : this.groupNoted(group);
+    }
+
+    /**
+     * Realises drvPath for host: in the shared build that holds it, or in a new one with every
+     * expected system of the run. `started` is called once the build starts or is joined.
+     */
+    async build(drvPath: string, host: string, group: readonly string[] = [], started?: () => void): Promise<SharedBuildResult> {
         if (!this.batches.has(drvPath) && group.some((other) => other !== host && !this.seen.has(other))) await this.groupNoted(group);
+        started?.();
         let batch = this.batches.get(drvPath);
         if (!batch) {
             const drvs = [drvPath, ...[...this.expected].filter((drv) => drv !== drvPath && !this.batches.has(drv))];

@@ -14,3 +14,22 @@ export async function mapLimit<T, R>(items: readonly T[], limit: number | undefi
     await Promise.all(Array.from({ length: width }, worker));
     return results;
 }
+
+/** At most `limit` tasks at once; the others wait their turn in order. */
+export class Limiter {
+    private active = 0;
+    private readonly waiting: Array<() => void> = [];
+    constructor(private readonly limit: number) {}
+
+    async run<T>(task: () => Promise<T>): Promise<T> {
+        if (this.active >= this.limit) await new Promise<void>((resolve) => this.waiting.push(resolve));
+        else this.active += 1;
+        try {
+            return await task();
+        } finally {
+            const next = this.waiting.shift();
+            if (next) next(); // the slot passes straight on
+            else this.active -= 1;
+        }
+    }
+}

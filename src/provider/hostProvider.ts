@@ -39,6 +39,7 @@ import {
     type HostInputs,
     type HostOutputs,
 } from "./hostInputs";
+import { Limiter } from "../process/pool";
 
 export const HOST_TYPE = "nixos:index:Host";
 
@@ -91,6 +92,9 @@ export function withSecretFileValues(paths: readonly PropertyPath[], inputs: { s
     const values: PropertyPath[] = Object.keys(files).map((name) => ["secrets", name, "value"]);
     return [...paths, ...values.filter((path) => !covered(path))];
 }
+
+/** How many of an update's plans are made at once (HostProvider.updatePlans). */
+const UPDATE_PLANS_AT_ONCE = 2;
 
 /** The plugin serves two types; hooks go to their own provider. */
 const isHook = (urn: string): boolean => resourceTypeOf(urn) === HOOK_TYPE;
@@ -356,6 +360,12 @@ export class HostProvider implements provider.Provider {
     private runKind: RunKind = "unknown";
     /** An update's plans, by host (URN), logged while the update goes on; the host's deploy logs after its own. */
     private readonly planLogs = new Map<string, Promise<void>>();
+    /**
+     * An update's plans are made a few at a time: each starts Nix and shell processes, and a
+     * burst of them for a large run would hold the provider (every start blocks its event loop
+     * for a moment) while the engine waits for it to begin the hosts' updates.
+     */
+    private readonly updatePlans = new Limiter(UPDATE_PLANS_AT_ONCE);
 
     constructor(options: HostProviderOptions) {
         this.options = options;
@@ -488,13 +498,14 @@ export class HostProvider implements provider.Provider {
     }
 
     /**
-     * A preview's diff waits for the host's plan. An update's does not: the engine updates the host
-     * once its diff returns, and the build shared by the run's hosts starts with the first update,
-     * so the plan's Nix queries run beside it; the host's deploy logs its lines after the plan's.
+     * A preview's diff waits for the host's plan. An update's does not: the engine diffs the run's
+     * hosts one after another and the build they share starts once all are diffed, so the plan's
+     * Nix queries run after that, beside the build; the host's deploy logs its lines after the plan's.
      */
     private async showPlan(urn: string, old: PlanSide | undefined, inputs: HostInputs, recorded?: RecordedBoot): Promise<void> {
-        const logged = this.logPlan(urn, old, inputs, recorded);
-        if (this.runKind !== "update") return logged;
+        if (this.runKind !== "update") return this.logPlan(urn, old, inputs, recorded);
+        // Its Nix queries wait until the engine has diffed the run's other hosts (one after another).
+        const logged = this.builder.settled(inputs.buildGroup ?? []).then(() => this.updatePlans.run(() => this.logPlan(urn, old, inputs, recorded)));
         this.planLogs.set(urn, logged.catch(() => undefined));
     }
 
@@ -536,7 +547,7 @@ export class HostProvider implements provider.Provider {
                 runner: this.options.runner,
                 runtimeDir: this.runtimeDir,
                 log,
-                build: (drvPath, host) => this.builder.build(drvPath, host, inputs.buildGroup ?? []),
+                build: (drvPath, host, started) => this.builder.build(drvPath, host, inputs.buildGroup ?? [], started),
                 cancelled: this.cancellation.signal,
             });
             await logged;

@@ -218,6 +218,26 @@ describe("deployHost", { timeout: 1000 }, () => {
         expect(runner.matching(masterStart)[0]!.options.signal?.aborted).toBe(true);
     });
 
+    it("a build shared with other hosts: the handshake starts when the build does (the engine may still be diffing the others), not before", async () => {
+        const { runner, context } = setup();
+        let start!: () => void;
+        const waitingForGroup = new Promise<void>((resolve) => (start = resolve));
+        const deploying = deployHost(request(), {
+            ...context,
+            build: async (_drv, _host, started) => {
+                await waitingForGroup;
+                started?.();
+                return { systems: 3 };
+            },
+        });
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        expect(runner.calls.filter((call) => call.isMasterStart)).toEqual([]);
+        start();
+        const outcome = await deploying;
+        expect(runner.calls.map(step).slice(0, 2)).toEqual(["ssh master start", "local path-info --json"]);
+        expect(outcome.sshHandshakes).toBe(1);
+    });
+
     it("a build that outlasts the master started with it (ControlPersist ends an unused one): it is checked and started again, counted", async () => {
         const clock = fakeClock();
         try {

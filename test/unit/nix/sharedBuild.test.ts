@@ -37,6 +37,27 @@ describe("SharedBuilder", () => {
         expect(builds(runner)).toEqual([["--realise", "--keep-going", psi, rho]]);
     });
 
+    it("says when the build starts (started), and when the engine has diffed the whole group (settled): the work that waits for them", async () => {
+        const runner = new FakeRunner().on(local("nix-store", "--realise"), {});
+        const builder = new SharedBuilder(runner.run);
+        const events: string[] = [];
+        builder.note("psi", psi);
+        void builder.settled(GROUP).then(() => events.push("settled"));
+        const first = builder.build(psi, "psi", GROUP, () => events.push("started psi"));
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        expect(events).toEqual([]);
+        builder.note("rho", rho);
+        builder.note("tau");
+        await first;
+        expect(events).toEqual(["settled", "started psi"]);
+        await builder.build(rho, "rho", GROUP, () => events.push("started rho"));
+        expect(events).toEqual(["settled", "started psi", "started rho"]);
+        // Once settled, it stays so.
+        let again = false;
+        await builder.settled(GROUP).then(() => (again = true));
+        expect(again).toBe(true);
+    });
+
     it("waits at most maxWaitMs for a group member the engine never diffs", async () => {
         const runner = new FakeRunner().on(local("nix-store", "--realise"), {});
         const builder = new SharedBuilder(runner.run, { maxWaitMs: 20 });

@@ -574,6 +574,21 @@ describe("HostProvider", { timeout: 1000 }, () => {
         expect(lines[lines.length - 1]).toMatch(/^alpha: switch done, generation 2 → 3/);
     });
 
+    it("an update's plan queries wait until the engine has diffed the rest of the build group (it diffs one host after another)", async () => {
+        const { provider, runner, logger } = providerSetup();
+        await provider.invoke(PROVIDER_INFO_TOKEN, { dryRun: false });
+        const group = ["alpha", "beta"];
+        const olds = asProps(outputsAfterDeploy(inputs({ storePath: v2 }), outcome({ generation: 1 }, { generation: 2, currentStorePath: v2, profileStorePath: v2 })));
+        const planQueries = () => runner.calls.filter((call) => call.argv[0] === "nix-store" && call.argv.includes("--query"));
+        expect((await provider.diff("alpha", URN, olds, asProps(inputs({ buildGroup: group })))).changes).toBe(true);
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        expect(planQueries()).toEqual([]);
+        const beta = inputs({ name: "beta", address: "beta.example.org", buildGroup: group });
+        await provider.diff("beta", URN.replace("alpha", "beta"), asProps({ ...beta }), asProps(beta));
+        await vi.waitFor(() => expect(logger.messages("info").some((line) => line.startsWith("alpha: plan\n"))).toBe(true));
+        expect(planQueries().length).toBeGreaterThan(0);
+    });
+
     it("update of a host that goes away during activation: 'outcome unknown', never 'failed' nor 'restored'", async () => {
         const { provider, host, runner } = providerSetup();
         host.followDrops.push({ downFor: Infinity });
