@@ -61,7 +61,13 @@ async function packageChanges(runner: ProcessRunner, request: PlanRequest, cache
     if (!request.old) return unknown("no recorded deployment to compare with");
     if (!request.old.drvPath) return unknown("the recorded deployment has no derivation (pinned by rollback, or read back by refresh)");
     if (!request.new.drvPath) return unknown("the new system has no derivation (pinned by rollback)");
-    const [before, after] = await Promise.all([derivationPackages(runner, request.old.drvPath, cache), derivationPackages(runner, request.new.drvPath, cache)]);
+    let before, after;
+    try {
+        [before, after] = await Promise.all([derivationPackages(runner, request.old.drvPath, cache), derivationPackages(runner, request.new.drvPath, cache)]);
+    } catch (error) {
+        // Nix did not answer (killed, timed out, no daemon): that says nothing about the derivations.
+        return unknown(`Nix could not list the packages: ${error instanceof Error ? error.message : String(error)}`);
+    }
     if (!before) return unknown(`the recorded derivation ${shortStorePath(request.old.drvPath)} is not in this machine's Nix store (garbage-collected, or deployed from another machine)`);
     if (!after) return unknown(`the new derivation ${shortStorePath(request.new.drvPath)} is not in this machine's Nix store`);
     return { known: true, changes: diffPackages(before, after) };

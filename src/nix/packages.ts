@@ -2,6 +2,7 @@
 // closure is named <pname>-<version> (`nix-store --query --requisites <drv>`), so two closures
 // give the packages added, removed and changed. Pure parsing and diffing here; the two queries at
 // the end take a process runner.
+import { tail } from "../errors";
 import type { ProcessRunner } from "../process/runner";
 
 /** A package name with every version of it the closure holds (sorted; usually one). */
@@ -93,11 +94,19 @@ export function countChanges(changes: readonly PackageChange[]): string {
     return parts.length ? parts.join(", ") : "no package changes";
 }
 
-/** The store paths of a derivation's closure (.drv files and sources); undefined when it is not in this store. */
+/**
+ * The store paths of a derivation's closure (.drv files and sources); undefined when it is not in
+ * this store. Throws when Nix could not answer (killed, timed out, no daemon): that says nothing
+ * about the derivation.
+ */
 export async function derivationClosure(runner: ProcessRunner, drvPath: string): Promise<string[] | undefined> {
-    const result = await runner(["nix-store", "--query", "--requisites", drvPath]);
-    if (result.code !== 0) return undefined;
-    return result.stdout.split("\n").map((line) => line.trim()).filter(Boolean);
+    const argv = ["nix-store", "--query", "--requisites", drvPath];
+    const result = await runner(argv);
+    if (result.code === 0) return result.stdout.split("\n").map((line) => line.trim()).filter(Boolean);
+    if (result.code === 1 && /is not valid|No such file or directory/.test(result.stderr)) return undefined;
+    const why = result.timedOut ? "timed out" : result.code === null ? `was killed (${result.signal ?? "signal"})` : `exited with ${result.code}`;
+    const said = tail(result.stderr.trim(), 3);
+    throw new Error(`${argv.join(" ")} ${why}${said ? `: ${said}` : ""}`);
 }
 
 export interface PendingWork {

@@ -96,6 +96,13 @@ export function withSecretFileValues(paths: readonly PropertyPath[], inputs: { s
 /** How many of an update's plans are made at once (HostProvider.updatePlans). */
 const UPDATE_PLANS_AT_ONCE = 2;
 
+/**
+ * The longest one Nix query of an update's plan may run (a local store query takes well under a
+ * second): the host's deploy returns only once its plan is logged, and a stuck query must not hold
+ * a host that is deployed, unrecorded (HostProvider.planRunner).
+ */
+const UPDATE_PLAN_QUERY_MS = 60_000;
+
 /** The plugin serves two types; hooks go to their own provider. */
 const isHook = (urn: string): boolean => resourceTypeOf(urn) === HOOK_TYPE;
 
@@ -512,10 +519,11 @@ export class HostProvider implements provider.Provider {
     /** Logs the host's plan (package changes, builds, copies) to its row; a plan that cannot be made never fails the diff. */
     private async logPlan(urn: string, old: PlanSide | undefined, inputs: HostInputs, recorded?: RecordedBoot): Promise<void> {
         let text: string;
+        const runner = this.planRunner();
         try {
             // The booted side as the state recorded it: a preview connects to no host.
-            const booted = await recordedBootedSide(this.options.runner, recorded);
-            const plan = await planHost(this.options.runner, {
+            const booted = await recordedBootedSide(runner, recorded);
+            const plan = await planHost(runner, {
                 old,
                 new: { storePath: inputs.storePath, drvPath: inputs.drvPath },
                 buildOn: inputs.buildOn,
@@ -529,6 +537,19 @@ export class HostProvider implements provider.Provider {
             text = `${inputs.name}: plan: unknown (${error instanceof Error ? error.message : String(error)})`;
         }
         await this.options.logger.log("info", urn, text);
+    }
+
+    /**
+     * The runner of a plan's Nix queries. In an update, the host's deploy waits for its plan (its
+     * lines come after it): each query ends after UPDATE_PLAN_QUERY_MS, and at once when the engine
+     * cancels the update (Ctrl-C), so a stuck nix-daemon cannot hold a deployed host's result; the
+     * plan then says which query did not answer.
+     */
+    private planRunner(): ProcessRunner {
+        if (this.runKind !== "update") return this.options.runner;
+        const signal = this.cancellation.signal;
+        return (argv, options = {}) =>
+            this.options.runner(argv, { ...options, timeoutMs: Math.min(options.timeoutMs ?? UPDATE_PLAN_QUERY_MS, UPDATE_PLAN_QUERY_MS), signal: options.signal ?? signal });
     }
 
     private async deploy(urn: string, inputs: HostInputs, old: HostOutputs | undefined, secrets: readonly string[], paths: readonly PropertyPath[]): Promise<HostOutputs> {

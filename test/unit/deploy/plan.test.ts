@@ -60,6 +60,21 @@ describe("planHost", () => {
         expect(collected.packages).toMatchObject({ known: false, reason: expect.stringContaining("is not in this machine's Nix store") });
     });
 
+    it("a package query Nix could not answer (killed, timed out, no daemon) says so: not that the derivation is missing, and the rest of the plan stands", async () => {
+        const answers = [
+            [{ code: null, signal: "SIGKILL" as const }, /nix-store --query --requisites \S+nixos-system-psi-24\.05\.1\.drv was killed \(SIGKILL\)/],
+            [{ code: null, signal: "SIGKILL" as const, timedOut: true }, /nix-store --query --requisites \S+ timed out/],
+            [{ code: 1, stderr: "error: cannot connect to socket at '/nix/var/nix/daemon-socket/socket': Connection refused\n" }, /exited with 1: error: cannot connect to socket/],
+        ] as const;
+        for (const [reply, reason] of answers) {
+            const runner = store().once(local("--requisites", oldDrv), reply);
+            const plan = await planHost(runner.run, { old: { storePath: oldOut, drvPath: oldDrv }, new: { storePath: newOut, drvPath: newDrv }, buildOn: "local" });
+            expect(plan.packages).toMatchObject({ known: false, reason: expect.stringMatching(reason) });
+            expect(plan.packages).not.toMatchObject({ reason: expect.stringContaining("not in this machine's Nix store") });
+            expect(plan.build).toEqual({ known: true, derivations: 3 });
+        }
+    });
+
     it("a host that builds its own system has no local build or copy count", async () => {
         const plan = await planHost(store().run, { old: { storePath: oldOut, drvPath: oldDrv }, new: { storePath: newOut, drvPath: newDrv }, buildOn: "target" });
         expect(plan.build).toEqual({ known: false, reason: "built on the host" });

@@ -574,6 +574,51 @@ describe("HostProvider", { timeout: 1000 }, () => {
         expect(lines[lines.length - 1]).toMatch(/^alpha: switch done, generation 2 → 3/);
     });
 
+    describe("an update's plan whose Nix query hangs (a stuck nix-daemon) holds the finished deploy only for a while", () => {
+        const hungQuery = (runner: FakeRunner, answer: (call: RecordedCall) => Promise<Partial<{ code: number | null; signal: NodeJS.Signals; timedOut: boolean; stderr: string }>>) => {
+            // Both sides of the package diff ask; neither answers on its own.
+            for (let i = 0; i < 2; i++) runner.once(local("nix-store", "--query", "--requisites"), answer);
+        };
+        const olds = () => asProps(outputsAfterDeploy(inputs({ storePath: v2, drvPath: drvPath("nixos-system-alpha-2") }), outcome({ generation: 1 }, { generation: 2, currentStorePath: v2, profileStorePath: v2 })));
+
+        it("Ctrl-C (the engine's cancel) ends the plan's queries: the deploy that is done returns, its plan says unknown and why", async () => {
+            const { provider, runner, logger, host } = providerSetup();
+            await provider.invoke(PROVIDER_INFO_TOKEN, { dryRun: false });
+            hungQuery(runner, (call) => new Promise((resolve) => call.options.signal?.addEventListener("abort", () => resolve({ code: null, signal: "SIGKILL" }))));
+            expect((await provider.diff("alpha", URN, olds(), asProps(inputs()))).changes).toBe(true);
+            let returned = false;
+            const updating = provider.update("alpha", URN, olds(), asProps(inputs())).finally(() => (returned = true));
+            // The host is switched; the update waits for the plan line (the deploy's lines come after it).
+            await vi.waitFor(() => expect(host.state.current).toBe(next));
+            await new Promise((resolve) => setTimeout(resolve, 20));
+            expect(returned).toBe(false);
+            await provider.cancel();
+            const outs = (await updating).outs as HostOutputs;
+            expect(outs.runningStorePath).toBe(next);
+            const lines = logger.messages("info");
+            expect(lines[0]).toMatch(/^alpha: plan\n  system: .*\n  packages: unknown \(/);
+            expect(lines[0]).toMatch(/nix-store --query --requisites \S+ was killed \(SIGKILL\)/);
+            expect(lines[0]).not.toMatch(/not in this machine's Nix store/);
+            expect(lines[lines.length - 1]).toMatch(/^alpha: switch done, generation 2 → 3/);
+        });
+
+        it("without Ctrl-C, each query ends after its timeout", async () => {
+            const { provider, runner, logger } = providerSetup();
+            await provider.invoke(PROVIDER_INFO_TOKEN, { dryRun: false });
+            const limits: Array<number | undefined> = [];
+            hungQuery(runner, async (call) => {
+                limits.push(call.options.timeoutMs);
+                if (call.options.timeoutMs === undefined) return new Promise<never>(() => undefined);
+                return { code: null, signal: "SIGKILL", timedOut: true };
+            });
+            await provider.diff("alpha", URN, olds(), asProps(inputs()));
+            await provider.update("alpha", URN, olds(), asProps(inputs()));
+            expect(limits).toHaveLength(2);
+            for (const limit of limits) expect(limit).toBeLessThanOrEqual(60_000);
+            expect(logger.messages("info")[0]).toMatch(/packages: unknown \(.*nix-store --query --requisites \S+ timed out/);
+        });
+    });
+
     it("an update's plan queries wait until the engine has diffed the rest of the build group (it diffs one host after another)", async () => {
         const { provider, runner, logger } = providerSetup();
         await provider.invoke(PROVIDER_INFO_TOKEN, { dryRun: false });
