@@ -8,6 +8,7 @@ import type { RebootPolicy } from "../config/hostFields";
 import type { ProcessRunner } from "../process/runner";
 import { SshConnection } from "../ssh/connection";
 import type { Action } from "./activate";
+import { isStorePath } from "../nix/flags";
 
 /** The links of a NixOS system that only a reboot brings into effect. */
 export const BOOT_LINKS = ["kernel", "initrd", "kernel-modules"] as const;
@@ -77,12 +78,12 @@ export interface RecordedBoot {
  * is not seen: the plan says which record it used, and `pulumi refresh` reads the host again.
  */
 export async function recordedBootedSide(runner: ProcessRunner, recorded: RecordedBoot | undefined): Promise<{ known: true; files: BootFiles; source: string } | { known: false; reason: string }> {
-    const booted = recorded?.bootedStorePath;
-    if (!booted) {
-        return { known: false, reason: recorded ? "no booted system is recorded for the host (`pulumi refresh` reads it)" : "the host has not been deployed by this stack yet (its booted system is read when it is)" };
-    }
+    if (!recorded) return { known: false, reason: "the host has not been deployed by this stack yet (its booted system is read when it is)" };
+    // From the state (never checked by the input rules): only a store path reaches a command's arguments.
+    const booted = isStorePath(recorded.bootedStorePath) ? recorded.bootedStorePath : undefined;
+    if (!booted) return { known: false, reason: "no booted system is recorded for the host (`pulumi refresh` reads it)" };
     const fromStore = await localBootFiles(runner, booted).catch(() => undefined);
-    const fromDerivation = !fromStore && booted === recorded.storePath && recorded.drvPath ? await derivationBootFiles(runner, recorded.drvPath).catch(() => undefined) : undefined;
+    const fromDerivation = !fromStore && booted === recorded.storePath && isStorePath(recorded.drvPath) ? await derivationBootFiles(runner, recorded.drvPath).catch(() => undefined) : undefined;
     const files = fromStore ?? fromDerivation;
     const short = booted.replace(/^\/nix\/store\/([0-9a-z]{8})[0-9a-z]{24}-/, "$1-");
     if (!files) return { known: false, reason: `the recorded booted system ${short} is not in this machine's store` };

@@ -13,6 +13,7 @@ import { stepOf, trimHistory } from "../deploy/deployments";
 import type { HostState } from "../deploy/hostState";
 import { FleetError, formatError } from "../errors";
 import { SharedBuilder } from "../nix/sharedBuild";
+import { isStorePath } from "../nix/flags";
 import type { PackageCache } from "../nix/packageCache";
 import { formatPlan, planHost, type PlanSide } from "../deploy/plan";
 import { rebootNeedAfterRead, recordedBootedSide, type RecordedBoot } from "../deploy/reboot";
@@ -347,8 +348,10 @@ export function withoutMissingSecrets(outputs: HostOutputs, missingPaths: readon
 
 /** The recorded side of a plan: the store path the state holds and the derivation it came from. */
 export function recordedSide(olds: Record<string, unknown>): PlanSide | undefined {
-    if (typeof olds.storePath !== "string") return undefined;
-    return { storePath: olds.storePath, ...(typeof olds.drvPath === "string" ? { drvPath: olds.drvPath } : {}) };
+    // Read from the state, which the input rules never checked: only store paths reach Nix's
+    // arguments (a recorded "--option …" would be one of its options).
+    if (!isStorePath(olds.storePath)) return undefined;
+    return { storePath: olds.storePath, ...(isStorePath(olds.drvPath) && olds.drvPath.endsWith(".drv") ? { drvPath: olds.drvPath } : {}) };
 }
 
 export class HostProvider implements provider.Provider {

@@ -119,6 +119,18 @@ describe("the booted side of a plan (recorded, never read from the host)", () =>
     const booted = storePath("nixos-system-alpha-booted");
     const bootFiles = `kernel=${KERNEL_2}/bzImage\ninitrd=${KERNEL_2}-initrd/initrd\nkernel-modules=${KERNEL_2}-modules\n`;
 
+    it("a recorded value that is not a store path (the state is not checked by the input rules) reaches no command", async () => {
+        const runner = new FakeRunner();
+        runner.on(() => true, { stdout: bootFiles });
+        for (const bootedStorePath of ["--help", "-rf", "/etc/passwd", "/nix/store/short-name"]) {
+            const side = await recordedBootedSide(runner.run, { bootedStorePath, storePath: booted, drvPath: "--option" });
+            expect(side).toEqual({ known: false, reason: "no booted system is recorded for the host (`pulumi refresh` reads it)" });
+        }
+        const viaDerivation = await recordedBootedSide(new FakeRunner().on(local("sh", "-c"), { code: 3 }).run, { bootedStorePath: booted, storePath: booted, drvPath: "--option" });
+        expect(viaDerivation.known).toBe(false);
+        expect(runner.calls).toEqual([]);
+    });
+
     it("reads the recorded booted system's links in this machine's store and says which record it used", async () => {
         const runner = new FakeRunner();
         runner.on(local("sh", "-c"), { stdout: bootFiles });

@@ -14,6 +14,7 @@ import {
     newlySecretKeys,
     outputsAfterDeploy,
     outputsAfterRead,
+    recordedSide,
 } from "../../../src/provider/hostProvider";
 import { adoptedOutputs, adoptedStorePath, type ConfiguredHost } from "../../../src/provider/adopt";
 import { describeRollback, outputsWhenUnreachable, stackOfUrn, undoneRollback, undoneRollbackReason } from "../../../src/provider/hostMarks";
@@ -71,6 +72,17 @@ const record = (generation: number, path: string, activatedAt = "2024-12-01T00:0
 });
 
 const asProps = (value: object) => value as unknown as Record<string, unknown>;
+
+describe("recordedSide (the plan's old side, read from the state)", () => {
+    it("takes only store paths: a recorded value that is not one never reaches Nix's arguments", () => {
+        const drv = drvPath("nixos-system-alpha-2");
+        expect(recordedSide({ storePath: v2, drvPath: drv })).toEqual({ storePath: v2, drvPath: drv });
+        expect(recordedSide({ storePath: v2, drvPath: "--option" })).toEqual({ storePath: v2 });
+        expect(recordedSide({ storePath: v2, drvPath: v2 })).toEqual({ storePath: v2 });
+        expect(recordedSide({ storePath: "--add-root=/etc/x", drvPath: drv })).toBeUndefined();
+        expect(recordedSide({ storePath: 42 })).toBeUndefined();
+    });
+});
 
 describe("changedKeys", () => {
     it("lists the input keys that differ", () => {
