@@ -98,11 +98,11 @@ export function withSecretFileValues(paths: readonly PropertyPath[], inputs: { s
 const UPDATE_PLANS_AT_ONCE = 2;
 
 /**
- * The longest one Nix query of an update's plan may run (a local store query takes well under a
- * second): the host's deploy returns only once its plan is logged, and a stuck query must not hold
- * a host that is deployed, unrecorded (HostProvider.planRunner).
+ * The longest one Nix query of a plan may run (a local store query takes well under a second): a
+ * stuck query must hold neither an update's deployed host (its deploy returns only once its plan is
+ * logged) nor a preview (HostProvider.planRunner).
  */
-const UPDATE_PLAN_QUERY_MS = 60_000;
+const PLAN_QUERY_MS = 60_000;
 
 /** The plugin serves two types; hooks go to their own provider. */
 const isHook = (urn: string): boolean => resourceTypeOf(urn) === HOOK_TYPE;
@@ -543,16 +543,16 @@ export class HostProvider implements provider.Provider {
     }
 
     /**
-     * The runner of a plan's Nix queries. In an update, the host's deploy waits for its plan (its
-     * lines come after it): each query ends after UPDATE_PLAN_QUERY_MS, and at once when the engine
-     * cancels the update (Ctrl-C), so a stuck nix-daemon cannot hold a deployed host's result; the
-     * plan then says which query did not answer.
+     * The runner of a plan's Nix queries: each ends after PLAN_QUERY_MS, and at once when the
+     * engine cancels the run (Ctrl-C); the plan then says which query did not answer. In an update
+     * the host's deploy waits for its plan (its lines come after it), so a stuck nix-daemon cannot
+     * hold a deployed host's result; a preview waits for its plans in its diffs, so it cannot hang
+     * on one either.
      */
     private planRunner(): ProcessRunner {
-        if (this.runKind !== "update") return this.options.runner;
         const signal = this.cancellation.signal;
         return (argv, options = {}) =>
-            this.options.runner(argv, { ...options, timeoutMs: Math.min(options.timeoutMs ?? UPDATE_PLAN_QUERY_MS, UPDATE_PLAN_QUERY_MS), signal: options.signal ?? signal });
+            this.options.runner(argv, { ...options, timeoutMs: Math.min(options.timeoutMs ?? PLAN_QUERY_MS, PLAN_QUERY_MS), signal: options.signal ?? signal });
     }
 
     private async deploy(urn: string, inputs: HostInputs, old: HostOutputs | undefined, secrets: readonly string[], paths: readonly PropertyPath[]): Promise<HostOutputs> {

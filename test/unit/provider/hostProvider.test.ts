@@ -631,6 +631,34 @@ describe("HostProvider", { timeout: 1000 }, () => {
         });
     });
 
+    it("a preview's plan queries are bounded too: a stuck query ends after its timeout, or at once on Ctrl-C, and the plan says unknown", async () => {
+        const olds = asProps(outputsAfterDeploy(inputs({ storePath: v2, drvPath: drvPath("nixos-system-alpha-2") }), outcome({ generation: 1 }, { generation: 2, currentStorePath: v2, profileStorePath: v2 })));
+        const timed = providerSetup();
+        await timed.provider.invoke(PROVIDER_INFO_TOKEN, { dryRun: true });
+        const limits: Array<number | undefined> = [];
+        for (let i = 0; i < 2; i++) {
+            timed.runner.once(local("nix-store", "--query", "--requisites"), async (call) => {
+                limits.push(call.options.timeoutMs);
+                if (call.options.timeoutMs === undefined) return new Promise<never>(() => undefined);
+                return { code: null, signal: "SIGKILL", timedOut: true };
+            });
+        }
+        await timed.provider.diff("alpha", URN, olds, asProps(inputs()));
+        expect(limits).toHaveLength(2);
+        for (const limit of limits) expect(limit).toBeLessThanOrEqual(60_000);
+        expect(timed.logger.messages("info")[0]).toMatch(/packages: unknown \(.*nix-store --query --requisites \S+ timed out/);
+        const cancelled = providerSetup();
+        await cancelled.provider.invoke(PROVIDER_INFO_TOKEN, { dryRun: true });
+        for (let i = 0; i < 2; i++) {
+            cancelled.runner.once(local("nix-store", "--query", "--requisites"), (call) => new Promise((resolve) => call.options.signal?.addEventListener("abort", () => resolve({ code: null, signal: "SIGKILL" }))));
+        }
+        const diffing = cancelled.provider.diff("alpha", URN, olds, asProps(inputs()));
+        await new Promise((resolve) => setTimeout(resolve, 10));
+        await cancelled.provider.cancel();
+        expect((await diffing).changes).toBe(true);
+        expect(cancelled.logger.messages("info")[0]).toMatch(/was killed \(SIGKILL\)/);
+    });
+
     it("an update's plan queries wait until the engine has diffed the rest of the build group (it diffs one host after another)", async () => {
         const { provider, runner, logger } = providerSetup();
         await provider.invoke(PROVIDER_INFO_TOKEN, { dryRun: false });
