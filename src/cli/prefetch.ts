@@ -11,9 +11,9 @@ export function configArgv(stack: string): string[] {
     return ["pulumi", "config", "--show-secrets", "--json", "--stack", stack, "--non-interactive"];
 }
 
-/** The environment the config read runs with: the workspace's (the dev passphrase for dev) plus the Automation API's marker. */
-export function configEnv(stack: string, projectRoot: string, env: Environment): Record<string, string | undefined> {
-    return { ...passphraseEnvFor(stack, projectRoot, env), PULUMI_AUTOMATION_API: "true" };
+/** The variables the config read adds to this process's: the workspace's envVars (the dev passphrase for dev) and the Automation API's marker. */
+export function configEnv(envVars: Record<string, string>): Record<string, string | undefined> {
+    return { ...envVars, PULUMI_AUTOMATION_API: "true" };
 }
 
 interface ConfigRead {
@@ -77,7 +77,7 @@ export function startPrefetch(args: readonly string[], projectRoot: string, env:
     if (stack !== undefined) {
         let extra: Record<string, string | undefined> | undefined;
         try {
-            extra = configEnv(stack, projectRoot, env);
+            extra = configEnv(passphraseEnvFor(stack, projectRoot, env));
         } catch {
             // A passphrase problem: the command reports it in its own words.
             extra = undefined;

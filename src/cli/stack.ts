@@ -12,7 +12,7 @@ import { HOOK_TYPE } from "../resources/hook";
 import { numberedUpdates, readAllUpdates } from "../deploy/generations";
 import { passphraseEnvFor, type Environment } from "../program/passphrase";
 import { runProcess, type ProcessRunner } from "../process/runner";
-import { configArgv, takeConfig, takeSelectedStack, takeVersion } from "./prefetch";
+import { configArgv, configEnv, takeConfig, takeSelectedStack, takeVersion } from "./prefetch";
 import { pulumiCommandOf } from "./pulumiCommand";
 
 export const PROJECT = "nixos-fleet";
@@ -93,17 +93,17 @@ type AllConfig = Awaited<ReturnType<Stack["getAllConfig"]>>;
 
 /**
  * `pulumi config --show-secrets --json` of the stack, as the Automation API's getAllConfig runs it
- * (same arguments; this process's environment plus `env`, as the workspace's envVars), or the
+ * (same arguments; this process's environment plus the workspace's `envVars`), or the
  * error pulumi gave. main.ts may have started it already (prefetch.ts).
  */
 export async function readAllConfig(
     name: string,
     projectRoot: string,
-    env: Environment,
+    envVars: Record<string, string>,
     runner: ProcessRunner = runProcess,
 ): Promise<{ ok: true; values: AllConfig } | { ok: false; error: Error }> {
     const argv = configArgv(name);
-    const result = await (takeConfig(name, projectRoot) ?? runner(argv, { cwd: projectRoot, env: { ...env, PULUMI_AUTOMATION_API: "true" } }));
+    const result = await (takeConfig(name, projectRoot) ?? runner(argv, { cwd: projectRoot, env: configEnv(envVars) }));
     if (result.code !== 0) return { ok: false, error: new Error(`${argv.join(" ")} exited with ${result.code}:\n${result.stderr}`) };
     try {
         return { ok: true, values: JSON.parse(result.stdout) as AllConfig };
@@ -142,7 +142,6 @@ export function unreadableConfig(name: string, projectRoot: string, error: unkno
     });
 }
 
-/** --stack, or else the stack selected with `pulumi stack select` (as plain pulumi does). */
 /**
  * A LocalWorkspace of the project; with the `pulumi version` main.ts started (prefetch.ts) when it
  * answered, else the Automation API runs it again.
@@ -153,6 +152,7 @@ export async function openWorkspace(projectRoot: string, envVars?: Record<string
     return LocalWorkspace.create({ workDir: projectRoot, ...(envVars ? { envVars } : {}), ...(pulumiCommand ? { pulumiCommand } : {}) });
 }
 
+/** --stack, or else the stack selected with `pulumi stack select` (as plain pulumi does). */
 export async function resolveStackName(option: string | undefined, projectRoot: string): Promise<string> {
     if (option) return option;
     const selected = await takeSelectedStack();

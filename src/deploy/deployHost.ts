@@ -173,7 +173,13 @@ export async function deployHost(request: DeployRequest, context: DeployContext)
         } else if (request.buildOn === "local" && request.drvPath !== undefined) {
             const drvPath = request.drvPath;
             log(`build ${request.storePath}`);
-            const build = context.build ?? ((drv: string, host: string, started?: () => void) => (started?.(), buildLocally(runner, drv, host).then(() => ({ systems: 1 }))));
+            const build =
+                context.build ??
+                (async (drv: string, host: string, started?: () => void) => {
+                    started?.();
+                    await buildLocally(runner, drv, host);
+                    return { systems: 1 };
+                });
             const built = await timed(timings, "build", () => build(drvPath, name, () => void open()));
             if (built.systems > 1) log(`built in one nix-store --realise of ${built.systems} systems (the hosts updated in this run)`);
         }
