@@ -20,12 +20,13 @@ export interface CopyResult {
 }
 
 /**
- * Nix 2.8's daemon loses its place in the stream when a path it is sent became valid meanwhile
- * (another writer into the same store: e.g. a build host deployed in the same run while it builds
- * another host's system, the same base paths): it skips that path's NAR and reads it as the next
- * path's name. Tried again, the copy sends only what is still missing.
+ * Two ways Nix 2.8's daemon fails a copy when another writer adds to the same store at the same
+ * time (e.g. a build host deployed in the same run while it is sent another host's derivation,
+ * the same base paths): it loses its place in the stream when a path it is sent became valid
+ * meanwhile (it skips that path's NAR and reads it as the next path's name), or gives up on its
+ * busy database. Tried again, the copy sends only what is still missing.
  */
-const LOST_PLACE = /not an absolute path: 'nix-archive-1'/;
+const LOST_PLACE = /not an absolute path: 'nix-archive-1'|SQLite database '[^'\n]*' is busy/;
 export const COPY_ATTEMPTS = 3;
 
 /** Runs a `nix copy`, again (up to COPY_ATTEMPTS in all) when it collided with another writer into the host's store. */

@@ -97,6 +97,16 @@ describe("copyClosure", () => {
         expect(progress[1]).toBe("nix copy collided with another process adding the same paths to that store (Nix: not an absolute path: 'nix-archive-1'); trying again (2 of 3)");
     });
 
+    it("the other way another writer shows: the host's daemon gives up on its busy database (e2e buildHost: bld received its own system while sent tgt's derivation); tried again too", async () => {
+        const { runner, connection } = setup([glibc]);
+        runner.once(local("copy"), { code: 1, stderr: "error: SQLite database '/nix/var/nix/db/db.sqlite' is busy\nerror: cannot open connection to remote store 'ssh-ng://root@bld': error: unexpected end-of-file\n" });
+        const progress: string[] = [];
+        const result = await copyClosure(connection, system, { runner: runner.run, onProgress: (line) => progress.push(line) });
+        expect(result.pathsCopied).toBe(1);
+        expect(runner.matching(local("copy"))).toHaveLength(2);
+        expect(progress[1]).toBe("nix copy collided with another process adding the same paths to that store (Nix: SQLite database '/nix/var/nix/db/db.sqlite' is busy); trying again (2 of 3)");
+    });
+
     it("gives up after COPY_ATTEMPTS collisions, and any other failure is not tried again", async () => {
         const { runner, connection } = setup([glibc]);
         runner.on(local("copy"), { code: 1, stderr: LOST_PLACE });
