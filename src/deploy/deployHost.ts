@@ -4,6 +4,7 @@
 // Each phase is timed; any failure is a FleetError naming the host and the phase.
 import type { ProcessRunner } from "../process/runner";
 import { SshConnection } from "../ssh/connection";
+import { EarlyHandshake } from "./earlyHandshake";
 import type { SshTarget } from "../ssh/target";
 import { buildLocally, buildOnHost, sendFlake } from "../nix/build";
 import { buildOnBuildHost, copyFromBuildHost } from "../nix/buildHost";
@@ -152,40 +153,38 @@ export async function deployHost(request: DeployRequest, context: DeployContext)
             buildConnection = new SshConnection(request.buildHost, { runner, runtimeDir: join(context.runtimeDir, `b${++buildConnections}`) });
         }
         let builtOn: string | null = pinned ? null : request.buildOn === "target" ? name : "local";
-        // The handshake runs while the system builds, not after it (its error, if any, is the
-        // connect phase's, reported once the build is done; a failed build's close() stops it).
-        // A build shared with the run's other hosts starts once the engine has diffed them all:
-        // the handshake starts with it, not while the engine still diffs (its CPU would slow them).
-        let opening: Promise<void> | undefined;
-        const open = (): Promise<void> => {
-            if (!opening) {
-                opening = connection.open();
-                opening.catch(() => undefined);
-            }
-            return opening;
-        };
+        // The handshake runs while the system builds, not after it; a build shared with the run's
+        // other hosts starts once the engine has diffed them all, and the handshake with it (its
+        // CPU would slow the diffs). A failure that waiting cannot mend (a wrong host key, a
+        // refused login) ends the deploy at once; any other gets a new attempt after the build
+        // (earlyHandshake.ts). A failed build's close() stops a handshake still under way.
+        const handshake = new EarlyHandshake(connection, log);
         if (buildConnection && request.drvPath !== undefined) {
-            void open();
+            handshake.start();
             const [drvPath, build] = [request.drvPath, buildConnection];
             builtOn = build.target.name;
             log(`build ${request.storePath} on the build host ${builtOn}`);
-            await timed(timings, "build", () => buildOnBuildHost(build, drvPath, request.storePath, { runner, host: name, log }));
+            await timed(timings, "build", () => handshake.during(buildOnBuildHost(build, drvPath, request.storePath, { runner, host: name, log })));
         } else if (request.buildOn === "local" && request.drvPath !== undefined) {
             const drvPath = request.drvPath;
             log(`build ${request.storePath}`);
+            const alone = new AbortController();
             const build =
                 context.build ??
                 (async (drv: string, host: string, started?: () => void) => {
                     started?.();
-                    await buildLocally(runner, drv, host);
+                    await buildLocally(runner, drv, host, alone.signal);
                     return { systems: 1 };
                 });
-            const built = await timed(timings, "build", () => build(drvPath, name, () => void open()));
+            const built = await timed(timings, "build", () =>
+                // A shared build goes on for the other hosts; this host's own build is stopped.
+                handshake.during(build(drvPath, name, () => handshake.start()), () => alone.abort()),
+            );
             if (built.systems > 1) log(`built in one nix-store --realise of ${built.systems} systems (the hosts updated in this run)`);
         }
         log("connect");
         await timed(timings, "connect", async () => {
-            await open();
+            await handshake.finish();
             // A long build may have outlasted the master started with it (ssh/connection.ts).
             await connection.reopenIfEnded(MASTER_RECHECK_MS);
         });

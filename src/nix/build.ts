@@ -5,8 +5,8 @@ import type { ProcessRunner } from "../process/runner";
 import type { SshConnection } from "../ssh/connection";
 import { NIX_FLAGS, isStorePath } from "./flags";
 
-export async function buildLocally(runner: ProcessRunner, drvPath: string, host: string): Promise<void> {
-    const result = await runner(["nix-store", "--realise", drvPath]);
+export async function buildLocally(runner: ProcessRunner, drvPath: string, host: string, signal?: AbortSignal): Promise<void> {
+    const result = await runner(["nix-store", "--realise", drvPath], signal ? { signal, abortSignal: "SIGTERM" } : {});
     if (result.code !== 0) {
         throw new FleetError({
             phase: "build",

@@ -12,6 +12,8 @@ export interface RunOptions {
     timeoutMs?: number;
     /** Kill the process (SIGKILL) when aborted (e.g. a handshake nobody waits for any more); the result then has signal SIGKILL. */
     signal?: AbortSignal;
+    /** The signal an abort sends instead of SIGKILL: SIGTERM lets Nix stop its builders and release its locks. */
+    abortSignal?: NodeJS.Signals;
     onStdout?: (chunk: string) => void;
     onStderr?: (chunk: string) => void;
 }
@@ -58,7 +60,7 @@ export const runProcess: ProcessRunner = (argv, options = {}) =>
         let aborted = false;
         const abort = (): void => {
             aborted = true;
-            child.kill("SIGKILL");
+            child.kill(options.abortSignal ?? "SIGKILL");
         };
         if (options.signal?.aborted) abort();
         else options.signal?.addEventListener("abort", abort, { once: true });

@@ -1,12 +1,14 @@
 // Turns what OpenSSH prints on a failed connection into an operator's hint. The patterns are the
 // client's own messages (see also docs/operations guide, troubleshooting).
-import { FleetError } from "../errors";
+import { FleetError, type FleetErrorFields } from "../errors";
 import { parseProxyJump, type JumpHop } from "./jumpHosts";
 import { hostKeyAlias, type SshTarget } from "./target";
 
 interface Diagnosis {
     message: string;
     hint: string;
+    /** Waiting cannot mend it (a host key that is not the known one, a refused login): a later attempt fails the same way. */
+    lasting?: true;
 }
 
 function where(target: SshTarget): string {
@@ -76,11 +78,13 @@ function jumpDiagnosis(target: SshTarget, hop: string, event: HostEvent): Diagno
     switch (event.kind) {
         case "unknown-key":
             return {
+                lasting: true,
                 message: `the host key of jump host ${hop} is not known, so the connection to ${at} was refused`,
                 hint: `jump hosts are checked like the host itself: add ${hop}'s key to ${keys} after verifying it out of band (e.g. ssh-keyscan on a trusted network); insecureSkipHostKeyCheck never covers jump hosts`,
             };
         case "changed-key":
             return {
+                lasting: true,
                 message: `the host key of jump host ${hop} does not match the known key`,
                 hint: `if the jump host was reinstalled, verify its new key out of band and update ${keys}; otherwise someone may be intercepting the connection`,
             };
@@ -91,7 +95,7 @@ function jumpDiagnosis(target: SshTarget, hop: string, event: HostEvent): Diagno
         case "unresolved":
             return { message: `cannot resolve jump host ${hop}`, hint: "check proxyJump in the host's file (or the Host alias in your ssh_config)" };
         case "denied":
-            return { message: `jump host ${hop} refused the login (permission denied)`, hint: "check that your key is authorized for the jump host's user (the user in proxyJump, or your ssh_config's)" };
+            return { lasting: true, message: `jump host ${hop} refused the login (permission denied)`, hint: "check that your key is authorized for the jump host's user (the user in proxyJump, or your ssh_config's)" };
     }
 }
 
@@ -101,18 +105,21 @@ export function diagnoseSshFailure(target: SshTarget, stderr: string, timedOut: 
     const at = where(target);
     if (/REMOTE HOST IDENTIFICATION HAS CHANGED|Host key verification failed/i.test(stderr) && /changed|mismatch|does not match|IDENTIFICATION/i.test(stderr)) {
         return {
+            lasting: true,
             message: `the host key of ${at} does not match the pinned/known key`,
             hint: "if the server was reinstalled, verify its new key out of band, then update hostKey (or known_hosts); otherwise someone may be intercepting the connection",
         };
     }
     if (/No (\S+ )?host key is known|Host key verification failed/i.test(stderr)) {
         return {
+            lasting: true,
             message: `the host key of ${at} is not known, so the connection was refused`,
             hint: `pin it as hostKey in the host's file or add it to known_hosts after verifying it out of band (e.g. ssh-keyscan on a trusted network)`,
         };
     }
     if (/Permission denied/i.test(stderr)) {
         return {
+            lasting: true,
             message: `${at} refused the login (permission denied)`,
             hint: `check that your key (identityFile or ssh-agent) is in ${target.user}'s authorized_keys on the host`,
         };
@@ -147,9 +154,22 @@ export function diagnoseSshFailure(target: SshTarget, stderr: string, timedOut: 
     };
 }
 
+/** A connection that failed; `lasting` when waiting cannot mend it (see Diagnosis). */
+export class ConnectError extends FleetError {
+    constructor(
+        fields: FleetErrorFields,
+        readonly lasting: boolean,
+    ) {
+        super(fields);
+    }
+}
+
+/** Whether error is a connection failure that a later attempt would meet again. */
+export const isLastingConnectError = (error: unknown): error is ConnectError => error instanceof ConnectError && error.lasting;
+
 export function sshError(target: SshTarget, stderr: string, timedOut: boolean): FleetError {
-    const { message, hint } = diagnoseSshFailure(target, stderr, timedOut);
-    return new FleetError({ phase: "connect", host: target.name, message, hint, detail: withoutConfigText(stderr) });
+    const { message, hint, lasting } = diagnoseSshFailure(target, stderr, timedOut);
+    return new ConnectError({ phase: "connect", host: target.name, message, hint, detail: withoutConfigText(stderr) }, lasting === true);
 }
 
 /**

@@ -277,13 +277,79 @@ describe("deployHost", { timeout: 1000 }, () => {
         }
     });
 
-    it("a host that cannot be reached is a connect error, and nothing else runs", async () => {
+    it("a host that cannot be reached is a connect error, after one new attempt once the build is done, and nothing else runs", async () => {
         const { host, runner, context } = setup();
         host.refuseConnections = Infinity;
         const error = await fleetErrorOf(deployHost(request(), context));
         expect(error.phase).toBe("connect");
         expect(error.message).toBe("deploy@alpha.example.org refused the connection");
+        expect(runner.calls.map(step)).toEqual(["ssh master start", "local nix-store --realise", "ssh master start"]);
+    });
+
+    it("a host that refused the handshake made during the build but answers after it is deployed (it may have been rebooting)", async () => {
+        const { host, runner, context, log } = setup();
+        host.refuseConnections = 1;
+        const outcome = await deployHost(request(), context);
+        expect(outcome.activated).toBe(true);
+        expect(runner.calls.map(step).slice(0, 4)).toEqual(["ssh master start", "local nix-store --realise", "ssh master start", "local path-info --json"]);
+        expect(outcome.sshHandshakes).toBe(2);
+        expect(log).toContain("the handshake made during the build failed (deploy@alpha.example.org refused the connection); trying again");
+    });
+
+    it("a handshake still under way when the build ends is not made twice: its answer is the connect phase's (a host that does not answer costs one connect timeout, not two)", async () => {
+        const { runner, context } = setup();
+        let buildDone!: () => void;
+        const built = new Promise<void>((resolve) => (buildDone = resolve));
+        runner.on(masterStart, async () => {
+            await built;
+            await new Promise((resolve) => setTimeout(resolve, 5));
+            return { code: 255, stderr: "ssh: connect to host alpha.example.org port 22: Connection timed out\r\n" };
+        });
+        runner.on(local("nix-store", "--realise"), () => (buildDone(), {}));
+        const error = await fleetErrorOf(deployHost(request(), context));
+        expect(error.phase).toBe("connect");
+        expect(error.message).toMatch(/did not answer within/);
         expect(runner.calls.map(step)).toEqual(["ssh master start", "local nix-store --realise"]);
+    });
+
+    describe("a failure of the handshake that waiting cannot mend ends the deploy without waiting for the build", () => {
+        const wrongKey = { code: 255, stderr: "Host key verification failed.\r\n" };
+
+        it("a host key that is not the known one: the host's own build is stopped (SIGTERM, so Nix stops its builders), nothing runs on the host", async () => {
+            const { runner, context } = setup();
+            runner.on(masterStart, wrongKey);
+            // The build answers only when stopped.
+            runner.on(local("nix-store", "--realise"), (call) => new Promise((resolve) => call.options.signal?.addEventListener("abort", () => resolve({ code: null, signal: "SIGTERM" }))));
+            const error = await fleetErrorOf(deployHost(request(), context));
+            expect(error.phase).toBe("connect");
+            expect(error.message).toBe("the host key of deploy@alpha.example.org is not known, so the connection was refused");
+            const build = runner.matching(local("nix-store", "--realise"))[0]!;
+            expect(build.options.signal?.aborted).toBe(true);
+            expect(build.options.abortSignal).toBe("SIGTERM");
+            expect(runner.calls.map(step)).toEqual(["ssh master start", "local nix-store --realise"]);
+        });
+
+        it("a refused login, with a build shared with other hosts: the deploy ends, the shared build goes on for them", async () => {
+            const { runner, context } = setup();
+            runner.on(masterStart, { code: 255, stderr: "deploy@alpha.example.org: Permission denied (publickey).\r\n" });
+            let finishBuild!: () => void;
+            const shared = new Promise<{ systems: number }>((resolve) => (finishBuild = () => resolve({ systems: 3 })));
+            const error = await fleetErrorOf(deployHost(request(), { ...context, build: async (_drv, _host, started) => (started?.(), shared) }));
+            expect(error.phase).toBe("connect");
+            expect(error.message).toBe("deploy@alpha.example.org refused the login (permission denied)");
+            finishBuild();
+            await shared;
+            expect(runner.calls.map(step)).toEqual(["ssh master start"]);
+        });
+
+        it("a build that fails first is still the error reported", async () => {
+            const { runner, context } = setup();
+            // The handshake fails only once the build has (it is then stopped, as the build failed).
+            runner.on(masterStart, (call) => new Promise((resolve) => call.options.signal?.addEventListener("abort", () => resolve(wrongKey))));
+            runner.on(local("nix-store", "--realise"), { code: 1, stderr: "error: build failed\n" });
+            const error = await fleetErrorOf(deployHost(request(), context));
+            expect(error.phase).toBe("build");
+        });
     });
 
     it("the close failing does not hide the outcome", async () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { diagnoseSshFailure, sshError } from "../../../src/ssh/diagnose";
+import { diagnoseSshFailure, isLastingConnectError, sshError } from "../../../src/ssh/diagnose";
 import { target } from "../helpers/fixtures";
 
 const alpha = target({ user: "deploy", address: "10.0.0.7", port: 2201, connectTimeout: 4 });
@@ -84,6 +84,22 @@ describe("sshError", () => {
         expect(error.host).toBe("alpha");
         expect(error.message).toContain("is not known");
         expect(error.detail).toBe(UNKNOWN_HOST_KEY);
+    });
+
+    it("is lasting (a later attempt would fail the same way) for a host key that is not the known one and a refused login, not for a host that is away", () => {
+        const lasting = (stderr: string, timedOut = false) => isLastingConnectError(sshError(alpha, stderr, timedOut));
+        expect(lasting(UNKNOWN_HOST_KEY)).toBe(true);
+        expect(lasting(HOST_KEY_CHANGED)).toBe(true);
+        expect(lasting("deploy@10.0.0.7: Permission denied (publickey).\r\n")).toBe(true);
+        expect(lasting("ssh: connect to host 10.0.0.7 port 2201: Connection refused\r\n")).toBe(false);
+        expect(lasting("ssh: connect to host 10.0.0.7 port 2201: Connection timed out\r\n")).toBe(false);
+        expect(lasting("", true)).toBe(false);
+        expect(lasting("ssh: Could not resolve hostname nowhere: Name or service not known\r\n")).toBe(false);
+        expect(lasting("Connection closed by 10.0.0.7 port 2201\r\n")).toBe(false);
+        const jump = target({ address: "10.0.0.7", proxyJump: "ops@bastion.example.org:2200" });
+        const jumpKey = "No ED25519 host key is known for [bastion.example.org]:2200 and you have requested strict checking.\r\nHost key verification failed.\r\n";
+        expect(isLastingConnectError(sshError(jump, jumpKey, false))).toBe(true);
+        expect(isLastingConnectError(sshError(jump, "ssh: connect to host bastion.example.org port 2200: Connection refused\r\n", false))).toBe(false);
     });
 });
 
