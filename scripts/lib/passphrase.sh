@@ -5,14 +5,18 @@
 # needs its own (the program and the operator commands refuse the dev one, saying how).
 
 # nixos_fleet_stack_of ARGS...: the stack a pulumi command line works on: -s/--stack in any form,
-# the name of `stack init <name>`, else the selected stack (empty when there is none).
+# the name of `stack init <name>`, else the selected stack (empty when there is none) of the
+# project the command runs in (-C/--cwd, else the current directory's).
 nixos_fleet_stack_of() {
-    # The last -s/--stack wins, as in pulumi's own flag parsing.
-    local arg stack="" want_value="" seen_stack="" init_name=""
+    # The last -s/--stack (and -C/--cwd) wins, as in pulumi's own flag parsing.
+    local arg stack="" want_value="" want_cwd="" seen_stack="" init_name="" cwd=()
     for arg in "$@"; do
         if [ -n "$want_value" ]; then stack=$arg; want_value=""; continue; fi
+        if [ -n "$want_cwd" ]; then cwd=(--cwd "$arg"); want_cwd=""; continue; fi
         case "$arg" in
             -s|--stack) want_value=1 ;;
+            -C|--cwd) want_cwd=1 ;;
+            --cwd=*) cwd=(--cwd "${arg#--cwd=}") ;;
             --stack=*) stack=${arg#--stack=} ;;
             -s=*) stack=${arg#-s=} ;;
             -s?*) stack=${arg#-s} ;;
@@ -25,7 +29,7 @@ nixos_fleet_stack_of() {
     done
     if [ -n "$stack" ]; then printf '%s\n' "$stack"; return 0; fi
     if [ -n "$init_name" ]; then printf '%s\n' "$init_name"; return 0; fi
-    command pulumi stack --show-name --non-interactive 2>/dev/null || true
+    command pulumi ${cwd[@]+"${cwd[@]}"} stack --show-name --non-interactive 2>/dev/null || true
 }
 
 # nixos_fleet_dev_passphrase ARGS...: exports the dev passphrase file when ARGS work on the dev stack

@@ -21,6 +21,8 @@ function fakeProject(): { root: string; env: NodeJS.ProcessEnv } {
         fake,
         [
             "#!/bin/sh",
+            // Another project's directory (--cwd) has its selected stack in .selected.
+            'if [ "$1 $3 $4" = "--cwd stack --show-name" ]; then cat "$2/.selected" 2>/dev/null && exit 0; exit 255; fi',
             'if [ "$1 $2" = "stack --show-name" ]; then [ -n "$FAKE_SELECTED" ] && echo "$FAKE_SELECTED" && exit 0; exit 255; fi',
             'case " $* " in *" config get nixos-fleet:parallel "*)',
             '    [ -z "$FAKE_LOG" ] || echo "stdin=$(readlink /proc/$$/fd/0) args=$*" >>"$FAKE_LOG"',
@@ -62,6 +64,16 @@ describe("scripts/pulumi (npm run pulumi)", () => {
         expect(pulumi("preview", { FAKE_SELECTED: "dev" })).toBe(`file=${devFile} value=unset args=preview`);
         expect(pulumi("preview", { FAKE_SELECTED: "prod" })).toBe("file= value=unset args=preview");
         expect(pulumi("preview -s prod", { FAKE_SELECTED: "dev" })).toBe("file= value=unset args=preview -s prod");
+    });
+
+    it("with -C/--cwd, follows the selected stack of that project, not the current directory's", () => {
+        const other = tempDir("nf-other-project-");
+        fs.writeFileSync(path.join(other, ".selected"), "dev\n");
+        for (const args of [`-C ${other} preview`, `--cwd ${other} preview`, `--cwd=${other} preview`, `preview -C ${other}`]) {
+            expect(pulumi(args, { FAKE_SELECTED: "prod" })).toBe(`file=${devFile} value=unset args=${args}`);
+        }
+        fs.writeFileSync(path.join(other, ".selected"), "prod\n");
+        expect(pulumi(`-C ${other} preview`, { FAKE_SELECTED: "dev" })).toBe(`file= value=unset args=-C ${other} preview`);
     });
 
     it("-s prod refresh is a refresh: the unreachable-host check runs after it (pulumi finds the command after -s prod)", () => {
