@@ -120,7 +120,8 @@ export class SharedBuilder {
             joined.wanted.delete(drvPath);
             if (joined.wanted.size === 0) joined.stop.abort();
         };
-        signal?.addEventListener("abort", giveUp, { once: true });
+        if (signal?.aborted) giveUp();
+        else signal?.addEventListener("abort", giveUp, { once: true });
         let built: boolean;
         try {
             built = await joined.done;

@@ -138,4 +138,20 @@ describe("SharedBuilder: a host that no longer needs its system (its handshake f
         // Nobody builds its own system after the stopped shared build: nobody needs it.
         expect(builds(runner)).toEqual([["--realise", "--keep-going", psi, rho]]);
     });
+
+    it("a host that joins the shared build already given up counts as not wanting it", async () => {
+        const runner = new FakeRunner().on(local("nix-store", "--realise"), untilStopped);
+        const builder = new SharedBuilder(runner.run);
+        builder.note("psi", psi);
+        builder.note("rho", rho);
+        const psiGone = new AbortController();
+        const psiBuild = builder.build(psi, "psi", ["psi", "rho"], undefined, psiGone.signal);
+        psiBuild.catch(() => undefined);
+        psiGone.abort();
+        const rhoGone = new AbortController();
+        rhoGone.abort();
+        await fleetErrorOf(builder.build(rho, "rho", ["psi", "rho"], undefined, rhoGone.signal));
+        const [shared] = runner.matching(local("nix-store", "--realise"));
+        expect(shared?.options.signal?.aborted).toBe(true);
+    });
 });
