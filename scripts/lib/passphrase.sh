@@ -17,6 +17,9 @@ nixos_fleet_stack_of() {
             -s|--stack) want_value=1 ;;
             -C|--cwd) want_cwd=1 ;;
             --cwd=*) cwd=(--cwd "${arg#--cwd=}") ;;
+            # pulumi's flag parser also takes -C=dir and -Cdir.
+            -C=*) cwd=(--cwd "${arg#-C=}") ;;
+            -C?*) cwd=(--cwd "${arg#-C}") ;;
             --stack=*) stack=${arg#--stack=} ;;
             -s=*) stack=${arg#-s=} ;;
             -s?*) stack=${arg#-s} ;;

@@ -67,8 +67,10 @@ export interface DeployContext {
     /**
      * Realises the system's derivation here (buildOn: local); says how many systems shared the build.
      * The provider passes its SharedBuilder (nix/sharedBuild.ts); default: this host's own build.
+     * `signal` aborts when the deploy no longer needs the system (its handshake failed for good):
+     * a build of this host's system alone is then stopped.
      */
-    build?: (drvPath: string, host: string, started?: () => void) => Promise<{ systems: number }>;
+    build?: (drvPath: string, host: string, started?: () => void, signal?: AbortSignal) => Promise<{ systems: number }>;
     /** Aborted when the engine cancels the update (Ctrl-C): a reboot's wait ends at once, its outcome unknown. */
     cancelled?: AbortSignal;
 }
@@ -168,17 +170,17 @@ export async function deployHost(request: DeployRequest, context: DeployContext)
         } else if (request.buildOn === "local" && request.drvPath !== undefined) {
             const drvPath = request.drvPath;
             log(`build ${request.storePath}`);
-            const alone = new AbortController();
+            const unwanted = new AbortController();
             const build =
                 context.build ??
-                (async (drv: string, host: string, started?: () => void) => {
+                (async (drv: string, host: string, started?: () => void, signal?: AbortSignal) => {
                     started?.();
-                    await buildLocally(runner, drv, host, alone.signal);
+                    await buildLocally(runner, drv, host, signal);
                     return { systems: 1 };
                 });
             const built = await timed(timings, "build", () =>
-                // A shared build goes on for the other hosts; this host's own build is stopped.
-                handshake.during(build(drvPath, name, () => handshake.start()), () => alone.abort()),
+                // This host's own build is stopped; a shared build goes on for the other hosts.
+                handshake.during(build(drvPath, name, () => handshake.start(), unwanted.signal), () => unwanted.abort()),
             );
             if (built.systems > 1) log(`built in one nix-store --realise of ${built.systems} systems (the hosts updated in this run)`);
         }

@@ -7,8 +7,13 @@
 // starts ONE `nix-store --realise` of all those systems; every other host whose system is in it
 // waits for that build instead of starting its own. When the shared build fails, each host builds
 // its own system again, so each gets its own error (or goes on when another system was broken).
+// A host whose deploy no longer needs its system (its handshake failed for good: deploy/
+// earlyHandshake.ts) says so with an AbortSignal: its own build is stopped (SIGTERM, so Nix stops
+// its builders and releases its locks); a shared build goes on while any of its systems is still
+// wanted, and is stopped once none is.
 import type { ProcessRunner } from "../process/runner";
 import { buildLocally } from "./build";
+import { FleetError } from "../errors";
 
 export interface SharedBuildResult {
     /** How many systems the `nix-store --realise` that built this one realised (1: built alone). */
@@ -19,6 +24,10 @@ interface Batch {
     drvs: string[];
     /** Resolves true when all of them were built, false when the shared build failed. */
     done: Promise<boolean>;
+    /** Its systems whose hosts may still deploy them (every one until its host gives it up). */
+    wanted: Set<string>;
+    /** Stops the shared nix-store --realise (once nothing in it is wanted). */
+    stop: AbortController;
 }
 
 export interface SharedBuilderOptions {
@@ -79,8 +88,10 @@ export class SharedBuilder {
     /**
      * Realises drvPath for host: in the shared build that holds it, or in a new one with every
      * expected system of the run. `started` is called once the build starts or is joined.
+     * `signal` aborts when the host no longer needs the system: its own build is stopped, a shared
+     * one only once none of its systems is wanted any more.
      */
-    async build(drvPath: string, host: string, group: readonly string[] = [], started?: () => void): Promise<SharedBuildResult> {
+    async build(drvPath: string, host: string, group: readonly string[] = [], started?: () => void, signal?: AbortSignal): Promise<SharedBuildResult> {
         if (!this.batches.has(drvPath) && group.some((other) => other !== host && !this.seen.has(other))) await this.groupNoted(group);
         started?.();
         let batch = this.batches.get(drvPath);
@@ -89,24 +100,39 @@ export class SharedBuilder {
             if (drvs.length === 1) {
                 // Only this system: the plain build, as a host deployed alone always had.
                 this.expected.delete(drvPath);
-                await buildLocally(this.runner, drvPath, host);
+                await buildLocally(this.runner, drvPath, host, signal);
                 return { systems: 1 };
             }
             // --keep-going: every system that can be built is, even when another one fails.
-            const done = this.runner(["nix-store", "--realise", "--keep-going", ...drvs]).then(
+            const stop = new AbortController();
+            const done = this.runner(["nix-store", "--realise", "--keep-going", ...drvs], { signal: stop.signal, abortSignal: "SIGTERM" }).then(
                 (result) => result.code === 0,
                 () => false,
             );
-            batch = { drvs, done };
+            batch = { drvs, done, wanted: new Set(drvs), stop };
             for (const drv of drvs) {
                 this.expected.delete(drv);
                 this.batches.set(drv, batch);
             }
         }
-        if (await batch.done) return { systems: batch.drvs.length };
+        const joined = batch;
+        const giveUp = (): void => {
+            joined.wanted.delete(drvPath);
+            if (joined.wanted.size === 0) joined.stop.abort();
+        };
+        if (signal?.aborted) giveUp();
+        else signal?.addEventListener("abort", giveUp, { once: true });
+        let built: boolean;
+        try {
+            built = await joined.done;
+        } finally {
+            signal?.removeEventListener("abort", giveUp);
+        }
+        if (built) return { systems: joined.drvs.length };
+        if (signal?.aborted) throw new FleetError({ phase: "build", host, message: "the build was given up: the host's deploy had already ended", hint: "see the host's connect error" });
         // The shared build failed: this host builds its own system (quick for what the shared
         // build realised) and fails with its own error when its system is the broken one.
-        await buildLocally(this.runner, drvPath, host);
+        await buildLocally(this.runner, drvPath, host, signal);
         return { systems: 1 };
     }
 }

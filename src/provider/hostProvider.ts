@@ -571,7 +571,7 @@ export class HostProvider implements provider.Provider {
                 runner: this.options.runner,
                 runtimeDir: this.runtimeDir,
                 log,
-                build: (drvPath, host, started) => this.builder.build(drvPath, host, inputs.buildGroup ?? [], started),
+                build: (drvPath, host, started, signal) => this.builder.build(drvPath, host, inputs.buildGroup ?? [], started, signal),
                 cancelled: this.cancellation.signal,
             });
             await logged;

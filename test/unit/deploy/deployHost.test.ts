@@ -342,6 +342,20 @@ describe("deployHost", { timeout: 1000 }, () => {
             expect(runner.calls.map(step)).toEqual(["ssh master start"]);
         });
 
+        it("the provider's build (SharedBuilder) is told too: the signal it gets aborts when the deploy ends, so it can stop the host's own build", async () => {
+            const { runner, context } = setup();
+            runner.on(masterStart, wrongKey);
+            let told: AbortSignal | undefined;
+            const build = (_drv: string, _host: string, started?: () => void, signal?: AbortSignal) => {
+                told = signal;
+                started?.();
+                return new Promise<{ systems: number }>((_, reject) => signal?.addEventListener("abort", () => reject(new Error("stopped"))));
+            };
+            const error = await fleetErrorOf(deployHost(request(), { ...context, build }));
+            expect(error.phase).toBe("connect");
+            expect(told?.aborted).toBe(true);
+        });
+
         it("a build that fails first is still the error reported", async () => {
             const { runner, context } = setup();
             // The handshake fails only once the build has (it is then stopped, as the build failed).

@@ -92,3 +92,66 @@ describe("SharedBuilder", () => {
         expect(builds(runner)).toEqual([["--realise", "--keep-going", psi, rho, tau], ["--realise", psi], ["--realise", rho], ["--realise", tau]]);
     });
 });
+
+describe("SharedBuilder: a host that no longer needs its system (its handshake failed for good)", { timeout: 1000 }, () => {
+    /** A build that runs until it is stopped, and says so. */
+    const untilStopped = (call: { options: { signal?: AbortSignal } }) =>
+        new Promise<{ code: null; signal: NodeJS.Signals }>((resolve) => call.options.signal?.addEventListener("abort", () => resolve({ code: null, signal: "SIGTERM" })));
+
+    it("stops the host's own build (SIGTERM, so Nix stops its builders and releases its locks)", async () => {
+        const runner = new FakeRunner().on(local("nix-store", "--realise"), untilStopped);
+        const builder = new SharedBuilder(runner.run);
+        builder.note("psi", psi);
+        const unwanted = new AbortController();
+        const build = builder.build(psi, "psi", ["psi"], undefined, unwanted.signal);
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        unwanted.abort();
+        expect(await fleetErrorOf(build)).toMatchObject({ phase: "build", host: "psi" });
+        const [call] = runner.matching(local("nix-store", "--realise"));
+        expect(call?.options.signal?.aborted).toBe(true);
+        expect(call?.options.abortSignal).toBe("SIGTERM");
+    });
+
+    it("a shared build goes on while another host still wants a system of it, and is stopped (SIGTERM) once none does", async () => {
+        const runner = new FakeRunner().on(local("nix-store", "--realise"), untilStopped);
+        const builder = new SharedBuilder(runner.run);
+        builder.note("psi", psi);
+        builder.note("rho", rho);
+        const [psiGone, rhoGone] = [new AbortController(), new AbortController()];
+        const psiBuild = builder.build(psi, "psi", ["psi", "rho"], undefined, psiGone.signal);
+        psiBuild.catch(() => undefined);
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        psiGone.abort();
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        const [shared] = runner.matching(local("nix-store", "--realise"));
+        expect(shared?.argv).toEqual(["nix-store", "--realise", "--keep-going", psi, rho]);
+        // rho's deploy has not even joined it yet: it still wants its system.
+        expect(shared?.options.signal?.aborted).toBe(false);
+        const rhoBuild = builder.build(rho, "rho", ["psi", "rho"], undefined, rhoGone.signal);
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        expect(shared?.options.signal?.aborted).toBe(false);
+        rhoGone.abort();
+        expect(shared?.options.signal?.aborted).toBe(true);
+        expect(shared?.options.abortSignal).toBe("SIGTERM");
+        await fleetErrorOf(rhoBuild);
+        await fleetErrorOf(psiBuild);
+        // Nobody builds its own system after the stopped shared build: nobody needs it.
+        expect(builds(runner)).toEqual([["--realise", "--keep-going", psi, rho]]);
+    });
+
+    it("a host that joins the shared build already given up counts as not wanting it", async () => {
+        const runner = new FakeRunner().on(local("nix-store", "--realise"), untilStopped);
+        const builder = new SharedBuilder(runner.run);
+        builder.note("psi", psi);
+        builder.note("rho", rho);
+        const psiGone = new AbortController();
+        const psiBuild = builder.build(psi, "psi", ["psi", "rho"], undefined, psiGone.signal);
+        psiBuild.catch(() => undefined);
+        psiGone.abort();
+        const rhoGone = new AbortController();
+        rhoGone.abort();
+        await fleetErrorOf(builder.build(rho, "rho", ["psi", "rho"], undefined, rhoGone.signal));
+        const [shared] = runner.matching(local("nix-store", "--realise"));
+        expect(shared?.options.signal?.aborted).toBe(true);
+    });
+});

@@ -23,7 +23,7 @@ import { PROVIDER_INFO_TOKEN } from "../../../src/provider/providerInfo";
 import { COUNTED_BY_PREVIEW } from "../../../src/deploy/plan";
 import { inFakeTime } from "../helpers/clock";
 import { FakeHost, attachLocalNix } from "../helpers/fakeHost";
-import { FakeRunner, local, remote, sshOption, type RecordedCall } from "../helpers/fakeRunner";
+import { FakeRunner, local, masterStart, remote, sshOption, type RecordedCall } from "../helpers/fakeRunner";
 import { drvPath, runtimeDir, storePath } from "../helpers/fixtures";
 import { UNKNOWN } from "../../../src/provider/unknowns";
 
@@ -507,6 +507,21 @@ describe("HostProvider", { timeout: 1000 }, () => {
         const { provider, runner } = providerSetup();
         await expect(provider.create(URN, asProps(inputs({ storePath: "nope" })))).rejects.toThrow();
         expect(runner.calls).toHaveLength(0);
+    });
+
+    it("create of a host whose key is not the known one ends at once: the host's own build (the SharedBuilder's) is stopped with SIGTERM", async () => {
+        const { provider, runner } = providerSetup();
+        runner.on(masterStart, { code: 255, stderr: "Host key verification failed.\r\n" });
+        // The build answers only when stopped.
+        runner.on(local("nix-store", "--realise"), (call) => new Promise((resolve) => call.options.signal?.addEventListener("abort", () => resolve({ code: null, signal: "SIGTERM" }))));
+        const failure = await provider.create(URN, asProps(inputs())).then(
+            () => undefined,
+            (error: unknown) => error,
+        );
+        expect((failure as Error).message).toMatch(/^host alpha: connect failed: the host key of .* is not known/);
+        const [build] = runner.matching(local("nix-store", "--realise"));
+        expect(build?.options.signal?.aborted).toBe(true);
+        expect(build?.options.abortSignal).toBe("SIGTERM");
     });
 
     it("update after a failed activation throws the formatted error naming host and phase", async () => {

@@ -21,6 +21,8 @@ function fakeProject(): { root: string; env: NodeJS.ProcessEnv } {
         fake,
         [
             "#!/bin/sh",
+            // An empty --cwd is the current directory, as for pulumi.
+            'if [ "$1" = --cwd ] && [ -z "$2" ]; then shift 2; fi',
             // Another project's directory (--cwd) has its selected stack in .selected.
             'if [ "$1 $3 $4" = "--cwd stack --show-name" ]; then cat "$2/.selected" 2>/dev/null && exit 0; exit 255; fi',
             'if [ "$1 $2" = "stack --show-name" ]; then [ -n "$FAKE_SELECTED" ] && echo "$FAKE_SELECTED" && exit 0; exit 255; fi',
@@ -69,11 +71,25 @@ describe("scripts/pulumi (npm run pulumi)", () => {
     it("with -C/--cwd, follows the selected stack of that project, not the current directory's", () => {
         const other = tempDir("nf-other-project-");
         fs.writeFileSync(path.join(other, ".selected"), "dev\n");
-        for (const args of [`-C ${other} preview`, `--cwd ${other} preview`, `--cwd=${other} preview`, `preview -C ${other}`]) {
+        for (const args of [`-C ${other} preview`, `--cwd ${other} preview`, `--cwd=${other} preview`, `preview -C ${other}`, `-C=${other} preview`, `-C${other} preview`]) {
             expect(pulumi(args, { FAKE_SELECTED: "prod" })).toBe(`file=${devFile} value=unset args=${args}`);
         }
         fs.writeFileSync(path.join(other, ".selected"), "prod\n");
         expect(pulumi(`-C ${other} preview`, { FAKE_SELECTED: "dev" })).toBe(`file= value=unset args=-C ${other} preview`);
+        expect(pulumi(`-C=${other} preview`, { FAKE_SELECTED: "dev" })).toBe(`file= value=unset args=-C=${other} preview`);
+    });
+
+    it("a -C value is a directory, never a command: odd values (empty, a leading dash, shell syntax) run nothing and reach pulumi as given", () => {
+        const marker = path.join(root, "ran");
+        for (const dir of [`'$(touch ${marker})'`, `'; touch ${marker}'`, "-s", "'-s dev'", "'dir with spaces'", "-"]) {
+            // Not the dev stack's project: no dev passphrase, whatever the current directory selected.
+            expect(pulumi(`-C ${dir} preview`, { FAKE_SELECTED: "dev" })).toMatch(/^file= value=unset args=-C /);
+        }
+        expect(fs.existsSync(marker)).toBe(false);
+        // An empty one is the current directory (pulumi's reading too).
+        for (const args of ["-C '' preview", "--cwd= preview", "-C= preview"]) {
+            expect(pulumi(args, { FAKE_SELECTED: "dev" })).toBe(`file=${devFile} value=unset args=${args.replace(" ''", " ")}`);
+        }
     });
 
     it("-s prod refresh is a refresh: the unreachable-host check runs after it (pulumi finds the command after -s prod)", () => {
@@ -129,6 +145,14 @@ describe("scripts/pulumi up: hosts at once", () => {
         const log = path.join(root, "config-get.log");
         expect(pulumi("-C /srv/fleet --config-file other.yaml up -s prod", { FAKE_PARALLEL: "3", FAKE_LOG: log })).toBe("parallel=3 args=-C /srv/fleet --config-file other.yaml up -s prod");
         expect(fs.readFileSync(log, "utf8")).toBe("stdin=/dev/null args=--cwd /srv/fleet --config-file other.yaml config get nixos-fleet:parallel --stack prod --non-interactive\n");
+        // pulumi's parser also takes -C=dir and -Cdir.
+        fs.rmSync(log);
+        pulumi("-C=/srv/a up -s prod", { FAKE_PARALLEL: "3", FAKE_LOG: log });
+        pulumi("-C/srv/b up -s prod", { FAKE_PARALLEL: "3", FAKE_LOG: log });
+        expect(fs.readFileSync(log, "utf8")).toBe(
+            "stdin=/dev/null args=--cwd /srv/a config get nixos-fleet:parallel --stack prod --non-interactive\n" +
+                "stdin=/dev/null args=--cwd /srv/b config get nixos-fleet:parallel --stack prod --non-interactive\n",
+        );
         expect(pulumi("up -s prod -c nixos-fleet:parallel=2", { FAKE_PARALLEL: "3" })).toBe("parallel=2 args=up -s prod -c nixos-fleet:parallel=2");
         expect(pulumi("up -s prod --config=nixos-fleet:parallel=7", { FAKE_PARALLEL: "3" })).toBe("parallel=7 args=up -s prod --config=nixos-fleet:parallel=7");
     });
