@@ -8,7 +8,7 @@ export interface BenchOptions {
     hosts: number;
     /** Hosts changed in P3 (default 20, or --hosts when fewer). */
     changed: number;
-    /** Extra store paths per changed host's system in P3 (the sandbox knob paths=N). */
+    /** Extra store paths per changed host's system in P3 (the sandbox knob paths=N); 1,500: a real NixOS closure has 1,000–2,000 paths. */
     paths: number;
     /** Hosts of the P6 preview. */
     bigHosts: number;
@@ -20,13 +20,13 @@ export const DEFAULT_OPTIONS: BenchOptions = {
     only: [...SCENARIOS],
     hosts: 50,
     changed: 20,
-    paths: 300,
+    paths: 1500,
     bigHosts: 200,
     rounds: 3,
     portBase: 19200,
 };
 
-export const USAGE = `npm run bench -- [--only P1,P4] [--hosts 50] [--changed 20] [--paths 300] [--big-hosts 200] [--rounds 3] [--port-base 19200]`;
+export const USAGE = `npm run bench -- [--only P1,P4] [--hosts 50] [--changed 20] [--paths 1500] [--big-hosts 200] [--rounds 3] [--port-base 19200]`;
 
 const NUMERIC: Record<string, keyof Omit<BenchOptions, "only">> = {
     "--hosts": "hosts",

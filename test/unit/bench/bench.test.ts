@@ -8,7 +8,7 @@ import { heavyFlakeText } from "../../../bench/heavyFlake";
 describe("bench options", () => {
     it("defaults to every scenario at the issue's sizes", () => {
         expect(parseBenchArgs([])).toEqual(DEFAULT_OPTIONS);
-        expect(DEFAULT_OPTIONS).toMatchObject({ hosts: 50, changed: 20, paths: 300, bigHosts: 200, portBase: 19200 });
+        expect(DEFAULT_OPTIONS).toMatchObject({ hosts: 50, changed: 20, paths: 1500, bigHosts: 200, portBase: 19200 });
     });
 
     it("--only picks scenarios (any case, in P order) and sizes take both --x N and --x=N", () => {
