@@ -203,7 +203,7 @@ async function fleetScenarios(options: BenchOptions, empty: EmptyProgram, figure
         }
         if (want("P4")) {
             figures.push(figure({
-                id: "P4", label: "SSH handshakes per deployed host", size: `${fleet.handshakes.length} deploys`, unit: "per host", target: 2,
+                id: "P4", label: "SSH handshakes per deployed host", size: `${fleet.handshakes.length} deploy${fleet.handshakes.length === 1 ? "" : "s"}`, unit: "per host", target: 2,
                 value: median(fleet.handshakes), note: `each deploy's count: ${fleet.handshakes.join(", ")}; target: 1 + the confirmation login`,
             }));
         }
