@@ -180,7 +180,9 @@ async function fleetScenarios(options: BenchOptions, empty: EmptyProgram, figure
         if (want("P3") || (want("P4") && !want("P2"))) {
             const changed = names.slice(0, want("P3") ? options.changed : 1);
             const paths = want("P3") ? options.paths : 0;
-            log(`P3: ${options.rounds} rounds of ${changed.length} hosts changed, paths=${paths}`);
+            log(want("P3")
+                ? `P3: ${options.rounds} rounds of ${changed.length} hosts changed, paths=${paths}`
+                : `P4: one deploy of 1 changed host to count its SSH logins (neither P2 nor P3 was asked; P3 is not measured)`);
             const t = await rounds(want("P3") ? options.rounds : 1, async () => {
                 await fleet.bump(changed, paths);
                 // The operator's command: every host of the stack, those changed deploy (at once).
@@ -201,7 +203,7 @@ async function fleetScenarios(options: BenchOptions, empty: EmptyProgram, figure
         }
         if (want("P4")) {
             figures.push(figure({
-                id: "P4", label: "SSH handshakes per deployed host", size: `${fleet.handshakes.length} deploys`, unit: "per host", target: 2,
+                id: "P4", label: "SSH handshakes per deployed host", size: `${fleet.handshakes.length} deploy${fleet.handshakes.length === 1 ? "" : "s"}`, unit: "per host", target: 2,
                 value: median(fleet.handshakes), note: `each deploy's count: ${fleet.handshakes.join(", ")}; target: 1 + the confirmation login`,
             }));
         }

@@ -5,7 +5,7 @@ import { createInterface } from "node:readline/promises";
 import { CommandError, ConcurrentUpdateError, type Stack } from "@pulumi/pulumi/automation";
 import { FleetError } from "../errors";
 import { describeRollback } from "../provider/hostMarks";
-import { ProgressTracker, renderSummary, type HostSummary, type RunFailure } from "./progress";
+import { ProgressTracker, phaseOf, renderSummary, type HostSummary, type RunFailure } from "./progress";
 import { heldBackBy, stopReason, type RolloutBatch } from "../program/rollout";
 import type { HostOutputs } from "../provider/hostInputs";
 import { hostUrn } from "./stack";
@@ -160,12 +160,30 @@ export function buildReport(
     const classified = error === undefined ? undefined : classifyFailure(options.stackName, error, tracker.programErrors);
     // An interrupted run that failed was cancelled (the engine's own error only says the update failed).
     const failure: RunFailure | undefined = interrupted && error !== undefined && classified?.kind !== "locked" ? { kind: "cancelled" } : classified;
-    const hosts = heldBackByRollout(tracker.summaries(options.hosts, planning, failure), options.batches ?? [], options.recorded);
+    const hosts = heldBackByRollout(failedInProgram(tracker.summaries(options.hosts, planning, failure), failure, tracker.programErrors), options.batches ?? [], options.recorded);
     const errors = [...tracker.programErrors];
     if (failure?.kind === "locked") errors.push(failure.message);
     else if (failure?.kind === "cancelled") errors.push(INTERRUPTED);
     else if (failure?.kind === "engine" && hosts.every((h) => h.result !== "failed" && h.result !== "unknown")) errors.push(failure.message);
     return reportOf(options.stackName, planning, hosts, errors);
+}
+
+/**
+ * A program error that names a selected host and its phase (`host gamma: evaluate failed: …`, e.g.
+ * its configuration does not evaluate): that host failed there, it was not merely "not attempted".
+ * The other hosts stay not attempted (the program failed before the engine reached them).
+ */
+export function failedInProgram(rows: HostSummary[], failure: RunFailure | undefined, programErrors: readonly string[]): HostSummary[] {
+    if (failure?.kind !== "program") return rows;
+    return rows.map((row) => {
+        if (row.result !== "not attempted") return row;
+        const firstLine = (message: string) => message.replace(/^error: /, "").split("\n")[0] ?? "";
+        const error = programErrors.find((message) => firstLine(message).startsWith(`host ${row.host}: `) && / failed: /.test(firstLine(message)));
+        if (error === undefined) return row;
+        const { reason: _notAttempted, ...rest } = row;
+        const phase = phaseOf(firstLine(error));
+        return { ...rest, result: "failed", ...(phase ? { phase } : {}), error };
+    });
 }
 
 /**

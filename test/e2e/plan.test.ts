@@ -111,6 +111,13 @@ describe("the plan", () => {
         await expect(project.evaluatedStorePath("rho")).rejects.toThrow(/cannot compare a string with an integer|comparison|string/);
         const before = await project.hostStates();
 
+        // Untargeted, the program evaluates every host: rho's row says its evaluation failed, psi was not attempted.
+        const all = await cli("deploy", ["--stack", project.stack, "--preview", "--json"]);
+        expect(all.code, all.stderr).toBe(1);
+        const report = JSON.parse(all.stdout) as { hosts: (PlannedRow & { phase?: string })[]; failed: string[]; notAttempted: string[] };
+        expect(report.hosts.find((row) => row.host === "rho")).toMatchObject({ result: "failed", phase: "evaluate" });
+        expect([report.failed, report.notAttempted]).toEqual([["rho"], ["psi"]]);
+
         const deploy = await cli("deploy", ["--stack", project.stack, "--hosts", "psi", "--yes", "--json"]);
         expect(deploy.code, deploy.stderr).toBe(0);
         expect((JSON.parse(deploy.stdout) as { hosts: PlannedRow[] }).hosts.map((row) => [row.host, row.result])).toEqual([["psi", "deployed"]]);

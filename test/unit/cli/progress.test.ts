@@ -186,6 +186,27 @@ describe("honest rows", () => {
         expect(code).toBe(1);
     });
 
+    it("a program error naming a host's phase (its evaluation failed): that host FAILED (evaluate), the others not attempted", () => {
+        const evalError =
+            "host gamma: evaluate failed: evaluating the system of gamma failed\n  | error: cannot compare an integer with a string\n  hint: fix the Nix error above";
+        for (const planning of [false, true]) {
+            const { report, table, code, lines } = run([diagnostic(evalError, "error")], ["alpha", "gamma"], engineFailed(), planning);
+            expect(report.hosts[1]).toMatchObject({ host: "gamma", result: "failed", phase: "evaluate", error: evalError });
+            expect(report.hosts[1]!.reason).toBeUndefined();
+            expect(report.hosts[0]).toMatchObject({ host: "alpha", result: "not attempted", reason: "the program failed before this host was reached" });
+            expect(report.failed).toEqual(["gamma"]);
+            expect(report.notAttempted).toEqual(["alpha"]);
+            expect(table).toMatch(/^gamma .*FAILED \(evaluate\): evaluating the system of gamma failed$/m);
+            // Said once live and once at the end, not once per host.
+            expect(report.errors).toEqual([evalError]);
+            expect(lines.filter((line) => line.includes("evaluate failed"))).toHaveLength(1);
+            expect(code).toBe(1);
+        }
+        // A host merely named inside another message, or a program error without a host, changes no row.
+        const other = run([diagnostic("config failed: hosts/gamma.yaml:3 host gamma: bad field", "error")], ["gamma"], engineFailed());
+        expect(other.report.hosts[0]!.result).toBe("not attempted");
+    });
+
     it("a host whose deploy started but never finished is unknown, not unchanged or failed", () => {
         const { report } = run([pre("psi", "update", recorded(3, v(3)), { storePath: v(4) })], ["psi"], engineFailed());
         expect(report.hosts[0]!.result).toBe("unknown");
