@@ -34,6 +34,7 @@ import {
     hostInputsSchema,
     notEvaluatedReason,
     pickInputs,
+    provenanceSchema,
     secretFileChanges,
     sshTargetOf,
     type DeploymentRecord,
@@ -354,6 +355,19 @@ export function recordedSide(olds: Record<string, unknown>): PlanSide | undefine
     return { storePath: olds.storePath, ...(isStorePath(olds.drvPath) && olds.drvPath.endsWith(".drv") ? { drvPath: olds.drvPath } : {}) };
 }
 
+/**
+ * A preview's program does not read the provenance (the stack's history and the flakes'
+ * revisions: only an update records them), so the engine would show the recorded one as removed
+ * (`-provenance`) on every row. In a preview the recorded provenance stands in for the one the
+ * update will write: the row then shows what the deploy changes. Display only: a preview records
+ * nothing, and the update's program sends its own.
+ */
+export function withRecordedProvenance(inputs: HostInputs, olds: unknown): HostInputs {
+    if (inputs.provenance !== undefined) return inputs;
+    const recorded = provenanceSchema.safeParse(unwrapSecrets<Record<string, unknown>>((olds ?? {}) as Record<string, unknown>).value.provenance);
+    return recorded.success ? { ...inputs, provenance: recorded.data } : inputs;
+}
+
 export class HostProvider implements provider.Provider {
     readonly version: string;
     private readonly options: HostProviderOptions;
@@ -464,7 +478,8 @@ export class HostProvider implements provider.Provider {
             // The inputs as the provider reads them (defaults filled in, as the state records
             // them after a deploy), with the secrets where they were: else a value the program
             // leaves to its default (a health check's retries) would differ from the state at every run.
-            return { inputs: wrapSecrets(parsed.data as Record<string, unknown>, withSecretFileValues(plain.paths, parsed.data)) };
+            const checked = this.runKind === "preview" ? withRecordedProvenance(parsed.data, olds) : parsed.data;
+            return { inputs: wrapSecrets(checked as Record<string, unknown>, withSecretFileValues(plain.paths, checked)) };
         }
         return { inputs: wrapSecrets(given, withSecretFileValues(plain.paths, given)) };
     }

@@ -63,6 +63,10 @@ describe("the plan", () => {
         expect(text).toContain("- curl 8.0");
         expect(text).toContain("~ hello 2.12 → 2.13");
         expect(text).not.toMatch(/rho: plan/);
+        // psi's row names what the deploy changes: a preview's program reads no provenance, and the
+        // recorded one stands in for the one the update writes (not "-provenance", as if dropped).
+        expect(text).toMatch(/nixos:index:Host +psi +update +\[diff: ~[^\]]*storePath[^\]]*\]/);
+        expect(text).not.toContain("provenance");
 
         // deploy --preview --json: the same plan, as data.
         const json = await cli("deploy", ["--stack", project.stack, "--preview", "--json"]);

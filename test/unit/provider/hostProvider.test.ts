@@ -257,6 +257,26 @@ describe("HostProvider", { timeout: 1000 }, () => {
         expect(await provider.check(URN, {}, news)).toEqual({ inputs: news });
     });
 
+    it("a preview's check keeps the recorded provenance where its program sends none (the engine would show it removed); an update's and an unknown run's do not", async () => {
+        const recorded = { stackUpdate: 4, operator: "ops@desk", flake: null };
+        const olds = asProps({ ...inputs(), provenance: recorded });
+        const news = asProps(inputs());
+        const preview = providerSetup();
+        await preview.provider.invoke(PROVIDER_INFO_TOKEN, { dryRun: true });
+        expect((await preview.provider.check(URN, olds, news)).inputs).toMatchObject({ provenance: recorded });
+        // The program's own provenance stands.
+        const own = { stackUpdate: 5, operator: "me@laptop", flake: null };
+        expect((await preview.provider.check(URN, olds, asProps({ ...inputs(), provenance: own }))).inputs).toMatchObject({ provenance: own });
+        // Nothing recorded (or not a provenance): nothing stands in.
+        expect((await preview.provider.check(URN, {}, news)).inputs).not.toHaveProperty("provenance");
+        expect((await preview.provider.check(URN, { ...olds, provenance: "x" }, news)).inputs).not.toHaveProperty("provenance");
+        for (const said of [{ dryRun: false }, undefined]) {
+            const other = providerSetup();
+            if (said) await other.provider.invoke(PROVIDER_INFO_TOKEN, said);
+            expect((await other.provider.check(URN, olds, news)).inputs).not.toHaveProperty("provenance");
+        }
+    });
+
     it("check shows the plan of a host new to the stack (it gets no diff); a recorded host's plan comes from diff", async () => {
         const { provider, logger } = providerSetup();
         const news = asProps(inputs());
