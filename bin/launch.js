@@ -69,4 +69,14 @@ function programEntry() {
     return file;
 }
 
-module.exports = { entry, compiledIsCurrent, programEntry };
+/**
+ * What an operator command says before it runs the sources instead of the build (they start a few
+ * times slower): undefined when it runs the build, or when NIXOS_FLEET_FROM_SOURCE asked for the sources.
+ */
+function staleBuildNotice() {
+    if (process.env.NIXOS_FLEET_FROM_SOURCE || compiledIsCurrent()) return undefined;
+    const why = fs.existsSync(stamp) ? "a source file is newer than the compiled build in dist/" : "there is no compiled build in dist/";
+    return `nixos-fleet: running the TypeScript sources (${why}), which starts slower; \`bash scripts/build-dist\` builds it\n`;
+}
+
+module.exports = { entry, compiledIsCurrent, programEntry, staleBuildNotice };

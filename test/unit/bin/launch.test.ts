@@ -47,6 +47,25 @@ describe("bin/launch.js", () => {
         }
     });
 
+    it("an operator command says when it runs the sources because the build is stale or missing, not when the build is current or the sources were asked for", () => {
+        const dir = project();
+        const notice = (env: Record<string, string> = {}): string =>
+            execFileSync("node", ["-e", `process.stdout.write(String(require(${JSON.stringify(join(dir, "bin", "launch.js"))}).staleBuildNotice()))`], {
+                env: { PATH: process.env.PATH ?? "", ...env },
+            }).toString();
+        try {
+            expect(notice()).toBe("undefined");
+            const future = new Date(Date.now() + 60_000);
+            utimesSync(join(dir, "src", "cli", "main.ts"), future, future);
+            expect(notice()).toBe("nixos-fleet: running the TypeScript sources (a source file is newer than the compiled build in dist/), which starts slower; `bash scripts/build-dist` builds it\n");
+            expect(notice({ NIXOS_FLEET_FROM_SOURCE: "1" })).toBe("undefined");
+            rmSync(join(dir, "dist", ".built"));
+            expect(notice()).toMatch(/^nixos-fleet: running the TypeScript sources \(there is no compiled build in dist\/\)/);
+        } finally {
+            rmSync(dir, { recursive: true, force: true });
+        }
+    });
+
     it("the compiled program gets Node.js's own stack formatting; the sources keep source-map-support's", () => {
         const dir = project();
         const formatting = (env: Record<string, string> = {}): string =>
