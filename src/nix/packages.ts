@@ -60,14 +60,14 @@ export function packagesOf(paths: readonly string[]): PackageSet {
     return packages;
 }
 
-/** Orders versions the way people read them: numeric parts as numbers (2.9 before 2.10). */
+/** Orders versions (and package names) the way people read them: numeric parts as numbers (2.9 before 2.10, lib2 before lib10). */
 export function compareVersions(a: string, b: string): number {
     return a.localeCompare(b, "en", { numeric: true });
 }
 
 /** Packages added, removed and changed from `before` to `after`, by name. */
 export function diffPackages(before: PackageSet, after: PackageSet): PackageChange[] {
-    const names = [...new Set([...before.keys(), ...after.keys()])].sort();
+    const names = [...new Set([...before.keys(), ...after.keys()])].sort(compareVersions);
     const changes: PackageChange[] = [];
     for (const name of names) {
         const old = before.get(name) ?? [];

@@ -54,6 +54,11 @@ describe("diffPackages", () => {
     it("orders versions numerically", () => {
         expect(["2.10", "2.9", "10.0"].sort(compareVersions)).toEqual(["2.9", "2.10", "10.0"]);
     });
+
+    it("orders package names as people read them: lib2 before lib10", () => {
+        const names = (list: string[]) => diffPackages(new Map(), packagesOf(list.map((name) => drvPath(`${name}-1.0`)))).map((change) => change.name);
+        expect(names(["sandbox-lib10", "sandbox-lib2", "sandbox-lib1", "perl"])).toEqual(["perl", "sandbox-lib1", "sandbox-lib2", "sandbox-lib10"]);
+    });
 });
 
 describe("parseDryRun", () => {
