@@ -78,7 +78,7 @@ export interface RecordedBoot {
  * is not seen: the plan says which record it used, and `pulumi refresh` reads the host again.
  */
 export async function recordedBootedSide(runner: ProcessRunner, recorded: RecordedBoot | undefined): Promise<{ known: true; files: BootFiles; source: string } | { known: false; reason: string }> {
-    if (!recorded) return { known: false, reason: "the host has not been deployed by this stack yet (its booted system is read when it is)" };
+    if (!recorded) return { known: false, reason: "the host has not been deployed by this stack yet; its booted system is read when it is" };
     // From the state (never checked by the input rules): only a store path reaches a command's arguments.
     const booted = isStorePath(recorded.bootedStorePath) ? recorded.bootedStorePath : undefined;
     if (!booted) return { known: false, reason: "no booted system is recorded for the host (`pulumi refresh` reads it)" };

@@ -153,7 +153,7 @@ describe("the booted side of a plan (recorded, never read from the host)", () =>
     it("says unknown, and why, when nothing usable is recorded", async () => {
         const runner = new FakeRunner();
         runner.on(local("sh", "-c"), { code: 3 });
-        expect(await recordedBootedSide(runner.run, undefined)).toEqual({ known: false, reason: "the host has not been deployed by this stack yet (its booted system is read when it is)" });
+        expect(await recordedBootedSide(runner.run, undefined)).toEqual({ known: false, reason: "the host has not been deployed by this stack yet; its booted system is read when it is" });
         expect(await recordedBootedSide(runner.run, { bootedStorePath: null })).toEqual({ known: false, reason: "no booted system is recorded for the host (`pulumi refresh` reads it)" });
         const gone = await recordedBootedSide(runner.run, { bootedStorePath: booted });
         expect(gone).toEqual({ known: false, reason: `the recorded booted system ${booted.slice(11, 19)}-nixos-system-alpha-booted is not in this machine's store` });
