@@ -1,7 +1,7 @@
 // nixos-fleet: every host of this stack as a nixos:index:Host resource, through the library's
 // Fleet (src/program/fleetResources.ts): the stack's config (Pulumi.<stack>.yaml, namespace
 // nixos-fleet) says which hosts belong to it; hosts/*.yaml describe them.
-import { startProvider } from "./src/program/providerStart";
+import { startProvider } from "./src/resources/providerStart";
 
 // First thing: the engine starts the provider plugin while the program loads (Fleet's modules are
 // required below, not imported at the top) and evaluates the fleet.

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { runProcess, type RunResult } from "../src/process/runner";
 
 export class EmptyProgram {
-    private constructor(readonly dir: string, private readonly env: Record<string, string>) {}
+    private constructor(readonly dir: string, readonly env: Record<string, string>) {}
 
     static async create(root: string, env: Record<string, string>): Promise<EmptyProgram> {
         const dir = mkdtempSync(join(tmpdir(), "nf-bench-empty-"));

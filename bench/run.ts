@@ -8,6 +8,7 @@ import { runProcess, runChecked } from "../src/process/runner";
 import { evaluateSystems } from "../src/nix/evaluate";
 import { FleetProject, ROOT } from "../test/e2e/helpers/fleetProject";
 import { EmptyProgram } from "./empty";
+import { FloorProgram, floorResourcesOf } from "./floor";
 import { writeHeavyFlake } from "./heavyFlake";
 import { withPeakRss } from "./memory";
 import { parseBenchArgs, type BenchOptions } from "./options";
@@ -70,6 +71,13 @@ class Fleet {
 
     async up(): Promise<void> {
         checked("pulumi up")(await this.project.up());
+    }
+
+    /** The floor of P1 for the stack as deployed: its Hosts' recorded inputs and outputs, a provider that does nothing. */
+    async floor(env: Record<string, string>): Promise<FloorProgram> {
+        const exported = await this.project.pulumi(["stack", "export", "-s", this.project.stack]);
+        checked("pulumi stack export")(exported);
+        return FloorProgram.create(ROOT, env, floorResourcesOf(JSON.parse(exported.stdout)));
     }
 
     /** A no-op preview: fails when the preview plans any change (the figure would not be P1's). */
@@ -144,15 +152,29 @@ async function fleetScenarios(options: BenchOptions, empty: EmptyProgram, figure
                 log(`P1: deploying ${size} hosts, then ${options.rounds} no-op previews`);
                 await fleet.up();
                 await fleet.noOpPreview(); // warms the evaluation cache, as any earlier run would have
-                const t = await rounds(options.rounds, async () => ({
-                    preview: await timeIt(() => fleet.noOpPreview()),
-                    emptyPreview: await timeIt(() => empty.preview()),
-                    nixEval: await timeIt(() => fleet.evaluate(hosts)),
-                }));
+                const floor = await fleet.floor(empty.env);
+                let t: Record<string, number>;
+                try {
+                    await floor.preview(); // as warm as the fleet's
+                    t = await rounds(options.rounds, async () => ({
+                        preview: await timeIt(() => fleet.noOpPreview()),
+                        emptyPreview: await timeIt(() => empty.preview()),
+                        nixEval: await timeIt(() => fleet.evaluate(hosts)),
+                        floorPreview: await timeIt(() => floor.preview()),
+                    }));
+                } finally {
+                    floor.dispose();
+                }
+                const baseline = t.emptyPreview! + t.nixEval!;
                 figures.push(figure({
                     id: "P1", label: "no-op pulumi preview", size: `${size} hosts`, unit: "x", target: 1.3, timings: t,
-                    value: ratio(t.preview!, t.emptyPreview! + t.nixEval!),
-                    note: "baseline: empty-program preview + one nix eval of the same hosts (uncached)",
+                    value: ratio(t.preview!, baseline),
+                    note: `baseline: empty-program preview + one nix eval of the same hosts (uncached); ${ratio(t.preview!, t.floorPreview!).toFixed(2)}× the floor (P1 floor)`,
+                }));
+                figures.push(figure({
+                    id: "P1 floor", label: "floor: same resources, do-nothing provider", size: `${size} hosts`, unit: "x", target: 1.3, timings: t,
+                    value: ratio(t.floorPreview!, baseline),
+                    note: "the no-op preview of the Hosts' recorded inputs and outputs, served by a provider whose check and diff answer at once (bench/floor.ts), against P1's baseline: what any Pulumi provider costs here",
                 }));
             }
         }

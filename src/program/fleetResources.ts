@@ -23,7 +23,7 @@ import { Hook } from "../resources/hook";
 import { Host, secretHostArgs } from "../resources/host";
 import { namespaceValues, parseConfigEnvironment, programConfig } from "./configSource";
 import { planFleet, type FleetPlan } from "./fleet";
-import { providerVersionWarning, startProvider } from "./providerStart";
+import { providerVersionWarning, startProvider } from "../resources/providerStart";
 import { withShortStackTraces } from "./shortStacks";
 import { packageVersion } from "../provider/version";
 import { connectionOf, notEvaluatedInputsOf } from "./hostInputs";
@@ -124,9 +124,12 @@ export class Fleet {
         }
         for (const warning of plan.warnings) void pulumi.log.warn(warning);
         void pulumi.log.info(evaluationSummary(plan, Date.now() - started));
+        // Registered before the provider has answered: the engine holds the hosts until it is up,
+        // and the SDK's work on their inputs runs meanwhile, not after it.
+        const fleet = new Fleet(plan, { secretPaths, otherStacks: otherStackHosts(projectRoot, stackName) });
         const stale = providerVersionWarning(await provider, packageVersion());
         if (stale) void pulumi.log.warn(stale);
-        return new Fleet(plan, { secretPaths, otherStacks: otherStackHosts(projectRoot, stackName) });
+        return fleet;
     }
 
     /** Registers a planned fleet (Fleet.create plans it; tests pass a plan of their own). */

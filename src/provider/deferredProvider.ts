@@ -1,10 +1,16 @@
 // The plugin answers the engine before it loads the Host resource's code. The engine starts the
-// plugin when the program first asks for it (program/providerStart.ts), then waits for its port
+// plugin when the program first asks for it (resources/providerStart.ts), then waits for its port
 // while the program loads and evaluates the fleet; the input rules (zod), the deploy phases and
 // the plan are ~0.1 s of loading that the port need not wait for. The version and
 // nixos:index:providerInfo need none of it. The load starts once providerInfo is answered (the
 // program's first call, made before it evaluates the fleet), or with the first other call; every
 // call waits for that one load.
+//
+// providerInfo also says whether the run is a preview or an update, which a Host's check and diff
+// need. The program asks it before it registers any Host, but the engine forwards the two on
+// their own: a check can come first by a few milliseconds. It then waits for providerInfo, up to
+// `runKindWaitMs` once per run; a run whose program never asks (`pulumi import`, another program)
+// goes on after that as a run of unknown kind.
 import type * as provider from "@pulumi/pulumi/provider";
 import { PROVIDER_INFO_TOKEN, type ProviderInfo } from "./providerInfo";
 
@@ -16,10 +22,34 @@ export class DeferredProvider implements provider.Provider {
     private cancelled = false;
     /** The program's nixos:index:providerInfo arguments (the run's kind), handed to the provider as it loads. */
     private info?: unknown;
+    /** Resolves once the provider has heard providerInfo (or it was loaded after it came). */
+    private readonly infoHeard: Promise<void>;
+    private heardInfo!: () => void;
+    /** A check or diff's wait for providerInfo (once per run). */
+    private infoWait?: Promise<void>;
+    private readonly runKindWaitMs: number;
 
-    constructor(version: string, load: () => Promise<provider.Provider>) {
+    /** runKindWaitMs: how long a Host's check or diff waits for providerInfo when it comes first (0: not at all). */
+    constructor(version: string, load: () => Promise<provider.Provider>, options: { runKindWaitMs?: number } = {}) {
         this.version = version;
         this.load = load;
+        this.runKindWaitMs = options.runKindWaitMs ?? 0;
+        this.infoHeard = new Promise((resolve) => (this.heardInfo = resolve));
+    }
+
+    /** Waits until the provider knows the run's kind, for at most runKindWaitMs (in all, once per run). */
+    private runKindKnown(): Promise<void> {
+        if (this.info !== undefined) return this.infoHeard;
+        if (this.runKindWaitMs <= 0) return Promise.resolve();
+        this.infoWait ??= new Promise<void>((resolve) => {
+            const timer = setTimeout(resolve, this.runKindWaitMs);
+            timer.unref();
+            void this.infoHeard.then(() => {
+                clearTimeout(timer);
+                resolve();
+            });
+        });
+        return this.infoWait;
     }
 
     /** The provider itself, loaded on first use (once). */
@@ -48,8 +78,9 @@ export class DeferredProvider implements provider.Provider {
             const loaded = this.loaded && (await this.loaded.catch(() => undefined));
             if (loaded) await loaded.invoke?.call(loaded, token, inputs);
             // The program asks this first, then reads and evaluates the fleet before its first
-            // Host call: the load runs meanwhile, once this answer is out.
+            // Host call: the load runs meanwhile, once this answer is out (and hands it on).
             else setImmediate(() => void this.target().catch(() => undefined));
+            this.heardInfo();
             return { outputs: { version: this.version } satisfies ProviderInfo };
         }
         const target = await this.target();
@@ -62,12 +93,12 @@ export class DeferredProvider implements provider.Provider {
     }
 
     async check(urn: string, olds: unknown, news: unknown): Promise<provider.CheckResult> {
-        const target = await this.target();
+        const [target] = await Promise.all([this.target(), this.runKindKnown()]);
         return required(target.check, "check").call(target, urn, olds, news);
     }
 
     async diff(id: string, urn: string, olds: unknown, news: unknown): Promise<provider.DiffResult> {
-        const target = await this.target();
+        const [target] = await Promise.all([this.target(), this.runKindKnown()]);
         return required(target.diff, "diff").call(target, id, urn, olds, news);
     }
 

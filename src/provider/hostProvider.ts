@@ -431,7 +431,7 @@ export class HostProvider implements provider.Provider {
         return JSON.stringify(packageSchema(this.version), null, 2);
     }
 
-    /** `nixos:index:providerInfo`: which provider serves the stack (the program asks first: program/providerStart.ts). */
+    /** `nixos:index:providerInfo`: which provider serves the stack (the program asks first: resources/providerStart.ts). */
     async invoke(token: string, inputs: unknown): Promise<provider.InvokeResult> {
         if (token === PROVIDER_INFO_TOKEN) {
             this.runKind = runKindOf(inputs);

@@ -21,6 +21,12 @@ function configuredInputsFrom(projectRoot: string): ConfiguredInputs {
     };
 }
 
+/**
+ * How long a Host's check waits for the program's providerInfo when the engine delivers the check
+ * first (by milliseconds, as a rule): a program that never asks (`pulumi import`) costs this once.
+ */
+const RUN_KIND_WAIT_MS = 500;
+
 function main(args: string[]): Promise<void> {
     removeOnExit();
     // Runtime directories of providers that were killed outright; ours go when we exit.
@@ -35,7 +41,7 @@ function main(args: string[]): Promise<void> {
         const { filePackageCache } = await import("../nix/packageCache");
         const { cacheDir } = await import("../nix/evalCache");
         return new HostProvider({ runner: runProcess, logger, version, configuredInputs, packageCache: filePackageCache(cacheDir()) });
-    });
+    }, { runKindWaitMs: RUN_KIND_WAIT_MS });
     return provider.main(hosts, args);
 }
 

@@ -1,5 +1,5 @@
 // `nixos:index:providerInfo`: the one function the provider serves. The program calls it first
-// (program/providerStart.ts), which also makes the engine start the plugin early, and says in it
+// (resources/providerStart.ts), which also makes the engine start the plugin early, and says in it
 // whether this run is a preview or an update (the engine's calls to a provider do not say so
 // before the update itself).
 export const PROVIDER_INFO_TOKEN = "nixos:index:providerInfo";

@@ -9,6 +9,7 @@ import { HOST_FIELDS, INPUT_DEFAULT_FIELDS } from "../config/hostFields";
 import { HOST_DEFAULTS } from "../config/hostSchema";
 import type { SecretFile } from "../config/secretFiles";
 import type { DeploymentRecord, HostInputs, LastDeploy, NotEvaluatedInputs, RollbackMark, Unreachable, hostInputsSchema } from "../provider/hostInputs";
+import { startProvider } from "./providerStart";
 
 export const HOST_TYPE = "nixos:index:Host";
 
@@ -114,6 +115,8 @@ export class Host extends pulumi.CustomResource {
     declare readonly unreachable: pulumi.Output<Unreachable | null>;
 
     constructor(name: string, args: HostArgs | NotEvaluatedHostArgs, opts?: pulumi.CustomResourceOptions) {
+        // The provider hears whether this run is a preview or an update before this Host's check.
+        void startProvider();
         const given = definedOnly(args) as Record<string, unknown>;
         if (given.secrets !== undefined) given.secrets = secretFilesInput(given.secrets);
         super(

@@ -4,6 +4,7 @@ import { figure, median, ratio, summaryLine } from "../../../bench/stats";
 import { combineResults, renderChart, type BenchResults } from "../../../bench/chart";
 import { descendantsRss, parseProcStat } from "../../../bench/memory";
 import { heavyFlakeText } from "../../../bench/heavyFlake";
+import { floorResourcesOf } from "../../../bench/floor";
 
 describe("bench options", () => {
     it("defaults to every scenario at the issue's sizes", () => {
@@ -125,5 +126,26 @@ describe("bench chart of several runs", () => {
         expect(combined.machine).toBe("2 cores");
         expect(combined.figures.map((f) => f.id)).toEqual(["P1", "P5", "P6"]);
         expect(() => combineResults([])).toThrow(/no results/);
+    });
+});
+
+describe("P1's floor", () => {
+    it("takes each Host the stack recorded (name from its URN, its inputs and outputs as recorded), nothing else", () => {
+        const exported = {
+            deployment: {
+                resources: [
+                    { type: "pulumi:pulumi:Stack", urn: "urn:pulumi:dev::nixos-fleet::pulumi:pulumi:Stack::nixos-fleet-dev" },
+                    { type: "pulumi:providers:nixos", urn: "urn:pulumi:dev::nixos-fleet::pulumi:providers:nixos::default", inputs: {} },
+                    { type: "nixos:index:Host", urn: "urn:pulumi:dev::nixos-fleet::nixos:index:Host::psi", inputs: { address: "10.0.0.1" }, outputs: { address: "10.0.0.1", generation: 3 } },
+                    { type: "nixos:index:Hook", urn: "urn:pulumi:dev::nixos-fleet::nixos:index:Host$nixos:index:Hook::psi-migrate", inputs: {} },
+                    { type: "nixos:index:Host", urn: "urn:pulumi:dev::nixos-fleet::nixos:index:Host::rho" },
+                ],
+            },
+        };
+        expect(floorResourcesOf(exported)).toEqual([
+            { name: "psi", inputs: { address: "10.0.0.1" }, outputs: { address: "10.0.0.1", generation: 3 } },
+            { name: "rho", inputs: {}, outputs: {} },
+        ]);
+        expect(floorResourcesOf({})).toEqual([]);
     });
 });

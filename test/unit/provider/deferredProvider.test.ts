@@ -63,6 +63,57 @@ describe("DeferredProvider", () => {
         expect(said).toEqual([{ dryRun: false }, { dryRun: true }]);
     });
 
+    describe("a Host's check that reaches the provider before the program's providerInfo (the engine forwards the two on their own)", () => {
+        function recording(runKindWaitMs: number) {
+            const seen: string[] = [];
+            let kind = "unknown";
+            const inner: provider.Provider = {
+                check: async (urn) => (seen.push(`check ${urn} in a run of kind ${kind}`), { inputs: {} }),
+                diff: async (_id, urn) => (seen.push(`diff ${urn} in a run of kind ${kind}`), { changes: false }),
+                invoke: async (_token, inputs) => ((kind = (inputs as { dryRun: boolean }).dryRun ? "preview" : "update"), { outputs: {} }),
+            };
+            return { seen, hosts: new DeferredProvider("1.2.3", async () => inner, { runKindWaitMs }) };
+        }
+
+        it("waits for it: the provider checks and diffs knowing whether the run is a preview or an update", async () => {
+            const { hosts, seen } = recording(60_000);
+            const check = hosts.check("urn:a", {}, {});
+            const diff = hosts.diff("id", "urn:a", {}, {});
+            await new Promise((resolve) => setTimeout(resolve, 20));
+            expect(seen).toEqual([]);
+            await hosts.invoke(PROVIDER_INFO_TOKEN, { dryRun: false });
+            await Promise.all([check, diff]);
+            expect(seen).toEqual(["check urn:a in a run of kind update", "diff urn:a in a run of kind update"]);
+        });
+
+        it("waits for it also when it comes while the provider loads", async () => {
+            let finishLoad!: () => void;
+            let kind = "unknown";
+            const inner: provider.Provider = {
+                check: async () => ({ inputs: { kind } }),
+                invoke: async (_token, inputs) => ((kind = (inputs as { dryRun: boolean }).dryRun ? "preview" : "update"), { outputs: {} }),
+            };
+            const hosts = new DeferredProvider("1.2.3", () => new Promise((resolve) => (finishLoad = () => resolve(inner))), { runKindWaitMs: 60_000 });
+            const check = hosts.check("urn:a", {}, {});
+            const info = hosts.invoke(PROVIDER_INFO_TOKEN, { dryRun: true });
+            finishLoad();
+            await info;
+            expect(await check).toEqual({ inputs: { kind: "preview" } });
+        });
+
+        it("a program that never asks (pulumi import) costs the wait once per run, then calls go on at once, as a run of unknown kind", async () => {
+            const { hosts, seen } = recording(50);
+            const started = Date.now();
+            await hosts.check("urn:a", {}, {});
+            expect(Date.now() - started).toBeGreaterThanOrEqual(45);
+            const again = Date.now();
+            await hosts.check("urn:b", {}, {});
+            await hosts.diff("id", "urn:b", {}, {});
+            expect(Date.now() - again).toBeLessThan(45);
+            expect(seen).toEqual(["check urn:a in a run of kind unknown", "check urn:b in a run of kind unknown", "diff urn:b in a run of kind unknown"]);
+        });
+    });
+
     it("cancel before anything loaded loads nothing, and still reaches the provider when a call loads it", async () => {
         const { hosts, calls, loads } = deferred();
         await hosts.cancel();

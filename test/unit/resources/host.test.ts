@@ -9,15 +9,18 @@ import { Hook } from "../../../src/resources/hook";
 import { SECRET_SIG } from "../../../src/provider/secretMarkers";
 
 const registered = new Map<string, Record<string, unknown>>();
+/** What the program sent, in order: its calls (invokes) and its registrations. */
+const sent: string[] = [];
 
 beforeAll(() => {
     pulumi.runtime.setMocks(
         {
             newResource: (args) => {
                 registered.set(args.name, args.inputs as Record<string, unknown>);
+                sent.push(`register ${args.name}`);
                 return { id: `${args.name}-id`, state: args.inputs };
             },
-            call: () => ({}),
+            call: (args) => (sent.push(`call ${args.token} ${JSON.stringify(args.inputs)}`), { version: "0.0.0" }),
         },
         "consumer",
         "dev",
@@ -40,6 +43,14 @@ async function register(name: string, args: ConstructorParameters<typeof Host>[1
 }
 
 describe("Host (the library's resource)", () => {
+    it("asks the provider's version (saying the run is a preview) before its registration, once per run, in any program", async () => {
+        await register("first", { ...system, address: "first.example.org" });
+        await register("second", { ...system, address: "second.example.org" });
+        const asked = sent.filter((entry) => entry.startsWith("call "));
+        expect(asked).toEqual(['call nixos:index:providerInfo {"dryRun":true}']);
+        expect(sent.indexOf(asked[0]!)).toBeLessThan(sent.indexOf("register first"));
+    });
+
     it("fills in the host-file defaults and the name", async () => {
         const inputs = await register("web1", { ...system, address: "192.0.2.1" });
         expect(inputs).toMatchObject({ name: "web1", user: "root", buildOn: "local", action: "switch", substituteOnDestination: false, tags: [] });

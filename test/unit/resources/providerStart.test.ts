@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { providerVersionWarning, resetProviderStart, startProvider } from "../../../src/program/providerStart";
+import { providerVersionWarning, resetProviderStart, startProvider } from "../../../src/resources/providerStart";
 import { PROVIDER_INFO_TOKEN, runKindOf } from "../../../src/provider/providerInfo";
 
 afterEach(() => resetProviderStart());

@@ -3,7 +3,9 @@
 // has loaded its modules, read the stack and evaluated every host, and then the program waits for
 // it. Asking the provider which version it is, first thing, makes the engine start it while the
 // program does that work; the answer tells the program which provider serves the stack. The
-// question says whether the run is a preview or an update (the provider's plans differ).
+// question says whether the run is a preview or an update (the provider's plans differ): every
+// Host asks it (once per run) before it registers, so any program's provider hears it, and a
+// Host's check that reaches the provider first waits for it (provider/deferredProvider.ts).
 import { invoke } from "@pulumi/pulumi/runtime/invoke";
 import { isDryRun } from "@pulumi/pulumi/runtime/settings";
 import { PROVIDER_INFO_TOKEN, type ProviderInfo, type ProviderInfoArgs } from "../provider/providerInfo";

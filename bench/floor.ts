@@ -1,0 +1,111 @@
+// The floor of P1: what any Pulumi provider costs for the same resources on the same toolchain.
+// A project whose program registers one resource per host of the fleet's stack, with the inputs
+// and outputs the stack recorded for that Host, served by a provider that does nothing (check
+// returns the inputs, diff says "no change", both at once). Its program takes the same shortcuts
+// as nixos-fleet's (the SDK's resource module, not its index; one-frame stack traces while it
+// registers), so the difference between the two is what nixos-fleet itself does per host: reading
+// hosts/, evaluating, checking inputs, planning.
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { runProcess, type RunResult } from "../src/process/runner";
+
+/** One resource of the floor: a Host's name with the inputs and outputs its stack recorded. */
+export interface FloorResource {
+    name: string;
+    inputs: Record<string, unknown>;
+    outputs: Record<string, unknown>;
+}
+
+const PROGRAM = `"use strict";
+// The floor's program: one resource per recorded Host, its inputs as recorded, every output declared.
+const { CustomResource } = require("@pulumi/pulumi/resource");
+const resources = require("./resources.json");
+module.exports = async () => {
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 1;
+    try {
+        for (const { name, inputs, outputs } of resources) {
+            const props = { ...inputs };
+            for (const key of Object.keys(outputs)) if (!(key in props)) props[key] = undefined;
+            new CustomResource("floor:index:Thing", name, props);
+        }
+    } finally {
+        Error.stackTraceLimit = limit;
+    }
+};
+`;
+
+const PROVIDER = `#!/usr/bin/env node
+"use strict";
+// The floor's provider: answers at once and does nothing; create returns the outputs recorded for the Host.
+const provider = require("@pulumi/pulumi/provider");
+const resources = require("../resources.json");
+const outputs = new Map(resources.map((r) => [r.name, r.outputs]));
+const nameOf = (urn) => urn.slice(urn.lastIndexOf("::") + 2);
+provider.main({
+    version: "0.0.1",
+    async check(_urn, _olds, news) { return { inputs: news }; },
+    async diff() { return { changes: false }; },
+    async create(urn, inputs) { return { id: nameOf(urn), outs: { ...outputs.get(nameOf(urn)), ...inputs } }; },
+    async update(_id, urn, _olds, news) { return { outs: { ...outputs.get(nameOf(urn)), ...news } }; },
+    async delete() {},
+}, process.argv.slice(2));
+`;
+
+export class FloorProgram {
+    private constructor(readonly dir: string, private readonly env: Record<string, string>) {}
+
+    /** A floor project for these resources, deployed once (untimed): its previews are no-ops, as P1's are. */
+    static async create(root: string, env: Record<string, string>, resources: readonly FloorResource[]): Promise<FloorProgram> {
+        if (resources.length === 0) throw new Error("floor: no resources (the fleet's stack recorded no Host)");
+        const dir = mkdtempSync(join(tmpdir(), "nf-bench-floor-"));
+        const project = join(dir, "project");
+        mkdirSync(join(dir, "state"));
+        mkdirSync(join(project, "bin"), { recursive: true });
+        writeFileSync(
+            join(project, "Pulumi.yaml"),
+            "name: bench-floor\nmain: index.js\nruntime:\n  name: nodejs\n  options:\n    typescript: false\nplugins:\n  providers:\n    - name: floor\n      path: ./bin\n",
+        );
+        writeFileSync(join(project, "package.json"), JSON.stringify({ name: "bench-floor", main: "index.js" }));
+        writeFileSync(join(project, "index.js"), PROGRAM);
+        writeFileSync(join(project, "resources.json"), JSON.stringify(resources));
+        writeFileSync(join(project, "bin", "pulumi-resource-floor"), PROVIDER);
+        chmodSync(join(project, "bin", "pulumi-resource-floor"), 0o755);
+        symlinkSync(join(root, "node_modules"), join(project, "node_modules"));
+        const floor = new FloorProgram(dir, { ...env, PULUMI_BACKEND_URL: `file://${join(dir, "state")}` });
+        await floor.pulumiChecked(["stack", "init", "bench"]);
+        await floor.pulumiChecked(["up", "--yes", "--skip-preview", "--non-interactive", "-s", "bench"]);
+        return floor;
+    }
+
+    private async pulumi(args: string[]): Promise<RunResult> {
+        return runProcess(["pulumi", ...args], { cwd: join(this.dir, "project"), env: { ...this.env, PULUMI_CONFIG_PASSPHRASE_FILE: undefined }, timeoutMs: 300_000 });
+    }
+
+    private async pulumiChecked(args: string[]): Promise<RunResult> {
+        const result = await this.pulumi(args);
+        if (result.code !== 0) throw new Error(`floor program: pulumi ${args.join(" ")} failed:\n${result.stdout.slice(-3000)}\n${result.stderr.slice(-3000)}`);
+        return result;
+    }
+
+    /** A no-op preview: fails when it plans a change (it would not be the floor of a no-op preview). */
+    async preview(): Promise<void> {
+        const result = await this.pulumiChecked(["preview", "--non-interactive", "-s", "bench"]);
+        if (/to (create|update|replace|delete)/.test(result.stdout)) throw new Error(`floor program: the preview is not a no-op:\n${result.stdout.slice(-3000)}`);
+    }
+
+    dispose(): void {
+        rmSync(this.dir, { recursive: true, force: true });
+    }
+}
+
+/** The Hosts a `pulumi stack export` recorded, as the floor's resources (name from the URN). */
+export function floorResourcesOf(exported: unknown): FloorResource[] {
+    const resources = (exported as { deployment?: { resources?: unknown[] } }).deployment?.resources ?? [];
+    return resources.flatMap((resource) => {
+        const r = resource as { type?: string; urn?: string; inputs?: Record<string, unknown>; outputs?: Record<string, unknown> };
+        if (r.type !== "nixos:index:Host" || !r.urn) return [];
+        return [{ name: r.urn.slice(r.urn.lastIndexOf("::") + 2), inputs: r.inputs ?? {}, outputs: r.outputs ?? {} }];
+    });
+}
