@@ -21,12 +21,15 @@ const PROGRAM = `"use strict";
 // The floor's program: one resource per recorded Host, its inputs as recorded, every output declared.
 const { CustomResource } = require("@pulumi/pulumi/resource");
 const resources = require("./resources.json");
+// P2's floor: the resource FLOOR_CHANGE names gets the input round FLOOR_ROUND (its diff says it changed).
+const change = process.env.FLOOR_CHANGE;
+const round = process.env.FLOOR_ROUND;
 module.exports = async () => {
     const limit = Error.stackTraceLimit;
     Error.stackTraceLimit = 1;
     try {
         for (const { name, inputs, outputs } of resources) {
-            const props = { ...inputs };
+            const props = { ...inputs, ...(name === change ? { floorRound: round } : {}) };
             for (const key of Object.keys(outputs)) if (!(key in props)) props[key] = undefined;
             new CustomResource("floor:index:Thing", name, props);
         }
@@ -38,7 +41,8 @@ module.exports = async () => {
 
 const PROVIDER = `#!/usr/bin/env node
 "use strict";
-// The floor's provider: answers at once and does nothing; create returns the outputs recorded for the Host.
+// The floor's provider: answers at once and does nothing; create and update return the outputs
+// recorded for the Host. A resource changes only when its floorRound input does (P2's floor).
 const provider = require("@pulumi/pulumi/provider");
 const resources = require("../resources.json");
 const outputs = new Map(resources.map((r) => [r.name, r.outputs]));
@@ -46,7 +50,7 @@ const nameOf = (urn) => urn.slice(urn.lastIndexOf("::") + 2);
 provider.main({
     version: "0.0.1",
     async check(_urn, _olds, news) { return { inputs: news }; },
-    async diff() { return { changes: false }; },
+    async diff(_id, _urn, olds, news) { return { changes: olds.floorRound !== news.floorRound }; },
     async create(urn, inputs) { return { id: nameOf(urn), outs: { ...outputs.get(nameOf(urn)), ...inputs } }; },
     async update(_id, urn, _olds, news) { return { outs: { ...outputs.get(nameOf(urn)), ...news } }; },
     async delete() {},
@@ -79,12 +83,14 @@ export class FloorProgram {
         return floor;
     }
 
-    private async pulumi(args: string[]): Promise<RunResult> {
-        return runProcess(["pulumi", ...args], { cwd: join(this.dir, "project"), env: { ...this.env, PULUMI_CONFIG_PASSPHRASE_FILE: undefined }, timeoutMs: 300_000 });
+    private round = 0;
+
+    private async pulumi(args: string[], env: Record<string, string> = {}): Promise<RunResult> {
+        return runProcess(["pulumi", ...args], { cwd: join(this.dir, "project"), env: { ...this.env, ...env, PULUMI_CONFIG_PASSPHRASE_FILE: undefined }, timeoutMs: 300_000 });
     }
 
-    private async pulumiChecked(args: string[]): Promise<RunResult> {
-        const result = await this.pulumi(args);
+    private async pulumiChecked(args: string[], env: Record<string, string> = {}): Promise<RunResult> {
+        const result = await this.pulumi(args, env);
         if (result.code !== 0) throw new Error(`floor program: pulumi ${args.join(" ")} failed:\n${result.stdout.slice(-3000)}\n${result.stderr.slice(-3000)}`);
         return result;
     }
@@ -93,6 +99,17 @@ export class FloorProgram {
     async preview(): Promise<void> {
         const result = await this.pulumiChecked(["preview", "--non-interactive", "-s", "bench"]);
         if (/to (create|update|replace|delete)/.test(result.stdout)) throw new Error(`floor program: the preview is not a no-op:\n${result.stdout.slice(-3000)}`);
+    }
+
+    /**
+     * P2's floor: `pulumi up --yes --target` of one resource whose input changed (with its preview,
+     * as `npm run deploy -- --hosts h --yes` runs one); the others are registered and left as they are.
+     */
+    async upOne(name: string): Promise<void> {
+        this.round += 1;
+        const urn = `urn:pulumi:bench::bench-floor::floor:index:Thing::${name}`;
+        const result = await this.pulumiChecked(["up", "--yes", "--non-interactive", "-s", "bench", "--target", urn], { FLOOR_CHANGE: name, FLOOR_ROUND: String(this.round) });
+        if (!/1 updated/.test(result.stdout)) throw new Error(`floor program: the targeted up did not update ${name}:\n${result.stdout.slice(-3000)}`);
     }
 
     dispose(): void {

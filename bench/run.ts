@@ -184,19 +184,33 @@ async function fleetScenarios(options: BenchOptions, empty: EmptyProgram, figure
         if (want("P2")) {
             const host = names[names.length - 1]!;
             log(`P2: ${options.rounds} rounds of deploy --hosts ${host}`);
-            const t = await rounds(options.rounds, async () => {
-                await fleet.bump([host]);
-                const deploy = await fleet.counted([host], () => fleet.deployCli([host]));
-                await fleet.bump([host]);
-                const emptyUp = await timeIt(() => empty.up());
-                const copyActivate = await fleet.raw([host], { timeEvaluation: false });
-                await fleet.deployCli([host]); // the stack in line with the host again (untimed)
-                return { deploy, emptyUp, copyActivate };
-            });
+            const floor = await fleet.floor(empty.env);
+            let t: Record<string, number>;
+            try {
+                t = await rounds(options.rounds, async () => {
+                    await fleet.bump([host]);
+                    const deploy = await fleet.counted([host], () => fleet.deployCli([host]));
+                    await fleet.bump([host]);
+                    const emptyUp = await timeIt(() => empty.up());
+                    const copyActivate = await fleet.raw([host], { timeEvaluation: false });
+                    await fleet.deployCli([host]); // the stack in line with the host again (untimed)
+                    const floorUp = await timeIt(() => floor.upOne(host));
+                    return { deploy, emptyUp, copyActivate, floorUp };
+                });
+            } finally {
+                floor.dispose();
+            }
+            const baseline = t.emptyUp! + t.copyActivate!;
+            const floorTime = t.floorUp! + t.copyActivate!;
             figures.push(figure({
                 id: "P2", label: "deploy --hosts (1 changed)", size: `1 of ${names.length} hosts`, unit: "x", target: 1.3, timings: t,
-                value: ratio(t.deploy!, t.emptyUp! + t.copyActivate!),
-                note: "baseline: empty-program pulumi up + raw nix copy + activation of the host (its evaluation and build untimed)",
+                value: ratio(t.deploy!, baseline),
+                note: `baseline: empty-program pulumi up + raw nix copy + activation of the host (its evaluation and build untimed); ${ratio(t.deploy!, floorTime).toFixed(2)}× the floor (P2 floor)`,
+            }));
+            figures.push(figure({
+                id: "P2 floor", label: "floor: up --target 1 of the same resources", size: `1 of ${names.length} hosts`, unit: "x", target: 1.3, timings: t,
+                value: ratio(floorTime, baseline),
+                note: "pulumi up --yes --target of one changed resource among the Hosts' recorded ones, served by a provider that does nothing (bench/floor.ts), + the same raw copy and activation, against P2's baseline",
             }));
         }
         if (want("P3") || (want("P4") && !want("P2"))) {

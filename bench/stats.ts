@@ -42,5 +42,5 @@ export function formatValue(value: number, unit: Unit): string {
 }
 
 export function summaryLine(f: Figure): string {
-    return `${f.id.padEnd(4)}${f.label.padEnd(52)}${formatValue(f.value, f.unit).padStart(14)}  target ≤ ${formatValue(f.target, f.unit).padEnd(12)} ${f.met ? "met" : "NOT met"}  (${f.size})`;
+    return `${f.id.padEnd(9)}${f.label.padEnd(52)}${formatValue(f.value, f.unit).padStart(14)}  target ≤ ${formatValue(f.target, f.unit).padEnd(12)} ${f.met ? "met" : "NOT met"}  (${f.size})`;
 }
