@@ -34,9 +34,13 @@ export class EmptyProgram {
         return this.pulumiChecked(["preview", "--non-interactive", "-s", "bench"]);
     }
 
-    /** With its preview, as `npm run deploy -- --yes` runs one. */
-    up(): Promise<void> {
-        return this.pulumiChecked(["up", "--yes", "--non-interactive", "-s", "bench"]);
+    /**
+     * `pulumi up` as the issue's P2 names it: with its preview (`--yes` as it runs without a
+     * terminal). With skipPreview, the engine run `npm run deploy -- --yes` makes (the Automation
+     * API's `up` skips the preview): the bench reports both.
+     */
+    up(options: { skipPreview?: boolean } = {}): Promise<void> {
+        return this.pulumiChecked(["up", "--yes", ...(options.skipPreview ? ["--skip-preview"] : []), "--non-interactive", "-s", "bench"]);
     }
 
     dispose(): void {

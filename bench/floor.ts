@@ -102,13 +102,14 @@ export class FloorProgram {
     }
 
     /**
-     * P2's floor: `pulumi up --yes --target` of one resource whose input changed (with its preview,
-     * as `npm run deploy -- --hosts h --yes` runs one); the others are registered and left as they are.
+     * P2's floor: `pulumi up --yes --skip-preview --target` of one resource whose input changed,
+     * the engine run `npm run deploy -- --hosts h --yes` makes (the Automation API's `up`); the
+     * others are registered and left as they are.
      */
     async upOne(name: string): Promise<void> {
         this.round += 1;
         const urn = `urn:pulumi:bench::bench-floor::floor:index:Thing::${name}`;
-        const result = await this.pulumiChecked(["up", "--yes", "--non-interactive", "-s", "bench", "--target", urn], { FLOOR_CHANGE: name, FLOOR_ROUND: String(this.round) });
+        const result = await this.pulumiChecked(["up", "--yes", "--skip-preview", "--non-interactive", "-s", "bench", "--target", urn], { FLOOR_CHANGE: name, FLOOR_ROUND: String(this.round) });
         if (!/1 updated/.test(result.stdout)) throw new Error(`floor program: the targeted up did not update ${name}:\n${result.stdout.slice(-3000)}`);
     }
 

@@ -20,6 +20,8 @@ export interface FleetProjectOptions {
     config?: Record<string, unknown>;
     /** false: only the hosts' configurations (knob files), no containers (previews of new hosts; benchmarks). */
     start?: boolean;
+    /** Called with the project before its hosts start (the bench stops them on Ctrl-C from then on). */
+    beforeStart?: (project: FleetProject) => void;
 }
 
 export class FleetProject {
@@ -48,6 +50,7 @@ export class FleetProject {
 
     static async create(options: FleetProjectOptions): Promise<FleetProject> {
         const project = new FleetProject(options);
+        options.beforeStart?.(project);
         try {
             await project.setUp(options);
         } catch (error) {
