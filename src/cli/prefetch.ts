@@ -1,10 +1,11 @@
 // The pulumi runs every stack command makes first, started before the command's modules load.
 // Loading the Automation API takes ~0.3 s; `pulumi version` (which the Automation API runs before
-// anything else), the selected stack's name and the stack's config are ~0.2 s runs each that need
-// none of it. main.ts starts them from the raw arguments; stack.ts takes their results when they
+// anything else, answered from the cache when this pulumi answered it before: pulumiVersion.ts),
+// the selected stack's name and the stack's config are ~0.2 s runs each that need none of it. main.ts starts them from the raw arguments; stack.ts takes their results when they
 // answer what it would ask (same stack, same environment), and asks itself otherwise.
 import { runProcess, type ProcessRunner, type RunResult } from "../process/runner";
 import { passphraseEnvFor, type Environment } from "../program/passphrase";
+import { pulumiVersion } from "./pulumiVersion";
 
 /** `pulumi config --show-secrets --json` of one stack, as stack.ts's readAllConfig runs it. */
 export function configArgv(stack: string): string[] {
@@ -85,7 +86,7 @@ export function startPrefetch(args: readonly string[], projectRoot: string, env:
         if (extra) config = { stack, projectRoot, result: run(configArgv(stack), extra) };
     }
     started = {
-        version: run(["pulumi", "version"]),
+        version: pulumiVersion(() => run(["pulumi", "version"]), env),
         ...(stack === undefined ? { selected: run(["pulumi", "stack", "ls", "--json", "--non-interactive"]) } : {}),
         ...(config ? { config } : {}),
     };

@@ -1,7 +1,9 @@
-// Reading a file of the local caches (packageCache.ts, evalCache.ts) only if no other user could
-// have written it: a cache directory that is shared, or another user's (NIXOS_FLEET_CACHE_DIR),
-// must not be able to plant an evaluation or a plan.
+// Reading a file of the local caches (packageCache.ts, evalCache.ts, cli/pulumiVersion.ts) only if
+// no other user could have written it: a cache directory that is shared, or another user's
+// (NIXOS_FLEET_CACHE_DIR), must not be able to plant an evaluation or a plan. Writing one whole or
+// not at all.
 import * as fs from "node:fs";
+import * as path from "node:path";
 
 /** The file's text if this user owns it and nobody else may write it; else throws. */
 export function readOwnFile(file: string): string {
@@ -14,5 +16,21 @@ export function readOwnFile(file: string): string {
         return fs.readFileSync(fd, "utf8");
     } finally {
         fs.closeSync(fd);
+    }
+}
+
+/**
+ * Writes the file atomically (a reader never sees half of it), readable by this user only, its
+ * directory made if missing; throws when it cannot, leaving no temporary file behind.
+ */
+export function writeOwnFile(file: string, text: string): void {
+    const tmp = `${file}.${process.pid}.tmp`;
+    try {
+        fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+        fs.writeFileSync(tmp, text, { mode: 0o600 });
+        fs.renameSync(tmp, file);
+    } catch (error) {
+        fs.rmSync(tmp, { force: true });
+        throw error;
     }
 }

@@ -9,7 +9,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import type { ProcessRunner } from "../process/runner";
 import { NIX_FLAGS } from "./flags";
-import { readOwnFile } from "./cacheFile";
+import { readOwnFile, writeOwnFile } from "./cacheFile";
 
 /** What one group evaluation printed: per host, its system's out and drv paths. */
 export type CachedSystems = Record<string, { out: string; drv: string }>;
@@ -127,10 +127,7 @@ export function fileEvalCache(dir: string): EvalCacheStore {
         },
         set(key, systems) {
             try {
-                fs.mkdirSync(folder, { recursive: true, mode: 0o700 });
-                const tmp = `${file(key)}.${process.pid}.tmp`;
-                fs.writeFileSync(tmp, JSON.stringify({ systems }), { mode: 0o600 });
-                fs.renameSync(tmp, file(key));
+                writeOwnFile(file(key), JSON.stringify({ systems }));
                 prune(folder);
             } catch {
                 // A cache that cannot be written only costs the next run an evaluation.
@@ -157,6 +154,13 @@ export interface EvaluationCache {
     valid(drvPaths: string[]): boolean;
     hits: number;
     misses: number;
+    /**
+     * Where an evaluation's store goes when the caller does not wait for it (deferStores): a new
+     * entry is written only after the flake's metadata is read again (it must not have changed
+     * while Nix evaluated), ~60 ms of Nix that the program's hosts need not wait for. Undefined:
+     * evaluateSystems stores before it returns.
+     */
+    pendingStores?: Promise<void>[];
 }
 
 /** `nix flake metadata --json <flake>`, parsed; undefined when Nix cannot say. */
@@ -170,7 +174,7 @@ export async function readFlakeMetadata(runner: ProcessRunner, flake: string, cw
     }
 }
 
-export function evaluationCache(options: { runner: ProcessRunner; cwd?: string; env?: NodeJS.ProcessEnv; store?: EvalCacheStore }): EvaluationCache {
+export function evaluationCache(options: { runner: ProcessRunner; cwd?: string; env?: NodeJS.ProcessEnv; store?: EvalCacheStore; deferStores?: boolean }): EvaluationCache {
     const env = options.env ?? process.env;
     const read = new Map<string, Promise<unknown>>();
     return {
@@ -187,5 +191,6 @@ export function evaluationCache(options: { runner: ProcessRunner; cwd?: string; 
         valid: (drvPaths) => drvPaths.every((drv) => fs.existsSync(drv)),
         hits: 0,
         misses: 0,
+        ...(options.deferStores ? { pendingStores: [] } : {}),
     };
 }

@@ -180,7 +180,13 @@ export async function evaluateSystems(
             evaluated[host.name] = { out: entry.out, drv: entry.drv };
         }
         // Stored only when the flake did not change while Nix evaluated it (else the key would name other content).
-        if (key && cache && cached !== parsed && (await groupKey(group, cache, { fresh: true })) === key) cache.store.set(key, evaluated);
+        if (key && cache && cached !== parsed) {
+            const store = groupKey(group, cache, { fresh: true }).then((now) => {
+                if (now === key) cache.store.set(key, evaluated);
+            });
+            if (cache.pendingStores) cache.pendingStores.push(store.catch(() => undefined));
+            else await store;
+        }
     }
     return systems;
 }

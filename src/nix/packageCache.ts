@@ -6,7 +6,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { ProcessRunner } from "../process/runner";
-import { readOwnFile } from "./cacheFile";
+import { readOwnFile, writeOwnFile } from "./cacheFile";
 import { derivationClosure, packagesOf, PACKAGE_LIST_FORMAT, type PackageSet } from "./packages";
 
 export interface PackageCache {
@@ -46,20 +46,12 @@ export function filePackageCache(dir: string): PackageCache {
         set(drvPath, packages) {
             const entry = file(drvPath);
             if (entry === undefined) return;
-            const tmp = `${entry}.${process.pid}.tmp`;
             try {
-                fs.mkdirSync(folder, { recursive: true, mode: 0o700 });
-                fs.writeFileSync(tmp, JSON.stringify({ format: PACKAGE_LIST_FORMAT, drvPath, packages: [...packages] }), { mode: 0o600 });
-                fs.renameSync(tmp, entry);
+                writeOwnFile(entry, JSON.stringify({ format: PACKAGE_LIST_FORMAT, drvPath, packages: [...packages] }));
                 prune(folder);
             } catch {
                 // A cache that cannot be written (full disk, permissions) only costs the next plan a
                 // query; the half-written file is not left behind.
-                try {
-                    fs.rmSync(tmp, { force: true });
-                } catch {
-                    // Nothing more to do.
-                }
             }
         },
     };

@@ -74,6 +74,8 @@ export interface FleetPlan {
     notTargeted: HostConfig[];
     /** Every host of the stack by name (a host's buildHost is one of them). */
     lookup?: HostLookup;
+    /** Resolves once this run's new evaluation-cache entries are written (the program waits for it after registering). */
+    cacheStored?: Promise<void>;
 }
 
 export async function planFleet(options: FleetPlanOptions): Promise<FleetPlan> {
@@ -86,7 +88,7 @@ export async function planFleet(options: FleetPlanOptions): Promise<FleetPlan> {
     const secretFiles = hostSecretFiles(stack, all.map((host) => host.name), { file, secretPaths: options.secretPaths });
     const hosts = options.targets ? all.filter((host) => options.targets!.includes(host.name)) : all;
     // NIXOS_FLEET_EVAL_CACHE=0 evaluates every flake every time.
-    const cache = options.env?.NIXOS_FLEET_EVAL_CACHE === "0" ? undefined : evaluationCache({ runner: options.runner, cwd: options.projectRoot, env: options.env });
+    const cache = options.env?.NIXOS_FLEET_EVAL_CACHE === "0" ? undefined : evaluationCache({ runner: options.runner, cwd: options.projectRoot, env: options.env, deferStores: true });
     // `deploy --batch-size` for one run (src/cli/deploy.ts sets it). Batches are planned over all
     // hosts, so a targeted run keeps the order (its other hosts are registered, not evaluated).
     const override = parseBatchSizeOption(options.env?.[BATCH_SIZE_ENV] || undefined, `${BATCH_SIZE_ENV} (deploy --batch-size)`);
@@ -127,6 +129,7 @@ export async function planFleet(options: FleetPlanOptions): Promise<FleetPlan> {
         notTargeted: all.filter((host) => !hosts.includes(host)),
         lookup,
         evaluation: cache ? { evaluated: cache.misses, cached: cache.hits } : { evaluated: new Set(hosts.map((host) => host.flake)).size, cached: 0 },
+        ...(cache?.pendingStores?.length ? { cacheStored: Promise.all(cache.pendingStores).then(() => undefined) } : {}),
     };
 }
 

@@ -28,7 +28,7 @@ import { withShortStackTraces } from "./shortStacks";
 import { packageVersion } from "../provider/version";
 import { connectionOf, notEvaluatedInputsOf } from "./hostInputs";
 import { findOverlaps, otherStackHosts } from "./overlaps";
-import { readProvenance, readStackHistory } from "./provenance";
+import { readProvenance, readStackHistoryOnce } from "./provenance";
 import { maskSecrets, programSecretPaths, secretFileFields, secretHostFields, secretTexts, type ConfigPath } from "./secretConfig";
 import { targetedHosts } from "./targets";
 
@@ -96,8 +96,8 @@ export class Fleet {
         // Which config values are secret (`config set --secret`): what they reach stays secret.
         const secretPaths = programSecretPaths(CONFIG_NAMESPACE, projectRoot, stackName, env);
         // An update's number comes from the stack's history: read while the fleet is read and evaluated.
-        const history = pulumi.runtime.isDryRun() ? undefined : readStackHistory({ runner, projectRoot, stackName });
-        history?.catch(() => undefined);
+        // (index.ts started this read before the program's modules loaded: the same read is taken.)
+        const history = pulumi.runtime.isDryRun() ? undefined : readStackHistoryOnce({ runner, projectRoot, stackName });
         let plan: FleetPlan;
         try {
             plan = await planFleet({
@@ -127,6 +127,8 @@ export class Fleet {
         // Registered before the provider has answered: the engine holds the hosts until it is up,
         // and the SDK's work on their inputs runs meanwhile, not after it.
         const fleet = new Fleet(plan, { secretPaths, otherStacks: otherStackHosts(projectRoot, stackName) });
+        // The evaluation cache's new entries are checked and written meanwhile (nix/evaluate.ts).
+        await plan.cacheStored;
         const stale = providerVersionWarning(await provider, packageVersion());
         if (stale) void pulumi.log.warn(stale);
         return fleet;

@@ -135,6 +135,27 @@ export async function readStackHistory(options: ProvenanceOptions): Promise<Stac
     return numberedUpdates(updates);
 }
 
+const historyReads = new WeakMap<ProcessRunner, Map<string, Promise<StackUpdate[]>>>();
+
+/**
+ * readStackHistory once per runner, project and stack: the program starts the read first thing
+ * (index.ts, before its other modules load: `pulumi stack history` takes ~0.3 s, an update's
+ * records wait for its number) and Fleet.create takes the same read. A failed read is the caller's
+ * to report (it is marked handled here, so a program that ends before asking does not crash).
+ */
+export function readStackHistoryOnce(options: Pick<ProvenanceOptions, "runner" | "projectRoot" | "stackName">): Promise<StackUpdate[]> {
+    let reads = historyReads.get(options.runner);
+    if (!reads) historyReads.set(options.runner, (reads = new Map()));
+    const key = JSON.stringify([options.projectRoot, options.stackName]);
+    let read = reads.get(key);
+    if (!read) {
+        read = readStackHistory(options);
+        read.catch(() => undefined);
+        reads.set(key, read);
+    }
+    return read;
+}
+
 /** Reads every flake's revision and the running update's number, concurrently. Never throws. */
 export async function readProvenance(flakes: readonly string[], options: ProvenanceOptions): Promise<ProvenanceResult> {
     const warnings: string[] = [];

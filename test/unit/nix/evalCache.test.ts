@@ -179,6 +179,30 @@ describe("evaluateSystems with the evaluation cache", () => {
         expect(store.entries.size).toBe(0);
     });
 
+    it("deferStores (the program): returns before the flake's metadata is read again; the entry is written after it, and only if the flake is unchanged", async () => {
+        for (const changeDuringEval of [undefined, "sha256-v2"]) {
+            const runner = new FakeRunner();
+            fakeFlake(runner, { narHash: "sha256-v1", version: 1, ...(changeDuringEval ? { changeDuringEval } : {}) });
+            let release!: () => void;
+            const held = new Promise<void>((resolve) => (release = resolve));
+            const metadataReads = () => runner.matching(local("flake", "metadata")).length;
+            // The second metadata read (the check after the evaluation) waits until the test releases it.
+            const run: typeof runner.run = async (argv, options) => {
+                if (argv.includes("metadata") && metadataReads() >= 1) await held;
+                return runner.run(argv, options);
+            };
+            const store = memoryStore();
+            const cache = Object.assign(evaluationCache({ runner: run, store, env: {}, deferStores: true }), { valid: () => true });
+            const systems = await evaluateSystems([psi], { runner: run, cache });
+            expect(systems.get("psi")!.storePath).toBe(storePath("nixos-system-psi-1"));
+            expect(store.entries.size).toBe(0);
+            expect(cache.pendingStores).toHaveLength(1);
+            release();
+            await Promise.all(cache.pendingStores!);
+            expect(store.entries.size).toBe(changeDuringEval ? 0 : 1);
+        }
+    });
+
     it("a flake whose metadata cannot be read is evaluated every time", async () => {
         const runner = new FakeRunner();
         fakeFlake(runner, { narHash: "sha256-v1", version: 1 });

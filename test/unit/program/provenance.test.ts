@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { planFleet } from "../../../src/program/fleet";
-import { describeRevision, flakeRevisionOf, operatorOf, readProvenance, type ProvenanceResult } from "../../../src/program/provenance";
+import { describeRevision, flakeRevisionOf, operatorOf, readProvenance, readStackHistoryOnce, type ProvenanceResult } from "../../../src/program/provenance";
 import { DIFF_KEYS } from "../../../src/provider/hostInputs";
 import { changedKeys } from "../../../src/provider/hostProvider";
 import { FakeRunner, local } from "../helpers/fakeRunner";
@@ -120,6 +120,36 @@ describe("readProvenance (what the program computes, for pulumi up by hand too)"
         expect(result.flakes.get("/srv/infra")).toBeNull();
         expect(result.warnings.join("\n")).toMatch(/update history.*no stack named 'prod' found/s);
         expect(result.warnings.join("\n")).toMatch(/revision of the flake \/srv\/infra/);
+    });
+});
+
+describe("readStackHistoryOnce (index.ts starts the read first thing; Fleet.create takes it)", () => {
+    it("reads a stack's history once per runner, project and stack, and again for another stack or runner", async () => {
+        const runner = historyRunner(new FakeHistory({ versions: false }).add(3));
+        const first = readStackHistoryOnce({ runner: runner.run, projectRoot: "/srv/fleet", stackName: "prod" });
+        expect(readStackHistoryOnce({ runner: runner.run, projectRoot: "/srv/fleet", stackName: "prod" })).toBe(first);
+        expect(await first).toHaveLength(3);
+        await readStackHistoryOnce({ runner: runner.run, projectRoot: "/srv/fleet", stackName: "staging" });
+        await readStackHistoryOnce({ runner: runner.run, projectRoot: "/srv/other", stackName: "prod" });
+        const other = historyRunner(new FakeHistory({ versions: false }).add(1));
+        expect(await readStackHistoryOnce({ runner: other.run, projectRoot: "/srv/fleet", stackName: "prod" })).toHaveLength(1);
+        const stacks = runner.matching(local("pulumi", "stack", "history")).map((call) => `${String(call.options.cwd)} ${call.argv[call.argv.indexOf("--stack") + 1]}`);
+        expect(stacks).toEqual(["/srv/fleet prod", "/srv/fleet staging", "/srv/other prod"]);
+    });
+
+    it("a failed read is no unhandled rejection while nobody asks, and the asker still gets its error", async () => {
+        const runner = new FakeRunner().on(local("pulumi", "stack", "history"), { code: 255, stderr: "error: no stack named 'prod' found\n" });
+        const unhandled: unknown[] = [];
+        const onUnhandled = (reason: unknown) => unhandled.push(reason);
+        process.on("unhandledRejection", onUnhandled);
+        try {
+            readStackHistoryOnce({ runner: runner.run, projectRoot: "/srv/fleet", stackName: "prod" });
+            await new Promise((resolve) => setTimeout(resolve, 20));
+            expect(unhandled).toEqual([]);
+            await expect(readStackHistoryOnce({ runner: runner.run, projectRoot: "/srv/fleet", stackName: "prod" })).rejects.toThrow(/no stack named 'prod'/);
+        } finally {
+            process.off("unhandledRejection", onUnhandled);
+        }
     });
 });
 

@@ -1,0 +1,67 @@
+// `pulumi version` is the Automation API's first question at every operator command: a pulumi run
+// of ~0.2 s of CPU beside the command's own start and its config read, on a machine where those
+// compete for the cores (~0.1 s of a one-host deploy here). The answer belongs to the binary: it is
+// kept in the cache directory under the binary's identity (its real path, device, inode, size and
+// times), so a pulumi that was replaced, updated or moved is asked again.
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { readOwnFile, writeOwnFile } from "../nix/cacheFile";
+import { cacheDir } from "../nix/evalCache";
+import type { RunResult } from "../process/runner";
+
+/** What `pulumi version` prints: a version, nothing else (anything else is not kept). */
+const VERSION = /^v?\d+\.\d+\.\d+[0-9A-Za-z.+-]*\n?$/;
+
+/** The `pulumi` a run would start: the first executable one on PATH (as a run without a path finds it). */
+export function pulumiOnPath(env: Readonly<Record<string, string | undefined>> = process.env): string | undefined {
+    for (const dir of (env.PATH ?? "").split(":")) {
+        if (!dir) continue;
+        const file = path.join(dir, "pulumi");
+        try {
+            fs.accessSync(file, fs.constants.X_OK);
+            if (fs.statSync(file).isFile()) return file;
+        } catch {
+            // Not here.
+        }
+    }
+    return undefined;
+}
+
+/** The binary's identity: its real path and what changes when it is replaced or rewritten. */
+export function binaryIdentity(file: string): string | undefined {
+    try {
+        const real = fs.realpathSync(file);
+        const stat = fs.statSync(real);
+        return JSON.stringify([real, stat.dev, stat.ino, stat.size, stat.mtimeMs, stat.ctimeMs]);
+    } catch {
+        return undefined;
+    }
+}
+
+/**
+ * `pulumi version` as run() would give it, from the cache when this binary answered it before;
+ * else run() (and kept when it answered a version). Never fails for the cache's sake.
+ */
+export async function pulumiVersion(run: () => Promise<RunResult>, env: Readonly<Record<string, string | undefined>> = process.env): Promise<RunResult> {
+    const binary = pulumiOnPath(env);
+    const identity = binary && binaryIdentity(binary);
+    if (!identity) return run();
+    const file = path.join(cacheDir(env), "pulumi-version.json");
+    try {
+        const kept = JSON.parse(readOwnFile(file)) as { identity?: unknown; version?: unknown };
+        if (kept.identity === identity && typeof kept.version === "string" && VERSION.test(kept.version)) {
+            return { argv: ["pulumi", "version"], code: 0, signal: null, stdout: kept.version, stderr: "", timedOut: false, durationMs: 0 };
+        }
+    } catch {
+        // No entry (or another user's, or unreadable): ask.
+    }
+    const result = await run();
+    if (result.code === 0 && VERSION.test(result.stdout)) {
+        try {
+            writeOwnFile(file, JSON.stringify({ identity, version: result.stdout }));
+        } catch {
+            // A cache that cannot be written only costs the next command this run.
+        }
+    }
+    return result;
+}
