@@ -74,13 +74,17 @@ export class DeferredProvider implements provider.Provider {
     async invoke(token: string, inputs: unknown): Promise<provider.InvokeResult> {
         if (token === PROVIDER_INFO_TOKEN) {
             this.info = inputs ?? {};
-            // Already loaded (a second call): the provider hears it at once.
-            const loaded = this.loaded && (await this.loaded.catch(() => undefined));
-            if (loaded) await loaded.invoke?.call(loaded, token, inputs);
-            // The program asks this first, then reads and evaluates the fleet before its first
-            // Host call: the load runs meanwhile, once this answer is out (and hands it on).
-            else setImmediate(() => void this.target().catch(() => undefined));
-            this.heardInfo();
+            try {
+                // Already loaded (a second call): the provider hears it at once.
+                const loaded = this.loaded && (await this.loaded.catch(() => undefined));
+                if (loaded) await loaded.invoke?.call(loaded, token, inputs);
+                // The program asks this first, then reads and evaluates the fleet before its first
+                // Host call: the load runs meanwhile, once this answer is out (and hands it on).
+                else setImmediate(() => void this.target().catch(() => undefined));
+            } finally {
+                // Also when the provider failed to hear it: a check waiting for it must not wait forever.
+                this.heardInfo();
+            }
             return { outputs: { version: this.version } satisfies ProviderInfo };
         }
         const target = await this.target();

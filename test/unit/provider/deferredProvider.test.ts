@@ -101,6 +101,24 @@ describe("DeferredProvider", () => {
             expect(await check).toEqual({ inputs: { kind: "preview" } });
         });
 
+        it("a provider whose providerInfo fails does not hold the checks that wait for it forever", async () => {
+            const inner: provider.Provider = {
+                check: async () => ({ inputs: { checked: true } }),
+                create: async () => ({ id: "x", outs: {} }),
+                invoke: async () => {
+                    throw new Error("providerInfo broke");
+                },
+            };
+            const hosts = new DeferredProvider("1.2.3", async () => inner, { runKindWaitMs: 60_000 });
+            // Loaded already (by an earlier call): providerInfo reaches it at once.
+            await hosts.create("urn:loads", {});
+            const info = hosts.invoke(PROVIDER_INFO_TOKEN, { dryRun: true });
+            const check = hosts.check("urn:a", {}, {});
+            await expect(info).rejects.toThrow("providerInfo broke");
+            const outcome = await Promise.race([check, new Promise((resolve) => setTimeout(() => resolve("still waiting after 1 s"), 1000))]);
+            expect(outcome).toEqual({ inputs: { checked: true } });
+        });
+
         it("a program that never asks (pulumi import) costs the wait once per run, then calls go on at once, as a run of unknown kind", async () => {
             const { hosts, seen } = recording(50);
             const started = Date.now();
