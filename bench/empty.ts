@@ -17,7 +17,13 @@ export class EmptyProgram {
         writeFileSync(join(dir, "project", "index.js"), '"use strict";\n// No resources: the cost of Pulumi itself.\n');
         symlinkSync(join(root, "node_modules"), join(dir, "project", "node_modules"));
         const program = new EmptyProgram(dir, { ...env, PULUMI_BACKEND_URL: `file://${join(dir, "state")}` });
-        await program.pulumiChecked(["stack", "init", "bench"]);
+        try {
+            await program.pulumiChecked(["stack", "init", "bench"]);
+        } catch (error) {
+            // The caller gets no EmptyProgram to dispose of: its directory goes here.
+            program.dispose();
+            throw error;
+        }
         return program;
     }
 

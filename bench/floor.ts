@@ -78,8 +78,14 @@ export class FloorProgram {
         chmodSync(join(project, "bin", "pulumi-resource-floor"), 0o755);
         symlinkSync(join(root, "node_modules"), join(project, "node_modules"));
         const floor = new FloorProgram(dir, { ...env, PULUMI_BACKEND_URL: `file://${join(dir, "state")}` });
-        await floor.pulumiChecked(["stack", "init", "bench"]);
-        await floor.pulumiChecked(["up", "--yes", "--skip-preview", "--non-interactive", "-s", "bench"]);
+        try {
+            await floor.pulumiChecked(["stack", "init", "bench"]);
+            await floor.pulumiChecked(["up", "--yes", "--skip-preview", "--non-interactive", "-s", "bench"]);
+        } catch (error) {
+            // The caller gets no FloorProgram to dispose of: its directory goes here.
+            floor.dispose();
+            throw error;
+        }
         return floor;
     }
 

@@ -4,7 +4,11 @@ import { figure, median, ratio, summaryLine } from "../../../bench/stats";
 import { combineResults, renderChart, type BenchResults } from "../../../bench/chart";
 import { descendantsRss, parseProcStat } from "../../../bench/memory";
 import { heavyFlakeText } from "../../../bench/heavyFlake";
-import { floorResourcesOf } from "../../../bench/floor";
+import { mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { FloorProgram, floorResourcesOf } from "../../../bench/floor";
+import { EmptyProgram } from "../../../bench/empty";
 
 describe("bench options", () => {
     it("defaults to every scenario at the issue's sizes", () => {
@@ -147,5 +151,28 @@ describe("P1's floor", () => {
             { name: "rho", inputs: {}, outputs: {} },
         ]);
         expect(floorResourcesOf({})).toEqual([]);
+    });
+});
+
+describe("the bench's helper projects", () => {
+    it("remove their temporary directory when they fail to start (the caller has nothing to dispose of)", async () => {
+        const root = mkdtempSync(join(tmpdir(), "nf-bench-test-"));
+        const tmp = join(root, "tmp");
+        const empty = join(root, "no-pulumi-here");
+        mkdirSync(tmp);
+        mkdirSync(empty);
+        const saved = process.env.TMPDIR;
+        process.env.TMPDIR = tmp;
+        try {
+            // No pulumi on PATH: `pulumi stack init` cannot run.
+            const env = { PATH: empty };
+            await expect(FloorProgram.create(root, env, [{ name: "psi", inputs: {}, outputs: {} }])).rejects.toThrow();
+            await expect(EmptyProgram.create(root, env)).rejects.toThrow();
+            expect(readdirSync(tmp)).toEqual([]);
+        } finally {
+            if (saved === undefined) delete process.env.TMPDIR;
+            else process.env.TMPDIR = saved;
+            rmSync(root, { recursive: true, force: true });
+        }
     });
 });
