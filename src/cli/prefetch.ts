@@ -86,7 +86,7 @@ export function startPrefetch(args: readonly string[], projectRoot: string, env:
         if (extra) config = { stack, projectRoot, result: run(configArgv(stack), extra) };
     }
     started = {
-        version: pulumiVersion(() => run(["pulumi", "version"]), env),
+        version: pulumiVersion(() => run(["pulumi", "version"]), env, projectRoot),
         ...(stack === undefined ? { selected: run(["pulumi", "stack", "ls", "--json", "--non-interactive"]) } : {}),
         ...(config ? { config } : {}),
     };

@@ -12,11 +12,13 @@ import type { RunResult } from "../process/runner";
 /** What `pulumi version` prints: a version, nothing else (anything else is not kept). */
 const VERSION = /^v?\d+\.\d+\.\d+[0-9A-Za-z.+-]*\n?$/;
 
-/** The `pulumi` a run would start: the first executable one on PATH (as a run without a path finds it). */
-export function pulumiOnPath(env: Readonly<Record<string, string | undefined>> = process.env): string | undefined {
+/**
+ * The `pulumi` a run in `cwd` would start: the first executable one on PATH, as the run finds it
+ * (an empty entry of PATH is the run's directory, a relative one is taken from it).
+ */
+export function pulumiOnPath(env: Readonly<Record<string, string | undefined>> = process.env, cwd: string = process.cwd()): string | undefined {
     for (const dir of (env.PATH ?? "").split(":")) {
-        if (!dir) continue;
-        const file = path.join(dir, "pulumi");
+        const file = path.resolve(cwd, dir || ".", "pulumi");
         try {
             fs.accessSync(file, fs.constants.X_OK);
             if (fs.statSync(file).isFile()) return file;
@@ -39,11 +41,11 @@ export function binaryIdentity(file: string): string | undefined {
 }
 
 /**
- * `pulumi version` as run() would give it, from the cache when this binary answered it before;
+ * `pulumi version` as run() (started in `cwd`) would give it, from the cache when this binary answered it before;
  * else run() (and kept when it answered a version). Never fails for the cache's sake.
  */
-export async function pulumiVersion(run: () => Promise<RunResult>, env: Readonly<Record<string, string | undefined>> = process.env): Promise<RunResult> {
-    const binary = pulumiOnPath(env);
+export async function pulumiVersion(run: () => Promise<RunResult>, env: Readonly<Record<string, string | undefined>> = process.env, cwd: string = process.cwd()): Promise<RunResult> {
+    const binary = pulumiOnPath(env, cwd);
     const identity = binary && binaryIdentity(binary);
     if (!identity) return run();
     const file = path.join(cacheDir(env), "pulumi-version.json");

@@ -1,5 +1,6 @@
 // `pulumi version` is asked once per pulumi binary: the operator commands take the kept answer
 // while the binary is the same one, and ask again when it was replaced or is another one.
+import { spawnSync } from "node:child_process";
 import { chmodSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -84,7 +85,27 @@ describe("pulumiVersion", () => {
         mkdirSync(notExecutable);
         writeFileSync(join(notExecutable, "pulumi"), "");
         mkdirSync(join(root, "dir", "pulumi"), { recursive: true });
-        expect(pulumiOnPath({ PATH: `${notExecutable}:${join(root, "dir")}::${bin}` })).toBe(join(bin, "pulumi"));
+        expect(pulumiOnPath({ PATH: `${notExecutable}:${join(root, "dir")}::${bin}` }, join(root, "dir"))).toBe(join(bin, "pulumi"));
         expect(pulumiOnPath({})).toBeUndefined();
+    });
+
+    it("takes an empty or relative PATH entry from the run's directory, as the run does (not this process's)", async () => {
+        const { root, bin, env } = setUp();
+        const project = join(root, "project");
+        mkdirSync(join(project, "tools"), { recursive: true });
+        for (const dir of [project, join(project, "tools")]) {
+            writeFileSync(join(dir, "pulumi"), "#!/bin/sh\necho v9.9.9 # another pulumi\n");
+            chmodSync(join(dir, "pulumi"), 0o755);
+        }
+        expect(pulumiOnPath({ PATH: `:${bin}` }, project)).toBe(join(project, "pulumi"));
+        expect(pulumiOnPath({ PATH: `tools:${bin}` }, project)).toBe(join(project, "tools", "pulumi"));
+        expect(pulumiOnPath({ PATH: `${bin}:` }, project)).toBe(join(bin, "pulumi"));
+        // The bin one answered first; a run in the project starts the project's pulumi: it is asked.
+        await pulumiVersion(counting("v3.248.0\n").run, env, project);
+        const other = counting("v9.9.9\n");
+        expect((await pulumiVersion(other.run, { ...env, PATH: `:${bin}` }, project)).stdout).toBe("v9.9.9\n");
+        expect(other.runs()).toBe(1);
+        // And the real thing: a run with that PATH in that directory starts the project's pulumi.
+        expect(spawnSync("pulumi", ["version"], { cwd: project, env: { PATH: `:${bin}` }, encoding: "utf8" }).stdout).toBe("v9.9.9\n");
     });
 });
