@@ -88,7 +88,12 @@ export class Fleet {
     static async create(args: FleetArgs = {}): Promise<Fleet> {
         const started = Date.now();
         // The engine starts the provider plugin while this program reads and evaluates the fleet.
-        const provider = startProvider();
+        // A stale provider is reported as soon as it answers: its checks may fail the run (and end
+        // this program) right after the hosts are registered, and the warning says why.
+        const providerChecked = startProvider().then((start) => {
+            const stale = providerVersionWarning(start, packageVersion());
+            if (stale) void pulumi.log.warn(stale);
+        });
         const projectRoot = args.projectRoot ?? process.cwd();
         const stackName = args.stackName ?? pulumi.getStack();
         const env = args.env ?? process.env;
@@ -128,9 +133,7 @@ export class Fleet {
         // and the SDK's work on their inputs runs meanwhile, not after it.
         const fleet = new Fleet(plan, { secretPaths, otherStacks: otherStackHosts(projectRoot, stackName) });
         // The evaluation cache's new entries are checked and written meanwhile (nix/evaluate.ts).
-        await plan.cacheStored;
-        const stale = providerVersionWarning(await provider, packageVersion());
-        if (stale) void pulumi.log.warn(stale);
+        await Promise.all([providerChecked, plan.cacheStored]);
         return fleet;
     }
 
