@@ -1,15 +1,15 @@
 // The empty-program baseline: a Pulumi project with no resources, run by the same toolchain
 // (.tools/bin/pulumi, our Node.js language host, the SDK from node_modules, a file:// backend).
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { runProcess, type RunResult } from "../src/process/runner";
+import { benchTempDir, removeBenchTempDir } from "./tempDirs";
 
 export class EmptyProgram {
     private constructor(readonly dir: string, readonly env: Record<string, string>) {}
 
     static async create(root: string, env: Record<string, string>): Promise<EmptyProgram> {
-        const dir = mkdtempSync(join(tmpdir(), "nf-bench-empty-"));
+        const dir = benchTempDir("nf-bench-empty-");
         mkdirSync(join(dir, "state"));
         mkdirSync(join(dir, "project"));
         writeFileSync(join(dir, "project", "Pulumi.yaml"), "name: bench-empty\nmain: index.js\nruntime:\n  name: nodejs\n  options:\n    typescript: false\n");
@@ -50,6 +50,6 @@ export class EmptyProgram {
     }
 
     dispose(): void {
-        rmSync(this.dir, { recursive: true, force: true });
+        removeBenchTempDir(this.dir);
     }
 }

@@ -5,10 +5,10 @@
 // as nixos-fleet's (the SDK's resource module, not its index; one-frame stack traces while it
 // registers), so the difference between the two is what nixos-fleet itself does per host: reading
 // hosts/, evaluating, checking inputs, planning.
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { chmodSync, mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { runProcess, type RunResult } from "../src/process/runner";
+import { benchTempDir, removeBenchTempDir } from "./tempDirs";
 
 /** One resource of the floor: a Host's name with the inputs and outputs its stack recorded. */
 export interface FloorResource {
@@ -63,7 +63,7 @@ export class FloorProgram {
     /** A floor project for these resources, deployed once (untimed): its previews are no-ops, as P1's are. */
     static async create(root: string, env: Record<string, string>, resources: readonly FloorResource[]): Promise<FloorProgram> {
         if (resources.length === 0) throw new Error("floor: no resources (the fleet's stack recorded no Host)");
-        const dir = mkdtempSync(join(tmpdir(), "nf-bench-floor-"));
+        const dir = benchTempDir("nf-bench-floor-");
         const project = join(dir, "project");
         mkdirSync(join(dir, "state"));
         mkdirSync(join(project, "bin"), { recursive: true });
@@ -120,7 +120,7 @@ export class FloorProgram {
     }
 
     dispose(): void {
-        rmSync(this.dir, { recursive: true, force: true });
+        removeBenchTempDir(this.dir);
     }
 }
 

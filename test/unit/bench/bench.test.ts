@@ -4,7 +4,8 @@ import { figure, median, ratio, summaryLine } from "../../../bench/stats";
 import { combineResults, renderChart, type BenchResults } from "../../../bench/chart";
 import { descendantsRss, parseProcStat } from "../../../bench/memory";
 import { heavyFlakeText } from "../../../bench/heavyFlake";
-import { mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { FloorProgram, floorResourcesOf } from "../../../bench/floor";
@@ -173,6 +174,32 @@ describe("the bench's helper projects", () => {
             if (saved === undefined) delete process.env.TMPDIR;
             else process.env.TMPDIR = saved;
             rmSync(root, { recursive: true, force: true });
+        }
+    });
+
+    it("are removed when the bench exits before disposing of them (Ctrl-C: the sandbox hosts stopped, then process.exit)", () => {
+        const tmp = mkdtempSync(join(tmpdir(), "nf-bench-test-"));
+        try {
+            const script = [
+                'const { benchTempDir, removeBenchTempDir } = require("./bench/tempDirs");',
+                'const kept = benchTempDir("nf-bench-empty-");',
+                'removeBenchTempDir(benchTempDir("nf-bench-floor-"));',
+                'benchTempDir("nf-bench-floor-");',
+                "console.log(kept);",
+                "process.exit(130);",
+            ].join("\n");
+            const child = spawnSync(process.execPath, ["-r", "ts-node/register/transpile-only", "-e", script], {
+                cwd: join(__dirname, "../../.."),
+                env: { ...process.env, TMPDIR: tmp },
+                encoding: "utf8",
+            });
+            expect(child.status).toBe(130);
+            const made = child.stdout.trim();
+            expect(made.startsWith(join(tmp, "nf-bench-empty-"))).toBe(true);
+            expect(existsSync(made)).toBe(false);
+            expect(readdirSync(tmp).filter((name) => name.startsWith("nf-bench-"))).toEqual([]);
+        } finally {
+            rmSync(tmp, { recursive: true, force: true });
         }
     });
 });
