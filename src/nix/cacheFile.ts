@@ -2,6 +2,7 @@
 // no other user could have written it: a cache directory that is shared, or another user's
 // (NIXOS_FLEET_CACHE_DIR), must not be able to plant an evaluation or a plan. Writing one whole or
 // not at all.
+import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 
@@ -21,16 +22,21 @@ export function readOwnFile(file: string): string {
 
 /**
  * Writes the file atomically (a reader never sees half of it), readable by this user only, its
- * directory made if missing; throws when it cannot, leaving no temporary file behind.
+ * directory made if missing; throws when it cannot, leaving no temporary file behind. The
+ * temporary file is a new one with a name nobody can guess: in a directory another user can
+ * write, a link planted at a predictable name would have this write go to the file it points to.
  */
 export function writeOwnFile(file: string, text: string): void {
-    const tmp = `${file}.${process.pid}.tmp`;
+    const tmp = `${file}.${process.pid}.${randomBytes(8).toString("hex")}.tmp`;
+    let created = false;
     try {
         fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-        fs.writeFileSync(tmp, text, { mode: 0o600 });
+        // "wx": created here, or it fails (never follows a link, never opens another's file).
+        fs.writeFileSync(tmp, text, { mode: 0o600, flag: "wx" });
+        created = true;
         fs.renameSync(tmp, file);
     } catch (error) {
-        fs.rmSync(tmp, { force: true });
+        if (created) fs.rmSync(tmp, { force: true });
         throw error;
     }
 }
