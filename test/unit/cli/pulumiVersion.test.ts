@@ -1,10 +1,11 @@
 // `pulumi version` is asked once per pulumi binary: the operator commands take the kept answer
 // while the binary is the same one, and ask again when it was replaced or is another one.
 import { spawnSync } from "node:child_process";
-import { chmodSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { pulumiOnPath, pulumiVersion } from "../../../src/cli/pulumiVersion";
+import { binaryIdentity, pulumiOnPath, pulumiVersion } from "../../../src/cli/pulumiVersion";
+import { writeOwnFile } from "../../../src/nix/cacheFile";
 import type { RunResult } from "../../../src/process/runner";
 import { tempDir } from "../helpers/fixtures";
 
@@ -107,5 +108,44 @@ describe("pulumiVersion", () => {
         expect(other.runs()).toBe(1);
         // And the real thing: a run with that PATH in that directory starts the project's pulumi.
         expect(spawnSync("pulumi", ["version"], { cwd: project, env: { PATH: `:${bin}` }, encoding: "utf8" }).stdout).toBe("v9.9.9\n");
+    });
+
+    it("asks again when pulumi on PATH is a link that now points to another binary", async () => {
+        const { root, env } = setUp();
+        const links = join(root, "links");
+        mkdirSync(links);
+        const versions = [join(root, "v1"), join(root, "v2")];
+        for (const [i, dir] of versions.entries()) {
+            mkdirSync(dir);
+            // The same size and content: only the file differs.
+            writeFileSync(join(dir, "pulumi"), "#!/bin/sh\necho v3.248.0\n");
+            chmodSync(join(dir, "pulumi"), 0o755);
+            if (i === 0) symlinkSync(join(dir, "pulumi"), join(links, "pulumi"));
+        }
+        const linked = { ...env, PATH: links };
+        await pulumiVersion(counting("v3.248.0\n").run, linked);
+        const same = counting("never asked\n");
+        await pulumiVersion(same.run, linked);
+        expect(same.runs()).toBe(0);
+        rmSync(join(links, "pulumi"));
+        symlinkSync(join(versions[1]!, "pulumi"), join(links, "pulumi"));
+        const retargeted = counting("v3.249.0\n");
+        expect((await pulumiVersion(retargeted.run, linked)).stdout).toBe("v3.249.0\n");
+        expect(retargeted.runs()).toBe(1);
+    });
+
+    it("an own entry for this very binary whose version is not a bare version is not taken (nor passed on)", async () => {
+        const { bin, env } = setUp();
+        const identity = binaryIdentity(join(bin, "pulumi"))!;
+        for (const version of ["v3.248.0\nwarning: planted\n", "v3.248.0 --non-interactive", "$(touch /tmp/x)", "", "3.248"]) {
+            writeOwnFile(join(env.NIXOS_FLEET_CACHE_DIR, "pulumi-version.json"), JSON.stringify({ identity, version }));
+            const asked = counting("v3.248.0\n");
+            expect((await pulumiVersion(asked.run, env)).stdout).toBe("v3.248.0\n");
+            expect(asked.runs()).toBe(1);
+        }
+        writeOwnFile(join(env.NIXOS_FLEET_CACHE_DIR, "pulumi-version.json"), "{not json");
+        const corrupt = counting("v3.248.0\n");
+        expect((await pulumiVersion(corrupt.run, env)).stdout).toBe("v3.248.0\n");
+        expect(corrupt.runs()).toBe(1);
     });
 });
