@@ -80,9 +80,12 @@ class Fleet {
         return FloorProgram.create(ROOT, env, floorResourcesOf(JSON.parse(exported.stdout)));
     }
 
-    /** A no-op preview: fails when the preview plans any change (the figure would not be P1's). */
+    /**
+     * A no-op preview, run as the empty and floor programs' previews are (no --diff); fails when it
+     * plans any change (the figure would not be P1's).
+     */
     async noOpPreview(): Promise<void> {
-        const result = await this.project.preview();
+        const result = await this.project.pulumi(["preview", "--non-interactive", "-s", this.project.stack]);
         checked("pulumi preview")(result);
         if (/to (create|update|replace|delete)/.test(result.stdout)) throw new Error(`P1: the preview is not a no-op:\n${result.stdout.slice(-3000)}`);
     }
