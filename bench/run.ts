@@ -256,10 +256,14 @@ async function fleetScenarios(options: BenchOptions, empty: EmptyProgram, figure
     }
 }
 
+/** Set on SIGINT/SIGTERM: the run reports and records nothing (what it measured is cut short). */
+let interrupted = false;
+
 /** SIGINT/SIGTERM (Ctrl-C, a timeout) stop the sandbox hosts before the bench exits. */
 function stopOnSignal(project: FleetProject): void {
     for (const signal of ["SIGINT", "SIGTERM"] as const) {
         process.once(signal, () => {
+            interrupted = true;
             log(`${signal}: stopping the sandbox hosts`);
             void project.dispose().finally(() => process.exit(130));
         });
@@ -322,6 +326,8 @@ async function main(): Promise<void> {
     } finally {
         empty.dispose();
     }
+    // The signal's handler stops the hosts and exits; the scenarios' errors are its consequence.
+    if (interrupted) return;
     const results: BenchResults = {
         date: new Date().toISOString().slice(0, 16).replace("T", " ") + " UTC",
         machine: `${cpus().length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB`,
@@ -351,6 +357,7 @@ class FleetProjectEnv {
 }
 
 main().catch((error: unknown) => {
+    if (interrupted) return;
     console.error(error instanceof Error ? error.message : error);
     process.exit(1);
 });

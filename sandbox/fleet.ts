@@ -129,6 +129,10 @@ export class SandboxFleet {
     readonly portBase: number;
     private readonly runner: ProcessRunner;
     private readonly log: (line: string) => void;
+    /** Set by closeStarts: no host starts any more (a Ctrl-C while the fleet starts). */
+    private closing = false;
+    /** The hosts' boots under way, so closeStarts can wait for them. */
+    private readonly boots = new Set<Promise<void>>();
 
     constructor(options: SandboxFleetOptions = {}) {
         this.dir = path.resolve(options.dir ?? defaultSandboxDir());
@@ -191,11 +195,16 @@ export class SandboxFleet {
 
         try {
             await forEachLimited(toStart, START_CONCURRENCY, async (name) => {
+                if (this.closing) throw new Error(`not starting ${name}: the sandbox fleet is being stopped`);
+                const boot = this.bootHost(name, base, lower, ports[name]!, ports[webPortKey(name)]!, deployerKey);
+                this.boots.add(boot);
                 try {
-                    await this.bootHost(name, base, lower, ports[name]!, ports[webPortKey(name)]!, deployerKey);
+                    await boot;
                 } catch (error) {
                     await this.stopHosts([name], false); // no half-started host stays behind
                     throw error;
+                } finally {
+                    this.boots.delete(boot);
                 }
             });
         } finally {
@@ -251,6 +260,16 @@ export class SandboxFleet {
     private isSupervised(name: string): boolean {
         const cgroups = this.cgroups(name);
         return pidsIn(cgroups, "container/supervisor").length > 0 && pidsIn(cgroups, "launcher").length > 0;
+    }
+
+    /**
+     * Starts no more hosts and waits for the boots under way to end (each ends with its host up,
+     * or stopped when it failed): a stop or destroy after this finds every host this object
+     * started. For a Ctrl-C while `start` runs; this object starts no host afterwards.
+     */
+    async closeStarts(): Promise<void> {
+        this.closing = true;
+        await Promise.allSettled([...this.boots]);
     }
 
     /** Stops the hosts (default: all). Idempotent; also cleans up after crashed hosts. */

@@ -202,6 +202,8 @@ export class FleetProject {
     }
 
     async dispose(): Promise<void> {
+        // Hosts still booting (a Ctrl-C while the fleet starts) are waited for, then stopped with the rest.
+        await this.sandbox.closeStarts();
         await this.sandbox.destroy().catch(() => undefined);
         rmSync(this.dir, { recursive: true, force: true });
     }
