@@ -4,7 +4,8 @@
 // returns the inputs, diff says "no change", both at once). Its program takes the same shortcuts
 // as nixos-fleet's (the SDK's resource module, not its index; one-frame stack traces while it
 // registers), so the difference between the two is what nixos-fleet itself does per host: reading
-// hosts/, evaluating, checking inputs, planning.
+// hosts/, evaluating, checking inputs, planning. Not reproduced: Hook resources and secret inputs
+// (the bench's fleets have neither; a secret would be registered as its ciphertext object).
 import { chmodSync, mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { runProcess, type RunResult } from "../src/process/runner";

@@ -175,7 +175,7 @@ async function fleetScenarios(options: BenchOptions, empty: EmptyProgram, figure
                     note: `baseline: empty-program preview + one nix eval of the same hosts (uncached); ${ratio(t.preview!, t.floorPreview!).toFixed(2)}× the floor (P1 floor)`,
                 }));
                 figures.push(figure({
-                    id: "P1 floor", label: "floor: same resources, do-nothing provider", size: `${size} hosts`, unit: "x", target: 1.3, timings: t,
+                    id: "P1 floor", label: "do-nothing provider, same Hosts", size: `${size} hosts`, unit: "x", target: 1.3, timings: t,
                     value: ratio(t.floorPreview!, baseline),
                     note: "the no-op preview of the Hosts' recorded inputs and outputs, served by a provider whose check and diff answer at once (bench/floor.ts), against P1's baseline: what any Pulumi provider costs here",
                 }));
@@ -215,7 +215,7 @@ async function fleetScenarios(options: BenchOptions, empty: EmptyProgram, figure
                     `${ratio(t.deploy!, floorTime).toFixed(2)}× the floor (P2 floor)`,
             }));
             figures.push(figure({
-                id: "P2 floor", label: "floor: up --target 1 of the same resources", size: `1 of ${names.length} hosts`, unit: "x", target: 1.3, timings: t,
+                id: "P2 floor", label: "do-nothing provider, up --target 1", size: `1 of ${names.length} hosts`, unit: "x", target: 1.3, timings: t,
                 value: ratio(floorTime, baseline),
                 note: "pulumi up --yes --skip-preview --target (the engine run of deploy --hosts h --yes) of one changed resource among the Hosts' recorded ones, served by a provider that does nothing (bench/floor.ts), + the same raw copy and activation, against P2's baseline",
             }));
