@@ -53,6 +53,23 @@ export function lockedContent(metadata: unknown): { narHash: string; locks: unkn
     return { narHash, locks: m.locks ?? null };
 }
 
+/**
+ * The locked flake reference Nix printed in the metadata (`url`) when it names one content: a
+ * revision (a clean git tree, github:…), or a path: flake's narHash, which Nix checks (and serves
+ * from the store copy it hashed). Evaluated instead of the flake as given, Nix reads what the cache
+ * key names even when the flake is edited meanwhile. Undefined for a dirty git tree: its locked
+ * reference has neither (and Nix 2.8 reads the working tree whatever narHash it is given).
+ */
+export function pinnedFlakeRef(metadata: unknown): string | undefined {
+    const m = (metadata ?? {}) as { url?: unknown; locked?: { rev?: unknown; type?: unknown; narHash?: unknown } };
+    const url = m.url;
+    const locked = m.locked ?? {};
+    if (typeof url !== "string" || !url) return undefined;
+    if (typeof locked.rev === "string" && /^[0-9a-f]{40}$/.test(locked.rev) && url.includes(locked.rev)) return url;
+    if (locked.type === "path" && typeof locked.narHash === "string" && locked.narHash && url.includes(`narHash=${locked.narHash}`)) return url;
+    return undefined;
+}
+
 function fileFingerprint(file: string): string {
     try {
         return createHash("sha256").update(fs.readFileSync(file)).digest("hex");

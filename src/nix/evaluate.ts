@@ -4,7 +4,7 @@ import { FleetError, tail } from "../errors";
 import type { ProcessRunner } from "../process/runner";
 import { resolveFlakeRef } from "../config/paths";
 import { NIX_FLAGS, isStorePath } from "./flags";
-import { evalCacheKey, lockedContent, type CachedSystems, type EvaluationCache } from "./evalCache";
+import { evalCacheKey, lockedContent, pinnedFlakeRef, type CachedSystems, type EvaluationCache } from "./evalCache";
 
 export interface EvaluationTarget {
     name: string;
@@ -55,6 +55,8 @@ interface Group {
     flake: string;
     prefix: string;
     hosts: { name: string; rest: string[] }[];
+    /** The locked reference Nix evaluates instead of `flake`, when its metadata names one content (pinnedFlakeRef). */
+    pinned?: string;
 }
 
 function groupByFlake(targets: EvaluationTarget[]): Group[] {
@@ -74,7 +76,7 @@ function groupByFlake(targets: EvaluationTarget[]): Group[] {
 
 async function evalGroup(group: Group, options: EvaluateOptions) {
     return options.runner(
-        ["nix", ...NIX_FLAGS, "eval", "--json", `${group.flake}#${group.prefix}`, "--apply", applyExpression(group.hosts)],
+        ["nix", ...NIX_FLAGS, "eval", "--json", `${group.pinned ?? group.flake}#${group.prefix}`, "--apply", applyExpression(group.hosts)],
         { cwd: options.cwd },
     );
 }
@@ -113,11 +115,15 @@ function evaluationError(host: string | undefined, group: Group, stderr: string)
     });
 }
 
-/** The group's cache key, or undefined when the flake's locked content cannot be read (then no cache). */
-async function groupKey(group: Group, cache: EvaluationCache, options: { fresh?: boolean } = {}): Promise<string | undefined> {
-    const content = lockedContent(await cache.metadata(group.flake, options));
+/** The group's cache key from the flake's metadata, or undefined when its locked content cannot be read (then no cache). */
+function keyOf(group: Group, cache: EvaluationCache, metadata: unknown): string | undefined {
+    const content = lockedContent(metadata);
     if (!content) return undefined;
     return evalCacheKey({ flake: group.flake, ...content, output: group.prefix, expression: applyExpression(group.hosts), nix: cache.nix });
+}
+
+async function groupKey(group: Group, cache: EvaluationCache, options: { fresh?: boolean } = {}): Promise<string | undefined> {
+    return keyOf(group, cache, await cache.metadata(group.flake, options));
 }
 
 /** A cache entry is used only when it names every host and its .drv files are still in the store. */
@@ -149,7 +155,10 @@ export async function evaluateSystems(
     const systems = new Map<string, EvaluatedSystem>();
     for (const group of groupByFlake(targets)) {
         const cache = options.cache;
-        const key = cache ? await groupKey(group, cache) : undefined;
+        const metadata = cache ? await cache.metadata(group.flake) : undefined;
+        const key = cache ? keyOf(group, cache, metadata) : undefined;
+        // Nix evaluates the content the key names, not whatever the flake holds by then.
+        const pinned = key ? pinnedFlakeRef(metadata) : undefined;
         const cached = key && cache ? cache.store.get(key) : undefined;
         let parsed: Record<string, { out?: unknown; drv?: unknown }>;
         let printed: string;
@@ -159,8 +168,9 @@ export async function evaluateSystems(
             printed = JSON.stringify(cached);
         } else {
             if (cache) cache.misses += 1;
-            const result = await evalGroup(group, options);
-            if (result.code !== 0) await failedGroup(group, options, result.stderr);
+            const target = pinned ? { ...group, pinned } : group;
+            const result = await evalGroup(target, options);
+            if (result.code !== 0) await failedGroup(target, options, result.stderr);
             parsed = JSON.parse(result.stdout) as typeof parsed;
             printed = result.stdout;
         }
@@ -179,8 +189,13 @@ export async function evaluateSystems(
             systems.set(host.name, { storePath: entry.out, drvPath: entry.drv });
             evaluated[host.name] = { out: entry.out, drv: entry.drv };
         }
-        // Stored only when the flake did not change while Nix evaluated it (else the key would name other content).
-        if (key && cache && cached !== parsed) {
+        // A pinned evaluation read the content the key names. Otherwise (a dirty git tree: no
+        // revision, and Nix 2.8 reads its working tree whatever narHash is given) the entry is
+        // stored only when the flake did not change while Nix evaluated it (else the key would name
+        // other content); an edit undone before the second read still gets past this check.
+        if (key && cache && cached !== parsed && pinned) {
+            cache.store.set(key, evaluated);
+        } else if (key && cache && cached !== parsed) {
             const store = groupKey(group, cache, { fresh: true }).then((now) => {
                 if (now === key) cache.store.set(key, evaluated);
             });

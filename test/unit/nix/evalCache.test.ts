@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { mkdtempSync, rmSync, writeFileSync, chmodSync, chownSync, mkdirSync, readdirSync, renameSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { evalCacheKey, evaluationCache, fileEvalCache, lockedContent, nixIdentity, type CachedSystems, type EvalCacheKeyParts, type EvalCacheStore } from "../../../src/nix/evalCache";
+import { evalCacheKey, evaluationCache, fileEvalCache, lockedContent, nixIdentity, pinnedFlakeRef, type CachedSystems, type EvalCacheKeyParts, type EvalCacheStore } from "../../../src/nix/evalCache";
 import { evaluateSystems, type EvaluationTarget } from "../../../src/nix/evaluate";
 import { FakeRunner, local } from "../helpers/fakeRunner";
 import { drvPath, storePath } from "../helpers/fixtures";
@@ -34,6 +34,25 @@ describe("evalCacheKey", () => {
         ];
         const keys = new Set([evalCacheKey(parts), ...changed.map(evalCacheKey)]);
         expect(keys.size).toBe(changed.length + 1);
+    });
+});
+
+describe("pinnedFlakeRef", () => {
+    const rev = "e8c93f62e82d4085747a53dae0aa2b64cc04fd14";
+    it("is the locked reference Nix printed when it names one content: a revision, or a path: flake's narHash", () => {
+        const path = "path:/srv/infra?lastModified=1796023387&narHash=sha256-V7BS=";
+        expect(pinnedFlakeRef({ url: path, locked: { type: "path", narHash: "sha256-V7BS=", path: "/srv/infra" } })).toBe(path);
+        const git = `git+file:///srv/infra?ref=master&rev=${rev}`;
+        expect(pinnedFlakeRef({ url: git, locked: { type: "git", rev, narHash: "sha256-X" } })).toBe(git);
+    });
+
+    it("is nothing for a dirty git tree (no revision; Nix 2.8 reads the working tree whatever narHash it is given) or a reference that does not say what it locks", () => {
+        expect(pinnedFlakeRef({ url: "git+file:///srv/infra", locked: { type: "git", narHash: "sha256-X", url: "file:///srv/infra" } })).toBeUndefined();
+        expect(pinnedFlakeRef({ url: "git+file:///srv/infra?ref=master", locked: { type: "git", rev, narHash: "sha256-X" } })).toBeUndefined();
+        expect(pinnedFlakeRef({ url: "path:/srv/infra", locked: { type: "path", narHash: "sha256-V7BS=" } })).toBeUndefined();
+        expect(pinnedFlakeRef({ locked: { type: "path", narHash: "sha256-V7BS=" } })).toBeUndefined();
+        expect(pinnedFlakeRef({ url: `git+file:///x?rev=${rev}`, locked: { type: "git", rev: "not-a-rev" } })).toBeUndefined();
+        expect(pinnedFlakeRef(undefined)).toBeUndefined();
     });
 });
 
@@ -201,6 +220,34 @@ describe("evaluateSystems with the evaluation cache", () => {
             await Promise.all(cache.pendingStores!);
             expect(store.entries.size).toBe(changeDuringEval ? 0 : 1);
         }
+    });
+
+    it("evaluates the locked reference of a path: flake: what it stores is the content its key names, even when the flake is edited (and the edit undone) meanwhile", async () => {
+        const runner = new FakeRunner();
+        // The flake's content now (its narHash); Nix serves a pinned reference from the store copy it hashed.
+        const flake = { narHash: "sha256-A" };
+        const systemOf = (narHash: string) => ({ psi: { out: storePath(`nixos-system-psi-${narHash}`), drv: drvPath(`nixos-system-psi-${narHash}`) } });
+        runner.on(local("flake", "metadata"), () => ({
+            stdout: JSON.stringify({ url: `path:/srv/infra?lastModified=1&narHash=${flake.narHash}`, locked: { narHash: flake.narHash, type: "path" }, locks: { nodes: { root: {} }, root: "root", version: 7 } }),
+        }));
+        runner.on(local("eval", "--json"), (call) => {
+            const ref = call.argv.find((arg) => arg.includes("#nixosConfigurations"))!;
+            const pinned = /narHash=([^#&]+)/.exec(ref)?.[1];
+            // Edited to B while Nix evaluates, and back to A before anything reads the flake again.
+            flake.narHash = "sha256-B";
+            const out = systemOf(pinned ?? flake.narHash);
+            flake.narHash = "sha256-A";
+            return { stdout: JSON.stringify(out) };
+        });
+        const store = memoryStore();
+        const cache = Object.assign(evaluationCache({ runner: runner.run, store, env: {}, deferStores: true }), { valid: () => true });
+        const systems = await evaluateSystems([psi], { runner: runner.run, cache });
+        expect(systems.get("psi")!.storePath).toBe(storePath("nixos-system-psi-sha256-A"));
+        expect(runner.matching(local("eval", "--json"))[0]!.argv).toContain("path:/srv/infra?lastModified=1&narHash=sha256-A#nixosConfigurations");
+        // Stored at once, without reading the flake again.
+        expect(cache.pendingStores).toEqual([]);
+        expect(runner.matching(local("flake", "metadata"))).toHaveLength(1);
+        expect([...store.entries.values()]).toEqual([{ psi: systemOf("sha256-A").psi }]);
     });
 
     it("a flake whose metadata cannot be read is evaluated every time", async () => {
