@@ -19,6 +19,12 @@ export interface EvalCacheKeyParts {
     flake: string;
     /** locked.narHash from `nix flake metadata`: the flake's content. */
     narHash: string;
+    /**
+     * The whole `locked` attribute set: what the flake's `self` exposes besides its files
+     * (lastModified, which a path: flake takes from its files' mtimes; rev, revCount, submodules),
+     * none of which changes narHash but any of which a configuration can read.
+     */
+    locked: unknown;
     /** The lock file's nodes (`locks`): every input's locked revision and hash. */
     locks: unknown;
     /** The flake output evaluated (e.g. nixosConfigurations). */
@@ -46,12 +52,34 @@ export function evalCacheKey(parts: EvalCacheKeyParts): string {
 }
 
 /** The flake's locked content from `nix flake metadata --json`; undefined when it has no narHash (then nothing is cached). */
-export function lockedContent(metadata: unknown): { narHash: string; locks: unknown } | undefined {
+export function lockedContent(metadata: unknown): { narHash: string; locked: unknown; locks: unknown } | undefined {
     const m = (metadata ?? {}) as { locked?: { narHash?: unknown }; locks?: unknown };
     const narHash = m.locked?.narHash;
     if (typeof narHash !== "string" || !narHash) return undefined;
-    return { narHash, locks: m.locks ?? null };
+    return { narHash, locked: m.locked, locks: m.locks ?? null };
 }
+
+/** The query of a flake URL, each value percent-decoded (`+` stays `+`, as Nix reads it); undefined when it cannot be decoded. */
+function flakeUrlQuery(url: string): Map<string, string> | undefined {
+    const query = new Map<string, string>();
+    const start = url.indexOf("?");
+    if (start === -1) return query;
+    const end = url.indexOf("#", start);
+    try {
+        for (const pair of url.slice(start + 1, end === -1 ? undefined : end).split("&")) {
+            if (!pair) continue;
+            const eq = pair.indexOf("=");
+            query.set(decodeURIComponent(eq === -1 ? pair : pair.slice(0, eq)), decodeURIComponent(eq === -1 ? "" : pair.slice(eq + 1)));
+        }
+    } catch {
+        return undefined;
+    }
+    return query;
+}
+
+/** Locked attributes a URL need not carry: where the flake is (the URL itself says), and what its revision or narHash determines. */
+const WHERE = new Set(["type", "url", "path", "owner", "repo", "host"]);
+const FROM_REVISION = new Set(["narHash", "lastModified", "revCount"]);
 
 /**
  * The locked flake reference Nix printed in the metadata (`url`) when it names one content: a
@@ -59,15 +87,28 @@ export function lockedContent(metadata: unknown): { narHash: string; locks: unkn
  * from the store copy it hashed). Evaluated instead of the flake as given, Nix reads what the cache
  * key names even when the flake is edited meanwhile. Undefined for a dirty git tree: its locked
  * reference has neither (and Nix 2.8 reads the working tree whatever narHash it is given).
+ *
+ * Undefined too when the URL drops any other locked attribute: Nix 2.8 prints
+ * `git+file:///r?ref=main&rev=…` for `git+file:///r?submodules=1` (locked.submodules true), and
+ * that URL evaluates the tree WITHOUT its submodules, a different system than the flake as written.
  */
 export function pinnedFlakeRef(metadata: unknown): string | undefined {
-    const m = (metadata ?? {}) as { url?: unknown; locked?: { rev?: unknown; type?: unknown; narHash?: unknown } };
+    const m = (metadata ?? {}) as { url?: unknown; locked?: Record<string, unknown> };
     const url = m.url;
-    const locked = m.locked ?? {};
-    if (typeof url !== "string" || !url) return undefined;
-    if (typeof locked.rev === "string" && /^[0-9a-f]{40}$/.test(locked.rev) && url.includes(locked.rev)) return url;
-    if (locked.type === "path" && typeof locked.narHash === "string" && locked.narHash && url.includes(`narHash=${locked.narHash}`)) return url;
-    return undefined;
+    const locked = m.locked && typeof m.locked === "object" ? m.locked : {};
+    if (typeof url !== "string" || !url || url.includes("#")) return undefined;
+    const query = flakeUrlQuery(url);
+    if (!query) return undefined;
+    const rev = typeof locked.rev === "string" && /^[0-9a-f]{40}$/.test(locked.rev) ? locked.rev : undefined;
+    const byRevision = rev !== undefined && (query.get("rev") === rev || (locked.type !== "git" && url.includes(rev)));
+    const byNarHash = locked.type === "path" && typeof locked.narHash === "string" && locked.narHash !== "" && query.get("narHash") === locked.narHash;
+    if (!byRevision && !byNarHash) return undefined;
+    for (const [name, value] of Object.entries(locked)) {
+        if (WHERE.has(name) || (byRevision && FROM_REVISION.has(name)) || (byRevision && name === "rev" && query.get("rev") === undefined)) continue;
+        const printed = value === true ? "1" : value === false ? "0" : typeof value === "string" || typeof value === "number" ? String(value) : undefined;
+        if (printed === undefined || query.get(name) !== printed) return undefined;
+    }
+    return url;
 }
 
 function fileFingerprint(file: string): string {

@@ -158,7 +158,7 @@ export async function evaluateSystems(
         const metadata = cache ? await cache.metadata(group.flake) : undefined;
         const key = cache ? keyOf(group, cache, metadata) : undefined;
         // Nix evaluates the content the key names, not whatever the flake holds by then.
-        const pinned = key ? pinnedFlakeRef(metadata) : undefined;
+        let pinned = key ? pinnedFlakeRef(metadata) : undefined;
         const cached = key && cache ? cache.store.get(key) : undefined;
         let parsed: Record<string, { out?: unknown; drv?: unknown }>;
         let printed: string;
@@ -168,9 +168,14 @@ export async function evaluateSystems(
             printed = JSON.stringify(cached);
         } else {
             if (cache) cache.misses += 1;
-            const target = pinned ? { ...group, pinned } : group;
-            const result = await evalGroup(target, options);
-            if (result.code !== 0) await failedGroup(target, options, result.stderr);
+            let result = pinned ? await evalGroup({ ...group, pinned }, options) : undefined;
+            // A pinned evaluation that fails is run again on the flake as written: its error is then
+            // the operator's own flake's (and the hint's command reproduces it), and a store copy
+            // collected meanwhile, or an edit since the metadata read (NAR hash mismatch), is
+            // evaluated as nixos-rebuild would now. That result is stored only after the check below.
+            if (result && result.code !== 0) pinned = undefined;
+            if (!result || result.code !== 0) result = await evalGroup(group, options);
+            if (result.code !== 0) await failedGroup(group, options, result.stderr);
             parsed = JSON.parse(result.stdout) as typeof parsed;
             printed = result.stdout;
         }

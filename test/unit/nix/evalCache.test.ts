@@ -10,6 +10,7 @@ import { drvPath, storePath } from "../helpers/fixtures";
 const parts: EvalCacheKeyParts = {
     flake: "path:/srv/infra",
     narHash: "sha256-AAAA",
+    locked: { lastModified: 1796024736, narHash: "sha256-AAAA", path: "/srv/infra", type: "path" },
     locks: { nodes: { root: { inputs: { nixpkgs: "nixpkgs" } }, nixpkgs: { locked: { narHash: "sha256-NNNN", rev: "abc" } } }, root: "root", version: 7 },
     output: "nixosConfigurations",
     expression: 'o: { "psi" = … }',
@@ -18,15 +19,18 @@ const parts: EvalCacheKeyParts = {
 
 describe("evalCacheKey", () => {
     it("is the same for the same parts, whatever the order of their keys", () => {
-        const reordered = { nix: parts.nix, expression: parts.expression, output: parts.output, locks: { version: 7, root: "root", nodes: (parts.locks as { nodes: unknown }).nodes }, narHash: parts.narHash, flake: parts.flake };
+        const reordered = { nix: parts.nix, expression: parts.expression, output: parts.output, locks: { version: 7, root: "root", nodes: (parts.locks as { nodes: unknown }).nodes }, locked: { type: "path", path: "/srv/infra", narHash: "sha256-AAAA", lastModified: 1796024736 }, narHash: parts.narHash, flake: parts.flake };
         expect(evalCacheKey(reordered)).toBe(evalCacheKey(parts));
         expect(evalCacheKey(parts)).toMatch(/^[0-9a-f]{64}$/);
     });
 
-    it("changes with anything that can change the result: content, inputs, output, attributes, Nix", () => {
+    it("changes with anything that can change the result: content, what self exposes (lastModified, rev, revCount), inputs, output, attributes, Nix", () => {
         const changed: EvalCacheKeyParts[] = [
             { ...parts, flake: "path:/srv/other" },
             { ...parts, narHash: "sha256-BBBB" },
+            // Same files, but what `self` exposes differs: a touched file (path:), another commit of the same tree (git).
+            { ...parts, locked: { ...(parts.locked as object), lastModified: 1577836800 } },
+            { ...parts, locked: { type: "git", narHash: "sha256-AAAA", rev: "e8c93f62e82d4085747a53dae0aa2b64cc04fd14", revCount: 2 } },
             { ...parts, locks: { ...(parts.locks as object), nodes: { root: {}, nixpkgs: { locked: { narHash: "sha256-MMMM", rev: "def" } } } } },
             { ...parts, output: "colmenaHive" },
             { ...parts, expression: 'o: { "psi" = … "rho" = … }' },
@@ -54,11 +58,42 @@ describe("pinnedFlakeRef", () => {
         expect(pinnedFlakeRef({ url: `git+file:///x?rev=${rev}`, locked: { type: "git", rev: "not-a-rev" } })).toBeUndefined();
         expect(pinnedFlakeRef(undefined)).toBeUndefined();
     });
+
+    // What Nix 2.8 printed (nix flake metadata --json) for the references an operator may write.
+    it("is nothing when the URL drops a locked attribute: Nix 2.8 leaves submodules=1 out, and that URL evaluates the tree without its submodules (another system)", () => {
+        const rev735 = "735cd17cb5c42f95e59d255dbded2e72dc8a0f11";
+        const submodules = {
+            url: `git+file:///tmp/pin-attack/g6?ref=main&rev=${rev735}`,
+            locked: { lastModified: 1796024772, narHash: "sha256-BhHuGkTFsJLNMJNuqKHB5a9uXYziDw4rMBJeflSOyqI=", ref: "main", rev: rev735, revCount: 1, submodules: true, type: "git", url: "file:///tmp/pin-attack/g6" },
+        };
+        expect(pinnedFlakeRef(submodules)).toBeUndefined();
+        // The same URL with the attribute in it names the same content.
+        expect(pinnedFlakeRef({ ...submodules, url: `${submodules.url}&submodules=1` })).toBe(`${submodules.url}&submodules=1`);
+        // Another ref than the URL's, or an attribute the URL gives another value: nothing.
+        expect(pinnedFlakeRef({ ...submodules, locked: { ...submodules.locked, submodules: undefined, ref: "other" } })).toBeUndefined();
+        expect(pinnedFlakeRef({ url: "path:/srv/infra?lastModified=1&narHash=sha256-A", locked: { type: "path", narHash: "sha256-A", lastModified: 2, path: "/srv/infra" } })).toBeUndefined();
+        expect(pinnedFlakeRef({ url: "path:/srv/infra?lastModified=1&narHash=sha256-A%zz", locked: { type: "path", narHash: "sha256-A", lastModified: 1 } })).toBeUndefined();
+    });
+
+    it("keeps what Nix 2.8 does carry (shallow=1, allRefs=1, dir=) and reads a narHash it percent-encoded (%2f) or left with a +", () => {
+        const rev87 = "87d28b8b6ab43f36624e20f6c1b1edcbe483e056";
+        const base = { lastModified: 1796024752, narHash: "sha256-LGgHHe4HaL+UoddC2tU6Zoo08TawcUQMr6+svhNdEuo=", ref: "main", rev: rev87, type: "git" };
+        const shallow = `git+file:///tmp/pin-attack/g1?ref=main&rev=${rev87}&shallow=1`;
+        expect(pinnedFlakeRef({ url: shallow, locked: { ...base, shallow: true, url: "file:///tmp/pin-attack/g1" } })).toBe(shallow);
+        const allRefs = `git+file:///tmp/pin-attack/g1?allRefs=1&ref=main&rev=${rev87}`;
+        expect(pinnedFlakeRef({ url: allRefs, locked: { ...base, revCount: 1, url: "file:///tmp/pin-attack/g1?allRefs=1" } })).toBe(allRefs);
+        const dir = "git+file:///tmp/pin-attack/g2?dir=sub&ref=main&rev=389cf3d0fa462157a6e36c76d53763bff339ebaf";
+        expect(pinnedFlakeRef({ url: dir, locked: { ...base, rev: "389cf3d0fa462157a6e36c76d53763bff339ebaf", revCount: 1, url: "file:///tmp/pin-attack/g2" } })).toBe(dir);
+        const slash = "path:/tmp/pin-attack/p3?lastModified=1796024789&narHash=sha256-6ELSe5B9430w5x2gsGhQyffmfi3HvwuNet%2fMv1yJIdk=";
+        expect(pinnedFlakeRef({ url: slash, locked: { lastModified: 1796024789, narHash: "sha256-6ELSe5B9430w5x2gsGhQyffmfi3HvwuNet/Mv1yJIdk=", path: "/tmp/pin-attack/p3", type: "path" } })).toBe(slash);
+        const plus = "path:/tmp/pin-attack/pl+us?lastModified=1796024805&narHash=sha256-p9BgGs++1sWDGa0dHMuxZ0ngiMIaVqUsZoJyQ3QAslQ=";
+        expect(pinnedFlakeRef({ url: plus, locked: { lastModified: 1796024805, narHash: "sha256-p9BgGs++1sWDGa0dHMuxZ0ngiMIaVqUsZoJyQ3QAslQ=", path: "/tmp/pin-attack/pl+us", type: "path" } })).toBe(plus);
+    });
 });
 
 describe("lockedContent", () => {
     it("reads locked.narHash and the lock nodes from nix flake metadata; no narHash, no caching", () => {
-        expect(lockedContent({ locked: { narHash: "sha256-X", type: "path" }, locks: { root: "root" } })).toEqual({ narHash: "sha256-X", locks: { root: "root" } });
+        expect(lockedContent({ locked: { narHash: "sha256-X", type: "path" }, locks: { root: "root" } })).toEqual({ narHash: "sha256-X", locked: { narHash: "sha256-X", type: "path" }, locks: { root: "root" } });
         expect(lockedContent({ locked: { type: "path" } })).toBeUndefined();
         expect(lockedContent(undefined)).toBeUndefined();
     });
@@ -248,6 +283,64 @@ describe("evaluateSystems with the evaluation cache", () => {
         expect(cache.pendingStores).toEqual([]);
         expect(runner.matching(local("flake", "metadata"))).toHaveLength(1);
         expect([...store.entries.values()]).toEqual([{ psi: systemOf("sha256-A").psi }]);
+    });
+
+    it("a path: flake touched (same narHash, a new lastModified, which self.lastModified gives the configuration) is evaluated again", async () => {
+        const runner = new FakeRunner();
+        const flake = { lastModified: 1796024736 };
+        // Nix 2.8: a path: flake's lastModified is its files' newest mtime; touching a file keeps the narHash.
+        runner.on(local("flake", "metadata"), () => ({
+            stdout: JSON.stringify({ url: `path:/srv/infra?lastModified=${flake.lastModified}&narHash=sha256-A`, locked: { lastModified: flake.lastModified, narHash: "sha256-A", path: "/srv/infra", type: "path" }, locks: { nodes: { root: {} }, root: "root", version: 7 } }),
+        }));
+        runner.on(local("eval", "--json"), () => ({ stdout: JSON.stringify({ psi: { out: storePath(`nixos-system-psi-${flake.lastModified}`), drv: drvPath(`nixos-system-psi-${flake.lastModified}`) } }) }));
+        const store = memoryStore();
+        const run = async () => (await evaluateSystems([psi], { runner: runner.run, cache: Object.assign(evaluationCache({ runner: runner.run, store, env: {} }), { valid: () => true }) })).get("psi")!.storePath;
+        expect(await run()).toBe(storePath("nixos-system-psi-1796024736"));
+        flake.lastModified = 1577836800;
+        expect(await run()).toBe(storePath("nixos-system-psi-1577836800"));
+        expect(evals(runner)).toBe(2);
+    });
+
+    it("a pinned evaluation that fails is run again on the flake as written: a store copy collected and the flake edited meanwhile gives the flake's system now, stored only after the check", async () => {
+        const runner = new FakeRunner();
+        const metadata = { url: "path:/srv/infra?lastModified=1&narHash=sha256-A", locked: { lastModified: 1, narHash: "sha256-A", path: "/srv/infra", type: "path" }, locks: { nodes: { root: {} }, root: "root", version: 7 } };
+        runner.on(local("flake", "metadata"), () => ({ stdout: JSON.stringify(metadata) }));
+        runner.on(local("eval", "--json"), (call) => {
+            if (call.argv.some((arg) => arg.includes("narHash=")))
+                return { code: 1, stderr: "error: NAR hash mismatch in input 'path:/srv/infra?lastModified=1&narHash=sha256-A' (/nix/store/q72vagzgfq3x3yp1m2qfyhbslv31643m-source), expected 'sha256-A', got 'sha256-B'" };
+            // The flake as written now holds B (the edit the pinned evaluation refused).
+            metadata.locked.narHash = "sha256-B";
+            metadata.url = "path:/srv/infra?lastModified=1&narHash=sha256-B";
+            return { stdout: JSON.stringify({ psi: { out: storePath("nixos-system-psi-B"), drv: drvPath("nixos-system-psi-B") } }) };
+        });
+        const store = memoryStore();
+        const cache = Object.assign(evaluationCache({ runner: runner.run, store, env: {}, deferStores: true }), { valid: () => true });
+        const systems = await evaluateSystems([psi], { runner: runner.run, cache });
+        expect(systems.get("psi")!.storePath).toBe(storePath("nixos-system-psi-B"));
+        expect(runner.matching(local("eval", "--json")).map((call) => call.argv.find((arg) => arg.includes("#nixosConfigurations")))).toEqual([
+            "path:/srv/infra?lastModified=1&narHash=sha256-A#nixosConfigurations",
+            "path:/srv/infra#nixosConfigurations",
+        ]);
+        // Not stored under A's key at once: the check after the evaluation reads the flake again (it now says B).
+        expect(cache.pendingStores).toHaveLength(1);
+        await Promise.all(cache.pendingStores!);
+        expect(store.entries.size).toBe(0);
+    });
+
+    it("a failing configuration's error is the flake as the operator wrote it: its own Nix error, and a hint whose command reproduces it", async () => {
+        const runner = new FakeRunner();
+        runner.on(local("flake", "metadata"), () => ({
+            stdout: JSON.stringify({ url: "path:/srv/infra?lastModified=1&narHash=sha256-A", locked: { lastModified: 1, narHash: "sha256-A", path: "/srv/infra", type: "path" }, locks: { nodes: { root: {} }, root: "root", version: 7 } }),
+        }));
+        runner.on(local("eval", "--json"), (call) => ({ code: 1, stderr: `error: boom in host config (evaluating ${call.argv.find((arg) => arg.includes("#"))})` }));
+        const cache = Object.assign(evaluationCache({ runner: runner.run, store: memoryStore(), env: {} }), { valid: () => true });
+        const error = await evaluateSystems([psi], { runner: runner.run, cache }).then(
+            () => ({ host: "none: the evaluation succeeded" }) as { hint?: string; detail?: string; host?: string },
+            (e: unknown) => e as { hint?: string; detail?: string; host?: string },
+        );
+        expect(error.host).toBe("psi");
+        expect(error.hint).toContain("nix eval path:/srv/infra#nixosConfigurations reproduces it");
+        expect(error.detail).toContain("boom in host config (evaluating path:/srv/infra#nixosConfigurations)");
     });
 
     it("a flake whose metadata cannot be read is evaluated every time", async () => {
