@@ -115,6 +115,13 @@ function evaluationError(host: string | undefined, group: Group, stderr: string)
     });
 }
 
+/**
+ * Nix's words when it cannot get a locked source (a pinned reference's store copy gone and the
+ * flake no longer hashing the same, a revision not in the repository), as opposed to an error in
+ * the configuration it evaluates.
+ */
+const LOCKED_SOURCE_UNAVAILABLE = /NAR hash mismatch|hash mismatch in input|getting status of '\/nix\/store\/|cannot find Git revision|fatal: (bad object|not a valid object name)|unable to download/i;
+
 /** The group's cache key from the flake's metadata, or undefined when its locked content cannot be read (then no cache). */
 function keyOf(group: Group, cache: EvaluationCache, metadata: unknown): string | undefined {
     const content = lockedContent(metadata);
@@ -169,12 +176,17 @@ export async function evaluateSystems(
         } else {
             if (cache) cache.misses += 1;
             let result = pinned ? await evalGroup({ ...group, pinned }, options) : undefined;
-            // A pinned evaluation that fails is run again on the flake as written: its error is then
-            // the operator's own flake's (and the hint's command reproduces it), and a store copy
-            // collected meanwhile, or an edit since the metadata read (NAR hash mismatch), is
-            // evaluated as nixos-rebuild would now. That result is stored only after the check below.
-            if (result && result.code !== 0) pinned = undefined;
-            if (!result || result.code !== 0) result = await evalGroup(group, options);
+            // A pinned evaluation whose locked source Nix could not get (its store copy collected
+            // meanwhile and the flake edited: NAR hash mismatch) is run again on the flake as
+            // written, as nixos-rebuild would evaluate it now; that result is stored only after the
+            // check below. An error in the configuration itself is reported as it is: the flake as
+            // written holds the same content, so the hint's command reproduces it, and a broken
+            // configuration (tens of seconds of Nix for a real one) is not evaluated twice.
+            if (result && result.code !== 0 && LOCKED_SOURCE_UNAVAILABLE.test(result.stderr)) {
+                pinned = undefined;
+                result = undefined;
+            }
+            result ??= await evalGroup(group, options);
             if (result.code !== 0) await failedGroup(group, options, result.stderr);
             parsed = JSON.parse(result.stdout) as typeof parsed;
             printed = result.stdout;
