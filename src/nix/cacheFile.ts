@@ -40,3 +40,33 @@ export function writeOwnFile(file: string, text: string): void {
         throw error;
     }
 }
+
+/** A temporary file this old was left by a process that died between its write and its rename. */
+const STALE_TMP_MS = 60 * 60 * 1000;
+
+/**
+ * Keeps a cache folder to its newest `keep` entries (`*.json`, by modification time) and removes
+ * the temporary files of writes that died before their rename.
+ */
+export function pruneCacheFolder(folder: string, keep: number): void {
+    const names = fs.readdirSync(folder);
+    for (const name of names.filter((name) => name.endsWith(".tmp"))) {
+        try {
+            if (Date.now() - fs.statSync(path.join(folder, name)).mtimeMs > STALE_TMP_MS) fs.rmSync(path.join(folder, name), { force: true });
+        } catch {
+            // Gone already (another process's prune or rename).
+        }
+    }
+    const entries = names.filter((name) => name.endsWith(".json"));
+    if (entries.length <= keep) return;
+    const aged = entries
+        .flatMap((name) => {
+            try {
+                return [{ name, mtime: fs.statSync(path.join(folder, name)).mtimeMs }];
+            } catch {
+                return [];
+            }
+        })
+        .sort((a, b) => a.mtime - b.mtime);
+    for (const { name } of aged.slice(0, aged.length - keep)) fs.rmSync(path.join(folder, name), { force: true });
+}

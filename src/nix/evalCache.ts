@@ -9,7 +9,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import type { ProcessRunner } from "../process/runner";
 import { NIX_FLAGS } from "./flags";
-import { readOwnFile, writeOwnFile } from "./cacheFile";
+import { pruneCacheFolder, readOwnFile, writeOwnFile } from "./cacheFile";
 
 /** What one group evaluation printed: per host, its system's out and drv paths. */
 export type CachedSystems = Record<string, { out: string; drv: string }>;
@@ -186,19 +186,12 @@ export function fileEvalCache(dir: string): EvalCacheStore {
         set(key, systems) {
             try {
                 writeOwnFile(file(key), JSON.stringify({ systems }));
-                prune(folder);
+                pruneCacheFolder(folder, CACHE_ENTRIES);
             } catch {
                 // A cache that cannot be written only costs the next run an evaluation.
             }
         },
     };
-}
-
-function prune(folder: string): void {
-    const entries = fs.readdirSync(folder).filter((name) => name.endsWith(".json"));
-    if (entries.length <= CACHE_ENTRIES) return;
-    const aged = entries.map((name) => ({ name, mtime: fs.statSync(path.join(folder, name)).mtimeMs })).sort((a, b) => a.mtime - b.mtime);
-    for (const { name } of aged.slice(0, entries.length - CACHE_ENTRIES)) fs.rmSync(path.join(folder, name), { force: true });
 }
 
 /** What the evaluation uses to skip unchanged flakes; counts what it did for the program's log line. */

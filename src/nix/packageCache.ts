@@ -6,7 +6,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { ProcessRunner } from "../process/runner";
-import { readOwnFile, writeOwnFile } from "./cacheFile";
+import { pruneCacheFolder, readOwnFile, writeOwnFile } from "./cacheFile";
 import { derivationClosure, packagesOf, PACKAGE_LIST_FORMAT, type PackageSet } from "./packages";
 
 export interface PackageCache {
@@ -48,7 +48,7 @@ export function filePackageCache(dir: string): PackageCache {
             if (entry === undefined) return;
             try {
                 writeOwnFile(entry, JSON.stringify({ format: PACKAGE_LIST_FORMAT, drvPath, packages: [...packages] }));
-                prune(folder);
+                pruneCacheFolder(folder, PACKAGE_CACHE_ENTRIES);
             } catch {
                 // A cache that cannot be written (full disk, permissions) only costs the next plan a
                 // query; the half-written file is not left behind.
@@ -62,24 +62,6 @@ function isPackageList(value: unknown): value is [string, string[]][] {
         Array.isArray(value) &&
         value.every((item) => Array.isArray(item) && item.length === 2 && typeof item[0] === "string" && Array.isArray(item[1]) && item[1].every((v) => typeof v === "string"))
     );
-}
-
-/** A temporary file this old was left by a process that died between its write and its rename. */
-const STALE_TMP_MS = 60 * 60 * 1000;
-
-function prune(folder: string): void {
-    const names = fs.readdirSync(folder);
-    for (const name of names.filter((name) => name.endsWith(".tmp"))) {
-        try {
-            if (Date.now() - fs.statSync(path.join(folder, name)).mtimeMs > STALE_TMP_MS) fs.rmSync(path.join(folder, name), { force: true });
-        } catch {
-            // Gone already (another process's prune or rename).
-        }
-    }
-    const entries = names.filter((name) => name.endsWith(".json"));
-    if (entries.length <= PACKAGE_CACHE_ENTRIES) return;
-    const aged = entries.map((name) => ({ name, mtime: fs.statSync(path.join(folder, name)).mtimeMs })).sort((a, b) => a.mtime - b.mtime);
-    for (const { name } of aged.slice(0, entries.length - PACKAGE_CACHE_ENTRIES)) fs.rmSync(path.join(folder, name), { force: true });
 }
 
 /** The derivation's packages: from the cache, else from its closure in this store (then kept); undefined when neither has it. */

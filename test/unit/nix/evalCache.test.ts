@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { mkdtempSync, rmSync, writeFileSync, chmodSync, chownSync, mkdirSync, readdirSync, renameSync, symlinkSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync, chmodSync, chownSync, mkdirSync, readdirSync, renameSync, symlinkSync, utimesSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { evalCacheKey, evaluationCache, fileEvalCache, lockedContent, nixIdentity, pinnedFlakeRef, type CachedSystems, type EvalCacheKeyParts, type EvalCacheStore } from "../../../src/nix/evalCache";
@@ -135,6 +135,24 @@ describe("fileEvalCache", () => {
             writeFileSync(join(dir, "eval", "k2.json"), "{not json");
             expect(store.get("k2")).toBeUndefined();
             expect(readdirSync(join(dir, "eval")).filter((name) => name.endsWith(".tmp"))).toEqual([]);
+        } finally {
+            rmSync(dir, { recursive: true, force: true });
+        }
+    });
+
+    it("a temporary file a dead process left (over an hour old) is removed by the next write; a fresh one is not (as in the package cache)", () => {
+        const dir = mkdtempSync(join(tmpdir(), "nf-cache-"));
+        try {
+            const folder = join(dir, "eval");
+            mkdirSync(folder, { recursive: true });
+            const stale = join(folder, "k0.json.999999.0123456789abcdef.tmp");
+            const fresh = join(folder, "k1.json.999998.0123456789abcdef.tmp");
+            writeFileSync(stale, "{");
+            writeFileSync(fresh, "{");
+            const twoHoursAgo = new Date(Date.now() - 2 * 60 * 60 * 1000);
+            utimesSync(stale, twoHoursAgo, twoHoursAgo);
+            fileEvalCache(dir).set("k2", { psi: { out: storePath("a"), drv: drvPath("a") } });
+            expect(readdirSync(folder).sort()).toEqual(["k1.json.999998.0123456789abcdef.tmp", "k2.json"]);
         } finally {
             rmSync(dir, { recursive: true, force: true });
         }
