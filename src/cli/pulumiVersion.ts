@@ -3,41 +3,18 @@
 // compete for the cores (~0.1 s of a one-host deploy here). The answer belongs to the binary: it is
 // kept in the cache directory under the binary's identity (its real path, device, inode, size and
 // times), so a pulumi that was replaced, updated or moved is asked again.
-import * as fs from "node:fs";
 import * as path from "node:path";
 import { readOwnFile, writeOwnFile } from "../nix/cacheFile";
 import { cacheDir } from "../nix/evalCache";
+import { binaryIdentity, findExecutable } from "../process/executable";
 import type { RunResult } from "../process/runner";
 
 /** What `pulumi version` prints: a version, nothing else (anything else is not kept). */
 const VERSION = /^v?\d+\.\d+\.\d+[0-9A-Za-z.+-]*\n?$/;
 
-/**
- * The `pulumi` a run in `cwd` would start: the first executable one on PATH, as the run finds it
- * (an empty entry of PATH is the run's directory, a relative one is taken from it).
- */
+/** The `pulumi` a run in `cwd` would start (the first executable one on PATH, found as the run finds it). */
 export function pulumiOnPath(env: Readonly<Record<string, string | undefined>> = process.env, cwd: string = process.cwd()): string | undefined {
-    for (const dir of (env.PATH ?? "").split(":")) {
-        const file = path.resolve(cwd, dir || ".", "pulumi");
-        try {
-            fs.accessSync(file, fs.constants.X_OK);
-            if (fs.statSync(file).isFile()) return file;
-        } catch {
-            // Not here.
-        }
-    }
-    return undefined;
-}
-
-/** The binary's identity: its real path and what changes when it is replaced or rewritten. */
-export function binaryIdentity(file: string): string | undefined {
-    try {
-        const real = fs.realpathSync(file);
-        const stat = fs.statSync(real);
-        return JSON.stringify([real, stat.dev, stat.ino, stat.size, stat.mtimeMs, stat.ctimeMs]);
-    } catch {
-        return undefined;
-    }
+    return findExecutable("pulumi", env, cwd);
 }
 
 /**

@@ -7,6 +7,7 @@ import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { binaryIdentity, findExecutable } from "../process/executable";
 import type { ProcessRunner } from "../process/runner";
 import { NIX_FLAGS } from "./flags";
 import { pruneCacheFolder, readOwnFile, writeOwnFile } from "./cacheFile";
@@ -119,31 +120,13 @@ function fileFingerprint(file: string): string {
     }
 }
 
-function which(program: string, env: NodeJS.ProcessEnv): string | undefined {
-    for (const dir of (env.PATH ?? "").split(":").filter(Boolean)) {
-        const candidate = path.join(dir, program);
-        try {
-            fs.accessSync(candidate, fs.constants.X_OK);
-            return candidate;
-        } catch {
-            // not here
-        }
-    }
-    return undefined;
-}
-
 /**
  * Which Nix evaluates and how it is configured, without starting it: the nix binary's real path,
  * size and time (a new Nix is a new binary), NIX_CONFIG and the nix.conf files it reads.
  */
 export function nixIdentity(env: NodeJS.ProcessEnv = process.env): string {
-    const nix = which("nix", env);
-    let binary = "none";
-    if (nix) {
-        const real = fs.realpathSync(nix);
-        const stat = fs.statSync(real);
-        binary = `${real}:${stat.size}:${stat.mtimeMs}`;
-    }
+    const nix = findExecutable("nix", env);
+    const binary = (nix && binaryIdentity(nix)) ?? "none";
     const confDir = env.NIX_CONF_DIR ?? "/etc/nix";
     const userConf = path.join(env.XDG_CONFIG_HOME ?? path.join(os.homedir(), ".config"), "nix", "nix.conf");
     return canonical({
