@@ -260,8 +260,8 @@ async function awaitUnit(
     for (;;) {
         try {
             const seenBefore = offset;
-            await followUnit(connection, unit, offset, onChunk);
-            const report = await unitStatus(connection, unit);
+            // The follow reads the unit's status once its output ends; asked apart when it could not.
+            const report = (await followUnit(connection, unit, offset, onChunk)) ?? (await unitStatus(connection, unit));
             last = report.host;
             const progress = progressOf(report.status);
             if (progress.kind !== "running") return { report, progress, output };

@@ -141,19 +141,6 @@ export async function startRestoreUnit(connection: SshConnection, unit: Activati
     );
 }
 
-// Streams the log from byte $3 on until the unit's process has ended (tail --pid makes one last
-// read after it exits), or prints what is there when it already has.
-const FOLLOW_SCRIPT = `
-unit=$1; log=$2; from=$(($3 + 1))
-pid=$(systemctl show --property=MainPID --value "$unit" 2>/dev/null)
-if [ -n "$pid" ] && [ "$pid" != 0 ]; then
-  # Bounded: a pid reused after the unit ended must not hold the follow; the caller looks again.
-  timeout 30 tail -c "+$from" -s 0.2 --pid="$pid" -f "$log" 2>/dev/null || sleep 1
-  exit 0
-fi
-exec tail -c "+$from" "$log" 2>/dev/null
-`;
-
 const STATUS_SCRIPT = [
     `unit=$1`,
     `systemctl show --property=LoadState --property=ActiveState --property=SubState --property=Result ` +
@@ -161,6 +148,30 @@ const STATUS_SCRIPT = [
     `echo @state`,
     READ_STATE_SCRIPT,
 ].join("\n");
+
+/** Marks the unit's status that the follow prints after the log, on stderr (see FOLLOW_SCRIPT). */
+const STATUS_BEGIN = "@status\n";
+const STATUS_END = /@status-exit (\d+)\n?$/;
+
+// Streams the log from byte $3 on until the unit's process has ended (tail --pid makes one last
+// read after it exits, and looks for the process every 0.05 s), or prints what is there when it
+// already has. Then the unit's status (STATUS_SCRIPT) goes to stderr, apart from the log on
+// stdout, so that the end of an activation costs no second round trip; without it (cut off,
+// systemctl silent) the caller asks with unitStatus.
+const FOLLOW_SCRIPT = `
+unit=$1; log=$2; from=$(($3 + 1))
+pid=$(systemctl show --property=MainPID --value "$unit" 2>/dev/null)
+if [ -n "$pid" ] && [ "$pid" != 0 ]; then
+  # Bounded: a pid reused after the unit ended must not hold the follow; the caller looks again.
+  timeout 30 tail -c "+$from" -s 0.05 --pid="$pid" -f "$log" 2>/dev/null || sleep 1
+else
+  tail -c "+$from" "$log" 2>/dev/null
+fi
+echo @status >&2
+( ${STATUS_SCRIPT} ) >&2 2>/dev/null
+echo "@status-exit $?" >&2
+exit 0
+`;
 
 // Also forgets the watchdog's decision files once no watchdog of this deploy runs any more.
 const CLEANUP_SCRIPT = `
@@ -269,10 +280,24 @@ export async function startUnit(connection: SshConnection, unit: ActivationUnit,
 /**
  * Streams the activation's output from byte `from` until it has ended; `onOutput` sees every
  * chunk as it arrives (so the caller knows how far it got even when the connection then drops).
- * Rejects with the connection's FleetError when the connection drops.
+ * Returns the unit's status read right after the output ended, or undefined when that did not
+ * come whole (the caller then asks with unitStatus). Rejects with the connection's FleetError when
+ * the connection drops.
  */
-export async function followUnit(connection: SshConnection, unit: ActivationUnit, from: number, onOutput: (chunk: string) => void): Promise<void> {
-    await connection.run(["sh", "-c", FOLLOW_SCRIPT, "nixos-fleet-follow", unit.unit, unit.log, String(from)], { asRoot: true, onStdout: onOutput });
+export async function followUnit(connection: SshConnection, unit: ActivationUnit, from: number, onOutput: (chunk: string) => void): Promise<UnitReport | undefined> {
+    const result = await connection.run(["sh", "-c", FOLLOW_SCRIPT, "nixos-fleet-follow", unit.unit, unit.log, String(from)], { asRoot: true, onStdout: onOutput });
+    return statusAfterFollow(result.stderr);
+}
+
+/** The status FOLLOW_SCRIPT printed on stderr after the log, when it came whole and systemctl answered. */
+export function statusAfterFollow(stderr: string): UnitReport | undefined {
+    const begin = stderr.lastIndexOf(STATUS_BEGIN);
+    if (begin < 0) return undefined;
+    const printed = stderr.slice(begin + STATUS_BEGIN.length);
+    const end = STATUS_END.exec(printed);
+    if (!end || end[1] !== "0" || !printed.includes("@state\n")) return undefined;
+    const [unitPart, statePart = ""] = printed.slice(0, end.index).split("@state\n");
+    return { status: parseUnitStatus(unitPart ?? ""), host: parseHostState(statePart) };
 }
 
 export interface UnitReport {

@@ -24,7 +24,7 @@ export interface FleetPlanOptions {
     stackName: string;
     runner: ProcessRunner;
     /** Revision, operator and update number for the records (program/provenance.ts); none without it. */
-    provenance?: (flakes: string[]) => Promise<ProvenanceResult>;
+    provenance?: (flakes: string[], metadata?: (flake: string) => Promise<unknown>) => Promise<ProvenanceResult>;
     /** The environment Pulumi was started with: the passphrase rule (passphrase.ts) is checked against it. */
     env?: Environment;
     /**
@@ -99,7 +99,8 @@ export async function planFleet(options: FleetPlanOptions): Promise<FleetPlan> {
             hosts.map((host) => ({ name: host.name, flake: host.flake, attribute: host.attribute })),
             { runner: options.runner, cwd: options.projectRoot, cache },
         ),
-        options.provenance?.([...new Set(hosts.map((host) => host.flake))]),
+        // The flakes' metadata as the evaluation reads it: one `nix flake metadata` per flake and run.
+        options.provenance?.([...new Set(hosts.map((host) => host.flake))], cache ? (flake) => cache.metadata(flake) : undefined),
     ]);
     // The hosts of this run that build here: their changed systems are built together (nix/sharedBuild.ts).
     // A host with a buildHost builds there, not here.

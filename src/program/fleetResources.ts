@@ -119,7 +119,7 @@ export class Fleet {
                 targets: targetedHosts(env),
                 // Only an update records where a deployment came from; a preview does not pay for
                 // reading the stack's history and the flakes' revisions (it is not diffed).
-                provenance: history ? (flakes) => readProvenance(flakes, { runner, projectRoot, stackName, history }) : undefined,
+                provenance: history ? (flakes, metadata) => readProvenance(flakes, { runner, projectRoot, stackName, history, ...(metadata ? { metadata } : {}) }) : undefined,
             });
         } catch (error) {
             // A readable error (file, line, host, phase, hint) instead of a stack trace.

@@ -70,6 +70,12 @@ export interface ProvenanceOptions {
     env?: NodeJS.ProcessEnv;
     /** The stack's history, if its read was started earlier (readStackHistory); else read here. */
     history?: Promise<StackUpdate[]>;
+    /**
+     * A flake's `nix flake metadata --json`, parsed, as the evaluation cache reads it once per run
+     * (the same reading the evaluation is pinned to); undefined when it could not be read, and
+     * then it is run here to say why. Absent: always run here.
+     */
+    metadata?: (flake: string) => Promise<unknown>;
 }
 
 export interface ProvenanceResult {
@@ -82,6 +88,8 @@ export interface ProvenanceResult {
 }
 
 async function readFlake(flake: string, options: ProvenanceOptions): Promise<{ revision: FlakeRevision | null; warning?: string }> {
+    const shared = await options.metadata?.(flake).catch(() => undefined);
+    if (shared !== undefined) return { revision: await revisionOf(flake, shared, options) };
     let result;
     try {
         result = await options.runner(["nix", ...NIX_FLAGS, "flake", "metadata", "--json", flake], { cwd: options.projectRoot });
@@ -97,13 +105,17 @@ async function readFlake(flake: string, options: ProvenanceOptions): Promise<{ r
     } catch {
         return { revision: null, warning: `could not read the revision of the flake ${flake}: nix flake metadata printed no JSON` };
     }
+    return { revision: await revisionOf(flake, metadata, options) };
+}
+
+async function revisionOf(flake: string, metadata: unknown, options: ProvenanceOptions): Promise<FlakeRevision> {
     const revision = flakeRevisionOf(flake, metadata);
     if (revision.revision === null && revision.dirty === true) {
         // Nix 2.8 does not say which commit a dirty tree is based on; for a local checkout git does.
         const directory = localGitDirectory(metadata);
         if (directory) revision.revision = await headCommit(directory, options);
     }
-    return { revision };
+    return revision;
 }
 
 /** The checkout of a git flake on this machine (locked.url file:///…), if it is one. */

@@ -698,6 +698,36 @@ describe("activate: the unit's state cannot be read", { timeout: 1000 }, () => {
         expect(report.host).toMatchObject({ generation: 2, currentStorePath: v2 });
     });
 
+    it("the follow that prints the unit's status after the log: no separate status read, the same outcome", async () => {
+        const host = hostOnGeneration2();
+        host.statusAfterFollow = true;
+        const { runner, connection, before, options } = setup(host);
+        const result = await activate(connection, next, "switch", before, options());
+        expect(result).toMatchObject({ kind: "switched", after: { generation: 3, currentStorePath: next, profileStorePath: next } });
+        expect(remoteCommandsOf(runner)).toEqual([SET_NEXT, ...activateCommands(next, "switch"), follow(0)]);
+    });
+
+    it("the follow's status with systemctl not answering (exit 20 there): read apart, as before, and asked again once more", async () => {
+        const host = hostOnGeneration2();
+        host.statusAfterFollow = true;
+        host.systemctlFailsAtNextStatus = 2;
+        const { runner, connection, before, options } = setup(host);
+        const { value: result } = await inFakeTime(() => activate(connection, next, "switch", before, options()));
+        expect(result).toMatchObject({ kind: "switched", after: { generation: 3, currentStorePath: next } });
+        expect(remoteCommandsOf(runner)).toEqual([SET_NEXT, ...activateCommands(next, "switch"), follow(0), STATUS, STATUS]);
+    });
+
+    it("a unit still running when the follow ends, as its status says: followed on, not taken as its end", async () => {
+        const host = hostOnGeneration2();
+        host.statusAfterFollow = true;
+        host.unitRunningPolls = 1;
+        const { runner, connection, before, options } = setup(host);
+        const { value: result } = await inFakeTime(() => activate(connection, next, "switch", before, options()));
+        expect(result).toMatchObject({ kind: "switched" });
+        expect(remoteCommandsOf(runner).filter((command) => command.startsWith("nixos-fleet-follow")).length).toBe(2);
+        expect(remoteCommandsOf(runner)).not.toContain(STATUS);
+    });
+
     it("systemctl not answering once (status exit 20): asked again a second later, and the activation's outcome is read", async () => {
         const host = hostOnGeneration2();
         host.systemctlFailsAtNextStatus = 1;

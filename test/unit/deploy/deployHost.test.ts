@@ -143,6 +143,22 @@ describe("deployHost", { timeout: 1000 }, () => {
         expect(cleanups(runner)).toEqual([cleanupOf(activationUnitOf(runner))]);
     });
 
+    it("with the host's status printed after the activation's output (the real follow script), no separate status read", async () => {
+        const host = FakeHost.withGenerations(v1, v2);
+        host.statusAfterFollow = true;
+        const { runner, context } = setup(host);
+        const outcome = await deployHost(request(), context);
+        expect(outcome.after).toMatchObject({ generation: 3, currentStorePath: next, profileStorePath: next });
+        expect(runner.calls.map(step).slice(runner.calls.map(step).indexOf("remote nixos-fleet-activate"))).toEqual([
+            "remote nixos-fleet-activate",
+            "remote nixos-fleet-follow",
+            "remote nixos-fleet-cleanup",
+            "remote nixos-fleet-boot-files",
+            "ssh master exit",
+        ]);
+        expect(runner.unexpected).toEqual([]);
+    });
+
     it("returns the states before and after, what was copied, timings and one handshake", async () => {
         const { host, runner, context, log } = setup();
         const outcome = await deployHost(request(), context);

@@ -8,7 +8,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
 import { checkReadyToActivate } from "../../../src/deploy/activate";
-import { activationUnit, followUnit, removeUnit, unitStatus } from "../../../src/deploy/activationUnit";
+import { activationUnit, followUnit, removeUnit, statusAfterFollow, unitStatus } from "../../../src/deploy/activationUnit";
 import { armWatchdog, disarm } from "../../../src/deploy/confirm";
 import { parseHostState } from "../../../src/deploy/hostState";
 import { SshConnection } from "../../../src/ssh/connection";
@@ -296,8 +296,8 @@ describe("the activation unit's scripts", { timeout: REAL_SCRIPT_TIMEOUT }, () =
         const real = box.run(words);
         expect(real.status).toBe(0);
         expect(box.ran().filter((line) => !line.startsWith("systemctl"))).toEqual([
-            `timeout 30 tail -c +11 -s 0.2 --pid=4711 -f ${LOG}`,
-            `tail -c +11 -s 0.2 --pid=4711 -f ${LOG}`,
+            `timeout 30 tail -c +11 -s 0.05 --pid=4711 -f ${LOG}`,
+            `tail -c +11 -s 0.05 --pid=4711 -f ${LOG}`,
             "sleep 1",
         ]);
     });
@@ -311,6 +311,38 @@ describe("the activation unit's scripts", { timeout: REAL_SCRIPT_TIMEOUT }, () =
         box.stub("sleep", 'echo "sleep $*" >> "$RECORD"');
         expect(box.run(words).status).toBe(0);
         expect(box.ran().filter((line) => !line.startsWith("systemctl"))).toEqual([`tail -c +11 ${LOG}`]);
+    });
+
+    it("the follow prints the unit's status after the log, on stderr, so the activation's end needs no second round trip", async () => {
+        const words = await sent((connection) => followUnit(connection, activationUnit("0a1b2c3d4e5f6a7b"), 10, () => undefined));
+        const box = sandbox();
+        box.substate(UNIT, "exited", 0);
+        box.stub("tail", 'echo "tail $*" >> "$RECORD"; echo "switch: done"');
+        const real = box.run(words);
+        expect(real.status).toBe(0);
+        // The log alone on stdout: the status never counts as activation output.
+        expect(real.stdout).toBe("switch: done\n");
+        const report = statusAfterFollow(real.stderr);
+        expect(report?.status).toMatchObject({ loadState: "loaded", subState: "exited" });
+        expect(report?.host).toBeDefined();
+    });
+
+    it("a follow whose status read failed (systemctl silent) or was cut off gives no status: the caller asks apart", async () => {
+        const words = await sent((connection) => followUnit(connection, activationUnit("0a1b2c3d4e5f6a7b"), 10, () => undefined));
+        const box = sandbox();
+        const silent = box.run(words, { SYSTEMCTL_FAILS: "1" });
+        expect(silent.status).toBe(0);
+        expect(silent.stderr).toContain("@status-exit 20");
+        expect(statusAfterFollow(silent.stderr)).toBeUndefined();
+        box.substate(UNIT, "exited", 0);
+        const whole = box.run(words).stderr;
+        expect(statusAfterFollow(whole)).toBeDefined();
+        // Cut anywhere before its last line, it is not taken.
+        for (const cut of [whole.indexOf("@status"), whole.indexOf("@state"), whole.indexOf("@status-exit")]) {
+            expect(statusAfterFollow(whole.slice(0, cut + 3))).toBeUndefined();
+        }
+        // Noise before it (an ssh warning) does not matter; a status printed by the log itself cannot reach stderr.
+        expect(statusAfterFollow(`Warning: something\n${whole}`)?.status.subState).toBe("exited");
     });
 
     it("the status script exits 20, with no state, when systemctl itself fails; 0 with '@state' otherwise", async () => {

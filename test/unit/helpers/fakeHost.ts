@@ -201,6 +201,12 @@ export class FakeHost {
     dropAfterNextProfileChange = false;
     /** The next disarm is done on the host (whatever it decided), but the connection breaks before its answer arrives. */
     dropAfterNextDisarm = false;
+    /**
+     * The follow prints the unit's status after the log on stderr, as the real script does. Off by
+     * default: most tests here check the separate status read (nixos-fleet-status), which the
+     * deployer still makes when that part is missing (systemctl silent, output cut off).
+     */
+    statusAfterFollow = false;
     /** The next status polls find systemctl not answering (the status script exits 20), this many. */
     systemctlFailsAtNextStatus = 0;
     /** `nix-env --switch-generation` fails with this message (e.g. another nix-env holds the profile's lock). */
@@ -460,7 +466,10 @@ export class FakeHost {
         }
         const text = rest.toString();
         if (text) call.options.onStdout?.(text);
-        return { stdout: text };
+        if (!this.statusAfterFollow) return { stdout: text };
+        // As the real script: the unit's status after the log, on stderr (a read like nixos-fleet-status's).
+        const status = this.unitStatus([name]);
+        return { stdout: text, stderr: `@status\n${status.code ? "" : (status.stdout ?? "")}@status-exit ${status.code ?? 0}\n` };
     }
 
     private unitStatus([name = ""]: string[]): Reply {

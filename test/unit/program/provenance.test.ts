@@ -111,6 +111,22 @@ describe("readProvenance (what the program computes, for pulumi up by hand too)"
         expect(result.stackUpdate).toBe(1);
     });
 
+    it("takes the metadata the evaluation read (one `nix flake metadata` per flake and run); runs its own only to say why that could not be read", async () => {
+        const runner = historyRunner(new FakeHistory({ versions: false }).add(3)).on(local("flake", "metadata"), { code: 1, stderr: "error: cannot read the flake\n" });
+        const asked: string[] = [];
+        const shared = async (flake: string) => {
+            asked.push(flake);
+            return flake === "/srv/infra" ? NIX_2_8_CLEAN_GIT : undefined;
+        };
+        const result = await readProvenance(["/srv/infra", "/srv/broken"], { runner: runner.run, projectRoot: "/srv/fleet", stackName: "prod", env: {}, metadata: shared });
+        expect(asked.sort()).toEqual(["/srv/broken", "/srv/infra"]);
+        expect(result.flakes.get("/srv/infra")).toMatchObject({ revision: NIX_2_8_CLEAN_GIT.revision, dirty: false });
+        expect(result.flakes.get("/srv/broken")).toBeNull();
+        // Only the unreadable one is run again, for its error.
+        expect(runner.matching(local("flake", "metadata")).map((call) => call.argv[call.argv.length - 1])).toEqual(["/srv/broken"]);
+        expect(result.warnings.join("\n")).toMatch(/revision of the flake \/srv\/broken.*cannot read the flake/s);
+    });
+
     it("what cannot be read is null in the record and a warning, never a failed deploy", async () => {
         const runner = new FakeRunner()
             .on(local("pulumi", "stack", "history"), { code: 255, stderr: "error: no stack named 'prod' found\n" })
