@@ -1,5 +1,4 @@
 // `npm run deploy -- --hosts psi,rho [--stack prod] [--preview] [--yes] [--parallel N] [--batch-size N|P%] [--json]`
-import type { LocalWorkspace } from "@pulumi/pulumi/automation";
 import { parseBatchSizeOption } from "../config/rollout";
 import { BATCH_SIZE_ENV, planRollout } from "../program/rollout";
 import { DEPLOYMENT_OPTIONS, parseCommandArgs, positiveInteger } from "./args";
@@ -31,7 +30,7 @@ export async function deployCommand(args: string[]): Promise<number> {
     // The program plans the same batches from the same settings (src/program/fleet.ts).
     const batches = planRollout(fleet.hosts, fleet.settings.rollout, batchSize);
     const maxFailures = fleet.settings.rollout?.maxFailures ?? 0;
-    if (values["batch-size"] !== undefined) (fleet.stack.workspace as LocalWorkspace).envVars[BATCH_SIZE_ENV] = values["batch-size"];
+    if (values["batch-size"] !== undefined) fleet.stack.envVars[BATCH_SIZE_ENV] = values["batch-size"];
     // A staged run may hold hosts back: their rows show what the stack recorded for them.
     const recorded = batches.length > 1 ? await recordedHosts(fleet.stack) : undefined;
     const { code } = await runDeployment({

@@ -2,15 +2,11 @@
 // one file in this folder; errors are printed by formatError, never as a stack trace.
 import { formatError } from "../errors";
 import { startPrefetch, stopPrefetch } from "./prefetch";
-import { deferRuntimeIndex } from "./sdkRuntime";
 
 /** The commands that open a stack: their first pulumi runs start before they load (prefetch.ts). */
 const STACK_COMMANDS = new Set(["deploy", "rollback", "generations", "exec", "build"]);
 const [commandName, ...commandArgs] = process.argv.slice(2);
 if (commandName !== undefined && STACK_COMMANDS.has(commandName)) startPrefetch(commandArgs, process.cwd());
-
-// Before any command loads the Automation API (see sdkRuntime.ts).
-deferRuntimeIndex();
 
 type Command = (args: string[]) => Promise<number>;
 

@@ -1,11 +1,9 @@
-// The pulumi runs every stack command makes first, started before the command's modules load.
-// Loading the Automation API takes ~0.3 s; `pulumi version` (which the Automation API runs before
-// anything else, answered from the cache when this pulumi answered it before: pulumiVersion.ts),
-// the selected stack's name and the stack's config are ~0.2 s runs each that need none of it. main.ts starts them from the raw arguments; stack.ts takes their results when they
-// answer what it would ask (same stack, same environment), and asks itself otherwise.
+// The pulumi runs every stack command makes first, started before the command's modules load:
+// the selected stack's name and the stack's config are ~0.2 s runs each that need none of them.
+// main.ts starts them from the raw arguments; stack.ts takes their results when they answer what
+// it would ask (same stack, same environment), and asks itself otherwise.
 import { runProcess, type ProcessRunner, type RunResult } from "../process/runner";
 import { passphraseEnvFor, type Environment } from "../program/passphrase";
-import { pulumiVersion } from "./pulumiVersion";
 
 /** `pulumi config --show-secrets --json` of one stack, as stack.ts's readAllConfig runs it. */
 export function configArgv(stack: string): string[] {
@@ -24,11 +22,9 @@ interface ConfigRead {
 }
 
 export interface Prefetch {
-    /** `pulumi version` (the Automation API's first question). */
-    version: Promise<RunResult>;
     /**
-     * `pulumi stack ls --json`, as the Automation API's workspace.stack() runs it, when no --stack
-     * was given: its current entry is the selected stack, named as --stack must be given it (not
+     * `pulumi stack ls --json`, when no --stack was given: its current entry is the selected
+     * stack, named as --stack must be given it (not
      * `pulumi stack --show-name`, which leaves out the organization of a Pulumi Cloud stack outside
      * the default one: --stack would name the default organization's stack of that name).
      */
@@ -86,18 +82,10 @@ export function startPrefetch(args: readonly string[], projectRoot: string, env:
         if (extra) config = { stack, projectRoot, result: run(configArgv(stack), extra) };
     }
     started = {
-        version: pulumiVersion(() => run(["pulumi", "version"]), env, projectRoot),
         ...(stack === undefined ? { selected: run(["pulumi", "stack", "ls", "--json", "--non-interactive"]) } : {}),
         ...(config ? { config } : {}),
     };
     return started;
-}
-
-/** The started `pulumi version`, if any (taken once). */
-export function takeVersion(): Promise<RunResult> | undefined {
-    const version = started?.version;
-    if (started) delete (started as Partial<Prefetch>).version;
-    return version;
 }
 
 /** The selected stack's name as the started run listed it; undefined when none was started, it failed or none is selected. */
@@ -105,7 +93,11 @@ export async function takeSelectedStack(): Promise<string | undefined> {
     const selected = started?.selected;
     if (!started || !selected) return undefined;
     delete started.selected;
-    const result = await selected.catch(() => undefined);
+    return parseSelectedStack(await selected.catch(() => undefined));
+}
+
+/** The current stack of a `pulumi stack ls --json` run; undefined when it failed, printed no JSON or has none (or an odd name). */
+export function parseSelectedStack(result: RunResult | undefined): string | undefined {
     let stacks: unknown;
     try {
         stacks = result?.code === 0 ? JSON.parse(result.stdout) : undefined;

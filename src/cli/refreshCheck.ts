@@ -5,7 +5,7 @@
 import { FleetError } from "../errors";
 import { runProcess, type ProcessRunner } from "../process/runner";
 import type { Unreachable } from "../provider/hostInputs";
-import { HOST_TYPE } from "../resources/host";
+import { HOST_TYPE } from "../resources/types";
 
 export interface UnreachableHost {
     host: string;

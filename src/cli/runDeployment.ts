@@ -2,7 +2,8 @@
 // --yes, run `pulumi up` targeted at exactly those hosts, and report a line per host per phase
 // and a summary. Only the named hosts are touched; others stay as they are.
 import { createInterface } from "node:readline/promises";
-import { CommandError, ConcurrentUpdateError, type Stack } from "@pulumi/pulumi/automation";
+import type { CliStack } from "./cliStack";
+import { EngineRunError } from "./engineRun";
 import { FleetError } from "../errors";
 import { describeRollback } from "../provider/hostMarks";
 import { ProgressTracker, phaseOf, renderSummary, type HostSummary, type RunFailure } from "./progress";
@@ -16,7 +17,7 @@ import { TARGET_HOSTS_ENV } from "../program/targets";
 import type { PackageCache } from "../nix/packageCache";
 
 export interface DeploymentOptions {
-    stack: Stack;
+    stack: Pick<CliStack, "up" | "preview" | "envVars">;
     stackName: string;
     hosts: string[];
     /** Plan only. */
@@ -70,13 +71,9 @@ async function confirm(question: string): Promise<boolean> {
 
 const LOCKED = /the stack is currently locked by|\[409\] Conflict: Another update is currently in progress/;
 
-/** The pulumi CLI's own stderr of an Automation API error (its message also dumps the command and stdout). */
+/** The pulumi CLI's own stderr of a failed engine run. */
 function stderrOf(error: unknown): string {
-    if (error instanceof CommandError) {
-        // commandResult is private in the SDK's types but is the CLI's result (stdout, stderr, code).
-        const result = (error as unknown as { commandResult?: { stderr?: string } }).commandResult;
-        if (result?.stderr !== undefined) return result.stderr;
-    }
+    if (error instanceof EngineRunError) return error.result.stderr;
     return error instanceof Error ? error.message : String(error);
 }
 
@@ -93,7 +90,7 @@ export function lockedMessage(stack: string, stderr: string): string {
 /** Why `up`/`preview` threw, without the Automation API's dump of the whole command. */
 export function classifyFailure(stack: string, error: unknown, programErrors: readonly string[]): RunFailure {
     const stderr = stderrOf(error);
-    if (error instanceof ConcurrentUpdateError || LOCKED.test(stderr)) return { kind: "locked", message: lockedMessage(stack, stderr) };
+    if (LOCKED.test(stderr)) return { kind: "locked", message: lockedMessage(stack, stderr) };
     if (programErrors.length) return { kind: "program", message: programErrors.join("\n") };
     // The engine's own `error:` lines, else the end of its output.
     const lines = stderr.split("\n").map((line) => line.trimEnd());
@@ -302,7 +299,7 @@ export async function runDeployment(options: DeploymentOptions): Promise<Deploym
     const target = urnsOf(options, options.hosts);
     const parallel = engineParallel(options.parallel, target);
     // The program evaluates only these hosts (program/targets.ts); the engine keeps the others' state.
-    options.stack.workspace.envVars[TARGET_HOSTS_ENV] = options.hosts.join(",");
+    options.stack.envVars[TARGET_HOSTS_ENV] = options.hosts.join(",");
     // Progress goes to stderr when --json owns stdout.
     const line = (text: string) => (options.json ? process.stderr : process.stdout).write(`${text}\n`);
 

@@ -1,25 +1,26 @@
-// The operator commands work on the same stacks and state as `pulumi up`, through Pulumi's
-// Automation API: this file opens a stack and reads what the commands need from it.
-import { LocalWorkspace, Stack, type UpdateSummary } from "@pulumi/pulumi/automation";
+// The operator commands work on the same stacks and state as `pulumi up`, through the pulumi CLI
+// (cliStack.ts): this file opens a stack and reads what the commands need from it.
+import type { UpdateSummary } from "@pulumi/pulumi/automation";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { configSourceOf, loadStackHosts, readStackConfig, type HostConfig, type StackConfig } from "../config";
 import { stackFileName, stackFileYamlError } from "../config/stackFile";
 import { FleetError } from "../errors";
 import type { HostOutputs } from "../provider/hostInputs";
-import { HOST_TYPE } from "../resources/host";
-import { HOOK_TYPE } from "../resources/hook";
+import { HOOK_TYPE, HOST_TYPE } from "../resources/types";
 import { numberedUpdates, readAllUpdates } from "../deploy/generations";
 import { passphraseEnvFor, type Environment } from "../program/passphrase";
 import { runProcess, type ProcessRunner } from "../process/runner";
-import { configArgv, configEnv, takeConfig, takeSelectedStack, takeVersion } from "./prefetch";
-import { pulumiCommandOf } from "./pulumiCommand";
+import { CliStack, type HistorySource } from "./cliStack";
+import { configArgv, configEnv, parseSelectedStack, takeConfig, takeSelectedStack } from "./prefetch";
+
+export type { HistorySource };
 
 export const PROJECT = "nixos-fleet";
 export const CONFIG_NAMESPACE = "nixos-fleet";
 
 export interface FleetStack {
-    stack: Stack;
+    stack: CliStack;
     name: string;
     projectRoot: string;
     settings: StackConfig;
@@ -48,19 +49,6 @@ export function hostNameOfUrn(urn: string): string | undefined {
     return urn.includes(`::${HOST_TYPE}::`) ? urn.slice(urn.lastIndexOf("::") + 2) : undefined;
 }
 
-/**
- * The Automation API's up() and refresh() end by reading the stack's outputs (twice: plain and
- * with secrets) and its newest history entry: three more pulumi runs, over a second, whose answers
- * the commands never use (their reports come from the engine's events as they happen). The stack
- * answers those two reads with nothing instead; nothing else of ours calls them.
- */
-export function withoutResultQueries(stack: Stack): Stack {
-    return Object.assign(stack, {
-        outputs: async () => ({}),
-        info: async () => undefined,
-    });
-}
-
 /** Opens an existing stack of the project in projectRoot and loads its hosts (no evaluation). */
 export async function openFleetStack(name: string, projectRoot: string, env: Environment = process.env): Promise<FleetStack> {
     // The dev passphrase for the dev stack only; any other stack brings its own (or fails here, saying how).
@@ -69,14 +57,8 @@ export async function openFleetStack(name: string, projectRoot: string, env: Env
     // would also change the project's selected stack under the operator (a later plain
     // `pulumi up` would go to the stack last deployed with --stack). Reading its config says
     // whether it exists.
-    // The stack's config is read while the Automation API asks `pulumi version` (its first act),
-    // not after it: two ~0.15 s pulumi runs side by side.
-    const [workspace, config] = await Promise.all([
-        openWorkspace(projectRoot, envVars),
-        readAllConfig(name, projectRoot, envVars),
-    ]);
-    workspace.selectStack = async () => undefined;
-    const stack = withoutResultQueries(await Stack.select(name, workspace));
+    const config = await readAllConfig(name, projectRoot, envVars);
+    const stack = new CliStack(name, projectRoot, envVars);
     if (!config.ok) {
         if (/no stack named/.test(config.error.message)) throw await missingStack(name, projectRoot, config.error);
         throw unreadableConfig(name, projectRoot, config.error);
@@ -89,7 +71,8 @@ export async function openFleetStack(name: string, projectRoot: string, env: Env
     return { stack, name, projectRoot, settings, hosts };
 }
 
-type AllConfig = Awaited<ReturnType<Stack["getAllConfig"]>>;
+/** `pulumi config --json`: each key's value (objects as JSON text) and whether it is a secret. */
+type AllConfig = Record<string, { value: string; secret: boolean }>;
 
 /**
  * `pulumi config --show-secrets --json` of the stack, as the Automation API's getAllConfig runs it
@@ -142,24 +125,11 @@ export function unreadableConfig(name: string, projectRoot: string, error: unkno
     });
 }
 
-/**
- * A LocalWorkspace of the project; with the `pulumi version` main.ts started (prefetch.ts) when it
- * answered, else the Automation API runs it again.
- */
-export async function openWorkspace(projectRoot: string, envVars?: Record<string, string>): Promise<LocalWorkspace> {
-    const version = await takeVersion()?.catch(() => undefined);
-    const pulumiCommand = version?.code === 0 ? pulumiCommandOf(version.stdout) : undefined;
-    return LocalWorkspace.create({ workDir: projectRoot, ...(envVars ? { envVars } : {}), ...(pulumiCommand ? { pulumiCommand } : {}) });
-}
-
 /** --stack, or else the stack selected with `pulumi stack select` (as plain pulumi does). */
 export async function resolveStackName(option: string | undefined, projectRoot: string): Promise<string> {
     if (option) return option;
-    const selected = await takeSelectedStack();
+    const selected = (await takeSelectedStack()) ?? parseSelectedStack(await runProcess(["pulumi", "stack", "ls", "--json", "--non-interactive"], { cwd: projectRoot }).catch(() => undefined));
     if (selected) return selected;
-    const workspace = await openWorkspace(projectRoot);
-    const current = await workspace.stack();
-    if (current) return current.name;
     const known = await listStacks(projectRoot).catch(() => []);
     throw new FleetError({
         phase: "select",
@@ -168,15 +138,17 @@ export async function resolveStackName(option: string | undefined, projectRoot: 
     });
 }
 
-export async function listStacks(projectRoot: string): Promise<string[]> {
-    const workspace = await LocalWorkspace.create({ workDir: projectRoot });
-    return (await workspace.listStacks()).map((summary) => summary.name);
+export async function listStacks(projectRoot: string, runner: ProcessRunner = runProcess): Promise<string[]> {
+    const result = await runner(["pulumi", "stack", "ls", "--json", "--non-interactive"], { cwd: projectRoot });
+    if (result.code !== 0) throw new Error(`pulumi stack ls exited with ${result.code}: ${result.stderr}`);
+    const stacks = JSON.parse(result.stdout) as { name?: unknown }[] | null;
+    return (stacks ?? []).map((stack) => stack?.name).filter((name): name is string => typeof name === "string");
 }
 
 /** The recorded outputs of every Host resource in the stack's current state, by host name. */
-export async function recordedHosts(stack: Stack): Promise<Map<string, HostOutputs>> {
+export async function recordedHosts(stack: Pick<CliStack, "exportStack">): Promise<Map<string, HostOutputs>> {
     const deployment = await stack.exportStack();
-    const resources = ((deployment.deployment as { resources?: { type: string; outputs?: Record<string, unknown> }[] }).resources ?? []);
+    const resources = (((deployment.deployment ?? {}) as { resources?: { type: string; outputs?: Record<string, unknown> }[] }).resources ?? []);
     const hosts = new Map<string, HostOutputs>();
     for (const resource of resources) {
         if (resource.type === HOST_TYPE && resource.outputs && typeof resource.outputs.name === "string") {
@@ -185,9 +157,6 @@ export async function recordedHosts(stack: Stack): Promise<Map<string, HostOutpu
     }
     return hosts;
 }
-
-/** The part of a Stack that reads its update history (Automation API), so tests can fake it. */
-export type HistorySource = Pick<Stack, "history">;
 
 /**
  * The stack's WHOLE update history, numbered (derived on the file:// backend, see

@@ -1,4 +1,4 @@
-// Reading a file of the local caches (packageCache.ts, evalCache.ts, cli/pulumiVersion.ts) only if
+// Reading a file of the local caches (packageCache.ts, evalCache.ts) only if
 // no other user could have written it: a cache directory that is shared, or another user's
 // (NIXOS_FLEET_CACHE_DIR), must not be able to plant an evaluation or a plan. Writing one whole or
 // not at all.

@@ -14,8 +14,9 @@ import { maskSecrets, secretValue, unwrapSecrets, wrapSecrets } from "./secretMa
 import { hookSchema } from "../config/hooks";
 import { CONNECTION_KEYS, hostInputsSchema, sshTargetOf, type HostInputs } from "./hostInputs";
 import { checkFailures, unknownKeys } from "./unknowns";
+import { HOOK_TYPE } from "../resources/types";
 
-export const HOOK_TYPE = "nixos:index:Hook";
+export { HOOK_TYPE } from "../resources/types";
 
 /** The host's connection inputs (config/hostFields.ts says which fields they are). */
 const connectionShape = hostInputsSchema.pick(Object.fromEntries(CONNECTION_KEYS.map((key) => [key, true])) as { [K in (typeof CONNECTION_KEYS)[number]]: true }).shape;

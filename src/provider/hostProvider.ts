@@ -42,8 +42,9 @@ import {
     type HostOutputs,
 } from "./hostInputs";
 import { Limiter } from "../process/pool";
+import { HOST_TYPE } from "../resources/types";
 
-export const HOST_TYPE = "nixos:index:Host";
+export { HOST_TYPE } from "../resources/types";
 
 /** The resource type in a URN (urn:pulumi:stack::project::[parent$]…type::name). */
 export function resourceTypeOf(urn: string): string {

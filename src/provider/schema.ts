@@ -7,7 +7,7 @@ import { hostInputsSchema, hostOutputFieldsSchema } from "./hostInputs";
 import { PROVIDER_INFO_TOKEN } from "./providerInfo";
 
 export const PACKAGE_NAME = "nixos";
-const HOST_TYPE = "nixos:index:Host";
+import { HOST_TYPE } from "../resources/types";
 
 /** A property in Pulumi's schema language (the part of it this package needs). */
 export interface PropertySpec {

@@ -4,8 +4,9 @@ import * as pulumi from "./pulumiSdk";
 import type { z } from "zod";
 import type { hookInputsSchema } from "../provider/hookProvider";
 import type { DeepInput } from "./host";
+import { HOOK_TYPE } from "./types";
 
-export const HOOK_TYPE = "nixos:index:Hook";
+export { HOOK_TYPE } from "./types";
 
 /** The arguments of a Hook: the host's connection settings, the command and its trigger (what may be left out, as the provider's check reads them). */
 export type HookArgs = { [K in keyof z.input<typeof hookInputsSchema>]: DeepInput<z.input<typeof hookInputsSchema>[K]> };

@@ -10,8 +10,9 @@ import { HOST_DEFAULTS } from "../config/hostSchema";
 import type { SecretFile } from "../config/secretFiles";
 import type { DeploymentRecord, HostInputs, LastDeploy, NotEvaluatedInputs, RollbackMark, Unreachable, hostInputsSchema } from "../provider/hostInputs";
 import { startProvider } from "./providerStart";
+import { HOST_TYPE } from "./types";
 
-export const HOST_TYPE = "nixos:index:Host";
+export { HOST_TYPE } from "./types";
 
 /** A value any part of which may be an Input (an Output of another resource, a promise): Pulumi resolves them all. */
 export type DeepInput<T> = pulumi.Input<Inputs<T>>;

@@ -4,10 +4,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { spawnSync } from "node:child_process";
 import { join, resolve } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { PulumiCommand } from "@pulumi/pulumi/automation";
-import * as semver from "semver";
-import { configArgv, resetPrefetch, stackArgument, startPrefetch, takeConfig, takeSelectedStack, takeVersion } from "../../../src/cli/prefetch";
-import { pulumiCommandOf } from "../../../src/cli/pulumiCommand";
+import { configArgv, parseSelectedStack, resetPrefetch, stackArgument, startPrefetch, takeConfig, takeSelectedStack } from "../../../src/cli/prefetch";
 import type { ProcessRunner, RunOptions } from "../../../src/process/runner";
 import { tempDir } from "../helpers/fixtures";
 
@@ -44,11 +41,11 @@ describe("stackArgument", () => {
 });
 
 describe("startPrefetch", () => {
-    it("with --stack: pulumi version and that stack's config (the dev passphrase file for dev), each taken once, and only for that stack and project", async () => {
+    it("with --stack: that stack's config (the dev passphrase file for dev), taken once, and only for that stack and project", async () => {
         const root = tempDir("nf-prefetch-");
         const runner = recordingRunner({ "pulumi config --show-secrets": { code: 0, stdout: "{}" } });
         startPrefetch(["--stack", "dev"], root, {}, runner.run);
-        expect(runner.calls.map((call) => call.argv.join(" ")).sort()).toEqual(["pulumi config --show-secrets --json --stack dev --non-interactive", "pulumi version"]);
+        expect(runner.calls.map((call) => call.argv.join(" ")).sort()).toEqual(["pulumi config --show-secrets --json --stack dev --non-interactive"]);
         const config = runner.calls.find((call) => call.argv[1] === "config")!;
         expect(config.argv).toEqual(configArgv("dev"));
         expect(config.options?.cwd).toBe(root);
@@ -57,12 +54,10 @@ describe("startPrefetch", () => {
         expect(takeConfig("dev", "/elsewhere")).toBeUndefined();
         expect((await takeConfig("dev", root))?.stdout).toBe("{}");
         expect(takeConfig("dev", root)).toBeUndefined();
-        expect(takeVersion()).toBeDefined();
-        expect(takeVersion()).toBeUndefined();
         expect(await takeSelectedStack()).toBeUndefined();
     });
 
-    it("without --stack: the selected stack as the Automation API's workspace.stack() names it (stack ls's current entry); a failed or odd answer is no answer", async () => {
+    it("without --stack: the selected stack, named as --stack takes it (stack ls's current entry); a failed or odd answer is no answer", async () => {
         const root = tempDir("nf-prefetch-");
         // Pulumi Cloud names a stack of another organization than the default one "org/stack";
         // `pulumi stack --show-name` prints only "stack", which --stack reads as the default
@@ -70,7 +65,7 @@ describe("startPrefetch", () => {
         const listing = JSON.stringify([{ name: "dev", current: false }, { name: "acme/prod", current: true }]);
         const runner = recordingRunner({ "pulumi stack ls": { code: 0, stdout: listing } });
         startPrefetch(["--hosts", "psi"], root, {}, runner.run);
-        expect(runner.calls.map((call) => call.argv.join(" ")).sort()).toEqual(["pulumi stack ls --json --non-interactive", "pulumi version"]);
+        expect(runner.calls.map((call) => call.argv.join(" ")).sort()).toEqual(["pulumi stack ls --json --non-interactive"]);
         expect(await takeSelectedStack()).toBe("acme/prod");
         expect(await takeSelectedStack()).toBeUndefined();
         for (const answer of [
@@ -82,6 +77,7 @@ describe("startPrefetch", () => {
             resetPrefetch();
             startPrefetch([], root, {}, recordingRunner({ "pulumi stack ls": answer }).run);
             expect(await takeSelectedStack()).toBeUndefined();
+            expect(parseSelectedStack({ argv: [], signal: null, stderr: "", timedOut: false, durationMs: 1, ...answer })).toBeUndefined();
         }
     });
 
@@ -92,30 +88,8 @@ describe("startPrefetch", () => {
         const root = tempDir("nf-prefetch-");
         writeFileSync(`${root}/Pulumi.prod.yaml`, "encryptionsalt: v1:abc\n");
         startPrefetch(["--stack", "prod"], root, {}, runner.run);
-        expect(runner.calls.map((call) => call.argv[1])).toEqual(["version"]);
+        expect(runner.calls).toEqual([]);
         expect(takeConfig("prod", root)).toBeUndefined();
-    });
-});
-
-describe("pulumiCommandOf", () => {
-    it("is what PulumiCommand.get makes of `pulumi version`'s output, with the SDK's own semver", () => {
-        const command = pulumiCommandOf("v3.248.0\n")!;
-        expect(command).toBeInstanceOf(PulumiCommand);
-        expect(command.command).toBe("pulumi");
-        expect(command.version?.format()).toBe("3.248.0");
-        expect(typeof (command as unknown as { run: unknown }).run).toBe("function");
-        // The workspace compares versions with the SDK's semver: it must accept this one.
-        expect(command.version!.compare("3.95.0")).toBe(1);
-        expect(semver.gte(command.version!.format(), "3.0.0")).toBe(true);
-    });
-
-    it("refuses what PulumiCommand.get would refuse (then it runs and says why)", () => {
-        expect(pulumiCommandOf("")).toBeUndefined();
-        expect(pulumiCommandOf("warning: something\nv3.1.0")).toBeUndefined();
-        expect(pulumiCommandOf("v4.0.0")).toBeUndefined();
-        // Older than the SDK's minimum CLI version (3.2.0-alpha).
-        expect(pulumiCommandOf("v3.1.0")).toBeUndefined();
-        expect(pulumiCommandOf("v3.2.0")).toBeDefined();
     });
 });
 

@@ -1,25 +1,16 @@
 // Honest rows: every selected host ends as deployed, unchanged, failed (with phase and error),
 // not attempted (with why) or held back, in the table, in --json and in the exit code. The engine
-// events are fakes shaped like Automation API's.
-import { ConcurrentUpdateError, CommandError, type EngineEvent } from "@pulumi/pulumi/automation";
+// events are fakes shaped like the engine's (its --event-log).
+import type { EngineEvent } from "@pulumi/pulumi/automation";
+import { EngineRunError } from "../../../src/cli/engineRun";
 import { describe, expect, it } from "vitest";
 import { ProgressTracker, phaseOf, renderSummary } from "../../../src/cli/progress";
 import { buildReport, cancelledReport, confirmationNotices, exitCode, lockedMessage, untilEngineEnds } from "../../../src/cli/runDeployment";
 import { hostsToRestore } from "../../../src/cli/rollback";
 import { storePath } from "../helpers/fixtures";
 
-/** What Automation API wraps the pulumi CLI's result in (its CommandResult). */
-class CommandResult {
-    constructor(
-        readonly stdout: string,
-        readonly stderr: string,
-        readonly code: number,
-        readonly err?: Error,
-    ) {}
-    toString(): string {
-        return `code: ${this.code}\n stdout: ${this.stdout}\n stderr: ${this.stderr}\n err?: ${this.err ?? ""}\n`;
-    }
-}
+/** A pulumi run that exited with `code`, as runEngine rejects it. */
+const failedRun = (stdout: string, stderr: string, code: number) => new EngineRunError("up", { stdout, stderr, code });
 
 const STACK = "prod";
 const urn = (host: string) => `urn:pulumi:${STACK}::nixos-fleet::nixos:index:Host::${host}`;
@@ -58,7 +49,7 @@ function run(events: EngineEvent[], hosts: string[], error?: unknown, planning =
 }
 
 const engineFailed = () =>
-    new CommandError(new CommandResult("Updating (prod)\n…", "error: update failed\n", 255, undefined) as never);
+    failedRun("Updating (prod)\n…", "error: update failed\n", 255);
 
 describe("honest rows", () => {
     it("deployed: the engine updated the host and the provider activated it", () => {
@@ -141,7 +132,7 @@ describe("honest rows", () => {
         const stderr =
             "error: the stack is currently locked by 1 lock(s). Either wait for the other process(es) to end or delete the lock file with `pulumi cancel`.\n" +
             "  file:///srv/state/.pulumi/locks/organization/nixos-fleet/prod/0d5e.json: created by alice@laptop (pid 4242) at 2026-03-01T10:00:00Z\n";
-        const locked = new ConcurrentUpdateError(new CommandResult("", stderr, 255, undefined) as never);
+        const locked = failedRun("", stderr, 255);
         const { report, table, code, json } = run([], ["psi", "rho"], locked);
         expect(report.hosts.map((h) => [h.result, h.reason])).toEqual([
             ["not attempted", "the stack is locked by another update"],
@@ -154,8 +145,8 @@ describe("honest rows", () => {
         expect(code).toBe(1);
     });
 
-    it("the lock is recognised from the message too (a plain CommandError), and on Pulumi Cloud", () => {
-        const cloud = new CommandError(new CommandResult("", "error: [409] Conflict: Another update is currently in progress.\n", 255, undefined) as never);
+    it("the lock is recognised from pulumi's message, also on Pulumi Cloud", () => {
+        const cloud = failedRun("", "error: [409] Conflict: Another update is currently in progress.\n", 255);
         expect(run([], ["psi"], cloud).report.hosts[0]!.reason).toBe("the stack is locked by another update");
     });
 
@@ -232,7 +223,7 @@ describe("honest rows", () => {
     });
 
     it("an engine error without host errors is reported by its own error lines, not the command dump", () => {
-        const error = new CommandError(new CommandResult("lots of stdout", "warning: x\nerror: could not load plugin nixos\nerror: update failed\n", 255, undefined) as never);
+        const error = failedRun("lots of stdout", "warning: x\nerror: could not load plugin nixos\nerror: update failed\n", 255);
         const { report } = run([], ["psi"], error);
         expect(report.errors).toEqual(["could not load plugin nixos"]);
         expect(report.hosts[0]!.reason).toBe("the update ended before this host was reached");
@@ -370,7 +361,7 @@ describe("Ctrl-C during a run", () => {
         const proc = new EventEmitter();
         const lines: string[] = [];
         const tracker = new ProgressTracker((line) => lines.push(line));
-        const engineFailure = new CommandError(new CommandResult("", "error: update canceled\n", 255) as never);
+        const engineFailure = failedRun("", "error: update canceled\n", 255);
         const { error, interrupted } = await untilEngineEnds(
             async () => {
                 tracker.onEvent(pre("psi", "update", recorded(2, v(2)), { storePath: v(3) }));
@@ -432,7 +423,7 @@ describe("Ctrl-C during a run", () => {
 
     it("a lock held by another update stays 'locked' even when interrupted", async () => {
         const tracker = new ProgressTracker(() => undefined);
-        const locked = new CommandError(new CommandResult("", "error: the stack is currently locked by 1 lock(s)\n", 255) as never);
+        const locked = failedRun("", "error: the stack is currently locked by 1 lock(s)\n", 255);
         const report = buildReport({ stackName: STACK, hosts: ["psi"] }, tracker, false, locked, true);
         expect(report.hosts[0]!.reason).toBe("the stack is locked by another update");
     });

@@ -2,7 +2,9 @@ import { describe, expect, it } from "vitest";
 import { parseStackConfig } from "../../../src/config";
 import { batchSizeOf, parseBatchSizeOption } from "../../../src/config/rollout";
 import { engineParallel, heldBackByRollout, runBatches } from "../../../src/cli/runDeployment";
-import type { EngineEvent, Stack, UpOptions } from "@pulumi/pulumi/automation";
+import type { EngineEvent } from "@pulumi/pulumi/automation";
+import type { EngineRunOptions as UpOptions } from "../../../src/cli/engineRun";
+import type { DeploymentOptions } from "../../../src/cli/runDeployment";
 import { deploymentTargets, hostUrn } from "../../../src/cli/stack";
 import { heldBackAfter, heldBackBy, planRollout, rolloutNotice } from "../../../src/program/rollout";
 import { rolloutConsequence } from "../../../src/provider/hostProvider";
@@ -213,6 +215,10 @@ describe("maxFailures: deploy runs the batches itself", () => {
         let sequence = 0;
         const event = (e: Record<string, unknown>) => ({ sequence: sequence++, timestamp: 0, ...e }) as unknown as EngineEvent;
         const stack = {
+            envVars: {},
+            preview: async () => {
+                throw new Error("a rollout's batches run no preview");
+            },
             up: async (options: UpOptions) => {
                 calls.push(options);
                 for (const urn of options.target ?? []) {
@@ -225,13 +231,13 @@ describe("maxFailures: deploy runs the batches itself", () => {
                     }
                 }
                 if (options.target?.some((urn) => failing.some((host) => urn.endsWith(`::${host}`)))) throw new Error("update failed");
-                return {};
+                return { code: 0, stdout: "", stderr: "" };
             },
         };
-        return { stack: stack as unknown as Stack, calls };
+        return { stack: stack as DeploymentOptions["stack"], calls };
     }
 
-    const options = (stack: Stack, hosts = fleet.map((h) => h.name)) => ({
+    const options = (stack: DeploymentOptions["stack"], hosts = fleet.map((h) => h.name)) => ({
         stack,
         stackName: "prod",
         hosts,
@@ -273,12 +279,13 @@ describe("maxFailures: deploy runs the batches itself", () => {
 
         // an update that ends before reaching a host (no events for it): nothing later starts
         const silent = {
+            envVars: {},
             up: async (o: UpOptions) => {
                 calls.length = 0;
                 if (o.target!.some((urn) => urn.endsWith("::beta"))) throw new Error("update failed");
-                return {};
+                return { code: 0, stdout: "", stderr: "" };
             },
-        } as unknown as Stack;
+        } as unknown as DeploymentOptions["stack"];
         const stopped = await runBatches(options(silent), () => undefined);
         expect(stopped.hosts.map((h) => [h.host, h.result])).toEqual([
             ["alpha", "not attempted"],
@@ -304,7 +311,7 @@ describe("maxFailures: deploy runs the batches itself", () => {
                 if (calls.length === 2) proc.emit("SIGTERM"); // while batch 2 runs
                 return result;
             },
-        } as unknown as Stack;
+        } as unknown as DeploymentOptions["stack"];
         const lines: string[] = [];
         const report = await runBatches(options(terminating), (line) => lines.push(line), proc as never);
         expect(calls.map((call) => call.target!.map((urn) => urn.slice(urn.lastIndexOf("::") + 2)))).toEqual([["alpha"], ["beta", "gamma"]]);

@@ -1,0 +1,190 @@
+// The engine runs of the operator commands (`pulumi up`, `pulumi preview`), started as the
+// Automation API starts them (the same arguments and environment) but without loading it: the
+// Automation API, the SDK's runtime settings and gRPC cost a command ~0.2 s of CPU before the
+// engine could start, on a machine where that CPU is shared with pulumi's own start. The engine's
+// events come through `--event-log` into a file of a private directory, read as it grows (the
+// Automation API's own way before it took a gRPC stream), and a last time once pulumi has exited.
+import { spawn } from "node:child_process";
+import { closeSync, mkdtempSync, openSync, readSync, rmSync, watch, writeFileSync, type FSWatcher } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { EngineEvent } from "@pulumi/pulumi/automation";
+
+export type { EngineEvent };
+
+export interface EngineRunOptions {
+    /** URNs the run is limited to (--target). */
+    target?: readonly string[];
+    /** Resource operations at once (--parallel). */
+    parallel?: number;
+    /** The update's message in the stack's history (--message). */
+    message?: string;
+    /** Each engine event as it comes. */
+    onEvent?: (event: EngineEvent) => void;
+    /** Aborted: the engine gets one SIGINT, its graceful cancel. */
+    signal?: AbortSignal;
+}
+
+export interface EngineRunResult {
+    code: number | null;
+    stdout: string;
+    stderr: string;
+}
+
+/** The engine run ended with an error (or could not start): pulumi's own output says why (runDeployment's classifyFailure). */
+export class EngineRunError extends Error {
+    constructor(
+        readonly command: string,
+        readonly result: EngineRunResult,
+    ) {
+        const said = result.stderr.split("\n").filter((line) => /^error: /.test(line.trim()));
+        super(`pulumi ${command} ${result.code === null ? "could not run" : `exited with ${result.code}`}${said.length ? `: ${said[said.length - 1]!.trim().slice(7)}` : ""}`);
+        this.name = "EngineRunError";
+    }
+}
+
+/** Where and how a stack's engine runs: the project root, the stack, and the variables its runs add (the dev passphrase). */
+export interface EngineStackRef {
+    name: string;
+    projectRoot: string;
+    envVars: Record<string, string>;
+}
+
+/** `pulumi up|preview …` as the Automation API's Stack.up/preview builds it for these options. */
+export function engineArgv(command: "up" | "preview", stack: string, options: EngineRunOptions, eventLog: string): string[] {
+    const argv = ["pulumi", command];
+    if (command === "up") argv.push("--yes", "--skip-preview");
+    if (options.message !== undefined) argv.push("--message", options.message);
+    for (const urn of options.target ?? []) argv.push("--target", urn);
+    if (options.parallel !== undefined) argv.push("--parallel", String(options.parallel));
+    argv.push("--exec-kind", "auto.local", "--event-log", eventLog, "--stack", stack, "--non-interactive");
+    return argv;
+}
+
+/** What a pulumi run of the operator commands adds to this process's environment (as the Automation API's runs). */
+export function engineEnv(envVars: Record<string, string>, base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+    return { ...base, PULUMI_DEBUG_COMMANDS: "true", ...envVars, PULUMI_AUTOMATION_API: "true" };
+}
+
+/**
+ * Reads the engine's event log as pulumi appends to it: one JSON event per line. Read on each
+ * change the file system reports, every 100 ms in case one is missed, and to its end by close().
+ */
+export class EventLogReader {
+    private readonly fd: number;
+    private position = 0;
+    private partial: Buffer = Buffer.alloc(0);
+    private readonly watcher?: FSWatcher;
+    private readonly timer: NodeJS.Timeout;
+    private readonly buffer = Buffer.alloc(64 * 1024);
+    private closed = false;
+
+    constructor(
+        file: string,
+        private readonly onEvent: (event: EngineEvent) => void,
+        private readonly warn: (message: string) => void,
+    ) {
+        this.fd = openSync(file, "r");
+        try {
+            this.watcher = watch(file, () => this.drain());
+            this.watcher.on("error", () => undefined);
+        } catch {
+            this.watcher = undefined;
+        }
+        this.timer = setInterval(() => this.drain(), 100);
+        this.timer.unref();
+    }
+
+    /** Reads what was appended since the last read and passes on every whole line. */
+    drain(): void {
+        if (this.closed) return;
+        for (;;) {
+            const read = readSync(this.fd, this.buffer, 0, this.buffer.length, this.position);
+            if (read <= 0) break;
+            this.position += read;
+            // Bytes, not text, until a line is whole: a read may end inside a UTF-8 sequence.
+            this.partial = Buffer.concat([this.partial, this.buffer.subarray(0, read)]);
+            const end = this.partial.lastIndexOf(0x0a);
+            if (end < 0) continue;
+            const lines = this.partial.subarray(0, end).toString("utf8").split("\n");
+            this.partial = Buffer.from(this.partial.subarray(end + 1));
+            for (const line of lines) this.pass(line);
+        }
+    }
+
+    private pass(line: string): void {
+        if (!line.trim()) return;
+        let event: EngineEvent;
+        try {
+            event = JSON.parse(line) as EngineEvent;
+        } catch {
+            this.warn(`an engine event could not be read (${line.length} characters, not shown)`);
+            return;
+        }
+        try {
+            this.onEvent(event);
+        } catch (error) {
+            this.warn(`an engine event could not be handled: ${error instanceof Error ? error.message : String(error)}`);
+        }
+    }
+
+    /** Reads to the end (pulumi has exited), then stops. */
+    close(): void {
+        if (this.closed) return;
+        this.drain();
+        if (this.partial.length) this.pass(this.partial.toString("utf8"));
+        this.partial = Buffer.alloc(0);
+        this.closed = true;
+        clearInterval(this.timer);
+        this.watcher?.close();
+        closeSync(this.fd);
+    }
+}
+
+/**
+ * Runs `pulumi up` or `pulumi preview` of the stack. Resolves when pulumi exited 0; rejects with
+ * EngineRunError otherwise. stdin is not a terminal (never read); Ctrl-C reaches pulumi from the
+ * terminal itself (same process group), `signal` sends it one SIGINT.
+ */
+export async function runEngine(
+    command: "up" | "preview",
+    stack: EngineStackRef,
+    options: EngineRunOptions,
+    warn: (message: string) => void = (message) => process.stderr.write(`warning: ${message}\n`),
+): Promise<EngineRunResult> {
+    const dir = mkdtempSync(join(tmpdir(), "nixos-fleet-events-"));
+    const eventLog = join(dir, "events.jsonl");
+    writeFileSync(eventLog, "", { mode: 0o600 });
+    const reader = new EventLogReader(eventLog, options.onEvent ?? (() => undefined), warn);
+    const [file, ...args] = engineArgv(command, stack.name, options, eventLog);
+    try {
+        const result = await new Promise<EngineRunResult>((resolve) => {
+            let stdout = "";
+            let stderr = "";
+            let settled = false;
+            const child = spawn(file!, args, { cwd: stack.projectRoot, env: engineEnv(stack.envVars), stdio: ["ignore", "pipe", "pipe"] });
+            child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
+            child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
+            const abort = () => child.kill("SIGINT");
+            if (options.signal?.aborted) abort();
+            options.signal?.addEventListener("abort", abort, { once: true });
+            const finish = (code: number | null) => {
+                if (settled) return;
+                settled = true;
+                options.signal?.removeEventListener("abort", abort);
+                resolve({ code, stdout, stderr });
+            };
+            child.on("error", (error) => {
+                stderr += `${error.message}\n`;
+                finish(null);
+            });
+            child.on("close", (code) => finish(code));
+        });
+        reader.close();
+        if (result.code !== 0) throw new EngineRunError(command, result);
+        return result;
+    } finally {
+        reader.close();
+        rmSync(dir, { recursive: true, force: true });
+    }
+}
