@@ -2,9 +2,14 @@
 // state and update history read through the pulumi CLI with the arguments and environment the
 // Automation API gives them, without loading it (see engineRun.ts for why).
 import type { UpdateSummary } from "@pulumi/pulumi/automation";
-import { tail } from "../errors";
+import { FleetError, tail } from "../errors";
 import { runProcess, type ProcessRunner, type RunResult } from "../process/runner";
 import { runEngine, type EngineRunOptions, type EngineRunResult, type EngineStackRef } from "./engineRun";
+
+/** What a command says of a stack the backend does not have (the engine's or a read's "no stack named …"). */
+export function missingStackMessage(stack: string): string {
+    return `stack "${stack}" does not exist in this project's backend, so nothing was changed\n  hint: create it with: npm run pulumi -- stack init ${stack}`;
+}
 
 /** The part of a stack the commands read its history through (tests fake it). */
 export interface HistorySource {
@@ -54,6 +59,9 @@ export class CliStack implements EngineStackRef, HistorySource {
             cwd: this.projectRoot,
             env: { PULUMI_DEBUG_COMMANDS: "true", ...this.envVars, PULUMI_AUTOMATION_API: "true" },
         });
+        if (result.code !== 0 && /no stack named '[^'\n]*' found/.test(result.stderr)) {
+            throw new FleetError({ phase: "select", message: missingStackMessage(this.name).split("\n")[0]!, hint: `create it with: npm run pulumi -- stack init ${this.name}` });
+        }
         // Never its stdout: an export holds the stack's secrets in plaintext.
         if (result.code !== 0) throw new Error(`pulumi ${args.slice(0, 2).join(" ")} --stack ${this.name} exited with ${result.code ?? result.signal}: ${tail(result.stderr, 5)}`);
         return result;

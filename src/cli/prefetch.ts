@@ -4,13 +4,14 @@
 // it would ask (same stack, same environment), and asks itself otherwise.
 import { runProcess, type ProcessRunner, type RunResult } from "../process/runner";
 import { passphraseEnvFor, type Environment } from "../program/passphrase";
+import { plainStackConfig } from "../config/plainStackConfig";
 
 /** `pulumi config --show-secrets --json` of one stack, as stack.ts's readAllConfig runs it. */
 export function configArgv(stack: string): string[] {
     return ["pulumi", "config", "--show-secrets", "--json", "--stack", stack, "--non-interactive"];
 }
 
-/** The variables the config read adds to this process's: the workspace's envVars (the dev passphrase for dev) and the Automation API's marker. */
+/** The variables the config read adds to this process's: the stack's (the dev passphrase for dev) and PULUMI_AUTOMATION_API, as every run of the commands. */
 export function configEnv(envVars: Record<string, string>): Record<string, string | undefined> {
     return { ...envVars, PULUMI_AUTOMATION_API: "true" };
 }
@@ -71,7 +72,8 @@ export function startPrefetch(args: readonly string[], projectRoot: string, env:
         return result;
     };
     let config: ConfigRead | undefined;
-    if (stack !== undefined) {
+    // A stack file that says all pulumi would needs no config run (stack.ts reads it itself).
+    if (stack !== undefined && plainStackConfig(projectRoot, stack) === undefined) {
         let extra: Record<string, string | undefined> | undefined;
         try {
             extra = configEnv(passphraseEnvFor(stack, projectRoot, env));

@@ -2,7 +2,7 @@
 // --yes, run `pulumi up` targeted at exactly those hosts, and report a line per host per phase
 // and a summary. Only the named hosts are touched; others stay as they are.
 import { createInterface } from "node:readline/promises";
-import type { CliStack } from "./cliStack";
+import { missingStackMessage, type CliStack } from "./cliStack";
 import { EngineRunError } from "./engineRun";
 import { FleetError } from "../errors";
 import { describeRollback } from "../provider/hostMarks";
@@ -87,11 +87,13 @@ export function lockedMessage(stack: string, stderr: string): string {
     );
 }
 
-/** Why `up`/`preview` threw, without the Automation API's dump of the whole command. */
+/** Why `up`/`preview` failed, from pulumi's own error lines (never its whole output). */
 export function classifyFailure(stack: string, error: unknown, programErrors: readonly string[]): RunFailure {
     const stderr = stderrOf(error);
     if (LOCKED.test(stderr)) return { kind: "locked", message: lockedMessage(stack, stderr) };
     if (programErrors.length) return { kind: "program", message: programErrors.join("\n") };
+    // The stack's file was read without pulumi (plainStackConfig): the engine is the first to look for the stack.
+    if (/no stack named '[^'\n]*' found/.test(stderr)) return { kind: "engine", message: missingStackMessage(stack) };
     // The engine's own `error:` lines, else the end of its output.
     const lines = stderr.split("\n").map((line) => line.trimEnd());
     const said = lines.filter((line) => /^error: /.test(line) && !/^error: (update|preview) failed$/.test(line)).map((line) => line.slice(7));
@@ -107,7 +109,7 @@ const STOP_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
  * Runs the engine with Ctrl-C left to it: the terminal sends SIGINT to the whole process group, so
  * the pulumi CLI gets it too and cancels gracefully (hosts under way finish, the others are not
  * started). SIGTERM and SIGHUP reach this process alone (a `kill`, a CI timeout, a closed
- * terminal): they are passed on to the engine as one SIGINT (the Automation API's abort signal),
+ * terminal): they are passed on to the engine as one SIGINT (runEngine's abort signal),
  * the same graceful cancel, instead of killing this process and, with it, the engine's output pipe
  * (which left the stack locked with the update half-recorded). Either way this process does not
  * die: it waits for the engine and reports every host, the ones never reached as not attempted

@@ -11,6 +11,7 @@ import { HOOK_TYPE, HOST_TYPE } from "../resources/types";
 import { numberedUpdates, readAllUpdates } from "../deploy/generations";
 import { passphraseEnvFor, type Environment } from "../program/passphrase";
 import { runProcess, type ProcessRunner } from "../process/runner";
+import { plainStackConfig } from "../config/plainStackConfig";
 import { CliStack, type HistorySource } from "./cliStack";
 import { configArgv, configEnv, parseSelectedStack, takeConfig, takeSelectedStack } from "./prefetch";
 
@@ -57,14 +58,19 @@ export async function openFleetStack(name: string, projectRoot: string, env: Env
     // would also change the project's selected stack under the operator (a later plain
     // `pulumi up` would go to the stack last deployed with --stack). Reading its config says
     // whether it exists.
-    const config = await readAllConfig(name, projectRoot, envVars);
     const stack = new CliStack(name, projectRoot, envVars);
-    if (!config.ok) {
-        if (/no stack named/.test(config.error.message)) throw await missingStack(name, projectRoot, config.error);
-        throw unreadableConfig(name, projectRoot, config.error);
+    // The stack file, when it alone says what pulumi would (no secret to decrypt): no pulumi run
+    // to wait for. Whether the stack exists is then said by the engine's run (classifyFailure).
+    let values = plainStackConfig(projectRoot, name);
+    if (values === undefined) {
+        const config = await readAllConfig(name, projectRoot, envVars);
+        if (!config.ok) {
+            if (/no stack named/.test(config.error.message)) throw await missingStack(name, projectRoot, config.error);
+            throw unreadableConfig(name, projectRoot, config.error);
+        }
+        values = Object.fromEntries(Object.entries(config.values).map(([key, value]) => [key, value.value]));
     }
-    const all = config.values;
-    const source = configSourceOf(Object.fromEntries(Object.entries(all).map(([key, value]) => [key, value.value])));
+    const source = configSourceOf(values);
     const file = `Pulumi.${name}.yaml`;
     const settings = readStackConfig(source, { baseDir: projectRoot, file });
     const hosts = await loadStackHosts(settings, { file });
@@ -75,9 +81,8 @@ export async function openFleetStack(name: string, projectRoot: string, env: Env
 type AllConfig = Record<string, { value: string; secret: boolean }>;
 
 /**
- * `pulumi config --show-secrets --json` of the stack, as the Automation API's getAllConfig runs it
- * (same arguments; this process's environment plus the workspace's `envVars`), or the
- * error pulumi gave. main.ts may have started it already (prefetch.ts).
+ * `pulumi config --show-secrets --json` of the stack (this process's environment plus the stack's
+ * `envVars`), or the error pulumi gave. main.ts may have started it already (prefetch.ts).
  */
 export async function readAllConfig(
     name: string,

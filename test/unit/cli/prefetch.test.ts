@@ -81,6 +81,21 @@ describe("startPrefetch", () => {
         }
     });
 
+    it("no config read for a stack whose file alone says what pulumi would (plainStackConfig): the command reads the file", () => {
+        const root = tempDir("nf-prefetch-");
+        writeFileSync(join(root, "Pulumi.yaml"), "name: nixos-fleet\n");
+        writeFileSync(join(root, "Pulumi.dev.yaml"), "config:\n  nixos-fleet:hosts: [psi]\n");
+        const runner = recordingRunner();
+        startPrefetch(["--stack", "dev"], root, {}, runner.run);
+        expect(runner.calls).toEqual([]);
+        expect(takeConfig("dev", root)).toBeUndefined();
+        // A secret in it: pulumi decrypts it.
+        writeFileSync(join(root, "Pulumi.dev.yaml"), "config:\n  nixos-fleet:hosts: [psi]\n  nixos-fleet:secrets: { psi: { k: { content: { secure: v1:x } } } }\n");
+        resetPrefetch();
+        startPrefetch(["--stack", "dev"], root, {}, runner.run);
+        expect(runner.calls.map((call) => call.argv)).toEqual([configArgv("dev")]);
+    });
+
     it("starts nothing for --help, and no config read for a stack whose passphrase is missing (the command says so itself)", () => {
         const runner = recordingRunner();
         expect(startPrefetch(["--help"], "/nonexistent", {}, runner.run)).toBeUndefined();

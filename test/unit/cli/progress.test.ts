@@ -145,6 +145,13 @@ describe("honest rows", () => {
         expect(code).toBe(1);
     });
 
+    it("a stack the backend does not have (its file read without pulumi): one clear sentence with the hint, every host not attempted", () => {
+        const { report, code } = run([], ["psi"], failedRun("", "error: no stack named 'prod' found\n", 255));
+        expect(report.errors).toEqual([`stack "prod" does not exist in this project's backend, so nothing was changed\n  hint: create it with: npm run pulumi -- stack init prod`]);
+        expect(report.hosts.map((h) => h.result)).toEqual(["not attempted"]);
+        expect(code).toBe(1);
+    });
+
     it("the lock is recognised from pulumi's message, also on Pulumi Cloud", () => {
         const cloud = failedRun("", "error: [409] Conflict: Another update is currently in progress.\n", 255);
         expect(run([], ["psi"], cloud).report.hosts[0]!.reason).toBe("the stack is locked by another update");
