@@ -27,6 +27,8 @@ export interface EngineRunOptions {
 
 export interface EngineRunResult {
     code: number | null;
+    /** The signal that ended pulumi (a `kill -9`, the OOM killer): it could not release the stack's lock. */
+    signal?: NodeJS.Signals | null;
     stdout: string;
     stderr: string;
 }
@@ -38,7 +40,8 @@ export class EngineRunError extends Error {
         readonly result: EngineRunResult,
     ) {
         const said = result.stderr.split("\n").filter((line) => /^error: /.test(line.trim()));
-        super(`pulumi ${command} ${result.code === null ? "could not run" : `exited with ${result.code}`}${said.length ? `: ${said[said.length - 1]!.trim().slice(7)}` : ""}`);
+        const ended = result.signal ? `was killed by ${result.signal}` : result.code === null ? "could not run" : `exited with ${result.code}`;
+        super(`pulumi ${command} ${ended}${said.length ? `: ${said[said.length - 1]!.trim().slice(7)}` : ""}`);
         this.name = "EngineRunError";
     }
 }
@@ -168,17 +171,17 @@ export async function runEngine(
             const abort = () => child.kill("SIGINT");
             if (options.signal?.aborted) abort();
             options.signal?.addEventListener("abort", abort, { once: true });
-            const finish = (code: number | null) => {
+            const finish = (code: number | null, signal: NodeJS.Signals | null = null) => {
                 if (settled) return;
                 settled = true;
                 options.signal?.removeEventListener("abort", abort);
-                resolve({ code, stdout, stderr });
+                resolve({ code, signal, stdout, stderr });
             };
             child.on("error", (error) => {
                 stderr += `${error.message}\n`;
                 finish(null);
             });
-            child.on("close", (code) => finish(code));
+            child.on("close", (code, signal) => finish(code, signal));
         });
         reader.close();
         if (result.code !== 0) throw new EngineRunError(command, result);

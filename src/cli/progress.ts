@@ -29,7 +29,9 @@ export type RunFailure =
     | { kind: "locked"; message: string }
     | { kind: "cancelled" }
     | { kind: "program"; message: string }
-    | { kind: "engine"; message: string };
+    | { kind: "engine"; message: string }
+    /** pulumi itself was killed (a signal it could not handle): the stack stays locked, its update half recorded. */
+    | { kind: "killed"; message: string };
 
 export interface HostSummary {
     host: string;

@@ -87,8 +87,17 @@ export function lockedMessage(stack: string, stderr: string): string {
     );
 }
 
+/** pulumi was killed outright: it left its lock on the stack, which a refresh cannot take until it is released. */
+export function killedMessage(stack: string, error: EngineRunError): string {
+    return (
+        `${error.message} before it ended its run: it may have left the stack locked, and the state may not record what the hosts run\n` +
+        `  hint: once no pulumi runs for this stack any more, release the lock with \`npm run pulumi -- cancel --stack ${stack}\`, then run \`npm run pulumi -- refresh --stack ${stack}\``
+    );
+}
+
 /** Why `up`/`preview` failed, from pulumi's own error lines (never its whole output). */
 export function classifyFailure(stack: string, error: unknown, programErrors: readonly string[]): RunFailure {
+    if (error instanceof EngineRunError && error.result.signal) return { kind: "killed", message: killedMessage(stack, error) };
     const stderr = stderrOf(error);
     if (LOCKED.test(stderr)) return { kind: "locked", message: lockedMessage(stack, stderr) };
     if (programErrors.length) return { kind: "program", message: programErrors.join("\n") };
@@ -158,10 +167,11 @@ export function buildReport(
 ): DeploymentReport {
     const classified = error === undefined ? undefined : classifyFailure(options.stackName, error, tracker.programErrors);
     // An interrupted run that failed was cancelled (the engine's own error only says the update failed).
-    const failure: RunFailure | undefined = interrupted && error !== undefined && classified?.kind !== "locked" ? { kind: "cancelled" } : classified;
+    // Not when pulumi was killed: its lock stays, which the operator must be told.
+    const failure: RunFailure | undefined = interrupted && error !== undefined && classified?.kind !== "locked" && classified?.kind !== "killed" ? { kind: "cancelled" } : classified;
     const hosts = heldBackByRollout(failedInProgram(tracker.summaries(options.hosts, planning, failure), failure, tracker.programErrors), options.batches ?? [], options.recorded);
     const errors = [...tracker.programErrors];
-    if (failure?.kind === "locked") errors.push(failure.message);
+    if (failure?.kind === "locked" || failure?.kind === "killed") errors.push(failure.message);
     else if (failure?.kind === "cancelled") errors.push(INTERRUPTED);
     else if (failure?.kind === "engine" && hosts.every((h) => h.result !== "failed" && h.result !== "unknown")) errors.push(failure.message);
     return reportOf(options.stackName, planning, hosts, errors);

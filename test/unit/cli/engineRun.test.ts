@@ -121,6 +121,16 @@ describe("runEngine", { timeout: 20_000 }, () => {
         expect((error as Error).message).toBe("pulumi preview could not run");
     });
 
+    it("pulumi killed outright: rejects naming the signal (not 'could not run'), with the events it wrote", async () => {
+        fakePulumi(`printf '%s\\n' '${event(0)}' >> "$LOG"\nkill -KILL $$`);
+        const seen: number[] = [];
+        const error = await runEngine("up", { name: "prod", projectRoot: tempDir("nf-project-"), envVars: {} }, { onEvent: (e) => seen.push(e.sequence) }).catch((e: unknown) => e);
+        expect(error).toBeInstanceOf(EngineRunError);
+        expect((error as EngineRunError).result).toMatchObject({ code: null, signal: "SIGKILL" });
+        expect((error as Error).message).toBe("pulumi up was killed by SIGKILL");
+        expect(seen).toEqual([0]);
+    });
+
     it("the abort signal gives pulumi one SIGINT (its graceful cancel); the run ends as pulumi ends it", async () => {
         const dir = fakePulumi(`trap 'echo cancelled > "$DIR/sigint"; exit 1' INT\nprintf '%s\\n' '${event(0)}' >> "$LOG"\nwhile :; do sleep 0.1; done`);
         const abort = new AbortController();

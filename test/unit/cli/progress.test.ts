@@ -436,6 +436,27 @@ describe("Ctrl-C during a run", () => {
     });
 });
 
+describe("pulumi killed outright (kill -9, the OOM killer)", () => {
+    it("started hosts are unknown, the rest not attempted, and the report says the lock may stay and how to release it before a refresh, also when interrupted", () => {
+        for (const interrupted of [false, true]) {
+            const tracker = new ProgressTracker(() => undefined);
+            tracker.onEvent(pre("psi", "update", recorded(2, v(2)), { storePath: v(3) }));
+            const killed = new EngineRunError("up", { stdout: "", stderr: "", code: null, signal: "SIGKILL" });
+            expect(killed.message).toBe("pulumi up was killed by SIGKILL");
+            const report = buildReport({ stackName: STACK, hosts: ["psi", "rho"] }, tracker, false, killed, interrupted);
+            expect(report.hosts.map((h) => [h.host, h.result])).toEqual([
+                ["psi", "unknown"],
+                ["rho", "not attempted"],
+            ]);
+            expect(report.hosts.some((h) => h.result === "deployed" || h.result === "unchanged")).toBe(false);
+            expect(report.errors).toHaveLength(1);
+            expect(report.errors[0]).toMatch(/^pulumi up was killed by SIGKILL before it ended its run: it may have left the stack locked/);
+            expect(report.errors[0]).toContain("npm run pulumi -- cancel --stack prod`, then run `npm run pulumi -- refresh --stack prod`");
+            expect(exitCode(report)).toBe(1);
+        }
+    });
+});
+
 describe("reboots on the rows", () => {
     it("a reboot that did not come back (the engine's partial failure) is an unknown outcome in the reboot phase, and the row shows it", () => {
         const message = "1 error occurred:\n\t* host psi: reboot: outcome unknown: the host did not come back from the reboot within 3s (waited 3s; last: root@psi refused the connection); the deployed system was activated before the reboot";
