@@ -29,13 +29,22 @@ export interface FleetStack {
     hosts: HostConfig[];
 }
 
+/**
+ * The stack's name as its URNs spell it: `prod` also for `acme/prod` (Pulumi Cloud) and
+ * `organization/nixos-fleet/prod` (the file backend's full name). A URN with the organization in
+ * it matches no resource: pulumi refused the targets and steps every host as "same".
+ */
+export function urnStackName(stack: string): string {
+    return stack.slice(stack.lastIndexOf("/") + 1);
+}
+
 export function hostUrn(stack: string, host: string): string {
-    return `urn:pulumi:${stack}::${PROJECT}::${HOST_TYPE}::${host}`;
+    return `urn:pulumi:${urnStackName(stack)}::${PROJECT}::${HOST_TYPE}::${host}`;
 }
 
 /** A host's hook resources (children of its Host): a deploy of the host runs them too. */
 export function hookUrns(stack: string, host: Pick<HostConfig, "name" | "hooks">): string[] {
-    return host.hooks.map((hook) => `urn:pulumi:${stack}::${PROJECT}::${HOST_TYPE}$${HOOK_TYPE}::${host.name}-${hook.name}`);
+    return host.hooks.map((hook) => `urn:pulumi:${urnStackName(stack)}::${PROJECT}::${HOST_TYPE}$${HOOK_TYPE}::${host.name}-${hook.name}`);
 }
 
 /**

@@ -78,6 +78,12 @@ describe("Fleet", () => {
         expect(urn).toBe(`urn:pulumi:${STACK}::nixos-fleet::nixos:index:Host$nixos:index:Hook::alpha-migrate`);
         expect(hookUrns(STACK, alpha)).toEqual([urn]);
         expect(deploymentTargets(STACK, [alpha]).get("alpha")).toEqual([await valueOf(fleet.hosts.alpha!.urn), urn]);
+        // A stack named with its organization (Pulumi Cloud's acme/prod, the file backend's
+        // organization/<project>/<stack>): its URNs name the stack alone.
+        for (const qualified of [`acme/${STACK}`, `organization/nixos-fleet/${STACK}`]) {
+            expect(hookUrns(qualified, alpha)).toEqual([urn]);
+            expect(deploymentTargets(qualified, [alpha]).get("alpha")).toEqual([await valueOf(fleet.hosts.alpha!.urn), urn]);
+        }
     });
 
     it("registers every host in rollout order, targeted or not, and each host's hooks", async () => {
