@@ -76,7 +76,8 @@ export function engineEnv(envVars: Record<string, string>, base: NodeJS.ProcessE
 export class EventLogReader {
     private readonly fd: number;
     private position = 0;
-    private partial: Buffer = Buffer.alloc(0);
+    /** The reads since the last whole line (the start of the next one). */
+    private pending: Buffer[] = [];
     private readonly watcher?: FSWatcher;
     private readonly timer: NodeJS.Timeout;
     private readonly buffer = Buffer.alloc(64 * 1024);
@@ -105,12 +106,17 @@ export class EventLogReader {
             const read = readSync(this.fd, this.buffer, 0, this.buffer.length, this.position);
             if (read <= 0) break;
             this.position += read;
-            // Bytes, not text, until a line is whole: a read may end inside a UTF-8 sequence.
-            this.partial = Buffer.concat([this.partial, this.buffer.subarray(0, read)]);
-            const end = this.partial.lastIndexOf(0x0a);
-            if (end < 0) continue;
-            const lines = this.partial.subarray(0, end).toString("utf8").split("\n");
-            this.partial = Buffer.from(this.partial.subarray(end + 1));
+            // Bytes, not text, until a line is whole: a read may end inside a UTF-8 sequence. The
+            // reads of a long line are joined once it ends, not on each read (a line of tens of MB
+            // held the process for seconds, joined again and again).
+            const chunk = this.buffer.subarray(0, read);
+            const end = chunk.lastIndexOf(0x0a);
+            if (end < 0) {
+                this.pending.push(Buffer.from(chunk));
+                continue;
+            }
+            const lines = Buffer.concat([...this.pending, chunk.subarray(0, end)]).toString("utf8").split("\n");
+            this.pending = end + 1 < read ? [Buffer.from(chunk.subarray(end + 1))] : [];
             for (const line of lines) this.pass(line);
         }
     }
@@ -135,8 +141,8 @@ export class EventLogReader {
     close(): void {
         if (this.closed) return;
         this.drain();
-        if (this.partial.length) this.pass(this.partial.toString("utf8"));
-        this.partial = Buffer.alloc(0);
+        if (this.pending.length) this.pass(Buffer.concat(this.pending).toString("utf8"));
+        this.pending = [];
         this.closed = true;
         clearInterval(this.timer);
         this.watcher?.close();

@@ -69,6 +69,23 @@ describe("EventLogReader", () => {
         expect(warnings).toEqual(["an engine event could not be read (8 characters, not shown)"]);
     });
 
+    it("a line of tens of MB (a diagnostic with a host's whole output) is joined once, not on every 64 KiB read", () => {
+        const file = join(tempDir("nf-events-"), "events.jsonl");
+        const message = "x".repeat(40_000_000);
+        writeFileSync(file, `${event(0, { diagnosticEvent: { message } })}\n${event(1)}\n${event(2).slice(0, 4)}`);
+        const seen: EngineEvent[] = [];
+        const reader = new EventLogReader(file, (e) => seen.push(e), () => undefined);
+        const started = Date.now();
+        reader.drain();
+        // Joined on each read, this took ~14 s (quadratic in the line's length); once, well under a second.
+        expect(Date.now() - started).toBeLessThan(4000);
+        expect(seen.map((e) => e.sequence)).toEqual([0, 1]);
+        expect((seen[0] as { diagnosticEvent?: { message?: string } }).diagnosticEvent?.message).toHaveLength(message.length);
+        appendFileSync(file, `${event(2).slice(4)}\n`);
+        reader.close();
+        expect(seen.map((e) => e.sequence)).toEqual([0, 1, 2]);
+    });
+
     it("a handler that throws is a warning; the events after it still come", () => {
         const file = join(tempDir("nf-events-"), "events.jsonl");
         writeFileSync(file, `${event(0)}\n${event(1)}\n`);
