@@ -5,10 +5,11 @@
 // events come through `--event-log` into a file of a private directory, read as it grows (the
 // Automation API's own way before it took a gRPC stream), and a last time once pulumi has exited.
 import { spawn } from "node:child_process";
-import { closeSync, mkdtempSync, openSync, readSync, rmSync, watch, writeFileSync, type FSWatcher } from "node:fs";
+import { closeSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, watch, writeFileSync, type FSWatcher } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { EngineEvent } from "@pulumi/pulumi/automation";
+import { sweepStaleRuntimeDirsInBackground } from "../process/runtimeDir";
 
 export type { EngineEvent };
 
@@ -155,25 +156,35 @@ export class EventLogReader {
  * EngineRunError otherwise. stdin is not a terminal (never read); Ctrl-C reaches pulumi from the
  * terminal itself (same process group), `signal` sends it one SIGINT.
  */
+/** The private directory of one engine run, named with this process's pid: left by a command killed outright (SIGKILL), the next run removes it. */
+const EVENT_DIR = /^nixos-fleet-events-(\d+)-[A-Za-z0-9]{6}$/;
+
 export async function runEngine(
     command: "up" | "preview",
     stack: EngineStackRef,
     options: EngineRunOptions,
     warn: (message: string) => void = (message) => process.stderr.write(`warning: ${message}\n`),
 ): Promise<EngineRunResult> {
-    const dir = mkdtempSync(join(tmpdir(), "nixos-fleet-events-"));
+    void sweepStaleRuntimeDirsInBackground(tmpdir(), EVENT_DIR);
+    const dir = mkdtempSync(join(tmpdir(), `nixos-fleet-events-${process.pid}-`));
     const eventLog = join(dir, "events.jsonl");
     writeFileSync(eventLog, "", { mode: 0o600 });
+    // pulumi's output goes to files, not pipes: when this process is killed outright, pulumi
+    // writing to a closed pipe died of it mid-update, leaving the stack locked; with files it
+    // runs its update to the end (and releases the lock). They are read once it has exited.
+    const outputFile = join(dir, "stdout");
+    const errorFile = join(dir, "stderr");
     const reader = new EventLogReader(eventLog, options.onEvent ?? (() => undefined), warn);
     const [file, ...args] = engineArgv(command, stack.name, options, eventLog);
     try {
+        const output = openSync(outputFile, "w", 0o600);
+        const errors = openSync(errorFile, "w", 0o600);
         const result = await new Promise<EngineRunResult>((resolve) => {
-            let stdout = "";
-            let stderr = "";
             let settled = false;
-            const child = spawn(file!, args, { cwd: stack.projectRoot, env: engineEnv(stack.envVars), stdio: ["ignore", "pipe", "pipe"] });
-            child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
-            child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
+            let spawnError = "";
+            const child = spawn(file!, args, { cwd: stack.projectRoot, env: engineEnv(stack.envVars), stdio: ["ignore", output, errors] });
+            closeSync(output);
+            closeSync(errors);
             const abort = () => child.kill("SIGINT");
             if (options.signal?.aborted) abort();
             options.signal?.addEventListener("abort", abort, { once: true });
@@ -181,10 +192,10 @@ export async function runEngine(
                 if (settled) return;
                 settled = true;
                 options.signal?.removeEventListener("abort", abort);
-                resolve({ code, signal, stdout, stderr });
+                resolve({ code, signal, stdout: readFileSync(outputFile, "utf8"), stderr: readFileSync(errorFile, "utf8") + spawnError });
             };
             child.on("error", (error) => {
-                stderr += `${error.message}\n`;
+                spawnError += `${error.message}\n`;
                 finish(null);
             });
             child.on("close", (code, signal) => finish(code, signal));

@@ -85,22 +85,25 @@ export function sweepStaleRuntimeDirs(parent = tmpdir()): string[] {
  * The same sweep without holding up a start: the listing of a crowded /tmp (tens of thousands of
  * entries on a busy machine) is read off the main thread; the provider serves the engine meanwhile.
  */
-export async function sweepStaleRuntimeDirsInBackground(parent = tmpdir()): Promise<string[]> {
+export async function sweepStaleRuntimeDirsInBackground(parent = tmpdir(), name: RegExp = NAME): Promise<string[]> {
     let names: string[];
     try {
         names = await readdir(parent);
     } catch {
         return [];
     }
-    return removeStale(parent, names);
+    return removeStale(parent, names, name);
 }
 
-/** Removes the runtime directories among `names` (entries of `parent`) whose process is gone. */
-function removeStale(parent: string, names: readonly string[]): string[] {
+/**
+ * Removes the runtime directories among `names` (entries of `parent`) whose process is gone: ours
+ * (nf-<pid>-…), or those `pattern` names with the pid as its first group (cli/engineRun.ts's).
+ */
+function removeStale(parent: string, names: readonly string[], pattern: RegExp = NAME): string[] {
     const removed: string[] = [];
     const uid = process.getuid?.();
     for (const name of names) {
-        const pid = NAME.exec(name)?.[1];
+        const pid = pattern.exec(name)?.[1];
         if (pid === undefined || alive(Number(pid))) continue;
         const dir = join(parent, name);
         try {

@@ -1,7 +1,8 @@
 // The operator commands' engine runs, started without the Automation API: its arguments, its
 // environment, the event log read as it grows, failures and Ctrl-C. A stand-in `pulumi` (a shell
 // script on PATH) writes events to the --event-log file as the real one does.
-import { appendFileSync, existsSync, readdirSync, writeFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { appendFileSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -146,6 +147,41 @@ describe("runEngine", { timeout: 20_000 }, () => {
         expect((error as EngineRunError).result).toMatchObject({ code: null, signal: "SIGKILL" });
         expect((error as Error).message).toBe("pulumi up was killed by SIGKILL");
         expect(seen).toEqual([0]);
+    });
+
+    it("the directory a command killed outright left (its pid is gone) is removed by the next run; a live command's stays", async () => {
+        fakePulumi("exit 0");
+        const dead = join(tmpdir(), "nixos-fleet-events-4194990-abcDEF"); // above Linux's pid_max
+        const live = join(tmpdir(), `nixos-fleet-events-${process.pid}-ghiJKL`);
+        for (const dir of [dead, live]) mkdirSync(dir);
+        writeFileSync(join(dead, "events.jsonl"), "");
+        try {
+            await runEngine("preview", { name: "prod", projectRoot: tempDir("nf-project-"), envVars: {} }, {});
+            for (let i = 0; i < 50 && existsSync(dead); i++) await new Promise((resolve) => setTimeout(resolve, 20));
+            expect(existsSync(dead)).toBe(false);
+            expect(existsSync(live)).toBe(true);
+        } finally {
+            rmSync(live, { recursive: true, force: true });
+            rmSync(dead, { recursive: true, force: true });
+        }
+    });
+
+    it("pulumi runs its update to its end when the command is killed outright (SIGKILL): its output is no pipe that dies with it", async () => {
+        // pulumi writes to its output after the command died: to a closed pipe, that killed it
+        // (SIGPIPE) mid-update, the stack left locked.
+        const dir = fakePulumi(`sleep 1\nfor i in 1 2 3 4 5 6 7 8; do echo "output $i"; echo "diag $i" >&2; done\necho finished > "$DIR/finished"`);
+        const script = join(dir, "command.ts");
+        writeFileSync(
+            script,
+            `import { runEngine } from ${JSON.stringify(join(__dirname, "../../../src/cli/engineRun"))};\n` +
+                `void runEngine("up", { name: "prod", projectRoot: ${JSON.stringify(dir)}, envVars: {} }, {});\nsetInterval(() => undefined, 1000);\n`,
+        );
+        const command = spawn(process.execPath, ["-r", "ts-node/register/transpile-only", script], { cwd: join(__dirname, "../../.."), env: { ...process.env, TS_NODE_TRANSPILE_ONLY: "true" }, stdio: "ignore" });
+        await new Promise((resolve) => setTimeout(resolve, 600));
+        command.kill("SIGKILL");
+        for (let i = 0; i < 100 && !existsSync(join(dir, "finished")); i++) await new Promise((resolve) => setTimeout(resolve, 50));
+        expect(existsSync(join(dir, "finished"))).toBe(true);
+        for (const name of eventDirs().filter((name) => name.startsWith(`nixos-fleet-events-${command.pid}-`))) rmSync(join(tmpdir(), name), { recursive: true, force: true });
     });
 
     it("the abort signal gives pulumi one SIGINT (its graceful cancel); the run ends as pulumi ends it", async () => {
