@@ -5,11 +5,12 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseDocument, isMap } from "yaml";
 import type { Pin } from "../config";
+import { stackFileName } from "../config/stackFile";
 
 const PINS_KEY = "nixos-fleet:pins";
 
 export function stackConfigFile(projectRoot: string, stack: string): string {
-    return join(projectRoot, `Pulumi.${stack}.yaml`);
+    return join(projectRoot, stackFileName(stack));
 }
 
 function load(file: string) {

@@ -4,7 +4,7 @@ import type { UpdateSummary } from "@pulumi/pulumi/automation";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { configSourceOf, loadStackHosts, readStackConfig, type HostConfig, type StackConfig } from "../config";
-import { stackFileName, stackFileYamlError } from "../config/stackFile";
+import { shortStackName, stackFileName, stackFileYamlError } from "../config/stackFile";
 import { FleetError } from "../errors";
 import type { HostOutputs } from "../provider/hostInputs";
 import { HOOK_TYPE, HOST_TYPE } from "../resources/types";
@@ -29,22 +29,15 @@ export interface FleetStack {
     hosts: HostConfig[];
 }
 
-/**
- * The stack's name as its URNs spell it: `prod` also for `acme/prod` (Pulumi Cloud) and
- * `organization/nixos-fleet/prod` (the file backend's full name). A URN with the organization in
- * it matches no resource: pulumi refused the targets and steps every host as "same".
- */
-export function urnStackName(stack: string): string {
-    return stack.slice(stack.lastIndexOf("/") + 1);
-}
-
 export function hostUrn(stack: string, host: string): string {
-    return `urn:pulumi:${urnStackName(stack)}::${PROJECT}::${HOST_TYPE}::${host}`;
+    // The stack's own name (shortStackName): with its organization, the URN matches no resource,
+    // pulumi refuses the targets and steps every host as "same".
+    return `urn:pulumi:${shortStackName(stack)}::${PROJECT}::${HOST_TYPE}::${host}`;
 }
 
 /** A host's hook resources (children of its Host): a deploy of the host runs them too. */
 export function hookUrns(stack: string, host: Pick<HostConfig, "name" | "hooks">): string[] {
-    return host.hooks.map((hook) => `urn:pulumi:${urnStackName(stack)}::${PROJECT}::${HOST_TYPE}$${HOOK_TYPE}::${host.name}-${hook.name}`);
+    return host.hooks.map((hook) => `urn:pulumi:${shortStackName(stack)}::${PROJECT}::${HOST_TYPE}$${HOOK_TYPE}::${host.name}-${hook.name}`);
 }
 
 /**

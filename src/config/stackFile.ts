@@ -7,8 +7,17 @@ import { parse, parseDocument } from "yaml";
 import { FleetError } from "../errors";
 import { configSourceOf, readStackConfig, type StackConfig } from "./stackConfig";
 
+/**
+ * The stack's own name: `prod` also for `acme/prod` (Pulumi Cloud) and
+ * `organization/nixos-fleet/prod` (the file backend's full name). Its URNs and its
+ * Pulumi.<stack>.yaml name it so.
+ */
+export function shortStackName(stack: string): string {
+    return stack.slice(stack.lastIndexOf("/") + 1);
+}
+
 export function stackFileName(stack: string): string {
-    return `Pulumi.${stack}.yaml`;
+    return `Pulumi.${shortStackName(stack)}.yaml`;
 }
 
 /** The stack's nixos-fleet settings from the file's `config:` mapping; a missing file is a clear error. */

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { chooseDeployment, hostGenerationPin, recordsGeneration, unrecordedNotice } from "../../../src/cli/rollback";
-import { readPins, writePins } from "../../../src/cli/pins";
+import { readPins, stackConfigFile, writePins } from "../../../src/cli/pins";
 import { tempDir } from "../helpers/fixtures";
 import { pinnedInputs } from "../../../src/program/fleet";
 import { isFleetError } from "../../../src/errors";
@@ -88,6 +88,13 @@ describe("pins in the stack's config file", () => {
         expect(readPins(file)).toEqual({});
         expect(readFileSync(file, "utf8")).not.toContain("pins");
         expect(readFileSync(file, "utf8")).toContain("nixos-fleet:hosts");
+    });
+
+    it("a stack named with its organization keeps them in its own Pulumi.<stack>.yaml, as pulumi does", () => {
+        const root = tempDir("pins-");
+        for (const stack of ["prod", "acme/prod", "organization/nixos-fleet/prod"]) {
+            expect(stackConfigFile(root, stack)).toBe(join(root, "Pulumi.prod.yaml"));
+        }
     });
 });
 
