@@ -166,7 +166,7 @@ describe("runEngine", { timeout: 20_000 }, () => {
         }
     });
 
-    it("pulumi runs its update to its end when the command is killed outright (SIGKILL): its output is no pipe that dies with it", async () => {
+    it("pulumi runs its update to its end when the command is killed outright (SIGKILL): its output is no pipe that dies with it", { timeout: 40_000 }, async () => {
         // pulumi writes to its output after the command died: to a closed pipe, that killed it
         // (SIGPIPE) mid-update, the stack left locked.
         const dir = fakePulumi(`sleep 1\nfor i in 1 2 3 4 5 6 7 8; do echo "output $i"; echo "diag $i" >&2; done\necho finished > "$DIR/finished"`);
@@ -177,9 +177,11 @@ describe("runEngine", { timeout: 20_000 }, () => {
                 `void runEngine("up", { name: "prod", projectRoot: ${JSON.stringify(dir)}, envVars: {} }, {});\nsetInterval(() => undefined, 1000);\n`,
         );
         const command = spawn(process.execPath, ["-r", "ts-node/register/transpile-only", script], { cwd: join(__dirname, "../../.."), env: { ...process.env, TS_NODE_TRANSPILE_ONLY: "true" }, stdio: "ignore" });
-        await new Promise((resolve) => setTimeout(resolve, 600));
+        // Killed once pulumi runs (it saves its argv first), however long the command took to start.
+        for (let i = 0; i < 400 && !existsSync(join(dir, "argv")); i++) await new Promise((resolve) => setTimeout(resolve, 50));
+        expect(existsSync(join(dir, "argv"))).toBe(true);
         command.kill("SIGKILL");
-        for (let i = 0; i < 100 && !existsSync(join(dir, "finished")); i++) await new Promise((resolve) => setTimeout(resolve, 50));
+        for (let i = 0; i < 200 && !existsSync(join(dir, "finished")); i++) await new Promise((resolve) => setTimeout(resolve, 50));
         expect(existsSync(join(dir, "finished"))).toBe(true);
         for (const name of eventDirs().filter((name) => name.startsWith(`nixos-fleet-events-${command.pid}-`))) rmSync(join(tmpdir(), name), { recursive: true, force: true });
     });
