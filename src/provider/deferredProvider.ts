@@ -28,6 +28,8 @@ export class DeferredProvider implements provider.Provider {
     /** A check or diff's wait for providerInfo (once per run). */
     private infoWait?: Promise<void>;
     private readonly runKindWaitMs: number;
+    /** Calls of the engine under way (orphan.ts waits for them before the plugin exits). */
+    private calls = 0;
 
     /** runKindWaitMs: how long a Host's check or diff waits for providerInfo when it comes first (0: not at all). */
     constructor(version: string, load: () => Promise<provider.Provider>, options: { runKindWaitMs?: number } = {}) {
@@ -50,6 +52,21 @@ export class DeferredProvider implements provider.Provider {
             });
         });
         return this.infoWait;
+    }
+
+    /** How many of the engine's calls are under way. */
+    get callsUnderWay(): number {
+        return this.calls;
+    }
+
+    /** Runs one of the engine's calls, counted while it is under way. */
+    private async counted<T>(call: () => Promise<T>): Promise<T> {
+        this.calls += 1;
+        try {
+            return await call();
+        } finally {
+            this.calls -= 1;
+        }
     }
 
     /** The provider itself, loaded on first use (once). */
@@ -106,24 +123,32 @@ export class DeferredProvider implements provider.Provider {
         return required(target.diff, "diff").call(target, id, urn, olds, news);
     }
 
-    async create(urn: string, inputs: unknown): Promise<provider.CreateResult> {
-        const target = await this.target();
-        return required(target.create, "create").call(target, urn, inputs);
+    create(urn: string, inputs: unknown): Promise<provider.CreateResult> {
+        return this.counted(async () => {
+            const target = await this.target();
+            return required(target.create, "create").call(target, urn, inputs);
+        });
     }
 
-    async update(id: string, urn: string, olds: unknown, news: unknown): Promise<provider.UpdateResult> {
-        const target = await this.target();
-        return required(target.update, "update").call(target, id, urn, olds, news);
+    update(id: string, urn: string, olds: unknown, news: unknown): Promise<provider.UpdateResult> {
+        return this.counted(async () => {
+            const target = await this.target();
+            return required(target.update, "update").call(target, id, urn, olds, news);
+        });
     }
 
-    async read(id: string, urn: string, props?: unknown): Promise<provider.ReadResult> {
-        const target = await this.target();
-        return required(target.read, "read").call(target, id, urn, props);
+    read(id: string, urn: string, props?: unknown): Promise<provider.ReadResult> {
+        return this.counted(async () => {
+            const target = await this.target();
+            return required(target.read, "read").call(target, id, urn, props);
+        });
     }
 
-    async delete(id: string, urn: string, props: unknown): Promise<void> {
-        const target = await this.target();
-        return required(target.delete, "delete").call(target, id, urn, props);
+    delete(id: string, urn: string, props: unknown): Promise<void> {
+        return this.counted(async () => {
+            const target = await this.target();
+            return required(target.delete, "delete").call(target, id, urn, props);
+        });
     }
 
     /**

@@ -6,6 +6,7 @@ import { removeOnExit, sweepStaleRuntimeDirsInBackground } from "../process/runt
 import type { ConfiguredInputs } from "./adopt";
 import { connectEngineLogger, engineAddressFrom } from "./engineLog";
 import { DeferredProvider } from "./deferredProvider";
+import { exitWhenOrphaned } from "./orphan";
 import { installImportShim } from "./importShim";
 import { packageVersion } from "./version";
 
@@ -42,6 +43,11 @@ function main(args: string[]): Promise<void> {
         const { cacheDir } = await import("../nix/evalCache");
         return new HostProvider({ runner: runProcess, logger, version, configuredInputs, packageCache: filePackageCache(cacheDir()) });
     }, { runKindWaitMs: RUN_KIND_WAIT_MS });
+    exitWhenOrphaned({
+        parentPid: process.ppid,
+        cancel: () => hosts.cancel(),
+        callsUnderWay: () => hosts.callsUnderWay,
+    });
     return provider.main(hosts, args);
 }
 
