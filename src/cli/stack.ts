@@ -1,7 +1,7 @@
 // The operator commands work on the same stacks and state as `pulumi up`, through the pulumi CLI
 // (cliStack.ts): this file opens a stack and reads what the commands need from it.
 import type { UpdateSummary } from "@pulumi/pulumi/automation";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { configSourceOf, loadStackHosts, readStackConfig, type HostConfig, type StackConfig } from "../config";
 import { shortStackName, stackFileName, stackFileYamlError } from "../config/stackFile";
@@ -55,7 +55,17 @@ export function hostNameOfUrn(urn: string): string | undefined {
 /** Opens an existing stack of the project in projectRoot and loads its hosts (no evaluation). */
 export async function openFleetStack(name: string, projectRoot: string, env: Environment = process.env): Promise<FleetStack> {
     // The dev passphrase for the dev stack only; any other stack brings its own (or fails here, saying how).
-    const envVars = passphraseEnvFor(name, projectRoot, env);
+    let envVars: Record<string, string>;
+    try {
+        envVars = passphraseEnvFor(name, projectRoot, env);
+    } catch (problem) {
+        // A stack the project does not have needs no passphrase: say what is wrong (its name).
+        if (!existsSync(join(projectRoot, stackFileName(name)))) {
+            const known = await listStacks(projectRoot).catch(() => undefined);
+            if (known && !known.some((stack) => stack === name || shortStackName(stack) === shortStackName(name))) throw await missingStack(name, projectRoot, problem);
+        }
+        throw problem;
+    }
     // Not `pulumi stack select`: every command the stack runs names it (--stack), and selecting it
     // would also change the project's selected stack under the operator (a later plain
     // `pulumi up` would go to the stack last deployed with --stack). Reading its config says
