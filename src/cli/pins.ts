@@ -3,7 +3,7 @@
 // the yaml library so comments and the rest of the file stay as they are.
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { parseDocument, isMap } from "yaml";
+import { parseDocument, isMap, isScalar } from "yaml";
 import type { Pin } from "../config";
 import { stackFileName } from "../config/stackFile";
 
@@ -28,12 +28,17 @@ export function writePins(file: string, changes: Record<string, Pin | undefined>
     for (const [host, pin] of Object.entries(changes)) {
         if (pin) {
             const clean = Object.fromEntries(Object.entries(pin).filter(([, value]) => value !== undefined));
-            doc.setIn(["config", PINS_KEY, host], doc.createNode(clean));
+            const node = doc.createNode(clean);
+            // Every text value quoted: unquoted, pulumi's YAML parser reads activatedAt as a time
+            // and hands it on in another format (see isoPinTime).
+            for (const pair of node.items) if (isScalar(pair.value) && typeof pair.value.value === "string") pair.value.type = "QUOTE_DOUBLE";
+            doc.setIn(["config", PINS_KEY, host], node);
         } else if (doc.hasIn(["config", PINS_KEY, host])) {
             doc.deleteIn(["config", PINS_KEY, host]);
         }
     }
     const remaining = doc.getIn(["config", PINS_KEY]);
     if (isMap(remaining) && remaining.items.length === 0) doc.deleteIn(["config", PINS_KEY]);
-    writeFileSync(file, doc.toString());
+    // No folding: a long store path stays on one line.
+    writeFileSync(file, doc.toString({ lineWidth: 0 }));
 }

@@ -16,6 +16,20 @@ export const CONFIG_NAMESPACE = "nixos-fleet";
 
 export { hostSelector, isSelector } from "./names";
 
+/**
+ * A pin's activatedAt as the deployment history writes it (`toISOString()`: 2026-11-30T10:04:54.560Z).
+ * Pulumi's YAML parser reads an unquoted timestamp as a time and hands it on in Go's format
+ * (`2026-11-30 10:04:54.56 +0000 UTC`), which older rollbacks wrote unquoted: it then named no
+ * deployment of the history, and the record's rollbackTo fell back to the newest one holding the
+ * same system. Go's UTC form is turned back into the ISO one; anything else is kept as written.
+ */
+export function isoPinTime(text: string): string {
+    const go = /^(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}:\d{2})(?:\.(\d+))? \+0000 UTC$/.exec(text);
+    if (!go) return text;
+    const millis = (go[3] ?? "").padEnd(3, "0").slice(0, 3);
+    return `${go[1]}T${go[2]}.${millis}Z`;
+}
+
 /** A generation to roll back to (or stay on): used by rollback. */
 export const pinSchema = z.strictObject(
     {
@@ -25,7 +39,7 @@ export const pinSchema = z.strictObject(
         /** The system generation number the store path belongs to, when known. */
         generation: integerIn(1, Number.MAX_SAFE_INTEGER, "a generation number of at least 1").optional(),
         /** When the recorded deployment the pin goes back to was activated: which one it is in the host's history. */
-        activatedAt: z.string(expecting("an ISO time")).optional(),
+        activatedAt: z.string(expecting("an ISO time")).transform(isoPinTime).optional(),
     },
     expecting("a mapping with storePath, reason, generation, activatedAt"),
 );

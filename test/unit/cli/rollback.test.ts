@@ -3,6 +3,8 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { chooseDeployment, hostGenerationPin, recordsGeneration, unrecordedNotice } from "../../../src/cli/rollback";
 import { readPins, stackConfigFile, writePins } from "../../../src/cli/pins";
+import { plainStackConfig } from "../../../src/config/plainStackConfig";
+import { configSourceOf, isoPinTime, readStackConfig } from "../../../src/config/stackConfig";
 import { tempDir } from "../helpers/fixtures";
 import { pinnedInputs } from "../../../src/program/fleet";
 import { isFleetError } from "../../../src/errors";
@@ -88,6 +90,28 @@ describe("pins in the stack's config file", () => {
         expect(readPins(file)).toEqual({});
         expect(readFileSync(file, "utf8")).not.toContain("pins");
         expect(readFileSync(file, "utf8")).toContain("nixos-fleet:hosts");
+    });
+
+    it("writes a pin's texts quoted: pulumi reads an unquoted activatedAt as a time and hands it on reformatted", () => {
+        const root = tempDir("pins-");
+        writeFileSync(join(root, "Pulumi.yaml"), "name: nixos-fleet\n");
+        const file = join(root, "Pulumi.prod.yaml");
+        writeFileSync(file, "config:\n  nixos-fleet:hosts: [psi]\n");
+        writePins(file, { psi: { storePath: path(3), generation: 3, activatedAt: "2026-11-30T10:04:54.560Z", reason: "rollback" } });
+        expect(readFileSync(file, "utf8")).toContain('activatedAt: "2026-11-30T10:04:54.560Z"');
+        expect(readFileSync(file, "utf8")).toContain("generation: 3\n");
+        // So the file stays one that the commands read without pulumi (plainStackConfig), the time as written.
+        expect(JSON.parse(plainStackConfig(root, "prod")!["nixos-fleet:pins"]!).psi.activatedAt).toBe("2026-11-30T10:04:54.560Z");
+    });
+
+    it("a pin's activatedAt as pulumi hands on one written unquoted (Go's time format) is read back as the ISO time", () => {
+        expect(isoPinTime("2026-11-30 10:04:54.56 +0000 UTC")).toBe("2026-11-30T10:04:54.560Z");
+        expect(isoPinTime("2026-11-30 10:04:54 +0000 UTC")).toBe("2026-11-30T10:04:54.000Z");
+        expect(isoPinTime("2026-11-30 10:04:54.123456789 +0000 UTC")).toBe("2026-11-30T10:04:54.123Z");
+        expect(isoPinTime("2026-11-30T10:04:54.560Z")).toBe("2026-11-30T10:04:54.560Z");
+        expect(isoPinTime("2026-11-30 10:04:54.56 +0200 CEST")).toBe("2026-11-30 10:04:54.56 +0200 CEST");
+        const config = readStackConfig(configSourceOf({ "nixos-fleet:hosts": '["psi"]', "nixos-fleet:pins": JSON.stringify({ psi: { storePath: path(3), activatedAt: "2026-11-30 10:04:54.56 +0000 UTC" } }) }), { baseDir: "/srv", file: "Pulumi.prod.yaml" });
+        expect(config.pins.psi?.activatedAt).toBe("2026-11-30T10:04:54.560Z");
     });
 
     it("a stack named with its organization keeps them in its own Pulumi.<stack>.yaml, as pulumi does", () => {
