@@ -151,14 +151,14 @@ export class EventLogReader {
     }
 }
 
+/** The private directory of one engine run, named with this process's pid: left by a command killed outright (SIGKILL), the next run removes it. */
+const EVENT_DIR = /^nixos-fleet-events-(\d+)-[A-Za-z0-9]{6}$/;
+
 /**
  * Runs `pulumi up` or `pulumi preview` of the stack. Resolves when pulumi exited 0; rejects with
  * EngineRunError otherwise. stdin is not a terminal (never read); Ctrl-C reaches pulumi from the
  * terminal itself (same process group), `signal` sends it one SIGINT.
  */
-/** The private directory of one engine run, named with this process's pid: left by a command killed outright (SIGKILL), the next run removes it. */
-const EVENT_DIR = /^nixos-fleet-events-(\d+)-[A-Za-z0-9]{6}$/;
-
 export async function runEngine(
     command: "up" | "preview",
     stack: EngineStackRef,
