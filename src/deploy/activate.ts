@@ -5,6 +5,7 @@
 // or its exit status and output. Nothing here restores a host: the caller decides that, after it
 // has made sure it is the only party that does (see confirm.ts), and never while an activation
 // may still be running.
+import { StringDecoder } from "node:string_decoder";
 import { FleetError, tail } from "../errors";
 import type { SshConnection } from "../ssh/connection";
 import {
@@ -248,11 +249,14 @@ async function awaitUnit(
     const during = options.what === "restore" ? "while restoring the previous system" : "during activation";
     let output = "";
     // Bytes of the log seen so far, counted as they arrive: a drop mid-stream resumes after them.
+    // Decoded by one decoder over all follows: a character cut by a drop is whole after it.
     let offset = 0;
-    const onChunk = (chunk: string) => {
-        output += chunk;
-        offset += Buffer.byteLength(chunk);
-        options.onOutput?.(chunk);
+    const decoder = new StringDecoder("utf8");
+    const onChunk = (chunk: Buffer) => {
+        offset += chunk.length;
+        const text = decoder.write(chunk);
+        output += text;
+        if (text) options.onOutput?.(text);
     };
     let last: HostState | undefined;
     let drops = 0;
@@ -264,7 +268,7 @@ async function awaitUnit(
             const report = (await followUnit(connection, unit, offset, onChunk)) ?? (await unitStatus(connection, unit));
             last = report.host;
             const progress = progressOf(report.status);
-            if (progress.kind !== "running") return { report, progress, output };
+            if (progress.kind !== "running") return { report, progress, output: output + decoder.end() };
             // The follow ended early (no log, a reused pid, systemctl silent): look again, not in a
             // tight loop, and not forever when systemd never answers.
             if (report.status.loadState === "unknown" && ++silent > 30) {

@@ -279,13 +279,18 @@ export async function startUnit(connection: SshConnection, unit: ActivationUnit,
 
 /**
  * Streams the activation's output from byte `from` until it has ended; `onOutput` sees every
- * chunk as it arrives (so the caller knows how far it got even when the connection then drops).
+ * chunk as it arrives, as bytes (so the caller knows exactly how far it got, even when the output
+ * is not valid UTF-8 and the connection then drops: the next follow starts at that byte).
  * Returns the unit's status read right after the output ended, or undefined when that did not
  * come whole (the caller then asks with unitStatus). Rejects with the connection's FleetError when
  * the connection drops.
  */
-export async function followUnit(connection: SshConnection, unit: ActivationUnit, from: number, onOutput: (chunk: string) => void): Promise<UnitReport | undefined> {
-    const result = await connection.run(["sh", "-c", FOLLOW_SCRIPT, "nixos-fleet-follow", unit.unit, unit.log, String(from)], { asRoot: true, onStdout: onOutput });
+export async function followUnit(connection: SshConnection, unit: ActivationUnit, from: number, onOutput: (chunk: Buffer) => void): Promise<UnitReport | undefined> {
+    const result = await connection.run(["sh", "-c", FOLLOW_SCRIPT, "nixos-fleet-follow", unit.unit, unit.log, String(from)], {
+        asRoot: true,
+        stdoutEncoding: "latin1",
+        onStdout: (chunk) => onOutput(Buffer.from(chunk, "latin1")),
+    });
     return statusAfterFollow(result.stderr);
 }
 

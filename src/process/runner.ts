@@ -16,6 +16,12 @@ export interface RunOptions {
     abortSignal?: NodeJS.Signals;
     onStdout?: (chunk: string) => void;
     onStderr?: (chunk: string) => void;
+    /**
+     * How stdout is decoded (default utf8). "latin1" gives one character per byte, for a caller
+     * that must count the bytes it has read (the activation's follow resumes at a byte offset) and
+     * decodes them itself.
+     */
+    stdoutEncoding?: "utf8" | "latin1";
 }
 
 export interface RunResult {
@@ -71,7 +77,7 @@ export const runProcess: ProcessRunner = (argv, options = {}) =>
                       timedOut = true;
                       child.kill("SIGKILL");
                   }, options.timeoutMs);
-        child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
+        child.stdout.setEncoding(options.stdoutEncoding ?? "utf8").on("data", (chunk: string) => {
             stdout += chunk;
             options.onStdout?.(chunk);
         });

@@ -25,6 +25,8 @@ export interface RemoteRunOptions {
     timeoutMs?: number;
     onStdout?: (chunk: string) => void;
     onStderr?: (chunk: string) => void;
+    /** How stdout is decoded (RunOptions.stdoutEncoding). */
+    stdoutEncoding?: "utf8" | "latin1";
 }
 
 const WHITESPACE = /\s/;
@@ -283,6 +285,7 @@ export class SshConnection {
             timeoutMs: options.timeoutMs,
             onStdout: options.onStdout,
             onStderr: options.onStderr,
+            ...(options.stdoutEncoding ? { stdoutEncoding: options.stdoutEncoding } : {}),
         });
         // 255 is ssh's own failure (connection lost), not the remote command's exit status. A
         // session whose master died (sshd killed on the host) exits 255 without a word: ask the

@@ -362,6 +362,24 @@ describe("activate: a unit that runs on, and a connection that drops", { timeout
         expect(result).toMatchObject({ kind: "switched", output: SWITCH_OUTPUT });
     });
 
+    it("output that is not valid UTF-8, and a drop inside a character: the next follow starts at the exact byte, nothing skipped or repeated", async () => {
+        const host = hostOnGeneration2();
+        // A Latin-1 service message (0xe9 alone is no UTF-8), then a 3-byte character the drop cuts in two.
+        const log = Buffer.concat([Buffer.from("caf"), Buffer.from([0xe9]), Buffer.from(" ready\nok \u2713 done\nswitch: done\n")]);
+        host.nextLogBytes = log;
+        const cut = log.indexOf(Buffer.from("\u2713")) + 1;
+        host.followDrops.push({ afterBytes: cut });
+        const { runner, connection, before, chunks, options } = setup(host);
+        const result = await activate(connection, next, "switch", before, options());
+        // The resume is at the byte after the last one received (counted as characters, 0xe9's
+        // replacement would have counted 3 and skipped two bytes).
+        expect(followOffsets(runner)).toEqual([0, cut]);
+        const whole = log.toString("utf8");
+        expect(result).toMatchObject({ kind: "switched", output: whole });
+        expect(chunks.join("")).toBe(whole);
+        expect(whole).toContain("ok \u2713 done\n");
+    });
+
     it("a silent exit 255 with the master gone (ssh -O check fails) is a lost connection too", async () => {
         const host = hostOnGeneration2();
         host.followDrops.push({ silent: true });

@@ -65,6 +65,8 @@ interface FakeUnitBase {
     output: string;
     /** What the log holds while the unit still runs (its first line). */
     runningOutput: string;
+    /** output and runningOutput hold bytes, one character each (latin1), not text: a log that is not valid UTF-8. */
+    bytes?: boolean;
     exit: { code: number } | { signal: number };
     /** Status polls that still report the unit running. */
     runningPolls: number;
@@ -201,6 +203,8 @@ export class FakeHost {
     dropAfterNextProfileChange = false;
     /** The next disarm is done on the host (whatever it decided), but the connection breaks before its answer arrives. */
     dropAfterNextDisarm = false;
+    /** The next activation's log, as bytes (they need not be valid UTF-8), instead of what its switch printed. */
+    nextLogBytes?: Buffer;
     /**
      * The follow prints the unit's status after the log on stderr, as the real script does. Off by
      * default: most tests here check the separate status read (nixos-fleet-status), which the
@@ -431,7 +435,10 @@ export class FakeHost {
             // systemd cannot execute the program: status 203/EXEC, nothing in the log.
             run = { exit: { code: 203 }, stdout: "", stderr: "", log: "" };
         }
-        const firstLine = run.log.indexOf("\n");
+        const bytes = this.nextLogBytes;
+        this.nextLogBytes = undefined;
+        const logText = bytes ? bytes.toString("latin1") : run.log;
+        const firstLine = logText.indexOf("\n");
         const runningPolls = this.unitRunningPolls;
         this.unitRunningPolls = 0;
         this.units.push({
@@ -440,8 +447,9 @@ export class FakeHost {
             toplevel,
             action: action as Action,
             bootloader,
-            output: run.log,
-            runningOutput: runningPolls > 0 && firstLine >= 0 ? run.log.slice(0, firstLine + 1) : "",
+            output: logText,
+            runningOutput: runningPolls > 0 && firstLine >= 0 ? logText.slice(0, firstLine + 1) : "",
+            ...(bytes ? { bytes: true } : {}),
             exit: run.exit,
             runningPolls,
             loaded: true,
@@ -453,18 +461,21 @@ export class FakeHost {
     private follow(call: RecordedCall, [name = "", log = "", from = ""]: string[]): Reply {
         const unit = this.anyUnit(name);
         if (!unit || unit.log !== log || !unit.logExists || !/^\d+$/.test(from)) return { code: 1 };
-        const visible = Buffer.from(unit.runningPolls > 0 ? unit.runningOutput : unit.output);
+        const shown = unit.runningPolls > 0 ? unit.runningOutput : unit.output;
+        const visible = unit.bytes ? Buffer.from(shown, "latin1") : Buffer.from(shown);
         const rest = visible.subarray(Number(from));
+        // As ssh's stdout reaches the runner: decoded as the caller asked.
+        const decode = (data: Buffer) => data.toString(call.options.stdoutEncoding === "latin1" ? "latin1" : "utf8");
         const drop = this.followDrops.shift();
         if (drop) {
-            const streamed = rest.subarray(0, drop.afterBytes ?? 0).toString();
+            const streamed = decode(rest.subarray(0, drop.afterBytes ?? 0));
             if (streamed) call.options.onStdout?.(streamed);
             this.masters.delete(controlPathOf(call));
             this.refuseConnections = drop.downFor ?? 0;
             if (drop.reboot) this.reboot();
             return { code: 255, stdout: streamed, stderr: drop.silent ? "" : "Connection closed by 127.0.0.1 port 22\r\n" };
         }
-        const text = rest.toString();
+        const text = decode(rest);
         if (text) call.options.onStdout?.(text);
         if (!this.statusAfterFollow) return { stdout: text };
         // As the real script: the unit's status after the log, on stderr (a read like nixos-fleet-status's).

@@ -21,4 +21,14 @@ describe("runProcess", { timeout: 5000 }, () => {
         stop.abort();
         expect(result).toMatchObject({ code: 0, signal: null });
     });
+
+    it("stdout decoded as latin1 on request: one character per byte, also for bytes that are no UTF-8 (a caller counting bytes)", async () => {
+        const chunks: string[] = [];
+        const script = "printf 'caf\\351 \\342\\234\\223\\n'";
+        const bytes = await runProcess(["sh", "-c", script], { stdoutEncoding: "latin1", onStdout: (chunk) => chunks.push(chunk) });
+        expect(Buffer.from(bytes.stdout, "latin1")).toEqual(Buffer.from([0x63, 0x61, 0x66, 0xe9, 0x20, 0xe2, 0x9c, 0x93, 0x0a]));
+        expect(chunks.join("")).toBe(bytes.stdout);
+        // Without it, UTF-8 as before: the stray byte becomes a replacement character.
+        expect((await runProcess(["sh", "-c", script])).stdout).toBe("caf\ufffd \u2713\n");
+    });
 });
