@@ -4,7 +4,7 @@
 import type { UpdateSummary } from "@pulumi/pulumi/automation";
 import { FleetError, tail } from "../errors";
 import { runProcess, type ProcessRunner, type RunResult } from "../process/runner";
-import { runEngine, type EngineRunOptions, type EngineRunResult, type EngineStackRef } from "./engineRun";
+import { pulumiRunVars, runEngine, type EngineRunOptions, type EngineRunResult, type EngineStackRef } from "./engineRun";
 
 /** What a command says of a stack the backend does not have (the engine's or a read's "no stack named …"). */
 export function missingStackMessage(stack: string): string {
@@ -57,7 +57,7 @@ export class CliStack implements EngineStackRef, HistorySource {
     private async cli(args: string[]): Promise<RunResult> {
         const result = await this.runner(["pulumi", ...args, "--stack", this.name, "--non-interactive"], {
             cwd: this.projectRoot,
-            env: { PULUMI_DEBUG_COMMANDS: "true", ...this.envVars, PULUMI_AUTOMATION_API: "true" },
+            env: pulumiRunVars(this.envVars),
         });
         if (result.code !== 0 && /no stack named '[^'\n]*' found/.test(result.stderr)) {
             throw new FleetError({ phase: "select", message: missingStackMessage(this.name).split("\n")[0]!, hint: `create it with: npm run pulumi -- stack init ${this.name}` });

@@ -67,7 +67,12 @@ export function engineArgv(command: "up" | "preview", stack: string, options: En
 
 /** What a pulumi run of the operator commands adds to this process's environment (as the Automation API's runs). */
 export function engineEnv(envVars: Record<string, string>, base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
-    return { ...base, PULUMI_DEBUG_COMMANDS: "true", ...envVars, PULUMI_AUTOMATION_API: "true" };
+    return { ...base, ...pulumiRunVars(envVars) };
+}
+
+/** The variables every pulumi run of the commands adds (engine runs, state and history reads): the stack's, and the Automation API's markers. */
+export function pulumiRunVars(envVars: Record<string, string>): Record<string, string> {
+    return { PULUMI_DEBUG_COMMANDS: "true", ...envVars, PULUMI_AUTOMATION_API: "true" };
 }
 
 /**
