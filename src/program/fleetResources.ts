@@ -25,6 +25,7 @@ import { namespaceValues, parseConfigEnvironment, programConfig } from "./config
 import { planFleet, type FleetPlan } from "./fleet";
 import { providerVersionWarning, startProvider } from "../resources/providerStart";
 import { withShortStackTraces } from "./shortStacks";
+import { quietSdkDebugLog } from "./sdkDebugLog";
 import { packageVersion } from "../provider/version";
 import { connectionOf, notEvaluatedInputsOf } from "./hostInputs";
 import { findOverlaps, otherStackHosts } from "./overlaps";
@@ -139,7 +140,9 @@ export class Fleet {
 
     /** Registers a planned fleet (Fleet.create plans it; tests pass a plan of their own). */
     constructor(plan: FleetPlan, registration: FleetRegistration) {
-        // Short stacks: the SDK's per-promise stack traces are most of a large fleet's registration.
+        // Short stacks: the SDK's per-promise stack traces are most of a large fleet's registration;
+        // its per-resource debug messages to the engine are most of the rest (sdkDebugLog.ts).
+        quietSdkDebugLog();
         const registered = withShortStackTraces(() => Fleet.register(plan, registration));
         this.hosts = registered.hosts;
         this.hooks = registered.hooks;

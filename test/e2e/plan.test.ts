@@ -5,6 +5,8 @@
 // OpenSSH against sandbox hosts; one fleet shared by the file, the tests run in order.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { runProcess } from "../../src/process/runner";
 import { FleetProject } from "./helpers/fleetProject";
 
 const HOSTS = ["psi", "rho"];
@@ -106,6 +108,29 @@ describe("the plan", () => {
 
         const again = await plain();
         expect(again.stdout).toMatch(/\(1 unchanged flake from the evaluation cache\)/);
+    });
+
+    it("the program sends the engine none of the SDK's per-resource progress messages, unless pulumi runs with --debug", async () => {
+        const events = join(project.dir, "preview-events.jsonl");
+        const preview = (extra: string[]) =>
+            runProcess(["pulumi", "preview", "--non-interactive", "-s", project.stack, ...extra], {
+                cwd: project.projectDir,
+                env: { ...project.env(), PULUMI_CONFIG_PASSPHRASE_FILE: undefined, PULUMI_DEBUG_COMMANDS: "true" },
+                timeoutMs: 300_000,
+            });
+        const quiet = await preview([`--event-log=${events}`]);
+        expect(quiet.code, quiet.stderr).toBe(0);
+        const debugMessages = readFileSync(events, "utf8")
+            .split("\n")
+            .filter((line) => line.includes('"severity":"debug"'))
+            .map((line) => (JSON.parse(line) as { diagnosticEvent: { message: string } }).diagnosticEvent.message);
+        // The Stack's own registration comes before the program runs; no Host's is reported.
+        expect(debugMessages.filter((message) => /nixos:index:Host/.test(message))).toEqual([]);
+        expect(quiet.stdout).toMatch(/evaluate: 2 host\(s\)/);
+
+        const debug = await preview(["--debug"]);
+        expect(debug.code, debug.stderr).toBe(0);
+        expect(debug.stdout + debug.stderr).toMatch(/Registering resource: t=nixos:index:Host, name=psi/);
     });
 
     it("deploy --hosts and pulumi --target evaluate only their hosts: another host's broken evaluation blocks nothing, its state stays", async () => {
