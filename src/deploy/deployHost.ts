@@ -149,6 +149,9 @@ export async function deployHost(request: DeployRequest, context: DeployContext)
     const timings: DeployOutcome["timings"] = {};
     const connection = new SshConnection(request.target, { runner, runtimeDir: context.runtimeDir });
     let buildConnection: SshConnection | undefined;
+    // The activation unit's removal, once started: it overlaps the reads after the confirmation
+    // and is awaited before a reboot and before the connection closes (it never throws).
+    let unitRemoval: Promise<void> = Promise.resolve();
     try {
         const pinned = request.drvPath === undefined;
         if (request.buildHost) {
@@ -316,7 +319,7 @@ export async function deployHost(request: DeployRequest, context: DeployContext)
             }
         } finally {
             // Only once the decision is made: until then the watchdog reads the unit's end from it.
-            if (request.action !== "dry-activate") await removeUnit(connection, activationUnit(token));
+            if (request.action !== "dry-activate") unitRemoval = removeUnit(connection, activationUnit(token));
         }
         const after = activation.kind === "switched" || activation.kind === "unitsFailed" ? activation.after : before;
         if (request.healthChecks && hasChecks(request.healthChecks)) {
@@ -324,11 +327,12 @@ export async function deployHost(request: DeployRequest, context: DeployContext)
             await timed(timings, "verify", () => verifyHealth(restore, checks));
         }
         const activated: DeployOutcome = { before, after, copy, activated: true, activatedAt: new Date().toISOString(), timings, sshHandshakes: connection.handshakes, builtOn };
-        const outcome = await rebootPhase(connection, request, activated, context);
+        const outcome = await rebootPhase(connection, request, activated, context, unitRemoval);
         if (removedSecrets.length) await timed(timings, "secrets", () => removeSecrets(connection, name, removedSecrets, log));
         if (request.cleanup) await cleanupAfterDeploy(connection, request, log);
         return { ...outcome, sshHandshakes: connection.handshakes };
     } finally {
+        await unitRemoval;
         await connection.close().catch(() => undefined);
         await buildConnection?.close().catch(() => undefined);
     }
@@ -351,11 +355,18 @@ async function rebootNeedOf(connection: SshConnection, request: DeployRequest, s
  * again (a failure then is reported, not restored: the host booted the deployed system). A reboot
  * that fails or does not come back throws DeployedUnchecked with what is known.
  */
-async function rebootPhase(connection: SshConnection, request: DeployRequest, outcome: DeployOutcome, context: DeployContext): Promise<DeployOutcome> {
+async function rebootPhase(
+    connection: SshConnection,
+    request: DeployRequest,
+    outcome: DeployOutcome,
+    context: DeployContext,
+    /** Work on the host still under way (the activation unit's removal): done before a reboot. */
+    pending: Promise<void> = Promise.resolve(),
+): Promise<DeployOutcome> {
     if (request.action === "dry-activate") return outcome;
     const name = request.target.name;
     const log = context.log ?? (() => undefined);
-    const need = await rebootNeedOf(connection, request, outcome.after);
+    const [need] = await Promise.all([rebootNeedOf(connection, request, outcome.after), pending]);
     const policy = request.reboot ?? "never";
     if (need === null) {
         log("reboot needed: unknown (the kernel, initrd and kernel-modules links could not be read)");

@@ -143,6 +143,33 @@ describe("deployHost", { timeout: 1000 }, () => {
         expect(cleanups(runner)).toEqual([cleanupOf(activationUnitOf(runner))]);
     });
 
+    it("the activation unit's removal overlaps the boot files' read, and ends before the master closes", async () => {
+        const { runner, context } = setup();
+        const events: string[] = [];
+        let bootReadStarted!: () => void;
+        const bootRead = new Promise<void>((resolve) => (bootReadStarted = resolve));
+        // The removal answers only once the boot files are being read: sequential, the deploy would hang here.
+        runner.once((call) => call.remoteCommand?.[3] === "nixos-fleet-cleanup", async () => {
+            events.push("cleanup started");
+            // Bounded: a removal that must end before the read starts fails the order below, not by timeout.
+            await Promise.race([bootRead, new Promise((resolve) => setTimeout(resolve, 500))]);
+            events.push("cleanup ended");
+            return {};
+        });
+        const hostAnswer = runner.run;
+        const observed: typeof runner.run = async (argv, options) => {
+            if (argv.includes("nixos-fleet-boot-files") || argv.some((word) => word.includes("nixos-fleet-boot-files"))) {
+                events.push("boot files read");
+                bootReadStarted();
+            }
+            if (argv.includes("-O") && argv.includes("exit")) events.push("master exit");
+            return hostAnswer(argv, options);
+        };
+        await deployHost(request(), { ...context, runner: observed });
+        expect(events).toEqual(["cleanup started", "boot files read", "cleanup ended", "master exit"]);
+        expect(runner.unexpected).toEqual([]);
+    });
+
     it("with the host's status printed after the activation's output (the real follow script), no separate status read", async () => {
         const host = FakeHost.withGenerations(v1, v2);
         host.statusAfterFollow = true;

@@ -334,6 +334,27 @@ describe("deployHost with reboot", () => {
         expect(rebootOutputs(outcome, next)).toMatchObject({ rebootNeeded: null, lastReboot: { outcome: "booted", bootId: "boot-2", bootedStorePath: next } });
     });
 
+    it("reboot auto: the activation unit is removed before the reboot, not cut off by it", async () => {
+        const { runner, context, request } = setup(KERNEL_2);
+        let cleanupEnded = false;
+        let endedBeforeReboot: boolean | undefined;
+        runner.once((call) => call.remoteCommand?.[3] === "nixos-fleet-cleanup", async () => {
+            await new Promise((resolve) => setTimeout(resolve, 100));
+            cleanupEnded = true;
+            return {};
+        });
+        const answer = runner.run;
+        await deployHost(request({ reboot: "auto", rebootTimeout: 60 }), {
+            ...context,
+            runner: async (argv, options) => {
+                if (argv.some((word) => /systemctl.*reboot/.test(word)) && endedBeforeReboot === undefined) endedBeforeReboot = cleanupEnded;
+                return answer(argv, options);
+            },
+        });
+        expect(runner.matching(remote("systemctl", "reboot"))).toHaveLength(1);
+        expect(endedBeforeReboot).toBe(true);
+    });
+
     it("reboot auto with an unchanged kernel: no reboot", async () => {
         const { runner, context, request } = setup(KERNEL_1);
         const outcome = await deployHost(request({ reboot: "auto" }), context);
