@@ -149,8 +149,8 @@ export async function deployHost(request: DeployRequest, context: DeployContext)
     const timings: DeployOutcome["timings"] = {};
     const connection = new SshConnection(request.target, { runner, runtimeDir: context.runtimeDir });
     let buildConnection: SshConnection | undefined;
-    // The activation unit's removal, once started: it overlaps the reads after the confirmation
-    // and is awaited before a reboot and before the connection closes (it never throws).
+    // The activation unit's removal, once started: it overlaps the boot files' read and is
+    // awaited before health checks, a reboot and the connection's close (it never throws).
     let unitRemoval: Promise<void> = Promise.resolve();
     try {
         const pinned = request.drvPath === undefined;
@@ -324,6 +324,8 @@ export async function deployHost(request: DeployRequest, context: DeployContext)
         const after = activation.kind === "switched" || activation.kind === "unitsFailed" ? activation.after : before;
         if (request.healthChecks && hasChecks(request.healthChecks)) {
             const checks = request.healthChecks;
+            // The checks see the host without the activation unit (a check of failed units must not count ours).
+            await unitRemoval;
             await timed(timings, "verify", () => verifyHealth(restore, checks));
         }
         const activated: DeployOutcome = { before, after, copy, activated: true, activatedAt: new Date().toISOString(), timings, sshHandshakes: connection.handshakes, builtOn };

@@ -776,6 +776,23 @@ describe("deployHost", { timeout: 1000 }, () => {
             expect(host.state).toMatchObject({ profileGeneration: 3, current: next });
         });
 
+        it("the health checks start once the activation unit is removed (a check of failed units must not see it)", async () => {
+            const { runner, context } = setup();
+            let removed = false;
+            const seenByCheck: boolean[] = [];
+            runner.once((call) => call.remoteCommand?.[3] === "nixos-fleet-cleanup", async () => {
+                await new Promise((resolve) => setTimeout(resolve, 50));
+                removed = true;
+                return {};
+            });
+            runner.on(remote("timeout"), () => {
+                seenByCheck.push(removed);
+                return { stdout: "ok\n" };
+            });
+            await deployHost(request({ healthChecks: failingCheck }), context);
+            expect(seenByCheck).toEqual([true]);
+        });
+
         it("failing health checks restore the host (no watchdog)", async () => {
             const { host, runner, context } = setup();
             runner.on(remote("timeout"), { code: 1, stdout: "app is down\n" });
