@@ -3,9 +3,10 @@
 // and outputs the stack recorded for that Host, served by a provider that does nothing (check
 // returns the inputs, diff says "no change", both at once). Its program takes the same shortcuts
 // as nixos-fleet's (the SDK's resource module, not its index; one-frame stack traces while it
-// registers), so the difference between the two is what nixos-fleet itself does per host: reading
-// hosts/, evaluating, checking inputs, planning. Not reproduced: Hook resources and secret inputs
-// (the bench's fleets have neither; a secret would be registered as its ciphertext object).
+// registers; none of the SDK's per-resource debug messages sent to the engine), so the difference
+// between the two is what nixos-fleet itself does per host: reading hosts/, evaluating, checking
+// inputs, planning. Not reproduced: Hook resources and secret inputs (the bench's fleets have
+// neither; a secret would be registered as its ciphertext object).
 import { chmodSync, mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { runProcess, type RunResult } from "../src/process/runner";
@@ -18,9 +19,12 @@ export interface FloorResource {
     outputs: Record<string, unknown>;
 }
 
-const PROGRAM = `"use strict";
+/** The floor's program; `root` is nixos-fleet's checkout, whose compiled shortcuts it takes too. */
+const program = (root: string): string => `"use strict";
 // The floor's program: one resource per recorded Host, its inputs as recorded, every output declared.
 const { CustomResource } = require("@pulumi/pulumi/resource");
+// nixos-fleet's program sends the engine none of the SDK's per-resource debug messages (src/program/sdkDebugLog.ts): neither does this one.
+require(${JSON.stringify(join(root, "dist", "src", "program", "sdkDebugLog.js"))}).dropSdkProgressDebug(require("@pulumi/pulumi/log"));
 const resources = require("./resources.json");
 // P2's floor: the resource FLOOR_CHANGE names gets the input round FLOOR_ROUND (its diff says it changed).
 const change = process.env.FLOOR_CHANGE;
@@ -73,7 +77,7 @@ export class FloorProgram {
             "name: bench-floor\nmain: index.js\nruntime:\n  name: nodejs\n  options:\n    typescript: false\nplugins:\n  providers:\n    - name: floor\n      path: ./bin\n",
         );
         writeFileSync(join(project, "package.json"), JSON.stringify({ name: "bench-floor", main: "index.js" }));
-        writeFileSync(join(project, "index.js"), PROGRAM);
+        writeFileSync(join(project, "index.js"), program(root));
         writeFileSync(join(project, "resources.json"), JSON.stringify(resources));
         writeFileSync(join(project, "bin", "pulumi-resource-floor"), PROVIDER);
         chmodSync(join(project, "bin", "pulumi-resource-floor"), 0o755);
