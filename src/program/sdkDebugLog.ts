@@ -33,15 +33,59 @@ export function isSdkProgressDebug(message: string): boolean {
     return SDK_DEBUG_PREFIXES.some((prefix) => message.startsWith(prefix));
 }
 
-/** Whether pulumi's arguments ask for debug output: --debug/-d, verbose logging (-v, --verbose), --logtostderr or --logflow. */
-export function pulumiArgsWantDebug(args: readonly string[]): boolean {
-    for (const arg of args) {
-        if (arg === "--") return false;
-        if (arg === "-d" || arg === "--debug" || arg.startsWith("--debug=")) return !/^--debug=(false|0)$/i.test(arg);
-        if (/^-v(=?\d*)$/.test(arg) || arg === "--verbose" || arg.startsWith("--verbose=")) return true;
-        if (arg === "--logtostderr" || arg.startsWith("--logtostderr=") || arg === "--logflow" || arg.startsWith("--logflow=")) return true;
+/**
+ * Pulumi's flags (of the commands that run a program) whose value may be the next argument: that
+ * argument is a value (a stack named "-dev"), not flags.
+ */
+const FLAGS_WITH_VALUE = new Set([
+    "-s", "--stack", "-m", "--message", "-c", "--config", "-t", "--target", "-x", "--exclude", "-p", "--parallel", "-C", "--cwd",
+    "--color", "--config-file", "--secrets-provider", "--exec-kind", "--event-log", "--replace", "--target-replace",
+    "--policy-pack", "--policy-pack-config", "--plan", "--save-plan", "--tracing", "--profiling", "--otel-traces",
+]);
+
+/** One-letter flags that take a value: in a group (`-ysdev`) the rest of the group is it, or the next argument when none is left. */
+const SHORT_FLAGS_WITH_VALUE = "smctxpCo";
+
+/**
+ * What a group of one-letter flags says (pflag's reading: `-yd` is -y -d, `-d=false`, `-sdev` is
+ * -s dev): "verbose" for -v, else the debug flag's value when -d is in it, else undefined; and
+ * whether the next argument is the value of its last flag.
+ */
+function shortGroup(letters: string): { said?: boolean | "verbose"; takesNext: boolean } {
+    let said: boolean | undefined;
+    for (let i = 0; i < letters.length; i++) {
+        const letter = letters[i]!;
+        const rest = letters.slice(i + 1);
+        if (letter === "v") return { said: "verbose", takesNext: false };
+        if (letter === "d") said = rest.startsWith("=") ? !/^=(false|f|0)$/i.test(rest) : true;
+        if (SHORT_FLAGS_WITH_VALUE.includes(letter)) return { said, takesNext: rest === "" };
+        if (rest.startsWith("=")) break;
     }
-    return false;
+    return { said, takesNext: false };
+}
+
+/** Whether pulumi's arguments ask for debug output: --debug/-d (also in a group: -yd), verbose logging (-v, --verbose), --logtostderr or --logflow. */
+export function pulumiArgsWantDebug(args: readonly string[]): boolean {
+    let debug = false;
+    for (let i = 0; i < args.length; i++) {
+        const arg = args[i]!;
+        if (arg === "--") break;
+        if (FLAGS_WITH_VALUE.has(arg)) {
+            i++; // its value
+        } else if (arg === "--debug" || arg.startsWith("--debug=")) {
+            debug = !/^--debug=(false|f|0)$/i.test(arg);
+        } else if (arg === "--verbose" || arg.startsWith("--verbose=")) {
+            return true;
+        } else if (arg === "--logtostderr" || arg.startsWith("--logtostderr=") || arg === "--logflow" || arg.startsWith("--logflow=")) {
+            return true;
+        } else if (/^-[^-]/.test(arg)) {
+            const group = shortGroup(arg.slice(1));
+            if (group.said === "verbose") return true;
+            if (group.said !== undefined) debug = group.said;
+            if (group.takesNext) i++;
+        }
+    }
+    return debug;
 }
 
 /** A process's parent pid and arguments, from /proc; undefined where it cannot be read (not Linux, gone). */

@@ -55,6 +55,21 @@ describe("whether pulumi asks for debug output", () => {
         expect(pulumiArgsWantDebug(["up", "--stack", "-dev"])).toBe(false);
     });
 
+    it("reads -d in a group of one-letter flags as pflag does (`pulumi up -yd` debugs); a group's or flag's value is not read as flags", () => {
+        expect(pulumiArgsWantDebug(["up", "-yd"])).toBe(true);
+        expect(pulumiArgsWantDebug(["up", "-fyd", "-s", "dev"])).toBe(true);
+        expect(pulumiArgsWantDebug(["preview", "-jd"])).toBe(true);
+        expect(pulumiArgsWantDebug(["up", "-yv=9"])).toBe(true);
+        expect(pulumiArgsWantDebug(["up", "-d=true"])).toBe(true);
+        expect(pulumiArgsWantDebug(["up", "-yd=false"])).toBe(false);
+        expect(pulumiArgsWantDebug(["up", "--debug", "--debug=false"])).toBe(false);
+        expect(pulumiArgsWantDebug(["up", "-ysdev"])).toBe(false);
+        expect(pulumiArgsWantDebug(["up", "-ys", "-dev"])).toBe(false);
+        expect(pulumiArgsWantDebug(["up", "-m", "-d", "--yes"])).toBe(false);
+        expect(pulumiArgsWantDebug(["up", "-r=-d"])).toBe(false);
+        expect(pulumiArgsWantDebug(["up", "-s", "dev", "-yd"])).toBe(true);
+    });
+
     it("finds the pulumi that runs the program among its ancestors: the language host is skipped, a shell above pulumi is not reached", () => {
         expect(pulumiAncestorArgs(chain(["preview", "--debug"]), 30)).toEqual(["preview", "--debug"]);
         expect(pulumiAncestorArgs(table({ 30: [1, ["node", "vitest"]] }), 30)).toBeUndefined();
