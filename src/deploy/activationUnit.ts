@@ -173,16 +173,33 @@ echo "@status-exit $?" >&2
 exit 0
 `;
 
-// Also forgets the watchdog's decision files once no watchdog of this deploy runs any more.
+// Also forgets the watchdog's decision files once no watchdog of this deploy runs any more, and
+// removes what an interrupted deploy left (its deployer killed before its own cleanup): an
+// activation or restore unit of another token that has ended, whose log nobody wrote for 10
+// minutes and whose watchdog is not armed. Such a unit stays loaded until the next boot
+// (RemainAfterExit), a failed one in \`systemctl --failed\`, which a health check such as
+// \`systemctl is-system-running\` would count against every later deploy.
 const CLEANUP_SCRIPT = `
 unit=$1; log=$2; token=$3
+dir=\${log%/*}
 if [ "$(systemctl show --property=SubState --value "$unit" 2>/dev/null)" = running ]; then exit 0; fi
 systemctl stop "$unit" 2>/dev/null
 systemctl reset-failed "$unit" 2>/dev/null
 rm -f "$log"
 if [ -n "$token" ] && ! systemctl is-active --quiet "nixos-fleet-watchdog-$token.service"; then
-  rm -rf "${RUNTIME_DIR}/decided-$token" "${RUNTIME_DIR}/reverted-$token"
+  rm -rf "$dir/decided-$token" "$dir/reverted-$token"
 fi
+for old in "$dir"/nixos-fleet-activate-*.service.log "$dir"/nixos-fleet-restore-*.service.log; do
+  [ -f "$old" ] && [ "$old" != "$log" ] || continue
+  [ -n "$(find "$old" -mmin +10 2>/dev/null)" ] || continue
+  left=\${old##*/}; left=\${left%.log}; left_token=\${left%.service}; left_token=\${left_token##*-}
+  [ "$(systemctl show --property=SubState --value "$left" 2>/dev/null)" = running ] && continue
+  systemctl is-active --quiet "nixos-fleet-watchdog-$left_token.service" && continue
+  systemctl stop "$left" 2>/dev/null
+  systemctl reset-failed "$left" 2>/dev/null
+  rm -f "$old"
+  rm -rf "$dir/decided-$left_token" "$dir/reverted-$left_token"
+done
 exit 0
 `;
 

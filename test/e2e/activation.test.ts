@@ -74,6 +74,26 @@ describe("activation in a transient unit", () => {
         await project.sandbox.set("mu", { slow: 0 });
     });
 
+    it("what an interrupted deploy left (an ended, failed unit and its hour-old log) is removed by the next deploy's cleanup", async () => {
+        const stale = "nixos-fleet-activate-00000000deadbeef.service";
+        const plant = [
+            "sh", "-c",
+            `systemd-run --unit=${stale} -p RemainAfterExit=yes --quiet sh -c 'exit 3'; mkdir -p /run/nixos-fleet; ` +
+                `echo interrupted > /run/nixos-fleet/${stale}.log; touch -d '-1 hour' /run/nixos-fleet/${stale}.log; sleep 1`,
+        ];
+        await project.sandbox.console("mu", plant);
+        const failed = await project.sandbox.console("mu", ["systemctl", "--failed", "--plain", "--no-legend"]);
+        expect(failed.stdout).toContain(stale);
+        // A change of mu's system that keeps its version (the next test deploys version 3).
+        await project.sandbox.set("mu", { size: 1 });
+        const up = await project.up();
+        expect(up.code, up.stdout + up.stderr).toBe(0);
+        await expectAgreeOn("mu", 2);
+        expect((await project.sandbox.console("mu", ["systemctl", "--failed", "--plain", "--no-legend"])).stdout).not.toContain(stale);
+        await expectNoLeftovers("mu");
+        expect(await project.onHost("mu", ["sh", "-c", "ls /run/nixos-fleet | grep -c nixos-fleet-activate- || true"])).toBe("0");
+    });
+
     it("an SSH drop mid-activation: the deployer reconnects, learns the outcome, and host, profile and stack agree", async () => {
         await project.sandbox.set("mu", { version: 3, slow: 12 });
         const run = startUp(project);

@@ -69,6 +69,8 @@ function sandbox() {
             // BUSY_CALLS: the units are listed by the first that many list-units only (then they have ended).
             '  list-units) n=$(($(cat "$STATE/list-calls" 2>/dev/null || echo 0) + 1)); echo "$n" > "$STATE/list-calls"',
             '    if [ -z "$BUSY_CALLS" ] || [ "$n" -le "$BUSY_CALLS" ]; then cat "$STATE/units" 2>/dev/null; fi ;;',
+            // is-active: active when state/units lists the unit (a running one).
+            '  is-active) grep -q "^$last " "$STATE/units" 2>/dev/null && exit 0; exit 3 ;;',
             '  show) sub=$(cat "$STATE/substate-$last" 2>/dev/null || echo dead)',
             '    case "$*" in',
             '      *MainPID*--value*) cat "$STATE/pid-$last" 2>/dev/null || echo 0 ;;',
@@ -377,5 +379,50 @@ describe("the activation unit's scripts", { timeout: REAL_SCRIPT_TIMEOUT }, () =
             "systemctl is-active --quiet nixos-fleet-watchdog-0a1b2c3d4e5f6a7b.service",
         ]);
         expect(fs.existsSync(log)).toBe(false);
+    });
+
+    it("the cleanup also removes what an interrupted deploy left: an ended unit of another token whose log is 10 minutes old and whose watchdog is not armed; nothing else", async () => {
+        const words = await sent((connection) => removeUnit(connection, activationUnit("0a1b2c3d4e5f6a7b")));
+        const box = sandbox();
+        const log = path.join(box.dir, `${UNIT}.log`);
+        fs.writeFileSync(log, "activating the configuration...\n");
+        const local = words.map((word) => (word === LOG ? log : word));
+        box.substate(UNIT, "exited");
+        const hourAgo = new Date(Date.now() - 3600_000);
+        /** Another deploy's unit and log (its log last written `at`), with its decision directory. */
+        const left = (kind: "activate" | "restore", token: string, sub: string, at = hourAgo) => {
+            const unit = `nixos-fleet-${kind}-${token}.service`;
+            const file = path.join(box.dir, `${unit}.log`);
+            fs.writeFileSync(file, "switch-to-configuration ...\n");
+            fs.utimesSync(file, at, at);
+            box.substate(unit, sub);
+            fs.mkdirSync(path.join(box.dir, `decided-${token}`));
+            return { unit, file, decided: path.join(box.dir, `decided-${token}`) };
+        };
+        const abandoned = left("activate", "1111111111111111", "failed");
+        const abandonedRestore = left("restore", "2222222222222222", "exited");
+        const recent = left("activate", "3333333333333333", "exited", new Date());
+        const guarded = left("activate", "4444444444444444", "exited");
+        box.watchdog("4444444444444444", "exited");
+        const running = left("activate", "5555555555555555", "running");
+        expect(box.run(local).status).toBe(0);
+
+        const stopped = box.ran().filter((line) => line.startsWith("systemctl stop ") || line.startsWith("systemctl reset-failed "));
+        expect(stopped).toEqual([
+            `systemctl stop ${UNIT}`,
+            `systemctl reset-failed ${UNIT}`,
+            `systemctl stop ${abandoned.unit}`,
+            `systemctl reset-failed ${abandoned.unit}`,
+            `systemctl stop ${abandonedRestore.unit}`,
+            `systemctl reset-failed ${abandonedRestore.unit}`,
+        ]);
+        for (const gone of [abandoned, abandonedRestore]) {
+            expect(fs.existsSync(gone.file)).toBe(false);
+            expect(fs.existsSync(gone.decided)).toBe(false);
+        }
+        for (const kept of [recent, guarded, running]) {
+            expect(fs.existsSync(kept.file)).toBe(true);
+            expect(fs.existsSync(kept.decided)).toBe(true);
+        }
     });
 });
