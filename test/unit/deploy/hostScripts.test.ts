@@ -360,13 +360,17 @@ describe("the activation unit's scripts", { timeout: REAL_SCRIPT_TIMEOUT }, () =
         expect(read.stdout).toContain("SubState=exited\n@state\n");
     });
 
-    it("the cleanup does nothing while the unit still runs (no stop, the log and decision files kept), and removes it once it has ended", async () => {
+    /** The cleanup of UNIT as removeUnit sends it, its log written in a fresh sandbox (the path as sent, under /run/nixos-fleet, pointed there). */
+    async function cleanupOfUnit() {
         const words = await sent((connection) => removeUnit(connection, activationUnit("0a1b2c3d4e5f6a7b")));
         const box = sandbox();
         const log = path.join(box.dir, `${UNIT}.log`);
         fs.writeFileSync(log, "activating the configuration...\n");
-        // The log path as sent is under /run/nixos-fleet: point it at the sandbox.
-        const local = words.map((word) => (word === LOG ? log : word));
+        return { box, log, local: words.map((word) => (word === LOG ? log : word)) };
+    }
+
+    it("the cleanup does nothing while the unit still runs (no stop, the log and decision files kept), and removes it once it has ended", async () => {
+        const { box, log, local } = await cleanupOfUnit();
         box.substate(UNIT, "running", 4711);
         expect(box.run(local).status).toBe(0);
         expect(box.ran().filter((line) => !line.startsWith("systemctl show"))).toEqual([]);
@@ -382,11 +386,7 @@ describe("the activation unit's scripts", { timeout: REAL_SCRIPT_TIMEOUT }, () =
     });
 
     it("the cleanup also removes what an interrupted deploy left: an ended unit of another token whose log is 10 minutes old and whose watchdog is not armed; nothing else", async () => {
-        const words = await sent((connection) => removeUnit(connection, activationUnit("0a1b2c3d4e5f6a7b")));
-        const box = sandbox();
-        const log = path.join(box.dir, `${UNIT}.log`);
-        fs.writeFileSync(log, "activating the configuration...\n");
-        const local = words.map((word) => (word === LOG ? log : word));
+        const { box, local } = await cleanupOfUnit();
         box.substate(UNIT, "exited");
         const hourAgo = new Date(Date.now() - 3600_000);
         /** Another deploy's unit and log (its log last written `at`), with its decision directory. */
